@@ -1,0 +1,32 @@
+# Two commands set a fresh machine up: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.kdstudy-installed
+export NO_ALBUMENTATIONS_UPDATE := 1
+
+.PHONY: setup run demo test bench clean
+
+setup: $(STAMP)
+
+# Re-installs only when pyproject.toml changed (or the venv is missing).
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,neptune,tensorboard]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/kdtui
+
+demo: $(STAMP)
+	$(VENV)/bin/kdengine study run demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache data/cache data/synthetic

@@ -1,0 +1,9 @@
+"""One module per CLI command group; each exposes ``register(subparsers)``."""
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    from . import data_cmd
+
+    for module in (data_cmd,):
+        module.register(sub)
