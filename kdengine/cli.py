@@ -37,7 +37,8 @@ def data_config(args: argparse.Namespace):
     if getattr(args, "balanced", False):
         cap_train, cap_test = cap_train or 2201, cap_test or 250
     return DataConfig(spec=args.data, task=args.task, val_fraction=args.val_fraction,
-                      split_seed=args.split_seed, cap_train=cap_train, cap_test=cap_test)
+                      split_seed=args.split_seed, cap_train=cap_train, cap_test=cap_test,
+                      skip_bad=args.skip_bad).resolved()
 
 
 def build_parser() -> argparse.ArgumentParser:

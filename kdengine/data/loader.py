@@ -28,7 +28,7 @@ class CachedImages(Dataset):
 
     def __getitem__(self, i: int):
         row = int(self.rows[i])
-        img = np.asarray(self.cache.images[row])
+        img = np.array(self.cache.images[row])  # a writable copy of the memory-mapped row
         if self._tf is not None:
             img = augment(self._tf, img, sample_seed(self.seed, self.epoch, row))
         return torch.from_numpy(np.ascontiguousarray(img)).unsqueeze(0), int(self.cache.labels[row]), row
@@ -56,8 +56,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class Normalizer(torch.nn.Module):
     """uint8 (B,1,H,W) on the device -> float (B,C,H,W) normalised; C is 1 or 3 (replicated)."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, channels_last: bool = False) -> None:
         super().__init__()
+        self.channels_last = channels_last
         if channels == 3:
             mean, std = IMAGENET_MEAN, IMAGENET_STD
         else:
@@ -70,4 +71,5 @@ class Normalizer(torch.nn.Module):
         x = x.float()
         if self.channels == 3:
             x = x.expand(-1, 3, -1, -1)
-        return (x - self.mean) / self.std
+        x = (x - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x

@@ -26,6 +26,7 @@ class DataConfig:
     split_seed: int = 0
     cap_train: int | None = None
     cap_test: int | None = None
+    skip_bad: bool = False  # skip unreadable images (counted) instead of failing
 
     def resolved(self) -> "DataConfig":
         """The same config with the spec's path made absolute and its kind explicit."""
