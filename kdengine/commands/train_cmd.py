@@ -93,7 +93,8 @@ def run_train(args: argparse.Namespace) -> int:
     from ..data.spec import open_source
     from ..paths import runs_dir
     from ..store import RunStore
-    from ..training.executor import enqueue, ensure_finished
+    from ..store.queue import enqueue
+    from ..training.executor import ensure_finished
 
     spec = spec_from_args(args)
     validate_models(spec)

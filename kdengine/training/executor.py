@@ -13,17 +13,10 @@ from typing import Callable
 from ..errors import KDError, RunFailed
 from ..runspec import RunSpec
 from ..store import RunStore
+from ..store.queue import enqueue
 from .device import DeviceSetup
 
 WAIT_POLL_S = 2.0
-
-
-def enqueue(store: RunStore, spec: RunSpec, labels: dict | None = None) -> str:
-    """Write ``spec`` (and its teachers) into the store as queued runs, unless they exist."""
-    for t in spec.teachers:
-        enqueue(store, t)
-    store.create(spec.to_dict(), spec.run_id, spec.spec_hash(), spec.describe(), labels)
-    return spec.run_id
 
 
 def ensure_finished(store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers: Callable[[], list] = list,

@@ -1,0 +1,255 @@
+"""kdtui: pilot tests for each screen, live launch through a detached worker, re-attaching, snapshots."""
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kdengine.store import RunStore
+from kdtui.app import KDStudyApp
+from tests.conftest import SMALL_SYNTH
+from tests.tui_helpers import CLASSES, fake_finished_store, kill_workers
+
+SIZE = (80, 24)
+
+
+def text_of(widget) -> str:
+    """The plain text a Static shows (Rich renderables rendered through a recording console)."""
+    import io
+
+    from rich.console import Console
+
+    console = Console(width=100, record=True, file=io.StringIO())
+    console.print(widget.content)
+    return console.export_text()
+
+
+async def wait_for(pilot, predicate, timeout=90.0, step=0.25):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        await pilot.pause(step)
+    raise AssertionError("condition not met in time")
+
+
+def test_tui_never_imports_torch(tmp_path):
+    fake_finished_store(tmp_path / "runs")
+    script = f"""
+import asyncio, sys
+from kdtui.app import KDStudyApp
+async def main():
+    app = KDStudyApp({str(tmp_path / 'runs')!r}, start_workers=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.5)
+        for keys in (("m",), ("p",), ("2",), ("escape", "3"), ("question_mark",)):
+            await pilot.press(*keys)
+            await pilot.pause(0.5)
+        await app.workers.wait_for_complete()
+    assert "torch" not in sys.modules, "torch was imported"
+    assert "timm" not in sys.modules and "albumentations" not in sys.modules
+asyncio.run(main())
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+
+
+async def test_runs_screen_shows_runs_curves_confusion_and_report(tmp_path):
+    store, student, _ = fake_finished_store(tmp_path / "runs")
+    app = KDStudyApp(store.root, start_workers=False)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#runs-table")
+        await wait_for(pilot, lambda: table.row_count == 3)
+        table.move_cursor(row=table.get_row_index(student.run_id))
+        await wait_for(pilot, lambda: app.screen.view is not None and app.screen.view.run_id == student.run_id
+                       and app.screen.view.metrics is not None)
+        view = app.screen.view
+        assert view.curves.epochs == [1, 2] and len(view.teacher_ids) == 1
+        await pilot.press("m")
+        await pilot.pause(0.3)
+        confusion = text_of(app.screen.query_one("#confusion-pane"))
+        assert "elbow" in confusion and "test, best checkpoint" in confusion
+        await pilot.press("p")
+        await pilot.pause(0.3)
+        report = text_of(app.screen.query_one("#report-pane"))
+        assert "precision" in report and "wrist" in report
+        await pilot.press("c")
+        assert app.screen.query_one("#panes").active == "curves"
+
+
+async def test_launch_form_validates_inline(tmp_path):
+    app = KDStudyApp(tmp_path / "runs", start_workers=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await pilot.pause(0.2)
+        screen = app.screen
+        data = screen.query_one("#data")
+        data.value = "/no/such/place"
+        await wait_for(pilot, lambda: "no such file" in text_of(screen.query_one("#data-summary")), timeout=10)
+        await pilot.press("f5")
+        await pilot.pause(0.2)
+        assert "fix the data first" in text_of(screen.query_one("#form-message"))
+        assert RunStore(tmp_path / "runs").list_ids() == []
+        data.value = SMALL_SYNTH
+        await wait_for(pilot, lambda: "7 classes" in text_of(screen.query_one("#data-summary")), timeout=30)
+        screen.query_one("#epochs").value = "0"
+        await pilot.press("f5")
+        await pilot.pause(0.2)
+        assert "epochs must be at least 1" in text_of(screen.query_one("#form-message"))
+        assert screen.query_one("#epochs").has_class("-invalid")
+        screen.query_one("#epochs").value = "2"
+        screen.query_one("#strategy").value = "reverse"
+        await pilot.pause(0.2)
+        assert "reverse KD expects a smaller teacher" in text_of(screen.query_one("#form-message"))
+        # presets fill the settings in one key press
+        await pilot.press("escape", "f3")
+        assert screen.query_one("#lr").value == "0.0001" and screen.query_one("#image_size").value == "224"
+        assert screen.query_one("#pretrained").value is True and screen.query_one("#batch_size").value == "16"
+        await pilot.press("f2")
+        assert screen.query_one("#image_size").value == "64" and screen.query_one("#device").value == "cpu"
+        assert RunStore(tmp_path / "runs").list_ids() == []
+
+
+async def test_results_screen_tables_and_export(tmp_path):
+    store, student, baseline = fake_finished_store(tmp_path / "runs")
+    app = KDStudyApp(store.root, start_workers=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        await wait_for(pilot, lambda: app.screen.current == "normal")
+        table = app.screen.query_one("#results-table")
+        columns = [str(c.label) for c in table.columns.values()]
+        assert columns == ["student", "split", "resnet18", "baseline", "gain resnet18", "n"]
+        test_row = [str(c) for c in table.get_row_at(2)]
+        assert test_row[:5] == ["test_resnet", "test", "0.7600", "0.7200", "+0.0400"]
+        await pilot.press("right")
+        assert app.screen.current == "baseline"
+        out = tmp_path / "export"
+        await pilot.press("e")
+        await pilot.pause(0.2)
+        app.screen.query_one("#export-path").value = str(out)
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        assert {p.name for p in out.iterdir()} == {"results.csv", "table_normal.csv", "table_baseline.csv"}
+        # the same files as `kdengine table`
+        from kdengine.cli import main
+
+        assert main(["table", "--runs-dir", str(store.root), "--out", str(tmp_path / "cli")]) == 0
+        for name in ("results.csv", "table_normal.csv"):
+            assert (out / name).read_text() == (tmp_path / "cli" / name).read_text()
+
+
+async def test_bad_export_path_does_not_crash(tmp_path):
+    store, _, _ = fake_finished_store(tmp_path / "runs")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    app = KDStudyApp(store.root, start_workers=False)
+    async with app.run_test(size=SIZE) as pilot:
+        app.export_tables(str(blocker / "sub"))
+        await app.workers.wait_for_complete()
+        await pilot.pause(0.1)
+        assert app.is_running
+
+
+async def test_help_and_palette_commands(tmp_path):
+    app = KDStudyApp(tmp_path / "runs", start_workers=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause(0.2)
+        assert app.screen.__class__.__name__ == "HelpScreen"
+        await pilot.press("escape")
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert {"Runs", "Launch", "Results", "Export CSV", "Start worker", "Stop run", "CPU-quick preset",
+                "Thesis preset", "Toggle ANSI theme", "Help"} <= titles
+        app.action_toggle_ansi()
+        await pilot.pause(0.2)
+        assert app.theme == "ansi-dark"
+
+
+async def test_launch_live_then_quit_then_reattach(tmp_path):
+    """Launch a normal-KD run from the form into a detached worker, watch it update, quit the TUI while it
+    runs, then re-attach a new TUI and see it finish."""
+    runs = tmp_path / "runs"
+    app = KDStudyApp(runs)
+    pids: list[int] = []
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("2")
+            await pilot.pause(0.2)
+            s = app.screen
+            s.query_one("#data").value = SMALL_SYNTH
+            await pilot.press("escape", "f2")
+            s.query_one("#teacher").value = "test_efficientnet"
+            s.query_one("#student").value = "test_resnet"
+            s.query_one("#image_size").value = "32"
+            s.query_one("#epochs").value = "3"
+            await wait_for(pilot, lambda: "7 classes" in text_of(s.query_one("#data-summary")), timeout=30)
+            await pilot.press("f5")
+            await wait_for(pilot, lambda: app.spawned, timeout=10)
+            pids = list(app.spawned)
+            assert app.screen.__class__.__name__ == "RunsScreen"
+            store = RunStore(runs)
+            teacher_id = next(r for r in store.list_ids() if r.startswith("ce-"))
+            student_id = next(r for r in store.list_ids() if r.startswith("normal-"))
+            # the selected run's curve and confusion matrix update live (teacher first)
+            app.screen.select_run(teacher_id)
+            await wait_for(pilot, lambda: app.screen.view is not None and app.screen.view.curves.epochs, timeout=120)
+            await pilot.press("m")
+            await wait_for(pilot, lambda: "elbow" in text_of(app.screen.query_one("#confusion-pane")), timeout=10)
+            app.screen.select_run(student_id)
+        # the TUI has quit; the worker goes on in its own session
+        worker = pids[0]
+        assert os.getsid(worker) != os.getsid(0)
+        os.kill(worker, 0)
+        assert store.read_status(student_id)["state"] in ("queued", "running")
+
+        app2 = KDStudyApp(runs, start_workers=False)
+        async with app2.run_test(size=SIZE) as pilot:
+            table = app2.screen.query_one("#runs-table")
+            await wait_for(pilot, lambda: table.row_count == 2)
+            app2.screen.select_run(student_id)
+            await wait_for(pilot, lambda: app2.screen.rows.get(student_id) is not None
+                           and app2.screen.rows[student_id].state == "finished", timeout=180)
+            await wait_for(pilot, lambda: app2.screen.view.metrics is not None, timeout=10)
+            assert app2.screen.view.curves.epochs == [1, 2, 3]
+            await pilot.press("3")
+            await wait_for(pilot, lambda: app2.screen.current == "normal", timeout=10)
+    finally:
+        kill_workers(pids)
+
+
+SNAP_STORE = Path("/tmp/kdstudy-snapshot-store")
+
+
+def _snap_store():
+    import shutil
+
+    shutil.rmtree(SNAP_STORE, ignore_errors=True)
+    fake_finished_store(SNAP_STORE)
+    return SNAP_STORE
+
+
+def test_snapshot_runs_80x24(snap_compare):
+    app = KDStudyApp(_snap_store(), start_workers=False)
+
+    async def settle(pilot):
+        await pilot.pause(1.0)
+        await pilot.press("down", "down")
+        await pilot.pause(1.0)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+
+
+def test_snapshot_launch_80x24(snap_compare):
+    app = KDStudyApp(_snap_store(), start_workers=False)
+
+    async def settle(pilot):
+        await pilot.press("2")
+        await pilot.pause(0.5)
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause(0.5)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle)

@@ -1,0 +1,56 @@
+"""Fake but well-formed runs for TUI tests (no training needed), and process clean-up."""
+from __future__ import annotations
+
+import os
+import signal
+
+from kdengine.data.spec import DataConfig
+from kdengine.runspec import KDConfig, TrainConfig, build_specs
+from kdengine.store import RunStore
+from kdengine.store.queue import enqueue
+
+CLASSES = ["elbow", "finger", "forearm", "hand", "humerus", "shoulder", "wrist"]
+
+
+def _metrics(run_id, acc, teachers=()):
+    n = 70
+    cm = [[8 if i == j else (1 if j == (i + 1) % 7 else 0) for j in range(7)] for i in range(7)]
+    split = {"n": n, "loss": 0.5, "accuracy": acc, "macro_f1": acc - 0.01, "kappa": acc - 0.1, "ece": 0.05,
+             "confusion": cm, "report": {c: {"precision": 0.8, "recall": 0.8, "f1": 0.8, "support": 9} for c in CLASSES}}
+    m = {"run_id": run_id, "class_names": CLASSES, "best_epoch": 2, "epochs_run": 2, "synthetic": True,
+         "teachers": list(teachers), "train": dict(split, accuracy=acc + 0.05), "val": dict(split), "test": dict(split)}
+    if teachers:
+        for s in ("train", "val", "test"):
+            m[s]["agreement"] = 0.9
+    return m
+
+
+def fake_finished_store(root, strategy="normal", teacher="resnet18", student="test_resnet", seed=0):
+    """A store with a finished teacher (also the teacher's baseline), the student's baseline and a KD student."""
+    store = RunStore(root)
+    data = DataConfig(spec="synthetic")
+    train = TrainConfig(epochs=2, image_size=32)
+    student_spec = build_specs(strategy, student, [teacher], data, train, KDConfig(), seed)
+    baseline = build_specs("baseline", student, [], data, train, KDConfig(), seed)
+    for spec, acc in ((student_spec.teacher, 0.81), (baseline, 0.72), (student_spec, 0.76)):
+        enqueue(store, spec)
+        rid = spec.run_id
+        store.append_event(rid, {"type": "start", "classes": CLASSES, "epochs": 2})
+        for epoch in (1, 2):
+            store.append_event(rid, {"type": "step", "epoch": epoch, "step": 1, "global_step": epoch * 4, "loss": 2.0 / epoch})
+            store.append_event(rid, {"type": "epoch", "epoch": epoch, "lr": 0.001,
+                                     "train": {"loss": 2.0 / epoch, "accuracy": acc / (3 - epoch), "macro_f1": 0.5},
+                                     "val": {"loss": 2.2 / epoch, "accuracy": acc / (3 - epoch) - 0.02, "macro_f1": 0.5, "kappa": 0.4, "ece": 0.1},
+                                     "val_confusion": _metrics(rid, acc)["val"]["confusion"]})
+        teachers = [{"run_id": spec.teacher.run_id, "model": teacher, "val_accuracy": 0.81}] if spec.kind == "kd" else []
+        store.write_metrics(rid, _metrics(rid, acc, teachers))
+        store.finish(rid, "finished")
+    return store, student_spec, baseline
+
+
+def kill_workers(pids):
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except OSError:
+            pass
