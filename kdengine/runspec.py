@@ -207,3 +207,13 @@ def build_specs(strategy: str, student: str, teachers: list[str] | tuple[str, ..
     else:
         teacher_specs = tuple(ce_spec(t, **common) for t in teachers)
     return RunSpec(kind="kd", strategy=strategy, model=student, kd=kd, teachers=teacher_specs, **common)
+
+
+def baseline_of(spec: RunSpec) -> RunSpec | None:
+    """The student trained alone (same data, settings, seed): what a KD run is compared with.
+
+    None for cross-entropy runs (they are baselines) and for tf-self, whose teacher is that baseline.
+    """
+    if spec.kind != "kd" or spec.strategy == "tf-self":
+        return None
+    return ce_spec(spec.model, spec.data, spec.train, spec.seed, spec.pretrained, spec.pretrained_from)

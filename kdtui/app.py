@@ -81,9 +81,14 @@ class KDStudyApp(App):
         self.notify(f"started worker pid {', '.join(map(str, pids))}" if pids else "a worker is already running")
         return pids
 
-    def launch(self, spec: RunSpec, device: str = "auto") -> str:
-        """Queue ``spec`` (teachers first) and make sure a worker will train it."""
+    def launch(self, spec: RunSpec, device: str = "auto", with_baseline: bool = True) -> str:
+        """Queue ``spec`` (teachers first, then the student's baseline) and make sure a worker will train it."""
+        from kdengine.runspec import baseline_of
+
         run_id = enqueue(self.store, spec)
+        baseline = baseline_of(spec) if with_baseline else None
+        if baseline is not None:
+            enqueue(self.store, baseline)
         self.start_worker(device)
         self.switch_mode("runs")
         screen = self.screen

@@ -69,6 +69,12 @@ class Curves:
     val_acc: list[float] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)
     step_loss: list[float] = field(default_factory=list)
+    steps_per_epoch: int = 0
+
+    def step_epochs(self) -> list[float]:
+        """Step positions in epochs (x axis shared with the epoch curves)."""
+        per = self.steps_per_epoch or 1
+        return [s / per for s in self.steps]
 
     def add_epoch(self, e: dict) -> None:
         n = e["epoch"]
@@ -112,6 +118,7 @@ class RunView:
             kind = e.get("type")
             if kind == "start":
                 self.class_names = e.get("classes", self.class_names)
+                self.curves.steps_per_epoch = e.get("steps_per_epoch", 0)
             elif kind == "epoch":
                 self.curves.add_epoch(e)
                 self.confusion = e.get("val_confusion")

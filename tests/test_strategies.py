@@ -54,6 +54,21 @@ def test_teacher_strategies(capsys, strategy, teacher, student):
     assert 0 <= m["test"]["agreement"] <= 1 and 0 <= m["val"]["agreement"] <= 1
     _store_files(m["run_id"])
     _store_files(m["teachers"][0]["run_id"])
+    # the student's baseline (trained alone, same settings and seed) is trained too
+    assert any(r.startswith(f"ce-{student}-s0-") for r in RunStore(runs_dir()).list_ids())
+
+
+def test_summary_shows_baseline_and_gain(capsys):
+    from kdengine.cli import main
+    from tests.engine_helpers import FAST
+
+    assert main(["train", *FAST, "--strategy", "normal", "--teacher", "test_efficientnet", "--student", "test_resnet"]) == 0
+    out = capsys.readouterr().out
+    assert "baseline" in out and "gain over the baseline" in out and "no interval" in out
+    assert main(["train", *FAST, "--strategy", "normal", "--teacher", "test_efficientnet", "--student",
+                 "test_convnext", "--no-baseline"]) == 0
+    capsys.readouterr()
+    assert not any(r.startswith("ce-test_convnext") for r in RunStore(runs_dir()).list_ids())
 
 
 def test_reverse_warns_when_teacher_is_larger(capsys):

@@ -209,14 +209,21 @@ async def test_launch_live_then_quit_then_reattach(tmp_path):
         app2 = KDStudyApp(runs, start_workers=False)
         async with app2.run_test(size=SIZE) as pilot:
             table = app2.screen.query_one("#runs-table")
-            await wait_for(pilot, lambda: table.row_count == 2)
+            await wait_for(pilot, lambda: table.row_count == 3)  # teacher, student, the student's baseline
             app2.screen.select_run(student_id)
             await wait_for(pilot, lambda: app2.screen.rows.get(student_id) is not None
                            and app2.screen.rows[student_id].state == "finished", timeout=180)
             await wait_for(pilot, lambda: app2.screen.view.metrics is not None, timeout=10)
             assert app2.screen.view.curves.epochs == [1, 2, 3]
+            baseline_id = next(r for r in store.list_ids() if r.startswith("ce-test_resnet-"))
+            await wait_for(pilot, lambda: store.read_status(baseline_id)["state"] == "finished", timeout=180)
             await pilot.press("3")
             await wait_for(pilot, lambda: app2.screen.current == "normal", timeout=10)
+            results = app2.screen.query_one("#results-table")
+            # the student's baseline and the gain over it stand beside the KD result
+            await wait_for(pilot, lambda: results.row_count == 3 and str(results.get_row_at(2)[3]) != "–", timeout=10)
+            test_row = [str(c) for c in results.get_row_at(2)]
+            assert test_row[1] == "test" and test_row[4].startswith(("+", "-"))
     finally:
         kill_workers(pids)
 

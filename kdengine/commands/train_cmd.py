@@ -53,6 +53,8 @@ def register(sub) -> None:
                    help="teacher model (repeat for ensemble)")
     add_training_args(p)
     add_runtime_args(p)
+    p.add_argument("--no-baseline", action="store_true",
+                   help="do not also train the student alone (the baseline a KD run is compared with)")
     p.add_argument("--queue", action="store_true", help="only queue the runs for `kdengine worker`")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--json", action="store_true", help="print the student's final metrics as JSON")
@@ -96,12 +98,17 @@ def run_train(args: argparse.Namespace) -> int:
     from ..store.queue import enqueue
     from ..training.executor import ensure_finished
 
+    from ..runspec import baseline_of
+
     spec = spec_from_args(args)
     validate_models(spec)
     open_source(spec.data)  # bad data fails here, in one line, before any training
     store = RunStore(runs_dir(args.runs_dir))
+    baseline = None if args.no_baseline else baseline_of(spec)
     if args.queue:
         rid = enqueue(store, spec)
+        if baseline is not None:
+            enqueue(store, baseline)
         print(f"queued {rid} in {store.root}; start a worker with: kdengine worker --runs-dir {store.root}")
         return 0
     from ..training.device import setup_device
@@ -112,19 +119,25 @@ def run_train(args: argparse.Namespace) -> int:
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     metrics = ensure_finished(store, spec, dev, trackers=lambda: make_trackers(args.tracker),
                               progress=not args.quiet, log=log)
+    if baseline is not None:
+        ensure_finished(store, baseline, dev, trackers=lambda: make_trackers(args.tracker),
+                        progress=not args.quiet, log=log)
     if args.json:
         print_json(metrics)
     else:
-        print(render_summary(store, spec, metrics))
+        print(render_summary(store, spec, metrics, baseline))
     return 0
 
 
-def render_summary(store, spec, metrics: dict) -> str:
+def render_summary(store, spec, metrics: dict, baseline=None) -> str:
     rows = []
     for t in spec.teachers:
         tm = store.read_metrics(t.run_id) or {}
         rows.append(("teacher", t.model, t.run_id, tm))
     rows.append(("student" if spec.kind == "kd" else "model", spec.model, spec.run_id, metrics))
+    base_metrics = store.read_metrics(baseline.run_id) if baseline is not None else None
+    if base_metrics:
+        rows.append(("baseline", baseline.model, baseline.run_id, base_metrics))
     lines = [f"{spec.describe()}" + ("   [SYNTHETIC data]" if metrics.get("synthetic") else ""),
              f"{'role':8} {'model':16} {'train':>7} {'val':>7} {'test':>7} {'F1':>7} {'kappa':>7} {'ECE':>7}  run"]
     for role, model, rid, m in rows:
@@ -133,6 +146,9 @@ def render_summary(store, spec, metrics: dict) -> str:
         lines.append(f"{role:8} {model:16} {m['train']['accuracy']:7.4f} {m['val']['accuracy']:7.4f} "
                      f"{m['test']['accuracy']:7.4f} {m['test']['macro_f1']:7.4f} {m['test']['kappa']:7.4f} "
                      f"{m['test']['ece']:7.4f}  {rid}")
+    if base_metrics:
+        gain = metrics["test"]["accuracy"] - base_metrics["test"]["accuracy"]
+        lines.append(f"test accuracy gain over the baseline: {gain:+.4f} (one seed: no interval; use a study for several)")
     if "agreement" in metrics.get("test", {}):
         lines.append(f"teacher-student top-1 agreement on test: {metrics['test']['agreement']:.4f}")
     for t in metrics.get("teachers", []):

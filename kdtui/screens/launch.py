@@ -63,6 +63,8 @@ class LaunchScreen(Screen):
                              id="device", compact=True)
                 yield Label("Pretrained", classes="label")
                 yield Checkbox("ImageNet", DEFAULTS["pretrained"], id="pretrained", compact=True)
+                yield Label("Baseline", classes="label")
+                yield Checkbox("student alone", True, id="baseline", compact=True)
             yield Static("", id="form-message")
             yield Button("Launch  [F5]", id="launch", variant="primary", compact=True)
         yield Footer()
@@ -150,7 +152,8 @@ class LaunchScreen(Screen):
             return
         proc = subprocess.run([sys.executable, "-m", "kdengine", "models", "--check", name], capture_output=True,
                               text=True, timeout=120)
-        text = Text(("✓ " + proc.stdout.strip()) if proc.returncode == 0 else ("✗ " + proc.stderr.strip().removeprefix("error: ")),
+        err = proc.stderr.strip().removeprefix("error: ").split("; `kdengine")[0]
+        text = Text(("✓ " + proc.stdout.strip()) if proc.returncode == 0 else ("✗ " + err),
                     style="green" if proc.returncode == 0 else "red")
 
         def apply() -> None:
@@ -193,7 +196,7 @@ class LaunchScreen(Screen):
                 pass
             return
         try:
-            run_id = self.app.launch(spec, self.values()["device"])
+            run_id = self.app.launch(spec, self.values()["device"], self.values().get("baseline", True))
         except Exception as exc:  # noqa: BLE001 - report, never crash
             message.update(Text(f"✗ could not launch: {exc}", style="red"))
             return

@@ -81,10 +81,13 @@ class RunsScreen(Screen):
                 table.add_row(*cells, key=r.run_id)
             elif r != self.rows[r.run_id]:
                 for (_, key), value in zip(COLUMNS, cells):
-                    table.update_cell(r.run_id, key, value)
+                    table.update_cell(r.run_id, key, value, update_width=True)
             self.rows[r.run_id] = r
         if self.selected is None and rows:
             self._select(rows[0].run_id)
+        if not rows:
+            self.query_one("#run-line", Static).update(
+                Text("No runs yet: press 2 to launch one, or run `kdengine train` in a shell.", style="dim"))
         self.sub_title = f"{len(rows)} runs · {sum(r.state == 'running' for r in rows)} running · {self.app.store.root}"
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -62,9 +62,7 @@ class CurvesPane(Horizontal):
             loss.plt.title("loss · no data yet")
         else:
             if student.steps and len(student.steps) > 1:
-                steps_per_epoch = (student.steps[-1] / max(1, student.epochs[-1])) if student.epochs else None
-                xs = [s / steps_per_epoch for s in student.steps] if steps_per_epoch else student.steps
-                loss.plt.plot(xs, student.step_loss, label="step", marker="dot")
+                loss.plt.plot(student.step_epochs(), student.step_loss, label="step", marker="dot")
             if student.epochs:
                 loss.plt.plot(student.epochs, student.train_loss, label="train", marker="braille")
                 loss.plt.plot(student.epochs, student.val_loss, label="val", marker="braille")
