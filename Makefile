@@ -21,6 +21,8 @@ run: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/kdengine study run demo
+	$(VENV)/bin/kdengine study table demo --out runs/demo-tables --format both
+	cat runs/demo-tables/study.md
 
 test: $(STAMP)
 	$(PY) -m pytest -q

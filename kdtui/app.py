@@ -51,20 +51,30 @@ class KDStudyApp(App):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
-    def action_export(self) -> None:
+    def action_export(self, study: str | None = None) -> None:
+        """Ask for a folder, then write the tables: all runs (`kdengine table`) or one study's."""
+
         def done(path: str | None) -> None:
             if path:
-                self.export_tables(path)
+                self.export_tables(path, study)
 
-        self.push_screen(ExportScreen(str(Path.cwd() / "kdstudy-tables")), done)
+        default = Path.cwd() / (f"kdstudy-{study}-tables" if study else "kdstudy-tables")
+        self.push_screen(ExportScreen(str(default)), done)
 
     @work(thread=True, exclusive=True, group="export")
-    def export_tables(self, path: str) -> None:
+    def export_tables(self, path: str, study: str | None = None) -> None:
         from kdengine.reports.collect import collect
-        from kdengine.reports.tables import export_tables
 
         try:
-            paths = export_tables(collect(self.store), Path(path).expanduser())
+            if study:
+                from kdengine.reports.study_tables import build, export
+                from kdengine.study.registry import load_study_record
+
+                paths = export(build(self.store, load_study_record(self.store, study)), Path(path).expanduser(), "both")
+            else:
+                from kdengine.reports.tables import export_tables
+
+                paths = export_tables(collect(self.store), Path(path).expanduser())
             self.call_from_thread(self.notify, f"wrote {len(paths)} CSV files to {Path(path).expanduser()}",
                                   title="Export")
         except Exception as exc:  # noqa: BLE001 - an unwritable folder must not crash the app

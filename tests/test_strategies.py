@@ -24,9 +24,9 @@ def _check_metrics(m):
 
 def _store_files(run_id):
     d = RunStore(runs_dir()).run_dir(run_id)
-    for name in ("spec.json", "status.json", "events.jsonl", "metrics.json", "checkpoints/best.safetensors",
-                 "checkpoints/last.pt"):
+    for name in ("spec.json", "status.json", "events.jsonl", "metrics.json", "checkpoints/best.safetensors"):
         assert (d / name).is_file(), name
+    assert not (d / "checkpoints" / "last.pt").exists()  # resume state is dropped once finished
     assert json.loads((d / "status.json").read_text())["state"] == "finished"
     return d
 

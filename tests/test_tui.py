@@ -260,3 +260,38 @@ def test_snapshot_launch_80x24(snap_compare):
         await pilot.pause(0.5)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+
+
+async def test_results_screen_shows_a_study(tmp_path):
+    from kdengine.study.expand import expand
+    from kdengine.study.registry import save_study
+    from kdengine.study.schema import load_study
+
+    store, student, baseline = fake_finished_store(tmp_path / "runs")
+    toml = tmp_path / "mini.toml"
+    toml.write_text('seeds = [0]\n[data]\nimage_size = 32\n[train]\nepochs = 2\n'
+                    '[[experiments]]\nstrategy = "normal"\nteachers = ["resnet18"]\nstudents = ["test_resnet"]\n')
+    study = load_study(str(toml))
+    plan = expand(study)
+    assert {p.run_id for p in plan} == set(store.list_ids())  # the study's runs are the fake store's runs
+    save_study(store, study, plan)
+    app = KDStudyApp(store.root, start_workers=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        await wait_for(pilot, lambda: app.screen.current == "normal")
+        await pilot.press("v")
+        await wait_for(pilot, lambda: app.screen.view_name == "mini" and "teachers" in app.screen.order)
+        table = app.screen.query_one("#results-table")
+        assert [str(c.label) for c in table.columns.values()] == ["student", "split", "resnet18", "baseline", "gain resnet18"]
+        test_row = [str(c) for c in table.get_row_at(2)]
+        assert test_row == ["test_resnet", "test", "0.7600", "0.7200", "+0.0400"]
+        assert "One seed" in text_of(app.screen.query_one("#results-note"))
+        await pilot.press("left")
+        assert app.screen.current == "teachers"
+        out = tmp_path / "export"
+        await pilot.press("e")
+        await pilot.pause(0.2)
+        app.screen.query_one("#export-path").value = str(out)
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        assert {"teachers.csv", "students_normal.csv", "tidy.csv", "study.md"} <= {p.name for p in out.iterdir()}

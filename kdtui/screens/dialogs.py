@@ -22,6 +22,7 @@ KEYS = [
     ("F2 F3", "Launch", "CPU-quick preset · thesis preset"),
     ("F5", "Launch", "launch the run(s)"),
     ("← →", "Results", "previous · next strategy table"),
+    ("v", "Results", "all runs · each study"),
     ("e", "Results", "export the tables as CSV"),
 ]
 NOTE = ("Runs train in a detached `kdengine worker`: quitting the app or closing the SSH session "

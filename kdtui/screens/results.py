@@ -1,4 +1,5 @@
-"""Results: the thesis's comparative tables, per strategy, with baselines and gains; CSV export."""
+"""Results: the thesis's comparative tables with baselines and gains, for all runs or for one study;
+CSV export writes the same files as `kdengine table` / `kdengine study table`."""
 from __future__ import annotations
 
 import asyncio
@@ -9,20 +10,55 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from kdengine.reports.collect import collect, tidy_rows
-from kdengine.reports.wide import wide_tables
-
+ALL = "all runs"
 POLL_S = 2.0
+PREFERRED = ["teachers", "normal", "reverse", "defective", "tf-self", "tf-reg", "ensemble", "baseline",
+             "defective-teacher"]
 
 
 def fmt(value, column: str):
+    from kdengine.reports.stats import Summary
+
     if value is None:
         return Text("–", style="dim")
+    gain = column.startswith("gain")
+    if isinstance(value, Summary):
+        text = Text(value.fmt(signed=gain))
+        if gain:
+            text.stylize("green" if value.mean > 0 else "red" if value.mean < 0 else "")
+            if value.excludes_zero:
+                text.append(" *", style="bold")
+        return text
     if isinstance(value, float):
-        if column.startswith("gain"):
+        if gain:
             return Text(f"{value:+.4f}", style="green" if value > 0 else ("red" if value < 0 else ""))
         return Text(f"{value:.4f}")
     return str(value)
+
+
+def all_runs_tables(store) -> tuple[dict[str, tuple[list, list]], list[str], bool]:
+    from kdengine.reports.collect import collect, tidy_rows
+    from kdengine.reports.wide import wide_tables
+
+    rows = tidy_rows(collect(store))
+    tables = {k: (v["columns"], v["rows"]) for k, v in wide_tables(rows).items()}
+    notes = ["Each student's baseline is the same model trained without a teacher (same data, settings, seed)."]
+    return tables, notes, any(r["synthetic"] for r in rows)
+
+
+def study_tables(store, name: str) -> tuple[dict[str, tuple[list, list]], list[str], bool]:
+    from kdengine.reports.study_tables import build
+    from kdengine.study.registry import load_study_record
+
+    record = load_study_record(store, name)
+    st = build(store, record)
+    tables = {"teachers": (st.teachers.columns, st.teachers.rows)}
+    notes = [f"study {name}: {st.finished}/{st.planned} runs finished"]
+    for strategy, t in st.students.items():
+        tables[strategy] = (t.columns, t.rows)
+        notes = notes[:1] + t.notes
+    synthetic = "synthetic" in str(record.get("config", {}).get("data", {}).get("spec", "synthetic"))
+    return tables, notes, synthetic
 
 
 class ResultsScreen(Screen):
@@ -31,15 +67,17 @@ class ResultsScreen(Screen):
         Binding("right", "cycle(1)", "Next"),
         Binding("[", "cycle(-1)", "Prev", show=False),
         Binding("]", "cycle(1)", "Next", show=False),
+        Binding("v", "next_view", "Study"),
         Binding("e", "export", "Export"),
     ]
 
     def __init__(self) -> None:
         super().__init__()
-        self.tables: dict[str, dict] = {}
+        self.view_name = ALL
+        self.tables: dict[str, tuple[list, list]] = {}
         self.order: list[str] = []
         self.current: str | None = None
-        self._finished_key: tuple = ()
+        self._signature: tuple = ()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -53,45 +91,54 @@ class ResultsScreen(Screen):
         self.call_after_refresh(self.poll)
         self.query_one(DataTable).focus()
 
-    async def poll(self) -> None:
+    def views(self) -> list[str]:
+        from kdengine.study.registry import list_studies
+
+        return [ALL, *list_studies(self.app.store)]
+
+    def _signature_now(self) -> tuple:
+        """Changes when a run finishes (or the view changes): only then are tables rebuilt."""
+        store = self.app.store
+        finished = tuple(sorted(r for r in store.list_ids() if (store.run_dir(r) / "metrics.json").is_file()))
+        return (self.view_name, finished)
+
+    async def poll(self, force: bool = False) -> None:
         try:
-            records = await asyncio.to_thread(collect, self.app.store)
-        except Exception as exc:  # noqa: BLE001
-            self.query_one("#results-note", Static).update(Text(f"cannot read the run store: {exc}", style="red"))
+            signature = await asyncio.to_thread(self._signature_now)
+            if signature == self._signature and not force:
+                return
+            self._signature = signature
+            build = all_runs_tables if self.view_name == ALL else study_tables
+            tables, notes, synthetic = await asyncio.to_thread(build, self.app.store, *(
+                () if self.view_name == ALL else (self.view_name,)))
+        except Exception as exc:  # noqa: BLE001 - a damaged store must not crash the app
+            self.query_one("#results-note", Static).update(Text(f"cannot build the tables: {exc}", style="red"))
             return
-        key = tuple(sorted(r.run_id for r in records if r.state == "finished"))
-        if key == self._finished_key and self.tables:
-            return
-        self._finished_key = key
-        rows = tidy_rows(records)
-        self.tables = wide_tables(rows)
-        preferred = ["normal", "reverse", "defective", "tf-self", "tf-reg", "ensemble", "baseline", "defective-teacher"]
-        self.order = [s for s in preferred if s in self.tables] + [s for s in self.tables if s not in preferred]
-        if self.current not in self.tables:
-            self.current = self.order[0] if self.order else None
-        synthetic = any(r["synthetic"] for r in rows)
-        note = "Each student's baseline is the same model trained without a teacher (same data, settings and seed)."
-        if synthetic:
-            note += " Includes SYNTHETIC data."
+        self.tables = tables
+        self.order = [s for s in PREFERRED if s in tables] + [s for s in tables if s not in PREFERRED]
+        if self.current not in tables:
+            self.current = next((s for s in self.order if s not in ("teachers", "baseline")), None) or \
+                (self.order[0] if self.order else None)
+        note = " ".join(notes) + (" Includes SYNTHETIC data." if synthetic else "")
         self.query_one("#results-note", Static).update(Text(note, style="dim"))
         self._draw()
 
     def _draw(self) -> None:
-        bar = Text()
+        bar = Text(f"[{self.view_name}] ", style="bold")
         for s in self.order:
             bar.append(f" {s} ", style="reverse bold" if s == self.current else "")
         if not self.order:
-            bar = Text("No finished runs yet: launch some with 2, or `kdengine train`.", style="dim")
+            bar.append("no finished runs yet: launch some with 2, or `kdengine train`", style="dim")
         self.query_one("#strategy-bar", Static).update(bar)
         table = self.query_one(DataTable)
         table.clear(columns=True)
         if self.current is None:
             return
-        t = self.tables[self.current]
-        for col in t["columns"]:
+        columns, rows = self.tables[self.current]
+        for col in columns:
             table.add_column(col, key=col)
-        for row in t["rows"]:
-            table.add_row(*[fmt(v, c) for v, c in zip(row, t["columns"])])
+        for row in rows:
+            table.add_row(*[fmt(v, c) for v, c in zip(row, columns)])
 
     def action_cycle(self, step: int) -> None:
         if not self.order:
@@ -100,5 +147,13 @@ class ResultsScreen(Screen):
         self.current = self.order[i]
         self._draw()
 
+    async def action_next_view(self) -> None:
+        views = self.views()
+        i = (views.index(self.view_name) + 1) % len(views) if self.view_name in views else 0
+        self.view_name = views[i]
+        self.current = None
+        self.notify(f"results: {self.view_name}")
+        await self.poll(force=True)
+
     def action_export(self) -> None:
-        self.app.action_export()
+        self.app.action_export(None if self.view_name == ALL else self.view_name)
