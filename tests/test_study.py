@@ -192,3 +192,10 @@ def test_thesis_preset_runs_on_a_mura_shaped_tree(capsys, clean_mura_tree):
     store = RunStore(runs_dir())
     metrics = [store.read_metrics(r) for r in store.list_ids()]
     assert all(m["class_names"][0] == "elbow" and not m["synthetic"] for m in metrics)
+
+
+def test_intervals_are_clipped_to_the_range():
+    s = summarize([0.2, 0.9], bounds=(0.0, 1.0))
+    assert s.lo == 0.0 and s.hi == 1.0 and s.mean == pytest.approx(0.55)
+    g = paired_gain({0: 0.9, 1: 0.1}, {0: 0.1, 1: 0.1})
+    assert g.lo >= -1.0 and g.hi <= 1.0

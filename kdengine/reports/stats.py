@@ -38,8 +38,13 @@ class Summary:
         return text
 
 
-def summarize(values: list[float], confidence: float = 0.95) -> Summary | None:
-    """Mean, sample std (n - 1) and the t-interval of the mean; no interval with one value."""
+def summarize(values: list[float], confidence: float = 0.95,
+              bounds: tuple[float, float] | None = None) -> Summary | None:
+    """Mean, sample std (n - 1) and the t-interval of the mean; no interval with one value.
+
+    ``bounds`` clips the interval to the quantity's range (accuracy lies in [0, 1]): with few seeds a
+    t-interval can reach past it, which says only that the data cannot narrow it further.
+    """
     values = [v for v in values if v is not None and not math.isnan(v)]
     if not values:
         return None
@@ -48,10 +53,13 @@ def summarize(values: list[float], confidence: float = 0.95) -> Summary | None:
         return Summary(1, mean, None, None, None)
     sd = stdev(values)
     half = t_quantile(n - 1, 0.5 + confidence / 2) * sd / math.sqrt(n)
-    return Summary(n, mean, sd, mean - half, mean + half)
+    lo, hi = mean - half, mean + half
+    if bounds is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+    return Summary(n, mean, sd, lo, hi)
 
 
 def paired_gain(treated: dict[int, float], baseline: dict[int, float]) -> Summary | None:
     """The gain over the baseline, paired by seed (same seed, same data split): summary of the differences."""
     seeds = sorted(set(treated) & set(baseline))
-    return summarize([treated[s] - baseline[s] for s in seeds])
+    return summarize([treated[s] - baseline[s] for s in seeds], bounds=(-1.0, 1.0))

@@ -13,6 +13,8 @@ from ..store import RunStore
 from .collect import SPLITS, RunRecord, collect
 from .stats import Summary, paired_gain, summarize
 
+UNIT = (0.0, 1.0)
+
 METRICS = ("accuracy", "macro_f1", "kappa", "ece", "loss", "agreement")
 TEXT_COLUMNS = ("student", "teacher", "regime", "split", "n", "threshold reached")
 
@@ -84,7 +86,7 @@ def build(store: RunStore, record: dict) -> StudyTables:
                      ["teacher", "regime", "train", "val", "test", "threshold reached", "n"])
     for (model, regime), cells in sorted(teacher_cells.items()):
         reached = f"{sum(cells['reached'])}/{len(cells['reached'])}" if cells.get("reached") else "–"
-        teachers.rows.append([model, regime, *(summarize(cells[s]) for s in SPLITS), reached, len(cells["test"])])
+        teachers.rows.append([model, regime, *(summarize(cells[s], bounds=UNIT) for s in SPLITS), reached, len(cells["test"])])
 
     # -- students per strategy ---------------------------------------------------------------------------
     per: dict[str, dict[tuple, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
@@ -108,13 +110,15 @@ def build(store: RunStore, record: dict) -> StudyTables:
             settings = settings_of[(strategy, model)]
             for split in SPLITS:
                 base = base_acc.get((model, settings, split), {})
-                cells = [summarize(list(per[strategy].get((model, split, t), {}).values())) for t in labels]
+                cells = [summarize(list(per[strategy].get((model, split, t), {}).values()), bounds=UNIT)
+                         for t in labels]
                 gains = [paired_gain(per[strategy].get((model, split, t), {}), base) for t in labels]
-                table.rows.append([model, split, *cells, summarize(list(base.values())), *gains])
+                table.rows.append([model, split, *cells, summarize(list(base.values()), bounds=UNIT), *gains])
         if one_seed:
             table.notes.append("One seed: no interval can be given; run more seeds to tell a gain from noise.")
         else:
-            table.notes.append("* the gain's 95% interval excludes zero.")
+            table.notes.append("* the gain's 95% interval excludes zero. Intervals are t-intervals over seeds, "
+                               "clipped to the metric's range.")
         students[strategy] = table
 
     # -- the tidy long table --------------------------------------------------------------------------------
