@@ -31,6 +31,7 @@ class RunRow:
     state: str
     strategy: str
     who: str
+    seed: int
     epoch: str
     progress: float
     best_val: float | None
@@ -55,7 +56,8 @@ class RunRow:
         who = f"{r.teacher_label} → {r.model}" if r.teacher_label else r.model
         eta = fmt_eta(prog.get("eta_s")) if r.state == "running" else ""
         strategy = "teacher" if r.strategy == "baseline" and role_of(r, teachers) == "teacher" else r.strategy
-        return cls(r.run_id, r.state, strategy, who, epoch, fraction, best, eta, r.status.get("reason"))
+        return cls(r.run_id, r.state, strategy, who, r.spec.get("seed", 0), epoch, fraction, best, eta,
+                   r.status.get("reason"))
 
 
 @dataclass

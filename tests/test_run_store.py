@@ -55,6 +55,9 @@ def test_dead_worker_shows_as_failed_with_reason(tmp_path):
     store.write_status("r1", "running", pid=os.getpid(), heartbeat=time.time() - 3600, host="elsewhere")
     status = store.read_status("r1")
     assert status["state"] == "failed" and "no heartbeat" in status["reason"]
+    # on this host a live worker is running, however long it has been busy (a long evaluation)
+    store.write_status("r1", "running", heartbeat=time.time() - 3600)
+    assert store.read_status("r1")["state"] == "running"
     store.write_status("r1", "running")
     assert store.read_status("r1")["state"] == "running"
 

@@ -38,6 +38,16 @@ async def wait_for(pilot, predicate, timeout=90.0, step=0.25):
     raise AssertionError("condition not met in time")
 
 
+async def export_with_keys(pilot, out):
+    """Press e, type the folder, press enter; wait for the export to finish."""
+    await pilot.press("e")
+    await pilot.pause(0.2)
+    pilot.app.screen.query_one("#export-path").value = str(out)
+    await pilot.press("enter")
+    await pilot.app.workers.wait_for_complete()
+    return out
+
+
 def test_tui_never_imports_torch(tmp_path):
     fake_finished_store(tmp_path / "runs")
     script = f"""
@@ -125,14 +135,9 @@ async def test_results_screen_tables_and_export(tmp_path):
         assert columns == ["student", "split", "resnet18", "baseline", "gain resnet18", "n"]
         test_row = [str(c) for c in table.get_row_at(2)]
         assert test_row[:5] == ["test_resnet", "test", "0.7600", "0.7200", "+0.0400"]
-        await pilot.press("right")
+        await pilot.press("]")
         assert app.screen.current == "baseline"
-        out = tmp_path / "export"
-        await pilot.press("e")
-        await pilot.pause(0.2)
-        app.screen.query_one("#export-path").value = str(out)
-        await pilot.press("enter")
-        await app.workers.wait_for_complete()
+        out = await export_with_keys(pilot, tmp_path / "export")
         assert {p.name for p in out.iterdir()} == {"results.csv", "table_normal.csv", "table_baseline.csv"}
         # the same files as `kdengine table`
         from kdengine.cli import main
@@ -185,7 +190,7 @@ async def test_launch_live_then_quit_then_reattach(tmp_path):
             s.query_one("#teacher").value = "test_efficientnet"
             s.query_one("#student").value = "test_resnet"
             s.query_one("#image_size").value = "32"
-            s.query_one("#epochs").value = "3"
+            s.query_one("#epochs").value = "6"  # long enough that the student cannot finish before we quit
             await wait_for(pilot, lambda: "7 classes" in text_of(s.query_one("#data-summary")), timeout=30)
             await pilot.press("f5")
             await wait_for(pilot, lambda: app.spawned, timeout=10)
@@ -201,6 +206,7 @@ async def test_launch_live_then_quit_then_reattach(tmp_path):
             await wait_for(pilot, lambda: "elbow" in text_of(app.screen.query_one("#confusion-pane")), timeout=10)
             app.screen.select_run(student_id)
         # the TUI has quit; the worker goes on in its own session
+        quit_at = time.time()
         worker = pids[0]
         assert os.getsid(worker) != os.getsid(0)
         os.kill(worker, 0)
@@ -214,7 +220,9 @@ async def test_launch_live_then_quit_then_reattach(tmp_path):
             await wait_for(pilot, lambda: app2.screen.rows.get(student_id) is not None
                            and app2.screen.rows[student_id].state == "finished", timeout=180)
             await wait_for(pilot, lambda: app2.screen.view.metrics is not None, timeout=10)
-            assert app2.screen.view.curves.epochs == [1, 2, 3]
+            assert app2.screen.view.curves.epochs == [1, 2, 3, 4, 5, 6]
+            finished_at = next(e["t"] for e in store.read_events(student_id)[0] if e.get("state") == "finished")
+            assert finished_at > quit_at  # it finished after the TUI that launched it had quit
             baseline_id = next(r for r in store.list_ids() if r.startswith("ce-test_resnet-"))
             await wait_for(pilot, lambda: store.read_status(baseline_id)["state"] == "finished", timeout=180)
             await pilot.press("3")
@@ -286,12 +294,9 @@ async def test_results_screen_shows_a_study(tmp_path):
         test_row = [str(c) for c in table.get_row_at(2)]
         assert test_row == ["test_resnet", "test", "0.7600", "0.7200", "+0.0400"]
         assert "One seed" in text_of(app.screen.query_one("#results-note"))
-        await pilot.press("left")
+        await pilot.press("i")  # intervals on: with one seed there are none to show
+        assert [str(c) for c in table.get_row_at(2)][2] == "0.7600"
+        await pilot.press("[")
         assert app.screen.current == "teachers"
-        out = tmp_path / "export"
-        await pilot.press("e")
-        await pilot.pause(0.2)
-        app.screen.query_one("#export-path").value = str(out)
-        await pilot.press("enter")
-        await app.workers.wait_for_complete()
+        out = await export_with_keys(pilot, tmp_path / "export")
         assert {"teachers.csv", "students_normal.csv", "tidy.csv", "study.md"} <= {p.name for p in out.iterdir()}

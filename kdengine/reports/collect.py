@@ -65,14 +65,35 @@ class RunRecord:
         return self.metrics[split].get("accuracy")
 
 
+_WRITE_ONCE: dict[tuple, dict | None] = {}
+
+
+def _write_once(path) -> dict | None:
+    """spec.json and metrics.json are written once: re-read them only when the file changed."""
+    from ..store.runstore import read_json
+
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _WRITE_ONCE:
+        if len(_WRITE_ONCE) > 20000:
+            _WRITE_ONCE.clear()
+        _WRITE_ONCE[key] = read_json(path)
+    return _WRITE_ONCE[key]
+
+
 def collect(store: RunStore) -> list[RunRecord]:
+    """Every run of the store (polled every second by the TUI: only status.json is re-read each time)."""
     out = []
     for rid in store.list_ids():
-        spec_file = store.read_spec(rid)
+        d = store.run_dir(rid)
+        spec_file = _write_once(d / "spec.json")
         if not spec_file:
             continue
         out.append(RunRecord(run_id=rid, spec=spec_file["spec"], status=store.read_status(rid),
-                             metrics=store.read_metrics(rid), describe=spec_file.get("describe", ""),
+                             metrics=_write_once(d / "metrics.json"), describe=spec_file.get("describe", ""),
                              created=spec_file.get("created", 0.0), labels=spec_file.get("labels", {})))
     return out
 

@@ -25,13 +25,18 @@ SPEC, STATUS, EVENTS, METRICS, STOP = "spec.json", "status.json", "events.jsonl"
 
 
 def pid_alive(pid: int) -> bool:
+    """True if ``pid`` runs and is a Python process (a recycled pid of another program is not our worker)."""
     try:
         os.kill(pid, 0)
     except OSError as exc:
         return exc.errno == errno.EPERM
     try:  # a zombie (exited child not yet reaped) is not alive
         with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
+            if fh.read().rsplit(")", 1)[-1].split()[0] == "Z":
+                return False
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            cmd = fh.read()
+        return b"python" in cmd or b"kdengine" in cmd
     except OSError:
         return True
 
@@ -85,8 +90,13 @@ class RunStore:
     def list_ids(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        ids = [p.name for p in self.root.iterdir() if (p / SPEC).is_file()]
-        return sorted(ids, key=lambda i: ((self.read_spec(i) or {}).get("created", 0), i))
+        found = []
+        for p in self.root.iterdir():
+            try:  # spec.json is written once, when the run is created: its mtime orders the runs
+                found.append((os.stat(p / SPEC).st_mtime_ns, p.name))
+            except OSError:
+                continue
+        return [name for _, name in sorted(found)]
 
     def exists(self, run_id: str) -> bool:
         return (self.run_dir(run_id) / SPEC).is_file()
@@ -138,9 +148,12 @@ class RunStore:
         return status
 
     def _dead_reason(self, status: dict) -> str | None:
+        """On this host the pid decides; for a worker on another host, the heartbeat's age."""
         beat = float(status.get("heartbeat") or status.get("updated") or 0)
         age = time.time() - beat
-        if status.get("host") == socket.gethostname() and status.get("pid") and not pid_alive(int(status["pid"])):
+        if status.get("host") == socket.gethostname() and status.get("pid"):
+            if pid_alive(int(status["pid"])):
+                return None
             return f"worker (pid {status['pid']}) died; last heartbeat {age:.0f}s ago"
         if age > STALE_S:
             return f"no heartbeat for {age:.0f}s: the worker is gone"

@@ -65,7 +65,8 @@ class Trainer:
         spec = self.spec
         self.source = open_source(spec.data)
         self.class_names = self.source.class_names
-        self.cache = build_or_load(self.source, spec.train.image_size, skip_bad=spec.data.skip_bad)
+        self.cache = build_or_load(self.source, spec.train.image_size, skip_bad=spec.data.skip_bad,
+                                   progress=lambda done, total: self._beat(phase=f"decoding images {done}/{total}"))
         self.train_ds = CachedImages(self.cache, "train", train=True, seed=spec.seed)
         self.eval_ds = {s: CachedImages(self.cache, s, train=False, seed=spec.seed) for s in ("train", "val", "test")}
         if len(self.train_ds) == 0 or len(self.eval_ds["val"]) == 0:
@@ -141,6 +142,7 @@ class Trainer:
         """Probabilities, labels and mean cross-entropy of ``forward`` over one split (eval transform)."""
         probs, labels, loss_sum = [], [], 0.0
         for x, y, _ in self._loader(self.eval_ds[split]):
+            self._beat(keep=True)
             x = x.to(self.dev.device, non_blocking=True)
             y = y.to(self.dev.device, non_blocking=True)
             with self.dev.autocast():
@@ -166,11 +168,17 @@ class Trainer:
         return np.mean(all_probs, 0)
 
     # -- the loop -------------------------------------------------------------------------------------
-    def _beat(self, force: bool = False, **progress) -> None:
+    def _beat(self, keep: bool = False, **progress) -> None:
+        """Refresh the heartbeat (every HEARTBEAT_S) and honour a stop request.
+
+        ``keep`` refreshes it without replacing the last progress (during evaluation)."""
         now = time.time()
-        if force or now - self._last_beat >= HEARTBEAT_S:
+        if now - self._last_beat >= HEARTBEAT_S:
             self._last_beat = now
-            self.store.heartbeat(self.run_id, progress=progress)
+            if keep:
+                self.store.heartbeat(self.run_id)
+            else:
+                self.store.heartbeat(self.run_id, progress=progress)
         if self.store.stop_requested(self.run_id):
             raise Stopped()
 

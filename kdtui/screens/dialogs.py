@@ -21,8 +21,10 @@ KEYS = [
     ("esc", "Launch", "leave the form (then 1 2 3 q work)"),
     ("F2 F3", "Launch", "CPU-quick preset · thesis preset"),
     ("F5", "Launch", "launch the run(s)"),
-    ("← →", "Results", "previous · next strategy table"),
+    ("[ ]", "Results", "previous · next table"),
+    ("← →", "Results", "scroll a wide table"),
     ("v", "Results", "all runs · each study"),
+    ("i", "Results", "show the 95% intervals"),
     ("e", "Results", "export the tables as CSV"),
 ]
 NOTE = ("Runs train in a detached `kdengine worker`: quitting the app or closing the SSH session "

@@ -16,14 +16,14 @@ PREFERRED = ["teachers", "normal", "reverse", "defective", "tf-self", "tf-reg", 
              "defective-teacher"]
 
 
-def fmt(value, column: str):
+def fmt(value, column: str, intervals: bool = False):
     from kdengine.reports.stats import Summary
 
     if value is None:
         return Text("–", style="dim")
     gain = column.startswith("gain")
     if isinstance(value, Summary):
-        text = Text(value.fmt(signed=gain))
+        text = Text(value.fmt(signed=gain, interval=intervals))
         if gain:
             text.stylize("green" if value.mean > 0 else "red" if value.mean < 0 else "")
             if value.excludes_zero:
@@ -63,11 +63,10 @@ def study_tables(store, name: str) -> tuple[dict[str, tuple[list, list]], list[s
 
 class ResultsScreen(Screen):
     BINDINGS = [
-        Binding("left", "cycle(-1)", "Prev"),
-        Binding("right", "cycle(1)", "Next"),
-        Binding("[", "cycle(-1)", "Prev", show=False),
-        Binding("]", "cycle(1)", "Next", show=False),
+        Binding("[", "cycle(-1)", "Prev"),
+        Binding("]", "cycle(1)", "Next"),
         Binding("v", "next_view", "Study"),
+        Binding("i", "toggle_intervals", "CI"),
         Binding("e", "export", "Export"),
     ]
 
@@ -77,12 +76,14 @@ class ResultsScreen(Screen):
         self.tables: dict[str, tuple[list, list]] = {}
         self.order: list[str] = []
         self.current: str | None = None
+        self.intervals = False
         self._signature: tuple = ()
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="strategy-bar")
-        yield DataTable(id="results-table", zebra_stripes=True, cursor_type="row")
+        # a cell cursor: left/right scroll wide tables (the thesis's has up to 4 teachers + gains)
+        yield DataTable(id="results-table", zebra_stripes=True, cursor_type="cell")
         yield Static("", id="results-note")
         yield Footer()
 
@@ -138,13 +139,17 @@ class ResultsScreen(Screen):
         for col in columns:
             table.add_column(col, key=col)
         for row in rows:
-            table.add_row(*[fmt(v, c) for v, c in zip(row, columns)])
+            table.add_row(*[fmt(v, c, self.intervals) for v, c in zip(row, columns)])
 
     def action_cycle(self, step: int) -> None:
         if not self.order:
             return
         i = (self.order.index(self.current) + step) % len(self.order) if self.current in self.order else 0
         self.current = self.order[i]
+        self._draw()
+
+    def action_toggle_intervals(self) -> None:
+        self.intervals = not self.intervals
         self._draw()
 
     async def action_next_view(self) -> None:

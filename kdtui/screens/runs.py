@@ -15,8 +15,8 @@ from ..widgets.curves import CurvesPane
 
 POLL_S = 1.0
 STATE_STYLE = {"running": "bold green", "finished": "cyan", "failed": "bold red", "stopped": "yellow", "queued": "dim"}
-COLUMNS = (("st", "state"), ("strategy", "strategy"), ("teacher → student", "who"), ("epoch", "epoch"),
-           ("done", "done"), ("best val", "best"), ("ETA", "eta"))
+COLUMNS = (("st", "state"), ("strategy", "strategy"), ("teacher → student", "who"), ("seed", "seed"),
+           ("epoch", "epoch"), ("done", "done"), ("best val", "best"), ("ETA", "eta"))
 
 
 class RunsScreen(Screen):
@@ -71,7 +71,7 @@ class RunsScreen(Screen):
     def _cells(self, r: RunRow) -> list:
         style = STATE_STYLE.get(r.state, "")
         return [Text(STATE_ICONS.get(r.state, "?"), style=style), Text(r.strategy[:10], style=style), r.who[:30],
-                r.epoch, f"{r.progress:4.0%}", f"{r.best_val:.4f}" if r.best_val is not None else "", r.eta]
+                str(r.seed), r.epoch, f"{r.progress:4.0%}", f"{r.best_val:.4f}" if r.best_val is not None else "", r.eta]
 
     def _update_table(self, rows: list[RunRow]) -> None:
         table = self.query_one(DataTable)
