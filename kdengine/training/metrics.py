@@ -44,6 +44,11 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, class_names: l
     return out
 
 
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
+    _, _, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=list(range(num_classes)), zero_division=0)
+    return float(np.mean(f))
+
+
 def agreement(a_probs: np.ndarray, b_probs: np.ndarray) -> float:
     """Top-1 agreement between two models' predictions on the same images."""
     if len(a_probs) == 0:

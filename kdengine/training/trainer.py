@@ -28,7 +28,7 @@ from ..store import RunStore
 from ..store.runstore import HEARTBEAT_S
 from .checkpoints import load_best, load_last, save_best, save_last
 from .device import DeviceSetup
-from .metrics import agreement, classification_metrics
+from .metrics import agreement, classification_metrics, macro_f1
 from .progress import Progress
 from .strategies import strategy_for
 from .teacher import FrozenTeacher
@@ -219,8 +219,8 @@ class Trainer:
                                  "teachers": self.teacher_info, "synthetic": self.source.synthetic})
         val_teacher = self._teacher_probs("val")
         self.progress.start(total_steps, state["global_step"])
-        step_times: list[float] = []
         stop_early = state["defect"] is not None
+        timing = {"t0": time.time(), "steps": 0}
 
         try:
             for epoch in range(state["epoch"] + 1, epochs + 1):
@@ -228,41 +228,31 @@ class Trainer:
                     break
                 _seed_everything(spec.seed * 1000 + epoch)
                 self.model.train()
-                run_loss, run_correct, run_n = 0.0, 0, 0
+                # Running sums stay on the device: no host sync per step (only at logged steps).
+                loss_sum = torch.zeros((), device=self.dev.device)
                 preds, trues = [], []
+                last_loss = float("nan")
                 loader = self._loader(self.train_ds, epoch=epoch, shuffle=True)
                 for step, (x, y, _) in enumerate(loader, start=1):
-                    ts = time.time()
                     x = x.to(self.dev.device, non_blocking=True)
                     y = y.to(self.dev.device, non_blocking=True)
-                    with self.dev.autocast():
-                        t_logits = [t(x) for t in self.teachers]
-                        logits = self._student_forward(x)
-                    terms = self.strategy.terms(logits, y, t_logits)
-                    loss = sum(terms.values())
-                    if not torch.isfinite(loss):
-                        raise RunFailed(f"loss became {loss.item()} at epoch {epoch}, step {step}")
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if spec.train.grad_clip > 0:
-                        torch.nn.utils.clip_grad_norm_(self.model.parameters(), spec.train.grad_clip)
-                    opt.step()
+                    loss, terms, pred = self._train_step(opt, x, y)
                     state["global_step"] += 1
-                    b = y.shape[0]
-                    pred = logits.detach().argmax(1)
-                    run_loss += loss.item() * b
-                    run_correct += int((pred == y).sum())
-                    run_n += b
-                    preds.append(pred.cpu().numpy())
-                    trues.append(y.cpu().numpy())
-                    step_times.append(time.time() - ts)
-                    remaining = (total_steps - state["global_step"]) * float(np.mean(step_times[-50:]))
+                    loss_sum += loss.detach() * y.shape[0]
+                    preds.append(pred)
+                    trues.append(y)
                     if step % log_every == 0 or step == steps_per_epoch:
+                        last_loss = loss.item()  # syncs; a NaN is caught here, before any checkpoint
+                        if not math.isfinite(last_loss):
+                            raise RunFailed(f"loss became {last_loss} at epoch {epoch}, step {step}")
                         store.append_event(rid, {"type": "step", "epoch": epoch, "step": step,
-                                                 "global_step": state["global_step"], "loss": loss.item(),
+                                                 "global_step": state["global_step"], "loss": last_loss,
                                                  "terms": {k: v.item() for k, v in terms.items()},
                                                  "lr": opt.param_groups[0]["lr"]})
-                    self.progress.step(state["global_step"], f"ep {epoch}/{epochs} loss {loss.item():.3f}")
+                    timing["steps"] += 1
+                    per_step = (time.time() - timing["t0"]) / timing["steps"]
+                    remaining = (total_steps - state["global_step"]) * per_step
+                    self.progress.step(state["global_step"], f"ep {epoch}/{epochs} loss {last_loss:.3f}")
                     self._beat(epoch=epoch, epochs=epochs, step=step, steps=steps_per_epoch,
                                global_step=state["global_step"], total_steps=total_steps,
                                best_val_accuracy=max(state["best_acc"], 0.0), eta_s=round(remaining, 1))
@@ -270,11 +260,14 @@ class Trainer:
                         if self._check_defect(state, epoch, step, ckpt_dir, meta):
                             stop_early = True
                             break
-                    if spec.defect_acc is not None:
                         self.model.train()
                 sched.step()
-                train_stats = classification_metrics(np.concatenate(trues), np.eye(len(self.class_names))[np.concatenate(preds)],
-                                                     self.class_names, run_loss / max(1, run_n))
+                y_true, y_pred = torch.cat(trues).cpu().numpy(), torch.cat(preds).cpu().numpy()
+                train_stats = {"loss": loss_sum.item() / max(1, len(y_true)),
+                               "accuracy": float((y_true == y_pred).mean()) if len(y_true) else float("nan"),
+                               "macro_f1": macro_f1(y_true, y_pred, len(self.class_names))}
+                if not math.isfinite(train_stats["loss"]):
+                    raise RunFailed(f"loss became {train_stats['loss']} in epoch {epoch}")
                 if stop_early:
                     state["epoch"] = epoch
                     break
@@ -313,6 +306,20 @@ class Trainer:
             raise
         self.progress.close()
         return self._finish(state, t0, ckpt_dir)
+
+    def _train_step(self, opt, x: torch.Tensor, y: torch.Tensor):
+        """One optimisation step; returns the loss, its terms and the predictions (all on the device)."""
+        with self.dev.autocast():
+            t_logits = [t(x) for t in self.teachers]
+            logits = self._student_forward(x)
+        terms = self.strategy.terms(logits, y, t_logits)
+        loss = sum(terms.values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.spec.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.spec.train.grad_clip)
+        opt.step()
+        return loss, terms, logits.detach().argmax(1)
 
     # -- defective teachers --------------------------------------------------------------------------------
     def _record_defect(self, state: dict, epoch: int, step: int, acc: float) -> None:
