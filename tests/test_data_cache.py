@@ -100,3 +100,19 @@ def test_loader_same_seed_same_batches():
     x3, r3 = first_batch(1)
     assert torch.equal(r1, r2) and torch.equal(x1, x2)
     assert not torch.equal(r1, r3)
+
+
+def test_dataset_pickles_without_the_images():
+    import pickle
+
+    pytest.importorskip("torch")
+    from kdengine.data.loader import CachedImages
+    from tests.conftest import SMALL_SYNTH
+
+    cache = build_or_load(open_source(DataConfig(spec=SMALL_SYNTH)), 32)
+    ds = CachedImages(cache, "val", train=False, seed=0)
+    blob = pickle.dumps(ds)
+    assert len(blob) < cache.images.nbytes / 4  # the worker maps the file itself
+    clone = pickle.loads(blob)
+    x, y, row = clone[3]
+    assert (x.numpy()[0] == np.asarray(cache.images[row])).all() and y == int(cache.labels[row])

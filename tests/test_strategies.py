@@ -138,3 +138,20 @@ def test_teacher_is_reused_not_retrained(capsys):
     third, _ = train(capsys, "--strategy", "normal", "--teacher", "test_efficientnet", "--student", "test_resnet",
                      "--seed", "1", "--epochs", "1")
     assert third["teachers"][0]["run_id"] != tid
+
+
+def test_mura_abnormality_reports_study_level_kappa(capsys, clean_mura_tree):
+    from kdengine.cli import main
+    from tests.engine_helpers import FAST
+
+    args = [a for a in FAST]
+    args[args.index("--data") + 1] = f"mura:{clean_mura_tree}"
+    assert main(["train", *args, "--task", "abnormality", "--strategy", "baseline", "--student", "test_resnet",
+                 "--epochs", "1", "--json"]) == 0
+    import json
+
+    m = json.loads(capsys.readouterr().out)
+    assert m["class_names"] == ["normal", "abnormal"]
+    study = m["test"]["study"]
+    assert study["n"] == 7 * 2 * 2  # 7 parts x 2 test patients x 2 studies
+    assert sum(map(sum, study["confusion"])) == study["n"] and -1 <= study["kappa"] <= 1

@@ -84,7 +84,9 @@ def run_show(args) -> int:
         for split in ("train", "val", "test"):
             m = metrics[split]
             print(f"{split:5}  acc {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  kappa {m['kappa']:.4f}  ECE {m['ece']:.4f}"
-                  + (f"  agreement {m['agreement']:.4f}" if "agreement" in m else ""))
+                  + (f"  agreement {m['agreement']:.4f}" if "agreement" in m else "")
+                  + (f"  | {m['study']['n']} studies: acc {m['study']['accuracy']:.4f} kappa {m['study']['kappa']:.4f}"
+                     if "study" in m else ""))
         print("\ntest classification report")
         print(f"{'class':12} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}")
         for name in names:

@@ -10,28 +10,46 @@ from .cache import DecodedCache
 
 
 class CachedImages(Dataset):
-    """Rows of one split of a :class:`DecodedCache`; yields (uint8 1xHxW tensor, label, row)."""
+    """Rows of one split of a :class:`DecodedCache`; yields (uint8 1xHxW tensor, label, row).
+
+    It holds the cache's path, not its array: a loader worker that unpickles it maps the file
+    itself instead of receiving a copy of the whole cache (gigabytes for MURA at 224 px).
+    """
 
     def __init__(self, cache: DecodedCache, split: str, train: bool, seed: int) -> None:
-        self.cache = cache
         self.rows = cache.rows(split)
+        self.all_labels = cache.labels
+        self.size = cache.size
         self.train = train
         self.seed = seed
         self.epoch = 0
+        self._path, self._shape = cache.path, cache.images.shape
+        self._images = cache.images
         self._tf = train_transform(cache.size) if train else None
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_images"] = None
+        return state
+
+    @property
+    def images(self) -> np.ndarray:
+        if self._images is None:
+            self._images = np.memmap(self._path, np.uint8, mode="r", shape=self._shape)
+        return self._images
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def labels(self) -> np.ndarray:
-        return self.cache.labels[self.rows]
+        return self.all_labels[self.rows]
 
     def __getitem__(self, i: int):
         row = int(self.rows[i])
-        img = np.array(self.cache.images[row])  # a writable copy of the memory-mapped row
+        img = np.array(self.images[row])  # a writable copy of the memory-mapped row
         if self._tf is not None:
             img = augment(self._tf, img, sample_seed(self.seed, self.epoch, row))
-        return torch.from_numpy(np.ascontiguousarray(img)).unsqueeze(0), int(self.cache.labels[row]), row
+        return torch.from_numpy(np.ascontiguousarray(img)).unsqueeze(0), int(self.all_labels[row]), row
 
 
 def make_loader(ds: CachedImages, batch_size: int, epoch: int = 0, shuffle: bool = False,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import timm
@@ -340,6 +340,20 @@ class Trainer:
             return True
         return False
 
+    def _study_level(self, split: str, probs: np.ndarray) -> dict:
+        """MURA's own scoring: a study's probability is the mean over its images; kappa over studies."""
+        refs = self.source.all_refs()
+        rows = self.eval_ds[split].rows
+        studies: dict[str, list[int]] = {}
+        for i, row in enumerate(rows):
+            studies.setdefault(str(Path(refs[row]).parent), []).append(i)
+        labels = self.cache.labels[rows]
+        study_probs = np.stack([probs[idx].mean(0) for idx in studies.values()])
+        study_labels = np.asarray([labels[idx[0]] for idx in studies.values()])
+        m = classification_metrics(study_labels, study_probs, self.class_names)
+        return {"n": len(studies), "accuracy": m["accuracy"], "kappa": m["kappa"], "macro_f1": m["macro_f1"],
+                "confusion": m["confusion"]}
+
     # -- the end ----------------------------------------------------------------------------------------------
     def _finish(self, state: dict, t0: float, ckpt_dir) -> dict:
         spec, rid = self.spec, self.run_id
@@ -353,6 +367,8 @@ class Trainer:
             metrics, probs = self.evaluate(split)
             if self.teachers:
                 metrics["agreement"] = agreement(probs, self._teacher_probs(split))
+            if self.source.kind == "mura" and spec.data.task == "abnormality":
+                metrics["study"] = self._study_level(split, probs)
             results[split] = metrics
         if spec.defect_acc is not None:
             results["defect"] = state["defect"] or {"threshold": spec.defect_acc, "reached": False,
