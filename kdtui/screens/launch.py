@@ -130,12 +130,18 @@ class LaunchScreen(Screen):
     def _refresh_notes(self) -> None:
         values = self.values()
         for key in ("teacher", "student"):
-            note = model_note(values.get(key, ""))
-            if key == "teacher" and values.get("strategy") in ("baseline", "tf-self", "tf-reg"):
+            name = values.get(key, "")
+            note = model_note(name)
+            if key == "teacher" and values.get("strategy") == "ensemble":
+                names = [n.strip() for n in name.split(",") if n.strip()]
+                note = f"ensemble of {len(names)}: " + ", ".join(model_note(n) or "?" for n in names)
+                note = note if all(model_note(n).endswith("parameters") for n in names) else \
+                    "ensemble: several teachers, comma-separated (catalog names)"
+            elif key == "teacher" and values.get("strategy") in ("baseline", "tf-self", "tf-reg"):
                 note = f"{values['strategy']} uses no teacher network"
             self.query_one(f"#{key}-note", Static).update(Text(note, style="dim"))
             if note.startswith("not in the catalog"):
-                self.check_model(key, values[key])
+                self.check_model(key, name)
         warn = reverse_warning(values)
         self.query_one("#form-message", Static).update(Text(warn, style="yellow") if warn else "")
 

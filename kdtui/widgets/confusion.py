@@ -5,7 +5,15 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-SHADES = ["grey19", "grey27", "grey35", "dark_cyan", "cyan4", "cyan3", "cyan1"]
+# (upper share, background, text): colours that keep their order in 16-colour (ANSI) terminals too.
+SHADES = ((0.15, "grey30", "white"), (0.4, "blue", "white"), (0.7, "dark_cyan", "black"), (1.01, "bright_cyan", "black"))
+
+
+def shade(share: float) -> str:
+    for upper, bg, fg in SHADES:
+        if share < upper:
+            return f"bold {fg} on {bg}"
+    return ""
 
 
 def _short(name: str, width: int) -> str:
@@ -23,9 +31,7 @@ def confusion_table(cm: list[list[int]], names: list[str], label: str) -> Table:
         total = sum(row) or 1
         cells = []
         for j, v in enumerate(row):
-            share = v / total
-            shade = SHADES[min(len(SHADES) - 1, int(share * (len(SHADES) - 1) + 0.5))]
-            style = f"bold {'black' if share > 0.5 else 'white'} on {shade}" if v else "dim"
+            style = shade(v / total) if v else "dim"
             cells.append(Text(str(v), style=style + (" underline" if i == j else "")))
         table.add_row(_short(names[i], 9), *cells)
     return table
