@@ -1,0 +1,38 @@
+"""``kdengine models``: the thesis's architectures and tiny test models, with parameter counts."""
+from __future__ import annotations
+
+from ..cli import print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("models", help="list the model registry with parameter counts")
+    p.add_argument("--classes", type=int, default=7)
+    p.add_argument("--check", metavar="NAME", help="check one timm name; exit 2 if unknown")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=run_models)
+
+
+def run_models(args) -> int:
+    from ..models.catalog import PRETRAINED_ALIASES, THESIS, TINY
+    from ..models.factory import check_name, count_params
+
+    if args.check:
+        check_name(args.check)
+        print(f"{args.check}: {count_params(args.check, args.classes):,} parameters")
+        return 0
+    rows = []
+    for group, names in (("thesis", THESIS), ("tiny", TINY)):
+        for name in names:
+            rows.append({"name": name, "group": group, "params": count_params(name, args.classes),
+                         "pretrained_as": PRETRAINED_ALIASES.get(name, name)})
+    if args.json:
+        print_json(rows)
+        return 0
+    print(f"{'model':20} {'group':7} {'parameters':>12}  pretrained weights")
+    for r in rows:
+        note = r["pretrained_as"] if r["pretrained_as"] != r["name"] else "timm"
+        if r["pretrained_as"] != r["name"]:
+            note = f"none in timm; mapped to {r['pretrained_as']}"
+        print(f"{r['name']:20} {r['group']:7} {r['params']:>12,}  {note}")
+    print("Any other timm model name is accepted as it is (`kdengine models --check NAME`).")
+    return 0

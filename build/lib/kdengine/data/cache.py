@@ -1,0 +1,138 @@
+"""The decoded-image cache: every image decoded once into a memory-mapped uint8 array.
+
+Images are converted to grayscale and letterboxed (aspect kept, centred on a
+black square) at the configured size, in split order (train, val, test). The
+cache is keyed by the source's fingerprint and the size, so it is rebuilt when
+the source changes. The array is written under a temp name and renamed; the
+metadata file is written last, atomically, and a cache without it is never used.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from ..atomic import atomic_path, write_json
+from ..errors import DataError
+from ..paths import cache_dir
+from .source import SPLITS, Skipped, Source
+
+CACHE_VERSION = 1
+
+
+def letterbox(img: np.ndarray, size: int) -> np.ndarray:
+    """Resize the longest side to ``size`` and centre on a black ``size`` x ``size`` square."""
+    h, w = img.shape[:2]
+    scale = size / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    if (nh, nw) != (h, w):
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        img = cv2.resize(img, (nw, nh), interpolation=interp)
+    out = np.zeros((size, size), np.uint8)
+    y, x = (size - nh) // 2, (size - nw) // 2
+    out[y : y + nh, x : x + nw] = img
+    return out
+
+
+@dataclass
+class DecodedCache:
+    images: np.ndarray  # (N, size, size) uint8, memory-mapped
+    valid: np.ndarray  # (N,) bool: False for images that could not be decoded
+    split_slices: dict[str, slice]
+    labels: np.ndarray  # (N,) int64
+    size: int
+    path: Path
+    hit: bool
+
+    def rows(self, split: str) -> np.ndarray:
+        """Row numbers of the usable images of one split."""
+        s = self.split_slices[split]
+        return np.arange(s.start, s.stop)[self.valid[s]]
+
+
+def cache_key(source: Source, size: int) -> str:
+    h = hashlib.sha256(f"v{CACHE_VERSION}|{size}|{source.fingerprint()}".encode())
+    for split in SPLITS:  # the order of the rows is part of the content
+        h.update(json.dumps([split, [str(r) for r in source.splits[split].refs]]).encode())
+    return h.hexdigest()[:24]
+
+
+def build_or_load(source: Source, size: int, skip_bad: bool = False, root: Path | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> DecodedCache:
+    """Return the cache for ``source`` at ``size``, decoding only when it is missing or stale."""
+    if size < 8:
+        raise DataError(f"image size {size} is too small (at least 8)")
+    root = root or cache_dir()
+    key = cache_key(source, size)
+    data_path, meta_path = root / f"{key}.u8", root / f"{key}.json"
+    refs = source.all_refs()
+    labels = np.asarray([y for s in SPLITS for y in source.splits[s].labels], np.int64)
+    bounds, start = {}, 0
+    for split in SPLITS:
+        bounds[split] = slice(start, start + len(source.splits[split]))
+        start += len(source.splits[split])
+    n = len(refs)
+
+    meta = _read_meta(meta_path, n, size, data_path)
+    hit = meta is not None
+    if meta is None:
+        bad = _build(source, refs, size, data_path, skip_bad, progress)
+        meta = {"version": CACHE_VERSION, "n": n, "size": size, "fingerprint": source.fingerprint(),
+                "description": source.description, "bad": bad}
+        write_json(meta_path, meta)
+    bad = {int(k): v for k, v in meta["bad"].items()}
+    if bad and not skip_bad:
+        first = min(bad)
+        raise DataError(f"{bad[first]} (use --skip-bad to skip the {len(bad)} unreadable image(s))")
+    valid = np.ones(n, bool)
+    for i, reason in bad.items():
+        valid[i] = False
+        source.skipped.append(Skipped(source.ref_name(refs[i]), reason))
+    images = np.memmap(data_path, np.uint8, mode="r", shape=(n, size, size)) if n else np.zeros((0, size, size), np.uint8)
+    return DecodedCache(images, valid, bounds, labels, size, data_path, hit)
+
+
+def _read_meta(meta_path: Path, n: int, size: int, data_path: Path) -> dict | None:
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return None
+    ok = (meta.get("version") == CACHE_VERSION and meta.get("n") == n and meta.get("size") == size
+          and data_path.is_file() and data_path.stat().st_size == n * size * size)
+    return meta if ok else None
+
+
+def _build(source: Source, refs: list, size: int, data_path: Path, skip_bad: bool,
+           progress: Callable[[int, int], None] | None) -> dict[str, str]:
+    n = len(refs)
+    bad: dict[str, str] = {}
+    with atomic_path(data_path) as tmp:
+        if n == 0:
+            return bad
+        out = np.memmap(tmp, np.uint8, mode="w+", shape=(n, size, size))
+
+        def work(i: int) -> None:
+            try:
+                out[i] = letterbox(source.load(refs[i]), size)
+            except DataError as exc:
+                if not skip_bad:
+                    raise DataError(f"{exc} (use --skip-bad to skip unreadable images)") from None
+                bad[str(i)] = str(exc)
+
+        workers = min(8, os.cpu_count() or 1)
+        done = 0
+        with ThreadPoolExecutor(workers) as pool:
+            for _ in pool.map(work, range(n), chunksize=64 if n > 1024 else 1):
+                done += 1
+                if progress and (done % 256 == 0 or done == n):
+                    progress(done, n)
+        out.flush()
+        del out
+    return bad

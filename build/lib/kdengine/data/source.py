@@ -1,0 +1,123 @@
+"""The one source abstraction every dataset kind implements.
+
+A source yields, per split (train, val, test), an index of
+(image reference, label, group id), plus the class names and a summary.
+The group id is the patient wherever the source knows patients, so that
+splits can be grouped and never leak a patient.
+
+Nothing here imports torch: the TUI uses the data layer to check paths.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import DataError
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class SplitIndex:
+    """Parallel lists: ``refs[i]`` (a path or an int into an array), its label and group."""
+
+    refs: list[Any] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def add(self, ref: Any, label: int, group: str) -> None:
+        self.refs.append(ref)
+        self.labels.append(int(label))
+        self.groups.append(str(group))
+
+    def subset(self, positions: Sequence[int]) -> "SplitIndex":
+        return SplitIndex(
+            [self.refs[i] for i in positions],
+            [self.labels[i] for i in positions],
+            [self.groups[i] for i in positions],
+        )
+
+    def concat(self, other: "SplitIndex") -> "SplitIndex":
+        return SplitIndex(self.refs + other.refs, self.labels + other.labels, self.groups + other.groups)
+
+
+@dataclass
+class Skipped:
+    path: str
+    reason: str
+
+
+class Source:
+    """Base class. Subclasses fill ``splits``, ``class_names`` and implement ``load``."""
+
+    kind: str = "?"
+    synthetic: bool = False
+
+    def __init__(self) -> None:
+        self.splits: dict[str, SplitIndex] = {s: SplitIndex() for s in SPLITS}
+        self.class_names: list[str] = []
+        self.skipped: list[Skipped] = []
+        self.notes: list[str] = []
+        self.description = ""
+
+    # -- to implement -----------------------------------------------------
+    def load(self, ref: Any) -> np.ndarray:
+        """Decode one image to a 2-D uint8 grayscale array (any size)."""
+        raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        """A string that changes whenever the source's content changes."""
+        raise NotImplementedError
+
+    def ref_name(self, ref: Any) -> str:
+        """A human-readable name for an image reference (used in errors)."""
+        return str(ref)
+
+    # -- shared -----------------------------------------------------------
+    def all_refs(self) -> list[Any]:
+        return [r for s in SPLITS for r in self.splits[s].refs]
+
+    def validate(self) -> None:
+        """Raise DataError when the indexed data cannot be trained on."""
+        total = sum(len(self.splits[s]) for s in SPLITS)
+        if total == 0:
+            raise DataError(f"{self.description}: the dataset is empty (no images found)")
+        if len(self.class_names) < 2:
+            raise DataError(f"{self.description}: needs at least 2 classes, found {len(self.class_names)}")
+        for split in SPLITS:
+            present = set(self.splits[split].labels)
+            missing = [self.class_names[c] for c in range(len(self.class_names)) if c not in present]
+            if missing:
+                raise DataError(
+                    f"{self.description}: class {', '.join(missing)} has no image in the {split} split"
+                )
+
+    def summary(self) -> dict[str, Any]:
+        """Everything `kdengine data check` prints, as plain JSON-able data."""
+        per_split = {}
+        for split in SPLITS:
+            idx = self.splits[split]
+            counts = Counter(idx.labels)
+            per_split[split] = {
+                "images": len(idx),
+                "groups": len(set(idx.groups)),
+                "per_class": {name: counts.get(c, 0) for c, name in enumerate(self.class_names)},
+            }
+        groups = [set(self.splits[s].groups) for s in SPLITS]
+        shared = (groups[0] & groups[1]) | (groups[0] & groups[2]) | (groups[1] & groups[2])
+        return {
+            "source": self.kind,
+            "description": self.description,
+            "synthetic": self.synthetic,
+            "classes": list(self.class_names),
+            "splits": per_split,
+            "groups_shared_between_splits": len(shared),
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "notes": list(self.notes),
+        }

@@ -1,0 +1,118 @@
+"""Building models from timm: grayscale input, pretrained weights from timm or a local file."""
+from __future__ import annotations
+
+import difflib
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from ..errors import UsageError
+from .catalog import PRETRAINED_ALIASES, known_names
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth", "model.pt")
+
+
+@lru_cache(maxsize=1)
+def _all_timm_names() -> frozenset[str]:
+    return frozenset(timm.list_models())
+
+
+def check_name(name: str) -> str:
+    """Return ``name`` if timm knows it; else raise UsageError suggesting the closest names."""
+    names = _all_timm_names()
+    if name in names:
+        return name
+    pool = sorted(set(known_names()) | names)
+    close = difflib.get_close_matches(name, pool, n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; `kdengine models` lists the thesis's models"
+    raise UsageError(f"unknown model '{name}'{hint}")
+
+
+def input_channels(pretrained: bool) -> int:
+    """Grayscale models get 1 channel; ImageNet weights need 3 replicated channels."""
+    return 3 if pretrained else 1
+
+
+def resolve_pretrained_name(name: str, warn=print) -> str:
+    if name in PRETRAINED_ALIASES:
+        alias = PRETRAINED_ALIASES[name]
+        warn(f"note: timm's '{name}' has no pretrained weights; using '{alias}', which has them")
+        return alias
+    return name
+
+
+def _weights_file(path: Path, name: str) -> Path:
+    if path.is_file():
+        return path
+    if path.is_dir():
+        for candidate in [path / name, path / PRETRAINED_ALIASES.get(name, name)]:
+            if candidate.is_dir():
+                path = candidate
+                break
+        for fname in WEIGHT_FILES:
+            if (path / fname).is_file():
+                return path / fname
+        for ext in (".safetensors", ".pth", ".bin", ".pt"):
+            for stem in (name, PRETRAINED_ALIASES.get(name, name)):
+                if (path / f"{stem}{ext}").is_file():
+                    return path / f"{stem}{ext}"
+        raise UsageError(f"--pretrained-from {path}: no weights for '{name}' (looked for {', '.join(WEIGHT_FILES)} or {name}.safetensors)")
+    raise UsageError(f"--pretrained-from: no such file or directory: {path}")
+
+
+def create_model(name: str, num_classes: int, pretrained: bool = False, pretrained_from: str | None = None,
+                 warn=lambda m: print(m, file=sys.stderr)) -> nn.Module:
+    """A timm model for ``num_classes`` classes.
+
+    Without pretrained weights the stem takes 1 channel. With them it takes 3
+    (the image is replicated), and the weights come from timm's hub, or from a
+    local file or folder (``pretrained_from``) when there is no network. timm
+    drops the ImageNet classifier when the class count differs.
+    """
+    name = check_name(name)
+    chans = input_channels(pretrained)
+    if not pretrained:
+        return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=chans)
+    name = resolve_pretrained_name(name, warn)
+    kwargs = {}
+    if pretrained_from:
+        kwargs["pretrained_cfg_overlay"] = {"file": str(_weights_file(Path(pretrained_from).expanduser(), name))}
+    try:
+        return timm.create_model(name, pretrained=True, num_classes=num_classes, in_chans=chans, **kwargs)
+    except (OSError, RuntimeError, ValueError) as exc:  # no network, no file, or incompatible weights
+        msg = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
+        raise UsageError(f"cannot load pretrained weights for '{name}': {msg} "
+                         "(offline? pass --pretrained-from FILE_OR_DIR)") from None
+
+
+def count_params(name: str, num_classes: int = 7, in_chans: int = 1) -> int:
+    with torch.device("meta"):
+        model = timm.create_model(check_name(name), pretrained=False, num_classes=num_classes, in_chans=in_chans)
+    return sum(p.numel() for p in model.parameters())
+
+
+def check_image_size(model: nn.Module, name: str, image_size: int, channels: int) -> None:
+    """Raise UsageError when the model cannot take images this small."""
+    reduction = 1
+    info = getattr(model, "feature_info", None)
+    try:
+        reduction = int(info[-1]["reduction"]) if info else 1
+    except (TypeError, KeyError, IndexError):
+        reduction = 1
+    minimum = max(8, reduction)
+    if image_size < minimum:
+        raise UsageError(f"image size {image_size} is too small for '{name}' (at least {minimum})")
+    if image_size < 128:  # cheap enough to prove with one forward pass
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                model(torch.zeros(1, channels, image_size, image_size))
+        except RuntimeError as exc:
+            raise UsageError(f"image size {image_size} is too small for '{name}' ({str(exc).splitlines()[0][:120]})") from None
+        finally:
+            model.train(was_training)

@@ -1,0 +1,1 @@
+"""Training: losses, strategies, the trainer and the executor. Knows nothing of Textual."""

@@ -1,0 +1,88 @@
+"""The strategies: each says which teachers it needs and turns logits into loss terms.
+
+Like mdistiller, a strategy returns a dict of named, already-weighted terms;
+the trainer sums them and logs each one. Adding a strategy is one class and one
+line in ``STRATEGIES``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..runspec import KDConfig
+from .losses import ensemble_targets, kd_terms, soft_targets, virtual_teacher_targets
+
+
+class Strategy:
+    name = ""
+    needs_teachers = False
+
+    def __init__(self, kd: KDConfig | None, num_classes: int) -> None:
+        self.kd = kd or KDConfig()
+        self.num_classes = num_classes
+
+    def terms(self, logits: torch.Tensor, targets: torch.Tensor,
+              teacher_logits: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+class CrossEntropy(Strategy):
+    """baseline (and every teacher): the model alone, cross-entropy only."""
+
+    name = "baseline"
+
+    def terms(self, logits, targets, teacher_logits):
+        return {"ce": F.cross_entropy(logits.float(), targets)}
+
+
+class Hinton(Strategy):
+    """normal, reverse, defective and tf-self: one teacher network, Hinton's loss.
+
+    They differ only in which teacher they get (a larger one, a smaller one, one
+    stopped early, or a copy of the student), which the run spec decides.
+    """
+
+    needs_teachers = True
+
+    def terms(self, logits, targets, teacher_logits):
+        k = self.kd
+        return kd_terms(logits, targets, soft_targets(teacher_logits[0], k.temperature), k.alpha, k.temperature, k.reduction)
+
+
+class Ensemble(Strategy):
+    """Several trained teachers; their averaged softened outputs teach one student."""
+
+    name = "ensemble"
+    needs_teachers = True
+
+    def terms(self, logits, targets, teacher_logits):
+        k = self.kd
+        return kd_terms(logits, targets, ensemble_targets(teacher_logits, k.temperature), k.alpha, k.temperature, k.reduction)
+
+
+class TeacherFreeReg(Strategy):
+    """tf-reg: a designed virtual teacher, no teacher network."""
+
+    name = "tf-reg"
+
+    def terms(self, logits, targets, teacher_logits):
+        k = self.kd
+        probs = virtual_teacher_targets(targets, self.num_classes, k.tf_a, k.tf_temperature)
+        return kd_terms(logits, targets, probs, k.alpha, k.tf_temperature, k.reduction)
+
+
+STRATEGIES: dict[str, type[Strategy]] = {
+    "baseline": CrossEntropy,
+    "defective-teacher": CrossEntropy,
+    "normal": Hinton,
+    "reverse": Hinton,
+    "defective": Hinton,
+    "tf-self": Hinton,
+    "ensemble": Ensemble,
+    "tf-reg": TeacherFreeReg,
+}
+
+
+def strategy_for(spec, num_classes: int) -> Strategy:
+    key = "baseline" if spec.kind == "ce" else spec.strategy
+    return STRATEGIES[key](spec.kd, num_classes)

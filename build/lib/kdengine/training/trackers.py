@@ -1,0 +1,140 @@
+"""Optional experiment trackers. The run store works without any of them.
+
+neptune: the thesis logged every run to Neptune. Its hosted service ended in
+March 2026, so without an API token the tracker runs in offline mode and keeps
+its data under the run directory (``<run>/neptune``), saying so once. With
+``NEPTUNE_MODE`` or ``NEPTUNE_API_TOKEN`` set it follows them.
+tensorboard: event files under ``<run>/tensorboard``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from ..errors import UsageError
+
+_said_offline = False
+
+
+class Tracker:
+    def start(self, run_id: str, spec, class_names: list[str], run_dir: Path) -> None: ...
+    def log_epoch(self, epoch: int, event: dict) -> None: ...
+    def log_final(self, results: dict) -> None: ...
+    def close(self) -> None: ...
+
+
+def _flat_params(spec) -> dict:
+    d = spec.to_dict()
+    d["teachers"] = [t.run_id for t in spec.teachers]
+    return json.loads(json.dumps(d, default=str))
+
+
+class NeptuneTracker(Tracker):
+    def __init__(self) -> None:
+        try:
+            import neptune  # noqa: F401
+        except ImportError:
+            raise UsageError("--tracker neptune needs the neptune extra: pip install 'kdstudy[neptune]'") from None
+        self.run = None
+
+    def start(self, run_id, spec, class_names, run_dir):
+        global _said_offline
+        import neptune
+
+        mode = os.environ.get("NEPTUNE_MODE")
+        if not mode and not os.environ.get("NEPTUNE_API_TOKEN"):
+            mode = "offline"
+            if not _said_offline:
+                print(f"note: no NEPTUNE_API_TOKEN (Neptune's hosted service ended in March 2026): "
+                      f"logging offline under {run_dir / 'neptune'}", file=sys.stderr)
+                _said_offline = True
+        self.class_names = class_names
+        old = os.environ.get("NEPTUNE_DATA_DIRECTORY")
+        os.environ["NEPTUNE_DATA_DIRECTORY"] = str(run_dir / "neptune")
+        try:
+            kwargs = dict(mode=mode, name=run_id, custom_run_id=run_id[:36], capture_hardware_metrics=False,
+                          capture_stdout=False, capture_stderr=False, git_ref=False, source_files=[])
+            if os.environ.get("NEPTUNE_PROJECT"):
+                kwargs["project"] = os.environ["NEPTUNE_PROJECT"]
+            self.run = neptune.init_run(**kwargs)
+        finally:
+            if old is None:
+                os.environ.pop("NEPTUNE_DATA_DIRECTORY", None)
+            else:
+                os.environ["NEPTUNE_DATA_DIRECTORY"] = old
+        from neptune.utils import stringify_unsupported
+
+        self.run["parameters"] = stringify_unsupported(_flat_params(spec))
+        self.run["sys/tags"].add([spec.strategy, spec.model])
+
+    def log_epoch(self, epoch, event):
+        for split in ("train", "val"):
+            for key, value in event[split].items():
+                self.run[f"{split}/{key}"].append(value, step=epoch)
+        self.run["lr"].append(event["lr"], step=epoch)
+
+    def log_final(self, results):
+        for split in ("train", "val", "test"):
+            for key in ("accuracy", "macro_f1", "kappa", "ece", "loss"):
+                if key in results[split]:
+                    self.run[f"final/{split}/{key}"] = results[split][key]
+        self.run["final/test/confusion_matrix"] = json.dumps(results["test"]["confusion"])
+        self.run["final/test/classification_report"] = json.dumps(results["test"]["report"])
+        self.run["final/class_names"] = json.dumps(results["class_names"])
+
+    def close(self):
+        if self.run is not None:
+            self.run.stop()
+            self.run = None
+
+
+class TensorBoardTracker(Tracker):
+    def __init__(self) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+        except ImportError:
+            raise UsageError("--tracker tensorboard needs the tensorboard extra: pip install 'kdstudy[tensorboard]'") from None
+        self.writer = None
+
+    def start(self, run_id, spec, class_names, run_dir):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        self.writer.add_text("spec", "```\n" + json.dumps(_flat_params(spec), indent=2) + "\n```")
+
+    def log_epoch(self, epoch, event):
+        for split in ("train", "val"):
+            for key, value in event[split].items():
+                self.writer.add_scalar(f"{split}/{key}", value, epoch)
+        self.writer.add_scalar("lr", event["lr"], epoch)
+        self.writer.flush()
+
+    def log_final(self, results):
+        for split in ("train", "val", "test"):
+            for key in ("accuracy", "macro_f1", "kappa", "ece"):
+                self.writer.add_scalar(f"final/{split}/{key}", results[split][key], 0)
+        names = results["class_names"]
+        rows = ["| true \\ pred | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+        rows += [f"| {n} | " + " | ".join(str(v) for v in row) + " |" for n, row in zip(names, results["test"]["confusion"])]
+        self.writer.add_text("test/confusion_matrix", "\n".join(rows))
+        self.writer.add_text("test/classification_report", "```\n" + json.dumps(results["test"]["report"], indent=2) + "\n```")
+        self.writer.flush()
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+TRACKERS = {"neptune": NeptuneTracker, "tensorboard": TensorBoardTracker}
+
+
+def make_trackers(names) -> list[Tracker]:
+    out = []
+    for name in names or ():
+        if name not in TRACKERS:
+            raise UsageError(f"unknown tracker '{name}' (choose {', '.join(TRACKERS)})")
+        out.append(TRACKERS[name]())
+    return out

@@ -1,0 +1,387 @@
+"""Trains one claimed run and writes everything it learns into the run store.
+
+The run's spec decides the model, the data, the strategy and its teachers
+(already finished: the executor sees to that). Every epoch logs train and val
+metrics; the best checkpoint by val accuracy is kept; a resumable checkpoint
+is written after each epoch, so a stopped or crashed run continues from its
+last finished epoch. The end evaluates train, val and test with the best
+weights.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import timm
+import torch
+import torch.nn.functional as F
+
+from ..data.cache import build_or_load
+from ..data.loader import CachedImages, Normalizer, make_loader
+from ..data.spec import open_source
+from ..errors import RunFailed, UsageError
+from ..models.factory import check_image_size, create_model, input_channels, resolve_pretrained_name
+from ..runspec import RunSpec
+from ..store import RunStore
+from ..store.runstore import HEARTBEAT_S
+from .checkpoints import load_best, load_last, save_best, save_last
+from .device import DeviceSetup
+from .metrics import agreement, classification_metrics, macro_f1
+from .progress import Progress
+from .strategies import strategy_for
+from .teacher import FrozenTeacher
+
+STEP_EVENTS_PER_EPOCH = 25
+
+
+class Stopped(Exception):
+    """The user asked the run to stop."""
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    def __init__(self, store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers=(), progress: bool = True,
+                 log=None) -> None:
+        self.store = store
+        self.spec = spec
+        self.run_id = spec.run_id
+        self.dev = dev
+        self.trackers = list(trackers)
+        self.progress = Progress(spec.describe(), enabled=progress)
+        self.log = log or self.progress.line
+        self._last_beat = 0.0
+
+    # -- set-up -------------------------------------------------------------------------------------
+    def _data(self) -> None:
+        spec = self.spec
+        self.source = open_source(spec.data)
+        self.class_names = self.source.class_names
+        self.cache = build_or_load(self.source, spec.train.image_size, skip_bad=spec.data.skip_bad,
+                                   progress=lambda done, total: self._beat(phase=f"decoding images {done}/{total}"))
+        self.train_ds = CachedImages(self.cache, "train", train=True, seed=spec.seed)
+        self.eval_ds = {s: CachedImages(self.cache, s, train=False, seed=spec.seed) for s in ("train", "val", "test")}
+        if len(self.train_ds) == 0 or len(self.eval_ds["val"]) == 0:
+            raise UsageError("the data has no usable train or val images")
+
+    def _student(self) -> None:
+        spec = self.spec
+        _seed_everything(spec.seed)
+        chans = input_channels(spec.pretrained)
+        model = create_model(spec.model, len(self.class_names), spec.pretrained, spec.pretrained_from,
+                             warn=self.log)
+        check_image_size(model, spec.model, spec.train.image_size, chans)
+        self.arch = resolve_pretrained_name(spec.model, lambda m: None) if spec.pretrained else spec.model
+        self.chans = chans
+        self.model = model.to(self.dev.device)
+        if self.dev.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.norm = Normalizer(chans, self.dev.channels_last).to(self.dev.device)
+        self.n_params = sum(p.numel() for p in model.parameters())
+
+    def _teachers(self) -> None:
+        self.teachers: list[FrozenTeacher] = []
+        self.teacher_info = []
+        for tspec in self.spec.teachers:
+            tid = tspec.run_id
+            state, meta = load_best(self.store.checkpoint_dir(tid))
+            net = timm.create_model(meta["arch"], pretrained=False, num_classes=meta["num_classes"],
+                                    in_chans=meta["in_chans"])
+            net.load_state_dict(state)
+            net = net.to(self.dev.device)
+            if self.dev.channels_last:
+                net = net.to(memory_format=torch.channels_last)
+            teacher = FrozenTeacher(net, Normalizer(meta["in_chans"], self.dev.channels_last)).to(self.dev.device)
+            self.teachers.append(teacher)
+            tm = self.store.read_metrics(tid) or {}
+            info = {"run_id": tid, "model": tspec.model, "params": sum(p.numel() for p in net.parameters()),
+                    "val_accuracy": tm.get("val", {}).get("accuracy"), "test_accuracy": tm.get("test", {}).get("accuracy")}
+            if tm.get("defect"):
+                info["defect"] = tm["defect"]
+            self.teacher_info.append(info)
+        if self.spec.strategy == "reverse" and self.teacher_info:
+            t = self.teacher_info[0]
+            if t["params"] >= self.n_params:
+                msg = (f"warning: reverse KD expects a smaller teacher, but {t['model']} has {t['params']:,} parameters "
+                       f"and the student {self.spec.model} has {self.n_params:,}")
+                self.log(msg)
+                self.store.append_event(self.run_id, {"type": "warning", "message": msg})
+
+    def _optim(self):
+        t = self.spec.train
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if t.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, nesterov=False)
+        elif t.optimizer == "adamw":
+            opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+        else:
+            opt = torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+        if t.schedule == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t.epochs)
+        elif t.schedule == "step":
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=t.step_size, gamma=t.gamma)
+        else:
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+        return opt, sched
+
+    # -- evaluation -----------------------------------------------------------------------------------
+    def _loader(self, ds, epoch=0, shuffle=False):
+        return make_loader(ds, self.spec.train.batch_size, epoch=epoch, shuffle=shuffle,
+                           workers=self.dev.workers, pin_memory=self.dev.pin_memory)
+
+    @torch.no_grad()
+    def _predict(self, forward, split: str) -> tuple[np.ndarray, np.ndarray, float]:
+        """Probabilities, labels and mean cross-entropy of ``forward`` over one split (eval transform)."""
+        probs, labels, loss_sum = [], [], 0.0
+        for x, y, _ in self._loader(self.eval_ds[split]):
+            self._beat(keep=True)
+            x = x.to(self.dev.device, non_blocking=True)
+            y = y.to(self.dev.device, non_blocking=True)
+            with self.dev.autocast():
+                logits = forward(x).float()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+            probs.append(F.softmax(logits, 1).cpu().numpy())
+            labels.append(y.cpu().numpy())
+        n = sum(len(l) for l in labels)
+        return np.concatenate(probs), np.concatenate(labels), loss_sum / max(1, n)
+
+    def _student_forward(self, x):
+        return self.model(self.norm(x))
+
+    def evaluate(self, split: str) -> tuple[dict, np.ndarray]:
+        self.model.eval()
+        probs, labels, loss = self._predict(self._student_forward, split)
+        return classification_metrics(labels, probs, self.class_names, loss), probs
+
+    def _teacher_probs(self, split: str) -> np.ndarray | None:
+        if not self.teachers:
+            return None
+        all_probs = [self._predict(t, split)[0] for t in self.teachers]
+        return np.mean(all_probs, 0)
+
+    # -- the loop -------------------------------------------------------------------------------------
+    def _beat(self, keep: bool = False, **progress) -> None:
+        """Refresh the heartbeat (every HEARTBEAT_S) and honour a stop request.
+
+        ``keep`` refreshes it without replacing the last progress (during evaluation)."""
+        now = time.time()
+        if now - self._last_beat >= HEARTBEAT_S:
+            self._last_beat = now
+            if keep:
+                self.store.heartbeat(self.run_id)
+            else:
+                self.store.heartbeat(self.run_id, progress=progress)
+        if self.store.stop_requested(self.run_id):
+            raise Stopped()
+
+    def run(self) -> dict:
+        spec, store, rid = self.spec, self.store, self.run_id
+        t0 = time.time()
+        self._data()
+        self._student()
+        self._teachers()
+        self.strategy = strategy_for(spec, len(self.class_names))
+        opt, sched = self._optim()
+        ckpt_dir = store.checkpoint_dir(rid)
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        meta = {"arch": self.arch, "model": spec.model, "in_chans": self.chans, "num_classes": len(self.class_names),
+                "class_names": self.class_names, "run_id": rid}
+
+        state = {"epoch": 0, "global_step": 0, "best_acc": -1.0, "best_epoch": 0, "bad_epochs": 0, "defect": None}
+        last = load_last(ckpt_dir)
+        if last is not None:
+            self.model.load_state_dict(last["model"])
+            opt.load_state_dict(last["optimizer"])
+            sched.load_state_dict(last["scheduler"])
+            state.update(last["state"])
+            self.log(f"resuming {rid} after epoch {state['epoch']}")
+            store.append_event(rid, {"type": "resume", "epoch": state["epoch"]})
+        for tr in self.trackers:
+            tr.start(rid, spec, self.class_names, store.run_dir(rid))
+
+        epochs = spec.train.epochs
+        steps_per_epoch = math.ceil(len(self.train_ds) / spec.train.batch_size)
+        log_every = max(1, steps_per_epoch // STEP_EVENTS_PER_EPOCH)
+        defect_every = spec.defect_check_every or max(1, steps_per_epoch // 4)
+        total_steps = epochs * steps_per_epoch
+        store.append_event(rid, {"type": "start", "epochs": epochs, "steps_per_epoch": steps_per_epoch,
+                                 "train_images": len(self.train_ds), "val_images": len(self.eval_ds["val"]),
+                                 "test_images": len(self.eval_ds["test"]), "params": self.n_params,
+                                 "device": str(self.dev.device), "classes": self.class_names,
+                                 "teachers": self.teacher_info, "synthetic": self.source.synthetic})
+        val_teacher = self._teacher_probs("val")
+        self.progress.start(total_steps, state["global_step"])
+        stop_early = state["defect"] is not None
+        timing = {"t0": time.time(), "steps": 0}
+
+        try:
+            for epoch in range(state["epoch"] + 1, epochs + 1):
+                if stop_early:
+                    break
+                _seed_everything(spec.seed * 1000 + epoch)
+                self.model.train()
+                # Running sums stay on the device: no host sync per step (only at logged steps).
+                loss_sum = torch.zeros((), device=self.dev.device)
+                preds, trues = [], []
+                last_loss = float("nan")
+                loader = self._loader(self.train_ds, epoch=epoch, shuffle=True)
+                for step, (x, y, _) in enumerate(loader, start=1):
+                    x = x.to(self.dev.device, non_blocking=True)
+                    y = y.to(self.dev.device, non_blocking=True)
+                    loss, terms, pred = self._train_step(opt, x, y)
+                    state["global_step"] += 1
+                    loss_sum += loss.detach() * y.shape[0]
+                    preds.append(pred)
+                    trues.append(y)
+                    if step % log_every == 0 or step == steps_per_epoch:
+                        last_loss = loss.item()  # syncs; a NaN is caught here, before any checkpoint
+                        if not math.isfinite(last_loss):
+                            raise RunFailed(f"loss became {last_loss} at epoch {epoch}, step {step}")
+                        store.append_event(rid, {"type": "step", "epoch": epoch, "step": step,
+                                                 "global_step": state["global_step"], "loss": last_loss,
+                                                 "terms": {k: v.item() for k, v in terms.items()},
+                                                 "lr": opt.param_groups[0]["lr"]})
+                    timing["steps"] += 1
+                    per_step = (time.time() - timing["t0"]) / timing["steps"]
+                    remaining = (total_steps - state["global_step"]) * per_step
+                    self.progress.step(state["global_step"], f"ep {epoch}/{epochs} loss {last_loss:.3f}")
+                    self._beat(epoch=epoch, epochs=epochs, step=step, steps=steps_per_epoch,
+                               global_step=state["global_step"], total_steps=total_steps,
+                               best_val_accuracy=max(state["best_acc"], 0.0), eta_s=round(remaining, 1))
+                    if spec.defect_acc is not None and state["global_step"] % defect_every == 0 and step < steps_per_epoch:
+                        if self._check_defect(state, epoch, step, ckpt_dir, meta):
+                            stop_early = True
+                            break
+                        self.model.train()
+                sched.step()
+                y_true, y_pred = torch.cat(trues).cpu().numpy(), torch.cat(preds).cpu().numpy()
+                train_stats = {"loss": loss_sum.item() / max(1, len(y_true)),
+                               "accuracy": float((y_true == y_pred).mean()) if len(y_true) else float("nan"),
+                               "macro_f1": macro_f1(y_true, y_pred, len(self.class_names))}
+                if not math.isfinite(train_stats["loss"]):
+                    raise RunFailed(f"loss became {train_stats['loss']} in epoch {epoch}")
+                if stop_early:
+                    state["epoch"] = epoch
+                    break
+                val, val_probs = self.evaluate("val")
+                improved = val["accuracy"] > state["best_acc"]
+                if improved:
+                    state.update(best_acc=val["accuracy"], best_epoch=epoch, bad_epochs=0)
+                    save_best(ckpt_dir, self.model, {**meta, "epoch": epoch, "val_accuracy": val["accuracy"]})
+                else:
+                    state["bad_epochs"] += 1
+                event = {"type": "epoch", "epoch": epoch, "lr": opt.param_groups[0]["lr"],
+                         "train": {k: train_stats[k] for k in ("loss", "accuracy", "macro_f1")},
+                         "val": {k: val[k] for k in ("loss", "accuracy", "macro_f1", "kappa", "ece")},
+                         "val_confusion": val["confusion"], "best_val_accuracy": state["best_acc"],
+                         "best_epoch": state["best_epoch"], "seconds": round(time.time() - t0, 2)}
+                if val_teacher is not None:
+                    event["val"]["agreement"] = agreement(val_probs, val_teacher)
+                store.append_event(rid, event)
+                for tr in self.trackers:
+                    tr.log_epoch(epoch, event)
+                self.log(f"epoch {epoch}/{epochs}  train loss {train_stats['loss']:.4f} acc {train_stats['accuracy']:.4f}"
+                         f"  val loss {val['loss']:.4f} acc {val['accuracy']:.4f}  best {state['best_acc']:.4f}")
+                state["epoch"] = epoch
+                if spec.defect_acc is not None and val["accuracy"] >= spec.defect_acc:
+                    self._record_defect(state, epoch, steps_per_epoch, val["accuracy"])
+                    save_best(ckpt_dir, self.model, {**meta, "epoch": epoch, "val_accuracy": val["accuracy"]})
+                    stop_early = True
+                if spec.train.patience and state["bad_epochs"] >= spec.train.patience:
+                    self.log(f"early stop: no val improvement for {spec.train.patience} epochs")
+                    store.append_event(rid, {"type": "early_stop", "epoch": epoch})
+                    stop_early = True
+                save_last(ckpt_dir, {"model": self.model.state_dict(), "optimizer": opt.state_dict(),
+                                     "scheduler": sched.state_dict(), "state": state})
+        except Stopped:
+            self.progress.close()
+            raise
+        self.progress.close()
+        return self._finish(state, t0, ckpt_dir)
+
+    def _train_step(self, opt, x: torch.Tensor, y: torch.Tensor):
+        """One optimisation step; returns the loss, its terms and the predictions (all on the device)."""
+        with self.dev.autocast():
+            t_logits = [t(x) for t in self.teachers]
+            logits = self._student_forward(x)
+        terms = self.strategy.terms(logits, y, t_logits)
+        loss = sum(terms.values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.spec.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.spec.train.grad_clip)
+        opt.step()
+        return loss, terms, logits.detach().argmax(1)
+
+    # -- defective teachers --------------------------------------------------------------------------------
+    def _record_defect(self, state: dict, epoch: int, step: int, acc: float) -> None:
+        state["defect"] = {"threshold": self.spec.defect_acc, "val_accuracy": acc, "epoch": epoch, "step": step,
+                           "global_step": state["global_step"], "reached": acc >= self.spec.defect_acc}
+        state["best_acc"], state["best_epoch"] = acc, epoch
+        self.log(f"defective teacher: val accuracy {acc:.4f} reached the threshold {self.spec.defect_acc} "
+                 f"at epoch {epoch}, step {step}; training stops here")
+        self.store.append_event(self.run_id, {"type": "defect", **state["defect"]})
+
+    def _check_defect(self, state, epoch, step, ckpt_dir, meta) -> bool:
+        val, _ = self.evaluate("val")
+        self.store.append_event(self.run_id, {"type": "defect_check", "epoch": epoch, "step": step,
+                                              "global_step": state["global_step"], "val_accuracy": val["accuracy"]})
+        if val["accuracy"] >= self.spec.defect_acc:
+            self._record_defect(state, epoch, step, val["accuracy"])
+            save_best(ckpt_dir, self.model, {**meta, "epoch": epoch, "val_accuracy": val["accuracy"]})
+            return True
+        return False
+
+    def _study_level(self, split: str, probs: np.ndarray) -> dict:
+        """MURA's own scoring: a study's probability is the mean over its images; kappa over studies."""
+        refs = self.source.all_refs()
+        rows = self.eval_ds[split].rows
+        studies: dict[str, list[int]] = {}
+        for i, row in enumerate(rows):
+            studies.setdefault(str(Path(refs[row]).parent), []).append(i)
+        labels = self.cache.labels[rows]
+        study_probs = np.stack([probs[idx].mean(0) for idx in studies.values()])
+        study_labels = np.asarray([labels[idx[0]] for idx in studies.values()])
+        m = classification_metrics(study_labels, study_probs, self.class_names)
+        return {"n": len(studies), "accuracy": m["accuracy"], "kappa": m["kappa"], "macro_f1": m["macro_f1"],
+                "confusion": m["confusion"]}
+
+    # -- the end ----------------------------------------------------------------------------------------------
+    def _finish(self, state: dict, t0: float, ckpt_dir) -> dict:
+        spec, rid = self.spec, self.run_id
+        weights, _ = load_best(ckpt_dir)
+        self.model.load_state_dict(weights)
+        results: dict = {"run_id": rid, "describe": spec.describe(), "model": spec.model, "strategy": spec.strategy,
+                         "kind": spec.kind, "class_names": self.class_names, "best_epoch": state["best_epoch"],
+                         "epochs_run": state["epoch"], "params": self.n_params, "seconds": None,
+                         "synthetic": self.source.synthetic, "teachers": self.teacher_info}
+        for split in ("train", "val", "test"):
+            metrics, probs = self.evaluate(split)
+            if self.teachers:
+                metrics["agreement"] = agreement(probs, self._teacher_probs(split))
+            if self.source.kind == "mura" and spec.data.task == "abnormality":
+                metrics["study"] = self._study_level(split, probs)
+            results[split] = metrics
+        if spec.defect_acc is not None:
+            results["defect"] = state["defect"] or {"threshold": spec.defect_acc, "reached": False,
+                                                    "val_accuracy": results["val"]["accuracy"]}
+            if not results["defect"]["reached"]:
+                msg = (f"warning: the defective teacher never reached val accuracy {spec.defect_acc}; "
+                       f"it stops at {results['val']['accuracy']:.4f}")
+                self.log(msg)
+                self.store.append_event(rid, {"type": "warning", "message": msg})
+        results["seconds"] = round(time.time() - t0, 2)
+        self.store.write_metrics(rid, results)
+        self.store.append_event(rid, {"type": "final", "test": {k: results["test"][k] for k in ("accuracy", "macro_f1", "kappa", "ece")},
+                                      "test_confusion": results["test"]["confusion"]})
+        for tr in self.trackers:
+            tr.log_final(results)
+        return results

@@ -1,0 +1,98 @@
+"""``kdengine worker``: claims queued runs from the store and trains them, one at a time.
+
+Runs are claimed under the store's lock, so two workers never take the same
+run. The worker advertises itself in ``.workers/worker-<pid>.json`` with a
+heartbeat; it exits after ``idle_exit`` seconds with nothing to do.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+from .atomic import write_json
+from .errors import KDError, RunFailed
+from .runspec import RunSpec
+from .store import RunStore
+from .store.runstore import HEARTBEAT_S
+
+
+def next_claimable(store: RunStore) -> RunSpec | None:
+    """The oldest queued run whose teachers are finished or queued (not being trained elsewhere)."""
+    for rid in store.list_ids():
+        if store.read_status(rid)["state"] != "queued":
+            continue
+        spec_file = store.read_spec(rid)
+        if not spec_file:
+            continue
+        spec = RunSpec.from_dict(spec_file["spec"])
+        if any(store.read_status(t.run_id)["state"] == "running" for t in spec.teachers):
+            continue
+        return spec
+    return None
+
+
+class Worker:
+    def __init__(self, store: RunStore, device: str = "auto", idle_exit: float = 30.0, once: bool = False,
+                 workers: int | None = None) -> None:
+        self.store = store
+        self.device = device
+        self.idle_exit = idle_exit
+        self.once = once
+        self.loader_workers = workers
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.info_path = store.workers_dir() / f"worker-{os.getpid()}.json"
+        self.current: str | None = None
+        self._stop = threading.Event()
+
+    def _advertise(self) -> None:
+        while not self._stop.is_set():
+            write_json(self.info_path, {"pid": os.getpid(), "host": socket.gethostname(), "device": self.device,
+                                        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                                        "heartbeat": time.time(), "current": self.current})
+            self._stop.wait(HEARTBEAT_S)
+
+    def log(self, msg: str) -> None:
+        print(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {msg}", flush=True)
+
+    def run(self) -> int:
+        from .training.device import setup_device
+        from .training.executor import ensure_finished
+
+        dev = setup_device(self.device, self.loader_workers)
+        self.store.workers_dir().mkdir(parents=True, exist_ok=True)
+        beat = threading.Thread(target=self._advertise, daemon=True)
+        beat.start()
+        self.log(f"worker {self.name} on {dev.device} watching {self.store.root}")
+        idle_since = time.time()
+        done = 0
+        try:
+            while True:
+                spec = next_claimable(self.store)
+                if spec is None:
+                    if self.once or time.time() - idle_since > self.idle_exit:
+                        break
+                    time.sleep(1.0)
+                    continue
+                self.current = spec.run_id
+                try:
+                    ensure_finished(self.store, spec, dev, progress=True, worker=self.name, log=self.log)
+                    done += 1
+                except (RunFailed, KDError) as exc:
+                    self.log(f"{spec.run_id}: {exc}")
+                except Exception as exc:  # noqa: BLE001 - one broken run must not kill the worker
+                    import traceback
+
+                    traceback.print_exc()
+                    self.log(f"{spec.run_id} crashed: {exc}")
+                self.current = None
+                idle_since = time.time()
+        finally:
+            self._stop.set()
+            try:
+                self.info_path.unlink()
+            except OSError:
+                pass
+        self.log(f"worker {self.name} exits after {done} run(s)")
+        return 0

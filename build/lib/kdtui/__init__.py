@@ -1,0 +1,1 @@
+"""kdtui: the Textual app over the kdstudy run store. It never imports torch."""

@@ -1,0 +1,155 @@
+"""``kdtui``: the interactive study app. It reads the run store and starts workers; it never imports torch."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Iterable
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from kdengine.paths import runs_dir as default_runs_dir
+from kdengine.runspec import RunSpec
+from kdengine.store import RunStore
+from kdengine.store.queue import enqueue
+
+from .screens.dialogs import ExportScreen, HelpScreen
+from .screens.launch import LaunchScreen
+from .screens.results import ResultsScreen
+from .screens.runs import RunsScreen
+
+
+class KDStudyApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "kdstudy"
+    MODES = {"runs": RunsScreen, "launch": LaunchScreen, "results": ResultsScreen}
+    DEFAULT_MODE = "runs"
+    BINDINGS = [
+        Binding("1", "switch_mode('runs')", "Runs"),
+        Binding("2", "switch_mode('launch')", "Launch"),
+        Binding("3", "switch_mode('results')", "Results"),
+        Binding("question_mark", "help", "Help"),
+        Binding("f1", "help", "Help", show=False, priority=True),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, runs_dir: Path | str | None = None, theme: str | None = None,
+                 start_workers: bool = True) -> None:
+        super().__init__()
+        self.store = RunStore(default_runs_dir(runs_dir))
+        self.start_workers = start_workers
+        self.spawned: list[int] = []
+        if theme:
+            self.theme = theme
+
+    # -- actions -------------------------------------------------------------------------------------
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_export(self, study: str | None = None) -> None:
+        """Ask for a folder, then write the tables: all runs (`kdengine table`) or one study's."""
+
+        def done(path: str | None) -> None:
+            if path:
+                self.export_tables(path, study)
+
+        default = Path.cwd() / (f"kdstudy-{study}-tables" if study else "kdstudy-tables")
+        self.push_screen(ExportScreen(str(default)), done)
+
+    @work(thread=True, exclusive=True, group="export")
+    def export_tables(self, path: str, study: str | None = None) -> None:
+        from kdengine.reports.collect import collect
+
+        try:
+            if study:
+                from kdengine.reports.study_tables import build, export
+                from kdengine.study.registry import load_study_record
+
+                paths = export(build(self.store, load_study_record(self.store, study)), Path(path).expanduser(), "both")
+            else:
+                from kdengine.reports.tables import export_tables
+
+                paths = export_tables(collect(self.store), Path(path).expanduser())
+            self.call_from_thread(self.notify, f"wrote {len(paths)} CSV files to {Path(path).expanduser()}",
+                                  title="Export")
+        except Exception as exc:  # noqa: BLE001 - an unwritable folder must not crash the app
+            self.call_from_thread(self.notify, f"export failed: {exc}", severity="error", title="Export")
+
+    def start_worker(self, device: str = "auto") -> list[int]:
+        """Make sure a detached worker serves the store (one per GPU when there are several)."""
+        if not self.start_workers:
+            return []
+        from kdengine.launch import ensure_workers
+
+        pids = ensure_workers(self.store.root, device)
+        self.spawned.extend(pids)
+        self.notify(f"started worker pid {', '.join(map(str, pids))}" if pids else "a worker is already running")
+        return pids
+
+    def launch(self, spec: RunSpec, device: str = "auto", with_baseline: bool = True) -> str:
+        """Queue ``spec`` (teachers first, then the student's baseline) and make sure a worker will train it."""
+        from kdengine.runspec import baseline_of
+
+        run_id = enqueue(self.store, spec)
+        baseline = baseline_of(spec) if with_baseline else None
+        if baseline is not None:
+            enqueue(self.store, baseline)
+        self.start_worker(device)
+        self.switch_mode("runs")
+        screen = self.screen
+        if isinstance(screen, RunsScreen):
+            self.call_after_refresh(screen.select_run, run_id)
+        return run_id
+
+    def action_preset(self, name: str) -> None:
+        self.switch_mode("launch")
+        self.call_after_refresh(lambda: self.screen.action_preset(name))
+
+    def action_stop_selected(self) -> None:
+        self.switch_mode("runs")
+        self.call_after_refresh(lambda: self.screen.action_stop_run())
+
+    def action_toggle_ansi(self) -> None:
+        self.theme = "textual-dark" if self.theme == "ansi-dark" else "ansi-dark"
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Runs", "Monitor runs: curves, confusion matrix, report", lambda: self.switch_mode("runs"))
+        yield SystemCommand("Launch", "Set up and launch a run", lambda: self.switch_mode("launch"))
+        yield SystemCommand("Results", "The comparative accuracy tables", lambda: self.switch_mode("results"))
+        yield SystemCommand("Export CSV", "Write results.csv and the per-strategy tables", self.action_export)
+        yield SystemCommand("Start worker", "Start a detached background worker", self.start_worker)
+        yield SystemCommand("Stop run", "Stop the selected run", self.action_stop_selected)
+        yield SystemCommand("CPU-quick preset", "Fill the launch form for a quick CPU run",
+                            lambda: self.action_preset("cpu-quick"))
+        yield SystemCommand("Thesis preset", "Adam, lr 1e-4, batch 16, 20 epochs, 224 px, pretrained",
+                            lambda: self.action_preset("thesis"))
+        yield SystemCommand("Toggle ANSI theme", "Switch between the default and the terminal's ANSI colours",
+                            self.action_toggle_ansi)
+        yield SystemCommand("Help", "Key bindings", self.action_help)
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    p = argparse.ArgumentParser(prog="kdtui", description="kdstudy: knowledge-distillation studies in the terminal")
+    p.add_argument("--runs-dir", default=None, help="run store (default: $KDSTUDY_HOME or ./runs)")
+    p.add_argument("--ansi", action="store_true", help="use the terminal's ANSI colours")
+    p.add_argument("--theme", default=None, help="a Textual theme name")
+    args = p.parse_args(argv)
+    theme = "ansi-dark" if args.ansi else args.theme
+    try:
+        app = KDStudyApp(args.runs_dir, theme=theme)
+    except Exception as exc:  # an unknown theme name, an unusable runs dir
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    app.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""What the TUI shows, read from the run store (no Textual, no torch: testable on its own).
+
+``RunView`` tails one run's event log from a saved byte offset, so each poll
+reads only what was appended since the last one.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from kdengine.reports.collect import RunRecord, collect, role_of, teacher_ids
+from kdengine.store import RunStore
+
+STATE_ICONS = {"queued": "…", "running": "▶", "finished": "✓", "failed": "✗", "stopped": "■"}
+
+
+def fmt_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(max(0, seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+@dataclass
+class RunRow:
+    """One line of the runs list."""
+
+    run_id: str
+    state: str
+    strategy: str
+    who: str
+    seed: int
+    epoch: str
+    progress: float
+    best_val: float | None
+    eta: str
+    reason: str | None
+
+    @classmethod
+    def from_record(cls, r: RunRecord, teachers: set[str] = frozenset()) -> "RunRow":
+        prog = r.status.get("progress") or {}
+        epochs = r.spec["train"]["epochs"]
+        best = None
+        if r.metrics:
+            best = r.metrics["val"]["accuracy"]
+            epoch = f"{r.metrics.get('epochs_run', epochs)}/{epochs}"
+            fraction = 1.0
+        elif prog:
+            epoch = f"{prog.get('epoch', 0)}/{epochs}"
+            fraction = prog.get("global_step", 0) / max(1, prog.get("total_steps", 1))
+            best = prog.get("best_val_accuracy") or None
+        else:
+            epoch, fraction = f"0/{epochs}", 0.0
+        who = f"{r.teacher_label} → {r.model}" if r.teacher_label else r.model
+        eta = fmt_eta(prog.get("eta_s")) if r.state == "running" else ""
+        strategy = "teacher" if r.strategy == "baseline" and role_of(r, teachers) == "teacher" else r.strategy
+        return cls(r.run_id, r.state, strategy, who, r.spec.get("seed", 0), epoch, fraction, best, eta,
+                   r.status.get("reason"))
+
+
+@dataclass
+class Curves:
+    """Per-epoch curves of one run, plus its step losses."""
+
+    epochs: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)
+    val_acc: list[float] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)
+    step_loss: list[float] = field(default_factory=list)
+    steps_per_epoch: int = 0
+
+    def step_epochs(self) -> list[float]:
+        """Step positions in epochs (x axis shared with the epoch curves)."""
+        per = self.steps_per_epoch or 1
+        return [s / per for s in self.steps]
+
+    def add_epoch(self, e: dict) -> None:
+        n = e["epoch"]
+        if n in self.epochs:  # a resumed run may log an epoch twice: the last one wins
+            i = self.epochs.index(n)
+            for lst in (self.epochs, self.train_loss, self.val_loss, self.train_acc, self.val_acc):
+                del lst[i:]
+        self.epochs.append(n)
+        self.train_loss.append(e["train"]["loss"])
+        self.val_loss.append(e["val"]["loss"])
+        self.train_acc.append(e["train"]["accuracy"])
+        self.val_acc.append(e["val"]["accuracy"])
+
+
+class RunView:
+    """Everything the monitor panes need about one run, refreshed incrementally."""
+
+    def __init__(self, store: RunStore, run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.offset = 0
+        self.curves = Curves()
+        self.class_names: list[str] = []
+        self.confusion: list[list[int]] | None = None
+        self.confusion_label = ""
+        self.metrics: dict | None = None
+        self.spec = (store.read_spec(run_id) or {}).get("spec", {})
+        self.teacher_ids: list[str] = []
+        self.warnings: list[str] = []
+        self.version = 0  # bumped when anything visible changed
+        if self.spec.get("teachers"):
+            from kdengine.runspec import RunSpec
+
+            self.teacher_ids = [RunSpec.from_dict(t).run_id for t in self.spec["teachers"]]
+
+    def poll(self) -> bool:
+        """Read what was appended since the last poll; True if something changed."""
+        events, self.offset = self.store.read_events(self.run_id, self.offset)
+        changed = bool(events)
+        for e in events:
+            kind = e.get("type")
+            if kind == "start":
+                self.class_names = e.get("classes", self.class_names)
+                self.curves.steps_per_epoch = e.get("steps_per_epoch", 0)
+            elif kind == "epoch":
+                self.curves.add_epoch(e)
+                self.confusion = e.get("val_confusion")
+                self.confusion_label = f"val, epoch {e['epoch']}"
+            elif kind == "step":
+                self.curves.steps.append(e["global_step"])
+                self.curves.step_loss.append(e["loss"])
+            elif kind == "warning":
+                self.warnings.append(e.get("message", ""))
+        if self.metrics is None:
+            metrics = self.store.read_metrics(self.run_id)
+            if metrics is not None:
+                self.metrics = metrics
+                self.class_names = metrics["class_names"]
+                self.confusion = metrics["test"]["confusion"]
+                self.confusion_label = "test, best checkpoint"
+                changed = True
+        if changed:
+            self.version += 1
+        return changed
+
+    def report(self) -> dict[str, dict] | None:
+        """The classification report: final (test) when finished, else derived from the val confusion."""
+        if self.metrics:
+            return self.metrics["test"]["report"]
+        if not self.confusion or not self.class_names:
+            return None
+        return report_from_confusion(self.confusion, self.class_names)
+
+
+def report_from_confusion(cm: list[list[int]], names: list[str]) -> dict[str, dict]:
+    out = {}
+    for i, name in enumerate(names):
+        tp = cm[i][i]
+        support = sum(cm[i])
+        predicted = sum(row[i] for row in cm)
+        p = tp / predicted if predicted else 0.0
+        r = tp / support if support else 0.0
+        f = 2 * p * r / (p + r) if p + r else 0.0
+        out[name] = {"precision": p, "recall": r, "f1": f, "support": support}
+    return out
+
+
+def load_rows(store: RunStore) -> tuple[list[RunRecord], list[RunRow]]:
+    records = collect(store)
+    teachers = teacher_ids(records)
+    return records, [RunRow.from_record(r, teachers) for r in records]
+
+
+def now() -> float:
+    return time.monotonic()
