@@ -142,7 +142,9 @@ def test_reduced_demo_end_to_end_and_tables(capsys, tmp_path):
     teachers = list(csv.DictReader(open(tmp_path / "t" / "teachers.csv")))
     regimes = {(r["teacher"], r["regime"]) for r in teachers}
     assert ("resnet10t", "normal") in regimes and ("resnet10t", "defective (stop at 0.50)") in regimes
-    assert "±" in (tmp_path / "t" / "students_normal.md").read_text()
+    md = (tmp_path / "t" / "students_normal.md").read_text()
+    assert "±" in md and "SYNTHETIC" in md
+    assert all(r["synthetic"] == "True" for r in tidy)
     # running it again trains nothing
     assert main(["study", "run", "demo", *REDUCED]) == 0
     capsys.readouterr()

@@ -132,7 +132,10 @@ def build(store: RunStore, record: dict) -> StudyTables:
                 long_rows.append({"study": record["name"], "run_id": r.run_id, "kind": r.kind,
                                   "roles": "+".join(p["roles"]), "strategy": r.strategy, "teacher": r.teacher_label,
                                   "student": r.model, "seed": r.spec["seed"], "split": split, "metric": metric,
-                                  "value": value})
+                                  "value": value, "synthetic": bool(r.metrics.get("synthetic"))})
+    if any(r.metrics.get("synthetic") for r, _ in finished):
+        for t in [teachers, *students.values()]:
+            t.notes.append("SYNTHETIC data: generated images, not real radiographs.")
     return StudyTables(record["name"], teachers, students, long_rows, one_seed, len(finished), len(record["runs"]))
 
 
@@ -187,7 +190,8 @@ def export(tables: StudyTables, out_dir: Path, fmt: str = "csv") -> list[Path]:
             written.append(path)
     if "csv" in formats:
         out = io.StringIO()
-        cols = ["study", "run_id", "kind", "roles", "strategy", "teacher", "student", "seed", "split", "metric", "value"]
+        cols = ["study", "run_id", "kind", "roles", "strategy", "teacher", "student", "seed", "split", "metric", "value",
+                "synthetic"]
         w = csv.DictWriter(out, fieldnames=cols)
         w.writeheader()
         w.writerows(tables.long_rows)
