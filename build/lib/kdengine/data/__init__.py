@@ -1,1 +1,0 @@
-"""The data layer: sources, splits, the decoded cache, augmentation (torch only in loader.py)."""

@@ -1,1 +1,0 @@
-"""Tables and exports derived from the run store (pandas; no torch)."""

@@ -1,1 +1,0 @@
-"""Training: losses, strategies, the trainer and the executor. Knows nothing of Textual."""
