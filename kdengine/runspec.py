@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .data.spec import DataConfig
@@ -159,9 +159,6 @@ class RunSpec:
         kw["kd"] = KDConfig(**d["kd"]) if d.get("kd") else None
         kw["teachers"] = tuple(cls.from_dict(t) for t in d.get("teachers", ()))
         return cls(**kw)
-
-    def with_(self, **changes: Any) -> "RunSpec":
-        return replace(self, **changes)
 
 
 def ce_spec(model: str, data: DataConfig, train: TrainConfig, seed: int, pretrained: bool = False,

@@ -8,9 +8,6 @@ from kdengine.errors import KDError, UsageError
 from kdengine.models.catalog import APPROX_PARAMS, known_names
 from kdengine.runspec import KDConfig, RunSpec, TrainConfig, build_specs
 
-FIELDS = ("data", "teacher", "student", "strategy", "epochs", "batch_size", "lr", "optimizer", "image_size",
-          "alpha", "temperature", "defect_acc", "seed", "device", "pretrained")
-
 PRESETS = {
     "cpu-quick": {"epochs": "3", "batch_size": "32", "lr": "0.001", "optimizer": "adam", "image_size": "64",
                   "device": "cpu", "pretrained": False},

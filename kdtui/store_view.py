@@ -5,7 +5,6 @@ reads only what was appended since the last one.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from kdengine.reports.collect import RunRecord, collect, role_of, teacher_ids
@@ -168,7 +167,3 @@ def load_rows(store: RunStore) -> tuple[list[RunRecord], list[RunRow]]:
     records = collect(store)
     teachers = teacher_ids(records)
     return records, [RunRow.from_record(r, teachers) for r in records]
-
-
-def now() -> float:
-    return time.monotonic()

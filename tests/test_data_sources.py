@@ -10,7 +10,7 @@ from kdengine.cli import main
 from kdengine.data.cache import build_or_load
 from kdengine.data.spec import DataConfig, open_source
 from kdengine.errors import DataError
-from tests.conftest import SMALL_SYNTH, make_mura_tree
+from tests.conftest import SMALL_SYNTH
 
 
 def _groups(src, split):

@@ -81,7 +81,7 @@ def test_reading_the_store_does_not_import_torch(tmp_path):
     store.create({"kind": "ce"}, "r1", "h", "d")
     code = (
         "import sys; from kdengine.store import RunStore; from kdengine.reports.collect import collect;"
-        "from kdengine.reports.tables import tidy_frame; from kdengine.launch import ensure_workers;"
+        "from kdengine.reports.wide import wide_tables; from kdengine.launch import ensure_workers;"
         "from kdengine.runspec import build_specs; from kdengine.data.spec import open_source;"
         f"s = RunStore({str(tmp_path)!r}); s.read_status('r1'); s.read_events('r1');"
         "assert 'torch' not in sys.modules, 'torch imported'"

@@ -1,19 +1,17 @@
 """kdtui: pilot tests for each screen, live launch through a detached worker, re-attaching, snapshots."""
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from kdengine.store import RunStore
 from kdtui.app import KDStudyApp
 from tests.conftest import SMALL_SYNTH
-from tests.tui_helpers import CLASSES, fake_finished_store, kill_workers
+from tests.tui_helpers import fake_finished_store, kill_workers
 
 SIZE = (80, 24)
 

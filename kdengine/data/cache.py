@@ -118,7 +118,7 @@ def _build(source: Source, refs: list, size: int, data_path: Path, skip_bad: boo
             return bad
         out = np.memmap(tmp, np.uint8, mode="w+", shape=(n, size, size))
 
-        def work(i: int) -> None:
+        def work(i: int, out: np.ndarray = out) -> None:
             try:
                 out[i] = letterbox(source.load(refs[i]), size)
             except DataError as exc:

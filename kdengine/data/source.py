@@ -43,9 +43,6 @@ class SplitIndex:
             [self.groups[i] for i in positions],
         )
 
-    def concat(self, other: "SplitIndex") -> "SplitIndex":
-        return SplitIndex(self.refs + other.refs, self.labels + other.labels, self.groups + other.groups)
-
 
 @dataclass
 class Skipped:

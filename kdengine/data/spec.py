@@ -5,7 +5,7 @@ SPEC is ``synthetic`` (optionally ``synthetic:images=700,difficulty=0.6,seed=1``
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 

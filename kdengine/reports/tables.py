@@ -15,10 +15,6 @@ TIDY_COLUMNS = ["run_id", "strategy", "role", "teacher", "student", "seed", "spl
                 "best_epoch", "settings", "synthetic"]
 
 
-def tidy_frame(records: list[RunRecord]) -> pd.DataFrame:
-    return pd.DataFrame(tidy_rows(records), columns=TIDY_COLUMNS)
-
-
 def write_csv(df: pd.DataFrame, path: Path) -> None:
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False, float_format="%.4f")

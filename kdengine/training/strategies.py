@@ -15,7 +15,6 @@ from .losses import ensemble_targets, kd_terms, soft_targets, virtual_teacher_ta
 
 class Strategy:
     name = ""
-    needs_teachers = False
 
     def __init__(self, kd: KDConfig | None, num_classes: int) -> None:
         self.kd = kd or KDConfig()
@@ -42,7 +41,6 @@ class Hinton(Strategy):
     stopped early, or a copy of the student), which the run spec decides.
     """
 
-    needs_teachers = True
 
     def terms(self, logits, targets, teacher_logits):
         k = self.kd
@@ -53,7 +51,6 @@ class Ensemble(Strategy):
     """Several trained teachers; their averaged softened outputs teach one student."""
 
     name = "ensemble"
-    needs_teachers = True
 
     def terms(self, logits, targets, teacher_logits):
         k = self.kd
