@@ -5,7 +5,6 @@ import os
 import time
 
 import numpy as np
-import pytest
 
 from kdengine.data.augment import augment, sample_seed, train_transform
 from kdengine.data.cache import build_or_load, letterbox
@@ -83,7 +82,8 @@ def test_augmentation_is_deterministic_per_seed():
 
 
 def test_loader_same_seed_same_batches():
-    torch = pytest.importorskip("torch")
+    import torch
+
     from kdengine.data.loader import CachedImages, make_loader
     from tests.conftest import SMALL_SYNTH
 
@@ -105,7 +105,6 @@ def test_loader_same_seed_same_batches():
 def test_dataset_pickles_without_the_images():
     import pickle
 
-    pytest.importorskip("torch")
     from kdengine.data.loader import CachedImages
     from tests.conftest import SMALL_SYNTH
 

@@ -155,3 +155,13 @@ def test_mura_abnormality_reports_study_level_kappa(capsys, clean_mura_tree):
     study = m["test"]["study"]
     assert study["n"] == 7 * 2 * 2  # 7 parts x 2 test patients x 2 studies
     assert sum(map(sum, study["confusion"])) == study["n"] and -1 <= study["kappa"] <= 1
+
+
+def test_defective_threshold_checked_at_epoch_end_too(capsys):
+    """With checks rarer than an epoch, the end-of-epoch validation still stops the teacher."""
+    m, _ = train(capsys, "--strategy", "defective", "--teacher", "test_resnet", "--student", "test_resnet",
+                 "--defect-acc", "0.05", "--defect-check-every", "1000", "--epochs", "3", "--no-baseline")
+    d = m["teachers"][0]["defect"]
+    assert d["reached"] and d["epoch"] == 1
+    teacher = RunStore(runs_dir()).read_metrics(m["teachers"][0]["run_id"])
+    assert teacher["epochs_run"] == 1 and teacher["val"]["accuracy"] == pytest.approx(d["val_accuracy"])

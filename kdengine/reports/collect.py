@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..store import RunStore
@@ -17,9 +17,6 @@ class RunRecord:
     spec: dict
     status: dict
     metrics: dict | None
-    describe: str = ""
-    created: float = 0.0
-    labels: dict = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -93,8 +90,7 @@ def collect(store: RunStore) -> list[RunRecord]:
         if not spec_file:
             continue
         out.append(RunRecord(run_id=rid, spec=spec_file["spec"], status=store.read_status(rid),
-                             metrics=_write_once(d / "metrics.json"), describe=spec_file.get("describe", ""),
-                             created=spec_file.get("created", 0.0), labels=spec_file.get("labels", {})))
+                             metrics=_write_once(d / "metrics.json")))
     return out
 
 

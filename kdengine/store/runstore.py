@@ -113,8 +113,7 @@ class RunStore:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     # -- creation ---------------------------------------------------------------
-    def create(self, spec_dict: dict[str, Any], run_id: str, spec_hash: str, describe: str,
-               labels: dict[str, Any] | None = None) -> bool:
+    def create(self, spec_dict: dict[str, Any], run_id: str, spec_hash: str, describe: str) -> bool:
         """Write a queued run; returns False (and changes nothing) when it already exists."""
         with self.lock():
             if self.exists(run_id):
@@ -125,7 +124,7 @@ class RunStore:
             write_json(d / STATUS, {"state": "queued", "updated": now, "reason": None})
             self.append_event(run_id, {"type": "lifecycle", "state": "queued"})
             write_json(d / SPEC, {"run_id": run_id, "spec_hash": spec_hash, "created": now, "describe": describe,
-                                  "labels": labels or {}, "spec": spec_dict})
+                                  "spec": spec_dict})
             return True
 
     # -- reading -------------------------------------------------------------------

@@ -21,10 +21,19 @@ WAIT_POLL_S = 2.0
 
 def ensure_finished(store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers: Callable[[], list] = list,
                     progress: bool = True, worker: str = "cli", log: Callable[[str], None] = print) -> dict:
-    """Return the metrics of ``spec``'s run, training it (and its teachers) only if needed."""
-    rid = enqueue(store, spec)
+    """Return the metrics of ``spec``'s run, training it (and its teachers) only if needed.
+
+    A failed or stopped run asked for again is queued again and resumes (``enqueue``).
+    """
+    enqueue(store, spec)  # queues the teachers too
+    return _ensure(store, spec, dev, trackers, progress, worker, log)
+
+
+def _ensure(store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers: Callable[[], list], progress: bool,
+            worker: str, log: Callable[[str], None]) -> dict:
+    rid = spec.run_id
     for t in spec.teachers:
-        ensure_finished(store, t, dev, trackers, progress, worker, log)
+        _ensure(store, t, dev, trackers, progress, worker, log)
     waited = False
     while True:
         status = store.read_status(rid)
@@ -41,8 +50,6 @@ def ensure_finished(store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers: 
                 waited = True
             time.sleep(WAIT_POLL_S)
             continue
-        if state == "stopped" and status.get("reason") == "stopped before it started" and worker != "cli":
-            raise RunFailed(f"{rid} was stopped before it started")
         if store.claim(rid, worker, force=(state == "finished")):
             return run_claimed(store, spec, dev, trackers(), progress, log)
 

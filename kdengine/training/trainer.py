@@ -59,6 +59,7 @@ class Trainer:
         self.progress = Progress(spec.describe(), enabled=progress)
         self.log = log or self.progress.line
         self._last_beat = 0.0
+        self._teacher_cache: dict[str, np.ndarray] = {}
 
     # -- set-up -------------------------------------------------------------------------------------
     def _data(self) -> None:
@@ -162,10 +163,12 @@ class Trainer:
         return classification_metrics(labels, probs, self.class_names, loss), probs
 
     def _teacher_probs(self, split: str) -> np.ndarray | None:
+        """The (averaged) teachers' probabilities on a split: fixed, so computed once per split."""
         if not self.teachers:
             return None
-        all_probs = [self._predict(t, split)[0] for t in self.teachers]
-        return np.mean(all_probs, 0)
+        if split not in self._teacher_cache:
+            self._teacher_cache[split] = np.mean([self._predict(t, split)[0] for t in self.teachers], 0)
+        return self._teacher_cache[split]
 
     # -- the loop -------------------------------------------------------------------------------------
     def _beat(self, keep: bool = False, **progress) -> None:
@@ -272,8 +275,10 @@ class Trainer:
                     state["epoch"] = epoch
                     break
                 val, val_probs = self.evaluate("val")
-                improved = val["accuracy"] > state["best_acc"]
-                if improved:
+                if spec.defect_acc is not None and val["accuracy"] >= spec.defect_acc:
+                    self._record_defect(state, epoch, steps_per_epoch, val["accuracy"], ckpt_dir, meta)
+                    stop_early = True
+                elif val["accuracy"] > state["best_acc"]:
                     state.update(best_acc=val["accuracy"], best_epoch=epoch, bad_epochs=0)
                     save_best(ckpt_dir, self.model, {**meta, "epoch": epoch, "val_accuracy": val["accuracy"]})
                 else:
@@ -291,10 +296,6 @@ class Trainer:
                 self.log(f"epoch {epoch}/{epochs}  train loss {train_stats['loss']:.4f} acc {train_stats['accuracy']:.4f}"
                          f"  val loss {val['loss']:.4f} acc {val['accuracy']:.4f}  best {state['best_acc']:.4f}")
                 state["epoch"] = epoch
-                if spec.defect_acc is not None and val["accuracy"] >= spec.defect_acc:
-                    self._record_defect(state, epoch, steps_per_epoch, val["accuracy"])
-                    save_best(ckpt_dir, self.model, {**meta, "epoch": epoch, "val_accuracy": val["accuracy"]})
-                    stop_early = True
                 if spec.train.patience and state["bad_epochs"] >= spec.train.patience:
                     self.log(f"early stop: no val improvement for {spec.train.patience} epochs")
                     store.append_event(rid, {"type": "early_stop", "epoch": epoch})
@@ -322,7 +323,9 @@ class Trainer:
         return loss, terms, logits.detach().argmax(1)
 
     # -- defective teachers --------------------------------------------------------------------------------
-    def _record_defect(self, state: dict, epoch: int, step: int, acc: float) -> None:
+    def _record_defect(self, state: dict, epoch: int, step: int, acc: float, ckpt_dir, meta: dict) -> None:
+        """The threshold is reached: these weights are the defective teacher, and training stops."""
+        save_best(ckpt_dir, self.model, {**meta, "epoch": epoch, "val_accuracy": acc})
         state["defect"] = {"threshold": self.spec.defect_acc, "val_accuracy": acc, "epoch": epoch, "step": step,
                            "global_step": state["global_step"], "reached": acc >= self.spec.defect_acc}
         state["best_acc"], state["best_epoch"] = acc, epoch
@@ -335,8 +338,7 @@ class Trainer:
         self.store.append_event(self.run_id, {"type": "defect_check", "epoch": epoch, "step": step,
                                               "global_step": state["global_step"], "val_accuracy": val["accuracy"]})
         if val["accuracy"] >= self.spec.defect_acc:
-            self._record_defect(state, epoch, step, val["accuracy"])
-            save_best(ckpt_dir, self.model, {**meta, "epoch": epoch, "val_accuracy": val["accuracy"]})
+            self._record_defect(state, epoch, step, val["accuracy"], ckpt_dir, meta)
             return True
         return False
 

@@ -104,6 +104,8 @@ class ResultsScreen(Screen):
         return (self.view_name, finished)
 
     async def poll(self, force: bool = False) -> None:
+        if not self.is_current and not force:
+            return
         try:
             signature = await asyncio.to_thread(self._signature_now)
             if signature == self._signature and not force:

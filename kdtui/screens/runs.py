@@ -61,6 +61,8 @@ class RunsScreen(Screen):
 
     # -- polling the store ---------------------------------------------------------------------
     async def poll(self) -> None:
+        if not self.is_current:  # another mode is on display: nothing to refresh
+            return
         try:
             _, rows = await asyncio.to_thread(load_rows, self.app.store)
             self._update_table(rows)
