@@ -48,7 +48,7 @@ def bench_cache(n: int, repeats: int) -> dict:
 
     from kdengine.data.cache import build_or_load, letterbox
     from kdengine.data.files import decode_gray
-    from kdengine.data.spec import DataConfig, open_source
+    from kdengine.data.config import DataConfig, open_source
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "imgs"
@@ -58,7 +58,7 @@ def bench_cache(n: int, repeats: int) -> dict:
             cls.mkdir(parents=True, exist_ok=True)
             Image.fromarray(rng.integers(0, 255, (384, 320), dtype=np.uint8)).save(cls / f"{i}.png")
         os.environ["KDSTUDY_CACHE"] = str(Path(tmp) / "cache")
-        src = open_source(DataConfig(spec=f"folder:{root}"))
+        src = open_source(DataConfig(source=f"folder:{root}"))
         refs = src.all_refs()
         t_build = best_of(lambda: None, 1)
         t0 = time.perf_counter()

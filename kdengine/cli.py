@@ -1,8 +1,11 @@
-"""The headless CLI: ``kdengine <command>``. Bad input exits 2 with one line, never a traceback."""
+"""The headless CLI: ``kdengine <command>``.
+
+Exit codes (a contract, README): 0 done; 1 a run failed (a NaN loss, a crash); 2 bad input or a bad
+environment, always as one line on stderr, never a traceback.
+"""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Callable, Sequence
@@ -17,30 +20,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
-def add_data_args(p: argparse.ArgumentParser, default: str | None = "synthetic") -> None:
-    p.add_argument("--data", default=default, metavar="SPEC",
-                   help="synthetic | mura:PATH | folder:PATH | npz:PATH | PATH (default: %(default)s)")
-    p.add_argument("--task", default="body_part", choices=["body_part", "abnormality"], help="MURA task")
-    p.add_argument("--val-fraction", type=float, default=0.15, help="share of train carved out as val, by patient")
-    p.add_argument("--cap-train", type=int, default=None, metavar="N", help="at most N train+val images per class")
-    p.add_argument("--cap-test", type=int, default=None, metavar="N", help="at most N test images per class")
-    p.add_argument("--balanced", action="store_true",
-                   help="the thesis's balanced MURA subset: --cap-train 2201 --cap-test 250")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val split")
-    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images (counted) instead of stopping")
-
-
-def data_config(args: argparse.Namespace):
-    from .data.spec import DataConfig
-
-    cap_train, cap_test = args.cap_train, args.cap_test
-    if getattr(args, "balanced", False):
-        cap_train, cap_test = cap_train or 2201, cap_test or 250
-    return DataConfig(spec=args.data, task=args.task, val_fraction=args.val_fraction,
-                      split_seed=args.split_seed, cap_train=cap_train, cap_test=cap_test,
-                      skip_bad=args.skip_bad).resolved()
-
-
 def build_parser() -> argparse.ArgumentParser:
     from . import commands
 
@@ -52,7 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a bad flag (already said in one line)
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return int(handler(args) or 0)
@@ -67,8 +49,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-
-
-def print_json(obj) -> None:
-    json.dump(obj, sys.stdout, indent=2, default=str)
-    sys.stdout.write("\n")

@@ -1,115 +1,183 @@
-"""What a run computes, as plain data (no torch): the spec, its identity hash and its id.
+"""What a run computes, as plain data (no torch): the configs, the run spec, its identity and its id.
 
-A run is either a cross-entropy run (``kind="ce"``: a teacher, or a student's
-baseline; they are the same computation) or a distillation run (``kind="kd"``),
-which names its teacher(s) by their full specs. The identity covers exactly
-what changes the result: the architecture, weights init, data, training
-settings, seed, defect threshold and KD settings. Device, trackers and loader
-workers are not part of it, so a teacher trained on one machine is reused on
+A run is either a cross-entropy run (``kind == "ce"``: a teacher, or a student's baseline; they
+are the same computation) trained in a *regime* (``normal``, or ``defective``: stopped at a val
+accuracy), or a distillation run (``kind == "kd"``) with a *strategy* from the catalogue, which
+names its teachers by their full specs. The identity covers exactly what changes the result: the
+architecture, the data, the training settings, the seed, the regime and the KD settings. Device,
+trackers and loader workers are not part of it, so a teacher trained on one machine is reused on
 another.
+
+The spec's layout is the study file's layout: ``data`` is ``[data]``, ``train`` is ``[train]``,
+``kd`` is ``[kd]``.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+import os
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
-from .data.spec import DataConfig
+from . import strategy_catalog as catalog
+from .data.config import DataConfig
 from .errors import UsageError
+from .options import check_fields, check_value, config_dict, identity_values, infos, option
 
-STRATEGIES = ("baseline", "normal", "reverse", "defective", "tf-self", "tf-reg", "ensemble")
-TEACHER_STRATEGIES = ("normal", "reverse", "defective", "ensemble")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "step")
 KL_REDUCTIONS = ("batchmean", "mean")
+MAX_SEED = 2**32 - 1
+STORE_VERSION = 2  # 2: data.source, data.image_size, train.pretrained*, ce regime (ids unchanged from 1)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    momentum: float = 0.9
-    schedule: str = "constant"
-    step_size: int = 10
-    gamma: float = 0.1
-    grad_clip: float = 0.0
-    patience: int = 0  # 0: no early stopping
-    image_size: int = 64
+    SECTION: ClassVar[str] = "train"
 
-    def validate(self) -> None:
-        if self.epochs < 1:
-            raise UsageError(f"epochs must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise UsageError(f"batch size must be at least 1, got {self.batch_size}")
-        if not self.lr > 0:
-            raise UsageError(f"learning rate must be positive, got {self.lr}")
-        if self.optimizer not in OPTIMIZERS:
-            raise UsageError(f"unknown optimizer '{self.optimizer}' (choose {', '.join(OPTIMIZERS)})")
-        if self.schedule not in SCHEDULES:
-            raise UsageError(f"unknown schedule '{self.schedule}' (choose {', '.join(SCHEDULES)})")
-        if self.weight_decay < 0 or self.grad_clip < 0 or self.patience < 0:
-            raise UsageError("weight decay, gradient clipping and patience must not be negative")
-        if self.image_size < 8:
-            raise UsageError(f"image size {self.image_size} is too small (at least 8)")
+    epochs: int = option(10, "training epochs", low=1, high=100_000)
+    batch_size: int = option(32, "images per optimisation step", low=1, high=65_536, label="Batch size")
+    lr: float = option(1e-3, "learning rate", low=0.0, low_open=True, high=10.0, label="Learning rate")
+    optimizer: str = option("adam", "the optimiser", choices=OPTIMIZERS)
+    weight_decay: float = option(0.0, "weight decay", low=0.0, high=1.0, advanced=True)
+    momentum: float = option(0.9, "SGD momentum", low=0.0, high=1.0, advanced=True)
+    schedule: str = option("constant", "learning-rate schedule", choices=SCHEDULES, advanced=True)
+    step_size: int = option(10, "epochs between decays (step schedule)", low=1, advanced=True)
+    gamma: float = option(0.1, "decay factor (step schedule)", low=0.0, low_open=True, high=1.0, advanced=True)
+    grad_clip: float = option(0.0, "max gradient norm; 0: off", low=0.0, advanced=True)
+    patience: int = option(0, "early-stopping patience in epochs; 0: off", low=0, advanced=True)
+    pretrained: bool = option(False, "start from ImageNet weights (3 replicated channels)")
+    pretrained_from: str | None = option(None, "local weights file or folder (no network); implies pretrained",
+                                         advanced=True, label="Weights from", metavar="PATH")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.pretrained_from:  # a local weights file implies pretrained; keep the path absolute
+            object.__setattr__(self, "pretrained_from", os.path.abspath(os.path.expanduser(self.pretrained_from)))
+            object.__setattr__(self, "pretrained", True)
 
 
 @dataclass(frozen=True)
 class KDConfig:
-    alpha: float = 0.9  # weight of the distillation term (Hinton / Yuan convention)
-    temperature: float = 4.0
-    reduction: str = "batchmean"  # "mean" reproduces Yuan et al.'s released code
-    tf_a: float = 0.9  # tf-reg: probability of the correct class in the virtual teacher
-    tf_temperature: float = 1.0  # tf-reg: the virtual teacher's own temperature
+    SECTION: ClassVar[str] = "kd"
 
-    def validate(self) -> None:
-        if not 0.0 <= self.alpha <= 1.0:
-            raise UsageError(f"alpha must lie in [0, 1], got {self.alpha}")
-        if not self.temperature > 0:
-            raise UsageError(f"temperature must be positive, got {self.temperature}")
-        if not self.tf_temperature > 0:
-            raise UsageError(f"tf-reg temperature must be positive, got {self.tf_temperature}")
-        if not 0.0 < self.tf_a <= 1.0:
-            raise UsageError(f"tf-reg correct-class probability must lie in (0, 1], got {self.tf_a}")
-        if self.reduction not in KL_REDUCTIONS:
-            raise UsageError(f"unknown KL reduction '{self.reduction}' (choose {', '.join(KL_REDUCTIONS)})")
+    alpha: float = option(0.9, "weight of the distillation term (Hinton / Yuan convention)", low=0.0, high=1.0,
+                          label="Alpha (KD)")
+    temperature: float = option(4.0, "softening temperature T", low=0.0, low_open=True, high=1000.0, short="-T")
+    reduction: str = option("batchmean", "KL reduction: batchmean (Hinton) or mean (Yuan et al.'s released code)",
+                            choices=KL_REDUCTIONS, flag="--kl-reduction", advanced=True)
+    defect_acc: float = option(0.5, "defective teacher: stop when its val accuracy first reaches this", low=0.0,
+                               low_open=True, high=1.0, strategies=("defective",), scope="teacher",
+                               label="Defect acc")
+    defect_check_every: int = option(0, "defective teacher: steps between checks; 0: four per epoch", low=0,
+                                     strategies=("defective",), scope="teacher", advanced=True)
+    tf_a: float = option(0.9, "tf-reg: the virtual teacher's probability on the correct class", low=0.0,
+                         low_open=True, high=1.0, strategies=("tf-reg",), advanced=True)
+    tf_temperature: float = option(1.0, "tf-reg: the virtual teacher's own temperature", low=0.0, low_open=True,
+                                   high=1000.0, strategies=("tf-reg",), advanced=True)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+CONFIGS = {"data": DataConfig, "train": TrainConfig, "kd": KDConfig}
+
+
+def _config(cls, value: Any, where: str):
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, dict):
+        raise UsageError(f"{where} must be a table of {cls.SECTION} options, got {type(value).__name__}")
+    known = {i.name for i in infos(cls)}
+    unknown = set(value) - known
+    if unknown:
+        raise UsageError(f"{where} has unknown keys: {', '.join(sorted(unknown))}")
+    return cls(**value)
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    kind: str  # "ce" or "kd"
-    strategy: str  # for ce: "baseline" or "defective"; for kd: the strategy
     model: str
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
-    pretrained: bool = False
-    pretrained_from: str | None = None
-    defect_acc: float | None = None  # ce only: stop when val accuracy first reaches it
-    defect_check_every: int = 0  # steps between checks; 0: four times per epoch
+    strategy: str | None = None  # KD runs: a catalogue strategy; None for cross-entropy runs
+    regime: str | None = None  # cross-entropy runs: "normal" or "defective"
+    defect_acc: float | None = None  # defective regime: stop when val accuracy first reaches it
+    defect_check_every: int = 0  # defective regime: steps between checks; 0: four per epoch
     kd: KDConfig | None = None
     teachers: tuple["RunSpec", ...] = ()
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model.strip() or len(self.model) > 200:
+            raise UsageError(f"model must be a model name, got {self.model!r}", field="student")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed <= MAX_SEED:
+            raise UsageError(f"seed must be a whole number in [0, {MAX_SEED}], got {self.seed!r}", field="seed")
+        if self.strategy is None:  # cross-entropy
+            if self.regime not in catalog.REGIMES:
+                raise UsageError(f"a cross-entropy run's regime must be one of {', '.join(catalog.REGIMES)}, "
+                                 f"got {self.regime!r}")
+            if (self.regime == "defective") != (self.defect_acc is not None):
+                raise UsageError("a defective run needs defect_acc, and only a defective run has one")
+            if self.defect_acc is not None:
+                check_value(_kd_info("defect_acc"), self.defect_acc)
+                check_value(_kd_info("defect_check_every"), self.defect_check_every)
+            if self.teachers or self.kd is not None:
+                raise UsageError("a cross-entropy run has no teachers and no KD settings")
+            return
+        strat = catalog.get(self.strategy)
+        if not strat.distills:
+            raise UsageError(f"strategy {self.strategy} is a cross-entropy run; it has no strategy field")
+        if self.regime is not None or self.defect_acc is not None:
+            raise UsageError("a KD run has no regime of its own (its teachers have)")
+        if self.kd is None:
+            object.__setattr__(self, "kd", KDConfig())
+        expected = {"given": None, "self": 1, "virtual": 0}[strat.teacher_source]
+        n = len(self.teachers)
+        if expected is None:
+            catalog.check_teachers(strat, [t.model for t in self.teachers])
+        elif n != expected:
+            raise UsageError(f"strategy {self.strategy} has {expected} teacher spec(s), got {n}")
+        for t in self.teachers:
+            if t.kind != "ce":
+                raise UsageError("a teacher must be a cross-entropy run")
+
+    # -- derived ---------------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        return "ce" if self.strategy is None else "kd"
+
+    @property
+    def teacher(self) -> "RunSpec | None":
+        return self.teachers[0] if self.teachers else None
+
+    @property
+    def role_label(self) -> str:
+        """What the run is, in one word: its KD strategy, or its regime for a cross-entropy run."""
+        return self.strategy if self.strategy else ("defective" if self.regime == "defective" else "ce")
+
     # -- identity --------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
-        ident: dict[str, Any] = {
-            "kind": self.kind, "model": self.model, "data": asdict(self.data), "train": asdict(self.train),
-            "seed": self.seed, "pretrained": self.pretrained,
-            "pretrained_from": self.pretrained_from if self.pretrained else None,
-        }
+        """What the result depends on, in store version 1's layout, so that run ids stay what they were.
+
+        (Version 1 kept ``image_size`` under ``train`` and ``pretrained*`` at the top, and named the
+        data source ``spec``.)"""
+        data = identity_values(self.data)
+        data["spec"] = data.pop("source")
+        image_size = data.pop("image_size")
+        train = identity_values(self.train)
+        pretrained, pretrained_from = train.pop("pretrained"), train.pop("pretrained_from")
+        train["image_size"] = image_size
+        ident: dict[str, Any] = {"kind": self.kind, "model": self.model, "data": data, "train": train,
+                                 "seed": self.seed, "pretrained": pretrained,
+                                 "pretrained_from": pretrained_from if pretrained else None}
         if self.kind == "ce":
             ident["defect_acc"] = self.defect_acc
             if self.defect_acc is not None:
                 ident["defect_check_every"] = self.defect_check_every
         else:
-            kd = asdict(self.kd or KDConfig())
-            if self.strategy != "tf-reg":
-                kd.pop("tf_a"), kd.pop("tf_temperature")
             ident["strategy"] = self.strategy
-            ident["kd"] = kd
+            ident["kd"] = identity_values(self.kd, self.strategy, include_teacher_scope=False)
             ident["teachers"] = [t.spec_hash() for t in self.teachers]
         return ident
 
@@ -120,97 +188,152 @@ class RunSpec:
     @property
     def run_id(self) -> str:
         model = self.model.replace("/", "_").replace(".", "_")
-        if self.kind == "ce":
-            label = "defective" if self.defect_acc is not None else "ce"
-        else:
-            label = self.strategy
-        return f"{label}-{model}-s{self.seed}-{self.spec_hash()[:8]}"
-
-    @property
-    def teacher(self) -> "RunSpec | None":
-        return self.teachers[0] if self.teachers else None
+        return f"{self.role_label}-{model}-s{self.seed}-{self.spec_hash()[:8]}"
 
     def describe(self) -> str:
         if self.kind == "ce":
-            what = f"defective {self.model} (stop at val acc {self.defect_acc})" if self.defect_acc is not None else f"{self.model} (cross-entropy)"
-            return what
+            if self.regime == "defective":
+                return f"defective {self.model} (stop at val acc {self.defect_acc})"
+            return f"{self.model} (cross-entropy)"
         if self.teachers:
             return f"{self.strategy}: {' + '.join(t.model for t in self.teachers)} -> {self.model}"
         return f"{self.strategy}: {self.model}"
 
     # -- (de)serialisation ----------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["data"] = asdict(self.data)
-        d["train"] = asdict(self.train)
-        d["kd"] = asdict(self.kd) if self.kd else None
-        d["teachers"] = [t.to_dict() for t in self.teachers]
-        return d
+        return {"kind": self.kind, "model": self.model, "strategy": self.strategy, "regime": self.regime,
+                "seed": self.seed, "defect_acc": self.defect_acc, "defect_check_every": self.defect_check_every,
+                "data": config_dict(self.data), "train": config_dict(self.train),
+                "kd": config_dict(self.kd) if self.kd else None, "teachers": [t.to_dict() for t in self.teachers]}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RunSpec":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known - {"run_id", "spec_hash"}
+    def from_dict(cls, d: Any) -> "RunSpec":
+        """Rebuild a spec from spec.json (either store version); UsageError names what is wrong."""
+        if not isinstance(d, dict):
+            raise UsageError(f"a run spec must be a JSON object, got {type(d).__name__}")
+        d = _migrate_v1(dict(d))
+        known = {"model", "strategy", "regime", "seed", "defect_acc", "defect_check_every", "data", "train", "kd",
+                 "teachers", "kind"}
+        unknown = set(d) - known
         if unknown:
             raise UsageError(f"run spec has unknown keys: {', '.join(sorted(unknown))}")
-        kw = {k: v for k, v in d.items() if k in known}
-        kw["data"] = DataConfig(**d.get("data", {}))
-        kw["train"] = TrainConfig(**d.get("train", {}))
-        kw["kd"] = KDConfig(**d["kd"]) if d.get("kd") else None
-        kw["teachers"] = tuple(cls.from_dict(t) for t in d.get("teachers", ()))
-        return cls(**kw)
+        if "model" not in d:
+            raise UsageError("run spec has no model")
+        teachers = d.get("teachers") or ()
+        if not isinstance(teachers, (list, tuple)):
+            raise UsageError("run spec: teachers must be a list")
+        try:
+            spec = cls(model=d["model"], data=_config(CONFIGS["data"], d.get("data", {}), "data"),
+                       train=_config(CONFIGS["train"], d.get("train", {}), "train"), seed=d.get("seed", 0),
+                       strategy=d.get("strategy"), regime=d.get("regime"), defect_acc=d.get("defect_acc"),
+                       defect_check_every=d.get("defect_check_every", 0),
+                       kd=_config(CONFIGS["kd"], d["kd"], "kd") if d.get("kd") else None,
+                       teachers=tuple(cls.from_dict(t) for t in teachers))
+        except TypeError as exc:  # a value of the wrong shape deep inside
+            raise UsageError(f"run spec is malformed: {exc}") from None
+        if "kind" in d and d["kind"] != spec.kind:
+            raise UsageError(f"run spec says kind {d['kind']!r} but describes a {spec.kind} run")
+        return spec
 
 
-def ce_spec(model: str, data: DataConfig, train: TrainConfig, seed: int, pretrained: bool = False,
-            pretrained_from: str | None = None, defect_acc: float | None = None,
-            defect_check_every: int = 0) -> RunSpec:
-    return RunSpec(kind="ce", strategy="defective" if defect_acc is not None else "baseline", model=model,
-                   data=data, train=train, seed=seed, pretrained=pretrained, pretrained_from=pretrained_from,
-                   defect_acc=defect_acc, defect_check_every=defect_check_every if defect_acc is not None else 0)
+def _kd_info(name: str):
+    return next(i for i in infos(KDConfig) if i.name == name)
 
 
-def build_specs(strategy: str, student: str, teachers: list[str] | tuple[str, ...], data: DataConfig,
-                train: TrainConfig, kd: KDConfig, seed: int, pretrained: bool = False,
-                pretrained_from: str | None = None, defect_acc: float = 0.5,
-                defect_check_every: int = 0) -> RunSpec:
-    """The student run a strategy asks for; its teacher specs are nested inside it.
+def _migrate_v1(d: dict) -> dict:
+    """Store version 1's spec.json layout -> version 2's (the identity, and so the run id, is the same)."""
+    data, train = d.get("data"), d.get("train")
+    if isinstance(data, dict) and "spec" in data:
+        data = dict(data)
+        data["source"] = data.pop("spec")
+        d["data"] = data
+    if isinstance(train, dict) and "image_size" in train:
+        train = dict(train)
+        if isinstance(d.get("data"), dict):
+            d["data"] = {**d["data"], "image_size": train.pop("image_size")}
+        d["train"] = train
+    for key in ("pretrained", "pretrained_from"):
+        if key in d:
+            value = d.pop(key)
+            if isinstance(d.get("train"), dict) and (key == "pretrained" or value is not None):
+                d["train"] = {**d["train"], key: value}
+    if d.get("kind") == "ce" and d.get("strategy") in ("baseline", "defective"):
+        d["regime"] = "defective" if d["strategy"] == "defective" else "normal"
+        d["strategy"] = None
+    return d
 
-    Teachers are trained with the student's data, settings and seed, which is
-    what makes a normally trained teacher and a baseline the same run.
+
+# -- building specs -------------------------------------------------------------------------------------------
+def ce_spec(model: str, data: DataConfig, train: TrainConfig, seed: int, regime: str = "normal",
+            kd: KDConfig | None = None) -> RunSpec:
+    """A cross-entropy run; a defective one takes its stop rule from ``kd``'s defect options."""
+    if regime == "defective":
+        kd = kd or KDConfig()
+        return RunSpec(model=model, data=data, train=train, seed=seed, regime="defective",
+                       defect_acc=kd.defect_acc, defect_check_every=kd.defect_check_every)
+    return RunSpec(model=model, data=data, train=train, seed=seed, regime="normal")
+
+
+def build_specs(strategy: str, student: str, teachers: list | tuple, data: DataConfig, train: TrainConfig,
+                kd: KDConfig, seed: int, teacher_train: TrainConfig | None = None) -> RunSpec:
+    """The run a strategy asks for; its teacher specs are nested inside it.
+
+    ``teachers`` holds model names, or finished teacher runs' specs (``--teacher RUN_ID``).
+    Teachers named by model are trained with ``teacher_train`` (default: the student's settings,
+    which makes a normally trained teacher and a baseline the same run), the same data and seed.
     """
-    if strategy not in STRATEGIES:
-        raise UsageError(f"unknown strategy '{strategy}' (choose {', '.join(STRATEGIES)})")
-    train.validate()
-    kd.validate()
+    strat = catalog.get(strategy)
     teachers = [t for t in teachers if t]
-    if strategy in ("baseline", "tf-self", "tf-reg") and teachers:
-        raise UsageError(f"strategy {strategy} takes no --teacher"
-                         + (" (its teacher is a copy of the student)" if strategy == "tf-self" else ""))
-    if strategy in TEACHER_STRATEGIES and not teachers:
-        raise UsageError(f"strategy {strategy} needs --teacher")
-    if strategy != "ensemble" and len(teachers) > 1:
-        raise UsageError(f"strategy {strategy} takes one teacher; use ensemble for several")
-    if strategy == "defective" and not 0.0 < defect_acc <= 1.0:
-        raise UsageError(f"defect accuracy must lie in (0, 1], got {defect_acc}")
-    common = dict(data=data, train=train, seed=seed, pretrained=pretrained, pretrained_from=pretrained_from)
-    if strategy == "baseline":
-        return ce_spec(student, **common)
-    if strategy == "tf-self":
-        teacher_specs = (ce_spec(student, **common),)
-    elif strategy == "tf-reg":
+    catalog.check_teachers(strat, teachers)
+    if not strat.distills:
+        return ce_spec(student, data, train, seed)
+    t_train = teacher_train or train
+    if strat.teacher_source == "self":
+        teacher_specs: tuple[RunSpec, ...] = (ce_spec(student, data, t_train, seed),)
+    elif strat.teacher_source == "virtual":
         teacher_specs = ()
-    elif strategy == "defective":
-        teacher_specs = (ce_spec(teachers[0], defect_acc=defect_acc, defect_check_every=defect_check_every, **common),)
     else:
-        teacher_specs = tuple(ce_spec(t, **common) for t in teachers)
-    return RunSpec(kind="kd", strategy=strategy, model=student, kd=kd, teachers=teacher_specs, **common)
+        teacher_specs = tuple(_teacher_spec(t, strat, data, t_train, kd, seed) for t in teachers)
+    return RunSpec(model=student, data=data, train=train, seed=seed, strategy=strategy, kd=kd, teachers=teacher_specs)
+
+
+def _teacher_spec(teacher, strat: catalog.Strategy, data: DataConfig, train: TrainConfig, kd: KDConfig,
+                  seed: int) -> RunSpec:
+    if not isinstance(teacher, RunSpec):
+        return ce_spec(teacher, data, train, seed, strat.teacher_regime, kd)
+    if teacher.kind != "ce":
+        raise UsageError(f"teacher run {teacher.run_id} is a {teacher.strategy} student, not a teacher "
+                         "(a teacher is a cross-entropy run)", field="teacher")
+    if teacher.regime != strat.teacher_regime:
+        raise UsageError(f"strategy {strat.name} needs a {strat.teacher_regime} teacher; run {teacher.run_id} "
+                         f"is {teacher.regime}", field="teacher")
+    if teacher.data != data:
+        diff = ", ".join(differences(teacher.data, data)) or "the data"
+        raise UsageError(f"teacher run {teacher.run_id} saw other data ({diff}); a teacher must see the student's "
+                         "data", field="teacher")
+    return teacher
 
 
 def baseline_of(spec: RunSpec) -> RunSpec | None:
-    """The student trained alone (same data, settings, seed): what a KD run is compared with.
+    """The student trained alone (same data, settings, seed): the one run a KD run is compared with.
 
-    None for cross-entropy runs (they are baselines) and for tf-self, whose teacher is that baseline.
+    None for cross-entropy runs (they are baselines). For tf-self it is also its teacher, unless the
+    teacher was given settings of its own.
     """
-    if spec.kind != "kd" or spec.strategy == "tf-self":
+    if spec.kind != "kd" or not catalog.get(spec.strategy).baseline:
         return None
-    return ce_spec(spec.model, spec.data, spec.train, spec.seed, spec.pretrained, spec.pretrained_from)
+    return ce_spec(spec.model, spec.data, spec.train, spec.seed)
+
+
+def differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """``key a→b`` for each option that differs between two configs of one class (or two specs' identities)."""
+    da = a if isinstance(a, dict) else (a.identity() if isinstance(a, RunSpec) else config_dict(a))
+    db = b if isinstance(b, dict) else (b.identity() if isinstance(b, RunSpec) else config_dict(b))
+    out = []
+    for key in sorted(set(da) | set(db)):
+        va, vb = da.get(key), db.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += differences(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            out.append(f"{prefix}{key} {va}→{vb}")
+    return out

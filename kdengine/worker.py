@@ -13,20 +13,19 @@ import time
 
 from .atomic import write_json
 from .errors import KDError, RunFailed
-from .runspec import RunSpec
 from .store import RunStore
 from .store.runstore import HEARTBEAT_S
 
 
-def next_claimable(store: RunStore) -> RunSpec | None:
+def next_claimable(store: RunStore):
     """The oldest queued run whose teachers are finished or queued (not being trained elsewhere)."""
     for rid in store.list_ids():
         if store.read_status(rid)["state"] != "queued":
             continue
-        spec_file = store.read_spec(rid)
-        if not spec_file:
+        try:
+            spec = store.load_spec(rid)
+        except KDError:
             continue
-        spec = RunSpec.from_dict(spec_file["spec"])
         if any(store.read_status(t.run_id)["state"] == "running" for t in spec.teachers):
             continue
         return spec
@@ -35,12 +34,12 @@ def next_claimable(store: RunStore) -> RunSpec | None:
 
 class Worker:
     def __init__(self, store: RunStore, device: str = "auto", idle_exit: float = 30.0, once: bool = False,
-                 workers: int | None = None) -> None:
+                 loader_workers: int | None = None) -> None:
         self.store = store
         self.device = device
         self.idle_exit = idle_exit
         self.once = once
-        self.loader_workers = workers
+        self.loader_workers = loader_workers
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.info_path = store.workers_dir() / f"worker-{os.getpid()}.json"
         self.current: str | None = None

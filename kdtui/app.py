@@ -15,8 +15,9 @@ from textual.screen import Screen
 from kdengine.paths import runs_dir as default_runs_dir
 from kdengine.runspec import RunSpec
 from kdengine.store import RunStore
-from kdengine.store.queue import enqueue
+from kdengine.store.queue import enqueue_with_baseline
 
+from .messages import ExportRequested, LaunchRequested, StopRequested, WorkerRequested
 from .screens.dialogs import ExportScreen, HelpScreen
 from .screens.launch import LaunchScreen
 from .screens.results import ResultsScreen
@@ -51,32 +52,27 @@ class KDStudyApp(App):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
-    def action_export(self, study: str | None = None) -> None:
+    def action_export(self, study: str | None = None, metric: str = "accuracy") -> None:
         """Ask for a folder, then write the tables: all runs (`kdengine table`) or one study's."""
 
         def done(path: str | None) -> None:
             if path:
-                self.export_tables(path, study)
+                self.export_tables(path, study, metric)
 
         default = Path.cwd() / (f"kdstudy-{study}-tables" if study else "kdstudy-tables")
         self.push_screen(ExportScreen(str(default)), done)
 
     @work(thread=True, exclusive=True, group="export")
-    def export_tables(self, path: str, study: str | None = None) -> None:
+    def export_tables(self, path: str, study: str | None = None, metric: str = "accuracy") -> None:
         from kdengine.reports.collect import collect
+        from kdengine.reports.tables import build, describe_written, export
+        from kdengine.study.registry import study_tables
 
         try:
-            if study:
-                from kdengine.reports.study_tables import build, export
-                from kdengine.study.registry import load_study_record
-
-                paths = export(build(self.store, load_study_record(self.store, study)), Path(path).expanduser(), "both")
-            else:
-                from kdengine.reports.tables import export_tables
-
-                paths = export_tables(collect(self.store), Path(path).expanduser())
-            self.call_from_thread(self.notify, f"wrote {len(paths)} CSV files to {Path(path).expanduser()}",
-                                  title="Export")
+            tables = study_tables(self.store, study, metric) if study else build(collect(self.store), metric)
+            out = Path(path).expanduser()
+            paths = export(tables, out, "both")
+            self.call_from_thread(self.notify, f"wrote {describe_written(paths)} to {out}", title="Export")
         except Exception as exc:  # noqa: BLE001 - an unwritable folder must not crash the app
             self.call_from_thread(self.notify, f"export failed: {exc}", severity="error", title="Export")
 
@@ -93,18 +89,32 @@ class KDStudyApp(App):
 
     def launch(self, spec: RunSpec, device: str = "auto", with_baseline: bool = True) -> str:
         """Queue ``spec`` (teachers first, then the student's baseline) and make sure a worker will train it."""
-        from kdengine.runspec import baseline_of
-
-        run_id = enqueue(self.store, spec)
-        baseline = baseline_of(spec) if with_baseline else None
-        if baseline is not None:
-            enqueue(self.store, baseline)
+        run_id, _ = enqueue_with_baseline(self.store, spec, with_baseline)
         self.start_worker(device)
         self.switch_mode("runs")
         screen = self.screen
         if isinstance(screen, RunsScreen):
             self.call_after_refresh(screen.select_run, run_id)
         return run_id
+
+    # -- requests from the screens ---------------------------------------------------------------------
+    def on_launch_requested(self, message: LaunchRequested) -> None:
+        try:
+            self.launch(message.spec, message.device, message.with_baseline)
+        except Exception as exc:  # noqa: BLE001 - an unwritable store must not crash the app
+            self.notify(f"could not launch: {exc}", severity="error")
+
+    def on_stop_requested(self, message: StopRequested) -> None:
+        self.notify(f"{message.run_id}: {self.store.request_stop(message.run_id)}")
+
+    def on_export_requested(self, message: ExportRequested) -> None:
+        self.action_export(message.study, message.metric)
+
+    def on_worker_requested(self, message: WorkerRequested) -> None:
+        try:
+            self.start_worker(message.device)
+        except OSError as exc:
+            self.notify(f"could not start a worker: {exc}", severity="error")
 
     def action_preset(self, name: str) -> None:
         self.switch_mode("launch")
@@ -122,7 +132,7 @@ class KDStudyApp(App):
         yield SystemCommand("Runs", "Monitor runs: curves, confusion matrix, report", lambda: self.switch_mode("runs"))
         yield SystemCommand("Launch", "Set up and launch a run", lambda: self.switch_mode("launch"))
         yield SystemCommand("Results", "The comparative accuracy tables", lambda: self.switch_mode("results"))
-        yield SystemCommand("Export CSV", "Write results.csv and the per-strategy tables", self.action_export)
+        yield SystemCommand("Export tables", "Write every table as CSV and Markdown, and runs.csv", self.action_export)
         yield SystemCommand("Start worker", "Start a detached background worker", self.start_worker)
         yield SystemCommand("Stop run", "Stop the selected run", self.action_stop_selected)
         yield SystemCommand("CPU-quick preset", "Fill the launch form for a quick CPU run",

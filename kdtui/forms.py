@@ -1,64 +1,107 @@
-"""Launch-form logic without Textual: presets, parsing and validation into run specs."""
+"""Launch-form logic without Textual: its fields (generated from the config dataclasses), presets, and
+parsing into a run spec. An error names the field at fault (``KDError.field``)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from typing import Any
 
-from kdengine.data.spec import DataConfig
-from kdengine.errors import KDError, UsageError
+from kdengine import strategy_catalog as catalog
+from kdengine.errors import DataError, KDError, UsageError
 from kdengine.models.catalog import APPROX_PARAMS, known_names
-from kdengine.runspec import KDConfig, RunSpec, TrainConfig, build_specs
+from kdengine.options import OptionInfo, form_fields, parse_text, replace_from_assignments, to_text
+from kdengine.runspec import CONFIGS, MAX_SEED, RunSpec, build_specs
 
-PRESETS = {
-    "cpu-quick": {"epochs": "3", "batch_size": "32", "lr": "0.001", "optimizer": "adam", "image_size": "64",
+DEVICES = ("auto", "cpu", "cuda")
+
+# Presets fill options by name (typed values, as in a study file).
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu-quick": {"epochs": 3, "batch_size": 32, "lr": 0.001, "optimizer": "adam", "image_size": 64,
                   "device": "cpu", "pretrained": False},
     # The thesis: Adam, lr 1e-4, batch 16, 20 epochs, 224 px, ImageNet-pretrained.
-    "thesis": {"epochs": "20", "batch_size": "16", "lr": "0.0001", "optimizer": "adam", "image_size": "224",
+    "thesis": {"epochs": 20, "batch_size": 16, "lr": 0.0001, "optimizer": "adam", "image_size": 224,
                "device": "auto", "pretrained": True},
 }
 
-DEFAULTS = {"data": "synthetic", "teacher": "resnet18", "student": "test_resnet", "strategy": "normal",
-            "alpha": "0.9", "temperature": "4", "defect_acc": "0.5", "seed": "0", **PRESETS["cpu-quick"]}
+# The form's own fields, beside the options: what to train, where, and with what.
+EXTRA_DEFAULTS = {"strategy": "normal", "teacher": "resnet18", "student": "test_resnet", "seed": "0",
+                  "device": "auto", "baseline": True, "teacher_set": ""}
 
 
-@dataclass
-class FieldError(Exception):
-    field: str
-    message: str
+def option_fields() -> list[OptionInfo]:
+    """One form field per option of the data, training and KD configs (read at call time: a new option is a
+    new field, with no edit here)."""
+    return form_fields(CONFIGS["data"], CONFIGS["train"], CONFIGS["kd"])
 
 
-def _num(values: dict, key: str, kind=float, label: str | None = None):
-    raw = str(values.get(key, "")).strip()
-    try:
-        return kind(raw)
-    except ValueError:
-        raise FieldError(key, f"{label or key.replace('_', ' ')} must be {'a whole number' if kind is int else 'a number'}, got '{raw}'") from None
+def defaults() -> dict[str, Any]:
+    """Every field's initial value: the options' defaults (the CPU-quick numbers where the form starts from)."""
+    values = {i.name: i.default for i in option_fields()}
+    values.update(PRESETS["cpu-quick"])
+    values.update(EXTRA_DEFAULTS)
+    values["device"] = "auto"
+    return values
 
 
-def spec_from_form(values: dict) -> RunSpec:
-    """Build the run spec the form describes; raise FieldError naming the field at fault."""
-    strategy = values["strategy"]
-    teacher = str(values.get("teacher", "")).strip()
+def display(i: OptionInfo, value: Any) -> Any:
+    """A typed value as its widget holds it: text for inputs, the value itself for selects and checkboxes."""
+    return value if i.kind in ("choice", "bool") else to_text(value)
+
+
+def _parse_option(i: OptionInfo, raw: Any) -> Any:
+    if i.kind == "bool":
+        return bool(raw)
+    if i.kind == "choice":
+        if raw not in i.choices:
+            raise UsageError(f"{i.label.lower()} must be one of {', '.join(map(str, i.choices))}", field=i.name)
+        return raw
+    return parse_text(i, raw)
+
+
+def _config(cls, values: dict) -> Any:
+    kwargs = {}
+    for i in [i for i in option_fields() if i.section == cls.SECTION]:
+        if i.name in values:
+            kwargs[i.name] = _parse_option(i, values[i.name])
+    return cls(**kwargs)
+
+
+def _teacher_items(text: str) -> list[str]:
+    """``epochs=30, lr=1e-4`` or ``epochs=30 lr=1e-4``."""
+    return [item for item in re.split(r"[,\s]+", text.strip()) if item]
+
+
+def spec_from_form(values: dict, store=None) -> RunSpec:
+    """Build the run spec the form describes; a KDError whose ``field`` names the field at fault.
+
+    A teacher field may hold a run id from ``store`` (distil from that finished run)."""
+    strategy = values.get("strategy", "")
     student = str(values.get("student", "")).strip()
     if not student:
-        raise FieldError("student", "choose a student model")
-    teachers = [teacher] if teacher and strategy in ("normal", "reverse", "defective", "ensemble") else []
-    if strategy == "ensemble":
-        teachers = [t.strip() for t in teacher.split(",") if t.strip()]
-    train = TrainConfig(epochs=_num(values, "epochs", int), batch_size=_num(values, "batch_size", int, "batch size"),
-                        lr=_num(values, "lr", float, "learning rate"), optimizer=values["optimizer"],
-                        image_size=_num(values, "image_size", int, "image size"))
-    kd = KDConfig(alpha=_num(values, "alpha"), temperature=_num(values, "temperature"))
+        raise UsageError("choose a student model", field="student")
+    strat = catalog.get(strategy)
+    teacher = str(values.get("teacher", "")).strip()
+    names = [t.strip() for t in teacher.split(",") if t.strip()] if strat.takes_teachers else []
+    if strat.max_teachers == 1 and len(names) > 1:
+        raise UsageError(f"strategy {strategy} takes one teacher; use ensemble for several (comma-separated)",
+                         field="teacher")
+    teachers = [store.load_spec(n) if store is not None and store.exists(n) else n for n in names]
+    seed_text = str(values.get("seed", "")).strip()
+    if not seed_text.isdigit() or int(seed_text) > MAX_SEED:
+        raise UsageError(f"seed must be a whole number in [0, {MAX_SEED}], got '{seed_text}'", field="seed")
     try:
-        return build_specs(strategy, student, teachers, DataConfig(spec=str(values["data"]).strip()).resolved(), train, kd,
-                           _num(values, "seed", int), pretrained=bool(values.get("pretrained")),
-                           defect_acc=_num(values, "defect_acc", float, "defect threshold"))
-    except UsageError as exc:
-        msg = str(exc)
-        field = next((f for f in ("teacher", "alpha", "temperature", "epochs", "image_size", "batch_size", "lr")
-                      if f.replace("_", " ") in msg or (f == "lr" and "learning rate" in msg)), "strategy")
-        raise FieldError(field, msg) from None
+        data = _config(CONFIGS["data"], values).resolved()
+    except DataError as exc:
+        raise DataError(str(exc), field="source") from None
+    train = _config(CONFIGS["train"], values)
+    kd = _config(CONFIGS["kd"], values)
+    teacher_set = _teacher_items(str(values.get("teacher_set", "")))
+    teacher_train = replace_from_assignments(train, teacher_set, "teacher settings") if teacher_set else None
+    try:
+        return build_specs(strategy, student, teachers, data, train, kd, int(seed_text), teacher_train=teacher_train)
     except KDError as exc:
-        raise FieldError("data", str(exc)) from None
+        if exc.field is None:
+            exc.field = "strategy"
+        raise
 
 
 def model_note(name: str) -> str:
@@ -71,11 +114,12 @@ def model_note(name: str) -> str:
     return "not in the catalog: checking with timm…"
 
 
-def reverse_warning(values: dict) -> str:
+def size_warning(values: dict) -> str:
     t, s = str(values.get("teacher", "")).strip(), str(values.get("student", "")).strip()
-    if values.get("strategy") == "reverse" and t in APPROX_PARAMS and s in APPROX_PARAMS and APPROX_PARAMS[t] >= APPROX_PARAMS[s]:
-        return f"reverse KD expects a smaller teacher: {t} is not smaller than {s}"
-    return ""
+    strat = catalog.CATALOGUE.get(values.get("strategy", ""))
+    if strat is None or t not in APPROX_PARAMS or s not in APPROX_PARAMS:
+        return ""
+    return catalog.size_warning(strat, t, APPROX_PARAMS[t], s, APPROX_PARAMS[s])
 
 
 def model_suggestions() -> list[str]:

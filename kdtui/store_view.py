@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kdengine.reports.collect import RunRecord, collect, role_of, teacher_ids
+from kdengine.reports.collect import RunRecord, collect, roles_of
 from kdengine.store import RunStore
 
 STATE_ICONS = {"queued": "…", "running": "▶", "finished": "✓", "failed": "✗", "stopped": "■"}
@@ -38,9 +38,9 @@ class RunRow:
     reason: str | None
 
     @classmethod
-    def from_record(cls, r: RunRecord, teachers: set[str] = frozenset()) -> "RunRow":
+    def from_record(cls, r: RunRecord, roles: set[str] = frozenset()) -> "RunRow":
         prog = r.status.get("progress") or {}
-        epochs = r.spec["train"]["epochs"]
+        epochs = r.spec.train.epochs if r.spec else 0
         best = None
         if r.metrics:
             best = r.metrics["val"]["accuracy"]
@@ -54,9 +54,12 @@ class RunRow:
             epoch, fraction = f"0/{epochs}", 0.0
         who = f"{r.teacher_label} → {r.model}" if r.teacher_label else r.model
         eta = fmt_eta(prog.get("eta_s")) if r.state == "running" else ""
-        strategy = "teacher" if r.strategy == "baseline" and role_of(r, teachers) == "teacher" else r.strategy
-        return cls(r.run_id, r.state, strategy, who, r.spec.get("seed", 0), epoch, fraction, best, eta,
-                   r.status.get("reason"))
+        if r.kind == "ce":
+            what = "def-teacher" if r.regime == "defective" else ("teacher" if "teacher" in roles else "baseline")
+        else:
+            what = r.label
+        return cls(r.run_id, r.state, what, who, r.seed if r.seed is not None else -1, epoch, fraction, best, eta,
+                   r.damage or r.status.get("reason"))
 
 
 @dataclass
@@ -102,14 +105,14 @@ class RunView:
         self.confusion: list[list[int]] | None = None
         self.confusion_label = ""
         self.metrics: dict | None = None
-        self.spec = (store.read_spec(run_id) or {}).get("spec", {})
-        self.teacher_ids: list[str] = []
+        try:
+            self.spec = store.load_spec(run_id)
+        except Exception:  # noqa: BLE001 - a damaged run shows what it can
+            self.spec = None
+        self.model = self.spec.model if self.spec else "?"
+        self.teacher_ids: list[str] = [t.run_id for t in self.spec.teachers] if self.spec else []
         self.warnings: list[str] = []
         self.version = 0  # bumped when anything visible changed
-        if self.spec.get("teachers"):
-            from kdengine.runspec import RunSpec
-
-            self.teacher_ids = [RunSpec.from_dict(t).run_id for t in self.spec["teachers"]]
 
     def poll(self) -> bool:
         """Read what was appended since the last poll; True if something changed."""
@@ -165,5 +168,5 @@ def report_from_confusion(cm: list[list[int]], names: list[str]) -> dict[str, di
 
 def load_rows(store: RunStore) -> tuple[list[RunRecord], list[RunRow]]:
     records = collect(store)
-    teachers = teacher_ids(records)
-    return records, [RunRow.from_record(r, teachers) for r in records]
+    roles = roles_of([r for r in records if r.spec])
+    return records, [RunRow.from_record(r, roles.get(r.run_id, set())) for r in records]

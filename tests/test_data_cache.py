@@ -8,7 +8,7 @@ import numpy as np
 
 from kdengine.data.augment import augment, sample_seed, train_transform
 from kdengine.data.cache import build_or_load, letterbox
-from kdengine.data.spec import DataConfig, open_source
+from kdengine.data.config import DataConfig, open_source
 
 
 def test_letterbox_keeps_aspect_and_centres():
@@ -20,7 +20,7 @@ def test_letterbox_keeps_aspect_and_centres():
 
 
 def test_cache_miss_then_hit_then_invalidated(folder_tree, monkeypatch):
-    src = open_source(DataConfig(spec=f"folder:{folder_tree}"))
+    src = open_source(DataConfig(source=f"folder:{folder_tree}"))
     first = build_or_load(src, 24)
     assert not first.hit
     ref = src.splits["test"].refs[0]
@@ -34,12 +34,12 @@ def test_cache_miss_then_hit_then_invalidated(folder_tree, monkeypatch):
         raise AssertionError("decoded on a cache hit")
 
     monkeypatch.setattr(files, "decode_gray", boom)
-    second = build_or_load(open_source(DataConfig(spec=f"folder:{folder_tree}")), 24)
+    second = build_or_load(open_source(DataConfig(source=f"folder:{folder_tree}")), 24)
     assert second.hit and np.array_equal(np.asarray(second.images), np.asarray(first.images))
     monkeypatch.undo()
 
     # another size is another cache
-    assert not build_or_load(open_source(DataConfig(spec=f"folder:{folder_tree}")), 16).hit
+    assert not build_or_load(open_source(DataConfig(source=f"folder:{folder_tree}")), 16).hit
 
     # a changed file invalidates it
     time.sleep(0.01)
@@ -48,25 +48,25 @@ def test_cache_miss_then_hit_then_invalidated(folder_tree, monkeypatch):
 
     Image.fromarray(np.zeros((30, 30), np.uint8)).save(path)
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
-    third = build_or_load(open_source(DataConfig(spec=f"folder:{folder_tree}")), 24)
+    third = build_or_load(open_source(DataConfig(source=f"folder:{folder_tree}")), 24)
     assert not third.hit
 
 
 def test_half_written_cache_is_never_used(folder_tree):
-    src = open_source(DataConfig(spec=f"folder:{folder_tree}"))
+    src = open_source(DataConfig(source=f"folder:{folder_tree}"))
     cache = build_or_load(src, 20)
     meta = cache.path.with_suffix(".json")
     # simulate a crash after the array was written but before the metadata
     meta.unlink()
     with open(cache.path, "r+b") as fh:
         fh.truncate(100)
-    again = build_or_load(open_source(DataConfig(spec=f"folder:{folder_tree}")), 20)
+    again = build_or_load(open_source(DataConfig(source=f"folder:{folder_tree}")), 20)
     assert not again.hit
     assert again.path.stat().st_size == again.images.shape[0] * 20 * 20
     # a truncated array with intact metadata is also rebuilt
     with open(again.path, "r+b") as fh:
         fh.truncate(10)
-    assert not build_or_load(open_source(DataConfig(spec=f"folder:{folder_tree}")), 20).hit
+    assert not build_or_load(open_source(DataConfig(source=f"folder:{folder_tree}")), 20).hit
 
 
 def test_augmentation_is_deterministic_per_seed():
@@ -87,7 +87,7 @@ def test_loader_same_seed_same_batches():
     from kdengine.data.loader import CachedImages, make_loader
     from tests.conftest import SMALL_SYNTH
 
-    src = open_source(DataConfig(spec=SMALL_SYNTH))
+    src = open_source(DataConfig(source=SMALL_SYNTH))
     cache = build_or_load(src, 32)
 
     def first_batch(seed, workers=0):
@@ -108,7 +108,7 @@ def test_dataset_pickles_without_the_images():
     from kdengine.data.loader import CachedImages
     from tests.conftest import SMALL_SYNTH
 
-    cache = build_or_load(open_source(DataConfig(spec=SMALL_SYNTH)), 32)
+    cache = build_or_load(open_source(DataConfig(source=SMALL_SYNTH)), 32)
     ds = CachedImages(cache, "val", train=False, seed=0)
     blob = pickle.dumps(ds)
     assert len(blob) < cache.images.nbytes / 4  # the worker maps the file itself

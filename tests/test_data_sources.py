@@ -8,7 +8,7 @@ import pytest
 
 from kdengine.cli import main
 from kdengine.data.cache import build_or_load
-from kdengine.data.spec import DataConfig, open_source
+from kdengine.data.config import DataConfig, open_source
 from kdengine.errors import DataError
 from tests.conftest import SMALL_SYNTH
 
@@ -23,8 +23,8 @@ def assert_no_shared_groups(src):
 
 
 def test_synthetic_is_deterministic_grouped_and_labelled_synthetic():
-    a = open_source(DataConfig(spec=SMALL_SYNTH))
-    b = open_source(DataConfig(spec=SMALL_SYNTH))
+    a = open_source(DataConfig(source=SMALL_SYNTH))
+    b = open_source(DataConfig(source=SMALL_SYNTH))
     assert a.class_names == ["elbow", "finger", "forearm", "hand", "humerus", "shoulder", "wrist"]
     for split in ("train", "val", "test"):
         assert a.splits[split].refs == b.splits[split].refs
@@ -34,12 +34,12 @@ def test_synthetic_is_deterministic_grouped_and_labelled_synthetic():
     assert s["synthetic"] is True and "not real" in s["description"]
     # several images per patient, so grouping is exercised
     assert len(a.splits["train"]) > len(_groups(a, "train"))
-    other_seed = open_source(DataConfig(spec="synthetic:images=280,seed=4"))
+    other_seed = open_source(DataConfig(source="synthetic:images=280,seed=4"))
     assert not np.array_equal(other_seed.images, a.images)
 
 
 def test_synthetic_classes_differ_visibly():
-    src = open_source(DataConfig(spec=SMALL_SYNTH))
+    src = open_source(DataConfig(source=SMALL_SYNTH))
     labels = np.asarray([src.splits["train"].labels]).ravel()
     imgs = src.images[np.asarray(src.splits["train"].refs)]
     means = [imgs[labels == c].astype(float).mean(0) for c in range(7)]
@@ -49,7 +49,7 @@ def test_synthetic_classes_differ_visibly():
 
 
 def test_mura_body_part(clean_mura_tree):
-    src = open_source(DataConfig(spec=f"mura:{clean_mura_tree}"))
+    src = open_source(DataConfig(source=f"mura:{clean_mura_tree}"))
     assert src.class_names == ["elbow", "finger", "forearm", "hand", "humerus", "shoulder", "wrist"]
     # 7 parts x 2 test patients x 2 studies x 2 images; ._ files and .DS_Store skipped
     assert len(src.splits["test"]) == 7 * 2 * 2 * 2
@@ -66,7 +66,7 @@ def test_mura_body_part(clean_mura_tree):
 
 
 def test_mura_abnormality_inherits_study_label(clean_mura_tree):
-    src = open_source(DataConfig(spec=str(clean_mura_tree), task="abnormality"))
+    src = open_source(DataConfig(source=str(clean_mura_tree), task="abnormality"))
     assert src.kind == "mura" and src.class_names == ["normal", "abnormal"]
     for split in ("train", "val", "test"):
         for ref, y in zip(src.splits[split].refs, src.splits[split].labels):
@@ -74,17 +74,17 @@ def test_mura_abnormality_inherits_study_label(clean_mura_tree):
 
 
 def test_mura_cap_per_class(clean_mura_tree):
-    src = open_source(DataConfig(spec=f"mura:{clean_mura_tree}", cap_train=10, cap_test=3))
+    src = open_source(DataConfig(source=f"mura:{clean_mura_tree}", cap_train=10, cap_test=3))
     counts = np.bincount(src.splits["train"].labels + src.splits["val"].labels, minlength=7)
     assert counts.tolist() == [10] * 7
     assert np.bincount(src.splits["test"].labels, minlength=7).tolist() == [3] * 7
 
 
 def test_mura_corrupt_image_named_then_skipped(mura_tree):
-    src = open_source(DataConfig(spec=f"mura:{mura_tree}"))
+    src = open_source(DataConfig(source=f"mura:{mura_tree}"))
     with pytest.raises(DataError, match=r"XR_HAND/patient\d+/study1_\w+/image1.png"):
         build_or_load(src, 32)
-    src = open_source(DataConfig(spec=f"mura:{mura_tree}"))
+    src = open_source(DataConfig(source=f"mura:{mura_tree}"))
     cache = build_or_load(src, 32, skip_bad=True)
     total = sum(len(src.splits[s]) for s in ("train", "val", "test"))
     usable = sum(len(cache.rows(s)) for s in ("train", "val", "test"))
@@ -93,14 +93,14 @@ def test_mura_corrupt_image_named_then_skipped(mura_tree):
 
 
 def test_mura_reads_rgb_and_any_size(clean_mura_tree):
-    src = open_source(DataConfig(spec=f"mura:{clean_mura_tree}"))
+    src = open_source(DataConfig(source=f"mura:{clean_mura_tree}"))
     rgb = [r for r in src.all_refs() if r.endswith("image2.png")][0]
     img = src.load(rgb)
     assert img.ndim == 2 and img.dtype == np.uint8
 
 
 def test_folder_single_tree_is_stratified(folder_tree):
-    src = open_source(DataConfig(spec=f"folder:{folder_tree}"))
+    src = open_source(DataConfig(source=f"folder:{folder_tree}"))
     assert src.class_names == ["benign", "malignant", "normal"]
     for split in ("train", "val", "test"):
         assert set(src.splits[split].labels) == {0, 1, 2}
@@ -117,24 +117,24 @@ def test_folder_with_split_folders(tmp_path, folder_tree):
             (root / split / cls).mkdir(parents=True)
             for i in range(n):
                 shutil.copy(folder_tree / cls / f"img{i}.png", root / split / cls / f"{i}.png")
-    src = open_source(DataConfig(spec=str(root)))
+    src = open_source(DataConfig(source=str(root)))
     assert src.kind == "folder"
     assert len(src.splits["test"]) == 12
     assert len(src.splits["train"]) + len(src.splits["val"]) == 24
 
 
 def test_npz(npz_file):
-    src = open_source(DataConfig(spec=f"npz:{npz_file}"))
+    src = open_source(DataConfig(source=f"npz:{npz_file}"))
     assert [len(src.splits[s]) for s in ("train", "val", "test")] == [60, 15, 15]
     assert src.class_names == ["0", "1", "2", "3"]
     assert src.load(0).shape == (28, 28)
-    assert open_source(DataConfig(spec=str(npz_file))).kind == "npz"
+    assert open_source(DataConfig(source=str(npz_file))).kind == "npz"
 
 
 def test_same_seed_same_split_other_seed_other_split(clean_mura_tree):
-    a = open_source(DataConfig(spec=f"mura:{clean_mura_tree}", split_seed=1))
-    b = open_source(DataConfig(spec=f"mura:{clean_mura_tree}", split_seed=1))
-    c = open_source(DataConfig(spec=f"mura:{clean_mura_tree}", split_seed=2))
+    a = open_source(DataConfig(source=f"mura:{clean_mura_tree}", split_seed=1))
+    b = open_source(DataConfig(source=f"mura:{clean_mura_tree}", split_seed=1))
+    c = open_source(DataConfig(source=f"mura:{clean_mura_tree}", split_seed=2))
     assert a.splits["val"].refs == b.splits["val"].refs
     assert a.splits["val"].refs != c.splits["val"].refs
 

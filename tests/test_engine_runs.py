@@ -1,7 +1,6 @@
 """Determinism, resume after a crash, NaN handling, tables and trackers."""
 from __future__ import annotations
 
-import csv
 import json
 
 import pytest
@@ -70,37 +69,20 @@ def test_nan_loss_fails_the_run_with_reason(capsys, monkeypatch):
     assert status["state"] == "failed" and "nan" in status["reason"].lower()
 
 
-def test_tables(capsys, tmp_path):
-    n, _ = train(capsys, "--strategy", "normal", "--teacher", "test_efficientnet", "--student", "test_resnet")
-    r, _ = train(capsys, "--strategy", "reverse", "--teacher", "test_resnet", "--student", "test_efficientnet")
-    base, _ = train(capsys, "--strategy", "baseline", "--student", "test_resnet")
-    out = tmp_path / "tables"
-    assert main(["table", "--out", str(out)]) == 0
-    capsys.readouterr()
-    rows = list(csv.DictReader(open(out / "results.csv")))
-    need = {"run_id", "strategy", "role", "teacher", "student", "seed", "split", "accuracy", "macro_f1", "kappa", "ece"}
-    assert need <= set(rows[0])
-    # 2 CE runs (each a teacher and a baseline) + 2 students, 3 splits each
-    assert len(rows) == 4 * 3
-    student = [x for x in rows if x["run_id"] == n["run_id"] and x["split"] == "test"][0]
-    assert student["role"] == "student" and student["teacher"] == "test_efficientnet"
-    assert float(student["accuracy"]) == pytest.approx(n["test"]["accuracy"], abs=1e-4)
-    assert float(student["baseline_accuracy"]) == pytest.approx(base["test"]["accuracy"], abs=1e-4)
-    wide = list(csv.DictReader(open(out / "table_normal.csv")))
-    assert [(w["student"], w["split"]) for w in wide] == [("test_resnet", s) for s in ("train", "val", "test")]
-    test_row = wide[2]
-    assert float(test_row["test_efficientnet"]) == pytest.approx(n["test"]["accuracy"], abs=1e-4)
-    assert float(test_row["baseline"]) == pytest.approx(base["test"]["accuracy"], abs=1e-4)
-    assert float(test_row["gain test_efficientnet"]) == pytest.approx(n["test"]["accuracy"] - base["test"]["accuracy"], abs=1e-3)
-    assert (out / "table_reverse.csv").is_file() and (out / "table_baseline.csv").is_file()
-
-
 def test_tensorboard_tracker_writes_event_files(capsys):
     m, _ = train(capsys, "--strategy", "baseline", "--student", "test_resnet", "--epochs", "1",
                  "--tracker", "tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     tb = RunStore(runs_dir()).run_dir(m["run_id"]) / "tensorboard"
-    files = list(tb.glob("events.out.tfevents.*"))
-    assert files and files[0].stat().st_size > 0
+    events = EventAccumulator(str(tb))
+    events.Reload()
+    # the scalars read back are the run's own numbers: one point per epoch, and the final test accuracy
+    val_acc = events.Scalars("val/accuracy")
+    assert [e.step for e in val_acc] == [1]
+    store_epochs = [e for e in RunStore(runs_dir()).read_events(m["run_id"])[0] if e["type"] == "epoch"]
+    assert val_acc[0].value == pytest.approx(store_epochs[0]["val"]["accuracy"], abs=1e-6)
+    assert events.Scalars("final/test/accuracy")[0].value == pytest.approx(m["test"]["accuracy"], abs=1e-6)
 
 
 def test_neptune_tracker_runs_offline_under_the_run(capsys):
@@ -115,8 +97,16 @@ def test_neptune_tracker_runs_offline_under_the_run(capsys):
     nep = RunStore(runs_dir()).run_dir(rid) / "neptune"
     files = [p for p in nep.rglob("*") if p.is_file()]
     assert files, "no offline neptune data"
-    blob = b"".join(p.read_bytes() for p in files)
-    assert b"final/test/confusion_matrix" in blob or b"confusion_matrix" in blob
+    # Neptune's offline queue: one JSON operation per line; read back the paths that were written
+    paths = set()
+    for p in nep.rglob("data-*.log"):
+        for line in p.read_text().splitlines():
+            if line.strip():
+                op = json.loads(line)["obj"]
+                if "path" in op:
+                    paths.add("/".join(op["path"]))
+    assert {"final/test/confusion_matrix", "final/test/classification_report", "final/test/accuracy",
+            "val/accuracy", "parameters/train/epochs"} <= paths
 
 
 @pytest.mark.parametrize("args, message", [
@@ -148,15 +138,15 @@ def test_pretrained_from_local_file(capsys, tmp_path):
     from kdengine.models.factory import create_model
 
     model = create_model("test_resnet", 7, pretrained=True, pretrained_from=str(tmp_path))
-    sd = model.state_dict()
-    assert torch.equal(sd["conv1.0.weight"] if "conv1.0.weight" in sd else next(iter(sd.values())),
-                       src.state_dict()["conv1.0.weight"] if "conv1.0.weight" in sd else next(iter(src.state_dict().values())))
+    sd, ref = model.state_dict(), src.state_dict()
+    loaded = [k for k in ref if k in sd and not k.startswith(("fc.", "head"))]
+    assert loaded and all(torch.equal(sd[k], ref[k]) for k in loaded)  # every backbone tensor came from the file
     assert model.get_classifier().out_features == 7
     m, _ = train(capsys, "--strategy", "baseline", "--student", "test_resnet", "--epochs", "1",
                  "--pretrained-from", str(path))
     assert m["test"]["n"] > 0
-    spec = RunStore(runs_dir()).read_spec(m["run_id"])["spec"]
-    assert spec["pretrained"] is True
+    spec = RunStore(runs_dir()).load_spec(m["run_id"])
+    assert spec.train.pretrained is True and spec.train.pretrained_from == str(path)
 
 
 def test_models_lists_param_counts(capsys):

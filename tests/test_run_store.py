@@ -11,7 +11,12 @@ import pytest
 
 from kdengine import atomic
 from kdengine.store import RunStore
+from kdengine.data.config import DataConfig
+from kdengine.runspec import RunSpec
 from kdengine.store.runstore import read_jsonl
+
+SPEC = RunSpec(model="test_resnet", data=DataConfig(), regime="normal")
+OTHER = RunSpec(model="test_resnet", data=DataConfig(), seed=1, regime="normal")
 
 
 def test_atomic_write_keeps_old_content_on_failure(tmp_path, monkeypatch):
@@ -31,59 +36,64 @@ def test_atomic_write_keeps_old_content_on_failure(tmp_path, monkeypatch):
 
 def test_torn_last_line_is_tolerated_and_mended(tmp_path):
     store = RunStore(tmp_path)
-    store.create({"kind": "ce"}, "r1", "h", "d")
-    store.append_event("r1", {"type": "step", "loss": 1.0})
-    path = store.run_dir("r1") / "events.jsonl"
+    store.create(SPEC)
+    r1 = SPEC.run_id
+    store.append_event(r1, {"type": "step", "loss": 1.0})
+    path = store.run_dir(r1) / "events.jsonl"
     with open(path, "ab") as fh:
         fh.write(b'{"type": "step", "lo')  # a writer died mid-line
     events, offset = read_jsonl(path)
     assert [e["type"] for e in events] == ["lifecycle", "step"]
     assert read_jsonl(path, offset) == ([], offset)  # the torn tail is not consumed
-    store.append_event("r1", {"type": "epoch", "epoch": 1})
+    store.append_event(r1, {"type": "epoch", "epoch": 1})
     more, _ = read_jsonl(path, offset)
     assert [e["type"] for e in more] == ["epoch"]  # the torn line is skipped, the new one read
 
 
 def test_dead_worker_shows_as_failed_with_reason(tmp_path):
     store = RunStore(tmp_path)
-    store.create({"kind": "ce"}, "r1", "h", "d")
+    store.create(SPEC)
+    r1 = SPEC.run_id
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
-    store.write_status("r1", "running", pid=proc.pid)
-    status = store.read_status("r1")
+    store.write_status(r1, "running", pid=proc.pid)
+    status = store.read_status(r1)
     assert status["state"] == "failed" and "died" in status["reason"]
-    store.write_status("r1", "running", pid=os.getpid(), heartbeat=time.time() - 3600, host="elsewhere")
-    status = store.read_status("r1")
+    store.write_status(r1, "running", pid=os.getpid(), heartbeat=time.time() - 3600, host="elsewhere")
+    status = store.read_status(r1)
     assert status["state"] == "failed" and "no heartbeat" in status["reason"]
     # on this host a live worker is running, however long it has been busy (a long evaluation)
-    store.write_status("r1", "running", heartbeat=time.time() - 3600)
-    assert store.read_status("r1")["state"] == "running"
-    store.write_status("r1", "running")
-    assert store.read_status("r1")["state"] == "running"
+    store.write_status(r1, "running", heartbeat=time.time() - 3600)
+    assert store.read_status(r1)["state"] == "running"
+    store.write_status(r1, "running")
+    assert store.read_status(r1)["state"] == "running"
 
 
 def test_claim_is_exclusive_and_stop_requests(tmp_path):
     store = RunStore(tmp_path)
-    store.create({"kind": "ce"}, "r1", "h", "d")
-    assert not store.create({"kind": "ce"}, "r1", "h", "d")  # idempotent
-    assert store.claim("r1", "w1")
-    assert not store.claim("r1", "w2")
-    assert store.request_stop("r1") == "stopping" and store.stop_requested("r1")
-    store.finish("r1", "stopped", "stopped by the user")
-    assert store.claim("r1", "w2")  # a stopped run resumes
-    assert not store.stop_requested("r1")
-    store.create({"kind": "ce"}, "r2", "h", "d")
-    assert store.request_stop("r2") == "stopped"
+    r1, r2 = SPEC.run_id, OTHER.run_id
+    store.create(SPEC)
+    assert not store.create(SPEC)  # idempotent
+    assert store.claim(r1, "w1")
+    assert not store.claim(r1, "w2")
+    assert store.request_stop(r1) == "stopping" and store.stop_requested(r1)
+    store.finish(r1, "stopped", "stopped by the user")
+    assert store.claim(r1, "w2")  # a stopped run resumes
+    assert not store.stop_requested(r1)
+    store.create(OTHER)
+    assert store.request_stop(r2) == "stopped"
 
 
 def test_reading_the_store_does_not_import_torch(tmp_path):
     store = RunStore(tmp_path)
-    store.create({"kind": "ce"}, "r1", "h", "d")
+    store.create(SPEC)
     code = (
         "import sys; from kdengine.store import RunStore; from kdengine.reports.collect import collect;"
-        "from kdengine.reports.wide import wide_tables; from kdengine.launch import ensure_workers;"
-        "from kdengine.runspec import build_specs; from kdengine.data.spec import open_source;"
-        f"s = RunStore({str(tmp_path)!r}); s.read_status('r1'); s.read_events('r1');"
+        "from kdengine.reports.tables import build; from kdengine.launch import ensure_workers;"
+        "from kdengine.runspec import build_specs; from kdengine.data.config import open_source;"
+        "from kdengine.study.registry import study_tables; from kdengine.options import form_fields;"
+        f"s = RunStore({str(tmp_path)!r}); s.read_status({SPEC.run_id!r}); s.read_events({SPEC.run_id!r});"
+        "build(collect(s));"
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -13,12 +13,27 @@ CLASSES = ["elbow", "finger", "forearm", "hand", "humerus", "shoulder", "wrist"]
 
 
 def _check_metrics(m):
+    """The metrics agree with their own confusion matrix: accuracy, per-class recall/precision, macro-F1 and
+    Cohen's kappa recomputed from it by hand."""
+    import numpy as np
+
     assert m["class_names"] == CLASSES
     for split in ("train", "val", "test"):
         s = m[split]
-        assert 0.0 <= s["accuracy"] <= 1.0 and 0.0 <= s["ece"] <= 1.0 and -1 <= s["kappa"] <= 1
-        assert len(s["confusion"]) == 7 and sum(map(sum, s["confusion"])) == s["n"]
-        assert sum(r["support"] for r in s["report"].values()) == s["n"]
+        cm = np.asarray(s["confusion"], float)
+        n = cm.sum()
+        assert cm.shape == (7, 7) and n == s["n"] > 0
+        assert s["accuracy"] == pytest.approx(np.trace(cm) / n)
+        rows, cols = cm.sum(1), cm.sum(0)
+        for i, name in enumerate(CLASSES):
+            r = s["report"][name]
+            assert r["support"] == rows[i]
+            assert r["recall"] == pytest.approx(cm[i, i] / rows[i] if rows[i] else 0.0)
+            assert r["precision"] == pytest.approx(cm[i, i] / cols[i] if cols[i] else 0.0)
+        assert s["macro_f1"] == pytest.approx(np.mean([r["f1"] for r in s["report"].values()]))
+        p_o, p_e = np.trace(cm) / n, (rows * cols).sum() / n**2
+        assert s["kappa"] == pytest.approx((p_o - p_e) / (1 - p_e) if p_e < 1 else 0.0, abs=1e-9)
+        assert 0.0 <= s["ece"] <= 1.0
     assert m["synthetic"] is True
 
 

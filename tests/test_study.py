@@ -31,11 +31,11 @@ def test_thesis_preset_expands_to_exactly_the_grid(clean_mura_tree):
         expected = ({("normal", t, s) for t in SE for s in SMALL} | {("reverse", t, s) for t in SMALL for s in SE}
                     | {("defective", t, s) for t in SE for s in SMALL})
         assert students == expected and len(students) == 24
-        ce = [p for p in mine if p.spec.kind == "ce" and p.spec.defect_acc is None]
+        ce = [p for p in mine if p.spec.kind == "ce" and p.spec.regime == "normal"]
         # each architecture trained once: it serves as a teacher and as the baselines of that architecture
         assert sorted(p.spec.model for p in ce) == sorted(THESIS)
         assert all(p.roles == {"teacher", "baseline"} for p in ce)
-        defective = [p for p in mine if p.spec.defect_acc is not None]
+        defective = [p for p in mine if p.spec.regime == "defective"]
         assert sorted(p.spec.model for p in defective) == sorted(SE) and all(p.spec.defect_acc == 0.5 for p in defective)
         # every student's teacher is a run of the plan (trained once, shared)
         planned = set(ids)
@@ -44,7 +44,7 @@ def test_thesis_preset_expands_to_exactly_the_grid(clean_mura_tree):
     order = {p.run_id: i for i, p in enumerate(plan)}
     assert all(order[p.spec.teacher.run_id] < order[p.run_id] for p in plan if p.spec.kind == "kd")
     s = plan[0].spec
-    assert (s.train.optimizer, s.train.lr, s.train.batch_size, s.train.epochs, s.train.image_size, s.pretrained) == \
+    assert (s.train.optimizer, s.train.lr, s.train.batch_size, s.train.epochs, s.data.image_size, s.train.pretrained) == \
         ("adam", 1e-4, 16, 20, 224, True)
     assert (s.data.cap_train, s.data.cap_test, s.data.task) == (2201, 250, "body_part")
 
@@ -63,7 +63,7 @@ def test_thesis_preset_needs_data(capsys):
     ('[train]\nepoch = 3\n[[experiments]]\nstrategy="baseline"\nstudents=["test_resnet"]', "unknown key 'train.epoch'"),
     ('seeds = "x"\n[[experiments]]\nstrategy="baseline"\nstudents=["test_resnet"]', "'seeds' must be"),
     ('[[experiments]]\nstrategy="bogus"\nstudents=["test_resnet"]', "'experiments[1].strategy' must be one of"),
-    ('[train]\nlr = "fast"\n[[experiments]]\nstrategy="baseline"\nstudents=["test_resnet"]', "'train.lr' must be float"),
+    ('[train]\nlr = "fast"\n[[experiments]]\nstrategy="baseline"\nstudents=["test_resnet"]', "train.lr must be number"),
     ('[[experiments]]\nstrategy="normal"\nstudents=["test_resnet"]', "needs teachers"),
     ('colour = 1\n[[experiments]]\nstrategy="baseline"\nstudents=["a"]', "unknown key 'colour'"),
     ('[[experiments]]\nstrategy="baseline"\nstudents=["nosuchnet"]', "unknown model 'nosuchnet'"),
@@ -78,8 +78,8 @@ def test_validation_one_line(capsys, tmp_path, text, message):
 
 
 def test_set_overrides_are_data(capsys):
-    study = load_study("demo", sets=["train.epochs=7", "seeds=[3,4,5]", "data.spec=synthetic:images=280,seed=3"])
-    assert study.train["epochs"] == 7 and study.seeds == [3, 4, 5] and study.data["spec"].endswith("seed=3")
+    study = load_study("demo", sets=["train.epochs=7", "seeds=[3,4,5]", "data.source=synthetic:images=280,seed=3"])
+    assert study.train.epochs == 7 and study.seeds == [3, 4, 5] and study.data.source.endswith("seed=3")
     # a --set value is parsed as TOML data, never evaluated as code
     study = load_study("demo", sets=["description=__import__('os').system('false')"])
     assert study.description == "__import__('os').system('false')"
@@ -111,7 +111,7 @@ def test_ensemble_block_expands_to_one_student_with_all_teachers(tmp_path):
     assert {p.spec.model for p in plan if p.spec.kind == "ce"} == {"test_resnet", "test_efficientnet", "test_convnext"}
 
 
-REDUCED = ["--set", f"data.spec={SMALL_SYNTH}", "--set", "data.image_size=32", "--set", "train.epochs=1",
+REDUCED = ["--set", f"data.source={SMALL_SYNTH}", "--set", "data.image_size=32", "--set", "train.epochs=1",
            "--quiet", "--device", "cpu"]
 
 
@@ -125,22 +125,24 @@ def test_reduced_demo_end_to_end_and_tables(capsys, tmp_path):
     assert main(["study", "table", "demo", "--out", str(tmp_path / "t"), "--format", "both"]) == 0
     capsys.readouterr()
     names = {p.name for p in (tmp_path / "t").iterdir()}
-    assert {"teachers.csv", "teachers.md", "students_normal.csv", "students_reverse.csv", "students_defective.csv",
-            "students_normal.md", "tidy.csv", "study.md"} <= names
+    assert {"models.csv", "models.md", "students_normal.csv", "students_reverse.csv", "students_defective.csv",
+            "students_normal.md", "runs.csv", "tables.md"} <= names
     rows = list(csv.DictReader(open(tmp_path / "t" / "students_normal.csv")))
     assert [(r["student"], r["split"]) for r in rows] == [("test_resnet", s) for s in ("train", "val", "test")]
     test = rows[2]
     assert test["resnet10t n"] == "2" and test["baseline n"] == "2"
     lo, hi, mean = float(test["gain resnet10t ci_lo"]), float(test["gain resnet10t ci_hi"]), float(test["gain resnet10t mean"])
     assert lo <= mean <= hi and test["gain resnet10t significant"] in ("true", "false")
-    # the gain is paired: the mean of per-seed differences
-    tidy = list(csv.DictReader(open(tmp_path / "t" / "tidy.csv")))
-    acc = {(r["strategy"], r["student"], r["seed"]): float(r["value"]) for r in tidy
-           if r["metric"] == "accuracy" and r["split"] == "test" and r["student"] == "test_resnet"}
-    diffs = [acc[("normal", "test_resnet", s)] - acc[("baseline", "test_resnet", s)] for s in ("0", "1")]
+    # the gain is paired: the mean of per-seed differences between each student and its own baseline run
+    tidy = list(csv.DictReader(open(tmp_path / "t" / "runs.csv")))
+    acc = {r["run_id"]: float(r["accuracy"]) for r in tidy if r["split"] == "test"}
+    students = [r for r in tidy if r["split"] == "test" and r["strategy"] == "normal"]
+    assert len(students) == 2 and all(r["baseline_run_id"].startswith("ce-test_resnet-") for r in students)
+    diffs = [acc[r["run_id"]] - acc[r["baseline_run_id"]] for r in students]
     assert mean == pytest.approx(sum(diffs) / 2, abs=1e-4)
-    teachers = list(csv.DictReader(open(tmp_path / "t" / "teachers.csv")))
-    regimes = {(r["teacher"], r["regime"]) for r in teachers}
+    assert all(float(r["gain"]) == pytest.approx(d, abs=1e-5) for r, d in zip(students, diffs))
+    models = list(csv.DictReader(open(tmp_path / "t" / "models.csv")))
+    regimes = {(r["model"], r["regime"]) for r in models}
     assert ("resnet10t", "normal") in regimes and ("resnet10t", "defective (stop at 0.50)") in regimes
     md = (tmp_path / "t" / "students_normal.md").read_text()
     assert "±" in md and "SYNTHETIC" in md

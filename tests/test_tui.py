@@ -95,7 +95,7 @@ async def test_launch_form_validates_inline(tmp_path):
         await pilot.press("2")
         await pilot.pause(0.2)
         screen = app.screen
-        data = screen.query_one("#data")
+        data = screen.query_one("#source")
         data.value = "/no/such/place"
         await wait_for(pilot, lambda: "no such file" in text_of(screen.query_one("#data-summary")), timeout=10)
         await pilot.press("f5")
@@ -107,7 +107,7 @@ async def test_launch_form_validates_inline(tmp_path):
         screen.query_one("#epochs").value = "0"
         await pilot.press("f5")
         await pilot.pause(0.2)
-        assert "epochs must be at least 1" in text_of(screen.query_one("#form-message"))
+        assert "train.epochs must lie in [1, 100000], got 0" in text_of(screen.query_one("#form-message"))
         assert screen.query_one("#epochs").has_class("-invalid")
         screen.query_one("#epochs").value = "2"
         screen.query_one("#strategy").value = "reverse"
@@ -130,18 +130,27 @@ async def test_results_screen_tables_and_export(tmp_path):
         await wait_for(pilot, lambda: app.screen.current == "normal")
         table = app.screen.query_one("#results-table")
         columns = [str(c.label) for c in table.columns.values()]
-        assert columns == ["student", "split", "resnet18", "baseline", "gain resnet18", "n"]
+        assert columns == ["student", "split", "resnet18", "baseline", "gain resnet18"]
         test_row = [str(c) for c in table.get_row_at(2)]
-        assert test_row[:5] == ["test_resnet", "test", "0.7600", "0.7200", "+0.0400"]
+        assert test_row == ["test_resnet", "test", "0.7600", "0.7200", "+0.0400"]
         await pilot.press("]")
-        assert app.screen.current == "baseline"
+        assert app.screen.current == "models"
+        await pilot.press("m")  # the metric: macro-F1 (the fake runs have accuracy - 0.01)
+        await wait_for(pilot, lambda: app.screen.metric == "macro_f1" and app.screen.tables.metric == "macro_f1")
+        await pilot.press("[")
+        assert app.screen.current == "normal"
+        assert [str(c) for c in table.get_row_at(2)][2:4] == ["0.7500", "0.7100"]
         out = await export_with_keys(pilot, tmp_path / "export")
-        assert {p.name for p in out.iterdir()} == {"results.csv", "table_normal.csv", "table_baseline.csv"}
+        await wait_for(pilot, lambda: any("wrote 3 CSV and 3 Markdown files" in str(n.message)
+                                          for n in app._notifications), timeout=10)
+        assert {p.name for p in out.iterdir()} == {"runs.csv", "models.csv", "students_normal.csv", "models.md",
+                                                   "students_normal.md", "tables.md"}
         # the same files as `kdengine table`
         from kdengine.cli import main
 
-        assert main(["table", "--runs-dir", str(store.root), "--out", str(tmp_path / "cli")]) == 0
-        for name in ("results.csv", "table_normal.csv"):
+        assert main(["table", "--runs-dir", str(store.root), "--out", str(tmp_path / "cli"), "--format", "both",
+                     "--metric", "macro_f1"]) == 0
+        for name in ("runs.csv", "students_normal.csv", "tables.md"):
             assert (out / name).read_text() == (tmp_path / "cli" / name).read_text()
 
 
@@ -155,6 +164,8 @@ async def test_bad_export_path_does_not_crash(tmp_path):
         await app.workers.wait_for_complete()
         await pilot.pause(0.1)
         assert app.is_running
+        failed = [n for n in app._notifications if n.severity == "error"]
+        assert len(failed) == 1 and "export failed" in failed[0].message and "file" in failed[0].message
 
 
 async def test_help_and_palette_commands(tmp_path):
@@ -165,7 +176,7 @@ async def test_help_and_palette_commands(tmp_path):
         assert app.screen.__class__.__name__ == "HelpScreen"
         await pilot.press("escape")
         titles = {c.title for c in app.get_system_commands(app.screen)}
-        assert {"Runs", "Launch", "Results", "Export CSV", "Start worker", "Stop run", "CPU-quick preset",
+        assert {"Runs", "Launch", "Results", "Export tables", "Start worker", "Stop run", "CPU-quick preset",
                 "Thesis preset", "Toggle ANSI theme", "Help"} <= titles
         app.action_toggle_ansi()
         await pilot.pause(0.2)
@@ -183,7 +194,7 @@ async def test_launch_live_then_quit_then_reattach(tmp_path):
             await pilot.press("2")
             await pilot.pause(0.2)
             s = app.screen
-            s.query_one("#data").value = SMALL_SYNTH
+            s.query_one("#source").value = SMALL_SYNTH
             await pilot.press("escape", "f2")
             s.query_one("#teacher").value = "test_efficientnet"
             s.query_one("#student").value = "test_resnet"
@@ -286,7 +297,7 @@ async def test_results_screen_shows_a_study(tmp_path):
         await pilot.press("3")
         await wait_for(pilot, lambda: app.screen.current == "normal")
         await pilot.press("v")
-        await wait_for(pilot, lambda: app.screen.view_name == "mini" and "teachers" in app.screen.order)
+        await wait_for(pilot, lambda: app.screen.view_name == "mini" and "models" in app.screen.order)
         table = app.screen.query_one("#results-table")
         assert [str(c.label) for c in table.columns.values()] == ["student", "split", "resnet18", "baseline", "gain resnet18"]
         test_row = [str(c) for c in table.get_row_at(2)]
@@ -295,6 +306,6 @@ async def test_results_screen_shows_a_study(tmp_path):
         await pilot.press("i")  # intervals on: with one seed there are none to show
         assert [str(c) for c in table.get_row_at(2)][2] == "0.7600"
         await pilot.press("[")
-        assert app.screen.current == "teachers"
+        assert app.screen.current == "models"
         out = await export_with_keys(pilot, tmp_path / "export")
-        assert {"teachers.csv", "students_normal.csv", "tidy.csv", "study.md"} <= {p.name for p in out.iterdir()}
+        assert {"models.csv", "students_normal.csv", "runs.csv", "tables.md"} <= {p.name for p in out.iterdir()}

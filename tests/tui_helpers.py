@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import signal
 
-from kdengine.data.spec import DataConfig
+from kdengine.data.config import DataConfig
 from kdengine.runspec import KDConfig, TrainConfig, build_specs
 from kdengine.store import RunStore
 from kdengine.store.queue import enqueue
@@ -25,14 +25,16 @@ def _metrics(run_id, acc, teachers=()):
     return m
 
 
-def fake_finished_store(root, strategy="normal", teacher="resnet18", student="test_resnet", seed=0):
-    """A store with a finished teacher (also the teacher's baseline), the student's baseline and a KD student."""
+def fake_finished_store(root, strategy="normal", teacher="resnet18", student="test_resnet", seed=0, epochs=2,
+                        accuracies=(0.81, 0.72, 0.76)):
+    """A store with a finished teacher (also the teacher's baseline), the student's baseline and a KD student,
+    with the given test accuracies (teacher, baseline, student)."""
     store = RunStore(root)
-    data = DataConfig(spec="synthetic")
-    train = TrainConfig(epochs=2, image_size=32)
+    data = DataConfig(source="synthetic", image_size=32)
+    train = TrainConfig(epochs=epochs)
     student_spec = build_specs(strategy, student, [teacher], data, train, KDConfig(), seed)
     baseline = build_specs("baseline", student, [], data, train, KDConfig(), seed)
-    for spec, acc in ((student_spec.teacher, 0.81), (baseline, 0.72), (student_spec, 0.76)):
+    for spec, acc in zip((student_spec.teacher, baseline, student_spec), accuracies):
         enqueue(store, spec)
         rid = spec.run_id
         store.append_event(rid, {"type": "start", "classes": CLASSES, "epochs": 2})

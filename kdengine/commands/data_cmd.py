@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import add_data_args, data_config, print_json
+from ..data.config import SOURCE_HELP
+from .common import add_data_options, data_config, print_json
 
 
 def register(sub) -> None:
     data = sub.add_parser("data", help="inspect data sources")
     dsub = data.add_subparsers(dest="data_command", required=True)
     check = dsub.add_parser("check", help="index and decode a source; print classes, splits, groups, skips")
-    check.add_argument("spec", metavar="SPEC", help="synthetic | mura:PATH | folder:PATH | npz:PATH | PATH")
-    add_data_args(check, default=None)
-    check.add_argument("--image-size", type=int, default=64, help="size of the decoded cache to build")
+    check.add_argument("source", metavar="SOURCE", help=SOURCE_HELP)
+    add_data_options(check, skip=("source",))
     check.add_argument("--no-decode", action="store_true", help="index only; do not decode images")
     check.add_argument("--json", action="store_true", help="print one JSON object")
     check.set_defaults(handler=run_check)
@@ -21,7 +21,7 @@ def register(sub) -> None:
 def check_source(cfg, image_size: int | None, skip_bad: bool, progress=None) -> dict:
     """Index (and decode, unless ``image_size`` is None) a source; return its summary."""
     from ..data.cache import build_or_load
-    from ..data.spec import open_source
+    from ..data.config import open_source
 
     source = open_source(cfg)
     summary = source.summary()
@@ -35,9 +35,8 @@ def check_source(cfg, image_size: int | None, skip_bad: bool, progress=None) -> 
 
 
 def run_check(args: argparse.Namespace) -> int:
-    args.data = args.spec
-    cfg = data_config(args)
-    summary = check_source(cfg, None if args.no_decode else args.image_size, args.skip_bad)
+    cfg = data_config(args, source=args.source)
+    summary = check_source(cfg, None if args.no_decode else cfg.image_size, cfg.skip_bad)
     if args.json:
         print_json(summary)
     else:

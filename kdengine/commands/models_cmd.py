@@ -1,7 +1,7 @@
 """``kdengine models``: the thesis's architectures and tiny test models, with parameter counts."""
 from __future__ import annotations
 
-from ..cli import print_json
+from .common import print_json
 
 
 def register(sub) -> None:

@@ -1,19 +1,13 @@
 """``kdengine runs list|show|stop``, ``kdengine table`` and ``kdengine worker``."""
 from __future__ import annotations
 
-
-from ..cli import print_json
 from ..errors import UsageError
-
-
-def _store(args):
-    from ..paths import runs_dir
-    from ..store import RunStore
-
-    return RunStore(runs_dir(args.runs_dir))
+from .common import add_runs_dir, print_json, resolve_run_id, store_from
 
 
 def register(sub) -> None:
+    from .study_cmd import add_table_args
+
     runs = sub.add_parser("runs", help="list, show or stop runs in the store")
     rsub = runs.add_subparsers(dest="runs_command", required=True)
     for name, fn, helptext in (("list", run_list, "one line per run"), ("show", run_show, "one run in full"),
@@ -21,63 +15,58 @@ def register(sub) -> None:
         p = rsub.add_parser(name, help=helptext)
         if name != "list":
             p.add_argument("run_id")
-        p.add_argument("--runs-dir", default=None)
+        add_runs_dir(p)
         if name != "stop":
             p.add_argument("--json", action="store_true")
         p.set_defaults(handler=fn)
 
-    table = sub.add_parser("table", help="export results.csv and the thesis-style tables per strategy")
-    table.add_argument("--runs-dir", default=None)
-    table.add_argument("--out", required=True, metavar="DIR")
+    table = sub.add_parser("table", help="every run's tables: models (teachers, baselines) and students per strategy")
+    add_runs_dir(table)
+    add_table_args(table)
     table.set_defaults(handler=run_table)
 
     worker = sub.add_parser("worker", help="train queued runs (normally started detached by the TUI)")
-    worker.add_argument("--runs-dir", default=None)
+    add_runs_dir(worker)
     worker.add_argument("--device", default="auto")
-    worker.add_argument("--workers", type=int, default=None, help="data-loader workers")
+    worker.add_argument("--loader-workers", type=int, default=None, metavar="N", help="data-loader processes per run")
     worker.add_argument("--idle-exit", type=float, default=30.0, help="exit after this many idle seconds")
     worker.add_argument("--once", action="store_true", help="exit as soon as the queue is empty")
     worker.add_argument("--detach", action="store_true", help="start detached worker(s) and return")
     worker.set_defaults(handler=run_worker)
 
 
-def _resolve(store, run_id: str) -> str:
-    if store.exists(run_id):
-        return run_id
-    matches = [r for r in store.list_ids() if r.startswith(run_id) or run_id in r]
-    if len(matches) == 1:
-        return matches[0]
-    raise UsageError(f"no run '{run_id}' in {store.root}" + (f" ({len(matches)} match)" if matches else ""))
+def _fmt(value) -> str:
+    return "–" if value is None else f"{value:.4f}"
 
 
 def run_list(args) -> int:
     from ..reports.collect import collect
 
-    records = collect(_store(args))
+    records = collect(store_from(args))
     if args.json:
-        print_json([{"run_id": r.run_id, "state": r.state, "strategy": r.strategy, "teacher": r.teacher_label,
-                     "student": r.model, "seed": r.spec["seed"], "test_accuracy": r.accuracy("test"),
-                     "reason": r.status.get("reason")} for r in records])
+        print_json([{"run_id": r.run_id, "state": r.state, "strategy": r.strategy, "regime": r.regime,
+                     "teacher": r.teacher_label, "student": r.model, "seed": r.seed,
+                     "test_accuracy": r.accuracy("test"), "reason": r.damage or r.status.get("reason")}
+                    for r in records])
         return 0
     if not records:
         print("no runs yet")
         return 0
-    print(f"{'run':44} {'state':9} {'strategy':18} {'teacher -> student':34} {'test acc':>8}")
+    print(f"{'run':44} {'state':9} {'what':10} {'teacher -> student':34} {'test acc':>8}")
     for r in records:
-        acc = r.accuracy("test")
         who = f"{r.teacher_label} -> {r.model}" if r.teacher_label else r.model
-        print(f"{r.run_id:44} {r.state:9} {r.strategy:18} {who:34} {acc if acc is not None else float('nan'):8.4f}")
+        print(f"{r.run_id:44} {r.state:9} {r.label:10} {who:34} {_fmt(r.accuracy('test')):>8}")
     return 0
 
 
 def run_show(args) -> int:
-    store = _store(args)
-    rid = _resolve(store, args.run_id)
-    spec, status, metrics = store.read_spec(rid), store.read_status(rid), store.read_metrics(rid)
+    store = store_from(args)
+    rid = resolve_run_id(store, args.run_id)
+    header, status, metrics = store.read_spec_file(rid), store.read_status(rid), store.read_metrics(rid)
     if args.json:
-        print_json({"spec": spec, "status": status, "metrics": metrics})
+        print_json({"spec": header, "status": status, "metrics": metrics})
         return 0
-    print(f"{rid}: {spec['describe']}")
+    print(f"{rid}: {(header or {}).get('describe', '(spec.json unreadable)')}")
     print(f"state: {status['state']}" + (f" ({status['reason']})" if status.get("reason") else ""))
     if metrics:
         names = metrics["class_names"]
@@ -101,34 +90,33 @@ def run_show(args) -> int:
 
 
 def run_stop(args) -> int:
-    store = _store(args)
-    rid = _resolve(store, args.run_id)
+    store = store_from(args)
+    rid = resolve_run_id(store, args.run_id)
     print(f"{rid}: {store.request_stop(rid)}")
     return 0
 
 
 def run_table(args) -> int:
-    from pathlib import Path
-
     from ..reports.collect import collect
-    from ..reports.tables import export_tables
+    from ..reports.tables import build
+    from .study_cmd import write_tables
 
-    store = _store(args)
-    records = collect(store)
-    if not any(r.state == "finished" for r in records):
+    store = store_from(args)
+    tables = build(collect(store), args.metric)
+    if tables.finished == 0:
         raise UsageError(f"no finished runs in {store.root}")
-    for path in export_tables(records, Path(args.out)):
-        print(f"wrote {path}")
-    return 0
+    return write_tables(tables, args)
 
 
 def run_worker(args) -> int:
     from ..launch import ensure_workers
     from ..worker import Worker
+    from .common import check_loader_workers
 
-    store = _store(args)
+    check_loader_workers(args)
+    store = store_from(args)
     if args.detach:
         pids = ensure_workers(store.root, args.device, args.idle_exit)
         print(f"started worker pid(s) {pids}" if pids else "a worker is already running")
         return 0
-    return Worker(store, args.device, args.idle_exit, args.once, args.workers).run()
+    return Worker(store, args.device, args.idle_exit, args.once, args.loader_workers).run()

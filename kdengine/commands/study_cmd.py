@@ -1,11 +1,11 @@
-"""``kdengine study run|status|table``: the thesis's grid from one file, resumable, through the run queue."""
+"""``kdengine study run|status|table|schema``: the thesis's grid from one file, resumable, through the run queue."""
 from __future__ import annotations
 
 import sys
 from collections import Counter
 
 from ..errors import KDError, RunFailed, UsageError
-from .train_cmd import add_runtime_args
+from .common import add_runs_dir, add_runtime_args, check_loader_workers, store_from
 
 
 def register(sub) -> None:
@@ -13,7 +13,7 @@ def register(sub) -> None:
     ssub = study.add_subparsers(dest="study_command", required=True)
     run = ssub.add_parser("run", help="expand a study, queue its runs, and train them (resumes)")
     run.add_argument("study", metavar="FILE|PRESET", help="a study TOML file, or demo | thesis-mura | thesis-mura-abnormality")
-    run.add_argument("--data", default=None, metavar="SPEC", help="the data (sets data.spec)")
+    run.add_argument("--data", default=None, metavar="SOURCE", help="the data (sets data.source)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a key, e.g. --set train.epochs=5 --set seeds=[0,1,2]")
     add_runtime_args(run)
@@ -24,22 +24,37 @@ def register(sub) -> None:
 
     status = ssub.add_parser("status", help="how far a study is")
     status.add_argument("study", metavar="STUDY")
-    status.add_argument("--runs-dir", default=None)
+    add_runs_dir(status)
     status.set_defaults(handler=study_status)
 
     table = ssub.add_parser("table", help="write a study's tables")
     table.add_argument("study", metavar="STUDY")
-    table.add_argument("--runs-dir", default=None)
-    table.add_argument("--out", required=True, metavar="DIR")
-    table.add_argument("--format", choices=["csv", "md", "both"], default="csv")
+    add_runs_dir(table)
+    add_table_args(table)
     table.set_defaults(handler=study_table)
 
+    schema = ssub.add_parser("schema", help="every key a study file takes, with its type, default and help")
+    schema.set_defaults(handler=study_schema)
 
-def _store(args):
-    from ..paths import runs_dir
-    from ..store import RunStore
 
-    return RunStore(runs_dir(args.runs_dir))
+def add_table_args(p) -> None:
+    from ..reports.tables import METRICS
+
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the tables")
+    p.add_argument("--format", choices=["csv", "md", "both"], default="csv")
+    p.add_argument("--metric", choices=tuple(METRICS), default="accuracy", help="the metric in the tables")
+
+
+def write_tables(tables, args) -> int:
+    from pathlib import Path
+
+    from ..reports.tables import export
+
+    for path in export(tables, Path(args.out), args.format):
+        print(f"wrote {path}")
+    if tables.one_seed:
+        print("note: one seed per cell: no interval can be given")
+    return 0
 
 
 def _record(store, name: str) -> dict:
@@ -61,19 +76,21 @@ def _record(store, name: str) -> dict:
 
 
 def run_study(args) -> int:
-    from ..data.spec import open_source
+    from ..data.config import open_source
     from ..models.factory import check_name
+    from ..runspec import differences
     from ..store.queue import enqueue
     from ..study.expand import expand
     from ..study.registry import save_study
     from ..study.schema import load_study
 
+    check_loader_workers(args)
     study = load_study(args.study, args.set, args.data)
     plan = expand(study)
     for model in sorted({p.spec.model for p in plan}):
         check_name(model)
     open_source(plan[0].spec.data)  # bad data: one line, exit 2, before anything is queued
-    store = _store(args)
+    store = store_from(args)
     counts = Counter("+".join(sorted(p.roles, reverse=True)) for p in plan)
     print(f"study {study.name}: {len(plan)} runs over {len(study.seeds)} seed(s): "
           + ", ".join(f"{n} {k}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1])))
@@ -84,6 +101,10 @@ def run_study(args) -> int:
     save_study(store, study, plan)
     for p in plan:
         enqueue(store, p.spec)
+    if study.teacher_train is not None:
+        log_notes = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+        log_notes("teachers train with [teacher_train]: " + (", ".join(
+            differences(study.train, study.teacher_train)) or "the same settings as the students"))
     if args.detach:
         from ..launch import ensure_workers
 
@@ -94,7 +115,7 @@ def run_study(args) -> int:
     from ..training.executor import ensure_finished
     from ..training.trackers import make_trackers
 
-    dev = setup_device(args.device, args.workers)
+    dev = setup_device(args.device, args.loader_workers)
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     failed = []
     for i, p in enumerate(plan, start=1):
@@ -116,7 +137,7 @@ def run_study(args) -> int:
 
 
 def study_status(args) -> int:
-    store = _store(args)
+    store = store_from(args)
     record = _record(store, args.study)
     states = {p["run_id"]: store.read_status(p["run_id"]) for p in record["runs"]}
     counts = Counter(s["state"] for s in states.values())
@@ -130,16 +151,30 @@ def study_status(args) -> int:
 
 
 def study_table(args) -> int:
-    from pathlib import Path
+    from ..study.registry import study_tables
 
-    from ..reports.study_tables import build, export
-
-    store = _store(args)
-    tables = build(store, _record(store, args.study))
+    store = store_from(args)
+    tables = study_tables(store, _record(store, args.study)["name"], args.metric)
     if tables.finished == 0:
-        raise UsageError(f"study {tables.name} has no finished runs yet")
-    for path in export(tables, Path(args.out), args.format):
-        print(f"wrote {path}")
-    if tables.one_seed:
-        print("note: one seed per cell: no interval can be given")
+        raise UsageError(f"study {tables.title} has no finished runs yet")
+    return write_tables(tables, args)
+
+
+def study_schema(args) -> int:
+    from .. import strategy_catalog as catalog
+    from ..options import schema_rows
+    from ..runspec import CONFIGS
+    from ..study.schema import __doc__ as layout
+
+    print(layout.split("The sections")[0].rstrip())
+    for section, cls in (("data", CONFIGS["data"]), ("train", CONFIGS["train"]), ("teacher_train", CONFIGS["train"]),
+                         ("kd", CONFIGS["kd"])):
+        print(f"\n[{section}]" + ("   (each key optional; unset keys follow [train])" if section == "teacher_train" else ""))
+        if section == "teacher_train":
+            continue
+        for key, kind, default, help_ in schema_rows(cls):
+            print(f"  {key:20} {kind:40} default {default:12} {help_}")
+    print("\n[[experiments]] strategy: one of")
+    for s in catalog.CATALOGUE.values():
+        print(f"  {s.name:10} {s.description}")
     return 0

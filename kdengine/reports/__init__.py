@@ -1,1 +1,1 @@
-"""Tables and exports derived from the run store (pandas; no torch)."""
+"""Tables and exports derived from the run store (no torch)."""

@@ -1,4 +1,8 @@
-"""Read every run of a store into flat records (no torch, no pandas): the TUI and the tables share this."""
+"""Read every run of a store into records (no torch, no pandas): the TUI, the CLI and the tables share this.
+
+One damaged run never hides the others: a run whose spec.json is missing, garbage or of the wrong
+shape becomes a record in state ``damaged`` with the reason, and every other run reads as usual.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -6,6 +10,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import UsageError
+from ..runspec import RunSpec, baseline_of
 from ..store import RunStore
 
 SPLITS = ("train", "val", "test")
@@ -14,59 +20,82 @@ SPLITS = ("train", "val", "test")
 @dataclass
 class RunRecord:
     run_id: str
-    spec: dict
+    spec: RunSpec | None  # None when the run is damaged
     status: dict
     metrics: dict | None
-
-    @property
-    def kind(self) -> str:
-        return self.spec["kind"]
+    damage: str | None = None  # why the run cannot be read, when it cannot
 
     @property
     def state(self) -> str:
-        return self.status.get("state", "queued")
+        return "damaged" if self.damage else self.status.get("state", "queued")
+
+    @property
+    def finished(self) -> bool:
+        return self.state == "finished" and self.metrics is not None
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind if self.spec else "?"
 
     @property
     def model(self) -> str:
-        return self.spec["model"]
+        return self.spec.model if self.spec else "?"
 
     @property
-    def strategy(self) -> str:
-        if self.kind == "ce":
-            return "defective-teacher" if self.spec.get("defect_acc") is not None else "baseline"
-        return self.spec["strategy"]
+    def seed(self) -> int | None:
+        return self.spec.seed if self.spec else None
 
     @property
-    def teacher_models(self) -> list[str]:
-        return [t["model"] for t in self.spec.get("teachers", [])]
+    def strategy(self) -> str | None:
+        return self.spec.strategy if self.spec else None
+
+    @property
+    def regime(self) -> str | None:
+        return self.spec.regime if self.spec else None
+
+    @property
+    def label(self) -> str:
+        """What the run is in a word or two: its KD strategy, or ``baseline`` / ``defective`` for a CE run."""
+        if not self.spec:
+            return "damaged"
+        if self.spec.kind == "kd":
+            return self.spec.strategy
+        return "defective" if self.spec.regime == "defective" else "ce"
+
+    @property
+    def teacher_ids(self) -> list[str]:
+        return [t.run_id for t in self.spec.teachers] if self.spec else []
 
     @property
     def teacher_label(self) -> str:
-        if self.kind == "ce":
+        if not self.spec or self.spec.kind == "ce":
             return ""
-        if self.spec["strategy"] == "tf-self":
+        if self.spec.strategy == "tf-self":
             return f"{self.model} (self)"
-        if self.spec["strategy"] == "tf-reg":
+        if self.spec.strategy == "tf-reg":
             return "virtual"
-        return "+".join(self.teacher_models)
+        return "+".join(t.model for t in self.spec.teachers)
 
-    def settings_key(self) -> str:
-        """Data, training settings and init: what a run and its baseline must share (seed excluded)."""
-        s = self.spec
-        blob = json.dumps([s["data"], s["train"], s.get("pretrained"), s.get("pretrained_from")], sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    @property
+    def baseline_id(self) -> str | None:
+        base = baseline_of(self.spec) if self.spec else None
+        return base.run_id if base else None
+
+    def metric(self, split: str, name: str = "accuracy") -> float | None:
+        if not self.metrics or not isinstance(self.metrics.get(split), dict):
+            return None
+        value = self.metrics[split].get(name)
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
     def accuracy(self, split: str) -> float | None:
-        if not self.metrics or split not in self.metrics:
-            return None
-        return self.metrics[split].get("accuracy")
+        return self.metric(split, "accuracy")
 
 
-_WRITE_ONCE: dict[tuple, dict | None] = {}
+_WRITE_ONCE: dict[tuple, Any] = {}
 
 
-def _write_once(path) -> dict | None:
-    """spec.json and metrics.json are written once: re-read them only when the file changed."""
+def _write_once(path, parse=None):
+    """spec.json and metrics.json are written once: re-read (and re-parse) them only when the file changed."""
     from ..store.runstore import read_json
 
     try:
@@ -77,80 +106,76 @@ def _write_once(path) -> dict | None:
     if key not in _WRITE_ONCE:
         if len(_WRITE_ONCE) > 20000:
             _WRITE_ONCE.clear()
-        _WRITE_ONCE[key] = read_json(path)
+        value = read_json(path)
+        _WRITE_ONCE[key] = parse(value) if parse else value
     return _WRITE_ONCE[key]
+
+
+def _parse_spec(header):
+    """(RunSpec, None) or (None, why it cannot be read)."""
+    if not isinstance(header, dict) or "spec" not in header:
+        return None, "spec.json is not a run header (garbage, or not written by kdstudy)"
+    try:
+        return RunSpec.from_dict(header["spec"]), None
+    except UsageError as exc:
+        return None, f"spec.json: {exc}"
+
+
+def read_record(store: RunStore, run_id: str) -> RunRecord:
+    d = store.run_dir(run_id)
+    parsed = _write_once(d / "spec.json", _parse_spec)
+    spec, damage = parsed if parsed else (None, "spec.json is missing or unreadable")
+    metrics = _write_once(d / "metrics.json")
+    if metrics is not None and not isinstance(metrics, dict):
+        metrics, damage = None, damage or "metrics.json is not a JSON object"
+    if spec is not None and damage is None and metrics is None and (d / "metrics.json").exists():
+        damage = "metrics.json is damaged (not valid JSON)"
+    return RunRecord(run_id=run_id, spec=spec, status=store.read_status(run_id), metrics=metrics, damage=damage)
 
 
 def collect(store: RunStore) -> list[RunRecord]:
     """Every run of the store (polled every second by the TUI: only status.json is re-read each time)."""
-    out = []
-    for rid in store.list_ids():
-        d = store.run_dir(rid)
-        spec_file = _write_once(d / "spec.json")
-        if not spec_file:
-            continue
-        out.append(RunRecord(run_id=rid, spec=spec_file["spec"], status=store.read_status(rid),
-                             metrics=_write_once(d / "metrics.json")))
-    return out
+    return [read_record(store, rid) for rid in store.list_ids()]
 
 
 def teacher_ids(records: list[RunRecord]) -> set[str]:
-    """Run ids that serve as a teacher of some KD run in the store."""
-    from ..runspec import RunSpec
+    """Run ids that serve as a teacher of some KD run among ``records``."""
+    return {t for r in records for t in r.teacher_ids}
 
-    used = set()
+
+def roles_of(records: list[RunRecord]) -> dict[str, set[str]]:
+    """Each run's roles: ``student`` (a KD run), ``teacher`` (teaches one), ``baseline`` (is one, or stands alone)."""
+    teachers = teacher_ids(records)
+    baselines = {r.baseline_id for r in records if r.baseline_id}
+    roles: dict[str, set[str]] = {}
     for r in records:
         if r.kind == "kd":
-            for t in r.spec.get("teachers", []):
-                used.add(RunSpec.from_dict(t).run_id)
-    return used
+            roles[r.run_id] = {"student"}
+        elif r.kind == "ce":
+            mine = set()
+            if r.run_id in teachers or r.regime == "defective":
+                mine.add("teacher")
+            if r.run_id in baselines or not mine:
+                mine.add("baseline")
+            roles[r.run_id] = mine
+    return roles
 
 
-def baseline_index(records: list[RunRecord]) -> dict[tuple, RunRecord]:
-    """(model, settings, seed) -> the finished plain cross-entropy run: every student's baseline."""
-    idx = {}
-    for r in records:
-        if r.kind == "ce" and r.spec.get("defect_acc") is None and r.state == "finished" and r.metrics:
-            idx[(r.model, r.settings_key(), r.spec["seed"])] = r
-    return idx
+def settings_identity(spec: RunSpec) -> dict[str, Any]:
+    """A run's identity less its architecture, seed and strategy: the settings its comparisons must share.
+
+    For a KD run the teachers' settings are part of it (``teacher.train.epochs`` ...), their models not."""
+    ident = spec.identity()
+    for key in ("model", "seed", "kind", "strategy", "teachers", "defect_acc", "defect_check_every"):
+        ident.pop(key, None)
+    for i, t in enumerate(spec.teachers):
+        ti = t.identity()
+        for key in ("model", "seed", "kind"):
+            ti.pop(key, None)
+        ident["teacher" if i == 0 else f"teacher{i + 1}"] = ti
+    return ident
 
 
-def baseline_for(record: RunRecord, index: dict[tuple, RunRecord]) -> RunRecord | None:
-    return index.get((record.model, record.settings_key(), record.spec["seed"]))
-
-
-def role_of(record: RunRecord, teachers: set[str]) -> str:
-    if record.kind == "kd":
-        return "student"
-    if record.spec.get("defect_acc") is not None or record.run_id in teachers:
-        return "teacher"
-    return "baseline"
-
-
-def tidy_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
-    """One row per finished run and split: the long table every export starts from."""
-    teachers = teacher_ids(records)
-    bidx = baseline_index(records)
-    rows = []
-    for r in records:
-        if r.state != "finished" or not r.metrics:
-            continue
-        base = baseline_for(r, bidx) if r.kind == "kd" else None
-        t_meta = (r.metrics.get("teachers") or [{}])[0] if r.kind == "kd" else {}
-        defect = r.metrics.get("defect") or t_meta.get("defect") or {}
-        for split in SPLITS:
-            m = r.metrics.get(split, {})
-            rows.append({
-                "run_id": r.run_id, "strategy": r.strategy, "role": role_of(r, teachers),
-                "teacher": r.teacher_label, "student": r.model, "seed": r.spec["seed"], "split": split,
-                "accuracy": m.get("accuracy"), "macro_f1": m.get("macro_f1"), "kappa": m.get("kappa"),
-                "ece": m.get("ece"), "loss": m.get("loss"), "agreement": m.get("agreement"),
-                "baseline_accuracy": base.accuracy(split) if base else None,
-                "gain": (m.get("accuracy") - base.accuracy(split)) if base and m.get("accuracy") is not None else None,
-                "defect_threshold": defect.get("threshold"), "defect_val_accuracy": defect.get("val_accuracy"),
-                "teacher_val_accuracy": t_meta.get("val_accuracy"), "data": r.spec["data"]["spec"],
-                "task": r.spec["data"]["task"], "image_size": r.spec["train"]["image_size"],
-                "epochs": r.spec["train"]["epochs"], "best_epoch": r.metrics.get("best_epoch"),
-                "settings": r.settings_key(), "synthetic": bool(r.metrics.get("synthetic")),
-            })
-    return rows
+def settings_key(spec: RunSpec) -> str:
+    blob = json.dumps(settings_identity(spec), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -59,7 +59,8 @@ def summarize(values: list[float], confidence: float = 0.95,
     return Summary(n, mean, sd, lo, hi)
 
 
-def paired_gain(treated: dict[int, float], baseline: dict[int, float]) -> Summary | None:
+def paired_gain(treated: dict[int, float], baseline: dict[int, float],
+                bounds: tuple[float, float] = (-1.0, 1.0)) -> Summary | None:
     """The gain over the baseline, paired by seed (same seed, same data split): summary of the differences."""
     seeds = sorted(set(treated) & set(baseline))
-    return summarize([treated[s] - baseline[s] for s in seeds], bounds=(-1.0, 1.0))
+    return summarize([treated[s] - baseline[s] for s in seeds], bounds=bounds)

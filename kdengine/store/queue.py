@@ -1,7 +1,8 @@
-"""Queueing runs (no torch: the TUI queues runs through this)."""
+"""Queueing runs, and saying which teacher a run reuses or why it trains a new one (no torch: the TUI
+queues runs through this)."""
 from __future__ import annotations
 
-from ..runspec import RunSpec
+from ..runspec import RunSpec, baseline_of, differences
 from .runstore import RunStore
 
 
@@ -12,7 +13,51 @@ def enqueue(store: RunStore, spec: RunSpec) -> str:
     """
     for t in spec.teachers:
         enqueue(store, t)
-    created = store.create(spec.to_dict(), spec.run_id, spec.spec_hash(), spec.describe())
-    if not created:
+    if not store.create(spec):
         store.requeue(spec.run_id)
     return spec.run_id
+
+
+def enqueue_with_baseline(store: RunStore, spec: RunSpec, with_baseline: bool = True) -> tuple[str, str | None]:
+    """Queue a run and, for a KD run, its baseline (the student trained alone); returns both ids."""
+    rid = enqueue(store, spec)
+    baseline = baseline_of(spec) if with_baseline else None
+    return rid, (enqueue(store, baseline) if baseline is not None else None)
+
+
+def teacher_notes(store: RunStore, spec: RunSpec) -> list[str]:
+    """For each teacher: that a finished run is reused, or why a new one is trained (and how to reuse one)."""
+    notes = []
+    for t in spec.teachers:
+        rid = t.run_id
+        if store.read_status(rid)["state"] == "finished" and store.read_metrics(rid) is not None:
+            notes.append(f"reusing teacher {rid}: finished, with the same architecture, data, settings and seed")
+            continue
+        if store.exists(rid):
+            notes.append(f"teacher {rid} is in the store ({store.read_status(rid)['state']}); it will be finished first")
+            continue
+        best = _closest_finished(store, t)
+        if best is None:
+            notes.append(f"training teacher {rid}: no finished {t.model} run with seed {t.seed} in {store.root}")
+        else:
+            other, diff = best
+            notes.append(f"training teacher {rid}: the finished {other.run_id} differs in {', '.join(diff)}; "
+                         f"to distil from it instead, pass --teacher {other.run_id}")
+    return notes
+
+
+def _closest_finished(store: RunStore, spec: RunSpec) -> tuple[RunSpec, list[str]] | None:
+    best = None
+    for rid in store.list_ids():
+        if not rid.startswith(f"{spec.role_label}-") or store.read_status(rid)["state"] != "finished":
+            continue
+        try:
+            other = store.load_spec(rid)
+        except Exception:  # noqa: BLE001 - a damaged run is not a candidate
+            continue
+        if other.kind != "ce" or other.model != spec.model:
+            continue
+        diff = differences(other.identity(), spec.identity())
+        if best is None or len(diff) < len(best[1]):
+            best = (other, diff)
+    return best

@@ -113,8 +113,11 @@ class RunStore:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     # -- creation ---------------------------------------------------------------
-    def create(self, spec_dict: dict[str, Any], run_id: str, spec_hash: str, describe: str) -> bool:
-        """Write a queued run; returns False (and changes nothing) when it already exists."""
+    def create(self, spec) -> bool:
+        """Write a queued run for a RunSpec; returns False (and changes nothing) when it already exists."""
+        from ..runspec import STORE_VERSION
+
+        run_id = spec.run_id
         with self.lock():
             if self.exists(run_id):
                 return False
@@ -123,13 +126,27 @@ class RunStore:
             now = time.time()
             write_json(d / STATUS, {"state": "queued", "updated": now, "reason": None})
             self.append_event(run_id, {"type": "lifecycle", "state": "queued"})
-            write_json(d / SPEC, {"run_id": run_id, "spec_hash": spec_hash, "created": now, "describe": describe,
-                                  "spec": spec_dict})
+            write_json(d / SPEC, {"run_id": run_id, "spec_hash": spec.spec_hash(), "store_version": STORE_VERSION,
+                                  "created": now, "describe": spec.describe(), "spec": spec.to_dict()})
             return True
 
     # -- reading -------------------------------------------------------------------
-    def read_spec(self, run_id: str) -> dict | None:
+    def read_spec_file(self, run_id: str) -> dict | None:
+        """spec.json as written: run_id, spec_hash, created, describe and the spec itself."""
         return read_json(self.run_dir(run_id) / SPEC)
+
+    def load_spec(self, run_id: str):
+        """The run's RunSpec; UsageError naming the fault when spec.json is missing or damaged."""
+        from ..errors import UsageError
+        from ..runspec import RunSpec
+
+        header = self.read_spec_file(run_id)
+        if not isinstance(header, dict) or "spec" not in header:
+            raise UsageError(f"run {run_id}: spec.json is missing or not valid JSON")
+        try:
+            return RunSpec.from_dict(header["spec"])
+        except UsageError as exc:
+            raise UsageError(f"run {run_id}: {exc}") from None
 
     def read_metrics(self, run_id: str) -> dict | None:
         return read_json(self.run_dir(run_id) / METRICS)

@@ -15,7 +15,7 @@ class DeviceSetup:
     device: torch.device
     amp_dtype: torch.dtype | None
     channels_last: bool
-    workers: int
+    loader_workers: int
     pin_memory: bool
 
     @property
@@ -28,7 +28,7 @@ class DeviceSetup:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
 
-def setup_device(name: str = "auto", workers: int | None = None) -> DeviceSetup:
+def setup_device(name: str = "auto", loader_workers: int | None = None) -> DeviceSetup:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
@@ -38,8 +38,8 @@ def setup_device(name: str = "auto", workers: int | None = None) -> DeviceSetup:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         bf16 = torch.cuda.is_bf16_supported()
-        n = workers if workers is not None else min(8, max(1, (os.cpu_count() or 2) - 1))
+        n = loader_workers if loader_workers is not None else min(16, max(1, (os.cpu_count() or 2) - 1))
         return DeviceSetup(torch.device(name), torch.bfloat16 if bf16 else None, True, n, True)
     if name != "cpu":
         raise UsageError(f"unknown device '{name}' (choose auto, cpu or cuda)")
-    return DeviceSetup(torch.device("cpu"), None, False, workers or 0, False)
+    return DeviceSetup(torch.device("cpu"), None, False, loader_workers or 0, False)

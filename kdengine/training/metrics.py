@@ -54,3 +54,15 @@ def agreement(a_probs: np.ndarray, b_probs: np.ndarray) -> float:
     if len(a_probs) == 0:
         return float("nan")
     return float((np.asarray(a_probs).argmax(1) == np.asarray(b_probs).argmax(1)).mean())
+
+
+def study_level(probs: np.ndarray, labels: np.ndarray, study_keys: list[str], class_names: list[str]) -> dict:
+    """MURA's own scoring: a study's probability is the mean over its images; accuracy and kappa over studies."""
+    studies: dict[str, list[int]] = {}
+    for i, key in enumerate(study_keys):
+        studies.setdefault(key, []).append(i)
+    study_probs = np.stack([probs[idx].mean(0) for idx in studies.values()])
+    study_labels = np.asarray([labels[idx[0]] for idx in studies.values()])
+    m = classification_metrics(study_labels, study_probs, class_names)
+    return {"n": len(studies), "accuracy": m["accuracy"], "kappa": m["kappa"], "macro_f1": m["macro_f1"],
+            "confusion": m["confusion"]}

@@ -1,8 +1,9 @@
-"""The strategies: each says which teachers it needs and turns logits into loss terms.
+"""The loss side of the strategies: each turns logits into named loss terms.
 
-Like mdistiller, a strategy returns a dict of named, already-weighted terms;
-the trainer sums them and logs each one. Adding a strategy is one class and one
-line in ``STRATEGIES``.
+Like mdistiller, a strategy returns a dict of named, already-weighted terms; the trainer sums
+them and logs each one. Which teachers a strategy needs, and everything else about it, is in the
+torch-free catalogue (``kdengine/strategy_catalog.py``); ``LOSSES`` has exactly its keys (tested).
+Adding a strategy is one catalogue entry, one class here (or a reused one) and a test.
 """
 from __future__ import annotations
 
@@ -14,8 +15,6 @@ from .losses import ensemble_targets, kd_terms, soft_targets, virtual_teacher_ta
 
 
 class Strategy:
-    name = ""
-
     def __init__(self, kd: KDConfig | None, num_classes: int) -> None:
         self.kd = kd or KDConfig()
         self.num_classes = num_classes
@@ -28,8 +27,6 @@ class Strategy:
 class CrossEntropy(Strategy):
     """baseline (and every teacher): the model alone, cross-entropy only."""
 
-    name = "baseline"
-
     def terms(self, logits, targets, teacher_logits):
         return {"ce": F.cross_entropy(logits.float(), targets)}
 
@@ -41,7 +38,6 @@ class Hinton(Strategy):
     stopped early, or a copy of the student), which the run spec decides.
     """
 
-
     def terms(self, logits, targets, teacher_logits):
         k = self.kd
         return kd_terms(logits, targets, soft_targets(teacher_logits[0], k.temperature), k.alpha, k.temperature, k.reduction)
@@ -49,8 +45,6 @@ class Hinton(Strategy):
 
 class Ensemble(Strategy):
     """Several trained teachers; their averaged softened outputs teach one student."""
-
-    name = "ensemble"
 
     def terms(self, logits, targets, teacher_logits):
         k = self.kd
@@ -60,17 +54,14 @@ class Ensemble(Strategy):
 class TeacherFreeReg(Strategy):
     """tf-reg: a designed virtual teacher, no teacher network."""
 
-    name = "tf-reg"
-
     def terms(self, logits, targets, teacher_logits):
         k = self.kd
         probs = virtual_teacher_targets(targets, self.num_classes, k.tf_a, k.tf_temperature)
         return kd_terms(logits, targets, probs, k.alpha, k.tf_temperature, k.reduction)
 
 
-STRATEGIES: dict[str, type[Strategy]] = {
+LOSSES: dict[str, type[Strategy]] = {
     "baseline": CrossEntropy,
-    "defective-teacher": CrossEntropy,
     "normal": Hinton,
     "reverse": Hinton,
     "defective": Hinton,
@@ -81,5 +72,5 @@ STRATEGIES: dict[str, type[Strategy]] = {
 
 
 def strategy_for(spec, num_classes: int) -> Strategy:
-    key = "baseline" if spec.kind == "ce" else spec.strategy
-    return STRATEGIES[key](spec.kd, num_classes)
+    """The loss of a run: cross-entropy for every cross-entropy run (teachers, baselines), else its strategy's."""
+    return LOSSES[spec.strategy or "baseline"](spec.kd, num_classes)

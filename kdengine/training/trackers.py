@@ -67,7 +67,7 @@ class NeptuneTracker(Tracker):
         from neptune.utils import stringify_unsupported
 
         self.run["parameters"] = stringify_unsupported(_flat_params(spec))
-        self.run["sys/tags"].add([spec.strategy, spec.model])
+        self.run["sys/tags"].add([spec.role_label, spec.model])
 
     def log_epoch(self, epoch, event):
         for split in ("train", "val"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +21,17 @@ import torch.nn.functional as F
 
 from ..data.cache import build_or_load
 from ..data.loader import CachedImages, Normalizer, make_loader
-from ..data.spec import open_source
+from ..data.config import open_source
 from ..errors import RunFailed, UsageError
 from ..models.factory import check_image_size, create_model, input_channels, resolve_pretrained_name
+from .. import strategy_catalog as catalog
 from ..runspec import RunSpec
+from ..strategy_catalog import size_warning
 from ..store import RunStore
 from ..store.runstore import HEARTBEAT_S
 from .checkpoints import load_best, load_last, save_best, save_last
 from .device import DeviceSetup
-from .metrics import agreement, classification_metrics, macro_f1
+from .metrics import agreement, classification_metrics, macro_f1, study_level
 from .progress import Progress
 from .strategies import strategy_for
 from .teacher import FrozenTeacher
@@ -38,6 +41,51 @@ STEP_EVENTS_PER_EPOCH = 25
 
 class Stopped(Exception):
     """The user asked the run to stop."""
+
+
+@dataclass
+class TrainState:
+    """The trainer's counters: saved in ``last.pt`` after every epoch, and all a resume needs besides weights."""
+
+    epoch: int = 0
+    global_step: int = 0
+    best_acc: float = -1.0
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    defect: dict | None = None
+    stopped_early: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainState":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+    def apply(self, decision: "EpochDecision", epoch: int, val_acc: float) -> None:
+        self.epoch = epoch
+        if decision.improved:
+            self.best_acc, self.best_epoch = val_acc, epoch
+        if not decision.defect:
+            self.bad_epochs = decision.bad_epochs
+        self.stopped_early = decision.stop is not None
+
+
+@dataclass(frozen=True)
+class EpochDecision:
+    improved: bool  # a new best val accuracy: save these weights
+    defect: bool  # the defect threshold is reached: these weights are the defective teacher
+    bad_epochs: int  # epochs in a row without improvement
+    stop: str | None  # "defect" or "patience" when training ends after this epoch
+
+
+def decide(state: TrainState, val_acc: float, defect_acc: float | None, patience: int) -> EpochDecision:
+    """What the end of an epoch means, from its val accuracy alone (unit-tested without a model)."""
+    if defect_acc is not None and val_acc >= defect_acc:
+        return EpochDecision(improved=False, defect=True, bad_epochs=state.bad_epochs, stop="defect")
+    improved = val_acc > state.best_acc
+    bad = 0 if improved else state.bad_epochs + 1
+    return EpochDecision(improved, False, bad, "patience" if patience and bad >= patience else None)
 
 
 def _seed_everything(seed: int) -> None:
@@ -66,7 +114,7 @@ class Trainer:
         spec = self.spec
         self.source = open_source(spec.data)
         self.class_names = self.source.class_names
-        self.cache = build_or_load(self.source, spec.train.image_size, skip_bad=spec.data.skip_bad,
+        self.cache = build_or_load(self.source, spec.data.image_size, skip_bad=spec.data.skip_bad,
                                    progress=lambda done, total: self._beat(phase=f"decoding images {done}/{total}"))
         self.train_ds = CachedImages(self.cache, "train", train=True, seed=spec.seed)
         self.eval_ds = {s: CachedImages(self.cache, s, train=False, seed=spec.seed) for s in ("train", "val", "test")}
@@ -76,11 +124,11 @@ class Trainer:
     def _student(self) -> None:
         spec = self.spec
         _seed_everything(spec.seed)
-        chans = input_channels(spec.pretrained)
-        model = create_model(spec.model, len(self.class_names), spec.pretrained, spec.pretrained_from,
+        chans = input_channels(spec.train.pretrained)
+        model = create_model(spec.model, len(self.class_names), spec.train.pretrained, spec.train.pretrained_from,
                              warn=self.log)
-        check_image_size(model, spec.model, spec.train.image_size, chans)
-        self.arch = resolve_pretrained_name(spec.model, lambda m: None) if spec.pretrained else spec.model
+        check_image_size(model, spec.model, spec.data.image_size, chans)
+        self.arch = resolve_pretrained_name(spec.model, lambda m: None) if spec.train.pretrained else spec.model
         self.chans = chans
         self.model = model.to(self.dev.device)
         if self.dev.channels_last:
@@ -108,12 +156,11 @@ class Trainer:
             if tm.get("defect"):
                 info["defect"] = tm["defect"]
             self.teacher_info.append(info)
-        if self.spec.strategy == "reverse" and self.teacher_info:
+        if self.spec.kind == "kd" and self.teacher_info:
             t = self.teacher_info[0]
-            if t["params"] >= self.n_params:
-                msg = (f"warning: reverse KD expects a smaller teacher, but {t['model']} has {t['params']:,} parameters "
-                       f"and the student {self.spec.model} has {self.n_params:,}")
-                self.log(msg)
+            msg = size_warning(catalog.get(self.spec.strategy), t["model"], t["params"], self.spec.model, self.n_params)
+            if msg:
+                self.log(f"warning: {msg}")
                 self.store.append_event(self.run_id, {"type": "warning", "message": msg})
 
     def _optim(self):
@@ -136,7 +183,7 @@ class Trainer:
     # -- evaluation -----------------------------------------------------------------------------------
     def _loader(self, ds, epoch=0, shuffle=False):
         return make_loader(ds, self.spec.train.batch_size, epoch=epoch, shuffle=shuffle,
-                           workers=self.dev.workers, pin_memory=self.dev.pin_memory)
+                           workers=self.dev.loader_workers, pin_memory=self.dev.pin_memory)
 
     @torch.no_grad()
     def _predict(self, forward, split: str) -> tuple[np.ndarray, np.ndarray, float]:
@@ -185,128 +232,137 @@ class Trainer:
         if self.store.stop_requested(self.run_id):
             raise Stopped()
 
-    def run(self) -> dict:
-        spec, store, rid = self.spec, self.store, self.run_id
-        t0 = time.time()
+    def prepare(self) -> None:
+        """Data, student, teachers, loss and optimiser: everything before the first step."""
         self._data()
         self._student()
         self._teachers()
-        self.strategy = strategy_for(spec, len(self.class_names))
-        opt, sched = self._optim()
-        ckpt_dir = store.checkpoint_dir(rid)
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        meta = {"arch": self.arch, "model": spec.model, "in_chans": self.chans, "num_classes": len(self.class_names),
-                "class_names": self.class_names, "run_id": rid}
+        self.strategy = strategy_for(self.spec, len(self.class_names))
+        self.opt, self.sched = self._optim()
+        self.ckpt_dir = self.store.checkpoint_dir(self.run_id)
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        self.meta = {"arch": self.arch, "model": self.spec.model, "in_chans": self.chans,
+                     "num_classes": len(self.class_names), "class_names": self.class_names, "run_id": self.run_id}
+        self.steps_per_epoch = math.ceil(len(self.train_ds) / self.spec.train.batch_size)
+        self.total_steps = self.spec.train.epochs * self.steps_per_epoch
 
-        state = {"epoch": 0, "global_step": 0, "best_acc": -1.0, "best_epoch": 0, "bad_epochs": 0, "defect": None}
-        last = load_last(ckpt_dir)
-        if last is not None:
-            self.model.load_state_dict(last["model"])
-            opt.load_state_dict(last["optimizer"])
-            sched.load_state_dict(last["scheduler"])
-            state.update(last["state"])
-            self.log(f"resuming {rid} after epoch {state['epoch']}")
-            store.append_event(rid, {"type": "resume", "epoch": state["epoch"]})
+    def resume(self) -> TrainState:
+        """The state after the last finished epoch (``last.pt``), or a fresh one."""
+        last = load_last(self.ckpt_dir)
+        if last is None:
+            return TrainState()
+        self.model.load_state_dict(last["model"])
+        self.opt.load_state_dict(last["optimizer"])
+        self.sched.load_state_dict(last["scheduler"])
+        state = TrainState.from_dict(last["state"])
+        self.log(f"resuming {self.run_id} after epoch {state.epoch}")
+        self.store.append_event(self.run_id, {"type": "resume", "epoch": state.epoch})
+        return state
+
+    def run(self) -> dict:
+        spec, store, rid = self.spec, self.store, self.run_id
+        t0 = time.time()
+        self.prepare()
+        state = self.resume()
         for tr in self.trackers:
             tr.start(rid, spec, self.class_names, store.run_dir(rid))
-
-        epochs = spec.train.epochs
-        steps_per_epoch = math.ceil(len(self.train_ds) / spec.train.batch_size)
-        log_every = max(1, steps_per_epoch // STEP_EVENTS_PER_EPOCH)
-        defect_every = spec.defect_check_every or max(1, steps_per_epoch // 4)
-        total_steps = epochs * steps_per_epoch
-        store.append_event(rid, {"type": "start", "epochs": epochs, "steps_per_epoch": steps_per_epoch,
+        store.append_event(rid, {"type": "start", "epochs": spec.train.epochs, "steps_per_epoch": self.steps_per_epoch,
                                  "train_images": len(self.train_ds), "val_images": len(self.eval_ds["val"]),
                                  "test_images": len(self.eval_ds["test"]), "params": self.n_params,
                                  "device": str(self.dev.device), "classes": self.class_names,
                                  "teachers": self.teacher_info, "synthetic": self.source.synthetic})
-        val_teacher = self._teacher_probs("val")
-        self.progress.start(total_steps, state["global_step"])
-        stop_early = state["defect"] is not None
-        timing = {"t0": time.time(), "steps": 0}
-
+        self.val_teacher = self._teacher_probs("val")
+        self.progress.start(self.total_steps, state.global_step)
+        self._timing = {"t0": time.time(), "steps": 0}
         try:
-            for epoch in range(state["epoch"] + 1, epochs + 1):
-                if stop_early:
+            epoch = state.epoch
+            while state.defect is None and not state.stopped_early and epoch < spec.train.epochs:
+                epoch += 1
+                train_stats = self.train_epoch(epoch, state)
+                if state.defect is not None:  # the defect threshold was reached mid-epoch: training ends here
+                    state.epoch = epoch
                     break
-                _seed_everything(spec.seed * 1000 + epoch)
-                self.model.train()
-                # Running sums stay on the device: no host sync per step (only at logged steps).
-                loss_sum = torch.zeros((), device=self.dev.device)
-                preds, trues = [], []
-                last_loss = float("nan")
-                loader = self._loader(self.train_ds, epoch=epoch, shuffle=True)
-                for step, (x, y, _) in enumerate(loader, start=1):
-                    x = x.to(self.dev.device, non_blocking=True)
-                    y = y.to(self.dev.device, non_blocking=True)
-                    loss, terms, pred = self._train_step(opt, x, y)
-                    state["global_step"] += 1
-                    loss_sum += loss.detach() * y.shape[0]
-                    preds.append(pred)
-                    trues.append(y)
-                    if step % log_every == 0 or step == steps_per_epoch:
-                        last_loss = loss.item()  # syncs; a NaN is caught here, before any checkpoint
-                        if not math.isfinite(last_loss):
-                            raise RunFailed(f"loss became {last_loss} at epoch {epoch}, step {step}")
-                        store.append_event(rid, {"type": "step", "epoch": epoch, "step": step,
-                                                 "global_step": state["global_step"], "loss": last_loss,
-                                                 "terms": {k: v.item() for k, v in terms.items()},
-                                                 "lr": opt.param_groups[0]["lr"]})
-                    timing["steps"] += 1
-                    per_step = (time.time() - timing["t0"]) / timing["steps"]
-                    remaining = (total_steps - state["global_step"]) * per_step
-                    self.progress.step(state["global_step"], f"ep {epoch}/{epochs} loss {last_loss:.3f}")
-                    self._beat(epoch=epoch, epochs=epochs, step=step, steps=steps_per_epoch,
-                               global_step=state["global_step"], total_steps=total_steps,
-                               best_val_accuracy=max(state["best_acc"], 0.0), eta_s=round(remaining, 1))
-                    if spec.defect_acc is not None and state["global_step"] % defect_every == 0 and step < steps_per_epoch:
-                        if self._check_defect(state, epoch, step, ckpt_dir, meta):
-                            stop_early = True
-                            break
-                        self.model.train()
-                sched.step()
-                y_true, y_pred = torch.cat(trues).cpu().numpy(), torch.cat(preds).cpu().numpy()
-                train_stats = {"loss": loss_sum.item() / max(1, len(y_true)),
-                               "accuracy": float((y_true == y_pred).mean()) if len(y_true) else float("nan"),
-                               "macro_f1": macro_f1(y_true, y_pred, len(self.class_names))}
-                if not math.isfinite(train_stats["loss"]):
-                    raise RunFailed(f"loss became {train_stats['loss']} in epoch {epoch}")
-                if stop_early:
-                    state["epoch"] = epoch
-                    break
-                val, val_probs = self.evaluate("val")
-                if spec.defect_acc is not None and val["accuracy"] >= spec.defect_acc:
-                    self._record_defect(state, epoch, steps_per_epoch, val["accuracy"], ckpt_dir, meta)
-                    stop_early = True
-                elif val["accuracy"] > state["best_acc"]:
-                    state.update(best_acc=val["accuracy"], best_epoch=epoch, bad_epochs=0)
-                    save_best(ckpt_dir, self.model, {**meta, "epoch": epoch, "val_accuracy": val["accuracy"]})
-                else:
-                    state["bad_epochs"] += 1
-                event = {"type": "epoch", "epoch": epoch, "lr": opt.param_groups[0]["lr"],
-                         "train": {k: train_stats[k] for k in ("loss", "accuracy", "macro_f1")},
-                         "val": {k: val[k] for k in ("loss", "accuracy", "macro_f1", "kappa", "ece")},
-                         "val_confusion": val["confusion"], "best_val_accuracy": state["best_acc"],
-                         "best_epoch": state["best_epoch"], "seconds": round(time.time() - t0, 2)}
-                if val_teacher is not None:
-                    event["val"]["agreement"] = agreement(val_probs, val_teacher)
-                store.append_event(rid, event)
-                for tr in self.trackers:
-                    tr.log_epoch(epoch, event)
-                self.log(f"epoch {epoch}/{epochs}  train loss {train_stats['loss']:.4f} acc {train_stats['accuracy']:.4f}"
-                         f"  val loss {val['loss']:.4f} acc {val['accuracy']:.4f}  best {state['best_acc']:.4f}")
-                state["epoch"] = epoch
-                if spec.train.patience and state["bad_epochs"] >= spec.train.patience:
-                    self.log(f"early stop: no val improvement for {spec.train.patience} epochs")
-                    store.append_event(rid, {"type": "early_stop", "epoch": epoch})
-                    stop_early = True
-                save_last(ckpt_dir, {"model": self.model.state_dict(), "optimizer": opt.state_dict(),
-                                     "scheduler": sched.state_dict(), "state": state})
-        except Stopped:
+                self.end_epoch(epoch, state, train_stats, t0)
+        finally:
             self.progress.close()
-            raise
-        self.progress.close()
-        return self._finish(state, t0, ckpt_dir)
+        return self._finish(state, t0)
+
+    def train_epoch(self, epoch: int, state: TrainState) -> dict:
+        """One pass over the training split; returns its loss, accuracy and macro-F1."""
+        spec, rid = self.spec, self.run_id
+        steps, epochs = self.steps_per_epoch, spec.train.epochs
+        log_every = max(1, steps // STEP_EVENTS_PER_EPOCH)
+        defect_every = spec.defect_check_every or max(1, steps // 4)
+        _seed_everything(spec.seed * 1000 + epoch)
+        lr = self.opt.param_groups[0]["lr"]  # the rate this epoch trains with
+        self.model.train()
+        # Running sums stay on the device: no host sync per step (only at logged steps).
+        loss_sum = torch.zeros((), device=self.dev.device)
+        preds, trues = [], []
+        last_loss = float("nan")
+        for step, (x, y, _) in enumerate(self._loader(self.train_ds, epoch=epoch, shuffle=True), start=1):
+            x = x.to(self.dev.device, non_blocking=True)
+            y = y.to(self.dev.device, non_blocking=True)
+            loss, terms, pred = self._train_step(self.opt, x, y)
+            state.global_step += 1
+            loss_sum += loss.detach() * y.shape[0]
+            preds.append(pred)
+            trues.append(y)
+            if step % log_every == 0 or step == steps:
+                last_loss = loss.item()  # syncs; a NaN is caught here, before any checkpoint
+                if not math.isfinite(last_loss):
+                    raise RunFailed(f"loss became {last_loss} at epoch {epoch}, step {step}")
+                self.store.append_event(rid, {"type": "step", "epoch": epoch, "step": step,
+                                              "global_step": state.global_step, "loss": last_loss,
+                                              "terms": {k: v.item() for k, v in terms.items()},
+                                              "lr": self.opt.param_groups[0]["lr"]})
+            self._timing["steps"] += 1
+            per_step = (time.time() - self._timing["t0"]) / self._timing["steps"]
+            self.progress.step(state.global_step, f"ep {epoch}/{epochs} loss {last_loss:.3f}")
+            self._beat(epoch=epoch, epochs=epochs, step=step, steps=steps, global_step=state.global_step,
+                       total_steps=self.total_steps, best_val_accuracy=max(state.best_acc, 0.0),
+                       eta_s=round((self.total_steps - state.global_step) * per_step, 1))
+            if spec.defect_acc is not None and state.global_step % defect_every == 0 and step < steps:
+                if self._check_defect(state, epoch, step):
+                    break
+                self.model.train()
+        self.sched.step()
+        y_true, y_pred = torch.cat(trues).cpu().numpy(), torch.cat(preds).cpu().numpy()
+        stats = {"lr": lr, "loss": loss_sum.item() / max(1, len(y_true)),
+                 "accuracy": float((y_true == y_pred).mean()) if len(y_true) else float("nan"),
+                 "macro_f1": macro_f1(y_true, y_pred, len(self.class_names))}
+        if not math.isfinite(stats["loss"]):
+            raise RunFailed(f"loss became {stats['loss']} in epoch {epoch}")
+        return stats
+
+    def end_epoch(self, epoch: int, state: TrainState, train_stats: dict, t0: float) -> None:
+        """Validate, decide (best, defect, patience), log the epoch and write the resumable checkpoint."""
+        spec, rid = self.spec, self.run_id
+        val, val_probs = self.evaluate("val")
+        decision = decide(state, val["accuracy"], spec.defect_acc, spec.train.patience)
+        if decision.defect:
+            self._record_defect(state, epoch, self.steps_per_epoch, val["accuracy"])
+        elif decision.improved:
+            save_best(self.ckpt_dir, self.model, {**self.meta, "epoch": epoch, "val_accuracy": val["accuracy"]})
+        state.apply(decision, epoch, val["accuracy"])
+        event = {"type": "epoch", "epoch": epoch, "lr": train_stats["lr"],
+                 "train": {k: train_stats[k] for k in ("loss", "accuracy", "macro_f1")},
+                 "val": {k: val[k] for k in ("loss", "accuracy", "macro_f1", "kappa", "ece")},
+                 "val_confusion": val["confusion"], "best_val_accuracy": state.best_acc,
+                 "best_epoch": state.best_epoch, "seconds": round(time.time() - t0, 2)}
+        if self.val_teacher is not None:
+            event["val"]["agreement"] = agreement(val_probs, self.val_teacher)
+        self.store.append_event(rid, event)
+        for tr in self.trackers:
+            tr.log_epoch(epoch, event)
+        self.log(f"epoch {epoch}/{spec.train.epochs}  train loss {train_stats['loss']:.4f} "
+                 f"acc {train_stats['accuracy']:.4f}  val loss {val['loss']:.4f} acc {val['accuracy']:.4f}  "
+                 f"best {state.best_acc:.4f}")
+        if decision.stop == "patience":
+            self.log(f"early stop: no val improvement for {spec.train.patience} epochs")
+            self.store.append_event(rid, {"type": "early_stop", "epoch": epoch})
+        save_last(self.ckpt_dir, {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                                  "scheduler": self.sched.state_dict(), "state": state.to_dict()})
 
     def _train_step(self, opt, x: torch.Tensor, y: torch.Tensor):
         """One optimisation step; returns the loss, its terms and the predictions (all on the device)."""
@@ -323,57 +379,45 @@ class Trainer:
         return loss, terms, logits.detach().argmax(1)
 
     # -- defective teachers --------------------------------------------------------------------------------
-    def _record_defect(self, state: dict, epoch: int, step: int, acc: float, ckpt_dir, meta: dict) -> None:
+    def _record_defect(self, state: TrainState, epoch: int, step: int, acc: float) -> None:
         """The threshold is reached: these weights are the defective teacher, and training stops."""
-        save_best(ckpt_dir, self.model, {**meta, "epoch": epoch, "val_accuracy": acc})
-        state["defect"] = {"threshold": self.spec.defect_acc, "val_accuracy": acc, "epoch": epoch, "step": step,
-                           "global_step": state["global_step"], "reached": acc >= self.spec.defect_acc}
-        state["best_acc"], state["best_epoch"] = acc, epoch
+        save_best(self.ckpt_dir, self.model, {**self.meta, "epoch": epoch, "val_accuracy": acc})
+        state.defect = {"threshold": self.spec.defect_acc, "val_accuracy": acc, "epoch": epoch, "step": step,
+                        "global_step": state.global_step, "reached": acc >= self.spec.defect_acc}
+        state.best_acc, state.best_epoch = acc, epoch
         self.log(f"defective teacher: val accuracy {acc:.4f} reached the threshold {self.spec.defect_acc} "
                  f"at epoch {epoch}, step {step}; training stops here")
-        self.store.append_event(self.run_id, {"type": "defect", **state["defect"]})
+        self.store.append_event(self.run_id, {"type": "defect", **state.defect})
 
-    def _check_defect(self, state, epoch, step, ckpt_dir, meta) -> bool:
+    def _check_defect(self, state: TrainState, epoch: int, step: int) -> bool:
         val, _ = self.evaluate("val")
         self.store.append_event(self.run_id, {"type": "defect_check", "epoch": epoch, "step": step,
-                                              "global_step": state["global_step"], "val_accuracy": val["accuracy"]})
+                                              "global_step": state.global_step, "val_accuracy": val["accuracy"]})
         if val["accuracy"] >= self.spec.defect_acc:
-            self._record_defect(state, epoch, step, val["accuracy"], ckpt_dir, meta)
+            self._record_defect(state, epoch, step, val["accuracy"])
             return True
         return False
 
-    def _study_level(self, split: str, probs: np.ndarray) -> dict:
-        """MURA's own scoring: a study's probability is the mean over its images; kappa over studies."""
-        refs = self.source.all_refs()
-        rows = self.eval_ds[split].rows
-        studies: dict[str, list[int]] = {}
-        for i, row in enumerate(rows):
-            studies.setdefault(str(Path(refs[row]).parent), []).append(i)
-        labels = self.cache.labels[rows]
-        study_probs = np.stack([probs[idx].mean(0) for idx in studies.values()])
-        study_labels = np.asarray([labels[idx[0]] for idx in studies.values()])
-        m = classification_metrics(study_labels, study_probs, self.class_names)
-        return {"n": len(studies), "accuracy": m["accuracy"], "kappa": m["kappa"], "macro_f1": m["macro_f1"],
-                "confusion": m["confusion"]}
-
     # -- the end ----------------------------------------------------------------------------------------------
-    def _finish(self, state: dict, t0: float, ckpt_dir) -> dict:
+    def _finish(self, state: TrainState, t0: float) -> dict:
         spec, rid = self.spec, self.run_id
-        weights, _ = load_best(ckpt_dir)
+        weights, _ = load_best(self.ckpt_dir)
         self.model.load_state_dict(weights)
         results: dict = {"run_id": rid, "describe": spec.describe(), "model": spec.model, "strategy": spec.strategy,
-                         "kind": spec.kind, "class_names": self.class_names, "best_epoch": state["best_epoch"],
-                         "epochs_run": state["epoch"], "params": self.n_params, "seconds": None,
+                         "kind": spec.kind, "class_names": self.class_names, "best_epoch": state.best_epoch,
+                         "epochs_run": state.epoch, "params": self.n_params, "seconds": None,
                          "synthetic": self.source.synthetic, "teachers": self.teacher_info}
         for split in ("train", "val", "test"):
             metrics, probs = self.evaluate(split)
             if self.teachers:
                 metrics["agreement"] = agreement(probs, self._teacher_probs(split))
             if self.source.kind == "mura" and spec.data.task == "abnormality":
-                metrics["study"] = self._study_level(split, probs)
+                refs, rows = self.source.all_refs(), self.eval_ds[split].rows
+                metrics["study"] = study_level(probs, self.cache.labels[rows],
+                                               [str(Path(refs[row]).parent) for row in rows], self.class_names)
             results[split] = metrics
         if spec.defect_acc is not None:
-            results["defect"] = state["defect"] or {"threshold": spec.defect_acc, "reached": False,
+            results["defect"] = state.defect or {"threshold": spec.defect_acc, "reached": False,
                                                     "val_accuracy": results["val"]["accuracy"]}
             if not results["defect"]["reached"]:
                 msg = (f"warning: the defective teacher never reached val accuracy {spec.defect_acc}; "

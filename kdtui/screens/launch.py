@@ -1,4 +1,8 @@
-"""Launch: choose data, teacher, student, strategy and settings; queue the runs; make sure a worker runs."""
+"""Launch: choose data, teacher, student, strategy and settings; queue the runs; make sure a worker runs.
+
+Every option field is generated from the config dataclasses (``kdtui.forms.option_fields``): a new
+option appears here with no edit. The main options are shown; the rest wait under "More options".
+"""
 from __future__ import annotations
 
 import subprocess
@@ -11,16 +15,30 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.suggester import SuggestFromList
-from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, Select, Static
+from textual.widgets import Button, Collapsible, Footer, Header, Input, Label, Select, Static
 
-from kdengine.runspec import OPTIMIZERS, STRATEGIES
+from kdengine import strategy_catalog as catalog
+from kdengine.errors import KDError
 
-from ..forms import DEFAULTS, PRESETS, FieldError, model_note, model_suggestions, reverse_warning, spec_from_form
+from ..forms import DEVICES, PRESETS, defaults, display, model_note, model_suggestions, option_fields, \
+    size_warning, spec_from_form
+from ..messages import LaunchRequested
+from ..widgets.tick import Tick
 
-TEXT_FIELDS = {"epochs": "integer", "batch_size": "integer", "lr": "number", "image_size": "integer",
-               "alpha": "number", "temperature": "number", "defect_acc": "number", "seed": "integer"}
-LABELS = {"epochs": "Epochs", "batch_size": "Batch size", "lr": "Learning rate", "image_size": "Image size",
-          "alpha": "Alpha (KD)", "temperature": "Temperature", "defect_acc": "Defect acc", "seed": "Seed"}
+INPUT_TYPES = {"int": "integer", "float": "number", "str": "text"}
+
+
+def option_widgets(i, value):
+    """Label and widget for one option."""
+    yield Label(i.label, classes="label")
+    if i.kind == "choice":
+        yield Select([(str(c), c) for c in i.choices], value=value, allow_blank=False, id=i.name, compact=True,
+                     tooltip=i.help)
+    elif i.kind == "bool":
+        yield Tick(i.help, bool(value), id=i.name, compact=True, tooltip=i.help)
+    else:
+        yield Input(display(i, value), id=i.name, type=INPUT_TYPES[i.kind] if not i.nullable else "text",
+                    compact=True, placeholder="none" if i.nullable else "", tooltip=i.help)
 
 
 class LaunchScreen(Screen):
@@ -32,68 +50,73 @@ class LaunchScreen(Screen):
     ]
 
     def compose(self) -> ComposeResult:
+        values = defaults()
+        options = option_fields()
+        source = next(i for i in options if i.name == "source")
         yield Header()
         with VerticalScroll(id="launch-form"):
             with Horizontal(classes="row"):
-                yield Label("Data", classes="label")
-                yield Input(DEFAULTS["data"], id="data", compact=True,
-                            placeholder="synthetic | mura:PATH | folder:PATH | npz:PATH")
+                yield Label(source.label, classes="label")
+                yield Input(values["source"], id="source", compact=True, placeholder=source.help)
             yield Static("", id="data-summary", classes="note")
             models = model_suggestions()
-            with Grid(id="launch-grid"):
+            with Grid(classes="launch-grid", id="launch-grid"):
                 yield Label("Strategy", classes="label")
-                yield Select([(s, s) for s in STRATEGIES], value=DEFAULTS["strategy"], allow_blank=False,
-                             id="strategy", compact=True)
-                yield Label("Optimizer", classes="label")
-                yield Select([(o, o) for o in OPTIMIZERS], value=DEFAULTS["optimizer"], allow_blank=False,
-                             id="optimizer", compact=True)
+                yield Select([(f"{s.name}", s.name) for s in catalog.CATALOGUE.values()], value=values["strategy"],
+                             allow_blank=False, id="strategy", compact=True)
+                yield Label("Seed", classes="label")
+                yield Input(values["seed"], id="seed", type="integer", compact=True)
                 yield Label("Teacher", classes="label")
-                yield Input(DEFAULTS["teacher"], id="teacher", compact=True,
+                yield Input(values["teacher"], id="teacher", compact=True,
                             suggester=SuggestFromList(models, case_sensitive=False))
                 yield Label("Student", classes="label")
-                yield Input(DEFAULTS["student"], id="student", compact=True,
+                yield Input(values["student"], id="student", compact=True,
                             suggester=SuggestFromList(models, case_sensitive=False))
                 yield Static("", id="teacher-note", classes="note span2")
                 yield Static("", id="student-note", classes="note span2")
-                for key, kind in TEXT_FIELDS.items():
-                    yield Label(LABELS[key], classes="label")
-                    yield Input(DEFAULTS[key], id=key, type=kind, compact=True)
+                for i in options:
+                    if not i.advanced and i.name != "source":
+                        yield from option_widgets(i, values[i.name])
                 yield Label("Device", classes="label")
-                yield Select([(d, d) for d in ("auto", "cpu", "cuda")], value=DEFAULTS["device"], allow_blank=False,
-                             id="device", compact=True)
-                yield Label("Pretrained", classes="label")
-                yield Checkbox("ImageNet", DEFAULTS["pretrained"], id="pretrained", compact=True)
+                yield Select([(d, d) for d in DEVICES], value=values["device"], allow_blank=False, id="device",
+                             compact=True)
                 yield Label("Baseline", classes="label")
-                yield Checkbox("student alone", True, id="baseline", compact=True)
+                yield Tick("also train the student alone", values["baseline"], id="baseline", compact=True)
+            yield Static("", id="strategy-note", classes="note")
+            with Collapsible(title="More options", collapsed=True, id="more"):
+                with Grid(classes="launch-grid"):
+                    yield Label("Teacher set", classes="label")
+                    yield Input(values["teacher_set"], id="teacher_set", compact=True,
+                                placeholder="its own settings: epochs=30 lr=1e-4")
+                    yield Static("", classes="span2")
+                    for i in options:
+                        if i.advanced:
+                            yield from option_widgets(i, values[i.name])
             yield Static("", id="form-message")
             yield Button("Launch  [F5]", id="launch", variant="primary", compact=True)
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#data", Input).focus()
-        self.check_data(self.query_one("#data", Input).value)
+        self.query_one("#source", Input).focus()
+        self.check_data(self.query_one("#source", Input).value)
         self._refresh_notes()
 
     # -- values ----------------------------------------------------------------------------------------
     def values(self) -> dict:
-        out = {}
-        for w in self.query("Input, Select, Checkbox"):
-            if w.id:
-                out[w.id] = w.value
-        return out
+        return {w.id: w.value for w in self.query("Input, Select, Checkbox") if w.id}
 
     def _set(self, key: str, value) -> None:
-        widget = self.query_one(f"#{key}")
-        widget.value = value
+        info = next((i for i in option_fields() if i.name == key), None)
+        self.query_one(f"#{key}").value = display(info, value) if info else value
 
     # -- live checks ------------------------------------------------------------------------------------
-    @on(Input.Changed, "#data")
+    @on(Input.Changed, "#source")
     def _data_changed(self, event: Input.Changed) -> None:
         self.query_one("#data-summary", Static).update(Text("checking…", style="dim"))
         self.check_data(event.value)
 
     @work(thread=True, exclusive=True, group="data-check")
-    def check_data(self, spec: str) -> None:
+    def check_data(self, source: str) -> None:
         import time
 
         time.sleep(0.3)  # debounce: only the last value typed is checked
@@ -101,11 +124,10 @@ class LaunchScreen(Screen):
 
         if get_current_worker().is_cancelled:
             return
-        from kdengine.data.spec import DataConfig, open_source
-        from kdengine.errors import KDError
+        from kdengine.data.config import DataConfig, open_source
 
         try:
-            src = open_source(DataConfig(spec=spec))
+            src = open_source(DataConfig(source=source))
             s = src.summary()
             sp = s["splits"]
             text = Text(f"✓ {len(s['classes'])} classes · train {sp['train']['images']} / val {sp['val']['images']} / "
@@ -129,20 +151,23 @@ class LaunchScreen(Screen):
 
     def _refresh_notes(self) -> None:
         values = self.values()
+        strat = catalog.CATALOGUE.get(values.get("strategy"))
         for key in ("teacher", "student"):
             name = values.get(key, "")
             note = model_note(name)
-            if key == "teacher" and values.get("strategy") == "ensemble":
+            if key == "teacher" and strat is not None and not strat.takes_teachers:
+                note = f"{strat.name} uses no teacher network" if strat.teacher_source != "self" else \
+                    "tf-self: the teacher is a copy of the student"
+            elif key == "teacher" and strat is not None and strat.max_teachers is None:
                 names = [n.strip() for n in name.split(",") if n.strip()]
-                note = f"ensemble of {len(names)}: " + ", ".join(model_note(n) or "?" for n in names)
-                note = note if all(model_note(n).endswith("parameters") for n in names) else \
-                    "ensemble: several teachers, comma-separated (catalog names)"
-            elif key == "teacher" and values.get("strategy") in ("baseline", "tf-self", "tf-reg"):
-                note = f"{values['strategy']} uses no teacher network"
+                note = f"{strat.name}: several teachers, comma-separated (" + \
+                    ", ".join(model_note(n) or "?" for n in names) + ")"
             self.query_one(f"#{key}-note", Static).update(Text(note, style="dim"))
-            if note.startswith("not in the catalog"):
+            if model_note(name).startswith("not in the catalog") and not (key == "teacher" and "," in name):
                 self.check_model(key, name)
-        warn = reverse_warning(values)
+        if strat is not None:
+            self.query_one("#strategy-note", Static).update(Text(f"{strat.label}: {strat.description}", style="dim"))
+        warn = size_warning(values)
         self.query_one("#form-message", Static).update(Text(warn, style="yellow") if warn else "")
 
     def check_model(self, key: str, name: str) -> None:
@@ -188,22 +213,26 @@ class LaunchScreen(Screen):
             w.remove_class("-invalid")
         if getattr(self, "_data_ok", None) is False:
             message.update(Text("✗ fix the data first: " + str(self.query_one("#data-summary", Static).render()), style="red"))
-            self.query_one("#data", Input).focus()
+            self.query_one("#source", Input).focus()
             return
+        values = self.values()
         try:
-            spec = spec_from_form(self.values())
-        except FieldError as err:
-            message.update(Text(f"✗ {err.message}", style="red"))
-            try:
-                widget = self.query_one(f"#{err.field}")
-                widget.add_class("-invalid")
-                widget.focus()
-            except Exception:  # noqa: BLE001
-                pass
+            spec = spec_from_form(values, self.app.store)
+        except KDError as err:
+            message.update(Text(f"✗ {err}", style="red"))
+            self._focus_field(err.field)
             return
-        try:
-            run_id = self.app.launch(spec, self.values()["device"], self.values().get("baseline", True))
-        except Exception as exc:  # noqa: BLE001 - report, never crash
-            message.update(Text(f"✗ could not launch: {exc}", style="red"))
+        self.post_message(LaunchRequested(spec, values["device"], bool(values.get("baseline", True))))
+        message.update(Text(f"✓ queued {spec.run_id}", style="green"))
+
+    def _focus_field(self, field: str | None) -> None:
+        if not field:
             return
-        message.update(Text(f"✓ queued {run_id}", style="green"))
+        widgets = self.query(f"#{field}")
+        if not widgets:
+            return
+        widget = widgets.first()
+        if widget.ancestors and any(isinstance(a, Collapsible) for a in widget.ancestors):
+            self.query_one("#more", Collapsible).collapsed = False
+        widget.add_class("-invalid")
+        widget.focus()

@@ -10,13 +10,13 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from ..messages import ExportRequested
+
 ALL = "all runs"
 POLL_S = 2.0
-PREFERRED = ["teachers", "normal", "reverse", "defective", "tf-self", "tf-reg", "ensemble", "baseline",
-             "defective-teacher"]
 
 
-def fmt(value, column: str, intervals: bool = False):
+def fmt(value, column: str, intervals: bool = False, higher_better: bool = True):
     from kdengine.reports.stats import Summary
 
     if value is None:
@@ -25,40 +25,22 @@ def fmt(value, column: str, intervals: bool = False):
     if isinstance(value, Summary):
         text = Text(value.fmt(signed=gain, interval=intervals))
         if gain:
-            text.stylize("green" if value.mean > 0 else "red" if value.mean < 0 else "")
+            good = value.mean > 0 if higher_better else value.mean < 0
+            bad = value.mean < 0 if higher_better else value.mean > 0
+            text.stylize("green" if good else "red" if bad else "")
             if value.excludes_zero:
                 text.append(" *", style="bold")
         return text
-    if isinstance(value, float):
-        if gain:
-            return Text(f"{value:+.4f}", style="green" if value > 0 else ("red" if value < 0 else ""))
-        return Text(f"{value:.4f}")
     return str(value)
 
 
-def all_runs_tables(store) -> tuple[dict[str, tuple[list, list]], list[str], bool]:
-    from kdengine.reports.collect import collect, tidy_rows
-    from kdengine.reports.wide import wide_tables
+def load_tables(store, view: str, metric: str):
+    """The tables of all runs, or of one study: the same code as `kdengine table` and `study table`."""
+    from kdengine.reports.collect import collect
+    from kdengine.reports.tables import build
+    from kdengine.study.registry import study_tables
 
-    rows = tidy_rows(collect(store))
-    tables = {k: (v["columns"], v["rows"]) for k, v in wide_tables(rows).items()}
-    notes = ["Each student's baseline is the same model trained without a teacher (same data, settings, seed)."]
-    return tables, notes, any(r["synthetic"] for r in rows)
-
-
-def study_tables(store, name: str) -> tuple[dict[str, tuple[list, list]], list[str], bool]:
-    from kdengine.reports.study_tables import build
-    from kdengine.study.registry import load_study_record
-
-    record = load_study_record(store, name)
-    st = build(store, record)
-    tables = {"teachers": (st.teachers.columns, st.teachers.rows)}
-    notes = [f"study {name}: {st.finished}/{st.planned} runs finished"]
-    for strategy, t in st.students.items():
-        tables[strategy] = (t.columns, t.rows)
-        notes = notes[:1] + t.notes
-    synthetic = "synthetic" in str(record.get("config", {}).get("data", {}).get("spec", "synthetic"))
-    return tables, notes, synthetic
+    return build(collect(store), metric) if view == ALL else study_tables(store, view, metric)
 
 
 class ResultsScreen(Screen):
@@ -67,13 +49,15 @@ class ResultsScreen(Screen):
         Binding("]", "cycle(1)", "Next"),
         Binding("v", "next_view", "Study"),
         Binding("i", "toggle_intervals", "CI"),
+        Binding("m", "next_metric", "Metric"),
         Binding("e", "export", "Export"),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.view_name = ALL
-        self.tables: dict[str, tuple[list, list]] = {}
+        self.metric = "accuracy"
+        self.tables = None
         self.order: list[str] = []
         self.current: str | None = None
         self.intervals = False
@@ -101,7 +85,7 @@ class ResultsScreen(Screen):
         """Changes when a run finishes (or the view changes): only then are tables rebuilt."""
         store = self.app.store
         finished = tuple(sorted(r for r in store.list_ids() if (store.run_dir(r) / "metrics.json").is_file()))
-        return (self.view_name, finished)
+        return (self.view_name, self.metric, finished)
 
     async def poll(self, force: bool = False) -> None:
         if not self.is_current and not force:
@@ -111,23 +95,24 @@ class ResultsScreen(Screen):
             if signature == self._signature and not force:
                 return
             self._signature = signature
-            build = all_runs_tables if self.view_name == ALL else study_tables
-            tables, notes, synthetic = await asyncio.to_thread(build, self.app.store, *(
-                () if self.view_name == ALL else (self.view_name,)))
+            tables = await asyncio.to_thread(load_tables, self.app.store, self.view_name, self.metric)
         except Exception as exc:  # noqa: BLE001 - a damaged store must not crash the app
             self.query_one("#results-note", Static).update(Text(f"cannot build the tables: {exc}", style="red"))
             return
         self.tables = tables
-        self.order = [s for s in PREFERRED if s in tables] + [s for s in tables if s not in PREFERRED]
-        if self.current not in tables:
-            self.current = next((s for s in self.order if s not in ("teachers", "baseline")), None) or \
-                (self.order[0] if self.order else None)
-        note = " ".join(notes) + (" Includes SYNTHETIC data." if synthetic else "")
-        self.query_one("#results-note", Static).update(Text(note, style="dim"))
+        self.order = [t.key for t in tables.tables]
+        if self.current not in self.order:
+            self.current = next((k for k in self.order if k != "models"), None) or (self.order[0] if self.order else None)
         self._draw()
 
+    def _table(self):
+        return next((t for t in self.tables.tables if t.key == self.current), None) if self.tables else None
+
     def _draw(self) -> None:
-        bar = Text(f"[{self.view_name}] ", style="bold")
+        from kdengine.reports.tables import METRICS
+
+        label, _, higher_better = METRICS[self.metric]
+        bar = Text(f"[{self.view_name} · {label}] ", style="bold")
         for s in self.order:
             bar.append(f" {s} ", style="reverse bold" if s == self.current else "")
         if not self.order:
@@ -135,13 +120,17 @@ class ResultsScreen(Screen):
         self.query_one("#strategy-bar", Static).update(bar)
         table = self.query_one(DataTable)
         table.clear(columns=True)
-        if self.current is None:
-            return
-        columns, rows = self.tables[self.current]
-        for col in columns:
-            table.add_column(col, key=col)
-        for row in rows:
-            table.add_row(*[fmt(v, c, self.intervals) for v, c in zip(row, columns)])
+        current = self._table()
+        notes = []
+        if self.tables is not None:
+            notes.append(f"{self.tables.finished} of {self.tables.planned} runs finished.")
+        if current is not None:
+            notes += current.notes
+            for col in current.columns:
+                table.add_column(col, key=col)
+            for row in current.rows:
+                table.add_row(*[fmt(v, c, self.intervals, higher_better) for v, c in zip(row, current.columns)])
+        self.query_one("#results-note", Static).update(Text(" ".join(notes), style="dim"))
 
     def action_cycle(self, step: int) -> None:
         if not self.order:
@@ -162,5 +151,12 @@ class ResultsScreen(Screen):
         self.notify(f"results: {self.view_name}")
         await self.poll(force=True)
 
+    async def action_next_metric(self) -> None:
+        from kdengine.reports.tables import METRICS
+
+        names = list(METRICS)
+        self.metric = names[(names.index(self.metric) + 1) % len(names)]
+        await self.poll(force=True)
+
     def action_export(self) -> None:
-        self.app.action_export(None if self.view_name == ALL else self.view_name)
+        self.post_message(ExportRequested(None if self.view_name == ALL else self.view_name, self.metric))

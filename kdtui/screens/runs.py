@@ -9,6 +9,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
+from ..messages import StopRequested, WorkerRequested
 from ..store_view import STATE_ICONS, RunRow, RunView, load_rows
 from ..widgets.confusion import ConfusionPane, ReportPane
 from ..widgets.curves import CurvesPane
@@ -138,8 +139,8 @@ class RunsScreen(Screen):
         for w in view.warnings[-1:]:
             line.append(f"\n{w}", style="yellow")
         self.query_one("#run-line", Static).update(line)
-        teachers = [(tv.spec.get("model", "teacher"), tv.curves) for tv in self.teacher_views]
-        self.query_one(CurvesPane).show(view.curves, teachers, view.spec.get("model", ""))
+        teachers = [(tv.model, tv.curves) for tv in self.teacher_views]
+        self.query_one(CurvesPane).show(view.curves, teachers, view.model)
         self.query_one(ConfusionPane).show(view.confusion, view.class_names, view.confusion_label)
         summary = ""
         if view.metrics:
@@ -160,8 +161,7 @@ class RunsScreen(Screen):
         if not self.selected:
             self.notify("No run selected", severity="warning")
             return
-        result = self.app.store.request_stop(self.selected)
-        self.notify(f"{self.selected}: {result}")
+        self.post_message(StopRequested(self.selected))
 
     def action_start_worker(self) -> None:
-        self.app.start_worker()
+        self.post_message(WorkerRequested())

@@ -1,61 +1,74 @@
-"""``--data SPEC``: one argument names every kind of source.
+"""``--data SOURCE``: one argument names every kind of data source, and the data options around it.
 
-SPEC is ``synthetic`` (optionally ``synthetic:images=700,difficulty=0.6,seed=1``),
+SOURCE is ``synthetic`` (optionally ``synthetic:images=700,difficulty=0.6,seed=1``),
 ``mura:PATH``, ``folder:PATH``, ``npz:PATH``, or a bare path whose kind is inferred.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import DataError
+from ..options import check_fields, config_dict, option
 from .source import Source
 
 KINDS = ("synthetic", "mura", "folder", "npz")
+TASKS = ("body_part", "abnormality")
+SOURCE_HELP = "synthetic | mura:PATH | folder:PATH | npz:PATH | PATH"
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Everything that decides which images land in which split (part of a run's identity)."""
+    """Everything that decides which images, at which size, land in which split (part of a run's identity)."""
 
-    spec: str = "synthetic"
-    task: str = "body_part"
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    split_seed: int = 0
-    cap_train: int | None = None
-    cap_test: int | None = None
-    skip_bad: bool = False  # skip unreadable images (counted) instead of failing
+    SECTION: ClassVar[str] = "data"
+
+    source: str = option("synthetic", f"the data: {SOURCE_HELP}", flag="--data", label="Data",
+                         metavar="SOURCE")
+    task: str = option("body_part", "MURA task: the 7 body parts, or normal/abnormal", choices=TASKS)
+    image_size: int = option(64, "side of the (square) images the models see, in pixels", low=8, high=4096,
+                             label="Image size")
+    val_fraction: float = option(0.15, "share of train carved out as val, by patient", low=0.0, low_open=True,
+                                 high=0.9, advanced=True)
+    test_fraction: float = option(0.15, "share held out as test, by patient (sources without a test split)",
+                                  low=0.0, low_open=True, high=0.9, advanced=True)
+    split_seed: int = option(0, "seed of the train/val/test split", low=0, high=2**32 - 1, advanced=True)
+    cap_train: int | None = option(None, "at most N train+val images per class", low=1, advanced=True)
+    cap_test: int | None = option(None, "at most N test images per class", low=1, advanced=True)
+    skip_bad: bool = option(False, "skip unreadable images (counted) instead of stopping", advanced=True)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
     def resolved(self) -> "DataConfig":
-        """The same config with the spec's path made absolute and its kind explicit."""
-        kind, arg = parse_spec(self.spec)
-        spec = kind if kind == "synthetic" and not arg else f"{kind}:{arg}"
-        return DataConfig(**{**asdict(self), "spec": spec})
+        """The same config with the source's path made absolute and its kind explicit."""
+        kind, arg = parse_source(self.source)
+        source = kind if kind == "synthetic" and not arg else f"{kind}:{arg}"
+        return replace(self, source=source)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return config_dict(self)
 
 
-def parse_spec(spec: str) -> tuple[str, str]:
-    """Split a SPEC into (kind, argument); paths come back absolute. Raises DataError."""
+def parse_source(spec: str) -> tuple[str, str]:
+    """Split a SOURCE into (kind, argument); paths come back absolute. Raises DataError."""
     spec = (spec or "").strip()
     if not spec:
-        raise DataError("empty data spec (use synthetic, mura:PATH, folder:PATH, npz:PATH or a path)")
+        raise DataError(f"empty data source (use {SOURCE_HELP})")
     head, sep, rest = spec.partition(":")
     if head == "synthetic":
         return "synthetic", rest
     if sep and head in KINDS:
         if not rest:
-            raise DataError(f"data spec '{spec}' names no path")
+            raise DataError(f"data source '{spec}' names no path")
         path = Path(rest).expanduser()
         if not path.exists():
             raise DataError(f"{head}: no such file or directory: {path}")
         return head, str(path.resolve())
     path = Path(spec).expanduser()
     if not path.exists():
-        raise DataError(f"no such file or directory: {path} (data specs: synthetic, mura:PATH, folder:PATH, npz:PATH)")
+        raise DataError(f"no such file or directory: {path} (data sources: {SOURCE_HELP})")
     return infer_kind(path), str(path.resolve())
 
 
@@ -91,11 +104,9 @@ def _synthetic_options(arg: str) -> dict[str, Any]:
 
 def open_source(cfg: DataConfig, validate: bool = True) -> Source:
     """Index the source that ``cfg`` names. Cheap: nothing is decoded yet."""
-    kind, arg = parse_spec(cfg.spec)
+    kind, arg = parse_source(cfg.source)
     if cfg.task != "body_part" and kind != "mura":
         raise DataError(f"--task {cfg.task} applies to MURA only; {kind} data has one task")
-    if not 0 < cfg.val_fraction < 0.9:
-        raise DataError(f"val fraction must lie in (0, 0.9), got {cfg.val_fraction}")
     if kind == "synthetic":
         from .arrays import SyntheticSource
 

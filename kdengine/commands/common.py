@@ -1,0 +1,75 @@
+"""What several commands share: the run store from ``--runs-dir``, data and config options, runtime
+options, run-id lookup and JSON output."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..errors import UsageError
+from ..options import add_options, from_args
+
+
+def store_from(args: argparse.Namespace):
+    from ..paths import runs_dir
+    from ..store import RunStore
+
+    return RunStore(runs_dir(getattr(args, "runs_dir", None)))
+
+
+def add_runs_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs-dir", default=None, metavar="DIR", help="the run store (default: $KDSTUDY_HOME or ./runs)")
+
+
+def add_data_options(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """The data options (generated from DataConfig), and ``--balanced``, the thesis's MURA subset."""
+    from ..runspec import CONFIGS
+
+    group = add_options(p, CONFIGS["data"], skip=skip, title="data")
+    group.add_argument("--balanced", action="store_true",
+                   help="the thesis's balanced MURA subset: --cap-train 2201 --cap-test 250")
+
+
+def data_config(args: argparse.Namespace, **overrides):
+    from ..runspec import CONFIGS
+
+    if getattr(args, "balanced", False):
+        overrides.setdefault("cap_train", 2201)
+        overrides.setdefault("cap_test", 250)
+    return from_args(CONFIGS["data"], args, **overrides).resolved()
+
+
+def add_runtime_args(p: argparse.ArgumentParser) -> None:
+    from ..training.trackers import TRACKERS
+
+    g = p.add_argument_group("runtime (not part of a run's identity)")
+    g.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    g.add_argument("--loader-workers", type=int, default=None, metavar="N",
+                   help="data-loader processes per run (default: 0 on CPU, one per core up to 16 on CUDA)")
+    g.add_argument("--tracker", action="append", choices=tuple(TRACKERS), default=[],
+                   help="also log to an experiment tracker (repeatable)")
+    add_runs_dir(g)
+
+
+def check_loader_workers(args: argparse.Namespace) -> None:
+    n = getattr(args, "loader_workers", None)
+    if n is not None and not 0 <= n <= 256:
+        raise UsageError(f"--loader-workers must lie in [0, 256], got {n}")
+
+
+def resolve_run_id(store, run_id: str) -> str:
+    """A run id, or an unambiguous part of one."""
+    if store.exists(run_id):
+        return run_id
+    ids = store.list_ids()
+    matches = [r for r in ids if r.startswith(run_id)] or [r for r in ids if run_id in r]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise UsageError(f"'{run_id}' matches {len(matches)} runs ({', '.join(matches[:3])}, ...): give more of the id")
+    raise UsageError(f"no run '{run_id}' in {store.root} (kdengine runs list shows them)")
+
+
+def print_json(obj) -> None:
+    json.dump(obj, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")

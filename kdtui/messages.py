@@ -1,0 +1,35 @@
+"""Requests that screens post and the app carries out (screens never call the app's methods directly)."""
+from __future__ import annotations
+
+from textual.message import Message
+
+
+class LaunchRequested(Message):
+    """Queue ``spec`` (and its baseline) and make sure a worker will train it."""
+
+    def __init__(self, spec, device: str, with_baseline: bool) -> None:
+        super().__init__()
+        self.spec = spec
+        self.device = device
+        self.with_baseline = with_baseline
+
+
+class StopRequested(Message):
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+
+
+class ExportRequested(Message):
+    """Write the tables of all runs (``study`` None) or of one study."""
+
+    def __init__(self, study: str | None = None, metric: str = "accuracy") -> None:
+        super().__init__()
+        self.study = study
+        self.metric = metric
+
+
+class WorkerRequested(Message):
+    def __init__(self, device: str = "auto") -> None:
+        super().__init__()
+        self.device = device

@@ -1,0 +1,159 @@
+"""The trainer's parts: the end-of-epoch decision (best, defect, patience) without a model, the optimisers and
+schedules, gradient clipping, and early stopping end to end."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from kdengine.data.config import DataConfig
+from kdengine.paths import runs_dir
+from kdengine.runspec import RunSpec, TrainConfig
+from kdengine.store import RunStore
+from kdengine.training.trainer import TrainState, Trainer, decide
+from tests.engine_helpers import train
+
+
+# -- the decision ------------------------------------------------------------------------------------------------
+def run_decisions(accs, defect_acc=None, patience=0):
+    """Feed val accuracies through decide/apply as the trainer does; return (state, epoch it stopped at, saves)."""
+    state, saves = TrainState(), []
+    for epoch, acc in enumerate(accs, start=1):
+        d = decide(state, acc, defect_acc, patience)
+        if d.defect:
+            state.defect = {"val_accuracy": acc}
+            state.best_acc, state.best_epoch = acc, epoch
+        if d.improved or d.defect:
+            saves.append(epoch)
+        state.apply(d, epoch, acc)
+        if d.stop:
+            return state, epoch, saves
+    return state, None, saves
+
+
+def test_patience_stops_after_n_epochs_without_improvement():
+    state, stopped, saves = run_decisions([0.5, 0.6, 0.55, 0.58, 0.7], patience=2)
+    assert stopped == 4 and state.best_epoch == 2 and state.best_acc == 0.6 and saves == [1, 2]
+    assert state.stopped_early and state.bad_epochs == 2
+
+
+def test_patience_resets_on_improvement_and_zero_means_off():
+    _, stopped, saves = run_decisions([0.5, 0.4, 0.6, 0.5, 0.7], patience=2)
+    assert stopped is None and saves == [1, 3, 5]
+    _, stopped, _ = run_decisions([0.5] + [0.1] * 20, patience=0)
+    assert stopped is None
+
+
+def test_a_tie_is_not_an_improvement():
+    state, stopped, saves = run_decisions([0.5, 0.5, 0.5], patience=2)
+    assert saves == [1] and stopped == 3
+
+
+def test_defect_threshold_stops_and_keeps_those_weights():
+    state, stopped, saves = run_decisions([0.2, 0.35, 0.52, 0.9], defect_acc=0.5)
+    assert stopped == 3 and saves == [1, 2, 3] and state.best_acc == 0.52 and state.defect
+
+
+def test_state_round_trips_through_a_checkpoint_dict():
+    state, _, _ = run_decisions([0.5, 0.4], patience=3)
+    assert TrainState.from_dict(state.to_dict()) == state
+    # a version-1 last.pt holds these keys only: it still resumes
+    old = {"epoch": 2, "global_step": 8, "best_acc": 0.5, "best_epoch": 1, "bad_epochs": 1, "defect": None}
+    assert TrainState.from_dict(old).stopped_early is False
+
+
+# -- optimisers, schedules, clipping -----------------------------------------------------------------------------
+def shell(**train):
+    """A Trainer around a tiny linear model, without data: enough for _optim and _train_step."""
+    from kdengine.training.device import setup_device
+    from kdengine.training.strategies import strategy_for
+
+    t = Trainer.__new__(Trainer)
+    t.spec = RunSpec(model="test_resnet", data=DataConfig(), train=TrainConfig(**train), regime="normal")
+    t.dev = setup_device("cpu")
+    torch.manual_seed(0)
+    t.model = torch.nn.Linear(4, 3)
+    t.teachers = []
+    t.norm = torch.nn.Identity()
+    t.strategy = strategy_for(t.spec, 3)
+    return t
+
+
+@pytest.mark.parametrize("name, cls", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW),
+                                       ("sgd", torch.optim.SGD)])
+def test_optimisers_get_their_settings(name, cls):
+    opt, _ = shell(optimizer=name, lr=0.05, weight_decay=0.01, momentum=0.8)._optim()
+    assert type(opt) is cls
+    group = opt.param_groups[0]
+    assert group["lr"] == 0.05 and group["weight_decay"] == 0.01
+    if name == "sgd":
+        assert group["momentum"] == 0.8 and group["nesterov"] is False
+
+
+def lrs(t, epochs):
+    opt, sched = t._optim()
+    out = []
+    for _ in range(epochs):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_cosine_and_step_schedules_follow_their_formulas():
+    cos = lrs(shell(lr=0.1, schedule="cosine", epochs=4), 4)
+    assert cos == pytest.approx([0.1 * (1 + math.cos(math.pi * k / 4)) / 2 for k in range(4)])
+    step = lrs(shell(lr=0.1, schedule="step", step_size=2, gamma=0.5, epochs=6), 6)
+    assert step == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
+    assert lrs(shell(lr=0.1, epochs=3), 3) == [0.1, 0.1, 0.1]
+
+
+def test_gradient_clipping_bounds_the_update():
+    x, y = torch.randn(16, 4) * 50, torch.randint(0, 3, (16,))
+
+    def update_norm(t):
+        before = [p.detach().clone() for p in t.model.parameters()]
+        opt = torch.optim.SGD(t.model.parameters(), lr=1.0)
+        t._train_step(opt, x, y)
+        return torch.sqrt(sum(((p - b) ** 2).sum() for p, b in zip(t.model.parameters(), before))).item()
+
+    free = update_norm(shell())
+    clipped = update_norm(shell(grad_clip=0.1))
+    assert free > 0.5 and clipped == pytest.approx(0.1, rel=1e-4)  # SGD, lr 1: the update is the clipped gradient
+
+
+# -- early stopping end to end --------------------------------------------------------------------------------------
+def test_early_stopping_end_to_end(capsys, monkeypatch):
+    """Scripted val accuracies (0.5, 0.6, 0.4, 0.3, ...) with patience 2: training ends after epoch 4,
+    the best checkpoint is epoch 2's, and resume state says it stopped."""
+    scripted = iter([0.5, 0.6, 0.4, 0.3, 0.9, 0.9])
+    real = Trainer.evaluate
+
+    def evaluate(self, split):
+        metrics, probs = real(self, split)
+        if split == "val" and not getattr(self, "_finishing", False):
+            metrics = {**metrics, "accuracy": next(scripted)}
+        return metrics, probs
+
+    real_finish = Trainer._finish
+
+    def finish(self, state, t0):
+        self._finishing = True
+        return real_finish(self, state, t0)
+
+    monkeypatch.setattr(Trainer, "evaluate", evaluate)
+    monkeypatch.setattr(Trainer, "_finish", finish)
+    m, _ = train(capsys, "--strategy", "baseline", "--student", "test_resnet", "--epochs", "6", "--patience", "2")
+    assert m["epochs_run"] == 4 and m["best_epoch"] == 2
+    events = RunStore(runs_dir()).read_events(m["run_id"])[0]
+    assert [e["epoch"] for e in events if e["type"] == "epoch"] == [1, 2, 3, 4]
+    assert [e["epoch"] for e in events if e["type"] == "early_stop"] == [4]
+    assert [e["best_epoch"] for e in events if e["type"] == "epoch"] == [1, 2, 2, 2]
+
+
+def test_epoch_events_carry_the_rate_each_epoch_trained_with(capsys):
+    m, _ = train(capsys, "--strategy", "baseline", "--student", "test_resnet", "--epochs", "3", "--optimizer", "sgd",
+                 "--lr", "0.04", "--schedule", "step", "--step-size", "1", "--gamma", "0.5")
+    events = RunStore(runs_dir()).read_events(m["run_id"])[0]
+    assert [e["lr"] for e in events if e["type"] == "epoch"] == pytest.approx([0.04, 0.02, 0.01])
