@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.kdstudy-installed
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: setup run demo test bench clean
+.PHONY: setup run demo test bench faults clean
 
 setup: $(STAMP)
 
@@ -22,13 +22,17 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/kdengine study run demo
 	$(VENV)/bin/kdengine study table demo --out runs/demo-tables --format both
-	cat runs/demo-tables/study.md
+	cat runs/demo-tables/tables.md
 
 test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
+
+# 20 SIGKILLs of a worker (half of them inside checkpoint writes) across a teacher and its student
+faults: $(STAMP)
+	$(PY) -m benchmarks.faults --kills 20
 
 clean:
 	rm -rf $(VENV) .pytest_cache data/cache data/synthetic

@@ -49,3 +49,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except (OSError, MemoryError) as exc:  # the environment: a disk, a mount, the memory
+        if os.environ.get("KDSTUDY_DEBUG"):
+            raise
+        print(f"error: {environment_error(exc)} (KDSTUDY_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 2
+
+
+def environment_error(exc: BaseException) -> str:
+    """One line for an error of the surroundings rather than of kdstudy."""
+    if isinstance(exc, MemoryError):
+        return "out of memory (try a smaller --batch-size or --image-size)"
+    where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+    return f"{(exc.strerror or exc.__class__.__name__).lower()}:{where}" if where else str(exc) or exc.__class__.__name__

@@ -1,8 +1,10 @@
 """``kdengine worker``: claims queued runs from the store and trains them, one at a time.
 
-Runs are claimed under the store's lock, so two workers never take the same
-run. The worker advertises itself in ``.workers/worker-<pid>.json`` with a
-heartbeat; it exits after ``idle_exit`` seconds with nothing to do.
+Runs are claimed under the store's lock, so two workers never take the same run. The worker advertises
+itself in ``.workers/worker-<pid>.json`` with a heartbeat; it exits after ``idle_exit`` seconds with
+nothing to do. It never retries a failed run (a person does, with ``kdengine runs retry``), a student
+whose teacher failed waits and says why, a run whose spec is damaged is marked so and skipped, and a
+full disk stops the worker instead of failing the queue run after run.
 """
 from __future__ import annotations
 
@@ -11,24 +13,49 @@ import socket
 import threading
 import time
 
-from .atomic import write_json
+from .atomic import DiskFull, write_json
 from .errors import KDError, RunFailed
 from .store import RunStore
-from .store.runstore import HEARTBEAT_S
+from .store import runstore
+from .store.liveness import process_start
 
 
 def next_claimable(store: RunStore):
-    """The oldest queued run whose teachers are finished or queued (not being trained elsewhere)."""
+    """The oldest queued run whose teachers are finished or queued (not being trained elsewhere).
+
+    A queued run whose spec cannot be read is marked failed (damaged) and skipped; a student whose teacher
+    failed or was stopped is left queued with the reason."""
     for rid in store.list_ids():
         if store.read_status(rid)["state"] != "queued":
             continue
         try:
             spec = store.load_spec(rid)
-        except KDError:
+        except KDError as exc:
+            store.finish(rid, "failed", f"damaged: {exc} (kdengine runs doctor)")
             continue
-        if any(store.read_status(t.run_id)["state"] == "running" for t in spec.teachers):
+        blocked = _blocked_by(store, spec)
+        if blocked == "running":
+            continue
+        if blocked:
+            store.note_waiting(rid, blocked)
             continue
         return spec
+    return None
+
+
+def _blocked_by(store: RunStore, spec) -> str | None:
+    """Why a run cannot start now: "running" (a teacher is being trained elsewhere), or a teacher that failed."""
+    for t in spec.teachers:
+        status = store.read_status(t.run_id)
+        if status["state"] == "running":
+            return "running"
+        if status["state"] in ("failed", "stopped") or not store.exists(t.run_id):
+            why = status.get("reason") or ("not in the store" if not store.exists(t.run_id) else status["state"])
+            return (f"waiting: teacher {t.run_id} is {status['state']} ({why}); "
+                    f"retry it with: kdengine runs retry {t.run_id}")
+        deeper = _blocked_by(store, t)
+        if deeper:
+            return deeper
     return None
 
 
@@ -47,10 +74,14 @@ class Worker:
 
     def _advertise(self) -> None:
         while not self._stop.is_set():
-            write_json(self.info_path, {"pid": os.getpid(), "host": socket.gethostname(), "device": self.device,
-                                        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-                                        "heartbeat": time.time(), "current": self.current})
-            self._stop.wait(HEARTBEAT_S)
+            try:
+                write_json(self.info_path, {"pid": os.getpid(), "pid_start": process_start(os.getpid()),
+                                            "host": socket.gethostname(), "device": self.device,
+                                            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                                            "heartbeat": time.time(), "current": self.current})
+            except (OSError, KDError):
+                pass  # a full disk: the run in progress will say so
+            self._stop.wait(runstore.HEARTBEAT_S)
 
     def log(self, msg: str) -> None:
         print(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {msg}", flush=True)
@@ -65,7 +96,7 @@ class Worker:
         beat.start()
         self.log(f"worker {self.name} on {dev.device} watching {self.store.root}")
         idle_since = time.time()
-        done = 0
+        done, code = 0, 0
         try:
             while True:
                 spec = next_claimable(self.store)
@@ -76,8 +107,14 @@ class Worker:
                     continue
                 self.current = spec.run_id
                 try:
-                    ensure_finished(self.store, spec, dev, progress=True, worker=self.name, log=self.log)
+                    ensure_finished(self.store, spec, dev, progress=True, worker=self.name, log=self.log,
+                                    requeue=False)
                     done += 1
+                except DiskFull as exc:
+                    self.log(f"{spec.run_id}: {exc}")
+                    self.log("the disk is full: this worker stops claiming runs (the queue keeps them)")
+                    code = 2
+                    break
                 except (RunFailed, KDError) as exc:
                     self.log(f"{spec.run_id}: {exc}")
                 except Exception as exc:  # noqa: BLE001 - one broken run must not kill the worker
@@ -94,4 +131,4 @@ class Worker:
             except OSError:
                 pass
         self.log(f"worker {self.name} exits after {done} run(s)")
-        return 0
+        return code

@@ -152,9 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--theme", default=None, help="a Textual theme name")
     args = p.parse_args(argv)
     theme = "ansi-dark" if args.ansi else args.theme
+    root = default_runs_dir(args.runs_dir)
     try:
-        app = KDStudyApp(args.runs_dir, theme=theme)
-    except Exception as exc:  # an unknown theme name, an unusable runs dir
+        if root.exists() and not root.is_dir():
+            raise ValueError(f"the runs dir {root} is a file, not a folder (pass --runs-dir DIR)")
+        app = KDStudyApp(root, theme=theme)
+    except Exception as exc:  # noqa: BLE001 - an unknown theme name, an unusable runs dir
         print(f"error: {exc}", file=sys.stderr)
         return 2
     app.run()

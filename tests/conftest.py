@@ -80,6 +80,15 @@ def clean_mura_tree(tmp_path) -> Path:
     return make_mura_tree(tmp_path / "mura", corrupt=False)
 
 
+def make_png_folder(root: Path, classes=("a", "b", "c"), per_class: int = 10, side: int = 40) -> Path:
+    """``root/<class>/<i>.png``: random grayscale PNGs, the same for the same arguments."""
+    rng = np.random.default_rng(0)
+    for cls in classes:
+        for i in range(per_class):
+            _png(root / cls / f"{i}.png", rng, size=(side, side))
+    return root
+
+
 @pytest.fixture
 def folder_tree(tmp_path) -> Path:
     rng = np.random.default_rng(1)

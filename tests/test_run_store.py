@@ -58,15 +58,29 @@ def test_dead_worker_shows_as_failed_with_reason(tmp_path):
     proc.wait()
     store.write_status(r1, "running", pid=proc.pid)
     status = store.read_status(r1)
-    assert status["state"] == "failed" and "died" in status["reason"]
+    assert status["state"] == "failed" and status["stale"] and "is gone" in status["reason"]
     store.write_status(r1, "running", pid=os.getpid(), heartbeat=time.time() - 3600, host="elsewhere")
     status = store.read_status(r1)
-    assert status["state"] == "failed" and "no heartbeat" in status["reason"]
-    # on this host a live worker is running, however long it has been busy (a long evaluation)
-    store.write_status(r1, "running", heartbeat=time.time() - 3600)
-    assert store.read_status(r1)["state"] == "running"
+    assert status["state"] == "failed" and "no heartbeat for" in status["reason"]
+    # on this host: a live process with a fresh heartbeat is running
     store.write_status(r1, "running")
     assert store.read_status(r1)["state"] == "running"
+    # ... but not when its heartbeat stopped (hung), however alive the pid
+    store.write_status(r1, "running", heartbeat=time.time() - 3600)
+    assert "no heartbeat for 3600s" in store.read_status(r1)["reason"]
+
+
+def test_a_recycled_pid_is_not_the_worker(tmp_path):
+    """The pid now belongs to another Python process (this test's): its start time tells them apart."""
+    from kdengine.store.liveness import process_start
+
+    store = RunStore(tmp_path)
+    store.create(SPEC)
+    store.write_status(SPEC.run_id, "running", pid=os.getpid(), pid_start=process_start(os.getpid()) - 1)
+    status = store.read_status(SPEC.run_id)
+    assert status["state"] == "failed" and "is gone" in status["reason"]
+    store.write_status(SPEC.run_id, "running", pid=os.getpid(), pid_start=process_start(os.getpid()))
+    assert store.read_status(SPEC.run_id)["state"] == "running"
 
 
 def test_claim_is_exclusive_and_stop_requests(tmp_path):
@@ -78,8 +92,11 @@ def test_claim_is_exclusive_and_stop_requests(tmp_path):
     assert not store.claim(r1, "w2")
     assert store.request_stop(r1) == "stopping" and store.stop_requested(r1)
     store.finish(r1, "stopped", "stopped by the user")
-    assert store.claim(r1, "w2")  # a stopped run resumes
+    assert not store.claim(r1, "w2")  # a stopped run resumes only when someone asks
+    assert store.requeue(r1) and store.claim(r1, "w2")
     assert not store.stop_requested(r1)
+    running = [e for e in store.read_events(r1)[0] if e.get("state") == "running"]
+    assert [e["resumed_from"] for e in running] == [None, "stopped"]
     store.create(OTHER)
     assert store.request_stop(r2) == "stopped"
 

@@ -202,3 +202,15 @@ def test_study_teacher_train_section(tmp_path):
     assert (student.spec.teacher.train.epochs, student.spec.teacher.train.lr) == (30, 0.01)
     assert student.spec.train.epochs == 2 and baseline_of(student.spec).train.epochs == 2
     assert {p.run_id for p in plan} == {student.run_id, student.spec.teacher.run_id, baseline_of(student.spec).run_id}
+
+
+def test_catalogue_minimum_image_size_is_timms():
+    """The TUI checks image sizes of catalogue models without torch, from MIN_IMAGE_SIZE: it must be exact."""
+    from kdengine.errors import UsageError
+    from kdengine.models.catalog import MIN_IMAGE_SIZE, known_names
+    from kdengine.models.factory import check_buildable
+
+    for name in known_names():
+        check_buildable(name, MIN_IMAGE_SIZE, False)
+        with pytest.raises(UsageError, match="too small"):
+            check_buildable(name, MIN_IMAGE_SIZE - 1, False)

@@ -309,3 +309,18 @@ async def test_results_screen_shows_a_study(tmp_path):
         assert app.screen.current == "models"
         out = await export_with_keys(pilot, tmp_path / "export")
         assert {"models.csv", "students_normal.csv", "runs.csv", "tables.md"} <= {p.name for p in out.iterdir()}
+
+
+async def test_launch_checks_models_as_the_cli_does(tmp_path):
+    """A mistyped model name is refused before anything is queued (it once became a teacher that failed forever)."""
+    app = KDStudyApp(tmp_path / "runs", start_workers=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await pilot.pause(0.2)
+        s = app.screen
+        s.query_one("#source").value = SMALL_SYNTH
+        await wait_for(pilot, lambda: "7 classes" in text_of(s.query_one("#data-summary")), timeout=30)
+        s.query_one("#teacher").value = "resnet181"
+        await pilot.press("escape", "f5")
+        await wait_for(pilot, lambda: "did you mean resnet18" in text_of(s.query_one("#form-message")), timeout=60)
+        assert RunStore(tmp_path / "runs").list_ids() == []

@@ -4,17 +4,33 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from ..errors import UsageError
 from ..options import add_options, from_args
 
 
-def store_from(args: argparse.Namespace):
+def store_from(args: argparse.Namespace, write: bool = False):
+    """The run store ``--runs-dir`` (or $KDSTUDY_HOME, or ./runs) names; with ``write``, one line and exit 2
+    when it cannot be written (a file, a read-only place, another user's folder)."""
     from ..paths import runs_dir
     from ..store import RunStore
 
-    return RunStore(runs_dir(getattr(args, "runs_dir", None)))
+    root = runs_dir(getattr(args, "runs_dir", None))
+    try:
+        if root.exists() and not root.is_dir():
+            raise UsageError(f"the runs dir {root} is a file, not a folder (pass --runs-dir DIR or set KDSTUDY_HOME)")
+        probe = root if root.exists() else next((p for p in root.parents if p.exists()), None)
+    except OSError as exc:
+        raise UsageError(f"the runs dir {root} cannot be reached by this user ({exc.strerror.lower()})") from None
+    if probe is not None and not probe.is_dir():
+        raise UsageError(f"the runs dir {root} is inside {probe}, which is a file (pass --runs-dir DIR)")
+    if write:
+        if probe is not None and not os.access(probe, os.W_OK | os.X_OK):
+            raise UsageError(f"the runs dir {root} is not writable by this user (pass --runs-dir DIR or set "
+                             "KDSTUDY_HOME)")
+    return RunStore(root)
 
 
 def add_runs_dir(p: argparse.ArgumentParser) -> None:

@@ -13,9 +13,12 @@ def register(sub) -> None:
 
 
 def run_models(args) -> int:
+    from ..errors import UsageError
     from ..models.catalog import PRETRAINED_ALIASES, THESIS, TINY
     from ..models.factory import check_name, count_params
 
+    if not 1 <= args.classes <= 100_000:
+        raise UsageError(f"--classes must lie in [1, 100000], got {args.classes}")
     if args.check:
         check_name(args.check)
         print(f"{args.check}: {count_params(args.check, args.classes):,} parameters")

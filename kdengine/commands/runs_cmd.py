@@ -8,17 +8,29 @@ from .common import add_runs_dir, print_json, resolve_run_id, store_from
 def register(sub) -> None:
     from .study_cmd import add_table_args
 
-    runs = sub.add_parser("runs", help="list, show or stop runs in the store")
+    runs = sub.add_parser("runs", help="list, show, stop, retry or check runs in the store")
     rsub = runs.add_subparsers(dest="runs_command", required=True)
     for name, fn, helptext in (("list", run_list, "one line per run"), ("show", run_show, "one run in full"),
-                               ("stop", run_stop, "ask a run to stop")):
+                               ("stop", run_stop, "ask a run to stop"),
+                               ("retry", run_retry, "queue a failed, stopped or interrupted run again (it resumes)")):
         p = rsub.add_parser(name, help=helptext)
         if name != "list":
             p.add_argument("run_id")
         add_runs_dir(p)
-        if name != "stop":
+        if name in ("list", "show"):
             p.add_argument("--json", action="store_true")
+        if name == "retry":
+            p.add_argument("--force", action="store_true",
+                           help="also a finished run whose results are damaged (trains it again)")
         p.set_defaults(handler=fn)
+    doctor = rsub.add_parser("doctor", help="find damaged runs, temp files, orphans; --fix mends what is safe")
+    add_runs_dir(doctor)
+    doctor.add_argument("--fix", action="store_true", help="remove temp files and stale records, requeue "
+                        "interrupted runs, rewrite unreadable status files")
+    doctor.set_defaults(handler=run_doctor)
+
+    pre = sub.add_parser("preflight", help="check run specs (JSON on stdin) before queueing: the TUI's launch uses it")
+    pre.set_defaults(handler=run_preflight)
 
     table = sub.add_parser("table", help="every run's tables: models (teachers, baselines) and students per strategy")
     add_runs_dir(table)
@@ -90,9 +102,64 @@ def run_show(args) -> int:
 
 
 def run_stop(args) -> int:
-    store = store_from(args)
+    store = store_from(args, write=True)
     rid = resolve_run_id(store, args.run_id)
     print(f"{rid}: {store.request_stop(rid)}")
+    return 0
+
+
+def run_retry(args) -> int:
+    from ..reports.collect import read_record
+    from ..store.runstore import METRICS
+
+    store = store_from(args, write=True)
+    rid = resolve_run_id(store, args.run_id)
+    record = read_record(store, rid)
+    state = record.state
+    if state == "damaged" and record.spec is None:
+        raise UsageError(f"{rid} cannot be retried: {record.damage} (kdengine runs doctor)")
+    if state in ("queued", "running"):
+        print(f"{rid}: already {state}")
+        return 0
+    if state == "finished" and not record.damage:
+        raise UsageError(f"{rid} is finished; its results stay (kdengine runs show {rid})")
+    if state in ("finished", "damaged"):
+        if not args.force:
+            raise UsageError(f"{rid} is finished but {record.damage}; --force trains it again")
+        (store.run_dir(rid) / METRICS).unlink(missing_ok=True)
+        store.finish(rid, "failed", f"retried with --force: {record.damage}")
+    if not store.requeue(rid):
+        raise UsageError(f"{rid} is {store.read_status(rid)['state']}: nothing to retry")
+    print(f"{rid}: queued again; it resumes from its last finished epoch. Start a worker with: "
+          f"kdengine worker --detach --runs-dir {store.root}")
+    return 0
+
+
+def run_doctor(args) -> int:
+    from ..store.doctor import describe, examine, fix
+
+    store = store_from(args, write=args.fix)
+    findings = examine(store)
+    print(describe(findings))
+    if args.fix and findings:
+        for line in fix(store, findings):
+            print(f"fixed: {line}")
+    return 0
+
+
+def run_preflight(args) -> int:
+    import json
+    import sys
+
+    from ..preflight import preflight
+    from ..runspec import RunSpec
+
+    try:
+        items = json.load(sys.stdin)
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"preflight reads a JSON list of run specs on stdin: {exc}") from None
+    preflight([RunSpec.from_dict(d) for d in (items if isinstance(items, list) else [items])], check_data=False)
+    print("ok")
     return 0
 
 
@@ -114,7 +181,9 @@ def run_worker(args) -> int:
     from .common import check_loader_workers
 
     check_loader_workers(args)
-    store = store_from(args)
+    if not args.idle_exit >= 0:
+        raise UsageError(f"--idle-exit must be a number of seconds >= 0, got {args.idle_exit}")
+    store = store_from(args, write=True)
     if args.detach:
         pids = ensure_workers(store.root, args.device, args.idle_exit)
         print(f"started worker pid(s) {pids}" if pids else "a worker is already running")

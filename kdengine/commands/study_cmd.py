@@ -76,8 +76,7 @@ def _record(store, name: str) -> dict:
 
 
 def run_study(args) -> int:
-    from ..data.config import open_source
-    from ..models.factory import check_name
+    from ..preflight import preflight
     from ..runspec import differences
     from ..store.queue import enqueue
     from ..study.expand import expand
@@ -87,10 +86,8 @@ def run_study(args) -> int:
     check_loader_workers(args)
     study = load_study(args.study, args.set, args.data)
     plan = expand(study)
-    for model in sorted({p.spec.model for p in plan}):
-        check_name(model)
-    open_source(plan[0].spec.data)  # bad data: one line, exit 2, before anything is queued
-    store = store_from(args)
+    preflight([p.spec for p in plan])  # models, sizes, weights, data: one line, exit 2, before anything is queued
+    store = store_from(args, write=not args.dry_run)
     counts = Counter("+".join(sorted(p.roles, reverse=True)) for p in plan)
     print(f"study {study.name}: {len(plan)} runs over {len(study.seeds)} seed(s): "
           + ", ".join(f"{n} {k}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1])))
@@ -99,7 +96,7 @@ def run_study(args) -> int:
             print(f"  {p.run_id:48} {'+'.join(sorted(p.roles)):18} {p.spec.describe()}")
         return 0
     save_study(store, study, plan)
-    for p in plan:
+    for p in plan:  # asking for the study again queues its failed or stopped runs again, once
         enqueue(store, p.spec)
     if study.teacher_train is not None:
         log_notes = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
@@ -125,7 +122,7 @@ def run_study(args) -> int:
         log(f"[{i}/{len(plan)}] {p.spec.describe()} (seed {p.spec.seed})")
         try:
             ensure_finished(store, p.spec, dev, trackers=lambda: make_trackers(args.tracker),
-                            progress=not args.quiet, worker=f"study:{study.name}", log=log)
+                            progress=not args.quiet, worker=f"study:{study.name}", log=log, requeue=False)
         except (RunFailed, KDError) as exc:
             failed.append((p.run_id, str(exc)))
             log(f"failed: {p.run_id}: {exc}")

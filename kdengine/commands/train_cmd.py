@@ -74,24 +74,15 @@ def spec_from_args(args, store):
                        from_args(CONFIGS["kd"], args), args.seed, teacher_train=teacher_train)
 
 
-def validate_models(spec) -> None:
-    from ..models.factory import check_name
-
-    check_name(spec.model)
-    for t in spec.teachers:
-        validate_models(t)
-
-
 def run_train(args: argparse.Namespace) -> int:
-    from ..data.config import open_source
+    from ..preflight import preflight
     from ..store.queue import enqueue_with_baseline, teacher_notes
     from ..training.executor import ensure_finished
 
     check_loader_workers(args)
-    store = store_from(args)
+    store = store_from(args, write=True)
     spec = spec_from_args(args, store)
-    validate_models(spec)
-    open_source(spec.data)  # bad data fails here, in one line, before any training
+    preflight([spec])  # models, image size, weights file, data: one line, exit 2, before anything is queued
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     for note in teacher_notes(store, spec):
         log(note)

@@ -18,7 +18,9 @@ from ..atomic import atomic_path
 
 
 def _to_gray(images: np.ndarray, where: str) -> np.ndarray:
-    """(N,H,W) or (N,H,W,C) of any dtype to (N,H,W) uint8."""
+    """(N,H,W) or (N,H,W,C) of a numeric dtype to (N,H,W) uint8; NaN, infinities and empty images refused."""
+    if images.dtype.kind not in "uifb":
+        raise DataError(f"{where}: images must be numbers, got dtype {images.dtype}")
     if images.ndim == 4:
         if images.shape[-1] == 1:
             images = images[..., 0]
@@ -29,6 +31,12 @@ def _to_gray(images: np.ndarray, where: str) -> np.ndarray:
             raise DataError(f"{where}: images have {images.shape[-1]} channels; expected 1, 3 or 4")
     if images.ndim != 3:
         raise DataError(f"{where}: images must be (N, H, W) or (N, H, W, C), got shape {images.shape}")
+    if images.shape[1] < 1 or images.shape[2] < 1:
+        raise DataError(f"{where}: images are empty (shape {images.shape})")
+    if images.shape[1] * images.shape[2] > 64_000_000:
+        raise DataError(f"{where}: images of {images.shape[1]} x {images.shape[2]} pixels are over the 64 Mpx limit")
+    if images.dtype.kind == "f" and not np.isfinite(images).all():
+        raise DataError(f"{where}: images hold NaN or infinite values")
     if images.dtype != np.uint8:
         images = images.astype(np.float32)
         hi = float(images.max()) if images.size else 1.0
@@ -73,9 +81,11 @@ class NpzSource(ArraySource):
             raise DataError(f"npz: no such file: {path}")
         try:
             arrays = np.load(path, allow_pickle=False)
-            keys = set(arrays.files)
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise DataError(f"npz: cannot read {path}: {exc}") from None
+        if not isinstance(arrays, np.lib.npyio.NpzFile):
+            raise DataError(f"npz: {path} holds one array, not an .npz archive of named arrays")
+        keys = set(arrays.files)
         for need in ("train_images", "train_labels", "test_images", "test_labels"):
             if need not in keys:
                 raise DataError(f"npz: {path} has no array '{need}' (found: {', '.join(sorted(keys)) or 'none'})")
@@ -84,11 +94,11 @@ class NpzSource(ArraySource):
         for split in SPLITS:
             if f"{split}_images" not in keys:
                 continue
-            imgs = _to_gray(arrays[f"{split}_images"], f"npz:{path} {split}_images")
-            labels = arrays[f"{split}_labels"]
+            imgs = _to_gray(_array(arrays, f"{split}_images", path), f"npz:{path} {split}_images")
+            labels = _array(arrays, f"{split}_labels", path)
             if labels.ndim == 2 and labels.shape[1] > 1:
                 raise DataError(f"npz: {split}_labels is multi-label {labels.shape}; only single-label tasks are supported")
-            labels = labels.reshape(-1).astype(np.int64)
+            labels = _labels(labels.reshape(-1), f"npz:{path} {split}_labels")
             if len(labels) != len(imgs):
                 raise DataError(f"npz: {split}_images has {len(imgs)} images but {split}_labels has {len(labels)} labels")
             labels_all[split] = labels
@@ -106,6 +116,29 @@ class NpzSource(ArraySource):
             self.notes.append(f"no val arrays: {val_fraction:.0%} of train carved out as val (stratified)")
         st = path.stat()
         self._fingerprint = f"npz|{path}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def _array(arrays, key: str, path: Path) -> np.ndarray:
+    """One array of an .npz; object arrays (pickles) are refused, never loaded."""
+    try:
+        return arrays[key]
+    except ValueError as exc:
+        raise DataError(f"npz: {path}: '{key}' is an object array ({exc}); kdstudy loads no pickles") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"npz: {path}: '{key}' cannot be read ({exc})") from None
+
+
+def _labels(labels: np.ndarray, where: str) -> np.ndarray:
+    """Class indices 0..K-1 as int64: strings, fractions, NaN and negative numbers are refused."""
+    if labels.dtype.kind not in "uib":
+        if labels.dtype.kind != "f" or not np.isfinite(labels).all() or not (labels == np.round(labels)).all():
+            raise DataError(f"{where}: labels must be whole class numbers 0..K-1, got dtype {labels.dtype}")
+    labels = labels.astype(np.int64)
+    if labels.size and labels.min() < 0:
+        raise DataError(f"{where}: labels must be class numbers 0..K-1, found {int(labels.min())}")
+    if labels.size and labels.max() > 10_000:
+        raise DataError(f"{where}: label {int(labels.max())} is not a plausible class number (at most 10000 classes)")
+    return labels
 
 
 class SyntheticSource(ArraySource):

@@ -8,6 +8,7 @@ metadata file is written last, atomically, and a cache without it is never used.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -19,7 +20,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from ..atomic import atomic_path, write_json
+from ..atomic import atomic_path, disk_errors, write_json
 from ..errors import DataError
 from ..paths import cache_dir
 from .source import SPLITS, Skipped, Source
@@ -113,10 +114,19 @@ def _build(source: Source, refs: list, size: int, data_path: Path, skip_bad: boo
            progress: Callable[[int, int], None] | None) -> dict[str, str]:
     n = len(refs)
     bad: dict[str, str] = {}
-    with atomic_path(data_path) as tmp:
+    with atomic_path(data_path) as tmp, disk_errors(data_path):
         if n == 0:
             return bad
-        out = np.memmap(tmp, np.uint8, mode="w+", shape=(n, size, size))
+        # Reserve the space first: writing pages of a sparse memmap onto a full disk kills the process
+        # with SIGBUS; a reservation fails cleanly with ENOSPC instead.
+        with open(tmp, "r+b") as fh:
+            try:
+                os.posix_fallocate(fh.fileno(), 0, n * size * size)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                    raise
+                fh.truncate(n * size * size)  # a file system that cannot reserve: sparse, as before
+        out = np.memmap(tmp, np.uint8, mode="r+", shape=(n, size, size))
 
         def work(i: int, out: np.ndarray = out) -> None:
             try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +25,40 @@ def is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
+MAX_PIXELS = 64_000_000  # 8000 x 8000: far above any radiograph, far below a decompression bomb
+
+
 def decode_gray(path: str | os.PathLike) -> np.ndarray:
-    """Decode any 8/16-bit, grayscale/RGB/palette image to 2-D uint8. Raises DataError."""
+    """Decode any 8/16-bit, grayscale/RGB/palette image to 2-D uint8. Raises DataError.
+
+    The size in the header is checked before any pixel is decoded: a file that claims 20000 x 20000 pixels
+    is refused, not decoded into 400 MB. Any failure of the decoder on hostile or damaged bytes is a
+    DataError naming the file."""
     try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(im, dtype=np.float32)
-                hi = float(arr.max()) or 1.0
-                return (arr / hi * 255 + 0.5).astype(np.uint8)
-            return np.asarray(im.convert("L"), dtype=np.uint8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > MAX_PIXELS:
+                    raise DataError(f"image too large: {path} claims {w} x {h} pixels (kdstudy's limit is "
+                                    f"{MAX_PIXELS // 1_000_000} Mpx; use --skip-bad to skip it)")
+                if w < 1 or h < 1:
+                    raise DataError(f"empty image: {path} has {w} x {h} pixels")
+                im.load()
+                if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                    arr = np.nan_to_num(np.asarray(im, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+                    lo, hi = float(arr.min()), float(arr.max())
+                    return ((arr - min(lo, 0.0)) / ((hi - min(lo, 0.0)) or 1.0) * 255 + 0.5).astype(np.uint8)
+                return np.asarray(im.convert("L"), dtype=np.uint8)
+    except DataError:
+        raise
+    except MemoryError:
+        raise DataError(f"image too large to decode: {path}") from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise DataError(f"image too large: {path} ({exc}; use --skip-bad to skip it)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"corrupt or unreadable image: {path} ({exc.__class__.__name__})") from None
+    except Exception as exc:  # noqa: BLE001 - a decoder meeting hostile bytes can raise anything
         raise DataError(f"corrupt or unreadable image: {path} ({exc.__class__.__name__})") from None
 
 
@@ -53,7 +77,10 @@ class FileSource(Source):
             idx = self.splits[split]
             h.update(split.encode())
             for ref, label in zip(idx.refs, idx.labels):
-                st = os.stat(ref)
+                try:
+                    st = os.stat(ref)
+                except OSError as exc:
+                    raise DataError(f"{ref}: {exc.strerror.lower()} (was it moved while kdstudy read the data?)") from None
                 h.update(f"{ref}|{label}|{st.st_size}|{st.st_mtime_ns}\n".encode())
         return h.hexdigest()
 
@@ -67,7 +94,12 @@ def _images_in(folder: Path, skipped: list[Skipped]) -> list[Path]:
             if is_hidden(f):
                 skipped.append(Skipped(str(p), "hidden or macOS metadata file"))
             elif p.suffix.lower() in IMAGE_EXTS:
-                out.append(p)
+                if not p.exists():
+                    skipped.append(Skipped(str(p), "a link to a file that does not exist"))
+                elif not p.is_file():
+                    skipped.append(Skipped(str(p), "not a regular file"))
+                else:
+                    out.append(p)
     return out
 
 
@@ -119,8 +151,15 @@ class FolderSource(FileSource):
 
 
 def _read_csv_rows(path: Path) -> list[list[str]]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        return [row for row in csv.reader(fh) if row]
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            return [row for row in csv.reader(fh) if row]
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text (MURA's CSV files are plain ASCII; is the file damaged?)") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read it ({exc.strerror})") from None
 
 
 class MuraSource(FileSource):
@@ -206,6 +245,9 @@ class MuraSource(FileSource):
                     study_key = study_dir.relative_to(root).as_posix()
                     label = study_labels.get(study_key, 1 if m.group(1) == "positive" else 0)
                 idx.add(str(img), label, patient)
+        if listed is not None and listed and not found and len(idx) == 0:
+            raise DataError(f"mura: {csv_path} lists none of the images under {root / sub} (is it the right file, "
+                            "or damaged?)")
         if listed is not None:
             for rel in sorted(listed - found):
                 if not any(is_hidden(part) for part in rel.split("/")):

@@ -38,10 +38,12 @@ class SyntheticConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.images < 2 * len(CLASSES) * 3:
-            raise ValueError(f"synthetic: images must be at least {2 * len(CLASSES) * 3}")
-        if not 0.0 <= self.difficulty <= 1.0:
-            raise ValueError("synthetic: difficulty must lie in [0, 1]")
+        if not 2 * len(CLASSES) * 3 <= self.images <= 200_000:
+            raise ValueError(f"synthetic: images must lie in [{2 * len(CLASSES) * 3}, 200000], got {self.images}")
+        if not 0.0 <= self.difficulty <= 1.0:  # NaN fails this too
+            raise ValueError(f"synthetic: difficulty must lie in [0, 1], got {self.difficulty}")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"synthetic: seed must lie in [0, {2**32 - 1}], got {self.seed}")
 
 
 # -- primitives: ("seg", (x0, y0), (x1, y1), radius) and ("ell", (cx, cy), (ax, ay), angle) ----

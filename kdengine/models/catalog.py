@@ -27,5 +27,10 @@ APPROX_PARAMS = {
 }
 
 
+# The smallest image side every catalogue model takes (its total stride): proved by a test against timm,
+# so that the TUI can check the image size without torch.
+MIN_IMAGE_SIZE = 32
+
+
 def known_names() -> list[str]:
     return list(THESIS) + list(TINY)

@@ -83,10 +83,11 @@ def create_model(name: str, num_classes: int, pretrained: bool = False, pretrain
         kwargs["pretrained_cfg_overlay"] = {"file": str(_weights_file(Path(pretrained_from).expanduser(), name))}
     try:
         return timm.create_model(name, pretrained=True, num_classes=num_classes, in_chans=chans, **kwargs)
-    except (OSError, RuntimeError, ValueError) as exc:  # no network, no file, or incompatible weights
+    except Exception as exc:  # noqa: BLE001 - no network, no file, a file that is not weights, weights that do not fit
         msg = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
-        raise UsageError(f"cannot load pretrained weights for '{name}': {msg} "
-                         "(offline? pass --pretrained-from FILE_OR_DIR)") from None
+        where = f" from {kwargs['pretrained_cfg_overlay']['file']}" if kwargs else ""
+        hint = "check the file" if kwargs else "offline? pass --pretrained-from FILE_OR_DIR"
+        raise UsageError(f"cannot load pretrained weights for '{name}'{where}: {msg} ({hint})") from None
 
 
 def count_params(name: str, num_classes: int = 7, in_chans: int = 1) -> int:
@@ -95,7 +96,46 @@ def count_params(name: str, num_classes: int = 7, in_chans: int = 1) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def check_image_size(model: nn.Module, name: str, image_size: int, channels: int) -> None:
+def check_buildable(name: str, image_size: int, pretrained: bool) -> None:
+    """The model exists in timm and takes ``image_size`` images: proved on the meta device (no memory, no
+    weights, milliseconds), so that it is known before anything is queued."""
+    check_name(name)
+    chans = input_channels(pretrained)
+    with torch.device("meta"):
+        model = timm.create_model(name, pretrained=False, num_classes=2, in_chans=chans)
+    check_image_size(model, name, image_size, chans, device="meta")
+
+
+def check_weights_file(path: str, name: str) -> Path:
+    """``--pretrained-from`` names a weights file for ``name`` that can be read: safetensors with a valid
+    header, or a PyTorch checkpoint (zip or pickle). Only the header is read."""
+    file = _weights_file(Path(path).expanduser(), resolve_pretrained_name(name, lambda m: None))
+    try:
+        size = file.stat().st_size
+        with open(file, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise UsageError(f"--pretrained-from {file}: cannot read it ({exc.strerror})") from None
+    if size == 0:
+        raise UsageError(f"--pretrained-from {file}: the file is empty")
+    if file.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(file), framework="pt") as fh:
+                if not list(fh.keys()):
+                    raise UsageError(f"--pretrained-from {file}: the safetensors file holds no tensors")
+        except UsageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - SafetensorError and friends: not a safetensors file
+            raise UsageError(f"--pretrained-from {file}: not a valid safetensors file "
+                             f"({str(exc).splitlines()[0][:120]})") from None
+    elif not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise UsageError(f"--pretrained-from {file}: not a PyTorch checkpoint or safetensors file")
+    return file
+
+
+def check_image_size(model: nn.Module, name: str, image_size: int, channels: int, device: str = "cpu") -> None:
     """Raise UsageError when the model cannot take images this small."""
     reduction = 1
     info = getattr(model, "feature_info", None)
@@ -106,13 +146,13 @@ def check_image_size(model: nn.Module, name: str, image_size: int, channels: int
     minimum = max(8, reduction)
     if image_size < minimum:
         raise UsageError(f"image size {image_size} is too small for '{name}' (at least {minimum})")
-    if image_size < 128:  # cheap enough to prove with one forward pass
+    if image_size < 128 or device == "meta":  # cheap enough to prove with one forward pass
         was_training = model.training
         model.eval()
         try:
             with torch.no_grad():
-                model(torch.zeros(1, channels, image_size, image_size))
-        except RuntimeError as exc:
+                model(torch.zeros(1, channels, image_size, image_size, device=device))
+        except (RuntimeError, ValueError) as exc:
             raise UsageError(f"image size {image_size} is too small for '{name}' ({str(exc).splitlines()[0][:120]})") from None
         finally:
             model.train(was_training)

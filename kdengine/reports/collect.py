@@ -130,7 +130,10 @@ def read_record(store: RunStore, run_id: str) -> RunRecord:
         metrics, damage = None, damage or "metrics.json is not a JSON object"
     if spec is not None and damage is None and metrics is None and (d / "metrics.json").exists():
         damage = "metrics.json is damaged (not valid JSON)"
-    return RunRecord(run_id=run_id, spec=spec, status=store.read_status(run_id), metrics=metrics, damage=damage)
+    status = store.read_status(run_id)
+    if damage is None and status.get("state") == "finished" and metrics is None:
+        damage = "finished, but metrics.json is missing"
+    return RunRecord(run_id=run_id, spec=spec, status=status, metrics=metrics, damage=damage)
 
 
 def collect(store: RunStore) -> list[RunRecord]:

@@ -290,8 +290,14 @@ def runs_csv(rows: list[dict]) -> str:
 def export(tables: Tables, out_dir: Path, fmt: str = "csv") -> list[Path]:
     """Write each table as ``<name>.csv`` and/or ``<name>.md``, the long ``runs.csv``, and with Markdown one
     ``tables.md`` holding them all. Returns the paths written."""
+    from ..atomic import disk_errors
+    from ..errors import UsageError
+
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} is a file, not a folder")
+    with disk_errors(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     formats = ("csv", "md") if fmt == "both" else (fmt,)
     for table in tables.tables:

@@ -6,14 +6,15 @@ from ..runspec import RunSpec, baseline_of, differences
 from .runstore import RunStore
 
 
-def enqueue(store: RunStore, spec: RunSpec) -> str:
+def enqueue(store: RunStore, spec: RunSpec, requeue: bool = True) -> str:
     """Write ``spec`` (and its teachers, first) into the store as queued runs, unless they exist.
 
-    A failed or stopped run that is asked for again is queued again (it resumes).
+    Queueing is a person's request (train, study run, the TUI's launch): a failed or stopped run asked
+    for again is queued again, and resumes from its last finished epoch (``requeue=False`` leaves it).
     """
     for t in spec.teachers:
-        enqueue(store, t)
-    if not store.create(spec):
+        enqueue(store, t, requeue)
+    if not store.create(spec) and requeue:
         store.requeue(spec.run_id)
     return spec.run_id
 

@@ -7,7 +7,6 @@ imports torch, so the TUI and the table exports stay light.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -16,29 +15,14 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..atomic import write_json
+from ..atomic import disk_errors, remove_temp_files, write_json
+from .liveness import pid_alive, process_start
 
 STATES = ("queued", "running", "finished", "failed", "stopped")
-HEARTBEAT_S = 5.0  # how often a running worker refreshes the heartbeat
-STALE_S = 120.0  # a heartbeat older than this means the worker is gone
+HEARTBEAT_S = 5.0  # how often a running run refreshes its heartbeat (a thread does, whatever the run is doing)
+STALE_S = 120.0  # a heartbeat older than this means the process is gone (or hung)
 SPEC, STATUS, EVENTS, METRICS, STOP = "spec.json", "status.json", "events.jsonl", "metrics.json", "stop.request"
-
-
-def pid_alive(pid: int) -> bool:
-    """True if ``pid`` runs and is a Python process (a recycled pid of another program is not our worker)."""
-    try:
-        os.kill(pid, 0)
-    except OSError as exc:
-        return exc.errno == errno.EPERM
-    try:  # a zombie (exited child not yet reaped) is not alive
-        with open(f"/proc/{pid}/stat") as fh:
-            if fh.read().rsplit(")", 1)[-1].split()[0] == "Z":
-                return False
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            cmd = fh.read()
-        return b"python" in cmd or b"kdengine" in cmd
-    except OSError:
-        return True
+BEST = "checkpoints/best.safetensors"
 
 
 def read_json(path: Path) -> dict | None:
@@ -155,24 +139,53 @@ class RunStore:
         return read_jsonl(self.run_dir(run_id) / EVENTS, offset)
 
     def read_status(self, run_id: str) -> dict:
-        """The status as written, with a dead worker's run shown as failed (not running forever)."""
-        status = read_json(self.run_dir(run_id) / STATUS) or {"state": "queued", "reason": None}
-        if status.get("state") == "running":
+        """Where a run stands, from the best evidence the store holds.
+
+        - A run with ``metrics.json`` and its best checkpoint is finished, whatever status.json says
+          (a status lost to a crash or a bad disk never sends finished work back to the queue).
+        - An unreadable status.json is rebuilt from the event log's last lifecycle event.
+        - A ``running`` run whose process is gone (or whose heartbeat stopped) reads as ``failed``
+          with ``stale: true`` and the reason: it was interrupted, and resumes when asked to.
+        """
+        d = self.run_dir(run_id)
+        status = read_json(d / STATUS)
+        if not isinstance(status, dict) or status.get("state") not in STATES:
+            status = self._status_from_events(run_id)
+        if status["state"] != "finished" and (d / BEST).is_file() and isinstance(read_json(d / METRICS), dict):
+            return {**status, "state": "finished", "reason": None,
+                    "note": f"status.json said {status['state']}; metrics and best checkpoint show it finished"}
+        if status["state"] == "running":
             dead = self._dead_reason(status)
             if dead:
                 status = {**status, "state": "failed", "reason": dead, "stale": True}
         return status
 
+    def _status_from_events(self, run_id: str) -> dict:
+        events, _ = self.read_events(run_id)
+        last = next((e for e in reversed(events) if e.get("type") == "lifecycle" and e.get("state") in STATES), None)
+        if last is None:
+            return {"state": "queued", "reason": None, "recovered": "status.json unreadable; no lifecycle event"}
+        status = {"state": last["state"], "reason": last.get("reason"), "updated": last.get("t"),
+                  "recovered": "status.json unreadable; rebuilt from the event log"}
+        if last["state"] == "running":
+            status.update(pid=last.get("pid"), pid_start=last.get("pid_start"), host=last.get("host"),
+                          heartbeat=last.get("t"))
+        return status
+
     def _dead_reason(self, status: dict) -> str | None:
-        """On this host the pid decides; for a worker on another host, the heartbeat's age."""
+        """A running run is alive when its process is (pid and start time, on this host) and its heartbeat is
+        fresh; on another host, the heartbeat alone decides."""
         beat = float(status.get("heartbeat") or status.get("updated") or 0)
         age = time.time() - beat
         if status.get("host") == socket.gethostname() and status.get("pid"):
-            if pid_alive(int(status["pid"])):
-                return None
-            return f"worker (pid {status['pid']}) died; last heartbeat {age:.0f}s ago"
+            try:
+                pid = int(status["pid"])
+            except (TypeError, ValueError):
+                return "status.json names no valid pid"
+            if not pid_alive(pid, status.get("pid_start")):
+                return f"interrupted: its process (pid {pid}) is gone; last heartbeat {age:.0f}s ago"
         if age > STALE_S:
-            return f"no heartbeat for {age:.0f}s: the worker is gone"
+            return f"interrupted: no heartbeat for {age:.0f}s (the process is gone or hung)"
         return None
 
     # -- writing ---------------------------------------------------------------------
@@ -182,12 +195,16 @@ class RunStore:
         status = {"state": state, "reason": reason, "updated": now, **extra}
         if state == "running":
             status.setdefault("pid", os.getpid())
+            status.setdefault("pid_start", process_start(os.getpid()))
             status.setdefault("host", socket.gethostname())
             status.setdefault("heartbeat", now)
         write_json(self.run_dir(run_id) / STATUS, status)
 
     def heartbeat(self, run_id: str, **extra: Any) -> None:
-        current = read_json(self.run_dir(run_id) / STATUS) or {}
+        """Refresh a running run's heartbeat (and progress). Only the process that claimed it calls this."""
+        current = read_json(self.run_dir(run_id) / STATUS)
+        if not isinstance(current, dict) or current.get("state") != "running":
+            return  # finished, or taken away: never resurrect a status
         current.update(extra)
         current["heartbeat"] = current["updated"] = time.time()
         write_json(self.run_dir(run_id) / STATUS, current)
@@ -196,6 +213,11 @@ class RunStore:
         """Append one JSON line; first mends a torn last line left by a crashed writer."""
         path = self.run_dir(run_id) / EVENTS
         line = json.dumps({"t": round(time.time(), 3), **event}, default=_plain, separators=(",", ":"))
+        with disk_errors(path):
+            self._append(path, line)
+
+    @staticmethod
+    def _append(path: Path, line: str) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             size = os.fstat(fd).st_size
@@ -213,35 +235,50 @@ class RunStore:
         write_json(self.run_dir(run_id) / METRICS, metrics)
 
     # -- lifecycle -----------------------------------------------------------------
-    def claim(self, run_id: str, worker: str, force: bool = False) -> bool:
-        """Move a run to running for this process; False if someone else has it or it is done.
+    def claim(self, run_id: str, worker: str) -> bool:
+        """Move a queued run to running for this process; False if it is not queued.
 
-        Queued, failed and stopped runs can be claimed (failed/stopped ones resume);
-        ``force`` is not needed for a run whose worker died: it reads as failed.
+        Only queued runs are claimed. A failed, stopped or interrupted run goes back to the queue
+        only when someone asks (``requeue``): a run that fails is never retried in a loop. Temp files
+        left by a write that was killed are removed here, before the run resumes.
         """
         with self.lock():
-            state = self.read_status(run_id)["state"]
-            if state == "running" or (state == "finished" and not force):
+            status = self.read_status(run_id)
+            if status["state"] != "queued":
                 return False
             with contextlib.suppress(FileNotFoundError):
                 (self.run_dir(run_id) / STOP).unlink()
+            remove_temp_files(self.run_dir(run_id))
             self.write_status(run_id, "running", worker=worker)
-            self.append_event(run_id, {"type": "lifecycle", "state": "running", "worker": worker,
-                                       "pid": os.getpid(), "resumed_from": state if state != "queued" else None})
+            self.append_event(run_id, {"type": "lifecycle", "state": "running", "worker": worker, "pid": os.getpid(),
+                                       "pid_start": process_start(os.getpid()), "host": socket.gethostname(),
+                                       "resumed_from": status.get("requeued_from")})
             return True
 
     def finish(self, run_id: str, state: str, reason: str | None = None) -> None:
         self.write_status(run_id, state, reason)
         self.append_event(run_id, {"type": "lifecycle", "state": state, "reason": reason})
 
-    def requeue(self, run_id: str) -> None:
+    def requeue(self, run_id: str) -> bool:
+        """Queue a failed, stopped or interrupted run again (it resumes from its last finished epoch)."""
         with self.lock():
-            if self.read_status(run_id)["state"] in ("failed", "stopped"):
-                self.write_status(run_id, "queued")
-                self.append_event(run_id, {"type": "lifecycle", "state": "queued", "requeued": True})
+            status = self.read_status(run_id)
+            if status["state"] not in ("failed", "stopped"):
+                return False
+            self.write_status(run_id, "queued", requeued_from=status["state"])
+            self.append_event(run_id, {"type": "lifecycle", "state": "queued", "requeued_from": status["state"]})
+            return True
+
+    def note_waiting(self, run_id: str, reason: str) -> None:
+        """Say why a queued run cannot start (its teacher failed), once."""
+        with self.lock():
+            status = self.read_status(run_id)
+            if status["state"] == "queued" and status.get("reason") != reason:
+                self.write_status(run_id, "queued", reason, **{k: v for k, v in status.items()
+                                                               if k in ("requeued_from",)})
 
     def request_stop(self, run_id: str) -> str:
-        """Ask a run to stop: a running run stops at its next step; a queued one stops now."""
+        """Ask a run to stop: a running run stops within a heartbeat; a queued one stops now."""
         with self.lock():
             state = self.read_status(run_id)["state"]
             if state == "queued":
@@ -263,12 +300,15 @@ class RunStore:
             return out
         for p in d.glob("worker-*.json"):
             info = read_json(p)
-            if not info:
+            if not isinstance(info, dict):
                 continue
-            fresh = time.time() - float(info.get("heartbeat", 0)) < STALE_S
-            local = info.get("host") == socket.gethostname()
-            if fresh and (not local or pid_alive(int(info.get("pid", 0)))):
-                out.append(info)
+            try:
+                fresh = time.time() - float(info.get("heartbeat", 0)) < STALE_S
+                local = info.get("host") == socket.gethostname()
+                if fresh and (not local or pid_alive(int(info.get("pid", 0)), info.get("pid_start"))):
+                    out.append(info)
+            except (TypeError, ValueError):
+                continue
         return out
 
 

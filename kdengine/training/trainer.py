@@ -28,7 +28,6 @@ from .. import strategy_catalog as catalog
 from ..runspec import RunSpec
 from ..strategy_catalog import size_warning
 from ..store import RunStore
-from ..store.runstore import HEARTBEAT_S
 from .checkpoints import load_best, load_last, save_best, save_last
 from .device import DeviceSetup
 from .metrics import agreement, classification_metrics, macro_f1, study_level
@@ -98,7 +97,7 @@ def _seed_everything(seed: int) -> None:
 
 class Trainer:
     def __init__(self, store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers=(), progress: bool = True,
-                 log=None) -> None:
+                 log=None, beat=None) -> None:
         self.store = store
         self.spec = spec
         self.run_id = spec.run_id
@@ -106,7 +105,7 @@ class Trainer:
         self.trackers = list(trackers)
         self.progress = Progress(spec.describe(), enabled=progress)
         self.log = log or self.progress.line
-        self._last_beat = 0.0
+        self.beat = beat  # the executor's Heartbeat: carries progress out, and stop requests in
         self._teacher_cache: dict[str, np.ndarray] = {}
 
     # -- set-up -------------------------------------------------------------------------------------
@@ -190,7 +189,7 @@ class Trainer:
         """Probabilities, labels and mean cross-entropy of ``forward`` over one split (eval transform)."""
         probs, labels, loss_sum = [], [], 0.0
         for x, y, _ in self._loader(self.eval_ds[split]):
-            self._beat(keep=True)
+            self._beat()
             x = x.to(self.dev.device, non_blocking=True)
             y = y.to(self.dev.device, non_blocking=True)
             with self.dev.autocast():
@@ -218,18 +217,15 @@ class Trainer:
         return self._teacher_cache[split]
 
     # -- the loop -------------------------------------------------------------------------------------
-    def _beat(self, keep: bool = False, **progress) -> None:
-        """Refresh the heartbeat (every HEARTBEAT_S) and honour a stop request.
+    def _beat(self, **progress) -> None:
+        """Hand the latest progress to the heartbeat thread, and honour a stop request it noticed.
 
-        ``keep`` refreshes it without replacing the last progress (during evaluation)."""
-        now = time.time()
-        if now - self._last_beat >= HEARTBEAT_S:
-            self._last_beat = now
-            if keep:
-                self.store.heartbeat(self.run_id)
-            else:
-                self.store.heartbeat(self.run_id, progress=progress)
-        if self.store.stop_requested(self.run_id):
+        No file system access here: this runs every step."""
+        if self.beat is None:
+            return
+        if progress:
+            self.beat.progress = progress
+        if self.beat.stop_requested.is_set():
             raise Stopped()
 
     def prepare(self) -> None:
@@ -257,6 +253,13 @@ class Trainer:
         state = TrainState.from_dict(last["state"])
         self.log(f"resuming {self.run_id} after epoch {state.epoch}")
         self.store.append_event(self.run_id, {"type": "resume", "epoch": state.epoch})
+        before = next((e.get("threads") for e in reversed(self.store.read_events(self.run_id)[0])
+                       if e.get("type") == "start"), None)
+        if self.dev.device.type == "cpu" and before not in (None, torch.get_num_threads()):
+            msg = (f"this run started with {before} CPU threads and resumes with {torch.get_num_threads()}: "
+                   "CPU results repeat exactly only at the same thread count")
+            self.log(f"warning: {msg}")
+            self.store.append_event(self.run_id, {"type": "warning", "message": msg})
         return state
 
     def run(self) -> dict:
@@ -269,7 +272,8 @@ class Trainer:
         store.append_event(rid, {"type": "start", "epochs": spec.train.epochs, "steps_per_epoch": self.steps_per_epoch,
                                  "train_images": len(self.train_ds), "val_images": len(self.eval_ds["val"]),
                                  "test_images": len(self.eval_ds["test"]), "params": self.n_params,
-                                 "device": str(self.dev.device), "classes": self.class_names,
+                                 "device": str(self.dev.device), "threads": torch.get_num_threads(),
+                                 "classes": self.class_names,
                                  "teachers": self.teacher_info, "synthetic": self.source.synthetic})
         self.val_teacher = self._teacher_probs("val")
         self.progress.start(self.total_steps, state.global_step)
@@ -406,7 +410,9 @@ class Trainer:
         results: dict = {"run_id": rid, "describe": spec.describe(), "model": spec.model, "strategy": spec.strategy,
                          "kind": spec.kind, "class_names": self.class_names, "best_epoch": state.best_epoch,
                          "epochs_run": state.epoch, "params": self.n_params, "seconds": None,
-                         "synthetic": self.source.synthetic, "teachers": self.teacher_info}
+                         "synthetic": self.source.synthetic, "teachers": self.teacher_info,
+                         "runtime": {"device": self.dev.device.type, "threads": torch.get_num_threads(),
+                                     "torch": torch.__version__}}
         for split in ("train", "val", "test"):
             metrics, probs = self.evaluate(split)
             if self.teachers:

@@ -20,8 +20,8 @@ from textual.widgets import Button, Collapsible, Footer, Header, Input, Label, S
 from kdengine import strategy_catalog as catalog
 from kdengine.errors import KDError
 
-from ..forms import DEVICES, PRESETS, defaults, display, model_note, model_suggestions, option_fields, \
-    size_warning, spec_from_form
+from ..forms import DEVICES, PRESETS, defaults, display, model_note, model_suggestions, needs_preflight, \
+    option_fields, size_warning, spec_from_form
 from ..messages import LaunchRequested
 from ..widgets.tick import Tick
 
@@ -222,8 +222,30 @@ class LaunchScreen(Screen):
             message.update(Text(f"✗ {err}", style="red"))
             self._focus_field(err.field)
             return
-        self.post_message(LaunchRequested(spec, values["device"], bool(values.get("baseline", True))))
-        message.update(Text(f"✓ queued {spec.run_id}", style="green"))
+        request = LaunchRequested(spec, values["device"], bool(values.get("baseline", True)))
+        if needs_preflight(spec):
+            message.update(Text("checking the models and settings with the engine…", style="dim"))
+            self.preflight_then_launch(request)
+        else:
+            self._launch(request)
+
+    def _launch(self, request: LaunchRequested) -> None:
+        self.post_message(request)
+        self.query_one("#form-message", Static).update(Text(f"✓ queued {request.spec.run_id}", style="green"))
+
+    @work(thread=True, exclusive=True, group="preflight")
+    def preflight_then_launch(self, request: LaunchRequested) -> None:
+        """The same checks as `kdengine train` before anything is queued (models, sizes, weights), in a
+        subprocess: the TUI never imports torch."""
+        import json
+
+        proc = subprocess.run([sys.executable, "-m", "kdengine", "preflight"], input=json.dumps([request.spec.to_dict()]),
+                              capture_output=True, text=True, timeout=300)
+        if proc.returncode == 0:
+            self.app.call_from_thread(self._launch, request)
+            return
+        err = (proc.stderr.strip().splitlines() or ["the engine refused the spec"])[-1].removeprefix("error: ")
+        self.app.call_from_thread(self.query_one("#form-message", Static).update, Text(f"✗ {err}", style="red"))
 
     def _focus_field(self, field: str | None) -> None:
         if not field:
