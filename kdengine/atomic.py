@@ -58,7 +58,14 @@ def atomic_path(path: Path) -> Iterator[Path]:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         try:
-            yield Path(tmp)
+            try:
+                yield Path(tmp)
+            except (OSError, KDError):
+                raise
+            except Exception:  # a writer (safetensors, torch.save) that hides ENOSPC in its own error type
+                if _disk_nearly_full(path.parent, tmp):
+                    raise OSError(errno.ENOSPC, "No space left on device", str(path)) from None
+                raise
             os.chmod(tmp, FILE_MODE)  # after the writer: some (safetensors) replace the file they are given
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
@@ -68,6 +75,16 @@ def atomic_path(path: Path) -> Iterator[Path]:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+
+
+def _disk_nearly_full(folder: Path, tmp: str) -> bool:
+    import shutil
+
+    try:
+        written = os.path.getsize(tmp)
+        return shutil.disk_usage(folder).free < max(1 << 20, 2 * written)
+    except OSError:
+        return False
 
 
 def _fault_pause(name: str, spec: str) -> None:

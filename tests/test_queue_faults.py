@@ -293,3 +293,25 @@ def test_kdstudy_debug_keeps_the_traceback_for_environment_errors(capsys, monkey
     assert cli.main([]) == 2
     assert "input/output error: /dev/sdz" in capsys.readouterr().err
     os.environ.pop("KDSTUDY_DEBUG", None)
+
+
+def test_a_writer_that_hides_enospc_in_its_own_error_is_still_a_full_disk(monkeypatch, tmp_path):
+    """safetensors reports a full disk as SafetensorError("... No space left on device (os error 28)")."""
+    import shutil
+
+    from kdengine import atomic
+
+    class SafetensorError(Exception):
+        pass
+
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=1000))
+    with pytest.raises(atomic.DiskFull, match="disk full writing .*best.safetensors"):
+        with atomic.atomic_path(tmp_path / "best.safetensors") as tmp:
+            tmp.write_bytes(b"x" * 5000)
+            raise SafetensorError("Error while serializing: I/O error")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage)  # plenty of space: the writer's own error stands
+    with pytest.raises(SafetensorError):
+        with atomic.atomic_path(tmp_path / "best.safetensors"):
+            raise SafetensorError("a bug")
