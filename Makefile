@@ -4,6 +4,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.kdstudy-installed
 export NO_ALBUMENTATIONS_UPDATE := 1
+export RAY_AUTH_MODE ?= disabled
+export RAY_USAGE_STATS_ENABLED ?= 0
 
 .PHONY: setup run demo test bench faults clean
 
@@ -13,7 +15,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,neptune,tensorboard]'
+	$(PY) -m pip install --quiet -e '.[dev,neptune,tensorboard,ray,bench]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -28,7 +30,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 # 20 SIGKILLs of a worker (half of them inside checkpoint writes) across a teacher and its student
 faults: $(STAMP)

@@ -2,11 +2,13 @@
 
     python -m benchmarks.run [--quick] [--device auto|cpu|cuda] [--out results.json]
 
-1. cache:   one pass over the images from the decoded memmap cache vs decoding the PNGs (what an
-            epoch costs without the cache).
-2. startup: kdtui's time to its first screen vs a bare Textual app's (the TUI never imports torch).
-3. kd-step: a distillation training step (student + frozen teacher forward) vs a plain cross-entropy
-            step of the same student.
+1. cache:    one pass over the images from the decoded memmap cache vs decoding the PNGs (what an
+             epoch costs without the cache).
+2. startup:  kdtui's time to its first screen vs a bare Textual app's (the TUI never imports torch).
+3. peers:    one KD epoch, kdstudy vs timm's LogitDistillationTask and torchdistill's KDLoss (benchmarks/kd.py).
+4. sharing:  a 1-teacher x 3-student grid with shared teacher outputs vs without; identical weights.
+5. tui:      a key press with a hundred runs, some live, vs a bare Textual app (benchmarks/tui.py).
+6. packing, gpu: CUDA only (1/2/4/8 runs per GPU; --compile).
 """
 from __future__ import annotations
 
@@ -109,66 +111,17 @@ def bench_startup(repeats: int) -> dict:
     return {"bare_textual_s": bare, "kdtui_s": tui, "ratio": tui / bare, "torch_imported": torch_loaded}
 
 
-def bench_kd_step(device: str, steps: int, size: int, batch: int) -> dict:
-    import timm
-    import torch
-
-    from kdengine.data.loader import Normalizer
-    from kdengine.runspec import KDConfig
-    from kdengine.training.device import setup_device
-    from kdengine.training.strategies import CrossEntropy, Hinton
-    from kdengine.training.teacher import FrozenTeacher
-
-    dev = setup_device(device)
-    torch.manual_seed(0)
-    student = timm.create_model("resnet18", num_classes=7, in_chans=1).to(dev.device)
-    teacher = FrozenTeacher(timm.create_model("resnet34", num_classes=7, in_chans=1), Normalizer(1)).to(dev.device)
-    norm = Normalizer(1, dev.channels_last).to(dev.device)
-    if dev.channels_last:
-        student = student.to(memory_format=torch.channels_last)
-        teacher = teacher.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(student.parameters(), 1e-3)
-    x = torch.randint(0, 255, (batch, 1, size, size), dtype=torch.uint8, device=dev.device)
-    y = torch.randint(0, 7, (batch,), device=dev.device)
-
-    def step(strategy, teachers):
-        with dev.autocast():
-            t_logits = [t(x) for t in teachers]
-            logits = student(norm(x))
-        loss = sum(strategy.terms(logits, y, t_logits).values())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    def timed(strategy, teachers):
-        for _ in range(3):
-            step(strategy, teachers)
-        if dev.is_cuda:
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        for _ in range(steps):
-            step(strategy, teachers)
-        if dev.is_cuda:
-            torch.cuda.synchronize()
-        return (time.perf_counter() - t) / steps
-
-    ce = timed(CrossEntropy(None, 7), [])
-    kd = timed(Hinton(KDConfig(), 7), [teacher])
-    return {"student": "resnet18", "teacher": "resnet34", "image_size": size, "batch": batch,
-            "ce_step_s": ce, "kd_step_s": kd, "kd_over_ce": kd / ce, "images_per_s_kd": batch / kd}
-
-
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true")
     p.add_argument("--device", default="auto")
-    p.add_argument("--out", default=None)
+    p.add_argument("--out", default=None, help="write every figure, with the machine and the date, as JSON")
     args = p.parse_args()
     import torch
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     quick = args.quick
-    results = {"machine": machine(device)}
+    results = {"machine": machine(device), "date": time.strftime("%Y-%m-%d")}
     results["cache"] = bench_cache(100 if quick else 400, 2 if quick else 3)
     print(f"cache:   {results['cache']['speedup']:.1f}x faster than decoding PNGs "
           f"({results['cache']['decode_pass_s']:.3f}s vs {results['cache']['cache_pass_s']:.3f}s per pass)")
@@ -176,11 +129,34 @@ def main() -> int:
     s = results["startup"]
     print(f"startup: kdtui first screen {s['kdtui_s']:.2f}s vs bare Textual {s['bare_textual_s']:.2f}s "
           f"({s['ratio']:.2f}x); torch imported: {s['torch_imported']}")
-    size, batch = (64, 32) if device == "cpu" else (224, 64)
-    results["kd_step"] = bench_kd_step(device, 5 if quick else 20, size, batch)
-    k = results["kd_step"]
-    print(f"kd-step: {k['kd_over_ce']:.2f}x the cost of a CE step ({k['kd_step_s'] * 1000:.1f} ms vs "
-          f"{k['ce_step_s'] * 1000:.1f} ms, {k['images_per_s_kd']:.0f} img/s) on {device}")
+    from .kd import bench_gpu, bench_packing, bench_peers, bench_sharing
+    from .tui import bench_tui_latency
+
+    results["tui"] = bench_tui_latency(30 if quick else 60)
+    t = results["tui"]
+    print(f"tui:     a key press answers in {t['p50_ms']:.0f} ms (p50; p95 {t['p95_ms']:.0f} ms) with {t['runs']} runs, "
+          f"{t['live_runs']} live; a bare Textual app {t['bare_textual_p50_ms']:.0f} ms in the same harness")
+
+    size = 64 if device == "cpu" else 224
+    results["peers"] = bench_peers(device, images=350 if quick else 1400, size=size, repeats=2 if quick else 3)
+    pe = results["peers"]
+    print(f"peers:   kdstudy {pe['kdstudy']['images_per_s']:.0f} img/s; "
+          f"{pe['timm']['ratio']:.2f}x timm's LogitDistillationTask ({pe['timm']['images_per_s']:.0f} img/s), "
+          f"{pe['torchdistill']['ratio']:.2f}x torchdistill's KDLoss ({pe['torchdistill']['images_per_s']:.0f} img/s)")
+    results["sharing"] = bench_sharing(device, images=350 if quick else 1400, size=size, epochs=1 if quick else 2)
+    sh = results["sharing"]
+    print(f"sharing: 1 teacher x 3 students {sh['speedup']:.2f}x faster with shared teacher outputs "
+          f"({sh['without_s']:.1f}s vs {sh['with_s']:.1f}s); identical best weights: {sh['identical']}")
+    if device.startswith("cuda"):
+        results["packing"] = bench_packing(10 if quick else 30)
+        print(f"packing: 4 runs per GPU {results['packing']['four_vs_one']:.2f}x the throughput of 1")
+        results["gpu"] = bench_gpu(10 if quick else 30)
+        g = results["gpu"]
+        print(f"gpu:     {g['eager_images_per_s']:.0f} img/s eager, {g['compiled_images_per_s']:.0f} img/s compiled")
+    else:
+        note = "CUDA only: no CUDA device on this machine"
+        results["packing"], results["gpu"] = {"skipped": note}, {"skipped": note}
+        print(f"packing, gpu: {note}")
     print(json.dumps(results["machine"]))
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))

@@ -18,22 +18,25 @@ from .errors import KDError, RunFailed
 from .store import RunStore
 from .store import runstore
 from .store.liveness import process_start
+from .store.runstore import serves
 
 
-def next_claimable(store: RunStore):
-    """The oldest queued run whose teachers are finished or queued (not being trained elsewhere).
+def next_claimable(store: RunStore, device: str | None = None):
+    """The oldest queued run this worker can serve (``device``: the kind it trains on) whose teachers are
+    finished, or queued and servable here (not being trained elsewhere).
 
     A queued run whose spec cannot be read is marked failed (damaged) and skipped; a student whose teacher
     failed or was stopped is left queued with the reason."""
     for rid in store.list_ids():
-        if store.read_status(rid)["state"] != "queued":
+        status = store.read_status(rid)
+        if status["state"] != "queued" or not serves(device, status.get("device")):
             continue
         try:
             spec = store.load_spec(rid)
         except KDError as exc:
             store.finish(rid, "failed", f"damaged: {exc} (kdengine runs doctor)")
             continue
-        blocked = _blocked_by(store, spec)
+        blocked = _blocked_by(store, spec, device)
         if blocked == "running":
             continue
         if blocked:
@@ -43,17 +46,18 @@ def next_claimable(store: RunStore):
     return None
 
 
-def _blocked_by(store: RunStore, spec) -> str | None:
-    """Why a run cannot start now: "running" (a teacher is being trained elsewhere), or a teacher that failed."""
+def _blocked_by(store: RunStore, spec, device: str | None = None) -> str | None:
+    """Why a run cannot start now: "running" (a teacher is being trained elsewhere, or must be: it asks for
+    another device), or a teacher that failed."""
     for t in spec.teachers:
         status = store.read_status(t.run_id)
-        if status["state"] == "running":
+        if status["state"] == "running" or (status["state"] == "queued" and not serves(device, status.get("device"))):
             return "running"
         if status["state"] in ("failed", "stopped") or not store.exists(t.run_id):
             why = status.get("reason") or ("not in the store" if not store.exists(t.run_id) else status["state"])
             return (f"waiting: teacher {t.run_id} is {status['state']} ({why}); "
                     f"retry it with: kdengine runs retry {t.run_id}")
-        deeper = _blocked_by(store, t)
+        deeper = _blocked_by(store, t, device)
         if deeper:
             return deeper
     return None
@@ -61,12 +65,13 @@ def _blocked_by(store: RunStore, spec) -> str | None:
 
 class Worker:
     def __init__(self, store: RunStore, device: str = "auto", idle_exit: float = 30.0, once: bool = False,
-                 loader_workers: int | None = None) -> None:
+                 loader_workers: int | None = None, compile: bool = False) -> None:
         self.store = store
         self.device = device
         self.idle_exit = idle_exit
         self.once = once
         self.loader_workers = loader_workers
+        self.compile = compile
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.info_path = store.workers_dir() / f"worker-{os.getpid()}.json"
         self.current: str | None = None
@@ -90,7 +95,7 @@ class Worker:
         from .training.device import setup_device
         from .training.executor import ensure_finished
 
-        dev = setup_device(self.device, self.loader_workers)
+        dev = setup_device(self.device, self.loader_workers, compile=self.compile)
         self.store.workers_dir().mkdir(parents=True, exist_ok=True)
         beat = threading.Thread(target=self._advertise, daemon=True)
         beat.start()
@@ -99,7 +104,7 @@ class Worker:
         done, code = 0, 0
         try:
             while True:
-                spec = next_claimable(self.store)
+                spec = next_claimable(self.store, dev.device.type)
                 if spec is None:
                     if self.once or time.time() - idle_since > self.idle_exit:
                         break

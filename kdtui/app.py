@@ -17,22 +17,26 @@ from kdengine.runspec import RunSpec
 from kdengine.store import RunStore
 from kdengine.store.queue import enqueue_with_baseline
 
-from .messages import ExportRequested, LaunchRequested, StopRequested, WorkerRequested
+from .messages import ExportRequested, LaunchRequested, RemoveRequested, RetryRequested, StopRequested, \
+    WorkerRequested
 from .screens.dialogs import ExportScreen, HelpScreen
 from .screens.launch import LaunchScreen
 from .screens.results import ResultsScreen
 from .screens.runs import RunsScreen
+from .screens.workers import WorkersScreen
 
 
 class KDStudyApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "kdstudy"
-    MODES = {"runs": RunsScreen, "launch": LaunchScreen, "results": ResultsScreen}
+    MODES = {"runs": RunsScreen, "launch": LaunchScreen, "results": ResultsScreen, "workers": WorkersScreen}
     DEFAULT_MODE = "runs"
+    # Screen keys are not priority bindings: in a text field a digit is typed, never a screen change.
     BINDINGS = [
         Binding("1", "switch_mode('runs')", "Runs"),
         Binding("2", "switch_mode('launch')", "Launch"),
         Binding("3", "switch_mode('results')", "Results"),
+        Binding("4", "switch_mode('workers')", "Workers"),
         Binding("question_mark", "help", "Help"),
         Binding("f1", "help", "Help", show=False, priority=True),
         Binding("q", "quit", "Quit"),
@@ -76,21 +80,22 @@ class KDStudyApp(App):
         except Exception as exc:  # noqa: BLE001 - an unwritable folder must not crash the app
             self.call_from_thread(self.notify, f"export failed: {exc}", severity="error", title="Export")
 
-    def start_worker(self, device: str = "auto") -> list[int]:
-        """Make sure a detached worker serves the store (one per GPU when there are several)."""
+    def start_worker(self, device: str = "auto", runs_per_gpu: str = "1") -> list[int]:
+        """Make sure detached workers serve the store (``runs_per_gpu`` per GPU; one on the CPU)."""
         if not self.start_workers:
             return []
         from kdengine.launch import ensure_workers
+        from kdengine.packing import parse_runs_per_gpu
 
-        pids = ensure_workers(self.store.root, device)
+        pids = ensure_workers(self.store.root, device, runs_per_gpu=parse_runs_per_gpu(runs_per_gpu))
         self.spawned.extend(pids)
         self.notify(f"started worker pid {', '.join(map(str, pids))}" if pids else "a worker is already running")
         return pids
 
-    def launch(self, spec: RunSpec, device: str = "auto", with_baseline: bool = True) -> str:
+    def launch(self, spec: RunSpec, device: str = "auto", with_baseline: bool = True, runs_per_gpu: str = "1") -> str:
         """Queue ``spec`` (teachers first, then the student's baseline) and make sure a worker will train it."""
-        run_id, _ = enqueue_with_baseline(self.store, spec, with_baseline)
-        self.start_worker(device)
+        run_id, _ = enqueue_with_baseline(self.store, spec, with_baseline, device=device)
+        self.start_worker(device, runs_per_gpu)
         self.switch_mode("runs")
         screen = self.screen
         if isinstance(screen, RunsScreen):
@@ -100,29 +105,65 @@ class KDStudyApp(App):
     # -- requests from the screens ---------------------------------------------------------------------
     def on_launch_requested(self, message: LaunchRequested) -> None:
         try:
-            self.launch(message.spec, message.device, message.with_baseline)
+            self.launch(message.spec, message.device, message.with_baseline, message.runs_per_gpu)
         except Exception as exc:  # noqa: BLE001 - an unwritable store must not crash the app
             self.notify(f"could not launch: {exc}", severity="error")
 
     def on_stop_requested(self, message: StopRequested) -> None:
         self.notify(f"{message.run_id}: {self.store.request_stop(message.run_id)}")
 
+    def on_retry_requested(self, message: RetryRequested) -> None:
+        if self.store.requeue(message.run_id):
+            note = "" if self.store.live_workers() else " (no worker is running: press w)"
+            self.notify(f"{message.run_id} queued again: it resumes from its last finished epoch{note}")
+        else:
+            self.notify(f"{message.run_id}: nothing to retry ({self.store.read_status(message.run_id)['state']})",
+                        severity="warning")
+
+    def on_remove_requested(self, message: RemoveRequested) -> None:
+        try:
+            where = self.store.remove(message.run_id, archive=message.archive)
+        except Exception as exc:  # noqa: BLE001 - a running run, an unwritable store
+            self.notify(f"could not remove {message.run_id}: {exc}", severity="error")
+            return
+        self.notify(f"archived {message.run_id} to {where}" if where else f"deleted {message.run_id}")
+
     def on_export_requested(self, message: ExportRequested) -> None:
         self.action_export(message.study, message.metric)
 
     def on_worker_requested(self, message: WorkerRequested) -> None:
         try:
-            self.start_worker(message.device)
-        except OSError as exc:
+            self.start_worker(message.device, message.runs_per_gpu)
+        except Exception as exc:  # noqa: BLE001 - an unwritable store, a bad choice: say so, never crash
             self.notify(f"could not start a worker: {exc}", severity="error")
+
+    def deliver_screenshot(self, filename: str | None = None, path: str | None = None,
+                           time_format: str | None = None) -> str | None:
+        """Save into a folder that exists and is writable (Textual's default, ~/Downloads, often does not exist
+        on a server), and say where."""
+        import tempfile
+
+        for folder in (Path(path) if path else None, self.store.root / "screenshots", Path(tempfile.gettempdir())):
+            if folder is None:
+                continue
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                saved = self.save_screenshot(filename, str(folder), time_format)
+            except OSError:
+                continue
+            self.notify(f"screenshot saved to {saved}", title="Screenshot")
+            return saved
+        self.notify("could not save the screenshot anywhere", severity="error")
+        return None
 
     def action_preset(self, name: str) -> None:
         self.switch_mode("launch")
         self.call_after_refresh(lambda: self.screen.action_preset(name))
 
-    def action_stop_selected(self) -> None:
+    def _on_runs(self, action: str) -> None:
+        """Run a Runs-screen action from the palette (on the run selected there)."""
         self.switch_mode("runs")
-        self.call_after_refresh(lambda: self.screen.action_stop_run())
+        self.call_after_refresh(lambda: getattr(self.screen, action)())
 
     def action_toggle_ansi(self) -> None:
         self.theme = "textual-dark" if self.theme == "ansi-dark" else "ansi-dark"
@@ -133,8 +174,9 @@ class KDStudyApp(App):
         yield SystemCommand("Launch", "Set up and launch a run", lambda: self.switch_mode("launch"))
         yield SystemCommand("Results", "The comparative accuracy tables", lambda: self.switch_mode("results"))
         yield SystemCommand("Export tables", "Write every table as CSV and Markdown, and runs.csv", self.action_export)
-        yield SystemCommand("Start worker", "Start a detached background worker", self.start_worker)
-        yield SystemCommand("Stop run", "Stop the selected run", self.action_stop_selected)
+        yield SystemCommand("Start worker", "Start a detached background worker (choose its device)",
+                            lambda: self._on_runs("action_start_worker"))
+        yield SystemCommand("Stop run", "Stop the selected run (asks first)", lambda: self._on_runs("action_stop_run"))
         yield SystemCommand("CPU-quick preset", "Fill the launch form for a quick CPU run",
                             lambda: self.action_preset("cpu-quick"))
         yield SystemCommand("Thesis preset", "Adam, lr 1e-4, batch 16, 20 epochs, 224 px, pretrained",

@@ -7,11 +7,12 @@ from textual.message import Message
 class LaunchRequested(Message):
     """Queue ``spec`` (and its baseline) and make sure a worker will train it."""
 
-    def __init__(self, spec, device: str, with_baseline: bool) -> None:
+    def __init__(self, spec, device: str, with_baseline: bool, runs_per_gpu: str = "1") -> None:
         super().__init__()
         self.spec = spec
         self.device = device
         self.with_baseline = with_baseline
+        self.runs_per_gpu = runs_per_gpu
 
 
 class StopRequested(Message):
@@ -30,6 +31,26 @@ class ExportRequested(Message):
 
 
 class WorkerRequested(Message):
-    def __init__(self, device: str = "auto") -> None:
+    """Start background workers: on ``device``, ``runs_per_gpu`` of them per GPU."""
+
+    def __init__(self, device: str = "auto", runs_per_gpu: str = "1") -> None:
         super().__init__()
         self.device = device
+        self.runs_per_gpu = runs_per_gpu
+
+
+class RetryRequested(Message):
+    """Queue a failed, stopped or interrupted run again."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+
+
+class RemoveRequested(Message):
+    """Delete a run's folder (or archive it)."""
+
+    def __init__(self, run_id: str, archive: bool) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.archive = archive

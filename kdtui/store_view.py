@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from kdengine.reports.collect import RunRecord, collect, roles_of
 from kdengine.store import RunStore
 
-STATE_ICONS = {"queued": "…", "running": "▶", "finished": "✓", "failed": "✗", "stopped": "■"}
+STATE_ICONS = {"queued": "…", "running": "▶", "finished": "✓", "failed": "✗", "stopped": "■", "damaged": "!"}
+SORTS = ("created", "state", "what", "student", "seed", "device", "best val", "study")
 
 
 def fmt_eta(seconds: float | None) -> str:
@@ -20,6 +21,12 @@ def fmt_eta(seconds: float | None) -> str:
     if seconds >= 3600:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
     return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def device_of(status: dict) -> str:
+    """Where a run trained (cuda:0 …), or, before it started, what it asked for (auto, cpu, cuda)."""
+    trained = status.get("trained_on") or {}
+    return str(trained.get("device") or status.get("device") or "auto")
 
 
 @dataclass
@@ -36,15 +43,34 @@ class RunRow:
     best_val: float | None
     eta: str
     reason: str | None
+    device: str = "auto"
+    phase: str = ""
+    studies: tuple[str, ...] = ()
+    order: int = 0  # position in the store (creation order)
+
+    @property
+    def done(self) -> str:
+        """The progress cell: a percentage, or the phase when it says more (decoding, evaluating)."""
+        if self.state == "running" and self.phase and not self.phase.startswith("training"):
+            return self.phase.replace("evaluating", "eval").replace(" (best checkpoint)", " ✓")[:12]
+        return f"{self.progress:4.0%}"
+
+    def text(self) -> str:
+        """Everything a filter matches against."""
+        return " ".join([self.run_id, self.state, self.strategy, self.who, f"seed{self.seed}", self.device,
+                         self.phase, *self.studies, self.reason or ""]).lower()
 
     @classmethod
-    def from_record(cls, r: RunRecord, roles: set[str] = frozenset()) -> "RunRow":
+    def from_record(cls, r: RunRecord, roles: set[str] = frozenset(), studies: tuple[str, ...] = (),
+                    order: int = 0) -> "RunRow":
         prog = r.status.get("progress") or {}
         epochs = r.spec.train.epochs if r.spec else 0
         best = None
+        defect = (r.metrics or {}).get("defect") or {}
         if r.metrics:
             best = r.metrics["val"]["accuracy"]
-            epoch = f"{r.metrics.get('epochs_run', epochs)}/{epochs}"
+            ran = r.metrics.get("epochs_run", epochs)
+            epoch = f"{ran}/{epochs}" if not defect.get("reached") else f"stop@{ran}"
             fraction = 1.0
         elif prog:
             epoch = f"{prog.get('epoch', 0)}/{epochs}"
@@ -53,13 +79,29 @@ class RunRow:
         else:
             epoch, fraction = f"0/{epochs}", 0.0
         who = f"{r.teacher_label} → {r.model}" if r.teacher_label else r.model
-        eta = fmt_eta(prog.get("eta_s")) if r.state == "running" else ""
+        eta = fmt_eta(prog.get("eta_s")) if r.state == "running" and prog.get("phase", "training") == "training" else ""
         if r.kind == "ce":
-            what = "def-teacher" if r.regime == "defective" else ("teacher" if "teacher" in roles else "baseline")
+            what = "defective T" if r.regime == "defective" else ("teacher" if "teacher" in roles else "baseline")
         else:
             what = r.label
         return cls(r.run_id, r.state, what, who, r.seed if r.seed is not None else -1, epoch, fraction, best, eta,
-                   r.damage or r.status.get("reason"))
+                   r.damage or r.status.get("reason"), device_of(r.status),
+                   str(prog.get("phase", "")) if r.state == "running" else "", studies, order)
+
+
+def arrange(rows: list[RunRow], query: str = "", sort: str = "created", by_study: bool = False,
+            reverse: bool = False) -> list[RunRow]:
+    """The rows a list shows: those matching every word of ``query``, sorted, optionally grouped by study."""
+    words = query.lower().split()
+    shown = [r for r in rows if all(w in r.text() for w in words)]
+    keys = {"created": lambda r: r.order, "state": lambda r: (r.state, r.order), "what": lambda r: (r.strategy, r.order),
+            "student": lambda r: (r.who.split("→")[-1].strip(), r.order), "seed": lambda r: (r.seed, r.order),
+            "device": lambda r: (r.device, r.order), "best val": lambda r: (r.best_val is None, -(r.best_val or 0)),
+            "study": lambda r: (r.studies[:1] or ("~",), r.order)}
+    shown.sort(key=keys[sort], reverse=reverse)
+    if by_study:
+        shown.sort(key=lambda r: r.studies[:1] or ("~",))  # stable: the chosen order holds within a study
+    return shown
 
 
 @dataclass
@@ -74,6 +116,7 @@ class Curves:
     steps: list[int] = field(default_factory=list)
     step_loss: list[float] = field(default_factory=list)
     steps_per_epoch: int = 0
+    checks: list[tuple[float, float]] = field(default_factory=list)  # defective teachers: (epoch, val accuracy)
 
     def step_epochs(self) -> list[float]:
         """Step positions in epochs (x axis shared with the epoch curves)."""
@@ -111,6 +154,10 @@ class RunView:
             self.spec = None
         self.model = self.spec.model if self.spec else "?"
         self.teacher_ids: list[str] = [t.run_id for t in self.spec.teachers] if self.spec else []
+        from kdengine.runspec import baseline_of
+
+        base = baseline_of(self.spec) if self.spec else None
+        self.baseline_id = base.run_id if base is not None and base.run_id not in self.teacher_ids else None
         self.warnings: list[str] = []
         self.version = 0  # bumped when anything visible changed
 
@@ -132,6 +179,9 @@ class RunView:
                 self.curves.step_loss.append(e["loss"])
             elif kind == "warning":
                 self.warnings.append(e.get("message", ""))
+            elif kind in ("defect_check", "defect") and self.curves.steps_per_epoch:
+                x = e.get("global_step", 0) / self.curves.steps_per_epoch
+                self.curves.checks.append((x, e["val_accuracy"]))
         if self.metrics is None:
             metrics = self.store.read_metrics(self.run_id)
             if metrics is not None:
@@ -166,7 +216,37 @@ def report_from_confusion(cm: list[list[int]], names: list[str]) -> dict[str, di
     return out
 
 
+_MEMBERSHIP: dict[str, tuple] = {}
+
+
+def study_membership(store: RunStore) -> dict[str, tuple[str, ...]]:
+    """run id -> the studies it belongs to (studies/*/study.json, re-read only when one changed: polled often)."""
+    from kdengine.study.registry import list_studies, load_study_record, study_dir
+
+    names = list_studies(store)
+    stamp = []
+    for name in names:
+        try:
+            stamp.append((name, (study_dir(store, name) / "study.json").stat().st_mtime_ns))
+        except OSError:
+            stamp.append((name, 0))
+    cached = _MEMBERSHIP.get(str(store.root))
+    if cached and cached[0] == stamp:
+        return cached[1]
+    out: dict[str, list[str]] = {}
+    for name in names:
+        record = load_study_record(store, name) or {}
+        for p in record.get("runs", []):
+            if isinstance(p, dict) and "run_id" in p:
+                out.setdefault(p["run_id"], []).append(name)
+    membership = {k: tuple(v) for k, v in out.items()}
+    _MEMBERSHIP[str(store.root)] = (stamp, membership)
+    return membership
+
+
 def load_rows(store: RunStore) -> tuple[list[RunRecord], list[RunRow]]:
     records = collect(store)
     roles = roles_of([r for r in records if r.spec])
-    return records, [RunRow.from_record(r, roles.get(r.run_id, set())) for r in records]
+    studies = study_membership(store)
+    return records, [RunRow.from_record(r, roles.get(r.run_id, set()), studies.get(r.run_id, ()), i)
+                     for i, r in enumerate(records)]

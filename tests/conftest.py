@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # Ray 2.60 turns token auth on by default
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from pathlib import Path  # noqa: E402
 

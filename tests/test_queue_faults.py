@@ -170,7 +170,10 @@ async def test_kdtui_worker_key_on_an_unwritable_store_says_so(tmp_path):
     blocker.write_text("x")
     app = KDStudyApp(blocker / "runs")
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("w")
+        await pilot.press("w")  # the worker dialog: device auto, one run per GPU
+        await pilot.pause(0.3)
+        assert app.screen.__class__.__name__ == "WorkerScreen"
+        await pilot.press("enter")
         await pilot.pause(0.3)
         assert app.is_running
         errors = [n.message for n in app._notifications if n.severity == "error"]

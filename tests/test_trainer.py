@@ -74,6 +74,7 @@ def shell(**train):
     t.dev = setup_device("cpu")
     torch.manual_seed(0)
     t.model = torch.nn.Linear(4, 3)
+    t.forward_model = t.model
     t.teachers = []
     t.norm = torch.nn.Identity()
     t.strategy = strategy_for(t.spec, 3)
@@ -130,8 +131,8 @@ def test_early_stopping_end_to_end(capsys, monkeypatch):
     scripted = iter([0.5, 0.6, 0.4, 0.3, 0.9, 0.9])
     real = Trainer.evaluate
 
-    def evaluate(self, split):
-        metrics, probs = real(self, split)
+    def evaluate(self, split, final=False):
+        metrics, probs = real(self, split, final)
         if split == "val" and not getattr(self, "_finishing", False):
             metrics = {**metrics, "accuracy": next(scripted)}
         return metrics, probs

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 
 from kdengine.store import RunStore
 from kdtui.app import KDStudyApp
@@ -324,3 +326,191 @@ async def test_launch_checks_models_as_the_cli_does(tmp_path):
         await pilot.press("escape", "f5")
         await wait_for(pilot, lambda: "did you mean resnet18" in text_of(s.query_one("#form-message")), timeout=60)
         assert RunStore(tmp_path / "runs").list_ids() == []
+
+
+# -- a hundred runs ----------------------------------------------------------------------------------------------
+async def hundred(tmp_path, size=(100, 40)):
+    from tests.tui_helpers import fake_study_store
+
+    store, plan = fake_study_store(tmp_path / "runs")
+    app = KDStudyApp(store.root, start_workers=False)
+    return store, plan, app
+
+
+async def wait_rows(pilot, app, n):
+    table = app.screen.query_one("#runs-table")
+    await wait_for(pilot, lambda: table.row_count == n, timeout=30)
+    return table
+
+
+async def test_run_list_filters_sorts_groups_and_jumps(tmp_path):
+    store, plan, app = await hundred(tmp_path)
+    async with app.run_test(size=(100, 40)) as pilot:
+        table = await wait_rows(pilot, app, len(plan))
+        screen = app.screen
+        assert table.size.height >= 12  # it fills the height it has
+        await pilot.press("end")
+        assert table.cursor_row == len(plan) - 1
+        await pilot.pause(0.3)
+        assert screen.view.run_id == screen.shown[-1]  # the detail pane shows the highlighted run
+        await pilot.press("home")
+        assert table.cursor_row == 0
+        await pilot.press("slash")
+        for ch in "failed":
+            await pilot.press(ch)
+        await wait_for(pilot, lambda: 0 < table.row_count < len(plan))
+        assert all(screen.rows[r].state == "failed" for r in screen.shown)
+        await pilot.press("enter", "escape")
+        await wait_for(pilot, lambda: table.row_count == len(plan))
+        await pilot.press("home", "g")  # the next running run
+        running = [r for r in screen.shown if screen.rows[r].state == "running"]
+        assert running and screen.shown[table.cursor_row] == running[0]
+        await pilot.press("g")
+        assert screen.shown[table.cursor_row] == running[1]
+        await pilot.press("o")  # sort by state
+        assert screen.sort == "state"
+        states = [screen.rows[r].state for r in screen.shown]
+        assert states == sorted(states)
+        await pilot.press("b")
+        assert screen.by_study and all(screen.rows[r].studies == ("demo",) for r in screen.shown)
+
+
+async def test_stop_asks_first_retry_and_delete(tmp_path):
+    store, plan, app = await hundred(tmp_path)
+    async with app.run_test(size=(100, 40)) as pilot:
+        table = await wait_rows(pilot, app, len(plan))
+        screen = app.screen
+        await pilot.press("g")
+        running = screen.shown[table.cursor_row]
+        await pilot.press("s")
+        await pilot.pause(0.2)
+        assert app.screen.__class__.__name__ == "ConfirmScreen"
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        assert not store.stop_requested(running)
+        await pilot.press("s", "y")
+        await pilot.pause(0.2)
+        assert store.stop_requested(running)
+        # retry a failed run
+        failed = next(r for r in screen.shown if screen.rows[r].state == "failed")
+        table.move_cursor(row=screen.shown.index(failed))
+        await pilot.pause(0.2)
+        await pilot.press("r")
+        await pilot.pause(0.2)
+        assert store.read_status(failed)["state"] == "queued"
+        # delete a finished teacher: the dialog says what goes (its size, the students that use it)
+        teacher = next(r for r in screen.shown if r.startswith("ce-resnet10t-") and screen.rows[r].state == "finished")
+        table.move_cursor(row=screen.shown.index(teacher))
+        await pilot.pause(0.2)
+        await pilot.press("d")
+        await pilot.pause(0.2)
+        details = text_of(app.screen.query_one("#confirm-details"))
+        assert "MB on disk" in details and "use it as a teacher" in details
+        await pilot.press("d")
+        await pilot.pause(0.3)
+        assert not store.exists(teacher)
+        await wait_rows(pilot, app, len(plan) - 1)
+
+
+async def test_screen_keys_never_type_into_a_field(tmp_path):
+    app = KDStudyApp(tmp_path / "runs", start_workers=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await pilot.pause(0.2)
+        from textual.widgets import Input
+
+        assert not isinstance(app.screen.focused, Input)  # the form opens without a focused text field
+        await pilot.press("1")
+        assert app.screen.__class__.__name__ == "RunsScreen"
+        await pilot.press("2")
+        epochs = app.screen.query_one("#epochs")
+        epochs.focus()
+        await pilot.press("1")  # typing in a field: it types, it does not switch
+        assert epochs.value == "1" and app.screen.__class__.__name__ == "LaunchScreen"  # (focus selects the text)
+        await pilot.press("escape", "1")
+        assert app.screen.__class__.__name__ == "RunsScreen"
+
+
+async def test_workers_screen_and_compare(tmp_path):
+    store, plan, app = await hundred(tmp_path)
+    async with app.run_test(size=(100, 40)) as pilot:
+        table = await wait_rows(pilot, app, len(plan))
+        screen = app.screen
+        student = next(r for r in screen.shown if r.startswith("normal-") and screen.rows[r].state == "finished")
+        table.move_cursor(row=screen.shown.index(student))
+        await wait_for(pilot, lambda: screen.view.run_id == student and screen.view.metrics is not None)
+        labels = [label for label, _ in screen.overlay_views]
+        assert labels == ["T resnet10t", "B test_resnet"]  # its teacher's and its baseline's curves
+        await pilot.press("x")  # pin it; its curves overlay the next run's
+        other = next(r for r in screen.shown if r.startswith("reverse-") and screen.rows[r].state == "finished")
+        table.move_cursor(row=screen.shown.index(other))
+        await wait_for(pilot, lambda: screen.view.run_id == other)
+        assert screen.pinned.run_id == student
+        queued = next(r for r in screen.shown if screen.rows[r].state == "queued")
+        table.move_cursor(row=screen.shown.index(queued))
+        await wait_for(pilot, lambda: "press w to start one" in text_of(screen.query_one("#run-line")))
+        await pilot.press("4")
+        await wait_for(pilot, lambda: getattr(app.screen, "snapshot", None) is not None)
+        view = text_of(app.screen.query_one("#workers-view"))
+        assert "No worker is running" in view and "study demo:" in view and "queued" in view
+
+
+async def test_screenshot_goes_to_a_folder_that_exists(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home-without-downloads"))
+    app = KDStudyApp(tmp_path / "runs", start_workers=False)
+    async with app.run_test(size=SIZE) as pilot:
+        saved = app.deliver_screenshot()
+        await pilot.pause(0.1)
+        assert saved and Path(saved).is_file() and Path(saved).parent == tmp_path / "runs" / "screenshots"
+        assert any(saved in str(n.message) for n in app._notifications)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 50)], ids=["80x24", "200x50"])
+def test_snapshot_hundred_runs(snap_compare, size):
+    from tests.tui_helpers import fake_study_store
+
+    store, _ = fake_study_store(_snap_root(f"hundred-{size[0]}"))
+    app = KDStudyApp(store.root, start_workers=False)
+
+    async def settle(pilot):
+        await pilot.pause(1.0)
+        await pilot.press("g")
+        await pilot.pause(1.0)
+
+    assert snap_compare(app, terminal_size=size, run_before=settle)
+
+
+def _snap_root(name):
+    import shutil
+
+    root = Path(f"/tmp/kdstudy-snapshot-{name}")
+    shutil.rmtree(root, ignore_errors=True)
+    return root
+
+
+async def test_worker_dialog_chooses_device_and_packing(tmp_path, monkeypatch):
+    app = KDStudyApp(tmp_path / "runs", start_workers=False)
+    asked = []
+    monkeypatch.setattr(app, "start_worker", lambda device="auto", runs_per_gpu="1": asked.append((device, runs_per_gpu)))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("w")
+        await pilot.pause(0.2)
+        await pilot.press("g", "4", "enter")
+        await pilot.pause(0.2)
+        assert asked == [("cuda", "4")]
+        await pilot.press("w", "escape")
+        await pilot.pause(0.2)
+        assert asked == [("cuda", "4")] and app.screen.__class__.__name__ == "RunsScreen"
+
+
+def test_axis_ticks_are_honest_at_any_height():
+    from kdtui.widgets.curves import fitting_ticks, nice_ticks
+
+    acc = [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert fitting_ticks(acc, 12) == acc
+    assert fitting_ticks(acc, 6) == [0.0, 0.5, 1.0]  # never 1 .83 .67 .33 ... with .50 dropped
+    assert fitting_ticks(acc, 3) == [0.0, 1.0]
+    ticks = nice_ticks(0.36, 1.48)
+    assert ticks[0] <= 0.36 and ticks[-1] >= 1.48 and len(ticks) <= 7
+    steps = {round(b - a, 9) for a, b in zip(ticks, ticks[1:])}
+    assert len(steps) == 1 and steps.pop() in (0.1, 0.2, 0.25, 0.5)

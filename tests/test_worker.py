@@ -56,16 +56,35 @@ def test_runs_stop_command_on_a_queued_run(capsys):
     assert main(["runs", "show", "nope"]) == 2
 
 
-def test_one_worker_per_gpu(monkeypatch, tmp_path):
+def fake_spawn(spawned):
+    def spawn(root, device, gpu=None, idle_exit=30.0, compile=False):
+        spawned.append((device, gpu))
+        return len(spawned)
+
+    return spawn
+
+
+def test_one_worker_per_gpu_each_pinned(monkeypatch, tmp_path):
     spawned = []
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2")
-    monkeypatch.setattr(launch, "spawn_worker", lambda root, device, gpu=None, idle_exit=30.0: spawned.append((device, gpu)) or len(spawned))
+    monkeypatch.setattr(launch, "spawn_worker", fake_spawn(spawned))
     assert launch.ensure_workers(tmp_path, "auto") == [1, 2, 3]
     assert spawned == [("cuda", 0), ("cuda", 1), ("cuda", 2)]
     spawned.clear()
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert launch.ensure_workers(tmp_path, "auto") == [1]
     assert spawned == [("auto", None)]
+    spawned.clear()
+    assert launch.ensure_workers(tmp_path, "cpu", runs_per_gpu=4) == [1]  # no GPU: one CPU worker
+    assert spawned == [("cpu", None)]
+
+
+def test_packing_several_runs_per_gpu(monkeypatch, tmp_path):
+    spawned = []
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    monkeypatch.setattr(launch, "spawn_worker", fake_spawn(spawned))
+    assert len(launch.ensure_workers(tmp_path, "auto", runs_per_gpu=4)) == 8
+    assert spawned == [("cuda", 0)] * 4 + [("cuda", 1)] * 4
 
 
 def test_detached_worker_has_its_own_session(tmp_path):

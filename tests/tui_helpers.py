@@ -35,8 +35,11 @@ def fake_finished_store(root, strategy="normal", teacher="resnet18", student="te
     student_spec = build_specs(strategy, student, [teacher], data, train, KDConfig(), seed)
     baseline = build_specs("baseline", student, [], data, train, KDConfig(), seed)
     for spec, acc in zip((student_spec.teacher, baseline, student_spec), accuracies):
+        known = len(store.list_ids())
         enqueue(store, spec)
         rid = spec.run_id
+        if len(store.list_ids()) > known:  # a new run: one second after the last, so the list order is fixed
+            os.utime(store.run_dir(rid) / "spec.json", (1_790_000_000 + known, 1_790_000_000 + known))
         store.append_event(rid, {"type": "start", "classes": CLASSES, "epochs": 2})
         for epoch in (1, 2):
             store.append_event(rid, {"type": "step", "epoch": epoch, "step": 1, "global_step": epoch * 4, "loss": 2.0 / epoch})
@@ -56,3 +59,55 @@ def kill_workers(pids):
             os.killpg(pid, signal.SIGTERM)
         except OSError:
             pass
+
+
+def fake_study_store(root, seeds: int = 16, live: bool = True):
+    """A store of about a hundred runs: the demo's grid over ``seeds`` seeds, recorded as the study 'grid';
+    most finished, some running (this process plays their worker), some queued, one failed, one damaged."""
+    import time
+
+    from kdengine.store.liveness import process_start
+    from kdengine.study.expand import expand
+    from kdengine.study.registry import save_study
+    from kdengine.study.schema import load_study
+
+    store = RunStore(root)
+    study = load_study("demo", sets=[f"seeds={list(range(seeds))}", "data.image_size=32", "train.epochs=2"])
+    plan = expand(study)
+    save_study(store, study, plan)
+    for i, p in enumerate(plan):
+        enqueue(store, p.spec)
+    base = 1_790_000_000
+    for i, rid in enumerate(store.list_ids()):  # creation order, one second apart: the same list every time
+        os.utime(store.run_dir(rid) / "spec.json", (base + i, base + i))
+    for i, p in enumerate(plan):
+        rid = p.run_id
+        spec = p.spec
+        acc = 0.55 + 0.3 * ((i * 37) % 100) / 100
+        kind = i % 17
+        if kind == 5 and live:  # running, mid-epoch
+            store.append_event(rid, {"type": "start", "classes": CLASSES, "epochs": 2, "steps_per_epoch": 4})
+            store.append_event(rid, {"type": "step", "epoch": 1, "step": 2, "global_step": 2, "loss": 1.7})
+            store.write_status(rid, "running", worker="fake", pid=os.getpid(), pid_start=process_start(os.getpid()),
+                               heartbeat=time.time(), progress={"phase": "training", "epoch": 1, "epochs": 2,
+                                                                "step": 2, "steps": 4, "global_step": 2,
+                                                                "total_steps": 8, "best_val_accuracy": 0.0,
+                                                                "eta_s": 125.0},
+                               trained_on={"device": "cpu", "gpu": None, "host": "box"})
+            continue
+        if kind == 9:  # queued, waiting for a worker
+            continue
+        if kind == 13:
+            store.finish(rid, "failed", "corrupt or unreadable image: /data/x.png (use --skip-bad)")
+            continue
+        store.append_event(rid, {"type": "start", "classes": CLASSES, "epochs": 2, "steps_per_epoch": 4})
+        for epoch in (1, 2):
+            store.append_event(rid, {"type": "epoch", "epoch": epoch, "lr": 0.001,
+                                     "train": {"loss": 2.0 / epoch, "accuracy": acc / (3 - epoch), "macro_f1": 0.5},
+                                     "val": {"loss": 2.2 / epoch, "accuracy": acc / (3 - epoch) - 0.02,
+                                             "macro_f1": 0.5, "kappa": 0.4, "ece": 0.1},
+                                     "val_confusion": _metrics(rid, acc)["val"]["confusion"]})
+        teachers = [{"run_id": t.run_id, "model": t.model, "val_accuracy": 0.81} for t in spec.teachers]
+        store.write_metrics(rid, _metrics(rid, acc, teachers))
+        store.write_status(rid, "finished", trained_on={"device": "cpu", "gpu": None, "host": "box"})
+    return store, plan

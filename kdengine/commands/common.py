@@ -64,7 +64,15 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
                    help="data-loader processes per run (default: 0 on CPU, one per core up to 16 on CUDA)")
     g.add_argument("--tracker", action="append", choices=tuple(TRACKERS), default=[],
                    help="also log to an experiment tracker (repeatable)")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the student on CUDA (CUDA graphs for batches <= 32); ignored on the CPU")
     add_runs_dir(g)
+
+
+def add_packing_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs-per-gpu", default="1", metavar="N|auto",
+                   help="workers started per GPU, each pinned to it (auto: fitted to the card's memory from "
+                        "measured peaks; at most 8). Default: 1")
 
 
 def check_loader_workers(args: argparse.Namespace) -> None:

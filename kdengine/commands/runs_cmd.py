@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..errors import UsageError
-from .common import add_runs_dir, print_json, resolve_run_id, store_from
+from .common import add_packing_arg, add_runs_dir, print_json, resolve_run_id, store_from
 
 
 def register(sub) -> None:
@@ -12,7 +12,8 @@ def register(sub) -> None:
     rsub = runs.add_subparsers(dest="runs_command", required=True)
     for name, fn, helptext in (("list", run_list, "one line per run"), ("show", run_show, "one run in full"),
                                ("stop", run_stop, "ask a run to stop"),
-                               ("retry", run_retry, "queue a failed, stopped or interrupted run again (it resumes)")):
+                               ("retry", run_retry, "queue a failed, stopped or interrupted run again (it resumes)"),
+                               ("delete", run_delete, "delete a run (or --archive it) with its checkpoints")):
         p = rsub.add_parser(name, help=helptext)
         if name != "list":
             p.add_argument("run_id")
@@ -22,6 +23,9 @@ def register(sub) -> None:
         if name == "retry":
             p.add_argument("--force", action="store_true",
                            help="also a finished run whose results are damaged (trains it again)")
+        if name == "delete":
+            p.add_argument("--archive", action="store_true", help="move it to <runs>/.archive/ instead")
+            p.add_argument("--yes", action="store_true", help="do not ask (needed when stdin is not a terminal)")
         p.set_defaults(handler=fn)
     doctor = rsub.add_parser("doctor", help="find damaged runs, temp files, orphans; --fix mends what is safe")
     add_runs_dir(doctor)
@@ -43,7 +47,9 @@ def register(sub) -> None:
     worker.add_argument("--loader-workers", type=int, default=None, metavar="N", help="data-loader processes per run")
     worker.add_argument("--idle-exit", type=float, default=30.0, help="exit after this many idle seconds")
     worker.add_argument("--once", action="store_true", help="exit as soon as the queue is empty")
+    worker.add_argument("--compile", action="store_true", help="torch.compile students on CUDA")
     worker.add_argument("--detach", action="store_true", help="start detached worker(s) and return")
+    add_packing_arg(worker)
     worker.set_defaults(handler=run_worker)
 
 
@@ -51,12 +57,19 @@ def _fmt(value) -> str:
     return "–" if value is None else f"{value:.4f}"
 
 
+def device_of(status: dict) -> str:
+    """Where a run trained (cuda:0 …), or, before it started, what it asked for (auto, cpu, cuda)."""
+    trained = status.get("trained_on") or {}
+    return str(trained.get("device") or status.get("device") or "auto")
+
+
 def run_list(args) -> int:
     from ..reports.collect import collect
 
     records = collect(store_from(args))
     if args.json:
-        print_json([{"run_id": r.run_id, "state": r.state, "strategy": r.strategy, "regime": r.regime,
+        print_json([{"run_id": r.run_id, "state": r.state, "device": device_of(r.status),
+                     "strategy": r.strategy, "regime": r.regime,
                      "teacher": r.teacher_label, "student": r.model, "seed": r.seed,
                      "test_accuracy": r.accuracy("test"), "reason": r.damage or r.status.get("reason")}
                     for r in records])
@@ -64,10 +77,18 @@ def run_list(args) -> int:
     if not records:
         print("no runs yet")
         return 0
-    print(f"{'run':44} {'state':9} {'what':10} {'teacher -> student':34} {'test acc':>8}")
+    from ..reports.tables import settings_groups
+
+    groups, notes = settings_groups([r for r in records if r.spec])
+    grouped = any(groups.values())
+    print(f"{'run':44} {'state':9} {'what':10} {'teacher -> student':34} {'device':7} {'test acc':>8}"
+          + ("  set" if grouped else ""))
     for r in records:
         who = f"{r.teacher_label} -> {r.model}" if r.teacher_label else r.model
-        print(f"{r.run_id:44} {r.state:9} {r.label:10} {who:34} {_fmt(r.accuracy('test')):>8}")
+        print(f"{r.run_id:44} {r.state:9} {r.label:10} {who:34} {device_of(r.status):7} {_fmt(r.accuracy('test')):>8}"
+              + (f"  {groups.get(r.run_id, '?')}" if grouped else ""))
+    for note in notes:
+        print(note)
     return 0
 
 
@@ -80,6 +101,14 @@ def run_show(args) -> int:
         return 0
     print(f"{rid}: {(header or {}).get('describe', '(spec.json unreadable)')}")
     print(f"state: {status['state']}" + (f" ({status['reason']})" if status.get("reason") else ""))
+    trained = status.get("trained_on") or {}
+    where = f"asked for {status.get('device', 'auto')}"
+    if trained:
+        where += (f"; trained on {trained.get('device')}" + (f" ({trained['gpu']})" if trained.get("gpu") else "")
+                  + f" on {trained.get('host')}" + (", compiled" if trained.get("compile") else ""))
+    print(f"device: {where}")
+    if status["state"] == "running" or not metrics:
+        print(live_text(store, rid, status))
     if metrics:
         names = metrics["class_names"]
         for split in ("train", "val", "test"):
@@ -99,6 +128,44 @@ def run_show(args) -> int:
         for name, row in zip(names, metrics["test"]["confusion"]):
             print(f"{name:{w}}" + "".join(f"{v:>{w}}" for v in row))
     return 0
+
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float], lo: float = 0.0, hi: float = 1.0) -> str:
+    span = (hi - lo) or 1.0
+    return "".join(SPARK[min(len(SPARK) - 1, max(0, int((v - lo) / span * (len(SPARK) - 1) + 0.5)))] for v in values)
+
+
+def live_text(store, rid: str, status: dict) -> str:
+    """A running (or unfinished) run in text: its phase and progress, and its curves so far."""
+    prog = status.get("progress") or {}
+    lines = []
+    if prog:
+        step = f"epoch {prog.get('epoch', '?')}/{prog.get('epochs', '?')}"
+        if prog.get("steps"):
+            step += f", step {prog.get('step', 0)}/{prog['steps']}"
+        done = prog.get("global_step", 0) / max(1, prog.get("total_steps", 1))
+        eta = f", ETA {int(prog['eta_s']) // 60}m{int(prog['eta_s']) % 60:02d}s" if prog.get("eta_s") else ""
+        lines.append(f"progress: {prog.get('phase', 'training')}; {step} ({done:.0%}){eta}")
+    epochs = {}
+    for e in store.read_events(rid)[0]:
+        if e.get("type") == "epoch":
+            epochs[e["epoch"]] = e  # after a resume, the last one wins
+    if epochs:
+        rows = [epochs[k] for k in sorted(epochs)]
+        lines.append(f"{'epoch':>5} {'train loss':>10} {'train acc':>9} {'val loss':>9} {'val acc':>8}")
+        for e in rows:
+            lines.append(f"{e['epoch']:>5} {e['train']['loss']:>10.4f} {e['train']['accuracy']:>9.4f} "
+                         f"{e['val']['loss']:>9.4f} {e['val']['accuracy']:>8.4f}")
+        lines.append(f"val accuracy  {sparkline([e['val']['accuracy'] for e in rows])}  "
+                     f"(best {max(e['val']['accuracy'] for e in rows):.4f})")
+        losses = [e["train"]["loss"] for e in rows]
+        lines.append(f"train loss    {sparkline(losses, min(losses), max(losses))}")
+    elif not prog:
+        lines.append("no epoch finished yet" + (f" ({status['reason']})" if status.get("reason") else ""))
+    return "\n".join(lines)
 
 
 def run_stop(args) -> int:
@@ -132,6 +199,25 @@ def run_retry(args) -> int:
         raise UsageError(f"{rid} is {store.read_status(rid)['state']}: nothing to retry")
     print(f"{rid}: queued again; it resumes from its last finished epoch. Start a worker with: "
           f"kdengine worker --detach --runs-dir {store.root}")
+    return 0
+
+
+def run_delete(args) -> int:
+    import sys
+
+    store = store_from(args, write=True)
+    from ..store.runstore import removal_summary
+
+    rid = resolve_run_id(store, args.run_id)
+    print(removal_summary(store, rid))
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"{'archiving' if args.archive else 'deleting'} {rid} needs a confirmation: pass --yes")
+        if input(f"{'archive' if args.archive else 'delete'} it? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing done")
+            return 0
+    where = store.remove(rid, archive=args.archive)
+    print(f"archived to {where}" if where else f"deleted {rid}")
     return 0
 
 
@@ -183,9 +269,12 @@ def run_worker(args) -> int:
     check_loader_workers(args)
     if not args.idle_exit >= 0:
         raise UsageError(f"--idle-exit must be a number of seconds >= 0, got {args.idle_exit}")
+    from ..packing import parse_runs_per_gpu
+
+    runs_per_gpu = parse_runs_per_gpu(args.runs_per_gpu)
     store = store_from(args, write=True)
-    if args.detach:
-        pids = ensure_workers(store.root, args.device, args.idle_exit)
+    if args.detach or runs_per_gpu != 1:  # several workers: detached processes, each pinned to its GPU
+        pids = ensure_workers(store.root, args.device, args.idle_exit, runs_per_gpu, compile=args.compile)
         print(f"started worker pid(s) {pids}" if pids else "a worker is already running")
         return 0
-    return Worker(store, args.device, args.idle_exit, args.once, args.loader_workers).run()
+    return Worker(store, args.device, args.idle_exit, args.once, args.loader_workers, compile=args.compile).run()

@@ -5,7 +5,7 @@ import sys
 from collections import Counter
 
 from ..errors import KDError, RunFailed, UsageError
-from .common import add_runs_dir, add_runtime_args, check_loader_workers, store_from
+from .common import add_packing_arg, add_runs_dir, add_runtime_args, check_loader_workers, store_from
 
 
 def register(sub) -> None:
@@ -19,6 +19,10 @@ def register(sub) -> None:
     add_runtime_args(run)
     run.add_argument("--dry-run", action="store_true", help="print the runs the study expands to; train nothing")
     run.add_argument("--detach", action="store_true", help="queue the runs and start background workers")
+    run.add_argument("--executor", default="local", metavar="local|ray[=ADDRESS]",
+                     help="where the runs train: this process (local), or a Ray cluster, one task per run "
+                          "(ray: a new local cluster; ray=ADDRESS: an existing one). Default: local")
+    add_packing_arg(run)
     run.add_argument("--quiet", action="store_true")
     run.set_defaults(handler=run_study)
 
@@ -83,7 +87,12 @@ def run_study(args) -> int:
     from ..study.registry import save_study
     from ..study.schema import load_study
 
+    from ..ray_executor import parse_executor
+
     check_loader_workers(args)
+    executor, address = parse_executor(args.executor)
+    if executor == "ray" and args.detach:
+        raise UsageError("--detach queues for local workers; --executor ray runs the study on the cluster: choose one")
     study = load_study(args.study, args.set, args.data)
     plan = expand(study)
     preflight([p.spec for p in plan])  # models, sizes, weights, data: one line, exit 2, before anything is queued
@@ -97,7 +106,7 @@ def run_study(args) -> int:
         return 0
     save_study(store, study, plan)
     for p in plan:  # asking for the study again queues its failed or stopped runs again, once
-        enqueue(store, p.spec)
+        enqueue(store, p.spec, device=args.device)
     if study.teacher_train is not None:
         log_notes = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
         log_notes("teachers train with [teacher_train]: " + (", ".join(
@@ -105,15 +114,26 @@ def run_study(args) -> int:
     if args.detach:
         from ..launch import ensure_workers
 
-        pids = ensure_workers(store.root, args.device)
+        from ..packing import parse_runs_per_gpu
+
+        pids = ensure_workers(store.root, args.device, runs_per_gpu=parse_runs_per_gpu(args.runs_per_gpu),
+                              compile=args.compile)
         print(f"queued; workers {pids or 'already running'}; watch with: kdtui --runs-dir {store.root}")
         return 0
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    if executor == "ray":
+        from ..packing import parse_runs_per_gpu
+        from ..ray_executor import run_on_ray
+
+        todo = [p for p in plan if store.read_status(p.run_id)["state"] != "finished"]
+        failed = run_on_ray(store.root, todo, address, args.device, parse_runs_per_gpu(args.runs_per_gpu),
+                            args.loader_workers, args.compile, log)
+        return _summary(store, study, plan, failed)
     from ..training.device import setup_device
     from ..training.executor import ensure_finished
     from ..training.trackers import make_trackers
 
-    dev = setup_device(args.device, args.loader_workers)
-    log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    dev = setup_device(args.device, args.loader_workers, compile=args.compile)
     failed = []
     for i, p in enumerate(plan, start=1):
         state = store.read_status(p.run_id)["state"]
@@ -126,6 +146,10 @@ def run_study(args) -> int:
         except (RunFailed, KDError) as exc:
             failed.append((p.run_id, str(exc)))
             log(f"failed: {p.run_id}: {exc}")
+    return _summary(store, study, plan, failed)
+
+
+def _summary(store, study, plan, failed) -> int:
     done = sum(store.read_status(p.run_id)["state"] == "finished" for p in plan)
     print(f"study {study.name}: {done}/{len(plan)} runs finished"
           + (f"; {len(failed)} failed (run the study again to retry them)" if failed else ""))

@@ -87,7 +87,7 @@ def run_train(args: argparse.Namespace) -> int:
     for note in teacher_notes(store, spec):
         log(note)
     if args.queue:
-        rid, _ = enqueue_with_baseline(store, spec, not args.no_baseline)
+        rid, _ = enqueue_with_baseline(store, spec, not args.no_baseline, device=args.device)
         print(f"queued {rid} in {store.root}; start a worker with: kdengine worker --runs-dir {store.root}")
         return 0
     from ..runspec import baseline_of
@@ -95,7 +95,9 @@ def run_train(args: argparse.Namespace) -> int:
     from ..training.trackers import make_trackers
 
     baseline = None if args.no_baseline else baseline_of(spec)
-    dev = setup_device(args.device, args.loader_workers)
+    dev = setup_device(args.device, args.loader_workers, compile=args.compile)
+    if args.compile and not dev.is_cuda:
+        log("note: --compile applies to CUDA runs (it gives no gain on the CPU); training uncompiled")
     make_trackers(args.tracker)  # fail early on a missing extra
     metrics = ensure_finished(store, spec, dev, trackers=lambda: make_trackers(args.tracker),
                               progress=not args.quiet, log=log)

@@ -16,6 +16,10 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+# Bump whenever the views change (a transform, a parameter, the seeding): shared teacher outputs are keyed by it.
+AUGMENT_VERSION = 1
+
+
 def train_transform(size: int) -> A.Compose:
     return A.Compose(
         [

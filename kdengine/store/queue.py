@@ -6,24 +6,27 @@ from ..runspec import RunSpec, baseline_of, differences
 from .runstore import RunStore
 
 
-def enqueue(store: RunStore, spec: RunSpec, requeue: bool = True) -> str:
-    """Write ``spec`` (and its teachers, first) into the store as queued runs, unless they exist.
+def enqueue(store: RunStore, spec: RunSpec, requeue: bool = True, device: str = "auto") -> str:
+    """Write ``spec`` (and its teachers, first) into the store as queued runs asking for ``device``, unless
+    they exist.
 
     Queueing is a person's request (train, study run, the TUI's launch): a failed or stopped run asked
-    for again is queued again, and resumes from its last finished epoch (``requeue=False`` leaves it).
+    for again is queued again, and resumes from its last finished epoch (``requeue=False`` leaves it); a
+    queued run takes the latest device request.
     """
     for t in spec.teachers:
-        enqueue(store, t, requeue)
-    if not store.create(spec) and requeue:
-        store.requeue(spec.run_id)
+        enqueue(store, t, requeue, device)
+    if not store.create(spec, device) and requeue:
+        store.requeue(spec.run_id, device)
     return spec.run_id
 
 
-def enqueue_with_baseline(store: RunStore, spec: RunSpec, with_baseline: bool = True) -> tuple[str, str | None]:
+def enqueue_with_baseline(store: RunStore, spec: RunSpec, with_baseline: bool = True,
+                          device: str = "auto") -> tuple[str, str | None]:
     """Queue a run and, for a KD run, its baseline (the student trained alone); returns both ids."""
-    rid = enqueue(store, spec)
+    rid = enqueue(store, spec, device=device)
     baseline = baseline_of(spec) if with_baseline else None
-    return rid, (enqueue(store, baseline) if baseline is not None else None)
+    return rid, (enqueue(store, baseline, device=device) if baseline is not None else None)
 
 
 def teacher_notes(store: RunStore, spec: RunSpec) -> list[str]:

@@ -22,6 +22,8 @@ STATES = ("queued", "running", "finished", "failed", "stopped")
 HEARTBEAT_S = 5.0  # how often a running run refreshes its heartbeat (a thread does, whatever the run is doing)
 STALE_S = 120.0  # a heartbeat older than this means the process is gone (or hung)
 SPEC, STATUS, EVENTS, METRICS, STOP = "spec.json", "status.json", "events.jsonl", "metrics.json", "stop.request"
+DEVICES = ("auto", "cpu", "cuda")  # what a run may ask for; a worker serves "auto" and its own kind
+KEPT = ("device", "trained_on")  # status keys that outlive a change of state
 BEST = "checkpoints/best.safetensors"
 
 
@@ -97,8 +99,8 @@ class RunStore:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     # -- creation ---------------------------------------------------------------
-    def create(self, spec) -> bool:
-        """Write a queued run for a RunSpec; returns False (and changes nothing) when it already exists."""
+    def create(self, spec, device: str = "auto") -> bool:
+        """Write a queued run for a RunSpec, asking for ``device``; False (and nothing changed) if it exists."""
         from ..runspec import STORE_VERSION
 
         run_id = spec.run_id
@@ -108,8 +110,8 @@ class RunStore:
             d = self.run_dir(run_id)
             d.mkdir(parents=True, exist_ok=True)
             now = time.time()
-            write_json(d / STATUS, {"state": "queued", "updated": now, "reason": None})
-            self.append_event(run_id, {"type": "lifecycle", "state": "queued"})
+            write_json(d / STATUS, {"state": "queued", "updated": now, "reason": None, "device": device_kind(device)})
+            self.append_event(run_id, {"type": "lifecycle", "state": "queued", "device": device_kind(device)})
             write_json(d / SPEC, {"run_id": run_id, "spec_hash": spec.spec_hash(), "store_version": STORE_VERSION,
                                   "created": now, "describe": spec.describe(), "spec": spec.to_dict()})
             return True
@@ -190,9 +192,12 @@ class RunStore:
 
     # -- writing ---------------------------------------------------------------------
     def write_status(self, run_id: str, state: str, reason: str | None = None, **extra: Any) -> None:
+        """Replace the status; the device asked for and the device trained on are kept unless given."""
         assert state in STATES, state
         now = time.time()
-        status = {"state": state, "reason": reason, "updated": now, **extra}
+        current = read_json(self.run_dir(run_id) / STATUS)
+        kept = {k: current[k] for k in KEPT if isinstance(current, dict) and k in current}
+        status = {"state": state, "reason": reason, "updated": now, **kept, **extra}
         if state == "running":
             status.setdefault("pid", os.getpid())
             status.setdefault("pid_start", process_start(os.getpid()))
@@ -235,16 +240,22 @@ class RunStore:
         write_json(self.run_dir(run_id) / METRICS, metrics)
 
     # -- lifecycle -----------------------------------------------------------------
-    def claim(self, run_id: str, worker: str) -> bool:
-        """Move a queued run to running for this process; False if it is not queued.
+    def claim(self, run_id: str, worker: str, device: str | None = None, dispatched: bool = False) -> bool:
+        """Move a queued run to running for this process; False if it is not queued, or asks for another device
+        than ``device`` (the kind this process trains on: a CPU worker never takes a run queued for CUDA).
+
+        ``dispatched``: a dispatcher (the Ray driver) handed this run to this process alone, so no file lock is
+        taken (flock over NFS is not reliable), and a run still marked running, or interrupted, is taken over at
+        once: the dispatcher only hands a run out again when the node that had it is dead.
 
         Only queued runs are claimed. A failed, stopped or interrupted run goes back to the queue
         only when someone asks (``requeue``): a run that fails is never retried in a loop. Temp files
         left by a write that was killed are removed here, before the run resumes.
         """
-        with self.lock():
+        with (contextlib.nullcontext() if dispatched else self.lock()):
             status = self.read_status(run_id)
-            if status["state"] != "queued":
+            takeover = dispatched and (status["state"] == "running" or status.get("stale"))
+            if (status["state"] != "queued" and not takeover) or not serves(device, status.get("device")):
                 return False
             with contextlib.suppress(FileNotFoundError):
                 (self.run_dir(run_id) / STOP).unlink()
@@ -259,14 +270,21 @@ class RunStore:
         self.write_status(run_id, state, reason)
         self.append_event(run_id, {"type": "lifecycle", "state": state, "reason": reason})
 
-    def requeue(self, run_id: str) -> bool:
-        """Queue a failed, stopped or interrupted run again (it resumes from its last finished epoch)."""
+    def requeue(self, run_id: str, device: str | None = None) -> bool:
+        """Queue a failed, stopped or interrupted run again (it resumes from its last finished epoch); a queued
+        run asked for again takes the new device request. True when the run is (again) queued."""
         with self.lock():
             status = self.read_status(run_id)
+            extra = {"device": device_kind(device)} if device else {}
+            if status["state"] == "queued":
+                if extra and status.get("device") != extra["device"]:
+                    self.write_status(run_id, "queued", status.get("reason"), **extra)
+                return False
             if status["state"] not in ("failed", "stopped"):
                 return False
-            self.write_status(run_id, "queued", requeued_from=status["state"])
-            self.append_event(run_id, {"type": "lifecycle", "state": "queued", "requeued_from": status["state"]})
+            self.write_status(run_id, "queued", requeued_from=status["state"], **extra)
+            self.append_event(run_id, {"type": "lifecycle", "state": "queued", "requeued_from": status["state"],
+                                       **extra})
             return True
 
     def note_waiting(self, run_id: str, reason: str) -> None:
@@ -292,6 +310,34 @@ class RunStore:
     def stop_requested(self, run_id: str) -> bool:
         return (self.run_dir(run_id) / STOP).exists()
 
+    def dependents(self, run_id: str) -> list[str]:
+        """Runs that name ``run_id`` as a teacher (they could not be resumed or re-evaluated without it)."""
+        out = []
+        for rid in self.list_ids():
+            header = self.read_spec_file(rid)
+            spec = header.get("spec") if isinstance(header, dict) else None
+            if isinstance(spec, dict) and run_id in _teacher_ids(spec):
+                out.append(rid)
+        return out
+
+    def remove(self, run_id: str, archive: bool = False) -> Path | None:
+        """Delete a run's folder, or move it to ``.archive/`` (returns where it went). Never a running run."""
+        import shutil
+
+        with self.lock():
+            if self.read_status(run_id)["state"] == "running":
+                from ..errors import UsageError
+
+                raise UsageError(f"{run_id} is running: stop it first (kdengine runs stop {run_id})")
+            src = self.run_dir(run_id)
+            if archive:
+                dest = self.root / ".archive" / f"{run_id}-{time.strftime('%Y%m%d-%H%M%S')}"
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dest)
+                return dest
+            shutil.rmtree(src)
+            return None
+
     # -- workers ---------------------------------------------------------------------
     def live_workers(self) -> list[dict]:
         out = []
@@ -310,6 +356,43 @@ class RunStore:
             except (TypeError, ValueError):
                 continue
         return out
+
+
+def removal_summary(store: "RunStore", run_id: str) -> str:
+    """What goes with a run: its folder's size (checkpoints above all), and the runs that use it as a teacher."""
+    def size(folder: Path) -> int:
+        return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+
+    total, ckpt = size(store.run_dir(run_id)), size(store.checkpoint_dir(run_id))
+    users = store.dependents(run_id)
+    text = f"{run_id}: {total / 2**20:.1f} MB on disk, {ckpt / 2**20:.1f} MB of it checkpoints"
+    if users:
+        text += (f"; {len(users)} run(s) use it as a teacher and could not resume or be re-evaluated without it: "
+                 + ", ".join(users[:5]) + (" ..." if len(users) > 5 else ""))
+    return text
+
+
+def _teacher_ids(spec: dict) -> set[str]:
+    """Run ids of a spec dict's teachers, read without building RunSpecs (a damaged spec yields none)."""
+    from ..errors import KDError
+    from ..runspec import RunSpec
+
+    try:
+        return {t.run_id for t in RunSpec.from_dict(spec).teachers}
+    except (KDError, TypeError, ValueError):
+        return set()
+
+
+def device_kind(device: str | None) -> str:
+    """"cuda:1" -> "cuda"; None -> "auto"."""
+    kind = (device or "auto").split(":", 1)[0]
+    return kind if kind in DEVICES else "auto"
+
+
+def serves(worker_device: str | None, requested: str | None) -> bool:
+    """Whether a process training on ``worker_device`` (None: whatever it is) may take a run asking for ``requested``."""
+    requested = device_kind(requested)
+    return worker_device is None or requested == "auto" or device_kind(worker_device) == requested
 
 
 def _plain(obj: Any) -> Any:

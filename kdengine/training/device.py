@@ -17,6 +17,7 @@ class DeviceSetup:
     channels_last: bool
     loader_workers: int
     pin_memory: bool
+    compile: bool = False  # torch.compile the student (CUDA only; CUDA graphs for small batches)
 
     @property
     def is_cuda(self) -> bool:
@@ -28,7 +29,7 @@ class DeviceSetup:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
 
-def setup_device(name: str = "auto", loader_workers: int | None = None) -> DeviceSetup:
+def setup_device(name: str = "auto", loader_workers: int | None = None, compile: bool = False) -> DeviceSetup:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
@@ -39,7 +40,7 @@ def setup_device(name: str = "auto", loader_workers: int | None = None) -> Devic
         torch.backends.cudnn.allow_tf32 = True
         bf16 = torch.cuda.is_bf16_supported()
         n = loader_workers if loader_workers is not None else min(16, max(1, (os.cpu_count() or 2) - 1))
-        return DeviceSetup(torch.device(name), torch.bfloat16 if bf16 else None, True, n, True)
+        return DeviceSetup(torch.device(name), torch.bfloat16 if bf16 else None, True, n, True, compile)
     if name != "cpu":
         raise UsageError(f"unknown device '{name}' (choose auto, cpu or cuda)")
     return DeviceSetup(torch.device("cpu"), None, False, loader_workers or 0, False)

@@ -18,6 +18,7 @@ from ..errors import KDError, RunFailed
 from ..runspec import RunSpec
 from ..store import RunStore
 from ..store import runstore
+from ..store.runstore import serves
 from ..store.queue import enqueue
 from .device import DeviceSetup
 
@@ -30,22 +31,23 @@ class TeacherUnavailable(RunFailed):
 
 def ensure_finished(store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers: Callable[[], list] = list,
                     progress: bool = True, worker: str = "cli", log: Callable[[str], None] = print,
-                    requeue: bool = True) -> dict:
+                    requeue: bool = True, dispatched: bool = False) -> dict:
     """Return the metrics of ``spec``'s run, training it (and its teachers) only if needed.
 
     With ``requeue`` (an explicit request) failed or stopped runs are queued again and resume.
+    ``dispatched``: a dispatcher gave this run to this process alone (see ``RunStore.claim``).
     """
     if requeue:
-        enqueue(store, spec, requeue=True)  # queues the teachers too
-    return _ensure(store, spec, dev, trackers, progress, worker, log)
+        enqueue(store, spec, requeue=True, device=dev.device.type)  # queues the teachers too
+    return _ensure(store, spec, dev, trackers, progress, worker, log, dispatched)
 
 
 def _ensure(store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers: Callable[[], list], progress: bool,
-            worker: str, log: Callable[[str], None]) -> dict:
+            worker: str, log: Callable[[str], None], dispatched: bool = False) -> dict:
     rid = spec.run_id
     for t in spec.teachers:
         try:
-            _ensure(store, t, dev, trackers, progress, worker, log)
+            _ensure(store, t, dev, trackers, progress, worker, log, dispatched)
         except RunFailed as exc:
             raise TeacherUnavailable(f"teacher {t.run_id} is not available: {exc}") from None
     waited = False
@@ -60,17 +62,20 @@ def _ensure(store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers: Callable
             if not waited:
                 log(f"reusing finished run {rid} ({spec.describe()}){thread_note(metrics)}")
             return metrics
-        if state == "running":
+        if state == "running" and not dispatched:
             if not waited:
                 log(f"waiting for {rid}: another worker is training it")
                 waited = True
             time.sleep(WAIT_POLL_S)
             continue
-        if state in ("failed", "stopped"):
+        if state in ("failed", "stopped") and not (dispatched and status.get("stale")):
             raise RunFailed(f"{rid} is {state}" + (f" ({status['reason']})" if status.get("reason") else "")
                             + f"; retry it with: kdengine runs retry {rid}")
-        if store.claim(rid, worker):
+        if store.claim(rid, worker, dev.device.type, dispatched=dispatched):
             return run_claimed(store, spec, dev, trackers(), progress, log)
+        status = store.read_status(rid)
+        if status["state"] == "queued" and not serves(dev.device.type, status.get("device")):
+            raise RunFailed(f"{rid} is queued for {status.get('device')}; this process trains on {dev.device.type}")
 
 
 def thread_note(metrics: dict) -> str:
@@ -93,6 +98,7 @@ class Heartbeat:
         self.store = store
         self.run_id = run_id
         self.progress: dict | None = None
+        self.extra: dict = {}  # more to keep in status.json (where the run trains)
         self.stop_requested = threading.Event()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{run_id}", daemon=True)
@@ -112,7 +118,7 @@ class Heartbeat:
     def beat(self) -> None:
         try:
             extra = {"progress": self.progress} if self.progress is not None else {}
-            self.store.heartbeat(self.run_id, **extra)
+            self.store.heartbeat(self.run_id, **self.extra, **extra)
             if self.store.stop_requested(self.run_id):
                 self.stop_requested.set()
         except (OSError, KDError):

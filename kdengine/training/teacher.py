@@ -20,6 +20,7 @@ class FrozenTeacher(nn.Module):
     def train(self, mode: bool = True) -> "FrozenTeacher":
         return super().train(False)
 
-    @torch.no_grad()
     def forward(self, raw_uint8: torch.Tensor) -> torch.Tensor:
-        return self.model(self.normalizer(raw_uint8))
+        # inference_mode, not just no_grad: no autograd bookkeeping at all (the same numbers, a little faster)
+        with torch.inference_mode():
+            return self.model(self.normalizer(raw_uint8))

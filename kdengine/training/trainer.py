@@ -25,6 +25,7 @@ from ..data.config import open_source
 from ..errors import RunFailed, UsageError
 from ..models.factory import check_image_size, create_model, input_channels, resolve_pretrained_name
 from .. import strategy_catalog as catalog
+from ..options import config_dict
 from ..runspec import RunSpec
 from ..strategy_catalog import size_warning
 from ..store import RunStore
@@ -34,6 +35,7 @@ from .metrics import agreement, classification_metrics, macro_f1, study_level
 from .progress import Progress
 from .strategies import strategy_for
 from .teacher import FrozenTeacher
+from .teacher_outputs import TeacherOutputs, sharing_enabled
 
 STEP_EVENTS_PER_EPOCH = 25
 
@@ -95,6 +97,16 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def trained_on(dev) -> dict:
+    """Where a run trains: device, GPU name, the visible GPUs, host, and whether it is compiled."""
+    import os
+    import socket
+
+    return {"device": str(dev.device), "gpu": torch.cuda.get_device_name(dev.device) if dev.is_cuda else None,
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "host": socket.gethostname(),
+            "compile": bool(dev.compile and dev.is_cuda)}
+
+
 class Trainer:
     def __init__(self, store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers=(), progress: bool = True,
                  log=None, beat=None) -> None:
@@ -134,6 +146,11 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.norm = Normalizer(chans, self.dev.channels_last).to(self.dev.device)
         self.n_params = sum(p.numel() for p in model.parameters())
+        # the compiled module serves forward passes; checkpoints always hold the plain module's weights
+        self.forward_model = self.model
+        if self.dev.compile and self.dev.is_cuda:
+            small = spec.train.batch_size <= 32  # launch-bound: CUDA graphs pay off
+            self.forward_model = torch.compile(self.model, mode="reduce-overhead" if small else None)
 
     def _teachers(self) -> None:
         self.teachers: list[FrozenTeacher] = []
@@ -155,6 +172,15 @@ class Trainer:
             if tm.get("defect"):
                 info["defect"] = tm["defect"]
             self.teacher_info.append(info)
+        self.shared_train, self.shared_eval = [], []
+        if self.teachers and sharing_enabled():
+            data = config_dict(self.spec.data)
+            for tspec in self.spec.teachers:
+                tdir = self.store.run_dir(tspec.run_id)
+                self.shared_train.append(TeacherOutputs.for_training(
+                    tdir, tspec.run_id, self.spec.seed, self.spec.train.batch_size, data, self.dev))
+                self.shared_eval.append(TeacherOutputs.for_evaluation(
+                    tdir, tspec.run_id, self.spec.train.batch_size, data, self.dev))
         if self.spec.kind == "kd" and self.teacher_info:
             t = self.teacher_info[0]
             msg = size_warning(catalog.get(self.spec.strategy), t["model"], t["params"], self.spec.model, self.n_params)
@@ -201,19 +227,30 @@ class Trainer:
         return np.concatenate(probs), np.concatenate(labels), loss_sum / max(1, n)
 
     def _student_forward(self, x):
-        return self.model(self.norm(x))
+        return self.forward_model(self.norm(x))
 
-    def evaluate(self, split: str) -> tuple[dict, np.ndarray]:
+    def evaluate(self, split: str, final: bool = False) -> tuple[dict, np.ndarray]:
+        self._phase(f"evaluating {split}" + (" (best checkpoint)" if final else ""))
         self.model.eval()
         probs, labels, loss = self._predict(self._student_forward, split)
         return classification_metrics(labels, probs, self.class_names, loss), probs
 
     def _teacher_probs(self, split: str) -> np.ndarray | None:
-        """The (averaged) teachers' probabilities on a split: fixed, so computed once per split."""
+        """The (averaged) teachers' probabilities on a split: fixed, so computed once per split, and shared
+        with the teachers' other students."""
         if not self.teachers:
             return None
         if split not in self._teacher_cache:
-            self._teacher_cache[split] = np.mean([self._predict(t, split)[0] for t in self.teachers], 0)
+            per_teacher = []
+            for i, teacher in enumerate(self.teachers):
+                shared = self.shared_eval[i] if self.shared_eval else None
+                probs = shared.load(f"eval-{split}", len(self.eval_ds[split])) if shared else None
+                if probs is None:
+                    probs = self._predict(teacher, split)[0].astype(np.float32)
+                    if shared:
+                        shared.save(f"eval-{split}", probs)
+                per_teacher.append(probs)
+            self._teacher_cache[split] = np.mean(per_teacher, 0)
         return self._teacher_cache[split]
 
     # -- the loop -------------------------------------------------------------------------------------
@@ -228,6 +265,13 @@ class Trainer:
         if self.beat.stop_requested.is_set():
             raise Stopped()
 
+    def _phase(self, phase: str, **more) -> None:
+        """Say what the run is doing now (decoding, training, evaluating val ...): into status.json at once."""
+        if self.beat is None:
+            return
+        self.beat.progress = {**(self.beat.progress or {}), "phase": phase, **more}
+        self.beat.beat()
+
     def prepare(self) -> None:
         """Data, student, teachers, loss and optimiser: everything before the first step."""
         self._data()
@@ -241,6 +285,13 @@ class Trainer:
                      "num_classes": len(self.class_names), "class_names": self.class_names, "run_id": self.run_id}
         self.steps_per_epoch = math.ceil(len(self.train_ds) / self.spec.train.batch_size)
         self.total_steps = self.spec.train.epochs * self.steps_per_epoch
+        self.trained_on = trained_on(self.dev)
+        if self.beat is not None:
+            self.beat.extra["trained_on"] = self.trained_on
+            self.beat.beat()  # into status.json now, not at the next beat
+        if self.dev.is_cuda:
+            torch.cuda.reset_peak_memory_stats(self.dev.device)
+        self._peak_recorded = False
 
     def resume(self) -> TrainState:
         """The state after the last finished epoch (``last.pt``), or a fresh one."""
@@ -272,7 +323,8 @@ class Trainer:
         store.append_event(rid, {"type": "start", "epochs": spec.train.epochs, "steps_per_epoch": self.steps_per_epoch,
                                  "train_images": len(self.train_ds), "val_images": len(self.eval_ds["val"]),
                                  "test_images": len(self.eval_ds["test"]), "params": self.n_params,
-                                 "device": str(self.dev.device), "threads": torch.get_num_threads(),
+                                 "device": str(self.dev.device), "trained_on": self.trained_on,
+                                 "threads": torch.get_num_threads(),
                                  "classes": self.class_names,
                                  "teachers": self.teacher_info, "synthetic": self.source.synthetic})
         self.val_teacher = self._teacher_probs("val")
@@ -304,10 +356,21 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.dev.device)
         preds, trues = [], []
         last_loss = float("nan")
-        for step, (x, y, _) in enumerate(self._loader(self.train_ds, epoch=epoch, shuffle=True), start=1):
+        name, n = f"train-e{epoch:04d}", len(self.train_ds)
+        stored = [s.load(name, n) for s in self.shared_train]
+        reuse = bool(stored) and all(a is not None for a in stored)  # another student computed them
+        computed: list[tuple[np.ndarray, list[torch.Tensor]]] = []
+        for step, (x, y, rows) in enumerate(self._loader(self.train_ds, epoch=epoch, shuffle=True), start=1):
             x = x.to(self.dev.device, non_blocking=True)
             y = y.to(self.dev.device, non_blocking=True)
-            loss, terms, pred = self._train_step(self.opt, x, y)
+            t_logits = None
+            if self.shared_train:
+                pos = np.searchsorted(self.train_ds.rows, rows.numpy())
+                if reuse:
+                    t_logits = [torch.from_numpy(a[pos]).to(self.dev.device, non_blocking=True) for a in stored]
+            loss, terms, pred, t_out = self._train_step(self.opt, x, y, t_logits)
+            if self.shared_train and not reuse:
+                computed.append((pos, [t.detach() for t in t_out]))  # kept on the device: no sync per step
             state.global_step += 1
             loss_sum += loss.detach() * y.shape[0]
             preds.append(pred)
@@ -323,7 +386,8 @@ class Trainer:
             self._timing["steps"] += 1
             per_step = (time.time() - self._timing["t0"]) / self._timing["steps"]
             self.progress.step(state.global_step, f"ep {epoch}/{epochs} loss {last_loss:.3f}")
-            self._beat(epoch=epoch, epochs=epochs, step=step, steps=steps, global_step=state.global_step,
+            self._beat(phase="training", epoch=epoch, epochs=epochs, step=step, steps=steps,
+                       global_step=state.global_step,
                        total_steps=self.total_steps, best_val_accuracy=max(state.best_acc, 0.0),
                        eta_s=round((self.total_steps - state.global_step) * per_step, 1))
             if spec.defect_acc is not None and state.global_step % defect_every == 0 and step < steps:
@@ -331,8 +395,15 @@ class Trainer:
                     break
                 self.model.train()
         self.sched.step()
+        if computed and len(computed) == self.steps_per_epoch:  # a whole epoch: share it
+            order = np.concatenate([p for p, _ in computed])
+            for i, shared in enumerate(self.shared_train):
+                arr = np.empty((n, len(self.class_names)), np.float32)
+                arr[order] = torch.cat([t[i] for _, t in computed]).float().cpu().numpy()
+                shared.save(name, arr)
         y_true, y_pred = torch.cat(trues).cpu().numpy(), torch.cat(preds).cpu().numpy()
-        stats = {"lr": lr, "loss": loss_sum.item() / max(1, len(y_true)),
+        stats = {"lr": lr, "teacher_outputs": ("shared" if reuse else "computed") if self.shared_train else None,
+                 "loss": loss_sum.item() / max(1, len(y_true)),
                  "accuracy": float((y_true == y_pred).mean()) if len(y_true) else float("nan"),
                  "macro_f1": macro_f1(y_true, y_pred, len(self.class_names))}
         if not math.isfinite(stats["loss"]):
@@ -349,11 +420,14 @@ class Trainer:
         elif decision.improved:
             save_best(self.ckpt_dir, self.model, {**self.meta, "epoch": epoch, "val_accuracy": val["accuracy"]})
         state.apply(decision, epoch, val["accuracy"])
+        self._phase("training", epoch=epoch, best_val_accuracy=state.best_acc)  # the new best, without waiting
         event = {"type": "epoch", "epoch": epoch, "lr": train_stats["lr"],
                  "train": {k: train_stats[k] for k in ("loss", "accuracy", "macro_f1")},
                  "val": {k: val[k] for k in ("loss", "accuracy", "macro_f1", "kappa", "ece")},
                  "val_confusion": val["confusion"], "best_val_accuracy": state.best_acc,
                  "best_epoch": state.best_epoch, "seconds": round(time.time() - t0, 2)}
+        if train_stats.get("teacher_outputs"):
+            event["teacher_outputs"] = train_stats["teacher_outputs"]
         if self.val_teacher is not None:
             event["val"]["agreement"] = agreement(val_probs, self.val_teacher)
         self.store.append_event(rid, event)
@@ -367,11 +441,18 @@ class Trainer:
             self.store.append_event(rid, {"type": "early_stop", "epoch": epoch})
         save_last(self.ckpt_dir, {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                                   "scheduler": self.sched.state_dict(), "state": state.to_dict()})
+        if self.dev.is_cuda and not self._peak_recorded:  # what packing needs to know: this shape's peak memory
+            from ..packing import memory_key, record_peak
 
-    def _train_step(self, opt, x: torch.Tensor, y: torch.Tensor):
-        """One optimisation step; returns the loss, its terms and the predictions (all on the device)."""
+            record_peak(self.store, memory_key(spec), torch.cuda.max_memory_allocated(self.dev.device))
+            self._peak_recorded = True
+
+    def _train_step(self, opt, x: torch.Tensor, y: torch.Tensor, t_logits: list | None = None):
+        """One optimisation step; returns the loss, its terms, the predictions and the teachers' logits (all on
+        the device). ``t_logits`` given (shared by another student) replaces the teachers' forward passes."""
         with self.dev.autocast():
-            t_logits = [t(x) for t in self.teachers]
+            if t_logits is None:
+                t_logits = [t(x) for t in self.teachers]
             logits = self._student_forward(x)
         terms = self.strategy.terms(logits, y, t_logits)
         loss = sum(terms.values())
@@ -380,7 +461,7 @@ class Trainer:
         if self.spec.train.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.spec.train.grad_clip)
         opt.step()
-        return loss, terms, logits.detach().argmax(1)
+        return loss, terms, logits.detach().argmax(1), t_logits
 
     # -- defective teachers --------------------------------------------------------------------------------
     def _record_defect(self, state: TrainState, epoch: int, step: int, acc: float) -> None:
@@ -414,7 +495,7 @@ class Trainer:
                          "runtime": {"device": self.dev.device.type, "threads": torch.get_num_threads(),
                                      "torch": torch.__version__}}
         for split in ("train", "val", "test"):
-            metrics, probs = self.evaluate(split)
+            metrics, probs = self.evaluate(split, final=True)
             if self.teachers:
                 metrics["agreement"] = agreement(probs, self._teacher_probs(split))
             if self.source.kind == "mura" and spec.data.task == "abnormality":

@@ -9,23 +9,30 @@ from textual.containers import VerticalScroll
 from textual.widgets import Input, Label, Static
 
 KEYS = [
-    ("1 2 3", "anywhere", "Runs · Launch · Results"),
+    ("1 2 3 4", "not typing", "Runs · Launch · Results · Workers (in a text field, esc first)"),
     ("? F1", "anywhere", "this help"),
     ("ctrl+p", "anywhere", "command palette: every action"),
-    ("q", "anywhere", "quit (runs go on in the worker)"),
-    ("↑ ↓", "Runs", "select a run"),
+    ("q", "not typing", "quit (runs go on in the worker)"),
+    ("↑ ↓ home end", "Runs", "select a run (pgup pgdn: a page)"),
+    ("/ esc", "Runs", "filter by any text (state, strategy, model, study, device) · clear it"),
+    ("o O", "Runs", "sort by the next column · reverse"),
+    ("b", "Runs", "group by study"),
+    ("g", "Runs", "jump to the next running run"),
+    ("z", "Runs", "the list alone (zoom) · back"),
     ("c m p", "Runs", "curves · confusion matrix · report"),
-    ("s", "Runs", "stop the selected run"),
-    ("w", "Runs", "start a background worker"),
-    ("tab", "Launch", "next field"),
-    ("esc", "Launch", "leave the form (then 1 2 3 q work)"),
+    ("x", "Runs", "pin the run: its curves overlay every other run's (x again: unpin)"),
+    ("s r d", "Runs", "stop (asks) · retry or resume · delete or archive (asks)"),
+    ("w", "Runs, Workers", "start a background worker (choose its device)"),
+    ("tab", "Launch", "into the form, next field"),
+    ("esc", "Launch", "leave the form (then 1 2 3 4 q work)"),
     ("F2 F3", "Launch", "CPU-quick preset · thesis preset"),
     ("F5", "Launch", "launch the run(s)"),
     ("[ ]", "Results", "previous · next table"),
     ("← →", "Results", "scroll a wide table"),
     ("v", "Results", "all runs · each study"),
+    ("m", "Results", "metric: accuracy · macro-F1 · κ · ECE"),
     ("i", "Results", "show the 95% intervals"),
-    ("e", "Results", "export the tables as CSV"),
+    ("e", "Results", "export the tables (CSV and Markdown)"),
 ]
 NOTE = ("Runs train in a detached `kdengine worker`: quitting the app or closing the SSH session "
         "does not stop them. Reopen kdtui to re-attach.")
@@ -53,6 +60,78 @@ class HelpScreen(ModalScreen[None]):
             yield Static(help_table())
 
 
+class ConfirmScreen(ModalScreen[str | None]):
+    """A question with one key per answer (no mouse needed): dismisses with the chosen answer, or None."""
+
+    BINDINGS = [Binding("escape,n", "dismiss_none", "Cancel")]
+
+    def __init__(self, question: str, details: str = "", answers: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.question = question
+        self.details = details
+        self.answers = answers or {"y": "yes"}
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-box"):
+            yield Label(self.question, id="confirm-question")
+            if self.details:
+                yield Static(self.details, id="confirm-details", classes="note")
+            keys = " · ".join(f"{k}: {v}" for k, v in self.answers.items())
+            yield Label(f"{keys} · esc or n: cancel", classes="note")
+
+    def on_key(self, event) -> None:
+        if event.key in self.answers:
+            event.stop()
+            self.dismiss(event.key)
+
+    def action_dismiss_none(self) -> None:
+        self.dismiss(None)
+
+
+class WorkerScreen(ModalScreen[tuple[str, str] | None]):
+    """Start background workers: one key picks the device, one the runs per GPU, enter starts."""
+
+    DEVICES = {"a": "auto", "c": "cpu", "g": "cuda"}
+    PER_GPU = {"1": "1", "2": "2", "4": "4", "8": "8", "u": "auto"}
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("enter", "start", "Start", priority=True)]
+
+    def __init__(self, gpus: int) -> None:
+        super().__init__()
+        self.gpus = gpus
+        self.device = "auto"
+        self.per_gpu = "1"
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="worker-box"):
+            yield Label("Start a background worker" + (f" ({self.gpus} GPU(s) visible)" if self.gpus else
+                                                        " (no GPU visible: it trains on the CPU)"))
+            yield Static("", id="worker-choice")
+            yield Label("device: a auto · c cpu · g cuda (GPU)   runs per GPU: 1 2 4 8 · u auto", classes="note")
+            yield Label("enter: start · escape: cancel", classes="note")
+
+    def on_mount(self) -> None:
+        self._show()
+
+    def _show(self) -> None:
+        self.query_one("#worker-choice", Static).update(f"device [b]{self.device}[/b] · runs per GPU [b]{self.per_gpu}[/b]")
+
+    def on_key(self, event) -> None:
+        if event.key in self.DEVICES:
+            self.device = self.DEVICES[event.key]
+        elif event.key in self.PER_GPU:
+            self.per_gpu = self.PER_GPU[event.key]
+        else:
+            return
+        event.stop()
+        self._show()
+
+    def action_start(self) -> None:
+        self.dismiss((self.device, self.per_gpu))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 class ExportScreen(ModalScreen[str | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
@@ -62,7 +141,7 @@ class ExportScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="export-box"):
-            yield Label("Export the tables as CSV into the folder:")
+            yield Label("Export the tables (CSV and Markdown) into the folder:")
             yield Input(self.default, id="export-path")
             yield Label("enter: export · escape: cancel", classes="note")
 

@@ -47,6 +47,7 @@ class LaunchScreen(Screen):
         Binding("f3", "preset('thesis')", "Thesis"),
         Binding("f5", "launch", "Launch"),
         Binding("escape", "leave_form", "Leave form"),
+        Binding("tab", "enter_form", "Edit", show=False),
     ]
 
     def compose(self) -> ComposeResult:
@@ -59,6 +60,8 @@ class LaunchScreen(Screen):
                 yield Label(source.label, classes="label")
                 yield Input(values["source"], id="source", compact=True, placeholder=source.help)
             yield Static("", id="data-summary", classes="note")
+            yield Static("tab: into the form · esc: out of it (then 1 2 3 4 change screens) · F5: launch",
+                         id="form-hint", classes="note")
             models = model_suggestions()
             with Grid(classes="launch-grid", id="launch-grid"):
                 yield Label("Strategy", classes="label")
@@ -80,6 +83,9 @@ class LaunchScreen(Screen):
                 yield Label("Device", classes="label")
                 yield Select([(d, d) for d in DEVICES], value=values["device"], allow_blank=False, id="device",
                              compact=True)
+                yield Label("Runs per GPU", classes="label")
+                yield Select([(n, n) for n in ("1", "2", "4", "8", "auto")], value="1", allow_blank=False,
+                             id="runs_per_gpu", compact=True)
                 yield Label("Baseline", classes="label")
                 yield Tick("also train the student alone", values["baseline"], id="baseline", compact=True)
             yield Static("", id="strategy-note", classes="note")
@@ -97,7 +103,8 @@ class LaunchScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#source", Input).focus()
+        # No field has the focus at first: 1 2 3 4 still change screens; tab enters the form.
+        self.set_focus(None)
         self.check_data(self.query_one("#source", Input).value)
         self._refresh_notes()
 
@@ -195,8 +202,14 @@ class LaunchScreen(Screen):
 
     # -- actions ---------------------------------------------------------------------------------------
     def action_leave_form(self) -> None:
-        """Take focus out of the fields, so that 1/2/3/q/? work again."""
+        """Take focus out of the fields, so that 1/2/3/4/q/? work again."""
         self.set_focus(None)
+
+    def action_enter_form(self) -> None:
+        if not isinstance(self.focused, (Input, Select, Tick, Button)):
+            self.query_one("#source", Input).focus()
+        else:
+            self.focus_next()
 
     def action_preset(self, name: str) -> None:
         for key, value in PRESETS[name].items():
@@ -222,7 +235,8 @@ class LaunchScreen(Screen):
             message.update(Text(f"✗ {err}", style="red"))
             self._focus_field(err.field)
             return
-        request = LaunchRequested(spec, values["device"], bool(values.get("baseline", True)))
+        request = LaunchRequested(spec, values["device"], bool(values.get("baseline", True)),
+                                  values.get("runs_per_gpu", "1"))
         if needs_preflight(spec):
             message.update(Text("checking the models and settings with the engine…", style="dim"))
             self.preflight_then_launch(request)

@@ -1,0 +1,84 @@
+"""Placement (a run keeps the device it asked for) and packing (workers per GPU, fitted to measured peaks)."""
+from __future__ import annotations
+
+import pytest
+
+from kdengine import packing
+from kdengine.cli import main
+from kdengine.errors import UsageError
+from kdengine.paths import runs_dir
+from kdengine.store import RunStore
+from kdengine.worker import Worker, next_claimable
+from tests.engine_helpers import FAST
+
+SMI = """0, NVIDIA H100 80GB HBM3, 81559, 1024, 37
+1, NVIDIA H100 80GB HBM3, 81559, 0, 0
+garbage line
+"""
+
+
+def test_a_cpu_worker_never_takes_a_run_queued_for_cuda(capsys):
+    assert main(["train", *FAST, "--strategy", "baseline", "--student", "test_resnet", "--queue",
+                 "--device", "cuda"]) == 0
+    assert main(["train", *FAST, "--strategy", "baseline", "--student", "test_efficientnet", "--queue",
+                 "--device", "auto"]) == 0
+    capsys.readouterr()
+    store = RunStore(runs_dir())
+    cuda_run, auto_run = store.list_ids()
+    assert store.read_status(cuda_run)["device"] == "cuda" and store.read_status(auto_run)["device"] == "auto"
+    assert next_claimable(store, "cpu").run_id == auto_run
+    assert next_claimable(store, "cuda").run_id == cuda_run
+    assert not store.claim(cuda_run, "w", "cpu")
+    assert Worker(store, "cpu", once=True).run() == 0
+    assert store.read_status(auto_run)["state"] == "finished"
+    assert store.read_status(cuda_run)["state"] == "queued"  # still waiting for a CUDA worker
+    # where it trained is in the run's status and events, and runs show/list say it
+    status = store.read_status(auto_run)
+    assert status["trained_on"]["device"] == "cpu" and status["device"] == "auto"
+    start = next(e for e in store.read_events(auto_run)[0] if e["type"] == "start")
+    assert start["trained_on"]["device"] == "cpu" and start["trained_on"]["gpu"] is None
+    assert main(["runs", "show", auto_run]) == 0
+    assert "trained on cpu" in capsys.readouterr().out
+    assert main(["runs", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "cuda" in listing.split(cuda_run)[1].splitlines()[0]
+    # asking again, for the CPU, moves the queued run (the latest request wins)
+    assert main(["train", *FAST, "--strategy", "baseline", "--student", "test_resnet", "--queue",
+                 "--device", "cpu"]) == 0
+    assert store.read_status(cuda_run)["device"] == "cpu"
+
+
+def test_nvidia_smi_parsing():
+    gpus = packing.parse_smi(SMI)
+    assert [g["index"] for g in gpus] == [0, 1]
+    assert gpus[0]["name"] == "NVIDIA H100 80GB HBM3" and gpus[0]["memory_total_mib"] == 81559
+    assert gpus[0]["utilization"] == 37 and gpus[0]["memory_used_mib"] == 1024
+
+
+def test_auto_runs_per_gpu_from_measured_peaks(capsys):
+    assert main(["train", *FAST, "--strategy", "normal", "--teacher", "test_efficientnet", "--student",
+                 "test_resnet", "--queue"]) == 0
+    capsys.readouterr()
+    store = RunStore(runs_dir())
+    n, why = packing.auto_runs_per_gpu(store, 81559)
+    assert n == 1 and "no peak measured" in why
+    student = next(store.load_spec(r) for r in store.list_ids() if r.startswith("normal-"))
+    packing.record_peak(store, packing.memory_key(student), 12 * 2**30)
+    packing.record_peak(store, packing.memory_key(student), 9 * 2**30)  # the largest seen stays
+    n, why = packing.auto_runs_per_gpu(store, 81559)
+    assert n == int(81559 * 2**20 * 0.9 // (12 * 2**30)) == 5 and "12.0 GiB" in why and "not measured yet" in why
+    packing.record_peak(store, packing.memory_key(student), 2**28)
+    assert packing.auto_runs_per_gpu(store, 81559)[0] == 5  # a smaller peak does not replace the larger
+    small = {packing.memory_key(store.load_spec(r)): 2**28 for r in store.list_ids()}
+    for key, peak in small.items():
+        packing.record_peak(store, key + "-other", peak)
+    plan = packing.plan_workers(store, "auto", packing.parse_smi(SMI))
+    assert [(i, n) for i, n, _ in plan] == [(0, 5), (1, 5)]
+    assert [(i, n) for i, n, _ in packing.plan_workers(store, 3, packing.parse_smi(SMI))] == [(0, 3), (1, 3)]
+
+
+@pytest.mark.parametrize("text", ["0", "9", "many", "-1"])
+def test_runs_per_gpu_is_checked(text):
+    with pytest.raises(UsageError, match="--runs-per-gpu"):
+        packing.parse_runs_per_gpu(text)
+    assert packing.parse_runs_per_gpu("auto") == "auto" and packing.parse_runs_per_gpu("8") == 8
