@@ -82,3 +82,36 @@ def test_runs_per_gpu_is_checked(text):
     with pytest.raises(UsageError, match="--runs-per-gpu"):
         packing.parse_runs_per_gpu(text)
     assert packing.parse_runs_per_gpu("auto") == "auto" and packing.parse_runs_per_gpu("8") == 8
+
+
+def test_runs_show_on_a_live_run_and_runs_list_and_delete(capsys, tmp_path):
+    from tests.tui_helpers import fake_finished_store, fake_study_store
+
+    store, plan = fake_study_store(tmp_path / "runs")
+    running = next(r for r in store.list_ids() if store.read_status(r)["state"] == "running")
+    assert main(["runs", "show", running, "--runs-dir", str(store.root)]) == 0
+    out = capsys.readouterr().out
+    assert "progress: training; epoch 1/2, step 2/4 (25%), ETA 2m05s" in out
+    assert main(["runs", "list", "--runs-dir", str(store.root)]) == 0
+    listing = capsys.readouterr().out
+    queued = next(r for r in store.list_ids() if store.read_status(r)["state"] == "queued")
+    assert " nan" not in listing and listing.split(queued)[1].splitlines()[0].rstrip().endswith("–")
+    # two settings in one store: the list tells them apart
+    other = tmp_path / "two"
+    fake_finished_store(other, epochs=2)
+    fake_finished_store(other, epochs=1)
+    assert main(["runs", "list", "--runs-dir", str(other)]) == 0
+    listing = capsys.readouterr().out
+    rows = [line for line in listing.splitlines() if line.startswith("normal-")]
+    assert len(rows) == 2 and {r.split()[-1] for r in rows} == {"train.epochs=1", "train.epochs=2"}
+    # delete: says what goes, asks (or --yes), and refuses without a terminal
+    teacher = next(r for r in store.list_ids() if r.startswith("ce-resnet10t-") and
+                   store.read_status(r)["state"] == "finished")
+    assert main(["runs", "delete", teacher, "--runs-dir", str(store.root)]) == 2
+    assert "needs a confirmation: pass --yes" in capsys.readouterr().err and store.exists(teacher)
+    assert main(["runs", "delete", teacher, "--archive", "--yes", "--runs-dir", str(store.root)]) == 0
+    out = capsys.readouterr().out
+    assert "use it as a teacher" in out and "archived to" in out and not store.exists(teacher)
+    assert list((store.root / ".archive").glob(f"{teacher}-*"))
+    assert main(["runs", "delete", running, "--yes", "--runs-dir", str(store.root)]) == 2
+    assert "is running: stop it first" in capsys.readouterr().err

@@ -63,6 +63,29 @@ def device_of(status: dict) -> str:
     return str(trained.get("device") or status.get("device") or "auto")
 
 
+def twin_settings(records) -> dict[str, str]:
+    """For runs that share what, teacher, student and seed with another run: what sets them apart
+    (``train.epochs=2``); the others need no note."""
+    from collections import defaultdict
+
+    from ..reports.collect import settings_identity
+    from ..reports.tables import _flat
+
+    alike = defaultdict(list)
+    for r in records:
+        if r.spec is not None:
+            alike[(r.label, r.teacher_label, r.model, r.seed)].append(r)
+    out = {}
+    for group in alike.values():
+        if len(group) < 2:
+            continue
+        flats = {r.run_id: _flat(settings_identity(r.spec)) for r in group}
+        keys = sorted({k for f in flats.values() for k in f if len({repr(g.get(k)) for g in flats.values()}) > 1})
+        for rid, flat in flats.items():
+            out[rid] = ", ".join(f"{k}={flat.get(k)}" for k in keys)
+    return out
+
+
 def run_list(args) -> int:
     from ..reports.collect import collect
 
@@ -77,18 +100,13 @@ def run_list(args) -> int:
     if not records:
         print("no runs yet")
         return 0
-    from ..reports.tables import settings_groups
-
-    groups, notes = settings_groups([r for r in records if r.spec])
-    grouped = any(groups.values())
+    twins = twin_settings(records)
     print(f"{'run':44} {'state':9} {'what':10} {'teacher -> student':34} {'device':7} {'test acc':>8}"
-          + ("  set" if grouped else ""))
+          + ("  settings" if twins else ""))
     for r in records:
         who = f"{r.teacher_label} -> {r.model}" if r.teacher_label else r.model
         print(f"{r.run_id:44} {r.state:9} {r.label:10} {who:34} {device_of(r.status):7} {_fmt(r.accuracy('test')):>8}"
-              + (f"  {groups.get(r.run_id, '?')}" if grouped else ""))
-    for note in notes:
-        print(note)
+              + (f"  {twins.get(r.run_id, '')}" if twins else ""))
     return 0
 
 
