@@ -8,6 +8,7 @@
 3. peers:    one KD epoch, kdstudy vs timm's LogitDistillationTask and torchdistill's KDLoss (benchmarks/kd.py).
 4. sharing:  a 1-teacher x 3-student grid with shared teacher outputs vs without; identical weights.
 5. tui:      a key press with a hundred runs, some live, vs a bare Textual app (benchmarks/tui.py).
+7. dicom:    the first decode of 1,000 DICOMs vs 1,000 PNGs of the same size (a one-off cost).
 6. packing, gpu: CUDA only (1/2/4/8 runs per GPU; --compile).
 """
 from __future__ import annotations
@@ -82,6 +83,41 @@ def bench_cache(n: int, repeats: int) -> dict:
             "cache_build_s": t_build, "speedup": png / cached}
 
 
+def bench_dicom(n: int) -> dict:
+    """The first decode of ``n`` 16-bit DICOMs (windowed) against ``n`` 8-bit PNGs of the same size into the
+    decoded cache (a one-off cost: later epochs and runs read the cache)."""
+    import numpy as np
+    from PIL import Image
+
+    from kdengine.data.cache import build_or_load
+    from kdengine.data.config import DataConfig, open_source
+    from tests.dicom_helpers import write_dicom
+
+    side = 256
+    with tempfile.TemporaryDirectory() as tmp:
+        rng = np.random.default_rng(0)
+        for i in range(n):
+            img = rng.integers(0, 4095, (side, side)).astype(np.uint16)
+            cls = f"c{i % 4}"
+            write_dicom(Path(tmp) / "dcm" / cls / f"{i}.dcm", img, bits=12, window=(2048, 4096),
+                        patient_id=f"P{i}")
+            (Path(tmp) / "png" / cls).mkdir(parents=True, exist_ok=True)
+            Image.fromarray((img >> 4).astype(np.uint8)).save(Path(tmp) / "png" / cls / f"{i}.png")
+        os.environ["KDSTUDY_CACHE"] = str(Path(tmp) / "cache")
+        times = {}
+        try:
+            for kind in ("png", "dcm"):
+                src = open_source(DataConfig(source=f"folder:{Path(tmp) / kind}"))
+                t0 = time.perf_counter()
+                build_or_load(src, 224)
+                times[kind] = time.perf_counter() - t0
+        finally:
+            os.environ.pop("KDSTUDY_CACHE")
+    return {"images": n, "size": f"{side}x{side} -> 224 px", "png_first_decode_s": times["png"],
+            "dicom_first_decode_s": times["dcm"], "dicom_over_png": times["dcm"] / times["png"],
+            "dicom_images_per_s": n / times["dcm"]}
+
+
 STARTUP = """
 import asyncio, sys, time
 t0 = time.perf_counter()
@@ -125,6 +161,10 @@ def main() -> int:
     results["cache"] = bench_cache(100 if quick else 400, 2 if quick else 3)
     print(f"cache:   {results['cache']['speedup']:.1f}x faster than decoding PNGs "
           f"({results['cache']['decode_pass_s']:.3f}s vs {results['cache']['cache_pass_s']:.3f}s per pass)")
+    results["dicom"] = bench_dicom(200 if quick else 1000)
+    d = results["dicom"]
+    print(f"dicom:   first decode of {d['images']} DICOMs {d['dicom_over_png']:.2f}x the time of as many PNGs "
+          f"({d['dicom_first_decode_s']:.1f}s vs {d['png_first_decode_s']:.1f}s; later passes read the cache)")
     results["startup"] = bench_startup(2 if quick else 3)
     s = results["startup"]
     print(f"startup: kdtui first screen {s['kdtui_s']:.2f}s vs bare Textual {s['bare_textual_s']:.2f}s "

@@ -56,15 +56,31 @@ class KDStudyApp(App):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
-    def action_export(self, study: str | None = None, metric: str = "accuracy") -> None:
-        """Ask for a folder, then write the tables: all runs (`kdengine table`) or one study's."""
+    def action_export(self, study: str | None = None, metric: str = "accuracy", report: bool = False) -> None:
+        """Ask for a folder, then write the tables (`kdengine table`, `study table`) or the HTML report
+        (`kdengine report`) of all runs or of one study."""
 
         def done(path: str | None) -> None:
-            if path:
+            if path and report:
+                self.export_report(path, study, metric)
+            elif path:
                 self.export_tables(path, study, metric)
 
-        default = Path.cwd() / (f"kdstudy-{study}-tables" if study else "kdstudy-tables")
-        self.push_screen(ExportScreen(str(default)), done)
+        what = "report" if report else "tables"
+        default = Path.cwd() / (f"kdstudy-{study}-{what}" if study else f"kdstudy-{what}")
+        label = "Write the HTML report into the folder:" if report else \
+            "Export the tables (CSV and Markdown) into the folder:"
+        self.push_screen(ExportScreen(str(default), label), done)
+
+    @work(thread=True, exclusive=True, group="export")
+    def export_report(self, path: str, study: str | None = None, metric: str = "accuracy") -> None:
+        from kdengine.commands.report_cmd import build_report
+
+        try:
+            written = build_report(self.store, study, metric, Path(path).expanduser())
+            self.call_from_thread(self.notify, f"wrote the report {written}", title="Report")
+        except Exception as exc:  # noqa: BLE001 - an unwritable folder, no finished run: say so
+            self.call_from_thread(self.notify, f"report failed: {exc}", severity="error", title="Report")
 
     @work(thread=True, exclusive=True, group="export")
     def export_tables(self, path: str, study: str | None = None, metric: str = "accuracy") -> None:
@@ -129,7 +145,7 @@ class KDStudyApp(App):
         self.notify(f"archived {message.run_id} to {where}" if where else f"deleted {message.run_id}")
 
     def on_export_requested(self, message: ExportRequested) -> None:
-        self.action_export(message.study, message.metric)
+        self.action_export(message.study, message.metric, message.report)
 
     def on_worker_requested(self, message: WorkerRequested) -> None:
         try:
@@ -174,6 +190,8 @@ class KDStudyApp(App):
         yield SystemCommand("Launch", "Set up and launch a run", lambda: self.switch_mode("launch"))
         yield SystemCommand("Results", "The comparative accuracy tables", lambda: self.switch_mode("results"))
         yield SystemCommand("Export tables", "Write every table as CSV and Markdown, and runs.csv", self.action_export)
+        yield SystemCommand("Export report", "Write a self-contained HTML report (tables, curves, confusion "
+                            "matrices, robustness)", lambda: self.action_export(report=True))
         yield SystemCommand("Start worker", "Start a detached background worker (choose its device)",
                             lambda: self._on_runs("action_start_worker"))
         yield SystemCommand("Stop run", "Stop the selected run (asks first)", lambda: self._on_runs("action_stop_run"))

@@ -24,10 +24,11 @@ class StopRequested(Message):
 class ExportRequested(Message):
     """Write the tables of all runs (``study`` None) or of one study."""
 
-    def __init__(self, study: str | None = None, metric: str = "accuracy") -> None:
+    def __init__(self, study: str | None = None, metric: str = "accuracy", report: bool = False) -> None:
         super().__init__()
         self.study = study
         self.metric = metric
+        self.report = report  # the HTML report instead of the tables
 
 
 class WorkerRequested(Message):

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kdengine.reports.collect import RunRecord, collect, roles_of
+from kdengine.study.registry import study_membership
 from kdengine.store import RunStore
 
 STATE_ICONS = {"queued": "…", "running": "▶", "finished": "✓", "failed": "✗", "stopped": "■", "damaged": "!"}
@@ -214,34 +215,6 @@ def report_from_confusion(cm: list[list[int]], names: list[str]) -> dict[str, di
         f = 2 * p * r / (p + r) if p + r else 0.0
         out[name] = {"precision": p, "recall": r, "f1": f, "support": support}
     return out
-
-
-_MEMBERSHIP: dict[str, tuple] = {}
-
-
-def study_membership(store: RunStore) -> dict[str, tuple[str, ...]]:
-    """run id -> the studies it belongs to (studies/*/study.json, re-read only when one changed: polled often)."""
-    from kdengine.study.registry import list_studies, load_study_record, study_dir
-
-    names = list_studies(store)
-    stamp = []
-    for name in names:
-        try:
-            stamp.append((name, (study_dir(store, name) / "study.json").stat().st_mtime_ns))
-        except OSError:
-            stamp.append((name, 0))
-    cached = _MEMBERSHIP.get(str(store.root))
-    if cached and cached[0] == stamp:
-        return cached[1]
-    out: dict[str, list[str]] = {}
-    for name in names:
-        record = load_study_record(store, name) or {}
-        for p in record.get("runs", []):
-            if isinstance(p, dict) and "run_id" in p:
-                out.setdefault(p["run_id"], []).append(name)
-    membership = {k: tuple(v) for k, v in out.items()}
-    _MEMBERSHIP[str(store.root)] = (stamp, membership)
-    return membership
 
 
 def load_rows(store: RunStore) -> tuple[list[RunRecord], list[RunRow]]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
-    from . import data_cmd, models_cmd, runs_cmd, study_cmd, train_cmd
+    from . import data_cmd, export_cmd, models_cmd, report_cmd, runs_cmd, shift_cmd, study_cmd, train_cmd
 
-    for module in (data_cmd, models_cmd, train_cmd, runs_cmd, study_cmd):
+    for module in (data_cmd, models_cmd, train_cmd, runs_cmd, study_cmd, shift_cmd, report_cmd, export_cmd):
         module.register(sub)

@@ -128,7 +128,7 @@ def run_study(args) -> int:
         todo = [p for p in plan if store.read_status(p.run_id)["state"] != "finished"]
         failed = run_on_ray(store.root, todo, address, args.device, parse_runs_per_gpu(args.runs_per_gpu),
                             args.loader_workers, args.compile, log)
-        return _summary(store, study, plan, failed)
+        return _summary(store, study, plan, failed, args.device, log)
     from ..training.device import setup_device
     from ..training.executor import ensure_finished
     from ..training.trackers import make_trackers
@@ -146,11 +146,22 @@ def run_study(args) -> int:
         except (RunFailed, KDError) as exc:
             failed.append((p.run_id, str(exc)))
             log(f"failed: {p.run_id}: {exc}")
-    return _summary(store, study, plan, failed)
+    return _summary(store, study, plan, failed, args.device, log)
 
 
-def _summary(store, study, plan, failed) -> int:
+def _summary(store, study, plan, failed, device: str = "auto", log=print) -> int:
     done = sum(store.read_status(p.run_id)["state"] == "finished" for p in plan)
+    if study.shift is not None and done:
+        from ..shift.corruptions import parse_severities, parse_shifts
+        from ..shift.evaluate import evaluate_run
+        from ..training.device import setup_device
+
+        sh = study.shift
+        dev = setup_device(device)
+        for p in plan:
+            if store.read_status(p.run_id)["state"] == "finished":
+                evaluate_run(store, p.run_id, parse_shifts(sh.shifts), parse_severities(sh.severities), sh.seed,
+                             sh.external, dev, log=log)
     print(f"study {study.name}: {done}/{len(plan)} runs finished"
           + (f"; {len(failed)} failed (run the study again to retry them)" if failed else ""))
     print(f"tables: kdengine study table {study.name} --runs-dir {store.root} --out DIR")
@@ -188,8 +199,10 @@ def study_schema(args) -> int:
     from ..study.schema import __doc__ as layout
 
     print(layout.split("The sections")[0].rstrip())
+    from ..shift.corruptions import ShiftConfig
+
     for section, cls in (("data", CONFIGS["data"]), ("train", CONFIGS["train"]), ("teacher_train", CONFIGS["train"]),
-                         ("kd", CONFIGS["kd"])):
+                         ("kd", CONFIGS["kd"]), ("shift", ShiftConfig)):
         print(f"\n[{section}]" + ("   (each key optional; unset keys follow [train])" if section == "teacher_train" else ""))
         if section == "teacher_train":
             continue

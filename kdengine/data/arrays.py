@@ -148,19 +148,25 @@ class SyntheticSource(ArraySource):
     synthetic = True
 
     def __init__(self, cfg: synthetic.SyntheticConfig, val_fraction: float = 0.15,
-                 test_fraction: float = 0.15, split_seed: int = 0) -> None:
+                 test_fraction: float = 0.15, split_seed: int = 0, site: int = 0) -> None:
         super().__init__()
         self.cfg = cfg
-        self.description = f"synthetic (images={cfg.images}, difficulty={cfg.difficulty}, seed={cfg.seed}; generated, not real radiographs)"
+        where = f", site={site}: another machine's acquisition" if site else ""
+        self.description = (f"synthetic (images={cfg.images}, difficulty={cfg.difficulty}, seed={cfg.seed}{where}; "
+                            "generated, not real radiographs)")
         arrays = load_or_generate(cfg)
         self.images = arrays["images"]
+        if site:
+            from ..shift.corruptions import render_site
+
+            self.images = render_site(self.images, site)
         self.class_names = list(synthetic.CLASSES)
         pool = SplitIndex()
         for i, (y, p) in enumerate(zip(arrays["labels"], arrays["patients"])):
             pool.add(i, int(y), f"patient{int(p):05d}")
         rest, self.splits["test"] = grouped_split(pool, test_fraction, split_seed + 1)
         self.splits["train"], self.splits["val"] = grouped_split(rest, val_fraction / max(1e-9, 1 - test_fraction), split_seed)
-        self._fingerprint = f"synthetic|{json.dumps(cfg.__dict__, sort_keys=True)}|v1"
+        self._fingerprint = f"synthetic|{json.dumps(cfg.__dict__, sort_keys=True)}|v1" + (f"|site{site}" if site else "")
         self.notes.append("SYNTHETIC data: procedurally generated, not real radiographs")
 
 

@@ -86,7 +86,9 @@ def build_or_load(source: Source, size: int, skip_bad: bool = False, root: Path 
     if meta is None:
         bad = _build(source, refs, size, data_path, skip_bad, progress)
         meta = {"version": CACHE_VERSION, "n": n, "size": size, "fingerprint": source.fingerprint(),
-                "description": source.description, "bad": bad}
+                "description": source.description, "bad": bad, "notes": list(source.notes)}
+        if source.dicom_stats is not None:  # what was done to the DICOMs: windowing, inversion, frames
+            meta["dicom"] = source.dicom_stats.summary()
         write_json(meta_path, meta)
     bad = {int(k): v for k, v in meta["bad"].items()}
     if bad and not skip_bad:

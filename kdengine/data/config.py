@@ -13,9 +13,9 @@ from ..errors import DataError
 from ..options import check_fields, config_dict, option
 from .source import Source
 
-KINDS = ("synthetic", "mura", "folder", "npz")
+KINDS = ("synthetic", "mura", "folder", "npz", "csv")
 TASKS = ("body_part", "abnormality")
-SOURCE_HELP = "synthetic | mura:PATH | folder:PATH | npz:PATH | PATH"
+SOURCE_HELP = "synthetic | mura:PATH | folder:PATH | npz:PATH | csv:PATH | PATH"
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,10 @@ def infer_kind(path: Path) -> str:
     if path.is_file():
         if path.suffix.lower() == ".npz":
             return "npz"
-        raise DataError(f"{path} is a file but not an .npz (give a folder, an .npz, or synthetic)")
+        if path.suffix.lower() == ".csv":
+            return "csv"
+        raise DataError(f"{path} is a file but not an .npz or a .csv manifest (give a folder, an .npz, a .csv, "
+                        "or synthetic)")
     if (path / "MURA-v1.1").is_dir() or ((path / "train").is_dir() and (path / "valid").is_dir()
                                          and any(p.name.startswith("XR_") for p in (path / "train").iterdir())):
         return "mura"
@@ -87,17 +90,22 @@ def _synthetic_options(arg: str) -> dict[str, Any]:
     from .synthetic import SyntheticConfig
 
     opts: dict[str, Any] = {}
-    types = {"images": int, "difficulty": float, "seed": int}
+    types = {"images": int, "difficulty": float, "seed": int, "site": int}
     for part in filter(None, arg.split(",")):
         key, eq, value = part.partition("=")
         if not eq or key.strip() not in types:
-            raise DataError(f"synthetic: bad option '{part}' (options: images=N, difficulty=0..1, seed=N)")
+            raise DataError(f"synthetic: bad option '{part}' (options: images=N, difficulty=0..1, seed=N, site=0..3)")
         try:
             opts[key.strip()] = types[key.strip()](value)
         except ValueError:
             raise DataError(f"synthetic: {key} must be a number, got '{value}'") from None
+    site = opts.pop("site", 0)
+    from ..shift.corruptions import SITES
+
+    if site != 0 and site not in SITES:
+        raise DataError(f"synthetic: site must be 0 (the reference) or one of {', '.join(map(str, SITES))}, got {site}")
     try:
-        return {"cfg": SyntheticConfig(**opts)}
+        return {"cfg": SyntheticConfig(**opts), "site": site}
     except ValueError as exc:
         raise DataError(str(exc)) from None
 
@@ -116,6 +124,11 @@ def open_source(cfg: DataConfig, validate: bool = True) -> Source:
         from .arrays import NpzSource
 
         src = NpzSource(Path(arg), val_fraction=cfg.val_fraction, split_seed=cfg.split_seed)
+    elif kind == "csv":
+        from .manifest import CsvSource
+
+        src = CsvSource(Path(arg), val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
+                        split_seed=cfg.split_seed)
     elif kind == "folder":
         from .files import FolderSource
 

@@ -16,6 +16,13 @@ from .source import SPLITS, Skipped, Source, SplitIndex
 from .splits import cap_per_class, grouped_split
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
+DICOM_EXTS = {".dcm", ".dicom"}
+
+
+def _dicom_magic(path: Path) -> bool:
+    from .dicom import is_dicom
+
+    return path.is_file() and is_dicom(path)
 MURA_PARTS = ("ELBOW", "FINGER", "FOREARM", "HAND", "HUMERUS", "SHOULDER", "WRIST")
 _STUDY = re.compile(r"^study\d+_(positive|negative)$")
 
@@ -62,11 +69,43 @@ def decode_gray(path: str | os.PathLike) -> np.ndarray:
         raise DataError(f"corrupt or unreadable image: {path} ({exc.__class__.__name__})") from None
 
 
+def decode_file(path: str | os.PathLike) -> np.ndarray:
+    """Any image file kdstudy reads (PNG, JPEG, ..., or DICOM) to 2-D uint8. Raises DataError."""
+    p = Path(path)
+    if p.suffix.lower() in IMAGE_EXTS:
+        return decode_gray(p)
+    from .dicom import decode_dicom, is_dicom
+
+    if is_dicom(p):
+        return decode_dicom(p)
+    return decode_gray(p)
+
+
 class FileSource(Source):
-    """A ref is an absolute path string."""
+    """A ref is an absolute path string (an image file or a DICOM file)."""
 
     def load(self, ref: Any) -> np.ndarray:
-        return decode_gray(ref)
+        return decode_file(ref)
+
+    def note_dicom(self, path: Path) -> str | None:
+        """Count a DICOM file's properties for ``data check``; return its patient group (a hash), if any."""
+        from .dicom import DicomStats, describe, patient_group, read_header
+
+        if self.dicom_stats is None:
+            self.dicom_stats = DicomStats()
+        ds = read_header(path)
+        self.dicom_stats.add(describe(ds))
+        return patient_group(ds)
+
+    def finish_dicom_notes(self) -> None:
+        stats = self.dicom_stats
+        if stats is None:
+            return
+        multi = stats.counts["multi_frame"].get("true", 0)
+        if multi:
+            self.notes.append(f"{multi} multi-frame DICOM file(s): the first frame of each is used")
+        windows = ", ".join(f"{n} {k}" for k, n in sorted(stats.counts["windowing"].items()))
+        self.notes.append(f"{stats.files} DICOM file(s) decoded with: {windows}")
 
     def fingerprint(self) -> str:
         """Paths, sizes and modification times of every indexed file (cheap: one stat each)."""
@@ -93,7 +132,7 @@ def _images_in(folder: Path, skipped: list[Skipped]) -> list[Path]:
             p = Path(root) / f
             if is_hidden(f):
                 skipped.append(Skipped(str(p), "hidden or macOS metadata file"))
-            elif p.suffix.lower() in IMAGE_EXTS:
+            elif p.suffix.lower() in IMAGE_EXTS or p.suffix.lower() in DICOM_EXTS or (not p.suffix and _dicom_magic(p)):
                 if not p.exists():
                     skipped.append(Skipped(str(p), "a link to a file that does not exist"))
                 elif not p.is_file():
@@ -133,6 +172,7 @@ class FolderSource(FileSource):
             rest, self.splits["test"] = grouped_split(pool, test_fraction, split_seed + 1)
             self.splits["train"], self.splits["val"] = grouped_split(rest, val_fraction / (1 - test_fraction), split_seed)
             self.notes.append(f"one tree: split {1 - val_fraction - test_fraction:.0%}/{val_fraction:.0%}/{test_fraction:.0%} (stratified)")
+        self.finish_dicom_notes()
 
     def _classes(self, folder: Path) -> list[str]:
         classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not is_hidden(d.name))
@@ -146,8 +186,15 @@ class FolderSource(FileSource):
             if not cdir.is_dir():
                 continue  # validate() names the class missing from this split
             for p in _images_in(cdir, self.skipped):
-                # No patient is known: each image is its own group.
-                self.splits[split].add(str(p), label, str(p))
+                group = None
+                if p.suffix.lower() not in IMAGE_EXTS:  # a DICOM file: its patient keeps its images together
+                    try:
+                        group = self.note_dicom(p)
+                    except DataError as exc:
+                        self.skipped.append(Skipped(str(p), str(exc)))
+                        continue
+                # Without a patient, each image is its own group.
+                self.splits[split].add(str(p), label, group or str(p))
 
 
 def _read_csv_rows(path: Path) -> list[list[str]]:

@@ -62,6 +62,7 @@ class Source:
         self.skipped: list[Skipped] = []
         self.notes: list[str] = []
         self.description = ""
+        self.dicom_stats = None  # DicomStats when the source holds DICOM files
 
     # -- to implement -----------------------------------------------------
     def load(self, ref: Any) -> np.ndarray:
@@ -117,4 +118,5 @@ class Source:
             "groups_shared_between_splits": len(shared),
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
             "notes": list(self.notes),
+            **({"dicom": self.dicom_stats.summary()} if self.dicom_stats is not None else {}),
         }

@@ -24,6 +24,7 @@ class RunRecord:
     status: dict
     metrics: dict | None
     damage: str | None = None  # why the run cannot be read, when it cannot
+    shift: dict | None = None  # shift.json: the best checkpoint under acquisition shift, once evaluated
 
     @property
     def state(self) -> str:
@@ -82,6 +83,8 @@ class RunRecord:
         return base.run_id if base else None
 
     def metric(self, split: str, name: str = "accuracy") -> float | None:
+        if name == "shift_mean":  # accuracy under acquisition shift: on the test split only
+            return self.shift.get("mean_accuracy") if self.shift and split == "test" else None
         if not self.metrics or not isinstance(self.metrics.get(split), dict):
             return None
         value = self.metrics[split].get(name)
@@ -133,7 +136,9 @@ def read_record(store: RunStore, run_id: str) -> RunRecord:
     status = store.read_status(run_id)
     if damage is None and status.get("state") == "finished" and metrics is None:
         damage = "finished, but metrics.json is missing"
-    return RunRecord(run_id=run_id, spec=spec, status=status, metrics=metrics, damage=damage)
+    shift = _write_once(d / "shift.json") if metrics is not None else None
+    shift = shift if isinstance(shift, dict) and "cells" in shift else None
+    return RunRecord(run_id=run_id, spec=spec, status=status, metrics=metrics, damage=damage, shift=shift)
 
 
 def collect(store: RunStore) -> list[RunRecord]:

@@ -30,9 +30,10 @@ METRICS = {
     "macro_f1": ("macro-F1", (0.0, 1.0), True),
     "kappa": ("Cohen's κ", (-1.0, 1.0), True),
     "ece": ("ECE", (0.0, 1.0), False),
+    "shift_mean": ("accuracy under shift", (0.0, 1.0), True),  # test split, mean over shifts and severities
 }
 TIDY_METRICS = ("accuracy", "macro_f1", "kappa", "ece", "loss", "agreement")
-TEXT_COLUMNS = ("settings", "model", "student", "regime", "role", "split", "threshold reached", "n")
+TEXT_COLUMNS = ("settings", "model", "student", "regime", "role", "split", "threshold reached", "n", "what", "teacher")
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Tables:
     planned: int
     synthetic: bool
     one_seed: bool
+    robustness: list[dict] = field(default_factory=list)  # one row per run, shift and severity
 
     def get(self, name: str) -> Table | None:
         return next((t for t in self.tables if t.name == name), None)
@@ -173,6 +175,63 @@ def student_tables(records: list[RunRecord], metric: str) -> list[Table]:
     return out
 
 
+def robustness_table(records: list[RunRecord]) -> Table | None:
+    """Each model and role (teacher, baseline, student of a strategy and teacher) over seeds: clean test
+    accuracy, mean accuracy under shift, the relative drop from clean, each shift's mean, and external data."""
+    done = [r for r in records if r.finished and r.shift]
+    if not done:
+        return None
+    shifts = list(done[0].shift["per_shift"])
+    groups, notes = settings_groups(done)
+    grouped = any(groups.values())
+    external = any(r.shift.get("external") for r in done)
+    cells: dict[tuple, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for r in done:
+        what = r.strategy or ("defective teacher" if r.regime == "defective" else "trained alone")
+        key = (groups[r.run_id], r.model, what, r.teacher_label)
+        cells[key]["clean"].append(r.shift["clean"]["accuracy"])
+        cells[key]["under shift"].append(r.shift["mean_accuracy"])
+        if r.shift.get("relative_drop") is not None:
+            cells[key]["relative drop"].append(r.shift["relative_drop"])
+        for name in shifts:
+            if name in r.shift["per_shift"]:
+                cells[key][name].append(r.shift["per_shift"][name])
+        if r.shift.get("external"):
+            cells[key]["external"].append(r.shift["external"]["accuracy"])
+    values = ["clean", "under shift", "relative drop", *(["external"] if external else []), *shifts]
+    columns = (["settings"] if grouped else []) + ["model", "what", "teacher", *values, "n"]
+    sev = done[0].shift["key"]["severities"]
+    table = Table("robustness", "Robustness under acquisition shift: test accuracy, clean and under shift (mean over "
+                  f"{len(shifts)} shifts x severities {sev[0]}..{sev[-1]}), the relative drop from clean, and each "
+                  "shift's mean over its severities (mean ± std [95% CI] over seeds)", columns, notes=notes)
+    for (group, model, what, teacher), c in sorted(cells.items()):
+        row = ([group] if grouped else []) + [model, what, teacher or "–"]
+        row += [summarize(c[col], bounds=(-1.0, 1.0) if col == "relative drop" else (0.0, 1.0)) if c.get(col) else None
+                for col in values]
+        table.rows.append(row + [len(c["clean"])])
+    return table
+
+
+def robustness_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
+    """One row per run, shift and severity: the long table of every robustness figure."""
+    rows = []
+    for r in records:
+        if not (r.finished and r.shift):
+            continue
+        base = {"run_id": r.run_id, "strategy": r.strategy or "", "regime": r.regime or "", "teacher": r.teacher_label,
+                "student": r.model, "seed": r.seed}
+        rows.append({**base, "shift": "clean", "severity": 0, **{k: r.shift["clean"].get(k) for k in
+                                                                 ("accuracy", "macro_f1", "kappa", "ece")}})
+        for name, levels in r.shift["cells"].items():
+            for severity, m in levels.items():
+                rows.append({**base, "shift": name, "severity": int(severity),
+                             **{k: m.get(k) for k in ("accuracy", "macro_f1", "kappa", "ece")}})
+        if r.shift.get("external"):
+            rows.append({**base, "shift": f"external:{r.shift['external']['source']}", "severity": 0,
+                         **{k: r.shift["external"].get(k) for k in ("accuracy", "macro_f1", "kappa", "ece")}})
+    return rows
+
+
 def tidy_rows(records: list[RunRecord], roles: dict[str, set[str]], study: str = "") -> list[dict[str, Any]]:
     """One row per finished run and split, with every metric and the paired baseline: the long table."""
     by_id = {r.run_id: r for r in records}
@@ -215,6 +274,12 @@ def build(records: list[RunRecord], metric: str = "accuracy", roles: dict[str, s
     readable = [r for r in records if r.spec is not None]
     roles = {**roles_of(readable), **(roles or {})}
     tables = [t for t in [models_table(readable, roles, metric), *student_tables(readable, metric)] if t]
+    robust = robustness_table(readable)
+    if robust is not None and metric != "shift_mean":  # beside every accuracy table: the students under shift
+        tables.append(robust)
+        for t in student_tables(readable, "shift_mean"):
+            t.name = t.name.replace("students_", "robustness_")
+            tables.append(t)
     finished = [r for r in readable if r.finished]
     seeds = {r.seed for r in finished}
     synthetic = any(r.metrics.get("synthetic") for r in finished)
@@ -227,7 +292,8 @@ def build(records: list[RunRecord], metric: str = "accuracy", roles: dict[str, s
         if synthetic:
             t.notes.append("SYNTHETIC data: generated images, not real radiographs.")
     return Tables(title, metric, tables, tidy_rows(readable, roles, study), len(finished),
-                  planned if planned is not None else len(records), synthetic, one_seed)
+                  planned if planned is not None else len(records), synthetic, one_seed,
+                  robustness=robustness_rows(readable))
 
 
 # -- writing --------------------------------------------------------------------------------------------------
@@ -309,6 +375,10 @@ def export(tables: Tables, out_dir: Path, fmt: str = "csv") -> list[Path]:
         path = out_dir / "runs.csv"
         write_text(path, runs_csv(tables.runs))
         written.append(path)
+        if tables.robustness:
+            path = out_dir / "robustness_cells.csv"
+            write_text(path, runs_csv(tables.robustness))
+            written.append(path)
     if "md" in formats:
         md = [f"# {tables.title}", "", f"{tables.finished} of {tables.planned} runs finished; metric: "
               f"{METRICS[tables.metric][0]}.", ""]

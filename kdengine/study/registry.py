@@ -57,3 +57,29 @@ def study_tables(store: RunStore, name: str, metric: str = "accuracy"):
     roles = {p["run_id"]: set(p.get("roles", ())) for p in planned}
     return build(records, metric, roles=roles, title=f"Study {record.get('name', name)}", planned=len(planned),
                  study=name)
+
+
+_MEMBERSHIP: dict[str, tuple] = {}
+
+
+def study_membership(store: RunStore) -> dict[str, tuple[str, ...]]:
+    """run id -> the studies it belongs to (studies/*/study.json, re-read only when one changed: polled often)."""
+    names = list_studies(store)
+    stamp = []
+    for name in names:
+        try:
+            stamp.append((name, (study_dir(store, name) / "study.json").stat().st_mtime_ns))
+        except OSError:
+            stamp.append((name, 0))
+    cached = _MEMBERSHIP.get(str(store.root))
+    if cached and cached[0] == stamp:
+        return cached[1]
+    out: dict[str, list[str]] = {}
+    for name in names:
+        record = load_study_record(store, name) or {}
+        for p in record.get("runs", []):
+            if isinstance(p, dict) and "run_id" in p:
+                out.setdefault(p["run_id"], []).append(name)
+    membership = {k: tuple(v) for k, v in out.items()}
+    _MEMBERSHIP[str(store.root)] = (stamp, membership)
+    return membership

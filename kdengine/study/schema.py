@@ -9,6 +9,7 @@
     [train]           the training options (TrainConfig): epochs, batch_size, lr, ...
     [teacher_train]   optional: the teachers' own training options; unset keys follow [train]
     [kd]              the distillation options (KDConfig): alpha, temperature, defect_acc, ...
+    [shift]           optional: evaluate the finished runs under acquisition shift (ShiftConfig)
 
     [[experiments]]
     strategy = "normal"              # a strategy of the catalogue (kdengine study schema lists them)
@@ -34,7 +35,7 @@ from ..options import from_table, parse_assignment
 from ..runspec import CONFIGS, MAX_SEED
 
 PRESETS = ("demo", "thesis-mura", "thesis-mura-abnormality")
-SECTIONS = ("data", "train", "teacher_train", "kd")
+SECTIONS = ("data", "train", "teacher_train", "kd", "shift")
 TOP = {"name", "seeds", "teachers", "experiments", "description", *SECTIONS}
 EXPERIMENT = {"strategy", "teachers", "students", "name"}
 MAX_NESTING = 8
@@ -59,6 +60,7 @@ class StudyConfig:
     kd: Any  # KDConfig
     experiments: list[Experiment]
     teacher_train: Any = None  # TrainConfig, or None: the teachers train like the students
+    shift: Any = None  # ShiftConfig, or None: no evaluation under shift after training
     teachers: list[str] = field(default_factory=list)
     description: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
@@ -146,6 +148,11 @@ def validate(raw: dict, default_name: str, source: str) -> StudyConfig:
         if not isinstance(table, dict):
             raise _fail(where, "'teacher_train' must be a table")
         teacher_train = from_table(CONFIGS["train"], table, f"study {where}", base=train)
+    shift = None
+    if "shift" in raw:
+        from ..shift.corruptions import ShiftConfig
+
+        shift = from_table(ShiftConfig, raw["shift"], f"study {where}")
     if not data.source:
         raise _fail(where, "no data: pass --data SOURCE (e.g. --data mura:/path/to/MURA-v1.1)")
     seeds = raw.get("seeds", [0])
@@ -184,5 +191,5 @@ def validate(raw: dict, default_name: str, source: str) -> StudyConfig:
     if not name or len(name) > 100 or not name.replace("-", "").replace("_", "").isalnum() or not name.isascii():
         raise _fail(where, f"'name' may hold letters, digits, '-' and '_' only, got {name!r}")
     return StudyConfig(name=name, source=source, seeds=list(seeds), data=data.resolved(), train=train, kd=kd,
-                       experiments=experiments, teacher_train=teacher_train, teachers=teachers,
+                       experiments=experiments, teacher_train=teacher_train, shift=shift, teachers=teachers,
                        description=str(raw.get("description", "")), raw=raw)

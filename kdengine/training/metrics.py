@@ -5,19 +5,28 @@ import numpy as np
 from sklearn.metrics import cohen_kappa_score, confusion_matrix, precision_recall_fscore_support
 
 
+def calibration_bins(probs: np.ndarray, y_true: np.ndarray, bins: int = 15) -> list[dict]:
+    """Equal-width confidence bins: each with its range, count, mean confidence and accuracy (the reliability
+    diagram's data; ECE is their count-weighted gap)."""
+    conf = probs.max(1)
+    correct = probs.argmax(1) == y_true
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf > lo) & (conf <= hi) if lo > 0 else (conf >= lo) & (conf <= hi)
+        out.append({"lo": float(lo), "hi": float(hi), "count": int(m.sum()),
+                    "confidence": float(conf[m].mean()) if m.any() else None,
+                    "accuracy": float(correct[m].mean()) if m.any() else None})
+    return out
+
+
 def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int = 15) -> float:
     """ECE with equal-width confidence bins: sum_b |acc_b - conf_b| * n_b / N."""
     if len(y_true) == 0:
         return float("nan")
-    conf = probs.max(1)
-    correct = probs.argmax(1) == y_true
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        m = (conf > lo) & (conf <= hi) if lo > 0 else (conf >= lo) & (conf <= hi)
-        if m.any():
-            ece += abs(correct[m].mean() - conf[m].mean()) * m.mean()
-    return float(ece)
+    n = len(y_true)
+    return float(sum(abs(b["accuracy"] - b["confidence"]) * b["count"] / n
+                     for b in calibration_bins(probs, y_true, bins) if b["count"]))
 
 
 def classification_metrics(y_true: np.ndarray, probs: np.ndarray, class_names: list[str],
@@ -35,6 +44,7 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, class_names: l
         "macro_f1": float(np.mean(f)),
         "kappa": float(0.0 if np.isnan(kappa) else kappa),
         "ece": expected_calibration_error(probs, y_true),
+        "calibration": calibration_bins(probs, y_true) if len(y_true) else [],
         "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
         "report": {name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
                    for i, name in enumerate(class_names)},

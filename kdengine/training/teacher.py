@@ -24,3 +24,21 @@ class FrozenTeacher(nn.Module):
         # inference_mode, not just no_grad: no autograd bookkeeping at all (the same numbers, a little faster)
         with torch.inference_mode():
             return self.model(self.normalizer(raw_uint8))
+
+
+def frozen_from_checkpoint(checkpoint_dir, dev) -> tuple[FrozenTeacher, nn.Module]:
+    """A finished run's best weights as a frozen model on ``dev`` (its architecture from the checkpoint's
+    metadata, not from a spec): a teacher, or a model under evaluation."""
+    import timm
+
+    from ..data.loader import Normalizer
+    from .checkpoints import load_best
+
+    state, meta = load_best(checkpoint_dir)
+    net = timm.create_model(meta["arch"], pretrained=False, num_classes=meta["num_classes"], in_chans=meta["in_chans"])
+    net.load_state_dict(state)
+    net = net.to(dev.device)
+    if dev.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    frozen = FrozenTeacher(net, Normalizer(meta["in_chans"], dev.channels_last)).to(dev.device)
+    return frozen, net

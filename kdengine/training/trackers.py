@@ -5,6 +5,7 @@ March 2026, so without an API token the tracker runs in offline mode and keeps
 its data under the run directory (``<run>/neptune``), saying so once. With
 ``NEPTUNE_MODE`` or ``NEPTUNE_API_TOKEN`` set it follows them.
 tensorboard: event files under ``<run>/tensorboard``.
+mlflow: MLFLOW_TRACKING_URI, else SQLite beside the run store (``kdengine/mlflow_sync.py``).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ _said_offline = False
 class Tracker:
     def start(self, run_id: str, spec, class_names: list[str], run_dir: Path) -> None: ...
     def log_epoch(self, epoch: int, event: dict) -> None: ...
-    def log_final(self, results: dict) -> None: ...
+    def log_final(self, results: dict, figures: list | None = None) -> None: ...
     def close(self) -> None: ...
 
 
@@ -75,7 +76,7 @@ class NeptuneTracker(Tracker):
                 self.run[f"{split}/{key}"].append(value, step=epoch)
         self.run["lr"].append(event["lr"], step=epoch)
 
-    def log_final(self, results):
+    def log_final(self, results, figures=None):
         for split in ("train", "val", "test"):
             for key in ("accuracy", "macro_f1", "kappa", "ece", "loss"):
                 if key in results[split]:
@@ -111,7 +112,7 @@ class TensorBoardTracker(Tracker):
         self.writer.add_scalar("lr", event["lr"], epoch)
         self.writer.flush()
 
-    def log_final(self, results):
+    def log_final(self, results, figures=None):
         for split in ("train", "val", "test"):
             for key in ("accuracy", "macro_f1", "kappa", "ece"):
                 self.writer.add_scalar(f"final/{split}/{key}", results[split][key], 0)
@@ -128,7 +129,57 @@ class TensorBoardTracker(Tracker):
             self.writer = None
 
 
-TRACKERS = {"neptune": NeptuneTracker, "tensorboard": TensorBoardTracker}
+class MLflowTracker(Tracker):
+    """MLflow (see ``kdengine/mlflow_sync.py``): a resumed run continues the same MLflow run."""
+
+    def __init__(self) -> None:
+        from ..mlflow_sync import client_for  # noqa: F401 - fail early on a missing extra
+
+        try:
+            import mlflow  # noqa: F401
+        except ImportError:
+            raise UsageError("--tracker mlflow needs the mlflow extra: pip install 'kdstudy[mlflow]'") from None
+        self.client = None
+        self.mlflow_run = None
+
+    def start(self, run_id, spec, class_names, run_dir):
+        from .. import mlflow_sync as ms
+        from ..store import RunStore
+        from ..study.registry import study_membership
+
+        store = RunStore(Path(run_dir).parent)
+        self.client, _ = ms.client_for(store.root)
+        exp = ms.experiment_id(self.client, store.root)
+        existing = ms.find_run(self.client, exp, run_id)
+        if existing is not None and existing.info.status != "FINISHED":
+            self.mlflow_run = existing.info.run_id  # a resumed run goes on logging where it was
+            self.client.update_run(self.mlflow_run, status="RUNNING")
+            return
+        tags = ms.tags_of(spec, run_id, study_membership(store).get(run_id, ()))
+        self.mlflow_run = self.client.create_run(exp, run_name=run_id, tags=tags).info.run_id
+        from mlflow.entities import Param
+
+        self.client.log_batch(self.mlflow_run, params=[Param(k, v) for k, v in ms.params_of(spec).items()])
+
+    def log_epoch(self, epoch, event):
+        from ..mlflow_sync import log_epoch
+
+        log_epoch(self.client, self.mlflow_run, epoch, event)
+
+    def log_final(self, results, figures=None):
+        from ..mlflow_sync import log_final
+
+        log_final(self.client, self.mlflow_run, results, figures)
+        self.client.set_terminated(self.mlflow_run, status="FINISHED")
+        self.mlflow_run = None
+
+    def close(self):
+        if self.client is not None and self.mlflow_run is not None:  # stopped or failed before the end
+            self.client.set_terminated(self.mlflow_run, status="KILLED")
+            self.mlflow_run = None
+
+
+TRACKERS = {"neptune": NeptuneTracker, "tensorboard": TensorBoardTracker, "mlflow": MLflowTracker}
 
 
 def make_trackers(names) -> list[Tracker]:

@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import timm
 import torch
 import torch.nn.functional as F
 
@@ -34,7 +33,7 @@ from .device import DeviceSetup
 from .metrics import agreement, classification_metrics, macro_f1, study_level
 from .progress import Progress
 from .strategies import strategy_for
-from .teacher import FrozenTeacher
+from .teacher import FrozenTeacher, frozen_from_checkpoint
 from .teacher_outputs import TeacherOutputs, sharing_enabled
 
 STEP_EVENTS_PER_EPOCH = 25
@@ -157,14 +156,7 @@ class Trainer:
         self.teacher_info = []
         for tspec in self.spec.teachers:
             tid = tspec.run_id
-            state, meta = load_best(self.store.checkpoint_dir(tid))
-            net = timm.create_model(meta["arch"], pretrained=False, num_classes=meta["num_classes"],
-                                    in_chans=meta["in_chans"])
-            net.load_state_dict(state)
-            net = net.to(self.dev.device)
-            if self.dev.channels_last:
-                net = net.to(memory_format=torch.channels_last)
-            teacher = FrozenTeacher(net, Normalizer(meta["in_chans"], self.dev.channels_last)).to(self.dev.device)
+            teacher, net = frozen_from_checkpoint(self.store.checkpoint_dir(tid), self.dev)
             self.teachers.append(teacher)
             tm = self.store.read_metrics(tid) or {}
             info = {"run_id": tid, "model": tspec.model, "params": sum(p.numel() for p in net.parameters()),
@@ -515,6 +507,21 @@ class Trainer:
         self.store.write_metrics(rid, results)
         self.store.append_event(rid, {"type": "final", "test": {k: results["test"][k] for k in ("accuracy", "macro_f1", "kappa", "ece")},
                                       "test_confusion": results["test"]["confusion"]})
+        figures = self._figures(results)
         for tr in self.trackers:
-            tr.log_final(results)
+            tr.log_final(results, figures)
         return results
+
+    def _figures(self, results: dict) -> list[Path]:
+        """Curves, confusion matrix and reliability diagram as PNGs beside the metrics; a failure to draw them
+        is a warning, never a failed run."""
+        try:
+            from ..reports.figures import write_run_figures
+
+            return write_run_figures(self.store.run_dir(self.run_id), self.store.read_events(self.run_id)[0],
+                                     results, self.spec.describe())
+        except Exception as exc:  # noqa: BLE001 - figures are a view of the results, not the results
+            msg = f"figures not drawn: {exc.__class__.__name__}: {str(exc)[:200]}"
+            self.log(f"warning: {msg}")
+            self.store.append_event(self.run_id, {"type": "warning", "message": msg})
+            return []

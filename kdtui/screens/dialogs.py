@@ -32,7 +32,7 @@ KEYS = [
     ("v", "Results", "all runs · each study"),
     ("m", "Results", "metric: accuracy · macro-F1 · κ · ECE"),
     ("i", "Results", "show the 95% intervals"),
-    ("e", "Results", "export the tables (CSV and Markdown)"),
+    ("e h", "Results", "export the tables (CSV and Markdown) · the HTML report"),
 ]
 NOTE = ("Runs train in a detached `kdengine worker`: quitting the app or closing the SSH session "
         "does not stop them. Reopen kdtui to re-attach.")
@@ -135,13 +135,14 @@ class WorkerScreen(ModalScreen[tuple[str, str] | None]):
 class ExportScreen(ModalScreen[str | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, default: str) -> None:
+    def __init__(self, default: str, label: str = "Export the tables (CSV and Markdown) into the folder:") -> None:
         super().__init__()
         self.default = default
+        self.label = label
 
     def compose(self) -> ComposeResult:
         with Vertical(id="export-box"):
-            yield Label("Export the tables (CSV and Markdown) into the folder:")
+            yield Label(self.label)
             yield Input(self.default, id="export-path")
             yield Label("enter: export · escape: cancel", classes="note")
 

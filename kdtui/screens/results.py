@@ -51,6 +51,7 @@ class ResultsScreen(Screen):
         Binding("i", "toggle_intervals", "CI"),
         Binding("m", "next_metric", "Metric"),
         Binding("e", "export", "Export"),
+        Binding("h", "report", "Report"),
     ]
 
     def __init__(self) -> None:
@@ -160,3 +161,6 @@ class ResultsScreen(Screen):
 
     def action_export(self) -> None:
         self.post_message(ExportRequested(None if self.view_name == ALL else self.view_name, self.metric))
+
+    def action_report(self) -> None:
+        self.post_message(ExportRequested(None if self.view_name == ALL else self.view_name, self.metric, report=True))

@@ -1,0 +1,191 @@
+"""Figures, as PNG (matplotlib, headless; no torch): a run's curves, confusion matrix and reliability diagram,
+written once at the end of every run into ``<run>/figures/``; and the report's comparisons (a student over its
+baseline and teacher, robustness against severity).
+
+Made for print as much as for screens: 9-point type or larger, lines told apart by style and marker as well as
+by colour, a colour map that reads in grayscale.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from ..atomic import atomic_path
+
+FIGURES = ("curves.png", "confusion.png", "reliability.png")
+STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8, "figure.dpi": 120,
+         "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False}
+LINES = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ("-", "v"), ("--", "x")]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update(STYLE)
+    return plt
+
+
+def png_bytes(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    _plt().close(fig)
+    return buf.getvalue()
+
+
+def save_png(fig, path: Path) -> Path:
+    data = png_bytes(fig)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
+    return path
+
+
+def _epoch_axis(*axes) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+
+
+def epoch_curves(events: list[dict]) -> dict[int, dict]:
+    """Epoch -> its event (after a resume the last one wins)."""
+    out = {}
+    for e in events:
+        if e.get("type") == "epoch":
+            out[e["epoch"]] = e
+    return dict(sorted(out.items()))
+
+
+def defect_checks(events: list[dict]) -> list[tuple[float, float]]:
+    """A defective teacher's val accuracy at each check, against the epoch (fractional)."""
+    start = next((e for e in events if e.get("type") == "start"), {})
+    per = start.get("steps_per_epoch")
+    if not per:
+        return []
+    return [(e["global_step"] / per, e["val_accuracy"]) for e in events if e.get("type") in ("defect_check", "defect")]
+
+
+def curves_figure(events: list[dict], title: str):
+    plt = _plt()
+    epochs = epoch_curves(events)
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(8, 3.2))
+    xs = list(epochs)
+    for ax, key, label in ((ax_loss, "loss", "loss"), (ax_acc, "accuracy", "accuracy")):
+        for (split, (ls, mk)) in zip(("train", "val"), LINES):
+            ax.plot(xs, [epochs[x][split][key] for x in xs], linestyle=ls, marker=mk, label=split)
+        _epoch_axis(ax)
+        ax.set_ylabel(label)
+    checks = defect_checks(events)
+    if checks:
+        ax_acc.scatter(*zip(*checks), marker="x", color="black", label="defect checks", zorder=3)
+    ax_acc.set_ylim(0, 1)
+    ax_acc.legend(loc="lower right")
+    ax_loss.legend(loc="upper right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(cm: list[list[int]], names: list[str], title: str):
+    import numpy as np
+
+    plt = _plt()
+    cm = np.asarray(cm)
+    share = cm / np.maximum(1, cm.sum(1, keepdims=True))
+    side = 1.2 + 0.55 * len(names)
+    fig, ax = plt.subplots(figsize=(side + 1.0, side))
+    im = ax.imshow(share, cmap="Greys", vmin=0, vmax=1)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if share[i, j] > 0.55 else "black")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.grid(False)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def reliability_figure(bins: list[dict], ece: float, title: str):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(3.6, 3.4))
+    filled = [b for b in bins if b["count"]]
+    width = bins[0]["hi"] - bins[0]["lo"] if bins else 0.1
+    ax.bar([b["lo"] for b in filled], [b["accuracy"] for b in filled], width=width, align="edge",
+           color="0.6", edgecolor="black", linewidth=0.5, label="accuracy")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="black", linewidth=1, label="perfect calibration")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{title}\nECE {ece:.3f}")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def write_run_figures(run_dir: Path, events: list[dict], metrics: dict, title: str) -> list[Path]:
+    """The run's three figures into ``<run>/figures/``; returns their paths."""
+    folder = Path(run_dir) / "figures"
+    test = metrics["test"]
+    paths = [save_png(curves_figure(events, title), folder / "curves.png"),
+             save_png(confusion_figure(test["confusion"], metrics["class_names"],
+                                       f"{title}: test, best checkpoint"), folder / "confusion.png")]
+    if test.get("calibration"):
+        paths.append(save_png(reliability_figure(test["calibration"], test["ece"], f"{title}: test"),
+                              folder / "reliability.png"))
+    return paths
+
+
+def overlay_figure(series: list[tuple[str, list[dict]]], title: str):
+    """Val accuracy and loss of several runs on shared axes (a student, its baseline, its teacher(s))."""
+    plt = _plt()
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(8, 3.2))
+    for (label, events), (ls, mk) in zip(series, LINES):
+        epochs = epoch_curves(events)
+        xs = list(epochs)
+        ax_loss.plot(xs, [epochs[x]["val"]["loss"] for x in xs], linestyle=ls, marker=mk, label=label)
+        ax_acc.plot(xs, [epochs[x]["val"]["accuracy"] for x in xs], linestyle=ls, marker=mk, label=label)
+        checks = defect_checks(events)
+        if checks:  # a defective teacher stops mid-epoch: its checks are its curve
+            ax_acc.plot(*zip(*checks), linestyle=ls, marker=mk, label=f"{label}: checks")
+    ax_loss.set_ylabel("val loss")
+    ax_acc.set_ylabel("val accuracy")
+    ax_acc.set_ylim(0, 1)
+    _epoch_axis(ax_loss, ax_acc)
+    ax_acc.legend(loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def robustness_figure(curves: dict[str, dict[str, tuple[list, list]]], title: str):
+    """Accuracy against severity (0: clean) for each shift: one panel per shift, one line per model/role.
+
+    ``curves``: shift -> label -> (severities, mean accuracies)."""
+    plt = _plt()
+    shifts = list(curves)
+    cols = 3
+    rows = (len(shifts) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(8, 2.4 * rows), squeeze=False, sharey=True)
+    for ax, name in zip(axes.flat, shifts):
+        for (label, (xs, ys)), (ls, mk) in zip(curves[name].items(), LINES):
+            ax.plot(xs, ys, linestyle=ls, marker=mk, label=label)
+        ax.set_title(name)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("severity")
+    for ax in list(axes.flat)[len(shifts):]:
+        ax.axis("off")
+    axes[0][0].set_ylabel("test accuracy")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=min(4, len(labels)), bbox_to_anchor=(0.5, 1.02))
+    fig.suptitle(title, y=1.08)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,129 @@
+"""``kdengine report``: one self-contained HTML file (every figure embedded as a PNG data URI, no script, no
+network) that opens offline in any browser: the tables, each student over its baseline and teacher, the
+confusion matrices, and robustness against severity. No torch."""
+from __future__ import annotations
+
+import base64
+import html
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from ..atomic import write_text
+from ..store import RunStore
+from . import figures as F
+from .collect import RunRecord
+from .tables import METRICS, Tables, cell_text
+
+CSS = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #111; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #999; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; margin: .8em 0; font-size: .85em; }
+th, td { border: 1px solid #bbb; padding: .25em .5em; text-align: right; }
+th { background: #eee; } td.text { text-align: left; }
+.note { color: #444; font-size: .85em; } figure { margin: 1em 0; page-break-inside: avoid; }
+figcaption { font-size: .85em; color: #333; } img { max-width: 100%; }
+.grid { display: flex; flex-wrap: wrap; gap: 1em; } .grid figure { width: 31%; min-width: 300px; }
+@media print { body { max-width: none; } h2 { page-break-before: always; } }
+"""
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def img(png: bytes, caption: str) -> str:
+    return (f'<figure><img src="{data_uri(png)}" alt="{html.escape(caption)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def table_html(t) -> str:
+    from .tables import TEXT_COLUMNS
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in t.columns)
+    rows = []
+    for row in t.rows:
+        cells = "".join(f'<td class="{"text" if c in TEXT_COLUMNS else "num"}">'
+                        f"{html.escape(cell_text(v, gain=c.startswith('gain')))}</td>" for c, v in zip(t.columns, row))
+        rows.append(f"<tr>{cells}</tr>")
+    notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in t.notes)
+    return f"<h3>{html.escape(t.title)}</h3><table><tr>{head}</tr>{''.join(rows)}</table>{notes}"
+
+
+def _run_png(store: RunStore, r: RunRecord, name: str) -> bytes:
+    """A run's own figure, drawn again when it is missing (runs trained before figures existed)."""
+    path = store.run_dir(r.run_id) / "figures" / name
+    if not path.is_file():
+        F.write_run_figures(store.run_dir(r.run_id), store.read_events(r.run_id)[0], r.metrics, r.spec.describe())
+    return path.read_bytes()
+
+
+def student_section(store: RunStore, records: list[RunRecord]) -> str:
+    by_id = {r.run_id: r for r in records}
+    out = []
+    for r in sorted((r for r in records if r.kind == "kd" and r.finished), key=lambda r: (r.strategy, r.model, r.seed)):
+        series = [(f"student {r.model}", store.read_events(r.run_id)[0])]
+        base = by_id.get(r.baseline_id)
+        if base is not None and base.finished:
+            series.append((f"baseline {base.model}", store.read_events(base.run_id)[0]))
+        for tid in r.teacher_ids:
+            if tid in by_id:
+                t = by_id[tid]
+                series.append((f"teacher {t.model}" + (" (defective)" if t.regime == "defective" else ""),
+                               store.read_events(tid)[0]))
+        title = f"{r.strategy}: {r.teacher_label} → {r.model}, seed {r.seed}"
+        out.append(img(F.png_bytes(F.overlay_figure(series, title)), f"{title} — val accuracy and loss of the student, "
+                       "its baseline (trained alone, same settings and seed) and its teacher"))
+    return "".join(out) or '<p class="note">No finished KD run yet.</p>'
+
+
+def confusion_section(store: RunStore, records: list[RunRecord]) -> str:
+    figs = [img(_run_png(store, r, "confusion.png"), f"{r.spec.describe()}, seed {r.seed}: test confusion matrix")
+            for r in sorted((r for r in records if r.finished), key=lambda r: (r.kind, r.model, r.seed))]
+    return f'<div class="grid">{"".join(figs)}</div>'
+
+
+def robustness_section(records: list[RunRecord]) -> str:
+    """For each KD student against its baseline: accuracy against severity, per shift, mean over seeds."""
+    by_id = {r.run_id: r for r in records}
+    pairs: dict[tuple, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        if r.kind != "kd" or not (r.finished and r.shift):
+            continue
+        base = by_id.get(r.baseline_id)
+        key = (r.strategy, r.teacher_label, r.model)
+        pairs[key][f"student ({r.strategy})"].append(r.shift)
+        if base is not None and base.shift:
+            pairs[key]["baseline"].append(base.shift)
+    out = []
+    for (strategy, teacher, model), by_label in sorted(pairs.items()):
+        curves: dict[str, dict[str, tuple[list, list]]] = defaultdict(dict)
+        for label, results in by_label.items():
+            for name in results[0]["cells"]:
+                sev = sorted(int(s) for s in results[0]["cells"][name])
+                mean_at = [sum(r["clean"]["accuracy"] for r in results) / len(results)]
+                mean_at += [sum(r["cells"][name][str(s)]["accuracy"] for r in results) / len(results) for s in sev]
+                curves[name][f"{label}, n={len(results)}"] = ([0, *sev], mean_at)
+        title = f"{strategy}: {teacher} → {model} under acquisition shift"
+        out.append(img(F.png_bytes(F.robustness_figure(curves, title)),
+                       f"{title}: test accuracy against severity (0 is clean), mean over seeds"))
+    return "".join(out) or '<p class="note">No run has been evaluated under shift yet: kdengine shift STUDY.</p>'
+
+
+def write_report(store: RunStore, tables: Tables, records: list[RunRecord], out_dir: Path) -> Path:
+    out_dir = Path(out_dir)
+    readable = [r for r in records if r.spec is not None]
+    parts = [f"<h1>{html.escape(tables.title)}</h1>",
+             f'<p class="note">{tables.finished} of {tables.planned} runs finished · metric: '
+             f"{METRICS[tables.metric][0]} · written {time.strftime('%Y-%m-%d %H:%M')} by kdstudy"
+             + (" · <b>SYNTHETIC data: generated images, not real radiographs</b>" if tables.synthetic else "")
+             + "</p>",
+             "<h2>Tables</h2>", *[table_html(t) for t in tables.tables],
+             "<h2>Students, their baselines and teachers</h2>", student_section(store, readable),
+             "<h2>Robustness under acquisition shift</h2>", robustness_section(readable),
+             "<h2>Confusion matrices</h2>", confusion_section(store, readable)]
+    page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(tables.title)}</title>"
+            f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
+    path = out_dir / "report.html"
+    write_text(path, page)
+    return path

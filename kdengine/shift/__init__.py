@@ -1,0 +1,1 @@
+"""Robustness under acquisition shift: the corruptions (no torch) and their evaluation."""

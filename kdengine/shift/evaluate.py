@@ -1,0 +1,126 @@
+"""Evaluating a finished run's best checkpoint under acquisition shift (and on external data).
+
+The test images come from the run's decoded cache (nothing is decoded again); each batch is read once and
+passed through every (shift, severity), so the cost is one forward pass per cell plus the shifts' own
+arithmetic. The result goes into the run's folder (``shift.json``, written atomically) beside its metrics:
+computed once per configuration, and read by every table, the report and the TUI.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..atomic import write_json
+from ..errors import UsageError
+from ..store import RunStore
+from .corruptions import SHIFT_VERSION, apply_shift
+
+RESULT = "shift.json"
+
+
+def shift_key(shifts: list[str], severities: list[int], seed: int, external: str | None) -> dict:
+    return {"version": SHIFT_VERSION, "shifts": list(shifts), "severities": list(severities), "seed": seed,
+            "external": external}
+
+
+def read_shift(store: RunStore, run_id: str) -> dict | None:
+    from ..store.runstore import read_json
+
+    result = read_json(store.run_dir(run_id) / RESULT)
+    return result if isinstance(result, dict) and "cells" in result else None
+
+
+def summarize_cells(cells: dict[str, dict[str, dict]], clean: float) -> dict:
+    """Mean accuracy under shift (over every shift and severity), the relative drop from clean, and each
+    shift's mean over its severities."""
+    per_shift = {name: float(np.mean([c["accuracy"] for c in levels.values()])) for name, levels in cells.items()}
+    mean = float(np.mean([c["accuracy"] for levels in cells.values() for c in levels.values()]))
+    return {"mean_accuracy": mean, "relative_drop": (clean - mean) / clean if clean > 0 else None,
+            "per_shift": per_shift}
+
+
+def _metrics(labels, probs, class_names) -> dict:
+    from ..training.metrics import classification_metrics
+
+    m = classification_metrics(labels, probs, class_names)
+    return {k: m[k] for k in ("n", "accuracy", "macro_f1", "kappa", "ece")}
+
+
+def _predict(model, images: np.ndarray, dev, batch: int):
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(images), batch):
+            x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch])).unsqueeze(1).to(dev.device)
+            with dev.autocast():
+                out.append(torch.softmax(model(x).float(), 1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
+
+
+def evaluate_run(store: RunStore, run_id: str, shifts: list[str], severities: list[int], seed: int = 0,
+                 external: str | None = None, dev=None, batch: int | None = None, force: bool = False,
+                 log=print) -> dict:
+    """The run's accuracy on clean test images and under every (shift, severity); stored in ``shift.json``."""
+    from ..data.cache import build_or_load
+    from ..data.config import open_source
+    from ..training.device import setup_device
+    from ..training.teacher import frozen_from_checkpoint
+
+    key = shift_key(shifts, severities, seed, external)
+    previous = read_shift(store, run_id)
+    if previous is not None and previous.get("key") == key and not force:
+        return previous
+    spec = store.load_spec(run_id)
+    if store.read_status(run_id)["state"] != "finished":
+        raise UsageError(f"{run_id} is not finished: shifts are evaluated on a finished run's best checkpoint")
+    dev = dev or setup_device("auto")
+    batch = batch or max(spec.train.batch_size, 64)
+    t0 = time.perf_counter()
+    source = open_source(spec.data)
+    cache = build_or_load(source, spec.data.image_size, skip_bad=spec.data.skip_bad)
+    rows = cache.rows("test")
+    labels = cache.labels[rows]
+    images = np.asarray(cache.images[rows])  # read once; every cell reuses it
+    model, _ = frozen_from_checkpoint(store.checkpoint_dir(run_id), dev)
+    names = source.class_names
+    t_clean = time.perf_counter()
+    clean = _metrics(labels, _predict(model, images, dev, batch), names)
+    t_clean = time.perf_counter() - t_clean
+    cells: dict[str, dict[str, dict]] = {}
+    for name in shifts:
+        cells[name] = {}
+        for severity in severities:
+            shifted = apply_shift(images, name, severity, seed, rows)
+            cells[name][str(severity)] = _metrics(labels, _predict(model, shifted, dev, batch), names)
+    result = {"key": key, "run_id": run_id, "clean": clean, "cells": cells,
+              **summarize_cells(cells, clean["accuracy"]), "test_pass_s": round(t_clean, 4)}
+    if external:
+        result["external"] = evaluate_external(model, external, spec, names, dev, batch)
+    result["seconds"] = round(time.perf_counter() - t0, 3)
+    write_json(store.run_dir(run_id) / RESULT, result)
+    log(f"{run_id}: clean {clean['accuracy']:.4f}, under shift {result['mean_accuracy']:.4f} "
+        f"(drop {result['relative_drop']:.1%})" + (f", external {result['external']['accuracy']:.4f}"
+                                                    if external else ""))
+    return result
+
+
+def evaluate_external(model, external: str, spec, class_names: list[str], dev, batch: int) -> dict:
+    """Every image of another dataset with the same class names (another site), at the run's image size."""
+    from dataclasses import replace
+
+    from ..data.cache import build_or_load
+    from ..data.config import open_source
+
+    cfg = replace(spec.data, source=external, cap_train=None, cap_test=None).resolved()
+    src = open_source(cfg)
+    if sorted(src.class_names) != sorted(class_names):
+        raise UsageError(f"--external {external}: its classes ({', '.join(src.class_names)}) are not the run's "
+                         f"({', '.join(class_names)})")
+    cache = build_or_load(src, spec.data.image_size, skip_bad=cfg.skip_bad)
+    rows = np.concatenate([cache.rows(s) for s in ("train", "val", "test")])
+    remap = np.array([class_names.index(n) for n in src.class_names])  # the external order -> the run's
+    labels = remap[cache.labels[rows]]
+    probs = _predict(model, np.asarray(cache.images[rows]), dev, batch)
+    return {"source": cfg.source, **_metrics(labels, probs, class_names)}
