@@ -15,7 +15,8 @@ from kdengine.store import RunStore  # noqa: E402
 from tests.conftest import SMALL_SYNTH  # noqa: E402
 
 STUDY = ["study", "run", "demo", "--set", f"data.source={SMALL_SYNTH}", "--set", "data.image_size=32",
-         "--set", "train.epochs=2", "--set", "seeds=[0]", "--quiet", "--device", "cpu"]
+         "--set", "train.epochs=2", "--set", "seeds=[0]", "--set", "shift.shifts=blur", "--set", "shift.severities=\"1\"",
+         "--set", "shift.external=none", "--quiet", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")

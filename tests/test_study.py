@@ -111,7 +111,9 @@ def test_ensemble_block_expands_to_one_student_with_all_teachers(tmp_path):
     assert {p.spec.model for p in plan if p.spec.kind == "ce"} == {"test_resnet", "test_efficientnet", "test_convnext"}
 
 
+# the demo's [shift] cut to one cell and no external set: test_shift.py covers shifts themselves
 REDUCED = ["--set", f"data.source={SMALL_SYNTH}", "--set", "data.image_size=32", "--set", "train.epochs=1",
+           "--set", "shift.shifts=blur", "--set", "shift.severities=\"1\"", "--set", "shift.external=none",
            "--quiet", "--device", "cpu"]
 
 
