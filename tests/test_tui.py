@@ -232,7 +232,11 @@ async def test_launch_live_then_quit_then_reattach(tmp_path):
                            and app2.screen.rows[student_id].state == "finished", timeout=180)
             await wait_for(pilot, lambda: app2.screen.view.metrics is not None, timeout=10)
             assert app2.screen.view.curves.epochs == [1, 2, 3, 4, 5, 6]
-            finished_at = next(e["t"] for e in store.read_events(student_id)[0] if e.get("state") == "finished")
+            # metrics and the best checkpoint make a run read as finished a moment before its lifecycle event lands
+            def finished_event():
+                return next((e for e in store.read_events(student_id)[0] if e.get("state") == "finished"), None)
+            await wait_for(pilot, lambda: finished_event() is not None, timeout=10)
+            finished_at = finished_event()["t"]
             assert finished_at > quit_at  # it finished after the TUI that launched it had quit
             baseline_id = next(r for r in store.list_ids() if r.startswith("ce-test_resnet-"))
             await wait_for(pilot, lambda: store.read_status(baseline_id)["state"] == "finished", timeout=180)
