@@ -78,6 +78,8 @@ async def test_runs_screen_shows_runs_curves_confusion_and_report(tmp_path):
         await wait_for(pilot, lambda: app.screen.view is not None and app.screen.view.run_id == student.run_id
                        and app.screen.view.metrics is not None)
         view = app.screen.view
+        # at 80x24 the panes take two thirds of the height: the curves keep room to read
+        assert app.screen.query_one("#curves-pane").size.height >= 10
         assert view.curves.epochs == [1, 2] and len(view.teacher_ids) == 1
         await pilot.press("m")
         await pilot.pause(0.3)

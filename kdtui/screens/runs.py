@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -18,6 +19,7 @@ from ..widgets.curves import CurvesPane
 from .dialogs import ConfirmScreen, WorkerScreen
 
 POLL_S = 1.0
+SHORT_SCREEN_ROWS = 32
 STATE_STYLE = {"running": "bold green", "finished": "cyan", "failed": "bold red", "stopped": "yellow",
                "queued": "dim", "damaged": "bold magenta"}
 COLUMNS = (("st", "state"), ("what", "what"), ("teacher → student", "who"), ("seed", "seed"),
@@ -302,6 +304,10 @@ class RunsScreen(Screen):
         table = self.query_one(DataTable)
         nxt = next((i for i in running if i > table.cursor_row), running[0])
         table.move_cursor(row=nxt)
+
+    def on_resize(self, event: events.Resize) -> None:
+        # Below 32 rows an even split leaves the curves two rows of plot: give the panes two thirds.
+        self.query_one("#panes").set_class(event.size.height < SHORT_SCREEN_ROWS, "-short-screen")
 
     def action_zoom(self) -> None:
         panes = self.query_one("#panes")
