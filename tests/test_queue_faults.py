@@ -16,7 +16,7 @@ from kdengine.store import RunStore
 from kdengine.worker import Worker
 from tests.conftest import SMALL_SYNTH
 from tests.engine_helpers import FAST, train
-from tests.tui_helpers import fake_finished_store
+from tests.tui_helpers import fake_finished_store, wait_for
 
 
 def corrupt_folder(tmp_path):
@@ -171,13 +171,13 @@ async def test_kdtui_worker_key_on_an_unwritable_store_says_so(tmp_path):
     app = KDStudyApp(blocker / "runs")
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("w")  # the worker dialog: device auto, one run per GPU
-        await pilot.pause(0.3)
-        assert app.screen.__class__.__name__ == "WorkerScreen"
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "WorkerScreen", timeout=10)
         await pilot.press("enter")
-        await pilot.pause(0.3)
-        assert app.is_running
-        errors = [n.message for n in app._notifications if n.severity == "error"]
-        assert errors and "could not start a worker" in errors[0]
+
+        def errors():
+            return [n.message for n in app._notifications if n.severity == "error"]
+        await wait_for(pilot, lambda: errors(), timeout=10)
+        assert app.is_running and "could not start a worker" in errors()[0]
 
 
 def test_best_checkpoint_is_as_readable_as_every_other_file(capsys):

@@ -13,7 +13,7 @@ import pytest
 from kdengine.store import RunStore
 from kdtui.app import KDStudyApp
 from tests.conftest import SMALL_SYNTH
-from tests.tui_helpers import fake_finished_store, kill_workers
+from tests.tui_helpers import fake_finished_store, kill_workers, wait_for
 
 SIZE = (80, 24)
 
@@ -27,15 +27,6 @@ def text_of(widget) -> str:
     console = Console(width=100, record=True, file=io.StringIO())
     console.print(widget.content)
     return console.export_text()
-
-
-async def wait_for(pilot, predicate, timeout=90.0, step=0.25):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        await pilot.pause(step)
-    raise AssertionError("condition not met in time")
 
 
 async def export_with_keys(pilot, out):
@@ -103,20 +94,19 @@ async def test_launch_form_validates_inline(tmp_path):
         data.value = "/no/such/place"
         await wait_for(pilot, lambda: "no such file" in text_of(screen.query_one("#data-summary")), timeout=10)
         await pilot.press("f5")
-        await pilot.pause(0.2)
-        assert "fix the data first" in text_of(screen.query_one("#form-message"))
+        await wait_for(pilot, lambda: "fix the data first" in text_of(screen.query_one("#form-message")), timeout=10)
         assert RunStore(tmp_path / "runs").list_ids() == []
         data.value = SMALL_SYNTH
         await wait_for(pilot, lambda: "7 classes" in text_of(screen.query_one("#data-summary")), timeout=30)
         screen.query_one("#epochs").value = "0"
         await pilot.press("f5")
-        await pilot.pause(0.2)
-        assert "train.epochs must lie in [1, 100000], got 0" in text_of(screen.query_one("#form-message"))
+        await wait_for(pilot, lambda: "train.epochs must lie in [1, 100000], got 0"
+                       in text_of(screen.query_one("#form-message")), timeout=10)
         assert screen.query_one("#epochs").has_class("-invalid")
         screen.query_one("#epochs").value = "2"
         screen.query_one("#strategy").value = "reverse"
-        await pilot.pause(0.2)
-        assert "reverse KD expects a smaller teacher" in text_of(screen.query_one("#form-message"))
+        await wait_for(pilot, lambda: "reverse KD expects a smaller teacher"
+                       in text_of(screen.query_one("#form-message")), timeout=10)
         # presets fill the settings in one key press
         await pilot.press("escape", "f3")
         assert screen.query_one("#lr").value == "0.0001" and screen.query_one("#image_size").value == "224"
@@ -357,8 +347,8 @@ async def test_run_list_filters_sorts_groups_and_jumps(tmp_path):
         assert table.size.height >= 12  # it fills the height it has
         await pilot.press("end")
         assert table.cursor_row == len(plan) - 1
-        await pilot.pause(0.3)
-        assert screen.view.run_id == screen.shown[-1]  # the detail pane shows the highlighted run
+        # the detail pane shows the highlighted run
+        await wait_for(pilot, lambda: screen.view.run_id == screen.shown[-1], timeout=10)
         await pilot.press("home")
         assert table.cursor_row == 0
         await pilot.press("slash")
@@ -389,32 +379,30 @@ async def test_stop_asks_first_retry_and_delete(tmp_path):
         await pilot.press("g")
         running = screen.shown[table.cursor_row]
         await pilot.press("s")
-        await pilot.pause(0.2)
-        assert app.screen.__class__.__name__ == "ConfirmScreen"
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ConfirmScreen", timeout=10)
         await pilot.press("n")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: app.screen is screen, timeout=10)
         assert not store.stop_requested(running)
-        await pilot.press("s", "y")
-        await pilot.pause(0.2)
-        assert store.stop_requested(running)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ConfirmScreen", timeout=10)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: store.stop_requested(running), timeout=10)
         # retry a failed run
         failed = next(r for r in screen.shown if screen.rows[r].state == "failed")
         table.move_cursor(row=screen.shown.index(failed))
         await pilot.pause(0.2)
         await pilot.press("r")
-        await pilot.pause(0.2)
-        assert store.read_status(failed)["state"] == "queued"
+        await wait_for(pilot, lambda: store.read_status(failed)["state"] == "queued", timeout=10)
         # delete a finished teacher: the dialog says what goes (its size, the students that use it)
         teacher = next(r for r in screen.shown if r.startswith("ce-resnet10t-") and screen.rows[r].state == "finished")
         table.move_cursor(row=screen.shown.index(teacher))
         await pilot.pause(0.2)
         await pilot.press("d")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ConfirmScreen", timeout=10)
         details = text_of(app.screen.query_one("#confirm-details"))
         assert "MB on disk" in details and "use it as a teacher" in details
         await pilot.press("d")
-        await pilot.pause(0.3)
-        assert not store.exists(teacher)
+        await wait_for(pilot, lambda: not store.exists(teacher), timeout=10)
         await wait_rows(pilot, app, len(plan) - 1)
 
 
@@ -500,13 +488,14 @@ async def test_worker_dialog_chooses_device_and_packing(tmp_path, monkeypatch):
     monkeypatch.setattr(app, "start_worker", lambda device="auto", runs_per_gpu="1": asked.append((device, runs_per_gpu)))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("w")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "WorkerScreen", timeout=10)
         await pilot.press("g", "4", "enter")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: asked == [("cuda", "4")], timeout=10)
+        await pilot.press("w")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "WorkerScreen", timeout=10)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "RunsScreen", timeout=10)
         assert asked == [("cuda", "4")]
-        await pilot.press("w", "escape")
-        await pilot.pause(0.2)
-        assert asked == [("cuda", "4")] and app.screen.__class__.__name__ == "RunsScreen"
 
 
 def test_axis_ticks_are_honest_at_any_height():

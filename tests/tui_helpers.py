@@ -1,8 +1,9 @@
-"""Fake but well-formed runs for TUI tests (no training needed), and process clean-up."""
+"""Fake but well-formed runs for TUI tests (no training needed), waiting on a pilot, and process clean-up."""
 from __future__ import annotations
 
 import os
 import signal
+import time
 
 from kdengine.data.config import DataConfig
 from kdengine.runspec import KDConfig, TrainConfig, build_specs
@@ -111,3 +112,13 @@ def fake_study_store(root, seeds: int = 16, live: bool = True):
         store.write_metrics(rid, _metrics(rid, acc, teachers))
         store.write_status(rid, "finished", trained_on={"device": "cpu", "gpu": None, "host": "box"})
     return store, plan
+
+
+async def wait_for(pilot, predicate, timeout=90.0, step=0.25):
+    """Poll a condition between pilot pauses: a fixed pause is a race on a slower machine."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        await pilot.pause(step)
+    raise AssertionError("condition not met in time")
