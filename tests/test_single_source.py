@@ -17,6 +17,7 @@ from kdengine.store import RunStore
 from kdengine.training import strategies
 from kdengine.training.losses import kd_terms, soft_targets
 from tests.engine_helpers import FAST, train
+from tests.tui_helpers import wait_for
 
 
 def test_the_loss_registry_has_exactly_the_catalogues_keys():
@@ -98,7 +99,7 @@ async def test_a_toy_strategy_appears_in_the_launch_form(toy, tmp_path):
     app = KDStudyApp(tmp_path / "runs", start_workers=False)
     async with app.run_test(size=(100, 40)) as pilot:
         await pilot.press("2")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "LaunchScreen", timeout=10)
         select = app.screen.query_one("#strategy", Select)
         assert "toy" in [value for _, value in select._options]
 
@@ -144,7 +145,7 @@ async def test_a_new_option_appears_in_the_launch_form(warmup, tmp_path):
     app = KDStudyApp(tmp_path / "runs", start_workers=False)
     async with app.run_test(size=(100, 40)) as pilot:
         await pilot.press("2")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "LaunchScreen", timeout=10)
         field = app.screen.query_one("#warmup_epochs")
         assert field.value == "0"
         field.value = "4"

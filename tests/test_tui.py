@@ -88,7 +88,7 @@ async def test_launch_form_validates_inline(tmp_path):
     app = KDStudyApp(tmp_path / "runs", start_workers=False)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "LaunchScreen", timeout=10)
         screen = app.screen
         data = screen.query_one("#source")
         data.value = "/no/such/place"
@@ -186,7 +186,7 @@ async def test_launch_live_then_quit_then_reattach(tmp_path):
     try:
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("2")
-            await pilot.pause(0.2)
+            await wait_for(pilot, lambda: app.screen.__class__.__name__ == "LaunchScreen", timeout=10)
             s = app.screen
             s.query_one("#source").value = SMALL_SYNTH
             await pilot.press("escape", "f2")
@@ -314,7 +314,7 @@ async def test_launch_checks_models_as_the_cli_does(tmp_path):
     app = KDStudyApp(tmp_path / "runs", start_workers=False)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "LaunchScreen", timeout=10)
         s = app.screen
         s.query_one("#source").value = SMALL_SYNTH
         await wait_for(pilot, lambda: "7 classes" in text_of(s.query_one("#data-summary")), timeout=30)
@@ -410,7 +410,7 @@ async def test_screen_keys_never_type_into_a_field(tmp_path):
     app = KDStudyApp(tmp_path / "runs", start_workers=False)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "LaunchScreen", timeout=10)
         from textual.widgets import Input
 
         assert not isinstance(app.screen.focused, Input)  # the form opens without a focused text field
