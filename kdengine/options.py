@@ -16,7 +16,7 @@ import argparse
 import math
 import tomllib
 import typing
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, dataclass, field, fields
 from functools import lru_cache
 from typing import Any
 
@@ -332,7 +332,3 @@ def identity_values(obj: Any, strategy: str | None = None, include_teacher_scope
 def config_dict(obj: Any) -> dict[str, Any]:
     """Every option of a config, as plain data (spec.json)."""
     return {i.name: getattr(obj, i.name) for i in infos(type(obj))}
-
-
-def is_config(obj: Any) -> bool:
-    return is_dataclass(obj) and bool(infos(type(obj)))

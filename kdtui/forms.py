@@ -11,8 +11,6 @@ from kdengine.models.catalog import APPROX_PARAMS, MIN_IMAGE_SIZE, known_names
 from kdengine.options import OptionInfo, form_fields, parse_text, replace_from_assignments, to_text
 from kdengine.runspec import CONFIGS, MAX_SEED, RunSpec, build_specs
 
-DEVICES = ("auto", "cpu", "cuda")
-
 # Presets fill options by name (typed values, as in a study file).
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu-quick": {"epochs": 3, "batch_size": 32, "lr": 0.001, "optimizer": "adam", "image_size": 64,
@@ -37,8 +35,7 @@ def defaults() -> dict[str, Any]:
     """Every field's initial value: the options' defaults (the CPU-quick numbers where the form starts from)."""
     values = {i.name: i.default for i in option_fields()}
     values.update(PRESETS["cpu-quick"])
-    values.update(EXTRA_DEFAULTS)
-    values["device"] = "auto"
+    values.update(EXTRA_DEFAULTS)  # the form's device stays auto: the preset's CPU is for F2
     return values
 
 

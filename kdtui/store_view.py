@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from kdengine.reports.collect import RunRecord, collect, roles_of
 from kdengine.study.registry import study_membership
 from kdengine.store import RunStore
+from kdengine.store.runstore import device_of
 
 STATE_ICONS = {"queued": "…", "running": "▶", "finished": "✓", "failed": "✗", "stopped": "■", "damaged": "!"}
 SORTS = ("created", "state", "what", "student", "seed", "device", "best val", "study")
@@ -22,12 +23,6 @@ def fmt_eta(seconds: float | None) -> str:
     if seconds >= 3600:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
     return f"{seconds // 60}m{seconds % 60:02d}s"
-
-
-def device_of(status: dict) -> str:
-    """Where a run trained (cuda:0 …), or, before it started, what it asked for (auto, cpu, cuda)."""
-    trained = status.get("trained_on") or {}
-    return str(trained.get("device") or status.get("device") or "auto")
 
 
 @dataclass

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..errors import UsageError
+from ..store.runstore import device_of
 from .common import add_packing_arg, add_runs_dir, print_json, resolve_run_id, store_from
 
 
@@ -57,19 +58,12 @@ def _fmt(value) -> str:
     return "–" if value is None else f"{value:.4f}"
 
 
-def device_of(status: dict) -> str:
-    """Where a run trained (cuda:0 …), or, before it started, what it asked for (auto, cpu, cuda)."""
-    trained = status.get("trained_on") or {}
-    return str(trained.get("device") or status.get("device") or "auto")
-
-
 def twin_settings(records) -> dict[str, str]:
     """For runs that share what, teacher, student and seed with another run: what sets them apart
     (``train.epochs=2``); the others need no note."""
     from collections import defaultdict
 
-    from ..reports.collect import settings_identity
-    from ..reports.tables import _flat
+    from ..reports.collect import differing_keys, flat_settings
 
     alike = defaultdict(list)
     for r in records:
@@ -79,8 +73,8 @@ def twin_settings(records) -> dict[str, str]:
     for group in alike.values():
         if len(group) < 2:
             continue
-        flats = {r.run_id: _flat(settings_identity(r.spec)) for r in group}
-        keys = sorted({k for f in flats.values() for k in f if len({repr(g.get(k)) for g in flats.values()}) > 1})
+        flats = {r.run_id: flat_settings(r.spec) for r in group}
+        keys = differing_keys(list(flats.values()))
         for rid, flat in flats.items():
             out[rid] = ", ".join(f"{k}={flat.get(k)}" for k in keys)
     return out

@@ -184,6 +184,26 @@ def settings_identity(spec: RunSpec) -> dict[str, Any]:
     return ident
 
 
+def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def flat_settings(spec: RunSpec) -> dict[str, Any]:
+    """``settings_identity`` as dotted keys (``train.epochs``, ``teacher.train.lr`` ...)."""
+    return _flat(settings_identity(spec))
+
+
+def differing_keys(flats: list[dict[str, Any]]) -> list[str]:
+    """The dotted keys whose values are not the same in all of ``flats``: what sets runs apart."""
+    return sorted({k for f in flats for k in f if len({repr(g.get(k)) for g in flats}) > 1})
+
+
 def settings_key(spec: RunSpec) -> str:
     blob = json.dumps(settings_identity(spec), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from ..atomic import atomic_path
 
-FIGURES = ("curves.png", "confusion.png", "reliability.png")
 STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8, "figure.dpi": 120,
          "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False}
 LINES = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ("-", "v"), ("--", "x")]

@@ -21,7 +21,7 @@ from typing import Any
 
 from .. import strategy_catalog as catalog
 from ..atomic import write_text
-from .collect import SPLITS, RunRecord, roles_of, settings_identity, settings_key
+from .collect import SPLITS, RunRecord, differing_keys, flat_settings, roles_of, settings_key
 from .stats import Summary, paired_gain, summarize
 
 # metric -> (label, range, higher is better)
@@ -33,6 +33,7 @@ METRICS = {
     "shift_mean": ("accuracy under shift", (0.0, 1.0), True),  # test split, mean over shifts and severities
 }
 TIDY_METRICS = ("accuracy", "macro_f1", "kappa", "ece", "loss", "agreement")
+SHIFT_METRICS = ("accuracy", "macro_f1", "kappa", "ece")  # what shift.json keeps per cell
 TEXT_COLUMNS = ("settings", "model", "student", "regime", "role", "split", "threshold reached", "n", "what", "teacher")
 
 
@@ -65,16 +66,6 @@ class Tables:
         return next((t for t in self.tables if t.name == name), None)
 
 
-def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def settings_groups(records: list[RunRecord]) -> tuple[dict[str, str], list[str]]:
     """run_id -> group label ("" when all share one settings), and one note per group saying what differs."""
     keys: dict[str, str] = {}
@@ -82,13 +73,12 @@ def settings_groups(records: list[RunRecord]) -> tuple[dict[str, str], list[str]
     for r in records:
         k = settings_key(r.spec)
         keys[r.run_id] = k
-        idents.setdefault(k, _flat(settings_identity(r.spec)))
+        idents.setdefault(k, flat_settings(r.spec))
     if len(idents) <= 1:
         return {rid: "" for rid in keys}, []
     order = sorted(idents, key=lambda k: min(r.run_id for r in records if keys[r.run_id] == k))
     labels = {k: chr(ord("A") + i) if i < 26 else f"S{i}" for i, k in enumerate(order)}
-    varying = sorted({name for ident in idents.values() for name in ident
-                      if len({repr(other.get(name)) for other in idents.values()}) > 1})
+    varying = differing_keys(list(idents.values()))
     notes = [f"settings {labels[k]}: " + ", ".join(f"{n}={idents[k].get(n)}" for n in varying) for k in order]
     return {rid: labels[k] for rid, k in keys.items()}, notes
 
@@ -220,15 +210,14 @@ def robustness_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
             continue
         base = {"run_id": r.run_id, "strategy": r.strategy or "", "regime": r.regime or "", "teacher": r.teacher_label,
                 "student": r.model, "seed": r.seed}
-        rows.append({**base, "shift": "clean", "severity": 0, **{k: r.shift["clean"].get(k) for k in
-                                                                 ("accuracy", "macro_f1", "kappa", "ece")}})
+        rows.append({**base, "shift": "clean", "severity": 0, **{k: r.shift["clean"].get(k) for k in SHIFT_METRICS}})
         for name, levels in r.shift["cells"].items():
             for severity, m in levels.items():
                 rows.append({**base, "shift": name, "severity": int(severity),
-                             **{k: m.get(k) for k in ("accuracy", "macro_f1", "kappa", "ece")}})
+                             **{k: m.get(k) for k in SHIFT_METRICS}})
         if r.shift.get("external"):
             rows.append({**base, "shift": f"external:{r.shift['external']['source']}", "severity": 0,
-                         **{k: r.shift["external"].get(k) for k in ("accuracy", "macro_f1", "kappa", "ece")}})
+                         **{k: r.shift["external"].get(k) for k in SHIFT_METRICS}})
     return rows
 
 

@@ -27,6 +27,12 @@ KEPT = ("device", "trained_on")  # status keys that outlive a change of state
 BEST = "checkpoints/best.safetensors"
 
 
+def device_of(status: dict) -> str:
+    """Where a run trained (cuda:0 …), or, before it started, what it asked for (auto, cpu, cuda)."""
+    trained = status.get("trained_on") or {}
+    return str(trained.get("device") or status.get("device") or "auto")
+
+
 def read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))

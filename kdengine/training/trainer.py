@@ -504,10 +504,11 @@ class Trainer:
                 self.log(msg)
                 self.store.append_event(rid, {"type": "warning", "message": msg})
         results["seconds"] = round(time.time() - t0, 2)
-        self.store.write_metrics(rid, results)
         self.store.append_event(rid, {"type": "final", "test": {k: results["test"][k] for k in ("accuracy", "macro_f1", "kappa", "ece")},
                                       "test_confusion": results["test"]["confusion"]})
         figures = self._figures(results)
+        # metrics.json last of the run's own files: with the best checkpoint it marks the run finished
+        self.store.write_metrics(rid, results)
         for tr in self.trackers:
             tr.log_final(results, figures)
         return results

@@ -19,8 +19,9 @@ from textual.widgets import Button, Collapsible, Footer, Header, Input, Label, S
 
 from kdengine import strategy_catalog as catalog
 from kdengine.errors import KDError
+from kdengine.store.runstore import DEVICES
 
-from ..forms import DEVICES, PRESETS, defaults, display, model_note, model_suggestions, needs_preflight, \
+from ..forms import PRESETS, defaults, display, model_note, model_suggestions, needs_preflight, \
     option_fields, size_warning, spec_from_form
 from ..messages import LaunchRequested
 from ..widgets.tick import Tick
