@@ -215,3 +215,14 @@ def test_catalogue_minimum_image_size_is_timms():
         check_buildable(name, MIN_IMAGE_SIZE, False)
         with pytest.raises(UsageError, match="too small"):
             check_buildable(name, MIN_IMAGE_SIZE - 1, False)
+
+
+def test_balanced_is_the_thesis_subset_and_explicit_caps_win():
+    from kdengine.cli import build_parser
+    from kdengine.commands.common import data_config
+
+    base = ["train", "--data", "synthetic", "--strategy", "baseline", "--student", "test_resnet"]
+    cfg = data_config(build_parser().parse_args([*base, "--balanced"]))
+    assert (cfg.cap_train, cfg.cap_test) == (2201, 250)
+    cfg = data_config(build_parser().parse_args([*base, "--balanced", "--cap-train", "500"]))
+    assert (cfg.cap_train, cfg.cap_test) == (500, 250)

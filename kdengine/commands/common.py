@@ -10,6 +10,8 @@ import sys
 from ..errors import UsageError
 from ..options import add_options, from_args
 
+BALANCED = {"cap_train": 2201, "cap_test": 250}  # the thesis's balanced MURA subset (images per class)
+
 
 def store_from(args: argparse.Namespace, write: bool = False):
     """The run store ``--runs-dir`` (or $KDSTUDY_HOME, or ./runs) names; with ``write``, one line and exit 2
@@ -43,15 +45,16 @@ def add_data_options(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> 
 
     group = add_options(p, CONFIGS["data"], skip=skip, title="data")
     group.add_argument("--balanced", action="store_true",
-                   help="the thesis's balanced MURA subset: --cap-train 2201 --cap-test 250")
+                       help="the thesis's balanced MURA subset: "
+                            + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in BALANCED.items()))
 
 
 def data_config(args: argparse.Namespace, **overrides):
     from ..runspec import CONFIGS
 
     if getattr(args, "balanced", False):
-        overrides.setdefault("cap_train", 2201)
-        overrides.setdefault("cap_test", 250)
+        for key, value in BALANCED.items():
+            overrides.setdefault(key, value)
     return from_args(CONFIGS["data"], args, **overrides).resolved()
 
 
