@@ -7,7 +7,7 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: setup run demo test bench faults clean
+.PHONY: setup run demo test test-gpu bench bench-gpu faults clean
 
 setup: $(STAMP)
 
@@ -30,8 +30,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# the CUDA-only checks (tests/gpu): the graphed step against the eager one, the device-resident input
+test-gpu: $(STAMP)
+	$(PY) -m pytest -q -m gpu tests/gpu
+
 bench: $(STAMP)
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
+
+# kdstudy's trainer, worker and study paths on one GPU (at most 8 minutes on an H100); JSON with the card and date
+bench-gpu: $(STAMP)
+	$(PY) -m benchmarks.gpu --out bench-gpu.json $(BENCH_ARGS)
 
 # 20 SIGKILLs of a worker (half of them inside checkpoint writes) across a teacher and its student
 faults: $(STAMP)

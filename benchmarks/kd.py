@@ -1,51 +1,22 @@
 """Distillation benchmarks, each a ratio against a reference measured in the same run:
 
-- ``peers``: images/s of one KD epoch (data loading included) for kdstudy's trainer, timm's
-  ``LogitDistillationTask`` and torchdistill 1.1.5's ``KDLoss``, on the same models, data, batches and
-  optimiser. All three read the same decoded, augmented batches (kdstudy's loader), so the ratio measures
-  the training loops, not a data pipeline kdstudy has and the peers would have to build.
+- ``peers``: images/s of one KD epoch for kdstudy's trainer, timm's ``LogitDistillationTask`` and
+  torchdistill 1.1.5's ``KDLoss``, on the same models, data, batches and optimiser settings. All three read
+  the same batches from kdstudy's input path (the loader, or with ``fast`` the device-resident input), so
+  the ratio measures the training loops, not a data pipeline kdstudy has and the peers would have to build.
 - ``sharing``: the wall time of a one-teacher, three-student grid with shared teacher outputs and without,
   and whether the students' best weights are identical.
-- ``packing`` and ``gpu`` (CUDA only): concurrent runs per GPU, and one run's throughput with and without
-  ``torch.compile``.
+
+GPU figures (packing, the graphed step, the thesis grid) are in ``benchmarks/gpu.py`` (``make bench-gpu``).
 """
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 STUDENT, TEACHER = "resnet18", "resnet34"
-
-
-def _data(images: int, size: int, batch: int):
-    from kdengine.data.cache import build_or_load
-    from kdengine.data.config import DataConfig, open_source
-    from kdengine.data.loader import CachedImages
-
-    source = open_source(DataConfig(source=f"synthetic:images={images},seed=5"))
-    cache = build_or_load(source, size)
-    return source, CachedImages(cache, "train", train=True, seed=0)
-
-
-def _epoch_loop(dev, train_ds, batch, step, epoch=1) -> tuple[float, int]:
-    """Wall time of one epoch: batches from kdstudy's loader through ``step(x, y)``."""
-    import torch
-
-    from kdengine.data.loader import make_loader
-
-    n = 0
-    t0 = time.perf_counter()
-    for x, y, _ in make_loader(train_ds, batch, epoch=epoch, shuffle=True, workers=dev.loader_workers,
-                               pin_memory=dev.pin_memory):
-        step(x.to(dev.device, non_blocking=True), y.to(dev.device, non_blocking=True))
-        n += len(y)
-    if dev.is_cuda:
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0, n
 
 
 def _models(dev, classes: int):
@@ -63,52 +34,74 @@ def _models(dev, classes: int):
     return student, teacher
 
 
+def _kd_trainer(store, dev, images: int, size: int, batch: int, alpha: float, temperature: float):
+    """kdstudy's own trainer for one KD run (its teacher a finished run in ``store``), prepared: its feed is
+    also what feeds the peers."""
+    from kdengine.data.config import DataConfig
+    from kdengine.runspec import KDConfig, TrainConfig, build_specs
+    from kdengine.training.checkpoints import save_best
+    from kdengine.training.trainer import TrainState, Trainer
+
+    spec = build_specs("normal", STUDENT, [TEACHER], DataConfig(source=f"synthetic:images={images},seed=5",
+                                                                image_size=size),
+                       TrainConfig(epochs=1, batch_size=batch), KDConfig(alpha=alpha, temperature=temperature), 0)
+    if not store.exists(spec.teacher.run_id):
+        _, teacher = _models(dev, 7)
+        store.create(spec.teacher)
+        save_best(store.checkpoint_dir(spec.teacher.run_id), teacher.float().cpu(),
+                  {"arch": TEACHER, "in_chans": 1, "num_classes": 7})
+        store.finish(spec.teacher.run_id, "finished")
+    if not store.exists(spec.run_id):
+        store.create(spec)
+    trainer = Trainer(store, spec, dev, progress=False, log=lambda m: None)
+    trainer.prepare()
+    trainer.state = TrainState()
+    trainer._timing = {"t0": time.time(), "steps": 0}
+    return trainer
+
+
 def bench_peers(device: str = "cpu", images: int = 700, size: int = 64, batch: int = 32, repeats: int = 2,
-                alpha: float = 0.9, temperature: float = 4.0) -> dict:
+                alpha: float = 0.9, temperature: float = 4.0, fast: dict | None = None) -> dict:
     import torch
 
     from kdengine.data.loader import Normalizer
+    from kdengine.store import RunStore
     from kdengine.training.device import setup_device
+    from kdengine.training.trainer import TrainState
 
-    dev = setup_device(device)
-    source, train_ds = _data(images, size, batch)
-    classes = len(source.class_names)
+    dev = setup_device(device, **(fast or {}))
     norm = Normalizer(1, dev.channels_last).to(dev.device)
-    results = {}
+    sync = torch.cuda.synchronize if dev.is_cuda else (lambda: None)
+    tmp = tempfile.TemporaryDirectory()
+    store = RunStore(tmp.name)
+    feeder = _kd_trainer(store, dev, images, size, batch, alpha, temperature)  # the batches every loop reads
+    n = len(feeder.feed)
+
+    def epoch_loop(step, epoch: int = 1) -> float:
+        sync()
+        t0 = time.perf_counter()
+        for raw in feeder.feed.epoch(epoch):
+            x, y = feeder.feed.view(raw)
+            step(x, y)
+        sync()
+        return time.perf_counter() - t0
 
     # -- kdstudy: its own trainer, one epoch -----------------------------------------------------------------
-    def kdstudy_epoch() -> tuple[float, int]:
-        from kdengine.data.config import DataConfig
-        from kdengine.runspec import KDConfig, TrainConfig, build_specs
-        from kdengine.store import RunStore
-        from kdengine.training.checkpoints import save_best
-        from kdengine.training.trainer import TrainState, Trainer
-
-        with tempfile.TemporaryDirectory() as tmp:
-            store = RunStore(tmp)
-            spec = build_specs("normal", STUDENT, [TEACHER], DataConfig(source="synthetic:images=%d,seed=5" % images,
-                                                                        image_size=size),
-                               TrainConfig(epochs=1, batch_size=batch), KDConfig(alpha=alpha, temperature=temperature), 0)
-            _, teacher = _models(dev, classes)
-            store.create(spec.teacher)
-            save_best(store.checkpoint_dir(spec.teacher.run_id), teacher.float().cpu(),
-                      {"arch": TEACHER, "in_chans": 1, "num_classes": classes})
-            store.finish(spec.teacher.run_id, "finished")
-            store.create(spec)
-            trainer = Trainer(store, spec, dev, progress=False, log=lambda m: None)
-            trainer.prepare()
-            trainer._timing = {"t0": time.time(), "steps": 0}
-            t0 = time.perf_counter()
-            trainer.train_epoch(1, TrainState())
-            if dev.is_cuda:
-                torch.cuda.synchronize()
-            return time.perf_counter() - t0, len(trainer.train_ds)
+    def kdstudy_epoch() -> float:
+        trainer = _kd_trainer(store, dev, images, size, batch, alpha, temperature)
+        sync()
+        t0 = time.perf_counter()
+        trainer.train_epoch(1, TrainState())
+        sync()
+        took = time.perf_counter() - t0
+        trainer.feed.close()
+        return took
 
     # -- timm: LogitDistillationTask -----------------------------------------------------------------------
-    def timm_epoch() -> tuple[float, int]:
+    def timm_epoch() -> float:
         from timm.task.distillation import LogitDistillationTask
 
-        student, teacher = _models(dev, classes)
+        student, teacher = _models(dev, 7)
         task = LogitDistillationTask(student, teacher, criterion=torch.nn.CrossEntropyLoss(),
                                      distill_loss_weight=alpha, task_loss_weight=1 - alpha,
                                      temperature=temperature, device=dev.device, verbose=False).train()
@@ -121,13 +114,13 @@ def bench_peers(device: str = "cpu", images: int = 700, size: int = 64, batch: i
             out["loss"].backward()
             opt.step()
 
-        return _epoch_loop(dev, train_ds, batch, step)
+        return epoch_loop(step)
 
     # -- torchdistill 1.1.5: KDLoss (alpha on the cross-entropy: alpha_td = 1 - alpha) ---------------------
-    def torchdistill_epoch() -> tuple[float, int]:
+    def torchdistill_epoch() -> float:
         from torchdistill.losses.mid_level import KDLoss
 
-        student, teacher = _models(dev, classes)
+        student, teacher = _models(dev, 7)
         loss_fn = KDLoss("fc", "output", "fc", "output", temperature=temperature, alpha=1 - alpha,
                          reduction="batchmean")
         opt = torch.optim.Adam(student.parameters(), 1e-3)
@@ -144,23 +137,26 @@ def bench_peers(device: str = "cpu", images: int = 700, size: int = 64, batch: i
             loss.backward()
             opt.step()
 
-        return _epoch_loop(dev, train_ds, batch, step)
+        return epoch_loop(step)
 
     os.environ["KDSTUDY_NO_LOGIT_SHARING"] = "1"  # one student: nothing to share
     frameworks = {"kdstudy": kdstudy_epoch, "timm": timm_epoch, "torchdistill": torchdistill_epoch}
     times: dict[str, list[float]] = {name: [] for name in frameworks}
+    results = {}
     try:
         timm_epoch()  # warm-up, untimed: the first epoch in a process pays for kernel selection and allocation
         for _ in range(repeats):  # interleaved, so that no framework always runs first or last
             for name, fn in frameworks.items():
-                times[name].append(fn()[0])
+                times[name].append(fn())
         for name in frameworks:
             best = min(times[name])
-            results[name] = {"epoch_s": best, "images_per_s": len(train_ds) / best, "all_epoch_s": times[name]}
+            results[name] = {"epoch_s": best, "images_per_s": n / best, "all_epoch_s": times[name]}
     finally:
         os.environ.pop("KDSTUDY_NO_LOGIT_SHARING", None)
-    out = {"student": STUDENT, "teacher": TEACHER, "image_size": size, "batch": batch, "train_images": len(train_ds),
-           "kdstudy": results["kdstudy"]}
+        feeder.feed.close()
+        tmp.cleanup()
+    out = {"student": STUDENT, "teacher": TEACHER, "image_size": size, "batch": batch, "train_images": n,
+           "input": feeder.feed.backend, "runtime": dev.runtime(), "kdstudy": results["kdstudy"]}
     for peer in ("timm", "torchdistill"):
         out[peer] = {**results[peer], "ratio": results["kdstudy"]["images_per_s"] / results[peer]["images_per_s"]}
     return out
@@ -200,68 +196,3 @@ def bench_sharing(device: str = "cpu", images: int = 700, size: int = 64, epochs
     return {"teacher": STUDENT, "students": students, "epochs": epochs, "image_size": size,
             "without_s": times["without"], "with_s": times["with"], "speedup": times["without"] / times["with"],
             "identical": identical, "student_epochs_reading_shared_outputs": shared}
-
-
-GPU_WORKER = r"""
-import sys, time, torch, timm
-from kdengine.data.loader import Normalizer
-from kdengine.runspec import KDConfig
-from kdengine.training.device import setup_device
-from kdengine.training.strategies import Hinton
-from kdengine.training.teacher import FrozenTeacher
-batch, size, seconds, compile_ = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == "1"
-dev = setup_device("cuda", compile=compile_)
-student = timm.create_model("resnet18", num_classes=7, in_chans=1).to(dev.device, memory_format=torch.channels_last)
-teacher = FrozenTeacher(timm.create_model("seresnet50", num_classes=7, in_chans=1), Normalizer(1, True)).to(dev.device)
-teacher = teacher.to(memory_format=torch.channels_last)
-norm = Normalizer(1, True).to(dev.device)
-fwd = torch.compile(student, mode="reduce-overhead" if batch <= 32 else None) if compile_ else student
-opt = torch.optim.Adam(student.parameters(), 1e-3)
-loss_fn = Hinton(KDConfig(), 7)
-x = torch.randint(0, 255, (batch, 1, size, size), dtype=torch.uint8, device=dev.device)
-y = torch.randint(0, 7, (batch,), device=dev.device)
-def step():
-    with dev.autocast():
-        t = [teacher(x)]
-        s = fwd(norm(x))
-    loss = sum(loss_fn.terms(s, y, t).values())
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-for _ in range(20):
-    step()
-torch.cuda.synchronize()
-n, t0 = 0, time.perf_counter()
-while time.perf_counter() - t0 < seconds:
-    step()
-    n += batch
-torch.cuda.synchronize()
-print(n / (time.perf_counter() - t0), torch.cuda.max_memory_allocated())
-"""
-
-
-def _gpu_throughput(processes: int, batch: int, size: int, seconds: float, compile_: bool) -> dict:
-    """Images/s summed over ``processes`` concurrent KD trainings on GPU 0 (resnet18 <- seresnet50)."""
-    procs = [subprocess.Popen([sys.executable, "-c", GPU_WORKER, str(batch), str(size), str(seconds),
-                               "1" if compile_ else "0"], stdout=subprocess.PIPE, text=True)
-             for _ in range(processes)]
-    outs = [p.communicate(timeout=1800)[0].split() for p in procs]
-    rates = [float(o[0]) for o in outs]
-    return {"processes": processes, "images_per_s": sum(rates), "per_process": rates,
-            "peak_memory_gib": max(float(o[1]) for o in outs) / 2**30}
-
-
-def bench_packing(seconds: float = 30.0) -> dict:
-    runs = {n: _gpu_throughput(n, 16, 224, seconds, False) for n in (1, 2, 4, 8)}
-    base = runs[1]["images_per_s"]
-    return {"batch": 16, "image_size": 224, "student": "resnet18", "teacher": "seresnet50",
-            "runs": {str(n): {**r, "vs_one": r["images_per_s"] / base} for n, r in runs.items()},
-            "four_vs_one": runs[4]["images_per_s"] / base}
-
-
-def bench_gpu(seconds: float = 30.0) -> dict:
-    eager = _gpu_throughput(1, 64, 224, seconds, False)
-    compiled = _gpu_throughput(1, 64, 224, seconds, True)
-    return {"batch": 64, "image_size": 224, "precision": "bf16", "channels_last": True,
-            "eager_images_per_s": eager["images_per_s"], "compiled_images_per_s": compiled["images_per_s"],
-            "compile_speedup": compiled["images_per_s"] / eager["images_per_s"]}

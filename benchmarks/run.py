@@ -8,8 +8,10 @@
 3. peers:    one KD epoch, kdstudy vs timm's LogitDistillationTask and torchdistill's KDLoss (benchmarks/kd.py).
 4. sharing:  a 1-teacher x 3-student grid with shared teacher outputs vs without; identical weights.
 5. tui:      a key press with a hundred runs, some live, vs a bare Textual app (benchmarks/tui.py).
-7. dicom:    the first decode of 1,000 DICOMs vs 1,000 PNGs of the same size (a one-off cost).
-6. packing, gpu: CUDA only (1/2/4/8 runs per GPU; --compile).
+6. dicom:    the first decode of 1,000 DICOMs vs 1,000 PNGs of the same size (a one-off cost).
+
+GPU figures (per architecture, the step's breakdown, packing through ``kdengine worker``, the thesis grid):
+``make bench-gpu`` (benchmarks/gpu.py).
 """
 from __future__ import annotations
 
@@ -169,7 +171,7 @@ def main() -> int:
     s = results["startup"]
     print(f"startup: kdtui first screen {s['kdtui_s']:.2f}s vs bare Textual {s['bare_textual_s']:.2f}s "
           f"({s['ratio']:.2f}x); torch imported: {s['torch_imported']}")
-    from .kd import bench_gpu, bench_packing, bench_peers, bench_sharing
+    from .kd import bench_peers, bench_sharing
     from .tui import bench_tui_latency
 
     results["tui"] = bench_tui_latency(30 if quick else 60)
@@ -187,16 +189,7 @@ def main() -> int:
     sh = results["sharing"]
     print(f"sharing: 1 teacher x 3 students {sh['speedup']:.2f}x faster with shared teacher outputs "
           f"({sh['without_s']:.1f}s vs {sh['with_s']:.1f}s); identical best weights: {sh['identical']}")
-    if device.startswith("cuda"):
-        results["packing"] = bench_packing(10 if quick else 30)
-        print(f"packing: 4 runs per GPU {results['packing']['four_vs_one']:.2f}x the throughput of 1")
-        results["gpu"] = bench_gpu(10 if quick else 30)
-        g = results["gpu"]
-        print(f"gpu:     {g['eager_images_per_s']:.0f} img/s eager, {g['compiled_images_per_s']:.0f} img/s compiled")
-    else:
-        note = "CUDA only: no CUDA device on this machine"
-        results["packing"], results["gpu"] = {"skipped": note}, {"skipped": note}
-        print(f"packing, gpu: {note}")
+    print("gpu:     make bench-gpu (benchmarks/gpu.py) measures the GPU paths")
     print(json.dumps(results["machine"]))
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))

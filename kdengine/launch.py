@@ -12,8 +12,13 @@ import sys
 import time
 from pathlib import Path
 
-from .packing import gpu_info, plan_workers
+from .packing import gpu_info, loader_workers_per_worker, plan_workers
 from .store import RunStore
+
+
+def fast_flags(fast: dict | None) -> list[str]:
+    """The worker flags that carry ``--device-input`` / ``--cuda-graph`` to a detached worker."""
+    return [f"--{k.replace('_', '-')}" for k, v in (fast or {}).items() if v]
 
 
 def visible_gpus() -> list[dict]:
@@ -43,7 +48,7 @@ def gpu_count() -> int:
 
 
 def spawn_worker(runs_dir: Path, device: str = "auto", gpu: int | None = None, idle_exit: float = 30.0,
-                 extra_env: dict | None = None, compile: bool = False) -> int:
+                 extra_env: dict | None = None, fast: dict | None = None, loader_workers: int | None = None) -> int:
     """Start one detached ``kdengine worker``; returns its pid."""
     store = RunStore(runs_dir)
     store.workers_dir().mkdir(parents=True, exist_ok=True)
@@ -53,7 +58,9 @@ def spawn_worker(runs_dir: Path, device: str = "auto", gpu: int | None = None, i
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(gpu)
     cmd = [sys.executable, "-m", "kdengine", "worker", "--runs-dir", str(runs_dir), "--device", device,
-           "--idle-exit", str(idle_exit)] + (["--compile"] if compile else [])
+           "--idle-exit", str(idle_exit)] + fast_flags(fast)
+    if loader_workers is not None:
+        cmd += ["--loader-workers", str(loader_workers)]
     with open(log, "ab") as fh:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
                                 start_new_session=True, close_fds=True, env=env, cwd=os.getcwd())
@@ -61,16 +68,21 @@ def spawn_worker(runs_dir: Path, device: str = "auto", gpu: int | None = None, i
 
 
 def ensure_workers(runs_dir: Path, device: str = "auto", idle_exit: float = 30.0,
-                   runs_per_gpu: int | str = 1, compile: bool = False) -> list[int]:
+                   runs_per_gpu: int | str = 1, fast: dict | None = None) -> list[int]:
     """Make sure workers serve the store: ``runs_per_gpu`` per visible GPU (each pinned to its GPU; ``auto``
-    fits the count to the card's memory), or one CPU worker."""
+    fits the count to the box's cores and the queued runs' memory), or one CPU worker. Packed workers share
+    the box's cores between their loader processes."""
     store = RunStore(runs_dir)
     if store.live_workers():
         return []
     gpus = visible_gpus() if device in ("auto", "cuda") else []
     if not gpus:
         return [spawn_worker(runs_dir, device, idle_exit=idle_exit)]
+    plans = plan_workers(store, runs_per_gpu, gpus)
+    total = sum(p.workers for p in plans)
+    loaders = loader_workers_per_worker(total) if total > len(plans) else None
     pids = []
-    for index, n, _ in plan_workers(store, runs_per_gpu, gpus):
-        pids += [spawn_worker(runs_dir, "cuda", gpu=index, idle_exit=idle_exit, compile=compile) for _ in range(n)]
+    for p in plans:
+        pids += [spawn_worker(runs_dir, "cuda", gpu=p.index, idle_exit=idle_exit, fast=fast, loader_workers=loaders)
+                 for _ in range(p.workers)]
     return pids

@@ -1,15 +1,26 @@
 """Packing several runs onto one GPU (no torch: the TUI and ``worker --detach`` use it).
 
-A batch-16 resnet18 student uses a fraction of a large GPU; several workers per GPU fill it. ``--runs-per-gpu
-auto`` fits the count to the card's memory from measured peaks: each CUDA run records the peak memory of its
-first epoch (``torch.cuda.max_memory_allocated``) per (student, teachers, batch size, image size, precision)
-in ``.workers/memory.json``; ``auto`` divides the card's memory by the largest peak among the runs waiting in
-the queue, keeps 10% free, and never goes above 8. Before any peak is known it starts one worker per GPU.
+A batch-16 resnet18 uses a fraction of a large GPU; several workers per GPU fill it. Two mechanisms:
+
+- **Slots.** ``--runs-per-gpu N`` starts N workers per GPU; ``auto`` starts as many as the box's cores
+  allow per GPU (at most 8), fewer when even the smallest queued run's memory would not let that many
+  run at once. Their loader processes share the cores (:func:`loader_workers_per_worker`).
+- **Admission.** A worker claims a run only when the run's memory need fits beside what the other runs
+  on its GPU have reserved (each running CUDA run's status.json holds ``gpu`` and ``reserved_bytes``);
+  the check is made under the store's lock, at the claim. A need is, best first: the peak measured for
+  the run's shape (``torch.cuda.max_memory_allocated`` after its first epoch, in ``.workers/memory.json``),
+  else an estimate from the models on the meta device (``training/memory.py``) scaled by how far the
+  estimates have been off the measured peaks so far (never below 1), raised after an out-of-memory. So
+  packing works from the first run, and tightens as real peaks arrive. A run that still meets CUDA
+  out-of-memory beside others goes back to the queue for a less crowded slot (it never fails for
+  that); one that does not fit even alone fails, saying so.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 
 from .atomic import write_json
 from .errors import UsageError
@@ -17,7 +28,10 @@ from .store import RunStore
 from .store.runstore import read_json
 
 MAX_PER_GPU = 8
-HEADROOM = 0.9
+HEADROOM = 0.9  # of the card: kept free for fragmentation and what torch's allocator does not count
+CONTEXT_BYTES = 600 * 2**20  # a CUDA context and cuDNN's workspace, per process: not in max_memory_allocated
+MEASURED_MARGIN = 1.05  # a measured peak, with a little room
+OOM_GROWTH = 1.5  # after an out-of-memory, the need grows by this much
 MEMORY_FILE = "memory.json"
 
 
@@ -26,21 +40,95 @@ def memory_key(spec) -> str:
     return f"{spec.model}|{teachers}|b{spec.train.batch_size}|{spec.data.image_size}px"
 
 
-def record_peak(store: RunStore, key: str, peak_bytes: int) -> None:
-    """Remember the peak memory of a run shape (the largest seen wins)."""
+# -- the memory table ------------------------------------------------------------------------------------------
+def _table(store: RunStore) -> dict[str, dict]:
+    raw = read_json(store.workers_dir() / MEMORY_FILE)
+    out = {}
+    for k, v in (raw or {}).items() if isinstance(raw, dict) else ():
+        if isinstance(v, (int, float)):  # kdstudy 0.2 kept the peak alone
+            out[k] = {"peak": int(v)}
+        elif isinstance(v, dict):
+            out[k] = {n: int(x) for n, x in v.items() if isinstance(x, (int, float)) and n in ("peak", "estimate", "oom")}
+    return out
+
+
+def _update(store: RunStore, key: str, field: str, value: int, larger: bool = True) -> None:
     path = store.workers_dir() / MEMORY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
     with store.lock():
-        table = read_json(path) or {}
-        if int(table.get(key, 0)) < peak_bytes:
-            table[key] = int(peak_bytes)
+        table = _table(store)
+        entry = table.setdefault(key, {})
+        if not larger or int(entry.get(field, 0)) < value:
+            entry[field] = int(value)
             write_json(path, table)
 
 
+def record_peak(store: RunStore, key: str, peak_bytes: int) -> None:
+    """Remember the peak memory of a run shape (the largest seen wins)."""
+    _update(store, key, "peak", peak_bytes)
+
+
+def record_estimate(store: RunStore, key: str, estimate_bytes: int) -> None:
+    _update(store, key, "estimate", estimate_bytes, larger=False)
+
+
+def record_oom(store: RunStore, key: str, reserved_bytes: int) -> None:
+    """A run of this shape met CUDA out-of-memory with ``reserved_bytes`` reserved: it needs more."""
+    _update(store, key, "oom", int(reserved_bytes * OOM_GROWTH))
+
+
 def peaks(store: RunStore) -> dict[str, int]:
-    table = read_json(store.workers_dir() / MEMORY_FILE)
-    return {k: int(v) for k, v in table.items()} if isinstance(table, dict) else {}
+    return {k: v["peak"] for k, v in _table(store).items() if "peak" in v}
 
 
+def calibration(table: dict[str, dict]) -> float:
+    """How far the estimates have fallen short of the measured peaks, at worst (at least 1)."""
+    ratios = [v["peak"] / v["estimate"] for v in table.values() if v.get("peak") and v.get("estimate")]
+    return max([1.0, *ratios])
+
+
+def need(table: dict[str, dict], key: str) -> tuple[int | None, str]:
+    """A shape's memory need in bytes (CUDA context included) and where it comes from; None when unknown."""
+    entry = table.get(key, {})
+    if entry.get("peak"):
+        value, source = entry["peak"] * MEASURED_MARGIN, "measured"
+    elif entry.get("estimate"):
+        factor = calibration(table)
+        value, source = entry["estimate"] * factor, "estimated" + (f", x{factor:.2f} from measured peaks"
+                                                                   if factor > 1 else "")
+    else:
+        return None, "unknown"
+    if entry.get("oom") and entry["oom"] > value:
+        value, source = entry["oom"], "raised after an out-of-memory"
+    return int(value + CONTEXT_BYTES), source
+
+
+# -- the ledger: what the running runs on a GPU have reserved -------------------------------------------------------
+def reserved_on(store: RunStore, gpu: str) -> tuple[int, int]:
+    """(bytes reserved, runs) by the running runs on ``gpu``."""
+    total = count = 0
+    for rid in store.list_ids():
+        status = read_json(store.run_dir(rid) / "status.json")
+        if isinstance(status, dict) and status.get("state") == "running" and status.get("gpu") == gpu:
+            total += int(status.get("reserved_bytes") or 0)
+            count += 1
+    return total, count
+
+
+def admits(store: RunStore, gpu: str, need_bytes: int, capacity_bytes: int) -> tuple[bool, str]:
+    """Whether a run needing ``need_bytes`` fits on ``gpu`` now. A run alone on its GPU is always admitted
+    (whether it fits at all is for the card to say)."""
+    used, running = reserved_on(store, gpu)
+    if running == 0:
+        return True, "alone on the GPU"
+    room = capacity_bytes * HEADROOM - used
+    if need_bytes <= room:
+        return True, f"{need_bytes / 2**30:.1f} GiB fits beside {running} run(s)"
+    return False, (f"waiting for GPU memory: needs {need_bytes / 2**30:.1f} GiB, {max(0, room) / 2**30:.1f} GiB "
+                   f"left beside {running} run(s)")
+
+
+# -- GPUs and slots ----------------------------------------------------------------------------------------------------
 def gpu_info() -> list[dict]:
     """Each visible GPU: index, name, memory (MiB: total, used) and utilisation (%), from nvidia-smi; [] without one."""
     smi = shutil.which("nvidia-smi")
@@ -80,34 +168,77 @@ def parse_runs_per_gpu(text: str) -> int | str:
     return n
 
 
-def auto_runs_per_gpu(store: RunStore, memory_total_mib: int) -> tuple[int, str]:
-    """How many runs fit on a card of ``memory_total_mib``, and why."""
-    queued = []
+def slots_per_gpu(gpus: int, cpus: int | None = None) -> int:
+    """Workers per GPU the box's cores allow: each worker drives its GPU from one core."""
+    cpus = cpus or os.cpu_count() or 1
+    return max(1, min(MAX_PER_GPU, cpus // max(1, gpus)))
+
+
+def loader_workers_per_worker(workers: int, cpus: int | None = None) -> int:
+    """Loader processes for each of ``workers`` workers on the box, so that together they use its cores once."""
+    cpus = cpus or os.cpu_count() or 1
+    return max(1, cpus // max(1, workers) - 1)
+
+
+def queued_keys(store: RunStore) -> dict[str, list[str]]:
+    """The memory key of every queued or running run (key -> run ids)."""
+    keys: dict[str, list[str]] = {}
     for rid in store.list_ids():
         if store.read_status(rid)["state"] not in ("queued", "running"):
             continue
         try:
-            queued.append(memory_key(store.load_spec(rid)))
+            keys.setdefault(memory_key(store.load_spec(rid)), []).append(rid)
         except Exception:  # noqa: BLE001 - a damaged run does not decide the packing
             continue
-    known = peaks(store)
-    needed = [known[k] for k in queued if k in known]
-    if not needed:
-        return 1, "no peak measured yet for the queued runs: one per GPU until one is"
-    unknown = len([k for k in queued if k not in known])
-    peak = max(needed)
-    n = max(1, min(MAX_PER_GPU, int(memory_total_mib * 2**20 * HEADROOM // peak)))
-    why = f"largest measured peak {peak / 2**30:.1f} GiB of {memory_total_mib / 1024:.0f} GiB"
-    return n, why + (f"; {unknown} queued run shape(s) not measured yet" if unknown else "")
+    return keys
 
 
-def plan_workers(store: RunStore, runs_per_gpu: int | str, gpus: list[dict]) -> list[tuple[int, int, str]]:
-    """(gpu index, workers on it, why) for each GPU."""
-    plan = []
+@dataclass
+class GpuPlan:
+    index: int | str
+    name: str
+    memory_total_mib: int
+    workers: int
+    why: str
+    shapes: list[tuple[str, int | None, str, int]]  # key, need (bytes), its source, how many fit at once
+
+
+def plan_workers(store: RunStore, runs_per_gpu: int | str, gpus: list[dict], cpus: int | None = None,
+                 table: dict[str, dict] | None = None) -> list[GpuPlan]:
+    """Workers per GPU, and why. ``table``: the memory table, with estimates for the queued shapes filled in
+    (the worker CLI does that with torch); without one, what the store already knows."""
+    table = _table(store) if table is None else table
+    keys = list(queued_keys(store))
+    slots = slots_per_gpu(len(gpus), cpus)
+    plans = []
     for gpu in gpus:
-        if runs_per_gpu == "auto":
-            n, why = auto_runs_per_gpu(store, gpu["memory_total_mib"])
-        else:
+        capacity = gpu.get("memory_total_mib", 0) * 2**20
+        shapes = []
+        for key in keys:
+            value, source = need(table, key)
+            fit = max(1, int(capacity * HEADROOM // value)) if value and capacity else 0
+            shapes.append((key, value, source, fit))
+        if runs_per_gpu != "auto":
             n, why = int(runs_per_gpu), "as asked"
-        plan.append((gpu["index"], n, why))
-    return plan
+        else:
+            fits = [f for _, _, _, f in shapes if f]
+            most = max(fits) if fits else slots
+            n = max(1, min(slots, most))
+            why = f"{slots} per GPU from {cpus or os.cpu_count()} cores"
+            if fits and most < slots:
+                why += f"; at most {most} queued run(s) fit at once in {capacity / 2**30:.0f} GiB"
+            elif not shapes:
+                why += "; nothing queued yet"
+            why += "; each run is admitted when its memory fits beside the others"
+        plans.append(GpuPlan(gpu["index"], gpu.get("name", "?"), gpu.get("memory_total_mib", 0), n, why, shapes))
+    return plans
+
+
+def describe_plan(plans: list[GpuPlan]) -> str:
+    lines = []
+    for p in plans:
+        lines.append(f"GPU {p.index} ({p.name}, {p.memory_total_mib / 1024:.0f} GiB): {p.workers} worker(s): {p.why}")
+        for key, value, source, fit in p.shapes:
+            size = f"{value / 2**30:.1f} GiB ({source})" if value else "unknown (measured after its first epoch)"
+            lines.append(f"  {key:44} needs {size}" + (f"; {fit} fit at once" if fit else ""))
+    return "\n".join(lines) if lines else "no GPU: one CPU worker"

@@ -28,7 +28,7 @@ def _ray():
     return ray
 
 
-def train_remote(root: str, spec: dict, device: str, threads: int, loader_workers: int | None, compile: bool,
+def train_remote(root: str, spec: dict, device: str, threads: int, loader_workers: int | None, fast: dict,
                  *teachers_done) -> dict:
     """One run, on whatever node Ray chose. The teachers' results are only there to order the tasks."""
     import os
@@ -46,7 +46,7 @@ def train_remote(root: str, spec: dict, device: str, threads: int, loader_worker
     torch.set_num_threads(threads)  # the driver's count: CPU results repeat only at the same thread count
     spec_obj = RunSpec.from_dict(spec)
     store = RunStore(root)
-    dev = setup_device(device, loader_workers, compile=compile)
+    dev = setup_device(device, loader_workers, **fast)
     import ray
 
     node = ray.get_runtime_context().get_node_id()
@@ -57,7 +57,7 @@ def train_remote(root: str, spec: dict, device: str, threads: int, loader_worker
 
 
 def run_on_ray(root: Path, plan: list[PlannedRun], address: str | None, device: str = "auto",
-               runs_per_gpu: int | str = 1, loader_workers: int | None = None, compile: bool = False,
+               runs_per_gpu: int | str = 1, loader_workers: int | None = None, fast: dict | None = None,
                log: Callable[[str], None] = print) -> list[tuple[str, str]]:
     """Train every planned run on the cluster at ``address`` (None: a local one); returns the failures."""
     import torch
@@ -84,7 +84,7 @@ def run_on_ray(root: Path, plan: list[PlannedRun], address: str | None, device: 
     for p in plan:  # the plan lists teachers before their students
         deps = [refs[t.run_id] for t in p.spec.teachers if t.run_id in refs]
         refs[p.run_id] = remote.remote(str(root), p.spec.to_dict(), "cuda" if on_gpu else "cpu", threads,
-                                       loader_workers, compile, *deps)
+                                       loader_workers, fast or {}, *deps)
     log(f"ray: {len(refs)} runs dispatched to {ray.cluster_resources().get('CPU', 0):.0f} CPUs and {gpus:.0f} GPUs")
     failed = []
     pending = {ref: rid for rid, ref in refs.items()}

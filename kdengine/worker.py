@@ -18,12 +18,52 @@ from .errors import KDError, RunFailed
 from .store import RunStore
 from .store import runstore
 from .store.liveness import process_start
-from .store.runstore import serves
+from .store.runstore import Busy, serves
 
 
-def next_claimable(store: RunStore, device: str | None = None):
+class Placement:
+    """A CUDA worker's place on its GPU: what each run needs there, and whether it fits now (``packing``)."""
+
+    def __init__(self, store: RunStore, dev) -> None:
+        import torch
+
+        props = torch.cuda.get_device_properties(dev.device)
+        uuid = str(getattr(props, "uuid", "") or "")
+        self.gpu = uuid or f"{socket.gethostname()}:{os.environ.get('CUDA_VISIBLE_DEVICES', '0')}"
+        self.capacity = int(props.total_memory)
+        self.store, self.dev = store, dev
+        self._needs: dict[str, int] = {}
+
+    def need(self, spec) -> int:
+        from .packing import _table, memory_key, need, record_estimate
+
+        key = memory_key(spec)
+        table = _table(self.store)
+        value, _ = need(table, key)
+        if value is None:
+            from .training.memory import estimate_peak
+
+            estimate = estimate_peak(spec, amp=self.dev.amp_dtype is not None)
+            record_estimate(self.store, key, estimate)
+            value, _ = need({**table, key: {"estimate": estimate}}, key)
+        return int(value)
+
+    def admit(self, spec) -> tuple[bool, str]:
+        from .packing import admits
+
+        return admits(self.store, self.gpu, self.need(spec), self.capacity)
+
+    def fits(self, spec) -> tuple[bool, str]:
+        return self.admit(spec)
+
+    def reservation(self, spec) -> dict:
+        return {"gpu": self.gpu, "reserved_bytes": self.need(spec)}
+
+
+def next_claimable(store: RunStore, device: str | None = None, fits=None):
     """The oldest queued run this worker can serve (``device``: the kind it trains on) whose teachers are
-    finished, or queued and servable here (not being trained elsewhere).
+    finished, or queued and servable here (not being trained elsewhere), and (``fits``, a packed CUDA
+    worker) whose memory fits beside the other runs on its GPU now.
 
     A queued run whose spec cannot be read is marked failed (damaged) and skipped; a student whose teacher
     failed or was stopped is left queued with the reason."""
@@ -42,8 +82,21 @@ def next_claimable(store: RunStore, device: str | None = None):
         if blocked:
             store.note_waiting(rid, blocked)
             continue
+        if fits is not None:
+            first = next((t for t in _unfinished_teachers(store, spec)), spec)  # what this claim trains first
+            ok, why = fits(first)
+            if not ok:
+                store.note_waiting(rid, why)
+                continue
         return spec
     return None
+
+
+def _unfinished_teachers(store: RunStore, spec):
+    for t in spec.teachers:
+        yield from _unfinished_teachers(store, t)
+        if store.read_status(t.run_id)["state"] != "finished":
+            yield t
 
 
 def _blocked_by(store: RunStore, spec, device: str | None = None) -> str | None:
@@ -65,13 +118,13 @@ def _blocked_by(store: RunStore, spec, device: str | None = None) -> str | None:
 
 class Worker:
     def __init__(self, store: RunStore, device: str = "auto", idle_exit: float = 30.0, once: bool = False,
-                 loader_workers: int | None = None, compile: bool = False) -> None:
+                 loader_workers: int | None = None, fast: dict | None = None) -> None:
         self.store = store
         self.device = device
         self.idle_exit = idle_exit
         self.once = once
         self.loader_workers = loader_workers
-        self.compile = compile
+        self.fast = fast or {}
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.info_path = store.workers_dir() / f"worker-{os.getpid()}.json"
         self.current: str | None = None
@@ -95,7 +148,8 @@ class Worker:
         from .training.device import setup_device
         from .training.executor import ensure_finished
 
-        dev = setup_device(self.device, self.loader_workers, compile=self.compile)
+        dev = setup_device(self.device, self.loader_workers, **self.fast)
+        placement = Placement(self.store, dev) if dev.is_cuda else None
         self.store.workers_dir().mkdir(parents=True, exist_ok=True)
         beat = threading.Thread(target=self._advertise, daemon=True)
         beat.start()
@@ -104,7 +158,7 @@ class Worker:
         done, code = 0, 0
         try:
             while True:
-                spec = next_claimable(self.store, dev.device.type)
+                spec = next_claimable(self.store, dev.device.type, placement.fits if placement else None)
                 if spec is None:
                     if self.once or time.time() - idle_since > self.idle_exit:
                         break
@@ -113,8 +167,10 @@ class Worker:
                 self.current = spec.run_id
                 try:
                     ensure_finished(self.store, spec, dev, progress=True, worker=self.name, log=self.log,
-                                    requeue=False)
+                                    requeue=False, placement=placement)
                     done += 1
+                except Busy:  # another worker took the room first: look again
+                    time.sleep(1.0)
                 except DiskFull as exc:
                     self.log(f"{spec.run_id}: {exc}")
                     self.log("the disk is full: this worker stops claiming runs (the queue keeps them)")

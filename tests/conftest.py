@@ -18,6 +18,13 @@ MURA_PARTS = ("ELBOW", "FINGER", "FOREARM", "HAND", "HUMERUS", "SHOULDER", "WRIS
 SMALL_SYNTH = "synthetic:images=280,seed=3"
 
 
+def pytest_ignore_collect(collection_path, config):
+    """tests/gpu needs a CUDA device: collected only when asked for with ``-m gpu`` (make test-gpu)."""
+    if collection_path.name == "gpu" and collection_path.parent.name == "tests":
+        return "gpu" not in (config.getoption("markexpr") or "")
+    return None
+
+
 @pytest.fixture(autouse=True)
 def isolated_dirs(tmp_path_factory, monkeypatch):
     """Each test gets its own run store; the data folder (generated sets, caches) is shared per session."""

@@ -92,8 +92,13 @@ def test_loader_same_seed_same_batches():
 
     def first_batch(seed, workers=0):
         ds = CachedImages(cache, "train", train=True, seed=seed)
-        x, y, rows = next(iter(make_loader(ds, 16, epoch=2, shuffle=True, workers=workers)))
-        return x, rows
+        loader, sampler = make_loader(ds, 16, shuffle=True, workers=workers)
+        sampler.epoch = 2
+        x, y, pos = next(iter(loader))
+        sampler.epoch = 3  # the same loader (its processes persist) draws the next epoch's order and views
+        x_next, _, pos_next = next(iter(loader))
+        assert not torch.equal(pos, pos_next)
+        return x, pos
 
     x1, r1 = first_batch(0)
     x2, r2 = first_batch(0, workers=2)
@@ -113,5 +118,6 @@ def test_dataset_pickles_without_the_images():
     blob = pickle.dumps(ds)
     assert len(blob) < cache.images.nbytes / 4  # the worker maps the file itself
     clone = pickle.loads(blob)
-    x, y, row = clone[3]
+    x, y, pos = clone[3]
+    row = ds.rows[pos]
     assert (x.numpy()[0] == np.asarray(cache.images[row])).all() and y == int(cache.labels[row])

@@ -55,28 +55,6 @@ def test_nvidia_smi_parsing():
     assert gpus[0]["utilization"] == 37 and gpus[0]["memory_used_mib"] == 1024
 
 
-def test_auto_runs_per_gpu_from_measured_peaks(capsys):
-    assert main(["train", *FAST, "--strategy", "normal", "--teacher", "test_efficientnet", "--student",
-                 "test_resnet", "--queue"]) == 0
-    capsys.readouterr()
-    store = RunStore(runs_dir())
-    n, why = packing.auto_runs_per_gpu(store, 81559)
-    assert n == 1 and "no peak measured" in why
-    student = next(store.load_spec(r) for r in store.list_ids() if r.startswith("normal-"))
-    packing.record_peak(store, packing.memory_key(student), 12 * 2**30)
-    packing.record_peak(store, packing.memory_key(student), 9 * 2**30)  # the largest seen stays
-    n, why = packing.auto_runs_per_gpu(store, 81559)
-    assert n == int(81559 * 2**20 * 0.9 // (12 * 2**30)) == 5 and "12.0 GiB" in why and "not measured yet" in why
-    packing.record_peak(store, packing.memory_key(student), 2**28)
-    assert packing.auto_runs_per_gpu(store, 81559)[0] == 5  # a smaller peak does not replace the larger
-    small = {packing.memory_key(store.load_spec(r)): 2**28 for r in store.list_ids()}
-    for key, peak in small.items():
-        packing.record_peak(store, key + "-other", peak)
-    plan = packing.plan_workers(store, "auto", packing.parse_smi(SMI))
-    assert [(i, n) for i, n, _ in plan] == [(0, 5), (1, 5)]
-    assert [(i, n) for i, n, _ in packing.plan_workers(store, 3, packing.parse_smi(SMI))] == [(0, 3), (1, 3)]
-
-
 @pytest.mark.parametrize("text", ["0", "9", "many", "-1"])
 def test_runs_per_gpu_is_checked(text):
     with pytest.raises(UsageError, match="--runs-per-gpu"):

@@ -70,3 +70,22 @@ def test_sharing_can_be_turned_off(env, monkeypatch):
     assert sharing_enabled()
     monkeypatch.setenv("KDSTUDY_NO_LOGIT_SHARING", env)
     assert not sharing_enabled()
+
+
+def test_the_device_input_path_trains_shares_and_never_reads_the_loaders_outputs(capsys, tmp_path):
+    """--device-input on the CPU: the decoded cache as a tensor, views drawn by batched tensor ops. Its
+    students share teacher outputs among themselves, under a key of their own (their views differ)."""
+    store_dir = str(tmp_path / "s")
+    one = ("--epochs", "1", "--runs-dir", store_dir)
+    first, _ = train(capsys, *KD, *one, "--student", "test_convnext", "--device-input")
+    second, _ = train(capsys, *KD, *one, "--student", "test_resnet", "--device-input")
+    loader, _ = train(capsys, *KD, *one, "--student", "test_resnet", "--seed", "0", "--kl-reduction", "mean")
+    store = RunStore(store_dir)
+    start = next(e for e in store.read_events(first["run_id"])[0] if e["type"] == "start")
+    assert start["augment"] == "tensor" and start["trained_on"]["input"] == "device"
+    assert first["runtime"]["input"] == "device" and np.isfinite(first["test"]["loss"])
+    assert outputs_used(store, first["run_id"]) == ["computed"]
+    assert outputs_used(store, second["run_id"]) == ["shared"]
+    assert outputs_used(store, loader["run_id"]) == ["computed"]  # albumentations' views: not the tensor path's
+    epoch = next(e for e in store.read_events(second["run_id"])[0] if e["type"] == "epoch")
+    assert epoch["epoch_s"] > 0 and epoch["timing"]["train_s"] > 0 and epoch["seconds"] >= epoch["epoch_s"]

@@ -64,36 +64,41 @@ def test_state_round_trips_through_a_checkpoint_dict():
 
 
 # -- optimisers, schedules, clipping -----------------------------------------------------------------------------
-def shell(**train):
-    """A Trainer around a tiny linear model, without data: enough for _optim and _train_step."""
-    from kdengine.training.device import setup_device
-    from kdengine.training.strategies import strategy_for
+def build(**train):
+    from kdengine.training.optim import build_optimizer
 
-    t = Trainer.__new__(Trainer)
-    t.spec = RunSpec(model="test_resnet", data=DataConfig(), train=TrainConfig(**train), regime="normal")
-    t.dev = setup_device("cpu")
     torch.manual_seed(0)
-    t.model = torch.nn.Linear(4, 3)
-    t.forward_model = t.model
-    t.teachers = []
-    t.norm = torch.nn.Identity()
-    t.strategy = strategy_for(t.spec, 3)
-    return t
+    model = torch.nn.Linear(4, 3)
+    opt, sched = build_optimizer(model.parameters(), TrainConfig(**train), torch.device("cpu"))
+    return model, opt, sched
 
 
 @pytest.mark.parametrize("name, cls", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW),
                                        ("sgd", torch.optim.SGD)])
 def test_optimisers_get_their_settings(name, cls):
-    opt, _ = shell(optimizer=name, lr=0.05, weight_decay=0.01, momentum=0.8)._optim()
+    _, opt, _ = build(optimizer=name, lr=0.05, weight_decay=0.01, momentum=0.8)
     assert type(opt) is cls
     group = opt.param_groups[0]
-    assert group["lr"] == 0.05 and group["weight_decay"] == 0.01
+    assert group["lr"] == 0.05 and group["weight_decay"] == 0.01 and group["fused"] is True
     if name == "sgd":
         assert group["momentum"] == 0.8 and group["nesterov"] is False
 
 
-def lrs(t, epochs):
-    opt, sched = t._optim()
+def test_an_unknown_optimiser_or_schedule_is_an_error_not_a_fallback():
+    from types import SimpleNamespace
+
+    from kdengine.errors import UsageError
+    from kdengine.training.optim import build_optimizer
+
+    base = TrainConfig()
+    for bad in ({"optimizer": "adagrad"}, {"schedule": "linear"}):
+        cfg = SimpleNamespace(**{**{k: getattr(base, k) for k in base.__dataclass_fields__}, **bad})
+        with pytest.raises(UsageError, match="unknown"):
+            build_optimizer(torch.nn.Linear(2, 2).parameters(), cfg, torch.device("cpu"))
+
+
+def lrs(epochs, **train):
+    _, opt, sched = build(epochs=epochs, **train)
     out = []
     for _ in range(epochs):
         out.append(opt.param_groups[0]["lr"])
@@ -103,24 +108,40 @@ def lrs(t, epochs):
 
 
 def test_cosine_and_step_schedules_follow_their_formulas():
-    cos = lrs(shell(lr=0.1, schedule="cosine", epochs=4), 4)
+    cos = lrs(4, lr=0.1, schedule="cosine")
     assert cos == pytest.approx([0.1 * (1 + math.cos(math.pi * k / 4)) / 2 for k in range(4)])
-    step = lrs(shell(lr=0.1, schedule="step", step_size=2, gamma=0.5, epochs=6), 6)
+    step = lrs(6, lr=0.1, schedule="step", step_size=2, gamma=0.5)
     assert step == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
-    assert lrs(shell(lr=0.1, epochs=3), 3) == [0.1, 0.1, 0.1]
+    assert lrs(3, lr=0.1) == [0.1, 0.1, 0.1]
+
+
+class _Feed:
+    """A feed whose raw batch is already the images and labels."""
+
+    def view(self, raw):
+        return raw["x"], raw["y"]
+
+
+def one_step(grad_clip: float) -> float:
+    """The size of one SGD (lr 1) update of a linear model through the step object."""
+    from kdengine.training.step import TrainStep
+    from kdengine.training.strategies import strategy_for
+
+    spec = RunSpec(model="test_resnet", data=DataConfig(), train=TrainConfig(), regime="normal")
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    step = TrainStep(_Feed(), model, model, [], strategy_for(spec, 3), opt, grad_clip,
+                     lambda: __import__("contextlib").nullcontext(), 3, 16, 16, torch.device("cpu"))
+    x, y = torch.randn(16, 4) * 50, torch.randint(0, 3, (16,))
+    before = [p.detach().clone() for p in model.parameters()]
+    out = step({"x": x, "y": y, "pos": torch.arange(16)})
+    assert torch.isfinite(out.loss) and int(step.confusion.sum()) == 16  # the epoch's sums follow the step
+    return torch.sqrt(sum(((p - b) ** 2).sum() for p, b in zip(model.parameters(), before))).item()
 
 
 def test_gradient_clipping_bounds_the_update():
-    x, y = torch.randn(16, 4) * 50, torch.randint(0, 3, (16,))
-
-    def update_norm(t):
-        before = [p.detach().clone() for p in t.model.parameters()]
-        opt = torch.optim.SGD(t.model.parameters(), lr=1.0)
-        t._train_step(opt, x, y)
-        return torch.sqrt(sum(((p - b) ** 2).sum() for p, b in zip(t.model.parameters(), before))).item()
-
-    free = update_norm(shell())
-    clipped = update_norm(shell(grad_clip=0.1))
+    free, clipped = one_step(0.0), one_step(0.1)
     assert free > 0.5 and clipped == pytest.approx(0.1, rel=1e-4)  # SGD, lr 1: the update is the clipped gradient
 
 

@@ -57,7 +57,7 @@ def test_runs_stop_command_on_a_queued_run(capsys):
 
 
 def fake_spawn(spawned):
-    def spawn(root, device, gpu=None, idle_exit=30.0, compile=False):
+    def spawn(root, device, gpu=None, idle_exit=30.0, **_):
         spawned.append((device, gpu))
         return len(spawned)
 

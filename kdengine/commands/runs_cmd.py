@@ -48,8 +48,12 @@ def register(sub) -> None:
     worker.add_argument("--loader-workers", type=int, default=None, metavar="N", help="data-loader processes per run")
     worker.add_argument("--idle-exit", type=float, default=30.0, help="exit after this many idle seconds")
     worker.add_argument("--once", action="store_true", help="exit as soon as the queue is empty")
-    worker.add_argument("--compile", action="store_true", help="torch.compile students on CUDA")
+    from .common import add_fast_path_args
+
+    add_fast_path_args(worker)
     worker.add_argument("--detach", action="store_true", help="start detached worker(s) and return")
+    worker.add_argument("--dry-run", action="store_true",
+                        help="print the plan (GPUs, workers per GPU and why, each queued shape's memory); start nothing")
     add_packing_arg(worker)
     worker.set_defaults(handler=run_worker)
 
@@ -117,7 +121,9 @@ def run_show(args) -> int:
     where = f"asked for {status.get('device', 'auto')}"
     if trained:
         where += (f"; trained on {trained.get('device')}" + (f" ({trained['gpu']})" if trained.get("gpu") else "")
-                  + f" on {trained.get('host')}" + (", compiled" if trained.get("compile") else ""))
+                  + f" on {trained.get('host')}"
+                  + (f", {trained['input']} input" if trained.get("input") else "")
+                  + (", CUDA graph" if trained.get("cuda_graph") else ""))
     print(f"device: {where}")
     if status["state"] == "running" or not metrics:
         print(live_text(store, rid, status))
@@ -273,10 +279,31 @@ def run_table(args) -> int:
     return write_tables(tables, args)
 
 
+def worker_plan(store, device: str, runs_per_gpu) -> int:
+    """``kdengine worker --dry-run``: what ``--runs-per-gpu`` would start, with every queued shape's memory need
+    (measured, or estimated on the meta device now: no GPU needed, nothing written)."""
+    from ..launch import visible_gpus
+    from ..packing import _table, describe_plan, plan_workers, queued_keys
+
+    gpus = visible_gpus() if device in ("auto", "cuda") else []
+    if not gpus:
+        print("no GPU visible (nvidia-smi): one CPU worker" if device != "cuda" else
+              "no GPU visible (nvidia-smi): a CUDA worker would have nothing to run on")
+        return 0
+    table = _table(store)
+    from ..training.memory import estimate_peak
+
+    for key, ids in queued_keys(store).items():
+        if not table.get(key, {}).get("peak") and not table.get(key, {}).get("estimate"):
+            table[key] = {**table.get(key, {}), "estimate": estimate_peak(store.load_spec(ids[0]))}
+    print(describe_plan(plan_workers(store, runs_per_gpu, gpus, table=table)))
+    return 0
+
+
 def run_worker(args) -> int:
     from ..launch import ensure_workers
     from ..worker import Worker
-    from .common import check_loader_workers
+    from .common import check_loader_workers, fast_path
 
     check_loader_workers(args)
     if not args.idle_exit >= 0:
@@ -284,9 +311,11 @@ def run_worker(args) -> int:
     from ..packing import parse_runs_per_gpu
 
     runs_per_gpu = parse_runs_per_gpu(args.runs_per_gpu)
+    if args.dry_run:
+        return worker_plan(store_from(args), args.device, runs_per_gpu)
     store = store_from(args, write=True)
     if args.detach or runs_per_gpu != 1:  # several workers: detached processes, each pinned to its GPU
-        pids = ensure_workers(store.root, args.device, args.idle_exit, runs_per_gpu, compile=args.compile)
+        pids = ensure_workers(store.root, args.device, args.idle_exit, runs_per_gpu, fast=fast_path(args))
         print(f"started worker pid(s) {pids}" if pids else "a worker is already running")
         return 0
-    return Worker(store, args.device, args.idle_exit, args.once, args.loader_workers, compile=args.compile).run()
+    return Worker(store, args.device, args.idle_exit, args.once, args.loader_workers, fast=fast_path(args)).run()

@@ -5,7 +5,7 @@ import sys
 from collections import Counter
 
 from ..errors import KDError, RunFailed, UsageError
-from .common import add_packing_arg, add_runs_dir, add_runtime_args, check_loader_workers, store_from
+from .common import add_packing_arg, add_runs_dir, add_runtime_args, check_loader_workers, fast_path, store_from
 
 
 def register(sub) -> None:
@@ -117,7 +117,7 @@ def run_study(args) -> int:
         from ..packing import parse_runs_per_gpu
 
         pids = ensure_workers(store.root, args.device, runs_per_gpu=parse_runs_per_gpu(args.runs_per_gpu),
-                              compile=args.compile)
+                              fast=fast_path(args))
         print(f"queued; workers {pids or 'already running'}; watch with: kdtui --runs-dir {store.root}")
         return 0
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
@@ -127,13 +127,13 @@ def run_study(args) -> int:
 
         todo = [p for p in plan if store.read_status(p.run_id)["state"] != "finished"]
         failed = run_on_ray(store.root, todo, address, args.device, parse_runs_per_gpu(args.runs_per_gpu),
-                            args.loader_workers, args.compile, log)
+                            args.loader_workers, fast_path(args), log)
         return _summary(store, study, plan, failed, args.device, log)
     from ..training.device import setup_device
     from ..training.executor import ensure_finished
     from ..training.trackers import make_trackers
 
-    dev = setup_device(args.device, args.loader_workers, compile=args.compile)
+    dev = setup_device(args.device, args.loader_workers, **fast_path(args))
     failed = []
     for i, p in enumerate(plan, start=1):
         state = store.read_status(p.run_id)["state"]

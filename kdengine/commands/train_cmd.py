@@ -6,7 +6,8 @@ import sys
 
 from .. import strategy_catalog as catalog
 from ..options import add_options, from_args, replace_from_assignments
-from .common import add_data_options, add_runtime_args, check_loader_workers, data_config, print_json, store_from
+from .common import add_data_options, add_runtime_args, check_loader_workers, data_config, fast_path, print_json, \
+    store_from
 
 
 def strategy_help() -> str:
@@ -95,9 +96,9 @@ def run_train(args: argparse.Namespace) -> int:
     from ..training.trackers import make_trackers
 
     baseline = None if args.no_baseline else baseline_of(spec)
-    dev = setup_device(args.device, args.loader_workers, compile=args.compile)
-    if args.compile and not dev.is_cuda:
-        log("note: --compile applies to CUDA runs (it gives no gain on the CPU); training uncompiled")
+    dev = setup_device(args.device, args.loader_workers, **fast_path(args))
+    if dev.cuda_graph and not dev.is_cuda:
+        log("note: --cuda-graph applies to CUDA runs; on the CPU the step runs eagerly")
     make_trackers(args.tracker)  # fail early on a missing extra
     metrics = ensure_finished(store, spec, dev, trackers=lambda: make_trackers(args.tracker),
                               progress=not args.quiet, log=log)

@@ -27,6 +27,10 @@ KEPT = ("device", "trained_on")  # status keys that outlive a change of state
 BEST = "checkpoints/best.safetensors"
 
 
+class Busy(Exception):
+    """A claim refused for now: the run does not fit beside the others on its GPU (packing's admission)."""
+
+
 def device_of(status: dict) -> str:
     """Where a run trained (cuda:0 …), or, before it started, what it asked for (auto, cpu, cuda)."""
     trained = status.get("trained_on") or {}
@@ -246,7 +250,8 @@ class RunStore:
         write_json(self.run_dir(run_id) / METRICS, metrics)
 
     # -- lifecycle -----------------------------------------------------------------
-    def claim(self, run_id: str, worker: str, device: str | None = None, dispatched: bool = False) -> bool:
+    def claim(self, run_id: str, worker: str, device: str | None = None, dispatched: bool = False,
+              admit=None, **extra: Any) -> bool:
         """Move a queued run to running for this process; False if it is not queued, or asks for another device
         than ``device`` (the kind this process trains on: a CPU worker never takes a run queued for CUDA).
 
@@ -257,20 +262,33 @@ class RunStore:
         Only queued runs are claimed. A failed, stopped or interrupted run goes back to the queue
         only when someone asks (``requeue``): a run that fails is never retried in a loop. Temp files
         left by a write that was killed are removed here, before the run resumes.
+
+        ``admit()`` -> (ok, why), asked under the lock, may refuse a queued run for now (raises
+        :class:`Busy`); ``extra`` goes into the running status (the GPU and the memory it reserves).
         """
         with (contextlib.nullcontext() if dispatched else self.lock()):
             status = self.read_status(run_id)
             takeover = dispatched and (status["state"] == "running" or status.get("stale"))
             if (status["state"] != "queued" and not takeover) or not serves(device, status.get("device")):
                 return False
+            if admit is not None:
+                ok, why = admit()
+                if not ok:
+                    raise Busy(why)
             with contextlib.suppress(FileNotFoundError):
                 (self.run_dir(run_id) / STOP).unlink()
             remove_temp_files(self.run_dir(run_id))
-            self.write_status(run_id, "running", worker=worker)
+            self.write_status(run_id, "running", worker=worker, **extra)
             self.append_event(run_id, {"type": "lifecycle", "state": "running", "worker": worker, "pid": os.getpid(),
                                        "pid_start": process_start(os.getpid()), "host": socket.gethostname(),
                                        "resumed_from": status.get("requeued_from")})
             return True
+
+    def back_to_queue(self, run_id: str, reason: str, why: str) -> None:
+        """A running run that cannot go on here for now (out of GPU memory beside others) waits in the queue
+        again; it resumes from its last finished epoch."""
+        self.write_status(run_id, "queued", reason, requeued_from=why)
+        self.append_event(run_id, {"type": "lifecycle", "state": "queued", "reason": reason, "requeued_from": why})
 
     def finish(self, run_id: str, state: str, reason: str | None = None) -> None:
         self.write_status(run_id, state, reason)

@@ -1,4 +1,10 @@
-"""Device choice and the CUDA fast path (bf16 autocast, channels_last, cudnn.benchmark, pinned memory)."""
+"""Device choice and the CUDA fast path (bf16 autocast, channels_last, cudnn.benchmark, pinned memory), and
+the two input/step options that no GPU has run yet, so both are off unless asked for:
+
+- ``device_input``: the decoded cache lives on the device (or is gathered into pinned memory when it is
+  larger than the device-memory budget) and is augmented there, as batched tensor ops; no loader processes.
+- ``cuda_graph``: the training step is captured once as a CUDA graph and replayed for every full batch.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -9,6 +15,9 @@ import torch
 
 from ..errors import UsageError
 
+EVAL_BATCH_CUDA = 256  # evaluation has no gradients: a large batch keeps the card busy
+DEVICE_INPUT_ENV, CUDA_GRAPH_ENV = "KDSTUDY_DEVICE_INPUT", "KDSTUDY_CUDA_GRAPH"
+
 
 @dataclass(frozen=True)
 class DeviceSetup:
@@ -17,19 +26,41 @@ class DeviceSetup:
     channels_last: bool
     loader_workers: int
     pin_memory: bool
-    compile: bool = False  # torch.compile the student (CUDA only; CUDA graphs for small batches)
+    device_input: bool = False
+    cuda_graph: bool = False  # CUDA only
 
     @property
     def is_cuda(self) -> bool:
         return self.device.type == "cuda"
 
-    def autocast(self):
+    @property
+    def graphed(self) -> bool:
+        return self.cuda_graph and self.is_cuda
+
+    def autocast(self, cache: bool = True):
+        """bf16 autocast on CUDA; ``cache=False`` inside a captured graph (autocast's weight cache cannot be
+        captured)."""
         if self.amp_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, cache_enabled=cache)
+
+    def eval_batch(self, train_batch: int) -> int:
+        """Evaluation's batch size: large on CUDA; on the CPU the training batch (its numbers stay put)."""
+        return max(train_batch, EVAL_BATCH_CUDA) if self.is_cuda else train_batch
+
+    def runtime(self) -> dict:
+        """The options that shape this process's numbers, for events and the shared teacher outputs' key."""
+        return {"input": "device" if self.device_input else "loader", "cuda_graph": self.graphed}
 
 
-def setup_device(name: str = "auto", loader_workers: int | None = None, compile: bool = False) -> DeviceSetup:
+def _flag(value: bool | None, env: str) -> bool:
+    return bool(value) if value is not None else os.environ.get(env, "") not in ("", "0")
+
+
+def setup_device(name: str = "auto", loader_workers: int | None = None, device_input: bool | None = None,
+                 cuda_graph: bool | None = None) -> DeviceSetup:
+    """``device_input`` / ``cuda_graph`` None: from $KDSTUDY_DEVICE_INPUT / $KDSTUDY_CUDA_GRAPH (workers inherit them)."""
+    dev_input, graph = _flag(device_input, DEVICE_INPUT_ENV), _flag(cuda_graph, CUDA_GRAPH_ENV)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
@@ -40,7 +71,9 @@ def setup_device(name: str = "auto", loader_workers: int | None = None, compile:
         torch.backends.cudnn.allow_tf32 = True
         bf16 = torch.cuda.is_bf16_supported()
         n = loader_workers if loader_workers is not None else min(16, max(1, (os.cpu_count() or 2) - 1))
-        return DeviceSetup(torch.device(name), torch.bfloat16 if bf16 else None, True, n, True, compile)
+        return DeviceSetup(torch.device(name), torch.bfloat16 if bf16 else None, True, 0 if dev_input else n,
+                           not dev_input, dev_input, graph)
     if name != "cpu":
         raise UsageError(f"unknown device '{name}' (choose auto, cpu or cuda)")
-    return DeviceSetup(torch.device("cpu"), None, False, loader_workers or 0, False)
+    return DeviceSetup(torch.device("cpu"), None, False, 0 if dev_input else (loader_workers or 0), False,
+                       dev_input, False)

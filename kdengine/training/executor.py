@@ -29,25 +29,31 @@ class TeacherUnavailable(RunFailed):
     """A teacher failed, was stopped or is damaged: its student cannot start until it is retried."""
 
 
+class Requeued(RunFailed):
+    """The run went back to the queue (out of GPU memory beside other runs): not a failure."""
+
+
 def ensure_finished(store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers: Callable[[], list] = list,
                     progress: bool = True, worker: str = "cli", log: Callable[[str], None] = print,
-                    requeue: bool = True, dispatched: bool = False) -> dict:
+                    requeue: bool = True, dispatched: bool = False, placement=None) -> dict:
     """Return the metrics of ``spec``'s run, training it (and its teachers) only if needed.
 
     With ``requeue`` (an explicit request) failed or stopped runs are queued again and resume.
     ``dispatched``: a dispatcher gave this run to this process alone (see ``RunStore.claim``).
+    ``placement``: a packed CUDA worker's admission (``worker.Placement``): a run is claimed only when its
+    memory fits beside the others on the GPU (``store.runstore.Busy`` otherwise).
     """
     if requeue:
         enqueue(store, spec, requeue=True, device=dev.device.type)  # queues the teachers too
-    return _ensure(store, spec, dev, trackers, progress, worker, log, dispatched)
+    return _ensure(store, spec, dev, trackers, progress, worker, log, dispatched, placement)
 
 
 def _ensure(store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers: Callable[[], list], progress: bool,
-            worker: str, log: Callable[[str], None], dispatched: bool = False) -> dict:
+            worker: str, log: Callable[[str], None], dispatched: bool = False, placement=None) -> dict:
     rid = spec.run_id
     for t in spec.teachers:
         try:
-            _ensure(store, t, dev, trackers, progress, worker, log, dispatched)
+            _ensure(store, t, dev, trackers, progress, worker, log, dispatched, placement)
         except RunFailed as exc:
             raise TeacherUnavailable(f"teacher {t.run_id} is not available: {exc}") from None
     waited = False
@@ -71,8 +77,10 @@ def _ensure(store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers: Callable
         if state in ("failed", "stopped") and not (dispatched and status.get("stale")):
             raise RunFailed(f"{rid} is {state}" + (f" ({status['reason']})" if status.get("reason") else "")
                             + f"; retry it with: kdengine runs retry {rid}")
-        if store.claim(rid, worker, dev.device.type, dispatched=dispatched):
-            return run_claimed(store, spec, dev, trackers(), progress, log)
+        admit = (lambda: placement.admit(spec)) if placement is not None else None
+        extra = placement.reservation(spec) if placement is not None else {}
+        if store.claim(rid, worker, dev.device.type, dispatched=dispatched, admit=admit, **extra):
+            return run_claimed(store, spec, dev, trackers(), progress, log, placement)
         status = store.read_status(rid)
         if status["state"] == "queued" and not serves(dev.device.type, status.get("device")):
             raise RunFailed(f"{rid} is queued for {status.get('device')}; this process trains on {dev.device.type}")
@@ -125,15 +133,47 @@ class Heartbeat:
             pass  # a full disk or a flaky NFS: the run itself will meet it and say so
 
 
+class MemoryPeak:
+    """A hook: after a CUDA run's first epoch, record its peak memory for its shape (packing plans with it)."""
+
+    def __init__(self, store: RunStore) -> None:
+        self.store, self.done = store, False
+
+    def on_start(self, trainer) -> None: ...
+
+    def on_epoch_start(self, trainer, epoch: int) -> None: ...
+
+    def on_step(self, trainer, epoch: int, step: int, out) -> bool:
+        return False
+
+    def on_epoch_end(self, trainer, epoch: int, event: dict) -> None:
+        if self.done or not trainer.dev.is_cuda:
+            return
+        import torch
+
+        from ..packing import memory_key, record_peak
+
+        record_peak(self.store, memory_key(trainer.spec), torch.cuda.max_memory_allocated(trainer.dev.device))
+        self.done = True
+
+
 def run_claimed(store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers: list, progress: bool,
-                log: Callable[[str], None]) -> dict:
+                log: Callable[[str], None], placement=None) -> dict:
     from .trainer import Stopped, Trainer
 
     rid = spec.run_id
     log(f"training {rid}: {spec.describe()}")
+    out_of_memory = False
     try:
         with Heartbeat(store, rid) as beat:
-            metrics = Trainer(store, spec, dev, trackers, progress=progress, log=log, beat=beat).run()
+            trainer = Trainer(store, spec, dev, hooks=[MemoryPeak(store)], progress=progress, log=log, beat=beat,
+                              trackers=trackers)
+            metrics = trainer.run()
+            figures = draw_figures(store, spec, metrics, log)
+            # metrics.json last of the run's own files: with the best checkpoint it marks the run finished
+            store.write_metrics(rid, metrics)
+            for tr in trackers:
+                tr.log_final(metrics, figures)
     except Stopped:
         store.finish(rid, "stopped", "stopped by the user")
         raise RunFailed(f"{rid} was stopped") from None
@@ -141,19 +181,70 @@ def run_claimed(store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers: list
         _finish_quietly(store, rid, str(exc))
         raise
     except BaseException as exc:  # a crash: keep the reason, keep the traceback
-        _finish_quietly(store, rid, f"{exc.__class__.__name__}: {exc}".strip()[:500])
-        raise
+        if placement is not None and _is_oom(exc):
+            out_of_memory = True  # handled below, once this frame has let go of the run's tensors
+        else:
+            _finish_quietly(store, rid, f"{exc.__class__.__name__}: {exc}".strip()[:500])
+            raise
     finally:
         for tr in trackers:
             try:
                 tr.close()
             except Exception as exc:  # a tracker must not lose a finished run
                 log(f"warning: tracker {tr.__class__.__name__} failed to close: {exc}")
+    if out_of_memory:
+        _out_of_memory(store, spec, placement, log)
     store.finish(rid, "finished")
     # A finished run needs no resume state: keep best.safetensors, drop last.pt (with the optimizer
     # state it is 3-4x the weights: 2 GB for VGG11).
     (store.checkpoint_dir(rid) / "last.pt").unlink(missing_ok=True)
     return metrics
+
+
+def draw_figures(store: RunStore, spec: RunSpec, results: dict, log: Callable[[str], None]) -> list:
+    """Curves, confusion matrix and reliability diagram as PNGs beside the metrics; a failure to draw them
+    is a warning, never a failed run."""
+    try:
+        from ..reports.figures import write_run_figures
+
+        return write_run_figures(store.run_dir(spec.run_id), store.read_events(spec.run_id)[0], results,
+                                 spec.describe())
+    except Exception as exc:  # noqa: BLE001 - figures are a view of the results, not the results
+        msg = f"figures not drawn: {exc.__class__.__name__}: {str(exc)[:200]}"
+        log(f"warning: {msg}")
+        store.append_event(spec.run_id, {"type": "warning", "message": msg})
+        return []
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.cuda.OutOfMemoryError)
+
+
+def _out_of_memory(store: RunStore, spec: RunSpec, placement, log: Callable[[str], None]) -> None:
+    """CUDA out-of-memory: beside other runs, back to the queue with a larger need; alone, a failure."""
+    import gc
+
+    import torch
+
+    from ..packing import memory_key, record_oom, reserved_on
+
+    gc.collect()
+    torch.cuda.empty_cache()
+    rid = spec.run_id
+    reserved, running = reserved_on(store, placement.gpu)
+    mine = placement.reservation(spec)["reserved_bytes"]
+    if running <= 1:
+        reason = (f"out of GPU memory alone on the card (more than {placement.capacity / 2**30:.0f} GiB): use a "
+                  "smaller --batch-size or --image-size")
+        _finish_quietly(store, rid, reason)
+        raise RunFailed(f"{rid}: {reason}")
+    record_oom(store, memory_key(spec), mine)
+    reason = f"out of GPU memory beside {running - 1} run(s): queued again for a less crowded slot"
+    store.back_to_queue(rid, reason, "oom")
+    log(f"{rid}: {reason}")
+    raise Requeued(f"{rid}: {reason}")
 
 
 def _finish_quietly(store: RunStore, rid: str, reason: str) -> None:

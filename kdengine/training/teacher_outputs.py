@@ -8,8 +8,9 @@ writes them into the teacher's run directory, per epoch, atomically and once
 (FKD's idea, Shen & Xing 2022, without its approximation: the key holds everything the numbers depend on).
 
 The key: the teacher run, the student's seed, the batch size, the data config (image size included),
-the augmentation version, and the numerics (device type, autocast dtype, memory format, CPU threads): a
-student never reads logits it would not have computed itself, bit for bit. Two students training at once
+the augmentation (its version, policy and implementation: albumentations or tensor ops), and the
+numerics (device type, autocast dtype, memory format, CPU threads): a student never reads logits it
+would not have computed itself, bit for bit. Two students training at once
 may both compute; the first write wins and no reader sees a partial file. Evaluation-time teacher
 probabilities (no augmentation, no seed) are shared the same way.
 
@@ -25,21 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path, write_json
-from ..data.augment import AUGMENT_VERSION
+from ..data.augment import augment_key
 
 DISABLE_ENV = "KDSTUDY_NO_LOGIT_SHARING"
 
 
 def sharing_enabled() -> bool:
     return not os.environ.get(DISABLE_ENV)
-
-
-def numerics(dev) -> dict:
-    import torch
-
-    return {"device": dev.device.type, "amp": str(dev.amp_dtype) if dev.amp_dtype else None,
-            "channels_last": dev.channels_last,
-            "threads": torch.get_num_threads() if dev.device.type == "cpu" else None}
 
 
 class TeacherOutputs:
@@ -52,15 +45,15 @@ class TeacherOutputs:
 
     @classmethod
     def for_training(cls, teacher_dir: Path, teacher_id: str, seed: int, batch_size: int, data: dict,
-                     dev) -> "TeacherOutputs":
+                     numerics: dict, augment: str) -> "TeacherOutputs":
         return cls(teacher_dir, {"teacher": teacher_id, "seed": seed, "batch_size": batch_size, "data": data,
-                                 "augment": AUGMENT_VERSION, "numerics": numerics(dev), "what": "train logits"})
+                                 "augment": augment_key(augment), "numerics": numerics, "what": "train logits"})
 
     @classmethod
     def for_evaluation(cls, teacher_dir: Path, teacher_id: str, batch_size: int, data: dict,
-                       dev) -> "TeacherOutputs":
+                       numerics: dict) -> "TeacherOutputs":
         return cls(teacher_dir, {"teacher": teacher_id, "batch_size": batch_size, "data": data,
-                                 "numerics": numerics(dev), "what": "eval probabilities"})
+                                 "numerics": numerics, "what": "eval probabilities"})
 
     def _path(self, name: str) -> Path:
         return self.dir / f"{name}.npy"

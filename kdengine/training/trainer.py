@@ -1,15 +1,15 @@
-"""Trains one claimed run and writes everything it learns into the run store.
+"""Trains one claimed run and writes what it learns into the run store: the loop, plus hooks.
 
-The run's spec decides the model, the data, the strategy and its teachers
-(already finished: the executor sees to that). Every epoch logs train and val
-metrics; the best checkpoint by val accuracy is kept; a resumable checkpoint
-is written after each epoch, so a stopped or crashed run continues from its
-last finished epoch. The end evaluates train, val and test with the best
-weights.
+The run's spec decides the model, the data, the strategy and its teachers (already finished: the
+executor sees to that). The loop runs the step object (``step.py``: eager, or a captured CUDA graph)
+over the feed's batches (``inputs.py``), validates after every epoch, keeps the best checkpoint by val
+accuracy and writes a resumable checkpoint, so a stopped or crashed run continues from its last finished
+epoch. Everything else is a hook (``hooks.py``): the step log, the defect check, shared teacher outputs,
+trackers, and whatever the executor adds. The end evaluates train, val and test with the best weights
+and returns the results; the executor draws the figures and writes ``metrics.json``.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,25 +18,29 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import strategy_catalog as catalog
 from ..data.cache import build_or_load
-from ..data.loader import CachedImages, Normalizer, make_loader
 from ..data.config import open_source
+from ..data.loader import Normalizer
 from ..errors import RunFailed, UsageError
 from ..models.factory import check_image_size, create_model, input_channels, resolve_pretrained_name
-from .. import strategy_catalog as catalog
 from ..options import config_dict
 from ..runspec import RunSpec
-from ..strategy_catalog import size_warning
 from ..store import RunStore
+from ..strategy_catalog import size_warning
 from .checkpoints import load_best, load_last, save_best, save_last
 from .device import DeviceSetup
-from .metrics import agreement, classification_metrics, macro_f1, study_level
+from .hooks import DefectCheck, Hook, StepLog, TeacherSharing, Trackers
+from .inputs import DeviceFeed, Images, LoaderFeed, device_images, eval_iter
+from .metrics import agreement, classification_metrics, study_level
+from .optim import build_optimizer
 from .progress import Progress
+from .step import GraphedStep, TrainStep, macro_f1_from_confusion
 from .strategies import strategy_for
 from .teacher import FrozenTeacher, frozen_from_checkpoint
 from .teacher_outputs import TeacherOutputs, sharing_enabled
 
-STEP_EVENTS_PER_EPOCH = 25
+SPLITS = ("train", "val", "test")
 
 
 class Stopped(Exception):
@@ -97,27 +101,32 @@ def _seed_everything(seed: int) -> None:
 
 
 def trained_on(dev) -> dict:
-    """Where a run trains: device, GPU name, the visible GPUs, host, and whether it is compiled."""
+    """Where a run trains: device, GPU name, the visible GPUs, host, and the input path and step it uses."""
     import os
     import socket
 
     return {"device": str(dev.device), "gpu": torch.cuda.get_device_name(dev.device) if dev.is_cuda else None,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "host": socket.gethostname(),
-            "compile": bool(dev.compile and dev.is_cuda)}
+            **dev.runtime()}
 
 
 class Trainer:
-    def __init__(self, store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers=(), progress: bool = True,
-                 log=None, beat=None) -> None:
+    def __init__(self, store: RunStore, spec: RunSpec, dev: DeviceSetup, hooks=(), progress: bool = True,
+                 log=None, beat=None, trackers=()) -> None:
         self.store = store
         self.spec = spec
         self.run_id = spec.run_id
         self.dev = dev
+        self.extra_hooks = list(hooks)
         self.trackers = list(trackers)
         self.progress = Progress(spec.describe(), enabled=progress)
         self.log = log or self.progress.line
         self.beat = beat  # the executor's Heartbeat: carries progress out, and stop requests in
         self._teacher_cache: dict[str, np.ndarray] = {}
+        self.last_loss = float("nan")
+
+    def emit(self, event: dict) -> None:
+        self.store.append_event(self.run_id, event)
 
     # -- set-up -------------------------------------------------------------------------------------
     def _data(self) -> None:
@@ -126,10 +135,17 @@ class Trainer:
         self.class_names = self.source.class_names
         self.cache = build_or_load(self.source, spec.data.image_size, skip_bad=spec.data.skip_bad,
                                    progress=lambda done, total: self._beat(phase=f"decoding images {done}/{total}"))
-        self.train_ds = CachedImages(self.cache, "train", train=True, seed=spec.seed)
-        self.eval_ds = {s: CachedImages(self.cache, s, train=False, seed=spec.seed) for s in ("train", "val", "test")}
-        if len(self.train_ds) == 0 or len(self.eval_ds["val"]) == 0:
+        self.eval_rows = {s: self.cache.rows(s) for s in SPLITS}
+        if len(self.eval_rows["train"]) == 0 or len(self.eval_rows["val"]) == 0:
             raise UsageError("the data has no usable train or val images")
+        resident = device_images(self.cache, self.dev) if self.dev.device_input else None
+        self.images = Images(self.cache, self.dev, resident)
+        batch = spec.train.batch_size
+        if self.dev.device_input:
+            self.feed = DeviceFeed(self.cache, spec.seed, batch, self.dev, self.images)
+        else:
+            self.feed = LoaderFeed(self.cache, spec.seed, batch, self.dev)
+        self.eval_batch = self.dev.eval_batch(batch)
 
     def _student(self) -> None:
         spec = self.spec
@@ -145,11 +161,6 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.norm = Normalizer(chans, self.dev.channels_last).to(self.dev.device)
         self.n_params = sum(p.numel() for p in model.parameters())
-        # the compiled module serves forward passes; checkpoints always hold the plain module's weights
-        self.forward_model = self.model
-        if self.dev.compile and self.dev.is_cuda:
-            small = spec.train.batch_size <= 32  # launch-bound: CUDA graphs pay off
-            self.forward_model = torch.compile(self.model, mode="reduce-overhead" if small else None)
 
     def _teachers(self) -> None:
         self.teachers: list[FrozenTeacher] = []
@@ -164,62 +175,73 @@ class Trainer:
             if tm.get("defect"):
                 info["defect"] = tm["defect"]
             self.teacher_info.append(info)
-        self.shared_train, self.shared_eval = [], []
+        self.sharing: TeacherSharing | None = None
         if self.teachers and sharing_enabled():
-            data = config_dict(self.spec.data)
-            for tspec in self.spec.teachers:
-                tdir = self.store.run_dir(tspec.run_id)
-                self.shared_train.append(TeacherOutputs.for_training(
-                    tdir, tspec.run_id, self.spec.seed, self.spec.train.batch_size, data, self.dev))
-                self.shared_eval.append(TeacherOutputs.for_evaluation(
-                    tdir, tspec.run_id, self.spec.train.batch_size, data, self.dev))
+            data, numerics = config_dict(self.spec.data), self.numerics()
+            train = [TeacherOutputs.for_training(self.store.run_dir(t.run_id), t.run_id, self.spec.seed,
+                                                 self.spec.train.batch_size, data, numerics, self.feed.backend)
+                     for t in self.spec.teachers]
+            evaluation = [TeacherOutputs.for_evaluation(self.store.run_dir(t.run_id), t.run_id, self.eval_batch,
+                                                        data, numerics) for t in self.spec.teachers]
+            self.sharing = TeacherSharing(train, evaluation)
         if self.spec.kind == "kd" and self.teacher_info:
             t = self.teacher_info[0]
             msg = size_warning(catalog.get(self.spec.strategy), t["model"], t["params"], self.spec.model, self.n_params)
             if msg:
                 self.log(f"warning: {msg}")
-                self.store.append_event(self.run_id, {"type": "warning", "message": msg})
+                self.emit({"type": "warning", "message": msg})
 
-    def _optim(self):
-        t = self.spec.train
+    def numerics(self) -> dict:
+        """What a step's numbers depend on besides the data and the weights (the shared outputs' key)."""
+        return {"device": self.dev.device.type, "amp": str(self.dev.amp_dtype) if self.dev.amp_dtype else None,
+                "channels_last": self.dev.channels_last,
+                "threads": torch.get_num_threads() if self.dev.device.type == "cpu" else None}
+
+    def _step(self) -> None:
+        spec = self.spec
         params = [p for p in self.model.parameters() if p.requires_grad]
-        if t.optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, nesterov=False)
-        elif t.optimizer == "adamw":
-            opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
-        else:
-            opt = torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
-        if t.schedule == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t.epochs)
-        elif t.schedule == "step":
-            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=t.step_size, gamma=t.gamma)
-        else:
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
-        return opt, sched
+        graphed = self.dev.graphed
+        self.opt, self.sched = build_optimizer(params, spec.train, self.dev.device, graphed=graphed)
+        self.strategy = strategy_for(spec, len(self.class_names))
+        step = TrainStep(self.feed, self._student_forward, self.model, self.teachers, self.strategy, self.opt,
+                         spec.train.grad_clip, lambda: self.dev.autocast(cache=not graphed), len(self.class_names),
+                         spec.train.batch_size, len(self.feed), self.dev.device)
+        self.step = step
+        self.run_step = GraphedStep(step, spec.train.batch_size) if graphed else step
+
+    def _hooks(self) -> None:
+        self.step_log = StepLog()
+        hooks: list[Hook] = [self.step_log]
+        if self.spec.defect_acc is not None:
+            hooks.append(DefectCheck())
+        if self.sharing is not None:
+            hooks.append(self.sharing)
+        hooks.append(Trackers(self.trackers))
+        self.hooks = hooks + self.extra_hooks
 
     # -- evaluation -----------------------------------------------------------------------------------
-    def _loader(self, ds, epoch=0, shuffle=False):
-        return make_loader(ds, self.spec.train.batch_size, epoch=epoch, shuffle=shuffle,
-                           workers=self.dev.loader_workers, pin_memory=self.dev.pin_memory)
-
-    @torch.no_grad()
+    @torch.inference_mode()
     def _predict(self, forward, split: str) -> tuple[np.ndarray, np.ndarray, float]:
-        """Probabilities, labels and mean cross-entropy of ``forward`` over one split (eval transform)."""
-        probs, labels, loss_sum = [], [], 0.0
-        for x, y, _ in self._loader(self.eval_ds[split]):
+        """Probabilities, labels and mean cross-entropy of ``forward`` over one split (no augmentation), at
+        the evaluation batch size; the numbers stay on the device until the end."""
+        rows = self.eval_rows[split]
+        labels = torch.from_numpy(self.cache.labels[rows].astype(np.int64))
+        labels_dev = labels.to(self.dev.device)
+        probs, loss_sum, start = [], torch.zeros((), dtype=torch.float64, device=self.dev.device), 0
+        for x in eval_iter(self.images, rows, self.eval_batch):
             self._beat()
-            x = x.to(self.dev.device, non_blocking=True)
-            y = y.to(self.dev.device, non_blocking=True)
+            y = labels_dev[start:start + x.shape[0]]
+            start += x.shape[0]
             with self.dev.autocast():
                 logits = forward(x).float()
-            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-            probs.append(F.softmax(logits, 1).cpu().numpy())
-            labels.append(y.cpu().numpy())
-        n = sum(len(l) for l in labels)
-        return np.concatenate(probs), np.concatenate(labels), loss_sum / max(1, n)
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+            probs.append(F.softmax(logits, 1))
+        n = len(rows)
+        out = torch.cat(probs).cpu().numpy() if probs else np.zeros((0, len(self.class_names)), np.float32)
+        return out, labels.numpy(), loss_sum.item() / max(1, n)
 
     def _student_forward(self, x):
-        return self.forward_model(self.norm(x))
+        return self.model(self.norm(x))
 
     def evaluate(self, split: str, final: bool = False) -> tuple[dict, np.ndarray]:
         self._phase(f"evaluating {split}" + (" (best checkpoint)" if final else ""))
@@ -235,13 +257,11 @@ class Trainer:
         if split not in self._teacher_cache:
             per_teacher = []
             for i, teacher in enumerate(self.teachers):
-                shared = self.shared_eval[i] if self.shared_eval else None
-                probs = shared.load(f"eval-{split}", len(self.eval_ds[split])) if shared else None
-                if probs is None:
-                    probs = self._predict(teacher, split)[0].astype(np.float32)
-                    if shared:
-                        shared.save(f"eval-{split}", probs)
-                per_teacher.append(probs)
+                compute = lambda teacher=teacher: self._predict(teacher, split)[0]  # noqa: E731
+                if self.sharing is not None:
+                    per_teacher.append(self.sharing.eval_probs(i, split, len(self.eval_rows[split]), compute))
+                else:
+                    per_teacher.append(compute().astype(np.float32))
             self._teacher_cache[split] = np.mean(per_teacher, 0)
         return self._teacher_cache[split]
 
@@ -265,17 +285,17 @@ class Trainer:
         self.beat.beat()
 
     def prepare(self) -> None:
-        """Data, student, teachers, loss and optimiser: everything before the first step."""
+        """Data, student, teachers, loss, optimiser, step and hooks: everything before the first step."""
         self._data()
         self._student()
         self._teachers()
-        self.strategy = strategy_for(self.spec, len(self.class_names))
-        self.opt, self.sched = self._optim()
+        self._step()
+        self._hooks()
         self.ckpt_dir = self.store.checkpoint_dir(self.run_id)
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         self.meta = {"arch": self.arch, "model": self.spec.model, "in_chans": self.chans,
                      "num_classes": len(self.class_names), "class_names": self.class_names, "run_id": self.run_id}
-        self.steps_per_epoch = math.ceil(len(self.train_ds) / self.spec.train.batch_size)
+        self.steps_per_epoch = -(-len(self.feed) // self.spec.train.batch_size)
         self.total_steps = self.spec.train.epochs * self.steps_per_epoch
         self.trained_on = trained_on(self.dev)
         if self.beat is not None:
@@ -283,7 +303,6 @@ class Trainer:
             self.beat.beat()  # into status.json now, not at the next beat
         if self.dev.is_cuda:
             torch.cuda.reset_peak_memory_stats(self.dev.device)
-        self._peak_recorded = False
 
     def resume(self) -> TrainState:
         """The state after the last finished epoch (``last.pt``), or a fresh one."""
@@ -295,120 +314,121 @@ class Trainer:
         self.sched.load_state_dict(last["scheduler"])
         state = TrainState.from_dict(last["state"])
         self.log(f"resuming {self.run_id} after epoch {state.epoch}")
-        self.store.append_event(self.run_id, {"type": "resume", "epoch": state.epoch})
+        self.emit({"type": "resume", "epoch": state.epoch})
         before = next((e.get("threads") for e in reversed(self.store.read_events(self.run_id)[0])
                        if e.get("type") == "start"), None)
         if self.dev.device.type == "cpu" and before not in (None, torch.get_num_threads()):
             msg = (f"this run started with {before} CPU threads and resumes with {torch.get_num_threads()}: "
                    "CPU results repeat exactly only at the same thread count")
             self.log(f"warning: {msg}")
-            self.store.append_event(self.run_id, {"type": "warning", "message": msg})
+            self.emit({"type": "warning", "message": msg})
         return state
 
+    @property
+    def lr(self) -> float:
+        """The rate this epoch trains with (read once per epoch: a tensor learning rate is device memory)."""
+        return self._lr
+
+    def _read_lr(self) -> None:
+        lr = self.opt.param_groups[0]["lr"]
+        self._lr = float(lr.item() if torch.is_tensor(lr) else lr)
+
     def run(self) -> dict:
-        spec, store, rid = self.spec, self.store, self.run_id
+        spec, rid = self.spec, self.run_id
         t0 = time.time()
-        self.prepare()
-        state = self.resume()
-        for tr in self.trackers:
-            tr.start(rid, spec, self.class_names, store.run_dir(rid))
-        store.append_event(rid, {"type": "start", "epochs": spec.train.epochs, "steps_per_epoch": self.steps_per_epoch,
-                                 "train_images": len(self.train_ds), "val_images": len(self.eval_ds["val"]),
-                                 "test_images": len(self.eval_ds["test"]), "params": self.n_params,
-                                 "device": str(self.dev.device), "trained_on": self.trained_on,
-                                 "threads": torch.get_num_threads(),
-                                 "classes": self.class_names,
-                                 "teachers": self.teacher_info, "synthetic": self.source.synthetic})
-        self.val_teacher = self._teacher_probs("val")
-        self.progress.start(self.total_steps, state.global_step)
-        self._timing = {"t0": time.time(), "steps": 0}
         try:
+            self.prepare()
+            state = self.state = self.resume()
+            for hook in self.hooks:
+                hook.on_start(self)
+            self.emit({"type": "start", "epochs": spec.train.epochs, "steps_per_epoch": self.steps_per_epoch,
+                       "train_images": len(self.feed), "val_images": len(self.eval_rows["val"]),
+                       "test_images": len(self.eval_rows["test"]), "params": self.n_params,
+                       "device": str(self.dev.device), "trained_on": self.trained_on,
+                       "threads": torch.get_num_threads(), "classes": self.class_names,
+                       "teachers": self.teacher_info, "synthetic": self.source.synthetic,
+                       "augment": self.feed.backend, "eval_batch": self.eval_batch,
+                       "prepare_s": round(time.time() - t0, 3)})
+            self.val_teacher = self._teacher_probs("val")
+            self.progress.start(self.total_steps, state.global_step)
+            self._timing = {"t0": time.time(), "steps": 0}
             epoch = state.epoch
             while state.defect is None and not state.stopped_early and epoch < spec.train.epochs:
                 epoch += 1
+                started = time.time()
                 train_stats = self.train_epoch(epoch, state)
                 if state.defect is not None:  # the defect threshold was reached mid-epoch: training ends here
                     state.epoch = epoch
                     break
-                self.end_epoch(epoch, state, train_stats, t0)
+                self.end_epoch(epoch, state, train_stats, t0, started)
         finally:
             self.progress.close()
+            if hasattr(self, "feed"):
+                self.feed.close()
         return self._finish(state, t0)
 
     def train_epoch(self, epoch: int, state: TrainState) -> dict:
-        """One pass over the training split; returns its loss, accuracy and macro-F1."""
-        spec, rid = self.spec, self.run_id
+        """One pass over the training split; returns its loss, accuracy, macro-F1 and timings."""
+        spec = self.spec
+        self.state = state
         steps, epochs = self.steps_per_epoch, spec.train.epochs
-        log_every = max(1, steps // STEP_EVENTS_PER_EPOCH)
-        defect_every = spec.defect_check_every or max(1, steps // 4)
         _seed_everything(spec.seed * 1000 + epoch)
-        lr = self.opt.param_groups[0]["lr"]  # the rate this epoch trains with
+        self._read_lr()
         self.model.train()
-        # Running sums stay on the device: no host sync per step (only at logged steps).
-        loss_sum = torch.zeros((), device=self.dev.device)
-        preds, trues = [], []
-        last_loss = float("nan")
-        name, n = f"train-e{epoch:04d}", len(self.train_ds)
-        stored = [s.load(name, n) for s in self.shared_train]
-        reuse = bool(stored) and all(a is not None for a in stored)  # another student computed them
-        computed: list[tuple[np.ndarray, list[torch.Tensor]]] = []
-        for step, (x, y, rows) in enumerate(self._loader(self.train_ds, epoch=epoch, shuffle=True), start=1):
-            x = x.to(self.dev.device, non_blocking=True)
-            y = y.to(self.dev.device, non_blocking=True)
-            t_logits = None
-            if self.shared_train:
-                pos = np.searchsorted(self.train_ds.rows, rows.numpy())
-                if reuse:
-                    t_logits = [torch.from_numpy(a[pos]).to(self.dev.device, non_blocking=True) for a in stored]
-            loss, terms, pred, t_out = self._train_step(self.opt, x, y, t_logits)
-            if self.shared_train and not reuse:
-                computed.append((pos, [t.detach() for t in t_out]))  # kept on the device: no sync per step
-            state.global_step += 1
-            loss_sum += loss.detach() * y.shape[0]
-            preds.append(pred)
-            trues.append(y)
-            if step % log_every == 0 or step == steps:
-                last_loss = loss.item()  # syncs; a NaN is caught here, before any checkpoint
-                if not math.isfinite(last_loss):
-                    raise RunFailed(f"loss became {last_loss} at epoch {epoch}, step {step}")
-                self.store.append_event(rid, {"type": "step", "epoch": epoch, "step": step,
-                                              "global_step": state.global_step, "loss": last_loss,
-                                              "terms": {k: v.item() for k, v in terms.items()},
-                                              "lr": self.opt.param_groups[0]["lr"]})
-            self._timing["steps"] += 1
-            per_step = (time.time() - self._timing["t0"]) / self._timing["steps"]
-            self.progress.step(state.global_step, f"ep {epoch}/{epochs} loss {last_loss:.3f}")
-            self._beat(phase="training", epoch=epoch, epochs=epochs, step=step, steps=steps,
-                       global_step=state.global_step,
-                       total_steps=self.total_steps, best_val_accuracy=max(state.best_acc, 0.0),
-                       eta_s=round((self.total_steps - state.global_step) * per_step, 1))
-            if spec.defect_acc is not None and state.global_step % defect_every == 0 and step < steps:
-                if self._check_defect(state, epoch, step):
+        self.step.reset_epoch()
+        for hook in self.hooks:
+            hook.on_epoch_start(self, epoch)
+        t_start = time.time()
+        first_batch = None
+        batches = self.feed.epoch(epoch)
+        try:
+            for step, raw in enumerate(batches, start=1):
+                if first_batch is None:
+                    first_batch = time.time() - t_start
+                out = self.run_step(raw)
+                state.global_step += 1
+                self._timing["steps"] += 1
+                stop = False
+                for hook in self.hooks:
+                    stop |= bool(hook.on_step(self, epoch, step, out))
+                per_step = (time.time() - self._timing["t0"]) / self._timing["steps"]
+                self.progress.step(state.global_step, f"ep {epoch}/{epochs} loss {self.last_loss:.3f}")
+                self._beat(phase="training", epoch=epoch, epochs=epochs, step=step, steps=steps,
+                           global_step=state.global_step, total_steps=self.total_steps,
+                           best_val_accuracy=max(state.best_acc, 0.0),
+                           eta_s=round((self.total_steps - state.global_step) * per_step, 1))
+                if stop:
                     break
-                self.model.train()
+        finally:
+            close = getattr(batches, "close", None)
+            if close:
+                close()
         self.sched.step()
-        if computed and len(computed) == self.steps_per_epoch:  # a whole epoch: share it
-            order = np.concatenate([p for p, _ in computed])
-            for i, shared in enumerate(self.shared_train):
-                arr = np.empty((n, len(self.class_names)), np.float32)
-                arr[order] = torch.cat([t[i] for _, t in computed]).float().cpu().numpy()
-                shared.save(name, arr)
-        y_true, y_pred = torch.cat(trues).cpu().numpy(), torch.cat(preds).cpu().numpy()
-        stats = {"lr": lr, "teacher_outputs": ("shared" if reuse else "computed") if self.shared_train else None,
-                 "loss": loss_sum.item() / max(1, len(y_true)),
-                 "accuracy": float((y_true == y_pred).mean()) if len(y_true) else float("nan"),
-                 "macro_f1": macro_f1(y_true, y_pred, len(self.class_names))}
-        if not math.isfinite(stats["loss"]):
+        self.flush_steps()
+        n = len(self.feed)
+        confusion = self.step.confusion.cpu().numpy()
+        seen = int(confusion.sum())
+        stats = {"lr": self._lr, "loss": self.step.loss_sum.item() / max(1, seen),
+                 "accuracy": float(np.trace(confusion) / seen) if seen else float("nan"),
+                 "macro_f1": macro_f1_from_confusion(confusion),
+                 "train_s": round(time.time() - t_start, 3),
+                 "first_batch_s": round(first_batch or 0.0, 3), "images": seen if seen else n}
+        if not np.isfinite(stats["loss"]):
             raise RunFailed(f"loss became {stats['loss']} in epoch {epoch}")
         return stats
 
-    def end_epoch(self, epoch: int, state: TrainState, train_stats: dict, t0: float) -> None:
+    def flush_steps(self) -> None:
+        self.step_log.flush(self, wait=True)
+
+    def end_epoch(self, epoch: int, state: TrainState, train_stats: dict, t0: float, started: float) -> None:
         """Validate, decide (best, defect, patience), log the epoch and write the resumable checkpoint."""
-        spec, rid = self.spec, self.run_id
+        spec = self.spec
+        t_val = time.time()
         val, val_probs = self.evaluate("val")
+        val_s = time.time() - t_val
         decision = decide(state, val["accuracy"], spec.defect_acc, spec.train.patience)
         if decision.defect:
-            self._record_defect(state, epoch, self.steps_per_epoch, val["accuracy"])
+            self.record_defect(epoch, self.steps_per_epoch, val["accuracy"])
         elif decision.improved:
             save_best(self.ckpt_dir, self.model, {**self.meta, "epoch": epoch, "val_accuracy": val["accuracy"]})
         state.apply(decision, epoch, val["accuracy"])
@@ -417,63 +437,37 @@ class Trainer:
                  "train": {k: train_stats[k] for k in ("loss", "accuracy", "macro_f1")},
                  "val": {k: val[k] for k in ("loss", "accuracy", "macro_f1", "kappa", "ece")},
                  "val_confusion": val["confusion"], "best_val_accuracy": state.best_acc,
-                 "best_epoch": state.best_epoch, "seconds": round(time.time() - t0, 2)}
-        if train_stats.get("teacher_outputs"):
-            event["teacher_outputs"] = train_stats["teacher_outputs"]
+                 "best_epoch": state.best_epoch,
+                 "timing": {"train_s": train_stats["train_s"], "first_batch_s": train_stats["first_batch_s"],
+                            "val_s": round(val_s, 3), "images": train_stats["images"]}}
         if self.val_teacher is not None:
             event["val"]["agreement"] = agreement(val_probs, self.val_teacher)
-        self.store.append_event(rid, event)
-        for tr in self.trackers:
-            tr.log_epoch(epoch, event)
+        for hook in self.hooks:
+            hook.on_epoch_end(self, epoch, event)
+        now = time.time()
+        event["epoch_s"] = round(now - started, 3)  # this epoch alone: its training and its validation
+        event["seconds"] = round(now - t0, 2)  # since the run (this process's part of it) started
+        self.emit(event)
+        save_last(self.ckpt_dir, {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                                  "scheduler": self.sched.state_dict(), "state": state.to_dict()})
         self.log(f"epoch {epoch}/{spec.train.epochs}  train loss {train_stats['loss']:.4f} "
                  f"acc {train_stats['accuracy']:.4f}  val loss {val['loss']:.4f} acc {val['accuracy']:.4f}  "
                  f"best {state.best_acc:.4f}")
         if decision.stop == "patience":
             self.log(f"early stop: no val improvement for {spec.train.patience} epochs")
-            self.store.append_event(rid, {"type": "early_stop", "epoch": epoch})
-        save_last(self.ckpt_dir, {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                                  "scheduler": self.sched.state_dict(), "state": state.to_dict()})
-        if self.dev.is_cuda and not self._peak_recorded:  # what packing needs to know: this shape's peak memory
-            from ..packing import memory_key, record_peak
-
-            record_peak(self.store, memory_key(spec), torch.cuda.max_memory_allocated(self.dev.device))
-            self._peak_recorded = True
-
-    def _train_step(self, opt, x: torch.Tensor, y: torch.Tensor, t_logits: list | None = None):
-        """One optimisation step; returns the loss, its terms, the predictions and the teachers' logits (all on
-        the device). ``t_logits`` given (shared by another student) replaces the teachers' forward passes."""
-        with self.dev.autocast():
-            if t_logits is None:
-                t_logits = [t(x) for t in self.teachers]
-            logits = self._student_forward(x)
-        terms = self.strategy.terms(logits, y, t_logits)
-        loss = sum(terms.values())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.spec.train.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.spec.train.grad_clip)
-        opt.step()
-        return loss, terms, logits.detach().argmax(1), t_logits
+            self.emit({"type": "early_stop", "epoch": epoch})
 
     # -- defective teachers --------------------------------------------------------------------------------
-    def _record_defect(self, state: TrainState, epoch: int, step: int, acc: float) -> None:
+    def record_defect(self, epoch: int, step: int, acc: float) -> None:
         """The threshold is reached: these weights are the defective teacher, and training stops."""
+        state = self.state
         save_best(self.ckpt_dir, self.model, {**self.meta, "epoch": epoch, "val_accuracy": acc})
         state.defect = {"threshold": self.spec.defect_acc, "val_accuracy": acc, "epoch": epoch, "step": step,
                         "global_step": state.global_step, "reached": acc >= self.spec.defect_acc}
         state.best_acc, state.best_epoch = acc, epoch
         self.log(f"defective teacher: val accuracy {acc:.4f} reached the threshold {self.spec.defect_acc} "
                  f"at epoch {epoch}, step {step}; training stops here")
-        self.store.append_event(self.run_id, {"type": "defect", **state.defect})
-
-    def _check_defect(self, state: TrainState, epoch: int, step: int) -> bool:
-        val, _ = self.evaluate("val")
-        self.store.append_event(self.run_id, {"type": "defect_check", "epoch": epoch, "step": step,
-                                              "global_step": state.global_step, "val_accuracy": val["accuracy"]})
-        if val["accuracy"] >= self.spec.defect_acc:
-            self._record_defect(state, epoch, step, val["accuracy"])
-            return True
-        return False
+        self.emit({"type": "defect", **state.defect})
 
     # -- the end ----------------------------------------------------------------------------------------------
     def _finish(self, state: TrainState, t0: float) -> dict:
@@ -485,13 +479,13 @@ class Trainer:
                          "epochs_run": state.epoch, "params": self.n_params, "seconds": None,
                          "synthetic": self.source.synthetic, "teachers": self.teacher_info,
                          "runtime": {"device": self.dev.device.type, "threads": torch.get_num_threads(),
-                                     "torch": torch.__version__}}
-        for split in ("train", "val", "test"):
+                                     "torch": torch.__version__, **self.dev.runtime()}}
+        for split in SPLITS:
             metrics, probs = self.evaluate(split, final=True)
             if self.teachers:
                 metrics["agreement"] = agreement(probs, self._teacher_probs(split))
             if self.source.kind == "mura" and spec.data.task == "abnormality":
-                refs, rows = self.source.all_refs(), self.eval_ds[split].rows
+                refs, rows = self.source.all_refs(), self.eval_rows[split]
                 metrics["study"] = study_level(probs, self.cache.labels[rows],
                                                [str(Path(refs[row]).parent) for row in rows], self.class_names)
             results[split] = metrics
@@ -502,27 +496,8 @@ class Trainer:
                 msg = (f"warning: the defective teacher never reached val accuracy {spec.defect_acc}; "
                        f"it stops at {results['val']['accuracy']:.4f}")
                 self.log(msg)
-                self.store.append_event(rid, {"type": "warning", "message": msg})
+                self.emit({"type": "warning", "message": msg})
         results["seconds"] = round(time.time() - t0, 2)
-        self.store.append_event(rid, {"type": "final", "test": {k: results["test"][k] for k in ("accuracy", "macro_f1", "kappa", "ece")},
-                                      "test_confusion": results["test"]["confusion"]})
-        figures = self._figures(results)
-        # metrics.json last of the run's own files: with the best checkpoint it marks the run finished
-        self.store.write_metrics(rid, results)
-        for tr in self.trackers:
-            tr.log_final(results, figures)
+        self.emit({"type": "final", "test": {k: results["test"][k] for k in ("accuracy", "macro_f1", "kappa", "ece")},
+                   "test_confusion": results["test"]["confusion"]})
         return results
-
-    def _figures(self, results: dict) -> list[Path]:
-        """Curves, confusion matrix and reliability diagram as PNGs beside the metrics; a failure to draw them
-        is a warning, never a failed run."""
-        try:
-            from ..reports.figures import write_run_figures
-
-            return write_run_figures(self.store.run_dir(self.run_id), self.store.read_events(self.run_id)[0],
-                                     results, self.spec.describe())
-        except Exception as exc:  # noqa: BLE001 - figures are a view of the results, not the results
-            msg = f"figures not drawn: {exc.__class__.__name__}: {str(exc)[:200]}"
-            self.log(f"warning: {msg}")
-            self.store.append_event(self.run_id, {"type": "warning", "message": msg})
-            return []

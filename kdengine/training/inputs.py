@@ -1,0 +1,182 @@
+"""Where a run's batches come from, on each input path.
+
+A *feed* yields, per training step, a small dict of tensors already on the device (``raw``), and turns
+it into the step's images and labels with :meth:`view`, which is pure tensor work on the device (so a
+captured CUDA graph can hold it). ``raw["pos"]`` always holds the samples' positions in the split: the
+shared teacher outputs are indexed by it.
+
+- :class:`LoaderFeed` (default): albumentations in persistent loader processes; ``raw`` holds the
+  augmented uint8 batch, copied from pinned memory.
+- :class:`DeviceFeed` (``--device-input``): the decoded cache sits on the device once per process
+  (:func:`device_images`) and each step gathers its rows there and augments them as batched tensor ops
+  (``data/tensor_augment.py``); ``raw`` holds only positions. When the cache exceeds the device-memory
+  budget, a thread gathers each batch from the memory-mapped cache into pinned memory ahead of time,
+  and only the augmentation runs on the device.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from ..data.augment import PARAMS, draw_params
+from ..data.cache import DecodedCache
+from ..data.loader import CachedImages, epoch_order, eval_batches, make_loader
+
+BUDGET_ENV = "KDSTUDY_DEVICE_CACHE_GB"
+BUDGET_SHARE = 0.25  # of the card's memory, by default: packed runs each hold their own copy
+PREFETCH = 3  # pinned batches in flight on the host-gather path
+
+_RESIDENT: dict[tuple[str, str], torch.Tensor] = {}  # one decoded cache per process and device
+
+
+def device_budget(dev) -> int:
+    """Bytes of device memory the decoded cache may take ($KDSTUDY_DEVICE_CACHE_GB, else a quarter of the card)."""
+    env = os.environ.get(BUDGET_ENV)
+    if env:
+        return int(float(env) * 2**30)
+    if dev.is_cuda:
+        return int(torch.cuda.get_device_properties(dev.device).total_memory * BUDGET_SHARE)
+    return 1 << 62  # on the CPU the "device" is the memory map itself: nothing is copied
+
+
+def device_images(cache: DecodedCache, dev) -> torch.Tensor | None:
+    """The whole decoded cache (every split) as a (N, 1, S, S) uint8 tensor on the device, put there once per
+    process; None when it is larger than the budget (then batches are gathered on the host)."""
+    key = (str(cache.path), str(dev.device))
+    if key in _RESIDENT:
+        return _RESIDENT[key]
+    if cache.images.nbytes > device_budget(dev):
+        return None
+    _RESIDENT.clear()  # one dataset at a time: a worker that moves on frees the last one
+    if dev.is_cuda:
+        images = torch.from_numpy(np.ascontiguousarray(cache.images)).to(dev.device).unsqueeze(1)
+    else:  # a copy-on-write map: a tensor over the file's pages, nothing copied
+        cow = np.memmap(cache.path, np.uint8, mode="c", shape=cache.images.shape)
+        images = torch.from_numpy(cow).unsqueeze(1)
+    _RESIDENT[key] = images
+    return images
+
+
+class Images:
+    """The cache as the device reads it: resident on the device, or gathered from the memory map."""
+
+    def __init__(self, cache: DecodedCache, dev, resident: torch.Tensor | None) -> None:
+        self.cache, self.dev, self.resident = cache, dev, resident
+
+
+def eval_iter(images: Images, rows: np.ndarray, batch_size: int) -> Iterator[torch.Tensor]:
+    """Evaluation batches (uint8 (B, 1, S, S) on the device), in row order."""
+    if images.resident is not None:
+        idx = torch.from_numpy(np.asarray(rows, np.int64)).to(images.resident.device)
+        for start in range(0, len(rows), batch_size):
+            yield images.resident[idx[start:start + batch_size]]
+        return
+    for block, _ in eval_batches(images.cache.images, rows, batch_size):
+        t = torch.from_numpy(block)
+        yield t.to(images.dev.device) if images.dev.is_cuda else t
+
+
+class LoaderFeed:
+    """albumentations in loader processes that live as long as the run."""
+
+    backend = "albumentations"
+
+    def __init__(self, cache: DecodedCache, seed: int, batch_size: int, dev) -> None:
+        self.ds = CachedImages(cache, "train", train=True, seed=seed)
+        self.rows = self.ds.rows
+        self.dev = dev
+        self.loader, self.sampler = make_loader(self.ds, batch_size, shuffle=True, workers=dev.loader_workers,
+                                                pin_memory=dev.pin_memory)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def epoch(self, epoch: int) -> Iterator[dict]:
+        self.sampler.epoch = epoch
+        dev = self.dev.device
+        for x, y, pos in self.loader:
+            yield {"x": x.to(dev, non_blocking=True), "y": y.to(dev, non_blocking=True),
+                   "pos": pos.to(dev, non_blocking=True)}
+
+    def view(self, raw: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        return raw["x"], raw["y"]
+
+    def close(self) -> None:
+        it = getattr(self.loader, "_iterator", None)
+        if it is not None and hasattr(it, "_shutdown_workers"):
+            it._shutdown_workers()
+
+
+class DeviceFeed:
+    """The decoded cache on the device, augmented there; per step only positions travel."""
+
+    backend = "tensor"
+
+    def __init__(self, cache: DecodedCache, seed: int, batch_size: int, dev, images: Images) -> None:
+        from ..data.tensor_augment import TensorAugment
+
+        self.rows = cache.rows("train")
+        self.seed, self.batch_size, self.dev, self.images = seed, batch_size, dev, images
+        device = dev.device
+        self.rows_dev = torch.from_numpy(self.rows.astype(np.int64)).to(device)
+        self.labels = torch.from_numpy(cache.labels.astype(np.int64)).to(device)
+        self.augment = TensorAugment(cache.size).to(device)
+        # the epoch's parameters, per position in the split: one buffer, refilled in place (a graph reads it)
+        self.params = torch.zeros((len(self.rows), len(PARAMS)), dtype=torch.float32, device=device)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def epoch(self, epoch: int) -> Iterator[dict]:
+        self.params.copy_(torch.from_numpy(draw_params(self.seed, epoch, self.rows)))
+        order = epoch_order(self.seed, epoch, len(self.rows))
+        order_dev = torch.from_numpy(order.astype(np.int64)).to(self.dev.device)
+        starts = range(0, len(order), self.batch_size)
+        if self.images.resident is not None:
+            for s in starts:
+                yield {"pos": order_dev[s:s + self.batch_size]}
+            return
+        for s, block in zip(starts, self._host_gather(order)):  # larger than the budget: gathered on the host
+            yield {"pos": order_dev[s:s + self.batch_size], "x": block}
+
+    def _host_gather(self, order: np.ndarray) -> Iterator[torch.Tensor]:
+        """Batches gathered from the memory map into pinned memory by a thread, copied without blocking."""
+        cuda = self.dev.is_cuda
+        slots: queue.Queue = queue.Queue(maxsize=PREFETCH)
+        done = object()
+
+        def gather() -> None:
+            try:
+                for s in range(0, len(order), self.batch_size):
+                    rows = self.rows[order[s:s + self.batch_size]]
+                    block = torch.from_numpy(np.asarray(self.images.cache.images[rows])[:, None])
+                    # pinned memory from torch's caching host allocator: not reused before its copy is done
+                    slots.put(block.pin_memory() if cuda else block)
+            finally:
+                slots.put(done)
+
+        thread = threading.Thread(target=gather, name="host-gather", daemon=True)
+        thread.start()
+        try:
+            while (block := slots.get()) is not done:
+                yield block.to(self.dev.device, non_blocking=True) if cuda else block
+        finally:
+            while thread.is_alive():  # let a stopped epoch's thread finish instead of blocking on a full queue
+                try:
+                    slots.get_nowait()
+                except queue.Empty:
+                    thread.join(0.05)
+
+    def view(self, raw: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        pos = raw["pos"]
+        idx = self.rows_dev[pos]
+        x = raw["x"] if "x" in raw else self.images.resident[idx]
+        return self.augment(x, self.params[pos]), self.labels[idx]
+
+    def close(self) -> None:
+        pass
