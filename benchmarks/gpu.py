@@ -131,7 +131,7 @@ def bench_breakdown(s: Setup, root: Path) -> dict:
     from kdengine.runspec import KDConfig, TrainConfig, build_specs, ce_spec
     from kdengine.store import RunStore
     from kdengine.training.device import setup_device
-    from kdengine.training.executor import ensure_finished
+    from kdengine.execution.executor import ensure_finished
     from kdengine.training.trainer import TrainState, Trainer
 
     out = {}
@@ -227,7 +227,7 @@ def _aggregate(store, ids: list[str]) -> dict:
 
 def bench_packing(s: Setup, root: Path, fast: dict, deadline: float) -> dict:
     """N runs per GPU through ``kdengine worker`` (each worker a detached process, as the TUI starts them)."""
-    from kdengine.launch import ensure_workers, spawn_worker
+    from kdengine.execution.launch import ensure_workers, spawn_worker
     from kdengine.store import RunStore
 
     counts = (1, 2) if s.quick else (1, 2, 4, 8)

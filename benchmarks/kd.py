@@ -50,6 +50,7 @@ def _kd_trainer(store, dev, images: int, size: int, batch: int, alpha: float, te
         store.create(spec.teacher)
         save_best(store.checkpoint_dir(spec.teacher.run_id), teacher.float().cpu(),
                   {"arch": TEACHER, "in_chans": 1, "num_classes": 7})
+        store.claim(spec.teacher.run_id, "bench")
         store.finish(spec.teacher.run_id, "finished")
     if not store.exists(spec.run_id):
         store.create(spec)

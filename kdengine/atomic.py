@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import KDError
+import shutil
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -78,8 +79,6 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 
 def _disk_nearly_full(folder: Path, tmp: str) -> bool:
-    import shutil
-
     try:
         written = os.path.getsize(tmp)
         return shutil.disk_usage(folder).free < max(1 << 20, 2 * written)

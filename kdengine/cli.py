@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from .errors import KDError, RunFailed  # noqa: E402
+from . import commands
 
 
 class _Parser(argparse.ArgumentParser):
@@ -21,8 +22,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import commands
-
     p = _Parser(prog="kdengine", description="kdstudy engine: knowledge-distillation studies on medical images")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     commands.register(sub)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from .runspec import RunSpec
+from .data.config import open_source
 
 
 def _all_specs(specs: Iterable[RunSpec]) -> list[RunSpec]:
@@ -26,8 +27,7 @@ def _all_specs(specs: Iterable[RunSpec]) -> list[RunSpec]:
 
 def preflight(specs: Iterable[RunSpec], check_data: bool = True) -> None:
     """Raise a one-line KDError for the first problem found; quiet when all is well."""
-    from .data.config import open_source
-    from .models.factory import check_buildable, check_weights_file
+    from .models.factory import check_buildable, check_weights_file  # timm and torch, on the meta device: the store's readers never need them
 
     every = _all_specs(specs)
     shapes = sorted({(s.model, s.train.pretrained, s.data.image_size) for s in every})

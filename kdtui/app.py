@@ -12,10 +12,11 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
+from kdengine import api
+from kdengine.errors import KDError
 from kdengine.paths import runs_dir as default_runs_dir
 from kdengine.runspec import RunSpec
 from kdengine.store import RunStore
-from kdengine.store.queue import enqueue_with_baseline
 
 from .messages import ExportRequested, LaunchRequested, RemoveRequested, RetryRequested, StopRequested, \
     WorkerRequested
@@ -24,6 +25,9 @@ from .screens.launch import LaunchScreen
 from .screens.results import ResultsScreen
 from .screens.runs import RunsScreen
 from .screens.workers import WorkersScreen
+from kdengine.reports.tables import describe_written
+import tempfile
+from .forms import PRESETS, describe_settings
 
 
 class KDStudyApp(App):
@@ -74,24 +78,17 @@ class KDStudyApp(App):
 
     @work(thread=True, exclusive=True, group="export")
     def export_report(self, path: str, study: str | None = None, metric: str = "accuracy") -> None:
-        from kdengine.commands.report_cmd import build_report
-
         try:
-            written = build_report(self.store, study, metric, Path(path).expanduser())
+            written = api.report(self.store, study, metric, Path(path).expanduser())
             self.call_from_thread(self.notify, f"wrote the report {written}", title="Report")
         except Exception as exc:  # noqa: BLE001 - an unwritable folder, no finished run: say so
             self.call_from_thread(self.notify, f"report failed: {exc}", severity="error", title="Report")
 
     @work(thread=True, exclusive=True, group="export")
     def export_tables(self, path: str, study: str | None = None, metric: str = "accuracy") -> None:
-        from kdengine.reports.collect import collect
-        from kdengine.reports.tables import build, describe_written, export
-        from kdengine.study.registry import study_tables
-
         try:
-            tables = study_tables(self.store, study, metric) if study else build(collect(self.store), metric)
             out = Path(path).expanduser()
-            paths = export(tables, out, "both")
+            paths = api.export_tables(api.tables(self.store, study, metric), out, "both")
             self.call_from_thread(self.notify, f"wrote {describe_written(paths)} to {out}", title="Export")
         except Exception as exc:  # noqa: BLE001 - an unwritable folder must not crash the app
             self.call_from_thread(self.notify, f"export failed: {exc}", severity="error", title="Export")
@@ -100,17 +97,14 @@ class KDStudyApp(App):
         """Make sure detached workers serve the store (``runs_per_gpu`` per GPU; one on the CPU)."""
         if not self.start_workers:
             return []
-        from kdengine.launch import ensure_workers
-        from kdengine.packing import parse_runs_per_gpu
-
-        pids = ensure_workers(self.store.root, device, runs_per_gpu=parse_runs_per_gpu(runs_per_gpu))
+        pids = api.start_workers(self.store, device, runs_per_gpu)
         self.spawned.extend(pids)
         self.notify(f"started worker pid {', '.join(map(str, pids))}" if pids else "a worker is already running")
         return pids
 
     def launch(self, spec: RunSpec, device: str = "auto", with_baseline: bool = True, runs_per_gpu: str = "1") -> str:
         """Queue ``spec`` (teachers first, then the student's baseline) and make sure a worker will train it."""
-        run_id, _ = enqueue_with_baseline(self.store, spec, with_baseline, device=device)
+        run_id = api.queue(self.store, spec, with_baseline, device).run_id
         self.start_worker(device, runs_per_gpu)
         self.switch_mode("runs")
         screen = self.screen
@@ -126,20 +120,24 @@ class KDStudyApp(App):
             self.notify(f"could not launch: {exc}", severity="error")
 
     def on_stop_requested(self, message: StopRequested) -> None:
-        self.notify(f"{message.run_id}: {self.store.request_stop(message.run_id)}")
+        try:
+            self.notify(f"{message.run_id}: {api.stop(self.store, message.run_id)}")
+        except KDError as exc:
+            self.notify(str(exc), severity="warning")
 
     def on_retry_requested(self, message: RetryRequested) -> None:
-        if self.store.requeue(message.run_id):
-            note = "" if self.store.live_workers() else " (no worker is running: press w)"
-            self.notify(f"{message.run_id} queued again: it resumes from its last finished epoch{note}")
-        else:
-            self.notify(f"{message.run_id}: nothing to retry ({self.store.read_status(message.run_id)['state']})",
-                        severity="warning")
+        try:
+            done = api.retry(self.store, message.run_id, force=message.force)
+        except KDError as exc:
+            self.notify(str(exc), severity="warning")
+            return
+        note = "" if self.store.live_workers() else " (no worker is running: press w)"
+        self.notify(f"{message.run_id}: {done}{note}")
 
     def on_remove_requested(self, message: RemoveRequested) -> None:
         try:
-            where = self.store.remove(message.run_id, archive=message.archive)
-        except Exception as exc:  # noqa: BLE001 - a running run, an unwritable store
+            where = api.remove(self.store, message.run_id, archive=message.archive)
+        except (KDError, OSError) as exc:  # a running run, an unwritable store
             self.notify(f"could not remove {message.run_id}: {exc}", severity="error")
             return
         self.notify(f"archived {message.run_id} to {where}" if where else f"deleted {message.run_id}")
@@ -157,8 +155,6 @@ class KDStudyApp(App):
                            time_format: str | None = None) -> str | None:
         """Save into a folder that exists and is writable (Textual's default, ~/Downloads, often does not exist
         on a server), and say where."""
-        import tempfile
-
         for folder in (Path(path) if path else None, self.store.root / "screenshots", Path(tempfile.gettempdir())):
             if folder is None:
                 continue
@@ -197,8 +193,8 @@ class KDStudyApp(App):
         yield SystemCommand("Stop run", "Stop the selected run (asks first)", lambda: self._on_runs("action_stop_run"))
         yield SystemCommand("CPU-quick preset", "Fill the launch form for a quick CPU run",
                             lambda: self.action_preset("cpu-quick"))
-        yield SystemCommand("Thesis preset", "Adam, lr 1e-4, batch 16, 20 epochs, 224 px, pretrained",
-                            lambda: self.action_preset("thesis"))
+
+        yield SystemCommand("Thesis preset", describe_settings(PRESETS["thesis"]), lambda: self.action_preset("thesis"))
         yield SystemCommand("Toggle ANSI theme", "Switch between the default and the terminal's ANSI colours",
                             self.action_toggle_ansi)
         yield SystemCommand("Help", "Key bindings", self.action_help)

@@ -10,14 +10,26 @@ from kdengine.errors import DataError, KDError, UsageError
 from kdengine.models.catalog import APPROX_PARAMS, MIN_IMAGE_SIZE, known_names
 from kdengine.options import OptionInfo, form_fields, parse_text, replace_from_assignments, to_text
 from kdengine.runspec import CONFIGS, MAX_SEED, RunSpec, build_specs
+from kdengine.study.schema import load_raw
+
+def thesis_settings() -> dict[str, Any]:
+    """The thesis's training settings, read from the thesis-mura preset (their one home)."""
+    raw, _, _ = load_raw("thesis-mura")
+    train = {k: raw["train"][k] for k in ("epochs", "batch_size", "lr", "optimizer", "pretrained")}
+    return {**train, "image_size": raw["data"]["image_size"], "device": "auto"}
+
+
+def describe_settings(values: dict[str, Any]) -> str:
+    """'Adam, lr 0.0001, batch 16, 20 epochs, 224 px, pretrained': a preset in a line."""
+    return (f"{values['optimizer'].capitalize()}, lr {values['lr']:g}, batch {values['batch_size']}, "
+            f"{values['epochs']} epochs, {values['image_size']} px" + (", pretrained" if values.get("pretrained") else ""))
+
 
 # Presets fill options by name (typed values, as in a study file).
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu-quick": {"epochs": 3, "batch_size": 32, "lr": 0.001, "optimizer": "adam", "image_size": 64,
                   "device": "cpu", "pretrained": False},
-    # The thesis: Adam, lr 1e-4, batch 16, 20 epochs, 224 px, ImageNet-pretrained.
-    "thesis": {"epochs": 20, "batch_size": 16, "lr": 0.0001, "optimizer": "adam", "image_size": 224,
-               "device": "auto", "pretrained": True},
+    "thesis": thesis_settings(),
 }
 
 # The form's own fields, beside the options: what to train, where, and with what.

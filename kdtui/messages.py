@@ -41,11 +41,12 @@ class WorkerRequested(Message):
 
 
 class RetryRequested(Message):
-    """Queue a failed, stopped or interrupted run again."""
+    """Queue a failed, stopped or interrupted run again (``force``: a finished run whose results are damaged)."""
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, force: bool = False) -> None:
         super().__init__()
         self.run_id = run_id
+        self.force = force
 
 
 class RemoveRequested(Message):

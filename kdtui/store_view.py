@@ -10,9 +10,12 @@ from dataclasses import dataclass, field
 from kdengine.reports.collect import RunRecord, collect, roles_of
 from kdengine.study.registry import study_membership
 from kdengine.store import RunStore
+from kdengine.store import events as ev
 from kdengine.store.runstore import device_of
+from kdengine.store.lifecycle import FAILED, FINISHED, QUEUED, RUNNING, STOPPED
+from kdengine.runspec import baseline_of
 
-STATE_ICONS = {"queued": "…", "running": "▶", "finished": "✓", "failed": "✗", "stopped": "■", "damaged": "!"}
+STATE_ICONS = {QUEUED: "…", RUNNING: "▶", FINISHED: "✓", FAILED: "✗", STOPPED: "■", "damaged": "!"}
 SORTS = ("created", "state", "what", "student", "seed", "device", "best val", "study")
 
 
@@ -47,7 +50,7 @@ class RunRow:
     @property
     def done(self) -> str:
         """The progress cell: a percentage, or the phase when it says more (decoding, evaluating)."""
-        if self.state == "running" and self.phase and not self.phase.startswith("training"):
+        if self.state == RUNNING and self.phase and not self.phase.startswith("training"):
             return self.phase.replace("evaluating", "eval").replace(" (best checkpoint)", " ✓")[:12]
         return f"{self.progress:4.0%}"
 
@@ -75,14 +78,14 @@ class RunRow:
         else:
             epoch, fraction = f"0/{epochs}", 0.0
         who = f"{r.teacher_label} → {r.model}" if r.teacher_label else r.model
-        eta = fmt_eta(prog.get("eta_s")) if r.state == "running" and prog.get("phase", "training") == "training" else ""
+        eta = fmt_eta(prog.get("eta_s")) if r.state == RUNNING and prog.get("phase", "training") == "training" else ""
         if r.kind == "ce":
             what = "defective T" if r.regime == "defective" else ("teacher" if "teacher" in roles else "baseline")
         else:
             what = r.label
         return cls(r.run_id, r.state, what, who, r.seed if r.seed is not None else -1, epoch, fraction, best, eta,
                    r.damage or r.status.get("reason"), device_of(r.status),
-                   str(prog.get("phase", "")) if r.state == "running" else "", studies, order)
+                   str(prog.get("phase", "")) if r.state == RUNNING else "", studies, order)
 
 
 def arrange(rows: list[RunRow], query: str = "", sort: str = "created", by_study: bool = False,
@@ -119,17 +122,17 @@ class Curves:
         per = self.steps_per_epoch or 1
         return [s / per for s in self.steps]
 
-    def add_epoch(self, e: dict) -> None:
-        n = e["epoch"]
+    def add_epoch(self, e: ev.Epoch) -> None:
+        n = e.epoch
         if n in self.epochs:  # a resumed run may log an epoch twice: the last one wins
             i = self.epochs.index(n)
             for lst in (self.epochs, self.train_loss, self.val_loss, self.train_acc, self.val_acc):
                 del lst[i:]
         self.epochs.append(n)
-        self.train_loss.append(e["train"]["loss"])
-        self.val_loss.append(e["val"]["loss"])
-        self.train_acc.append(e["train"]["accuracy"])
-        self.val_acc.append(e["val"]["accuracy"])
+        self.train_loss.append(e.train["loss"])
+        self.val_loss.append(e.val["loss"])
+        self.train_acc.append(e.train["accuracy"])
+        self.val_acc.append(e.val["accuracy"])
 
 
 class RunView:
@@ -150,7 +153,6 @@ class RunView:
             self.spec = None
         self.model = self.spec.model if self.spec else "?"
         self.teacher_ids: list[str] = [t.run_id for t in self.spec.teachers] if self.spec else []
-        from kdengine.runspec import baseline_of
 
         base = baseline_of(self.spec) if self.spec else None
         self.baseline_id = base.run_id if base is not None and base.run_id not in self.teacher_ids else None
@@ -159,25 +161,23 @@ class RunView:
 
     def poll(self) -> bool:
         """Read what was appended since the last poll; True if something changed."""
-        events, self.offset = self.store.read_events(self.run_id, self.offset)
-        changed = bool(events)
-        for e in events:
-            kind = e.get("type")
-            if kind == "start":
-                self.class_names = e.get("classes", self.class_names)
-                self.curves.steps_per_epoch = e.get("steps_per_epoch", 0)
-            elif kind == "epoch":
+        lines, self.offset = self.store.read_events(self.run_id, self.offset)
+        changed = bool(lines)
+        for e in ev.parse_all(lines):
+            if isinstance(e, ev.Start):
+                self.class_names = e.classes or self.class_names
+                self.curves.steps_per_epoch = e.steps_per_epoch
+            elif isinstance(e, ev.Epoch):
                 self.curves.add_epoch(e)
-                self.confusion = e.get("val_confusion")
-                self.confusion_label = f"val, epoch {e['epoch']}"
-            elif kind == "step":
-                self.curves.steps.append(e["global_step"])
-                self.curves.step_loss.append(e["loss"])
-            elif kind == "warning":
-                self.warnings.append(e.get("message", ""))
-            elif kind in ("defect_check", "defect") and self.curves.steps_per_epoch:
-                x = e.get("global_step", 0) / self.curves.steps_per_epoch
-                self.curves.checks.append((x, e["val_accuracy"]))
+                self.confusion = e.val_confusion
+                self.confusion_label = f"val, epoch {e.epoch}"
+            elif isinstance(e, ev.Step):
+                self.curves.steps.append(e.global_step)
+                self.curves.step_loss.append(e.loss)
+            elif isinstance(e, ev.Warning):
+                self.warnings.append(e.message)
+            elif isinstance(e, (ev.DefectCheck, ev.Defect)) and self.curves.steps_per_epoch:
+                self.curves.checks.append((e.global_step / self.curves.steps_per_epoch, e.val_accuracy))
         if self.metrics is None:
             metrics = self.store.read_metrics(self.run_id)
             if metrics is not None:

@@ -54,12 +54,12 @@ def test_crash_then_resume_gives_the_same_result(capsys, tmp_path, monkeypatch):
 def test_nan_loss_fails_the_run_with_reason(capsys, monkeypatch):
     import torch
 
-    from kdengine.training import strategies
+    from kdengine.training import losses
 
     def nan_terms(self, logits, targets, teacher_logits):
         return {"ce": logits.float().sum() * torch.tensor(float("nan"))}
 
-    monkeypatch.setattr(strategies.CrossEntropy, "terms", nan_terms)
+    monkeypatch.setattr(losses.CrossEntropy, "terms", nan_terms)
     code = main(["train", *FAST, "--strategy", "baseline", "--student", "test_resnet"])
     _, err = capsys.readouterr()
     assert code == 1 and "nan" in err.lower()

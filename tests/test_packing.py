@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from kdengine import packing
+from kdengine.execution import packing
 from kdengine.cli import main
 from kdengine.paths import runs_dir
 from kdengine.store import RunStore
@@ -78,7 +78,7 @@ def test_out_of_memory_beside_others_requeues_and_alone_fails(monkeypatch):
     import torch
 
     from kdengine.errors import RunFailed
-    from kdengine.training import executor
+    from kdengine.execution import executor
     from kdengine.training.device import setup_device
     from kdengine.training.trainer import Trainer
 

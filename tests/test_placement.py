@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from kdengine import packing
+from kdengine.execution import packing
 from kdengine.cli import main
 from kdengine.errors import UsageError
 from kdengine.paths import runs_dir
 from kdengine.store import RunStore
-from kdengine.worker import Worker, next_claimable
+from kdengine.execution.worker import Worker, next_claimable
 from tests.engine_helpers import FAST
 
 SMI = """0, NVIDIA H100 80GB HBM3, 81559, 1024, 37

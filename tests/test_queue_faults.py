@@ -13,7 +13,7 @@ from kdengine.cli import main
 from kdengine.paths import runs_dir
 from kdengine.reports.collect import collect
 from kdengine.store import RunStore
-from kdengine.worker import Worker
+from kdengine.execution.worker import Worker
 from tests.conftest import SMALL_SYNTH
 from tests.engine_helpers import FAST, train
 from tests.tui_helpers import fake_finished_store, wait_for

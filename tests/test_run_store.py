@@ -106,9 +106,9 @@ def test_reading_the_store_does_not_import_torch(tmp_path):
     store.create(SPEC)
     code = (
         "import sys; from kdengine.store import RunStore; from kdengine.reports.collect import collect;"
-        "from kdengine.reports.tables import build; from kdengine.launch import ensure_workers;"
+        "from kdengine.reports.tables import build; from kdengine.execution.launch import ensure_workers;"
         "from kdengine.runspec import build_specs; from kdengine.data.config import open_source;"
-        "from kdengine.study.registry import study_tables; from kdengine.options import form_fields;"
+        "from kdengine.reports.study import study_tables; from kdengine.options import form_fields;"
         f"s = RunStore({str(tmp_path)!r}); s.read_status({SPEC.run_id!r}); s.read_events({SPEC.run_id!r});"
         "build(collect(s));"
         "assert 'torch' not in sys.modules, 'torch imported'"

@@ -10,7 +10,7 @@ import pytest
 from kdengine.cli import main
 from kdengine.data.config import DataConfig, open_source
 from kdengine.paths import runs_dir
-from kdengine.shift.corruptions import SHIFTS, apply_shift, parse_severities, parse_shifts, render_site
+from kdengine.data.corruptions import SHIFTS, apply_shift, parse_severities, parse_shifts, render_site
 from kdengine.store import RunStore
 from tests.conftest import SMALL_SYNTH
 from tests.engine_helpers import train

@@ -14,14 +14,17 @@ from kdengine.options import option
 from kdengine.paths import runs_dir
 from kdengine.runspec import CONFIGS, KDConfig, RunSpec, TrainConfig, build_specs
 from kdengine.store import RunStore
-from kdengine.training import strategies
+from kdengine.training import losses
 from kdengine.training.losses import kd_terms, soft_targets
 from tests.engine_helpers import FAST, train
 from tests.tui_helpers import wait_for
 
 
-def test_the_loss_registry_has_exactly_the_catalogues_keys():
-    assert set(strategies.LOSSES) == set(catalog.CATALOGUE)
+def test_every_strategy_names_a_registered_loss():
+    assert {s.loss for s in catalog.CATALOGUE.values()} | {catalog.CE_LOSS} == set(losses.LOSSES)
+    assert type(losses.loss_for(RunSpec(model="test_resnet", regime="normal"), 3)) is losses.CrossEntropy
+    with pytest.raises(ValueError, match="registered twice"):
+        losses.register_loss("hinton")(losses.Hinton)
 
 
 @pytest.mark.parametrize("name", [n for n in catalog.CATALOGUE if catalog.CATALOGUE[n].distills])
@@ -32,7 +35,7 @@ def test_each_kd_strategy_is_wired_to_a_loss_with_a_kd_term(name):
     teachers = {"given": ["resnet18"] * max(1, strat.min_teachers), "self": [], "virtual": []}[strat.teacher_source]
     kd = KDConfig(alpha=0.7, temperature=3.0)
     spec = build_specs(name, "test_resnet", teachers, CONFIGS["data"](), TrainConfig(), kd, 0)
-    loss = strategies.strategy_for(spec, num_classes=5)
+    loss = losses.loss_for(spec, num_classes=5)
     torch.manual_seed(0)
     logits = torch.randn(8, 5, requires_grad=True)
     y = torch.randint(0, 5, (8,))
@@ -46,7 +49,7 @@ def test_each_kd_strategy_is_wired_to_a_loss_with_a_kd_term(name):
         target = torch.stack([soft_targets(t, 3.0) for t in t_logits]).mean(0)
         ref = kd_terms(logits, y, target, 0.7, 3.0)["kd"]
         assert terms["kd"].item() == pytest.approx(ref.item(), rel=1e-6)
-    off = strategies.strategy_for(build_specs(name, "test_resnet", teachers, CONFIGS["data"](), TrainConfig(),
+    off = losses.loss_for(build_specs(name, "test_resnet", teachers, CONFIGS["data"](), TrainConfig(),
                                               KDConfig(alpha=0.0), 0), 5).terms(logits, y, t_logits)
     assert off["kd"].item() == 0.0
 
@@ -60,7 +63,7 @@ def test_catalogue_parameter_counts_match_timm():
 
 
 # -- a toy strategy: one catalogue entry, one loss class ----------------------------------------------------------
-class ToyLoss(strategies.Strategy):
+class ToyLoss(losses.Loss):
     """Hinton's loss at T = 1, whatever the config says."""
 
     def terms(self, logits, targets, teacher_logits):
@@ -70,8 +73,8 @@ class ToyLoss(strategies.Strategy):
 @pytest.fixture
 def toy(monkeypatch):
     monkeypatch.setitem(catalog.CATALOGUE, "toy", catalog.Strategy(
-        "toy", "Toy KD", "a toy: Hinton's loss at T=1", 1, 1, "normal", "given", True))
-    monkeypatch.setitem(strategies.LOSSES, "toy", ToyLoss)
+        "toy", "Toy KD", "a toy: Hinton's loss at T=1", 1, 1, "normal", "given", True, "toy"))
+    monkeypatch.setitem(losses.LOSSES, "toy", ToyLoss)
 
 
 def test_a_toy_strategy_appears_in_help_schema_and_trains(toy, capsys, tmp_path):

@@ -112,7 +112,8 @@ def test_kdengine_table_on_real_runs_with_two_settings(capsys, tmp_path):
 def test_study_table_reads_only_the_studys_runs(capsys, tmp_path):
     """A study's table pairs each student with its own baseline even when the store holds other settings."""
     from kdengine.study.expand import expand
-    from kdengine.study.registry import save_study, study_tables
+    from kdengine.reports.study import study_tables
+    from kdengine.study.registry import save_study
     from kdengine.study.schema import load_study
 
     root = tmp_path / "runs"

@@ -48,6 +48,7 @@ async def main():
     app = KDStudyApp({str(tmp_path / 'runs')!r}, start_workers=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause(0.5)
+        assert "pandas" not in sys.modules, "the first screen waited for pandas"  # Results builds tables with it
         for keys in (("m",), ("p",), ("2",), ("escape", "3"), ("question_mark",)):
             await pilot.press(*keys)
             await pilot.pause(0.5)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 
-from kdengine import launch
+from kdengine.execution import launch
 from kdengine.cli import main
 from kdengine.paths import runs_dir
 from kdengine.store import RunStore

@@ -49,6 +49,7 @@ def fake_finished_store(root, strategy="normal", teacher="resnet18", student="te
                                      "val": {"loss": 2.2 / epoch, "accuracy": acc / (3 - epoch) - 0.02, "macro_f1": 0.5, "kappa": 0.4, "ece": 0.1},
                                      "val_confusion": _metrics(rid, acc)["val"]["confusion"]})
         teachers = [{"run_id": spec.teacher.run_id, "model": teacher, "val_accuracy": 0.81}] if spec.kind == "kd" else []
+        store.claim(rid, "fake")
         store.write_metrics(rid, _metrics(rid, acc, teachers))
         store.finish(rid, "finished")
     return store, student_spec, baseline
@@ -99,6 +100,7 @@ def fake_study_store(root, seeds: int = 16, live: bool = True):
         if kind == 9:  # queued, waiting for a worker
             continue
         if kind == 13:
+            store.claim(rid, "fake")
             store.finish(rid, "failed", "corrupt or unreadable image: /data/x.png (use --skip-bad)")
             continue
         store.append_event(rid, {"type": "start", "classes": CLASSES, "epochs": 2, "steps_per_epoch": 4})

@@ -4,35 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from ..errors import UsageError
 from ..options import add_options, from_args
+from .. import api
+from ..runspec import CONFIGS
+from ..tracking.trackers import TRACKERS
 
 BALANCED = {"cap_train": 2201, "cap_test": 250}  # the thesis's balanced MURA subset (images per class)
 
 
 def store_from(args: argparse.Namespace, write: bool = False):
-    """The run store ``--runs-dir`` (or $KDSTUDY_HOME, or ./runs) names; with ``write``, one line and exit 2
-    when it cannot be written (a file, a read-only place, another user's folder)."""
-    from ..paths import runs_dir
-    from ..store import RunStore
-
-    root = runs_dir(getattr(args, "runs_dir", None))
-    try:
-        if root.exists() and not root.is_dir():
-            raise UsageError(f"the runs dir {root} is a file, not a folder (pass --runs-dir DIR or set KDSTUDY_HOME)")
-        probe = root if root.exists() else next((p for p in root.parents if p.exists()), None)
-    except OSError as exc:
-        raise UsageError(f"the runs dir {root} cannot be reached by this user ({exc.strerror.lower()})") from None
-    if probe is not None and not probe.is_dir():
-        raise UsageError(f"the runs dir {root} is inside {probe}, which is a file (pass --runs-dir DIR)")
-    if write:
-        if probe is not None and not os.access(probe, os.W_OK | os.X_OK):
-            raise UsageError(f"the runs dir {root} is not writable by this user (pass --runs-dir DIR or set "
-                             "KDSTUDY_HOME)")
-    return RunStore(root)
+    """The run store ``--runs-dir`` (or $KDSTUDY_HOME, or ./runs) names (``api.open_store``)."""
+    return api.open_store(getattr(args, "runs_dir", None), write)
 
 
 def add_runs_dir(p: argparse.ArgumentParser) -> None:
@@ -41,8 +26,6 @@ def add_runs_dir(p: argparse.ArgumentParser) -> None:
 
 def add_data_options(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """The data options (generated from DataConfig), and ``--balanced``, the thesis's MURA subset."""
-    from ..runspec import CONFIGS
-
     group = add_options(p, CONFIGS["data"], skip=skip, title="data")
     group.add_argument("--balanced", action="store_true",
                        help="the thesis's balanced MURA subset: "
@@ -50,8 +33,6 @@ def add_data_options(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> 
 
 
 def data_config(args: argparse.Namespace, **overrides):
-    from ..runspec import CONFIGS
-
     if getattr(args, "balanced", False):
         for key, value in BALANCED.items():
             overrides.setdefault(key, value)
@@ -59,8 +40,6 @@ def data_config(args: argparse.Namespace, **overrides):
 
 
 def add_runtime_args(p: argparse.ArgumentParser) -> None:
-    from ..training.trackers import TRACKERS
-
     g = p.add_argument_group("runtime (not part of a run's identity)")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
     g.add_argument("--loader-workers", type=int, default=None, metavar="N",
@@ -105,16 +84,7 @@ def check_loader_workers(args: argparse.Namespace) -> None:
 
 
 def resolve_run_id(store, run_id: str) -> str:
-    """A run id, or an unambiguous part of one."""
-    if store.exists(run_id):
-        return run_id
-    ids = store.list_ids()
-    matches = [r for r in ids if r.startswith(run_id)] or [r for r in ids if run_id in r]
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        raise UsageError(f"'{run_id}' matches {len(matches)} runs ({', '.join(matches[:3])}, ...): give more of the id")
-    raise UsageError(f"no run '{run_id}' in {store.root} (kdengine runs list shows them)")
+    return api.resolve_run(store, run_id)
 
 
 def print_json(obj) -> None:

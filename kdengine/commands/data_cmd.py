@@ -5,6 +5,8 @@ import argparse
 
 from ..data.config import SOURCE_HELP
 from .common import add_data_options, data_config, print_json
+from ..metric_names import SPLITS
+from .. import api
 
 
 def register(sub) -> None:
@@ -18,25 +20,10 @@ def register(sub) -> None:
     check.set_defaults(handler=run_check)
 
 
-def check_source(cfg, image_size: int | None, skip_bad: bool, progress=None) -> dict:
-    """Index (and decode, unless ``image_size`` is None) a source; return its summary."""
-    from ..data.cache import build_or_load
-    from ..data.config import open_source
-
-    source = open_source(cfg)
-    summary = source.summary()
-    if image_size:
-        cache = build_or_load(source, image_size, skip_bad=skip_bad, progress=progress)
-        summary = source.summary()  # now includes undecodable images, when skipped
-        summary["cache"] = {"path": str(cache.path), "size": image_size, "hit": cache.hit,
-                            "usable": {s: int(len(cache.rows(s))) for s in ("train", "val", "test")}}
-    summary["usable"] = True
-    return summary
-
-
 def run_check(args: argparse.Namespace) -> int:
     cfg = data_config(args, source=args.source)
-    summary = check_source(cfg, None if args.no_decode else cfg.image_size, cfg.skip_bad)
+
+    summary = api.check_data(cfg, None if args.no_decode else cfg.image_size, cfg.skip_bad)
     if args.json:
         print_json(summary)
     else:
@@ -52,9 +39,9 @@ def render_summary(s: dict) -> str:
     width = max(12, *(len(c) + 2 for c in s["classes"]))
     lines.append(f"{'':{width}}{'train':>8}{'val':>8}{'test':>8}")
     for c in s["classes"]:
-        lines.append(f"{c:{width}}" + "".join(f"{s['splits'][sp]['per_class'][c]:>8}" for sp in ("train", "val", "test")))
-    lines.append(f"{'images':{width}}" + "".join(f"{s['splits'][sp]['images']:>8}" for sp in ("train", "val", "test")))
-    lines.append(f"{'groups':{width}}" + "".join(f"{s['splits'][sp]['groups']:>8}" for sp in ("train", "val", "test")))
+        lines.append(f"{c:{width}}" + "".join(f"{s['splits'][sp]['per_class'][c]:>8}" for sp in SPLITS))
+    lines.append(f"{'images':{width}}" + "".join(f"{s['splits'][sp]['images']:>8}" for sp in SPLITS))
+    lines.append(f"{'groups':{width}}" + "".join(f"{s['splits'][sp]['groups']:>8}" for sp in SPLITS))
     lines.append(f"groups (patients) shared between splits: {s['groups_shared_between_splits']}")
     if "cache" in s:
         c = s["cache"]

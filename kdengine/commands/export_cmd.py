@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from ..errors import UsageError
 from .common import add_runs_dir, store_from
+from ..tracking.mlflow_sync import export_runs
+from .. import api
+from ..reports.study import study_ids
 
 
 def register(sub) -> None:
@@ -18,13 +21,9 @@ def register(sub) -> None:
 
 
 def run_export_mlflow(args) -> int:
-    from ..mlflow_sync import export_runs
-
     store = store_from(args)
     if args.study:
-        from .study_cmd import _record
-
-        ids = [p["run_id"] for p in _record(store, args.study)["runs"] if isinstance(p, dict) and "run_id" in p]
+        ids = study_ids(api.find_study(store, args.study))
     else:
         ids = store.list_ids()
     if not ids:

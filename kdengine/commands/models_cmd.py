@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from .common import print_json
+from ..errors import UsageError
+from ..models.catalog import PRETRAINED_ALIASES, THESIS, TINY
 
 
 def register(sub) -> None:
@@ -13,9 +15,7 @@ def register(sub) -> None:
 
 
 def run_models(args) -> int:
-    from ..errors import UsageError
-    from ..models.catalog import PRETRAINED_ALIASES, THESIS, TINY
-    from ..models.factory import check_name, count_params
+    from ..models.factory import check_name, count_params  # timm and torch: only this command builds models
 
     if not 1 <= args.classes <= 100_000:
         raise UsageError(f"--classes must lie in [1, 100000], got {args.classes}")

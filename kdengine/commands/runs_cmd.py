@@ -4,11 +4,27 @@ from __future__ import annotations
 from ..errors import UsageError
 from ..store.runstore import device_of
 from .common import add_packing_arg, add_runs_dir, print_json, resolve_run_id, store_from
+from ..store.lifecycle import RUNNING
+from .study_cmd import add_table_args
+from .common import add_fast_path_args
+from collections import defaultdict
+from ..reports.collect import differing_keys, flat_settings
+from ..reports.collect import collect
+from ..store import events as ev
+from .. import api
+import sys
+from ..store.doctor import describe, examine, fix
+import json
+from ..preflight import preflight
+from ..runspec import RunSpec
+from .study_cmd import write_tables
+from ..execution.launch import ensure_workers
+from ..execution.worker import Worker
+from .common import check_loader_workers, fast_path
+from ..execution.packing import parse_runs_per_gpu
 
 
 def register(sub) -> None:
-    from .study_cmd import add_table_args
-
     runs = sub.add_parser("runs", help="list, show, stop, retry or check runs in the store")
     rsub = runs.add_subparsers(dest="runs_command", required=True)
     for name, fn, helptext in (("list", run_list, "one line per run"), ("show", run_show, "one run in full"),
@@ -48,7 +64,6 @@ def register(sub) -> None:
     worker.add_argument("--loader-workers", type=int, default=None, metavar="N", help="data-loader processes per run")
     worker.add_argument("--idle-exit", type=float, default=30.0, help="exit after this many idle seconds")
     worker.add_argument("--once", action="store_true", help="exit as soon as the queue is empty")
-    from .common import add_fast_path_args
 
     add_fast_path_args(worker)
     worker.add_argument("--detach", action="store_true", help="start detached worker(s) and return")
@@ -65,10 +80,6 @@ def _fmt(value) -> str:
 def twin_settings(records) -> dict[str, str]:
     """For runs that share what, teacher, student and seed with another run: what sets them apart
     (``train.epochs=2``); the others need no note."""
-    from collections import defaultdict
-
-    from ..reports.collect import differing_keys, flat_settings
-
     alike = defaultdict(list)
     for r in records:
         if r.spec is not None:
@@ -85,8 +96,6 @@ def twin_settings(records) -> dict[str, str]:
 
 
 def run_list(args) -> int:
-    from ..reports.collect import collect
-
     records = collect(store_from(args))
     if args.json:
         print_json([{"run_id": r.run_id, "state": r.state, "device": device_of(r.status),
@@ -125,7 +134,7 @@ def run_show(args) -> int:
                   + (f", {trained['input']} input" if trained.get("input") else "")
                   + (", CUDA graph" if trained.get("cuda_graph") else ""))
     print(f"device: {where}")
-    if status["state"] == "running" or not metrics:
+    if status["state"] == RUNNING or not metrics:
         print(live_text(store, rid, status))
     if metrics:
         names = metrics["class_names"]
@@ -167,19 +176,16 @@ def live_text(store, rid: str, status: dict) -> str:
         done = prog.get("global_step", 0) / max(1, prog.get("total_steps", 1))
         eta = f", ETA {int(prog['eta_s']) // 60}m{int(prog['eta_s']) % 60:02d}s" if prog.get("eta_s") else ""
         lines.append(f"progress: {prog.get('phase', 'training')}; {step} ({done:.0%}){eta}")
-    epochs = {}
-    for e in store.read_events(rid)[0]:
-        if e.get("type") == "epoch":
-            epochs[e["epoch"]] = e  # after a resume, the last one wins
-    if epochs:
-        rows = [epochs[k] for k in sorted(epochs)]
+
+    rows = ev.epochs(store.events(rid))  # after a resume, the last one of an epoch wins
+    if rows:
         lines.append(f"{'epoch':>5} {'train loss':>10} {'train acc':>9} {'val loss':>9} {'val acc':>8}")
         for e in rows:
-            lines.append(f"{e['epoch']:>5} {e['train']['loss']:>10.4f} {e['train']['accuracy']:>9.4f} "
-                         f"{e['val']['loss']:>9.4f} {e['val']['accuracy']:>8.4f}")
-        lines.append(f"val accuracy  {sparkline([e['val']['accuracy'] for e in rows])}  "
-                     f"(best {max(e['val']['accuracy'] for e in rows):.4f})")
-        losses = [e["train"]["loss"] for e in rows]
+            lines.append(f"{e.epoch:>5} {e.train['loss']:>10.4f} {e.train['accuracy']:>9.4f} "
+                         f"{e.val['loss']:>9.4f} {e.val['accuracy']:>8.4f}")
+        lines.append(f"val accuracy  {sparkline([e.val['accuracy'] for e in rows])}  "
+                     f"(best {max(e.val['accuracy'] for e in rows):.4f})")
+        losses = [e.train["loss"] for e in rows]
         lines.append(f"train loss    {sparkline(losses, min(losses), max(losses))}")
     elif not prog:
         lines.append("no epoch finished yet" + (f" ({status['reason']})" if status.get("reason") else ""))
@@ -189,59 +195,35 @@ def live_text(store, rid: str, status: dict) -> str:
 def run_stop(args) -> int:
     store = store_from(args, write=True)
     rid = resolve_run_id(store, args.run_id)
-    print(f"{rid}: {store.request_stop(rid)}")
+    print(f"{rid}: {api.stop(store, rid)}")
     return 0
 
 
 def run_retry(args) -> int:
-    from ..reports.collect import read_record
-    from ..store.runstore import METRICS
-
     store = store_from(args, write=True)
     rid = resolve_run_id(store, args.run_id)
-    record = read_record(store, rid)
-    state = record.state
-    if state == "damaged" and record.spec is None:
-        raise UsageError(f"{rid} cannot be retried: {record.damage} (kdengine runs doctor)")
-    if state in ("queued", "running"):
-        print(f"{rid}: already {state}")
-        return 0
-    if state == "finished" and not record.damage:
-        raise UsageError(f"{rid} is finished; its results stay (kdengine runs show {rid})")
-    if state in ("finished", "damaged"):
-        if not args.force:
-            raise UsageError(f"{rid} is finished but {record.damage}; --force trains it again")
-        (store.run_dir(rid) / METRICS).unlink(missing_ok=True)
-        store.finish(rid, "failed", f"retried with --force: {record.damage}")
-    if not store.requeue(rid):
-        raise UsageError(f"{rid} is {store.read_status(rid)['state']}: nothing to retry")
-    print(f"{rid}: queued again; it resumes from its last finished epoch. Start a worker with: "
-          f"kdengine worker --detach --runs-dir {store.root}")
+    print(f"{rid}: {api.retry(store, rid, force=args.force)}")
+    if not store.live_workers():
+        print(f"no worker is running: start one with kdengine worker --detach --runs-dir {store.root}")
     return 0
 
 
 def run_delete(args) -> int:
-    import sys
-
     store = store_from(args, write=True)
-    from ..store.runstore import removal_summary
-
     rid = resolve_run_id(store, args.run_id)
-    print(removal_summary(store, rid))
+    print(api.what_goes(store, rid))
     if not args.yes:
         if not sys.stdin.isatty():
             raise UsageError(f"{'archiving' if args.archive else 'deleting'} {rid} needs a confirmation: pass --yes")
         if input(f"{'archive' if args.archive else 'delete'} it? [y/N] ").strip().lower() not in ("y", "yes"):
             print("nothing done")
             return 0
-    where = store.remove(rid, archive=args.archive)
+    where = api.remove(store, rid, archive=args.archive)
     print(f"archived to {where}" if where else f"deleted {rid}")
     return 0
 
 
 def run_doctor(args) -> int:
-    from ..store.doctor import describe, examine, fix
-
     store = store_from(args, write=args.fix)
     findings = examine(store)
     print(describe(findings))
@@ -252,12 +234,6 @@ def run_doctor(args) -> int:
 
 
 def run_preflight(args) -> int:
-    import json
-    import sys
-
-    from ..preflight import preflight
-    from ..runspec import RunSpec
-
     try:
         items = json.load(sys.stdin)
     except (ValueError, OSError) as exc:
@@ -268,51 +244,22 @@ def run_preflight(args) -> int:
 
 
 def run_table(args) -> int:
-    from ..reports.collect import collect
-    from ..reports.tables import build
-    from .study_cmd import write_tables
-
     store = store_from(args)
-    tables = build(collect(store), args.metric)
+    tables = api.tables(store, metric=args.metric)
     if tables.finished == 0:
         raise UsageError(f"no finished runs in {store.root}")
     return write_tables(tables, args)
 
 
-def worker_plan(store, device: str, runs_per_gpu) -> int:
-    """``kdengine worker --dry-run``: what ``--runs-per-gpu`` would start, with every queued shape's memory need
-    (measured, or estimated on the meta device now: no GPU needed, nothing written)."""
-    from ..launch import visible_gpus
-    from ..packing import _table, describe_plan, plan_workers, queued_keys
-
-    gpus = visible_gpus() if device in ("auto", "cuda") else []
-    if not gpus:
-        print("no GPU visible (nvidia-smi): one CPU worker" if device != "cuda" else
-              "no GPU visible (nvidia-smi): a CUDA worker would have nothing to run on")
-        return 0
-    table = _table(store)
-    from ..training.memory import estimate_peak
-
-    for key, ids in queued_keys(store).items():
-        if not table.get(key, {}).get("peak") and not table.get(key, {}).get("estimate"):
-            table[key] = {**table.get(key, {}), "estimate": estimate_peak(store.load_spec(ids[0]))}
-    print(describe_plan(plan_workers(store, runs_per_gpu, gpus, table=table)))
-    return 0
-
-
 def run_worker(args) -> int:
-    from ..launch import ensure_workers
-    from ..worker import Worker
-    from .common import check_loader_workers, fast_path
-
     check_loader_workers(args)
     if not args.idle_exit >= 0:
         raise UsageError(f"--idle-exit must be a number of seconds >= 0, got {args.idle_exit}")
-    from ..packing import parse_runs_per_gpu
 
     runs_per_gpu = parse_runs_per_gpu(args.runs_per_gpu)
     if args.dry_run:
-        return worker_plan(store_from(args), args.device, runs_per_gpu)
+        print(api.worker_plan(store_from(args), args.device, runs_per_gpu))
+        return 0
     store = store_from(args, write=True)
     if args.detach or runs_per_gpu != 1:  # several workers: detached processes, each pinned to its GPU
         pids = ensure_workers(store.root, args.device, args.idle_exit, runs_per_gpu, fast=fast_path(args))

@@ -4,8 +4,21 @@ from __future__ import annotations
 import sys
 from collections import Counter
 
-from ..errors import KDError, RunFailed, UsageError
+from ..errors import UsageError
 from .common import add_packing_arg, add_runs_dir, add_runtime_args, check_loader_workers, fast_path, store_from
+from ..store.lifecycle import FINISHED, STATES_BY_PROGRESS
+from ..reports.tables import METRICS
+from ..reports.tables import FORMATS
+from pathlib import Path
+from ..reports.tables import export
+from .. import api
+from ..execution.packing import parse_runs_per_gpu
+from ..execution.ray_executor import parse_executor
+from ..runspec import differences
+from .. import strategy_catalog as catalog
+from ..options import schema_rows
+from ..runspec import CONFIGS
+from ..study.schema import __doc__ as layout
 
 
 def register(sub) -> None:
@@ -42,18 +55,14 @@ def register(sub) -> None:
 
 
 def add_table_args(p) -> None:
-    from ..reports.tables import METRICS
-
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the tables")
-    p.add_argument("--format", choices=["csv", "md", "both"], default="csv")
+
+    p.add_argument("--format", choices=FORMATS, default="csv",
+                   help="csv, md (Markdown), parquet, both (csv and md), all (csv, md and parquet)")
     p.add_argument("--metric", choices=tuple(METRICS), default="accuracy", help="the metric in the tables")
 
 
 def write_tables(tables, args) -> int:
-    from pathlib import Path
-
-    from ..reports.tables import export
-
     for path in export(tables, Path(args.out), args.format):
         print(f"wrote {path}")
     if tables.one_seed:
@@ -62,40 +71,16 @@ def write_tables(tables, args) -> int:
 
 
 def _record(store, name: str) -> dict:
-    from ..study.registry import list_studies, load_study_record
-
-    record = load_study_record(store, name)
-    if record is None:
-        from pathlib import Path
-
-        from ..study.schema import PRESETS, load_raw
-
-        if Path(name).is_file() or name in PRESETS:  # a file or preset: its study's name
-            raw, default, _ = load_raw(name)
-            record = load_study_record(store, str(raw.get("name") or default))
-    if record is None:
-        known = ", ".join(list_studies(store)) or "none yet"
-        raise UsageError(f"no study '{name}' in {store.root} (studies: {known})")
-    return record
+    return api.find_study(store, name)
 
 
 def run_study(args) -> int:
-    from ..preflight import preflight
-    from ..runspec import differences
-    from ..store.queue import enqueue
-    from ..study.expand import expand
-    from ..study.registry import save_study
-    from ..study.schema import load_study
-
-    from ..ray_executor import parse_executor
-
     check_loader_workers(args)
     executor, address = parse_executor(args.executor)
     if executor == "ray" and args.detach:
         raise UsageError("--detach queues for local workers; --executor ray runs the study on the cluster: choose one")
-    study = load_study(args.study, args.set, args.data)
-    plan = expand(study)
-    preflight([p.spec for p in plan])  # models, sizes, weights, data: one line, exit 2, before anything is queued
+    runs_per_gpu = parse_runs_per_gpu(args.runs_per_gpu)
+    study, plan = api.plan_study(args.study, args.set, args.data)  # every check before anything is queued
     store = store_from(args, write=not args.dry_run)
     counts = Counter("+".join(sorted(p.roles, reverse=True)) for p in plan)
     print(f"study {study.name}: {len(plan)} runs over {len(study.seeds)} seed(s): "
@@ -104,102 +89,47 @@ def run_study(args) -> int:
         for p in plan:
             print(f"  {p.run_id:48} {'+'.join(sorted(p.roles)):18} {p.spec.describe()}")
         return 0
-    save_study(store, study, plan)
-    for p in plan:  # asking for the study again queues its failed or stopped runs again, once
-        enqueue(store, p.spec, device=args.device)
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     if study.teacher_train is not None:
-        log_notes = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
-        log_notes("teachers train with [teacher_train]: " + (", ".join(
+        log("teachers train with [teacher_train]: " + (", ".join(
             differences(study.train, study.teacher_train)) or "the same settings as the students"))
     if args.detach:
-        from ..launch import ensure_workers
-
-        from ..packing import parse_runs_per_gpu
-
-        pids = ensure_workers(store.root, args.device, runs_per_gpu=parse_runs_per_gpu(args.runs_per_gpu),
-                              fast=fast_path(args))
-        print(f"queued; workers {pids or 'already running'}; watch with: kdtui --runs-dir {store.root}")
+        outcome = api.run_study_detached(store, study, plan, args.device, runs_per_gpu, fast_path(args))
+        print(f"queued; workers {outcome.workers or 'already running'}; watch with: kdtui --runs-dir {store.root}")
         return 0
-    log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     if executor == "ray":
-        from ..packing import parse_runs_per_gpu
-        from ..ray_executor import run_on_ray
-
-        todo = [p for p in plan if store.read_status(p.run_id)["state"] != "finished"]
-        failed = run_on_ray(store.root, todo, address, args.device, parse_runs_per_gpu(args.runs_per_gpu),
-                            args.loader_workers, fast_path(args), log)
-        return _summary(store, study, plan, failed, args.device, log)
-    from ..training.device import setup_device
-    from ..training.executor import ensure_finished
-    from ..training.trackers import make_trackers
-
-    dev = setup_device(args.device, args.loader_workers, **fast_path(args))
-    failed = []
-    for i, p in enumerate(plan, start=1):
-        state = store.read_status(p.run_id)["state"]
-        if state == "finished":
-            continue
-        log(f"[{i}/{len(plan)}] {p.spec.describe()} (seed {p.spec.seed})")
-        try:
-            ensure_finished(store, p.spec, dev, trackers=lambda: make_trackers(args.tracker),
-                            progress=not args.quiet, worker=f"study:{study.name}", log=log, requeue=False)
-        except (RunFailed, KDError) as exc:
-            failed.append((p.run_id, str(exc)))
-            log(f"failed: {p.run_id}: {exc}")
-    return _summary(store, study, plan, failed, args.device, log)
-
-
-def _summary(store, study, plan, failed, device: str = "auto", log=print) -> int:
-    done = sum(store.read_status(p.run_id)["state"] == "finished" for p in plan)
-    if study.shift is not None and done:
-        from ..shift.corruptions import parse_severities, parse_shifts
-        from ..shift.evaluate import evaluate_run
-        from ..training.device import setup_device
-
-        sh = study.shift
-        dev = setup_device(device)
-        for p in plan:
-            if store.read_status(p.run_id)["state"] == "finished":
-                evaluate_run(store, p.run_id, parse_shifts(sh.shifts), parse_severities(sh.severities), sh.seed,
-                             sh.external, dev, log=log)
-    print(f"study {study.name}: {done}/{len(plan)} runs finished"
-          + (f"; {len(failed)} failed (run the study again to retry them)" if failed else ""))
+        outcome = api.run_study_on_ray(store, study, plan, address, args.device, runs_per_gpu, args.loader_workers,
+                                       fast_path(args), log)
+    else:
+        outcome = api.run_study_here(store, study, plan, args.device, args.loader_workers, fast_path(args),
+                                     args.tracker, progress=not args.quiet, log=log)
+    print(f"study {study.name}: {outcome.finished}/{outcome.total} runs finished"
+          + (f"; {len(outcome.failed)} failed (run the study again to retry them)" if outcome.failed else ""))
     print(f"tables: kdengine study table {study.name} --runs-dir {store.root} --out DIR")
-    return 1 if failed else 0
+    return 1 if outcome.failed else 0
 
 
 def study_status(args) -> int:
-    store = store_from(args)
-    record = _record(store, args.study)
-    states = {p["run_id"]: store.read_status(p["run_id"]) for p in record["runs"]}
-    counts = Counter(s["state"] for s in states.values())
-    print(f"study {record['name']} ({record['source']}): {len(states)} runs, seeds {record['seeds']}")
-    print("  " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("finished", "running", "queued", "failed", "stopped")))
-    for p in record["runs"]:
-        s = states[p["run_id"]]
-        if s["state"] != "finished":
-            print(f"  {s['state']:8} {p['run_id']}" + (f"  ({s['reason']})" if s.get("reason") else ""))
+    st = api.study_status(store_from(args), args.study)
+    counts = Counter(s["state"] for s in st.states.values())
+    print(f"study {st.name} ({st.source}): {len(st.states)} runs, seeds {st.seeds}")
+    print("  " + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATES_BY_PROGRESS))
+    for rid, s in st.states.items():
+        if s["state"] != FINISHED:
+            print(f"  {s['state']:8} {rid}" + (f"  ({s['reason']})" if s.get("reason") else ""))
     return 0
 
 
 def study_table(args) -> int:
-    from ..study.registry import study_tables
-
-    store = store_from(args)
-    tables = study_tables(store, _record(store, args.study)["name"], args.metric)
+    tables = api.tables(store_from(args), args.study, args.metric)
     if tables.finished == 0:
         raise UsageError(f"study {tables.title} has no finished runs yet")
     return write_tables(tables, args)
 
 
 def study_schema(args) -> int:
-    from .. import strategy_catalog as catalog
-    from ..options import schema_rows
-    from ..runspec import CONFIGS
-    from ..study.schema import __doc__ as layout
-
     print(layout.split("The sections")[0].rstrip())
-    from ..shift.corruptions import ShiftConfig
+    from ..data.corruptions import ShiftConfig  # cv2: only the schema prints [shift]
 
     for section, cls in (("data", CONFIGS["data"]), ("train", CONFIGS["train"]), ("teacher_train", CONFIGS["train"]),
                          ("kd", CONFIGS["kd"]), ("shift", ShiftConfig)):

@@ -8,6 +8,13 @@ from .. import strategy_catalog as catalog
 from ..options import add_options, from_args, replace_from_assignments
 from .common import add_data_options, add_runtime_args, check_loader_workers, data_config, fast_path, print_json, \
     store_from
+from ..runspec import MAX_SEED
+from ..runspec import CONFIGS
+from ..runspec import build_specs
+from .. import api
+from ..preflight import preflight
+from ..store.queue import teacher_notes
+from ..runspec import baseline_of
 
 
 def strategy_help() -> str:
@@ -16,8 +23,6 @@ def strategy_help() -> str:
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """The strategy, the models and the seed: what ``train`` asks for beyond the config options."""
-    from ..runspec import MAX_SEED
-
     g = p.add_argument_group("what to train")
     g.add_argument("--strategy", required=True, choices=catalog.names(), help=strategy_help())
     g.add_argument("--student", required=True, metavar="MODEL", help="the student: a timm model name")
@@ -39,8 +44,6 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub) -> None:
-    from ..runspec import CONFIGS
-
     p = sub.add_parser("train", help="train a strategy: teacher (if needed, or reused) then student, then its baseline")
     add_model_args(p)
     add_data_options(p)
@@ -67,8 +70,6 @@ def resolve_teachers(store, names: list[str]) -> list:
 
 
 def spec_from_args(args, store):
-    from ..runspec import CONFIGS, build_specs
-
     train = from_args(CONFIGS["train"], args)
     teacher_train = replace_from_assignments(train, args.teacher_set, "--teacher-set") if args.teacher_set else None
     return build_specs(args.strategy, args.student, resolve_teachers(store, args.teacher), data_config(args), train,
@@ -76,39 +77,27 @@ def spec_from_args(args, store):
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from ..preflight import preflight
-    from ..store.queue import enqueue_with_baseline, teacher_notes
-    from ..training.executor import ensure_finished
-
     check_loader_workers(args)
     store = store_from(args, write=True)
     spec = spec_from_args(args, store)
     preflight([spec])  # models, image size, weights file, data: one line, exit 2, before anything is queued
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    if args.queue:
+        queued = api.queue(store, spec, not args.no_baseline, device=args.device)
+        for note in queued.notes:
+            log(note)
+        print(f"queued {len(queued.runs)} run(s) in {store.root}: " + ", ".join(queued.runs or [queued.run_id])
+              + f"; start a worker with: kdengine worker --runs-dir {store.root}")
+        return 0
+
     for note in teacher_notes(store, spec):
         log(note)
-    if args.queue:
-        rid, _ = enqueue_with_baseline(store, spec, not args.no_baseline, device=args.device)
-        print(f"queued {rid} in {store.root}; start a worker with: kdengine worker --runs-dir {store.root}")
-        return 0
-    from ..runspec import baseline_of
-    from ..training.device import setup_device
-    from ..training.trackers import make_trackers
-
-    baseline = None if args.no_baseline else baseline_of(spec)
-    dev = setup_device(args.device, args.loader_workers, **fast_path(args))
-    if dev.cuda_graph and not dev.is_cuda:
-        log("note: --cuda-graph applies to CUDA runs; on the CPU the step runs eagerly")
-    make_trackers(args.tracker)  # fail early on a missing extra
-    metrics = ensure_finished(store, spec, dev, trackers=lambda: make_trackers(args.tracker),
-                              progress=not args.quiet, log=log)
-    if baseline is not None:
-        ensure_finished(store, baseline, dev, trackers=lambda: make_trackers(args.tracker),
-                        progress=not args.quiet, log=log)
+    trained = api.train(store, spec, args.device, args.loader_workers, fast_path(args), args.tracker,
+                        with_baseline=not args.no_baseline, progress=not args.quiet, log=log)
     if args.json:
-        print_json(metrics)
+        print_json(trained.metrics)
     else:
-        print(render_summary(store, spec, metrics, baseline))
+        print(render_summary(store, spec, trained.metrics, None if args.no_baseline else baseline_of(spec)))
     return 0
 
 

@@ -157,7 +157,7 @@ class SyntheticSource(ArraySource):
         arrays = load_or_generate(cfg)
         self.images = arrays["images"]
         if site:
-            from ..shift.corruptions import render_site
+            from .corruptions import render_site  # cv2: only another synthetic site needs it
 
             self.images = render_site(self.images, site)
         self.class_names = list(synthetic.CLASSES)

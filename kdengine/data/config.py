@@ -87,7 +87,8 @@ def infer_kind(path: Path) -> str:
 
 
 def _synthetic_options(arg: str) -> dict[str, Any]:
-    from .synthetic import SyntheticConfig
+    from .corruptions import SITES  # cv2 (100 ms): the launch form parses sources as they are typed
+    from .synthetic import SyntheticConfig  # cv2, as above
 
     opts: dict[str, Any] = {}
     types = {"images": int, "difficulty": float, "seed": int, "site": int}
@@ -100,7 +101,6 @@ def _synthetic_options(arg: str) -> dict[str, Any]:
         except ValueError:
             raise DataError(f"synthetic: {key} must be a number, got '{value}'") from None
     site = opts.pop("site", 0)
-    from ..shift.corruptions import SITES
 
     if site != 0 and site not in SITES:
         raise DataError(f"synthetic: site must be 0 (the reference) or one of {', '.join(map(str, SITES))}, got {site}")
@@ -110,35 +110,50 @@ def _synthetic_options(arg: str) -> dict[str, Any]:
         raise DataError(str(exc)) from None
 
 
+def _synthetic(arg: str, cfg: DataConfig) -> Source:
+    from .arrays import SyntheticSource  # each source kind loads its own readers (DICOM, images) when used
+
+    return SyntheticSource(val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
+                           split_seed=cfg.split_seed, **_synthetic_options(arg))
+
+
+def _npz(arg: str, cfg: DataConfig) -> Source:
+    from .arrays import NpzSource  # as above: a kind's readers load when it is used
+
+    return NpzSource(Path(arg), val_fraction=cfg.val_fraction, split_seed=cfg.split_seed)
+
+
+def _csv(arg: str, cfg: DataConfig) -> Source:
+    from .manifest import CsvSource  # as above: a kind's readers load when it is used
+
+    return CsvSource(Path(arg), val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
+                     split_seed=cfg.split_seed)
+
+
+def _folder(arg: str, cfg: DataConfig) -> Source:
+    from .files import FolderSource  # as above: a kind's readers load when it is used
+
+    return FolderSource(Path(arg), val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
+                        split_seed=cfg.split_seed)
+
+
+def _mura(arg: str, cfg: DataConfig) -> Source:
+    from .files import MuraSource  # as above: a kind's readers load when it is used
+
+    return MuraSource(Path(arg), task=cfg.task, val_fraction=cfg.val_fraction, split_seed=cfg.split_seed,
+                      cap_train=cfg.cap_train, cap_test=cfg.cap_test)
+
+
+SOURCES = {"synthetic": _synthetic, "mura": _mura, "folder": _folder, "npz": _npz, "csv": _csv}
+assert tuple(SOURCES) == KINDS
+
+
 def open_source(cfg: DataConfig, validate: bool = True) -> Source:
     """Index the source that ``cfg`` names. Cheap: nothing is decoded yet."""
     kind, arg = parse_source(cfg.source)
     if cfg.task != "body_part" and kind != "mura":
         raise DataError(f"--task {cfg.task} applies to MURA only; {kind} data has one task")
-    if kind == "synthetic":
-        from .arrays import SyntheticSource
-
-        src: Source = SyntheticSource(val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
-                                      split_seed=cfg.split_seed, **_synthetic_options(arg))
-    elif kind == "npz":
-        from .arrays import NpzSource
-
-        src = NpzSource(Path(arg), val_fraction=cfg.val_fraction, split_seed=cfg.split_seed)
-    elif kind == "csv":
-        from .manifest import CsvSource
-
-        src = CsvSource(Path(arg), val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
-                        split_seed=cfg.split_seed)
-    elif kind == "folder":
-        from .files import FolderSource
-
-        src = FolderSource(Path(arg), val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
-                           split_seed=cfg.split_seed)
-    else:
-        from .files import MuraSource
-
-        src = MuraSource(Path(arg), task=cfg.task, val_fraction=cfg.val_fraction, split_seed=cfg.split_seed,
-                         cap_train=cfg.cap_train, cap_test=cfg.cap_test)
+    src = SOURCES[kind](arg, cfg)
     if validate:
         src.validate()
     return src

@@ -36,7 +36,7 @@ def is_dicom(path: Path) -> bool:
 
 
 def read_header(path: Path):
-    import pydicom
+    import pydicom  # pydicom: only DICOM files need it
 
     try:
         return pydicom.dcmread(str(path), stop_before_pixels=True)
@@ -97,7 +97,7 @@ def percentile_window(values: np.ndarray) -> np.ndarray:
 
 def decode_dicom(path: Path) -> np.ndarray:
     """One DICOM file to a 2-D uint8 grayscale image (see the module's docstring). Raises DataError."""
-    import pydicom
+    import pydicom  # pydicom: only DICOM files need it
     from pydicom.pixels import apply_voi_lut
 
     try:

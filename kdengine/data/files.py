@@ -14,14 +14,16 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import DataError
 from .source import SPLITS, Skipped, Source, SplitIndex
 from .splits import cap_per_class, grouped_split
+from .dicom import is_dicom
+from .dicom import decode_dicom
+from .dicom import DicomStats, describe, patient_group, read_header
+import hashlib
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
 DICOM_EXTS = {".dcm", ".dicom"}
 
 
 def _dicom_magic(path: Path) -> bool:
-    from .dicom import is_dicom
-
     return path.is_file() and is_dicom(path)
 MURA_PARTS = ("ELBOW", "FINGER", "FOREARM", "HAND", "HUMERUS", "SHOULDER", "WRIST")
 _STUDY = re.compile(r"^study\d+_(positive|negative)$")
@@ -74,7 +76,6 @@ def decode_file(path: str | os.PathLike) -> np.ndarray:
     p = Path(path)
     if p.suffix.lower() in IMAGE_EXTS:
         return decode_gray(p)
-    from .dicom import decode_dicom, is_dicom
 
     if is_dicom(p):
         return decode_dicom(p)
@@ -89,8 +90,6 @@ class FileSource(Source):
 
     def note_dicom(self, path: Path) -> str | None:
         """Count a DICOM file's properties for ``data check``; return its patient group (a hash), if any."""
-        from .dicom import DicomStats, describe, patient_group, read_header
-
         if self.dicom_stats is None:
             self.dicom_stats = DicomStats()
         ds = read_header(path)
@@ -109,8 +108,6 @@ class FileSource(Source):
 
     def fingerprint(self) -> str:
         """Paths, sizes and modification times of every indexed file (cheap: one stat each)."""
-        import hashlib
-
         h = hashlib.sha256(self.kind.encode())
         for split in SPLITS:
             idx = self.splits[split]

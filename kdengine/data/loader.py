@@ -86,7 +86,7 @@ def _one_thread(_worker_id: int) -> None:
     """Each loader process uses one OpenCV thread (torch's loader already sets one torch thread): N processes,
     not N x cores threads. The processes start from a fork server, not from a fork of the trainer: a forked
     child inherits OpenCV's thread pool in a state it cannot resize (it hangs)."""
-    import cv2
+    import cv2  # cv2, in the loader process itself
 
     cv2.setNumThreads(1)
 

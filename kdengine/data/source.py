@@ -16,8 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import DataError
-
-SPLITS = ("train", "val", "test")
+from ..metric_names import SPLITS
 
 
 @dataclass

@@ -12,6 +12,7 @@ from torch import nn
 
 from ..errors import UsageError
 from .catalog import PRETRAINED_ALIASES, known_names
+from safetensors import safe_open
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth", "model.pt")
 
@@ -119,8 +120,6 @@ def check_weights_file(path: str, name: str) -> Path:
     if size == 0:
         raise UsageError(f"--pretrained-from {file}: the file is empty")
     if file.suffix == ".safetensors":
-        from safetensors import safe_open
-
         try:
             with safe_open(str(file), framework="pt") as fh:
                 if not list(fh.keys()):

@@ -10,11 +10,14 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .. import strategy_catalog as catalog
 from ..errors import UsageError
+from ..metric_names import SPLITS  # noqa: F401 - the tables read it from here too
 from ..runspec import RunSpec, baseline_of
 from ..store import RunStore
+from ..store.lifecycle import FINISHED, QUEUED
+from ..store.runstore import read_json
 
-SPLITS = ("train", "val", "test")
 
 
 @dataclass
@@ -28,11 +31,11 @@ class RunRecord:
 
     @property
     def state(self) -> str:
-        return "damaged" if self.damage else self.status.get("state", "queued")
+        return "damaged" if self.damage else self.status.get("state", QUEUED)
 
     @property
     def finished(self) -> bool:
-        return self.state == "finished" and self.metrics is not None
+        return self.state == FINISHED and self.metrics is not None
 
     @property
     def kind(self) -> str:
@@ -56,12 +59,8 @@ class RunRecord:
 
     @property
     def label(self) -> str:
-        """What the run is in a word or two: its KD strategy, or ``baseline`` / ``defective`` for a CE run."""
-        if not self.spec:
-            return "damaged"
-        if self.spec.kind == "kd":
-            return self.spec.strategy
-        return "defective" if self.spec.regime == "defective" else "ce"
+        """What the run is in a word: its KD strategy, or ``ce`` / ``defective`` for a cross-entropy run."""
+        return self.spec.role_label if self.spec else "damaged"
 
     @property
     def teacher_ids(self) -> list[str]:
@@ -71,11 +70,7 @@ class RunRecord:
     def teacher_label(self) -> str:
         if not self.spec or self.spec.kind == "ce":
             return ""
-        if self.spec.strategy == "tf-self":
-            return f"{self.model} (self)"
-        if self.spec.strategy == "tf-reg":
-            return "virtual"
-        return "+".join(t.model for t in self.spec.teachers)
+        return catalog.get(self.spec.strategy).teacher_label([t.model for t in self.spec.teachers], self.model)
 
     @property
     def baseline_id(self) -> str | None:
@@ -99,8 +94,6 @@ _WRITE_ONCE: dict[tuple, Any] = {}
 
 def _write_once(path, parse=None):
     """spec.json and metrics.json are written once: re-read (and re-parse) them only when the file changed."""
-    from ..store.runstore import read_json
-
     try:
         st = path.stat()
     except OSError:
@@ -134,7 +127,7 @@ def read_record(store: RunStore, run_id: str) -> RunRecord:
     if spec is not None and damage is None and metrics is None and (d / "metrics.json").exists():
         damage = "metrics.json is damaged (not valid JSON)"
     status = store.read_status(run_id)
-    if damage is None and status.get("state") == "finished" and metrics is None:
+    if damage is None and status.get("state") == FINISHED and metrics is None:
         damage = "finished, but metrics.json is missing"
     shift = _write_once(d / "shift.json") if metrics is not None else None
     shift = shift if isinstance(shift, dict) and "cells" in shift else None

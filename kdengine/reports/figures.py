@@ -11,6 +11,9 @@ import io
 from pathlib import Path
 
 from ..atomic import atomic_path
+from ..metric_names import SPLITS
+from ..store import events as ev
+import numpy as np
 
 STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8, "figure.dpi": 120,
          "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False}
@@ -18,10 +21,10 @@ LINES = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ("-", "v"), ("--", "x
 
 
 def _plt():
-    import matplotlib
+    import matplotlib  # matplotlib (0.3 s): drawn at a run's end and for the report only
 
     matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # as above
 
     plt.rcParams.update(STYLE)
     return plt
@@ -42,39 +45,35 @@ def save_png(fig, path: Path) -> Path:
 
 
 def _epoch_axis(*axes) -> None:
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator  # matplotlib: see _plt
 
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
 
 
-def epoch_curves(events: list[dict]) -> dict[int, dict]:
+def epoch_curves(events: list[ev.Event]) -> dict[int, ev.Epoch]:
     """Epoch -> its event (after a resume the last one wins)."""
-    out = {}
-    for e in events:
-        if e.get("type") == "epoch":
-            out[e["epoch"]] = e
-    return dict(sorted(out.items()))
+    return {e.epoch: e for e in ev.epochs(events)}
 
 
-def defect_checks(events: list[dict]) -> list[tuple[float, float]]:
+def defect_checks(events: list[ev.Event]) -> list[tuple[float, float]]:
     """A defective teacher's val accuracy at each check, against the epoch (fractional)."""
-    start = next((e for e in events if e.get("type") == "start"), {})
-    per = start.get("steps_per_epoch")
+    start = ev.start(events)
+    per = start.steps_per_epoch if start else 0
     if not per:
         return []
-    return [(e["global_step"] / per, e["val_accuracy"]) for e in events if e.get("type") in ("defect_check", "defect")]
+    return [(e.global_step / per, e.val_accuracy) for e in events if isinstance(e, (ev.DefectCheck, ev.Defect))]
 
 
-def curves_figure(events: list[dict], title: str):
+def curves_figure(events: list[ev.Event], title: str):
     plt = _plt()
     epochs = epoch_curves(events)
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(8, 3.2))
     xs = list(epochs)
     for ax, key, label in ((ax_loss, "loss", "loss"), (ax_acc, "accuracy", "accuracy")):
-        for (split, (ls, mk)) in zip(("train", "val"), LINES):
-            ax.plot(xs, [epochs[x][split][key] for x in xs], linestyle=ls, marker=mk, label=split)
+        for (split, (ls, mk)) in zip(SPLITS[:2], LINES):
+            ax.plot(xs, [getattr(epochs[x], split)[key] for x in xs], linestyle=ls, marker=mk, label=split)
         _epoch_axis(ax)
         ax.set_ylabel(label)
     checks = defect_checks(events)
@@ -89,8 +88,6 @@ def curves_figure(events: list[dict], title: str):
 
 
 def confusion_figure(cm: list[list[int]], names: list[str], title: str):
-    import numpy as np
-
     plt = _plt()
     cm = np.asarray(cm)
     share = cm / np.maximum(1, cm.sum(1, keepdims=True))
@@ -130,7 +127,7 @@ def reliability_figure(bins: list[dict], ece: float, title: str):
     return fig
 
 
-def write_run_figures(run_dir: Path, events: list[dict], metrics: dict, title: str) -> list[Path]:
+def write_run_figures(run_dir: Path, events: list[ev.Event], metrics: dict, title: str) -> list[Path]:
     """The run's three figures into ``<run>/figures/``; returns their paths."""
     folder = Path(run_dir) / "figures"
     test = metrics["test"]
@@ -143,15 +140,15 @@ def write_run_figures(run_dir: Path, events: list[dict], metrics: dict, title: s
     return paths
 
 
-def overlay_figure(series: list[tuple[str, list[dict]]], title: str):
+def overlay_figure(series: list[tuple[str, list[ev.Event]]], title: str):
     """Val accuracy and loss of several runs on shared axes (a student, its baseline, its teacher(s))."""
     plt = _plt()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(8, 3.2))
     for (label, events), (ls, mk) in zip(series, LINES):
         epochs = epoch_curves(events)
         xs = list(epochs)
-        ax_loss.plot(xs, [epochs[x]["val"]["loss"] for x in xs], linestyle=ls, marker=mk, label=label)
-        ax_acc.plot(xs, [epochs[x]["val"]["accuracy"] for x in xs], linestyle=ls, marker=mk, label=label)
+        ax_loss.plot(xs, [epochs[x].val["loss"] for x in xs], linestyle=ls, marker=mk, label=label)
+        ax_acc.plot(xs, [epochs[x].val["accuracy"] for x in xs], linestyle=ls, marker=mk, label=label)
         checks = defect_checks(events)
         if checks:  # a defective teacher stops mid-epoch: its checks are its curve
             ax_acc.plot(*zip(*checks), linestyle=ls, marker=mk, label=f"{label}: checks")

@@ -14,6 +14,7 @@ from ..store import RunStore
 from . import figures as F
 from .collect import RunRecord
 from .tables import METRICS, Tables, cell_text
+from .tables import TEXT_COLUMNS
 
 CSS = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #111; }
@@ -38,8 +39,6 @@ def img(png: bytes, caption: str) -> str:
 
 
 def table_html(t) -> str:
-    from .tables import TEXT_COLUMNS
-
     head = "".join(f"<th>{html.escape(c)}</th>" for c in t.columns)
     rows = []
     for row in t.rows:
@@ -54,7 +53,7 @@ def _run_png(store: RunStore, r: RunRecord, name: str) -> bytes:
     """A run's own figure, drawn again when it is missing (runs trained before figures existed)."""
     path = store.run_dir(r.run_id) / "figures" / name
     if not path.is_file():
-        F.write_run_figures(store.run_dir(r.run_id), store.read_events(r.run_id)[0], r.metrics, r.spec.describe())
+        F.write_run_figures(store.run_dir(r.run_id), store.events(r.run_id), r.metrics, r.spec.describe())
     return path.read_bytes()
 
 
@@ -62,15 +61,15 @@ def student_section(store: RunStore, records: list[RunRecord]) -> str:
     by_id = {r.run_id: r for r in records}
     out = []
     for r in sorted((r for r in records if r.kind == "kd" and r.finished), key=lambda r: (r.strategy, r.model, r.seed)):
-        series = [(f"student {r.model}", store.read_events(r.run_id)[0])]
+        series = [(f"student {r.model}", store.events(r.run_id))]
         base = by_id.get(r.baseline_id)
         if base is not None and base.finished:
-            series.append((f"baseline {base.model}", store.read_events(base.run_id)[0]))
+            series.append((f"baseline {base.model}", store.events(base.run_id)))
         for tid in r.teacher_ids:
             if tid in by_id:
                 t = by_id[tid]
                 series.append((f"teacher {t.model}" + (" (defective)" if t.regime == "defective" else ""),
-                               store.read_events(tid)[0]))
+                               store.events(tid)))
         title = f"{r.strategy}: {r.teacher_label} → {r.model}, seed {r.seed}"
         out.append(img(F.png_bytes(F.overlay_figure(series, title)), f"{title} — val accuracy and loss of the student, "
                        "its baseline (trained alone, same settings and seed) and its teacher"))

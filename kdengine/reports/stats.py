@@ -7,7 +7,7 @@ from statistics import fmean, stdev
 
 
 def t_quantile(df: int, q: float = 0.975) -> float:
-    from scipy.stats import t
+    from scipy.stats import t  # scipy (0.3 s): only an interval needs its t quantile
 
     return float(t.ppf(q, df))
 

@@ -1,19 +1,24 @@
-"""The comparison tables, built once for ``kdengine table``, ``kdengine study table`` and kdtui's Results.
+"""The comparison tables, built once for ``kdengine table``, ``kdengine study table``, kdtui's Results, the
+report and scripts, on pandas.
+
+Everything starts from one long DataFrame, one row per finished run and split (:func:`cell_frame`); the
+tables are its groupings and pivots, each cell a :class:`~.stats.Summary` over seeds:
 
 - **models**: every run trained alone (cross-entropy): teachers (by regime) and baselines.
 - **students_<strategy>**: the thesis's layout: rows (student, split), one column per teacher, the
   student's baseline, and the gain over it per teacher, paired by seed.
+- **robustness** and **robustness_<strategy>**: the same under acquisition shift, once evaluated.
 
 Pairing is exact: a KD run's baseline is the one run ``baseline_of(spec)`` names, never a run that
 merely has the same model. Cells average runs over seeds only: runs whose data or settings differ are
 never blended. Where the runs of a table were trained under several settings, each settings group
 gets its own rows, labelled A, B, ..., and a note says what differs between the groups.
-No torch, no pandas.
+
+pandas is imported where a table is built (about 0.4 s), never at import: kdtui's first screen does not
+wait for it. No torch.
 """
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +26,11 @@ from typing import Any
 
 from .. import strategy_catalog as catalog
 from ..atomic import write_text
-from .collect import SPLITS, RunRecord, differing_keys, flat_settings, roles_of, settings_key
+from ..errors import UsageError
+from ..metric_names import HEADLINE, PER_SPLIT, SPLITS
+from .collect import RunRecord, differing_keys, flat_settings, roles_of, settings_key
 from .stats import Summary, paired_gain, summarize
+from ..atomic import atomic_path, disk_errors
 
 # metric -> (label, range, higher is better)
 METRICS = {
@@ -32,9 +40,10 @@ METRICS = {
     "ece": ("ECE", (0.0, 1.0), False),
     "shift_mean": ("accuracy under shift", (0.0, 1.0), True),  # test split, mean over shifts and severities
 }
-TIDY_METRICS = ("accuracy", "macro_f1", "kappa", "ece", "loss", "agreement")
-SHIFT_METRICS = ("accuracy", "macro_f1", "kappa", "ece")  # what shift.json keeps per cell
+TIDY_METRICS = PER_SPLIT
+SHIFT_METRICS = HEADLINE  # what shift.json keeps per cell
 TEXT_COLUMNS = ("settings", "model", "student", "regime", "role", "split", "threshold reached", "n", "what", "teacher")
+FORMATS = ("csv", "md", "parquet", "both", "all")  # both: CSV and Markdown; all: and Parquet
 
 
 @dataclass
@@ -49,23 +58,49 @@ class Table:
     def key(self) -> str:
         return self.name.removeprefix("students_")
 
+    def frame(self):
+        """The table as a DataFrame of numbers: each Summary column split into mean, std, ci_lo, ci_hi, n (and,
+        for a gain, whether its interval excludes zero); the CSV is this frame."""
+        import pandas as pd  # see the module's note: never at import
+
+        data: dict[str, list] = {}
+        for i, c in enumerate(self.columns):
+            cells = [row[i] for row in self.rows]
+            if c in TEXT_COLUMNS:
+                data[c] = cells
+                continue
+            for part in ("mean", "std", "lo", "hi"):
+                data[f"{c} {'ci_' + part if part in ('lo', 'hi') else part}"] = pd.array(
+                    [getattr(v, part) if v is not None else None for v in cells], dtype="Float64")
+            data[f"{c} n"] = pd.array([v.n if v is not None else None for v in cells], dtype="Int64")
+            if c.startswith("gain"):
+                data[f"{c} significant"] = [None if v is None or not v.has_interval else str(v.excludes_zero).lower()
+                                            for v in cells]
+        return pd.DataFrame(data)
+
 
 @dataclass
 class Tables:
     title: str
     metric: str
     tables: list[Table]
-    runs: list[dict]  # tidy: one row per finished run and split, every metric
+    long: Any  # the long table: a DataFrame, one row per finished run and split, every metric (runs.csv)
     finished: int
     planned: int
     synthetic: bool
     one_seed: bool
-    robustness: list[dict] = field(default_factory=list)  # one row per run, shift and severity
+    robustness: Any = None  # a DataFrame: one row per run, shift and severity (robustness_cells.csv)
 
     def get(self, name: str) -> Table | None:
         return next((t for t in self.tables if t.name == name), None)
 
+    @property
+    def runs(self) -> list[dict]:
+        """The long table's rows as dicts (what runs.csv holds)."""
+        return [] if self.long is None else self.long.astype(object).where(self.long.notna(), None).to_dict("records")
 
+
+# -- settings groups ----------------------------------------------------------------------------------------------
 def settings_groups(records: list[RunRecord]) -> tuple[dict[str, str], list[str]]:
     """run_id -> group label ("" when all share one settings), and one note per group saying what differs."""
     keys: dict[str, str] = {}
@@ -83,85 +118,121 @@ def settings_groups(records: list[RunRecord]) -> tuple[dict[str, str], list[str]
     return {rid: labels[k] for rid, k in keys.items()}, notes
 
 
+# -- the long table -----------------------------------------------------------------------------------------------
+def with_baselines(records: list[RunRecord]):
+    """(run, its finished baseline or None) for each finished run, in order: the pairing every table uses."""
+    by_id = {r.run_id: r for r in records}
+    for r in records:
+        if r.finished:
+            base = by_id.get(r.baseline_id) if r.baseline_id else None
+            yield r, (base if base is not None and base.finished else None)
+
+
+def cell_frame(records: list[RunRecord]):
+    """One row per finished run and split: its identity, every metric, and its paired baseline's metrics
+    (``base_<metric>``): what every wide table is grouped and pivoted from."""
+    import pandas as pd  # see the module's note: never at import
+
+    rows = []
+    for r, base in with_baselines(records):
+        for split in SPLITS:
+            row = {"run_id": r.run_id, "kind": r.kind, "strategy": r.strategy, "regime": r.regime, "model": r.model,
+                   "teacher": r.teacher_label, "seed": r.seed, "split": split}
+            for m in METRICS:
+                row[m] = r.metric(split, m)
+                row[f"base_{m}"] = base.metric(split, m) if base is not None else None
+            rows.append(row)
+    columns = ["run_id", "kind", "strategy", "regime", "model", "teacher", "seed", "split",
+               *(c for m in METRICS for c in (m, f"base_{m}"))]
+    return pd.DataFrame(rows, columns=columns, dtype=object)
+
+
 def _summary(values, metric: str) -> Summary | None:
-    return summarize(list(values), bounds=METRICS[metric][1])
+    return summarize([v for v in values if v is not None], bounds=METRICS[metric][1])
 
 
-def _gain(treated: dict[int, float], baseline: dict[int, float], metric: str) -> Summary | None:
+def _gain_bounds(metric: str) -> tuple[float, float]:
     lo, hi = METRICS[metric][1]
-    return paired_gain(treated, baseline, bounds=(lo - hi, hi - lo))
+    return lo - hi, hi - lo
 
 
-def models_table(records: list[RunRecord], roles: dict[str, set[str]], metric: str) -> Table | None:
+def models_table(records: list[RunRecord], cells, roles: dict[str, set[str]], metric: str) -> Table | None:
     ce = [r for r in records if r.kind == "ce" and r.finished]
     if not ce:
         return None
     groups, notes = settings_groups(ce)
-    cells: dict[tuple, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    for r in ce:
-        regime = f"defective (stop at {r.spec.defect_acc:.2f})" if r.regime == "defective" else "normal"
-        key = (groups[r.run_id], r.model, regime, "+".join(sorted(roles.get(r.run_id, {"baseline"}))))
-        for split in SPLITS:
-            cells[key][split].append(r.metric(split, metric))
-        if r.regime == "defective":
-            cells[key]["reached"].append(bool((r.metrics.get("defect") or {}).get("reached")))
+    meta = {r.run_id: r for r in ce}
+    frame = cells[cells["run_id"].isin(list(meta))].copy()
+    frame["group"] = frame["run_id"].map(groups)
+    frame["regime_label"] = [f"defective (stop at {meta[i].spec.defect_acc:.2f})" if meta[i].regime == "defective"
+                             else "normal" for i in frame["run_id"]]
+    frame["role"] = ["+".join(sorted(roles.get(i, {"baseline"}))) for i in frame["run_id"]]
     label = METRICS[metric][0]
     grouped = any(groups.values())
     table = Table("models", f"Models trained alone (cross-entropy): teachers and baselines, test {label} "
                   "(mean ± std [95% CI] over seeds); a defective teacher's numbers are those of the weights it "
                   "teaches with", (["settings"] if grouped else []) + ["model", "regime", "role", *SPLITS,
                                                                        "threshold reached", "n"], notes=notes)
-    for (group, model, regime, role), c in sorted(cells.items()):
-        reached = f"{sum(c['reached'])}/{len(c['reached'])}" if c.get("reached") else "–"
+    for (group, model, regime, role), g in frame.groupby(["group", "model", "regime_label", "role"], sort=True):
+        by_split = {s: g.loc[g["split"] == s, metric].tolist() for s in SPLITS}
+        runs = list(dict.fromkeys(g["run_id"]))
+        reached = [bool((meta[i].metrics.get("defect") or {}).get("reached")) for i in runs
+                   if meta[i].regime == "defective"]
         table.rows.append(([group] if grouped else []) + [model, regime, role,
-                                                          *(_summary(c[s], metric) for s in SPLITS), reached,
-                                                          len(c["test"])])
+                                                          *(_summary(by_split[s], metric) for s in SPLITS),
+                                                          f"{sum(reached)}/{len(reached)}" if reached else "–",
+                                                          len(by_split["test"])])
     return table
 
 
-def student_tables(records: list[RunRecord], metric: str) -> list[Table]:
-    by_id = {r.run_id: r for r in records}
+def _strategy_table(name: str, title: str, mine: list[RunRecord], cells, metric: str) -> Table:
+    """Rows (settings group, student, split); a column per teacher, the baseline, and the gain per teacher."""
+    groups, notes = settings_groups(mine)
+    grouped = any(groups.values())
+    frame = cells[cells["run_id"].isin([r.run_id for r in mine])].copy()
+    frame["group"] = frame["run_id"].map(groups)
+    teachers = sorted({r.teacher_label for r in mine})
+    table = Table(name, title, (["settings"] if grouped else []) + ["student", "split", *teachers, "baseline",
+                                                                    *(f"gain {t}" for t in teachers)],
+                  notes=list(notes))
+    order = {s: i for i, s in enumerate(SPLITS)}
+    frame["split_order"] = frame["split"].map(order)
+    for (group, student, _), g in frame.groupby(["group", "model", "split_order"], sort=True):
+        if not g[metric].notna().any():  # a row where some teacher has a value
+            continue
+        split = g["split"].iloc[0]
+        # seed x teacher: the student's values, and its baseline's (paired by seed)
+        values = g.pivot_table(index="seed", columns="teacher", values=metric, aggfunc="last")
+        paired = g[g[f"base_{metric}"].notna()]
+        bases = paired.pivot_table(index="seed", columns="teacher", values=f"base_{metric}", aggfunc="last")
+        base_by_seed = paired.drop_duplicates("seed", keep="last").set_index("seed")[f"base_{metric}"]
+        row = ([group] if grouped else []) + [student, split]
+        row += [_summary(values[t].dropna().tolist(), metric) if t in values else None for t in teachers]
+        row.append(_summary(base_by_seed.tolist(), metric) if len(base_by_seed) else None)
+        for t in teachers:
+            if t in values and t in bases:
+                treated = {int(k): float(v) for k, v in values[t].dropna().items()}
+                base = {int(k): float(v) for k, v in bases[t].dropna().items()}
+                row.append(paired_gain(treated, base, bounds=_gain_bounds(metric)) if treated and base else None)
+            else:
+                row.append(None)
+        table.rows.append(row)
+    if not METRICS[metric][2]:
+        table.notes.append(f"Lower {METRICS[metric][0]} is better: a negative gain is an improvement.")
+    return table
+
+
+def student_tables(records: list[RunRecord], cells, metric: str) -> list[Table]:
     kd = [r for r in records if r.kind == "kd" and r.finished]
     out = []
     label = METRICS[metric][0]
     for strategy in [s for s in catalog.kd_names() if any(r.strategy == s for r in kd)]:
         mine = [r for r in kd if r.strategy == strategy]
-        groups, notes = settings_groups(mine)
-        grouped = any(groups.values())
-        teachers = sorted({r.teacher_label for r in mine})
-        # (group, student, split) -> teacher label -> {seed: value}; and the paired baseline values
-        cells: dict[tuple, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
-        bases: dict[tuple, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
-        for r in mine:
-            base = by_id.get(r.baseline_id)
-            for split in SPLITS:
-                key = (groups[r.run_id], r.model, split)
-                value = r.metric(split, metric)
-                if value is not None:
-                    cells[key][r.teacher_label][r.seed] = value
-                if base is not None and base.finished and base.metric(split, metric) is not None:
-                    bases[key][r.teacher_label][r.seed] = base.metric(split, metric)
         name = catalog.CATALOGUE[strategy].label
-        table = Table(f"students_{strategy}",
-                      f"{name}: student {label} (mean ± std [95% CI] over seeds); gain over its baseline (the "
-                      "student trained alone, same data, settings and seed), paired by seed",
-                      (["settings"] if grouped else []) + ["student", "split", *teachers, "baseline",
-                                                           *(f"gain {t}" for t in teachers)], notes=list(notes))
-        order = {s: i for i, s in enumerate(SPLITS)}
-        for key in sorted(cells, key=lambda k: (k[0], k[1], order[k[2]])):
-            group, student, split = key
-            base_by_seed: dict[int, float] = {}
-            for per_teacher in bases[key].values():
-                base_by_seed.update(per_teacher)
-            row = ([group] if grouped else []) + [student, split]
-            row += [_summary(cells[key][t].values(), metric) if cells[key].get(t) else None for t in teachers]
-            row.append(_summary(base_by_seed.values(), metric) if base_by_seed else None)
-            row += [_gain(cells[key][t], bases[key][t], metric) if cells[key].get(t) and bases[key].get(t) else None
-                    for t in teachers]
-            table.rows.append(row)
-        if not METRICS[metric][2]:
-            table.notes.append(f"Lower {label} is better: a negative gain is an improvement.")
-        out.append(table)
+        out.append(_strategy_table(f"students_{strategy}",
+                                   f"{name}: student {label} (mean ± std [95% CI] over seeds); gain over its baseline "
+                                   "(the student trained alone, same data, settings and seed), paired by seed",
+                                   mine, cells, metric))
     return out
 
 
@@ -202,8 +273,10 @@ def robustness_table(records: list[RunRecord]) -> Table | None:
     return table
 
 
-def robustness_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
+def robustness_frame(records: list[RunRecord]):
     """One row per run, shift and severity: the long table of every robustness figure."""
+    import pandas as pd  # see the module's note: never at import
+
     rows = []
     for r in records:
         if not (r.finished and r.shift):
@@ -218,19 +291,16 @@ def robustness_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
         if r.shift.get("external"):
             rows.append({**base, "shift": f"external:{r.shift['external']['source']}", "severity": 0,
                          **{k: r.shift["external"].get(k) for k in SHIFT_METRICS}})
-    return rows
+    return _typed(pd.DataFrame(rows)) if rows else None
 
 
-def tidy_rows(records: list[RunRecord], roles: dict[str, set[str]], study: str = "") -> list[dict[str, Any]]:
+def long_frame(records: list[RunRecord], roles: dict[str, set[str]], study: str = ""):
     """One row per finished run and split, with every metric and the paired baseline: the long table."""
-    by_id = {r.run_id: r for r in records}
+    import pandas as pd  # see the module's note: never at import
+
     groups, _ = settings_groups([r for r in records if r.spec])
     rows = []
-    for r in records:
-        if not r.finished:
-            continue
-        base = by_id.get(r.baseline_id) if r.baseline_id else None
-        base = base if base is not None and base.finished else None
+    for r, base in with_baselines(records):
         teacher_meta = (r.metrics.get("teachers") or [{}])[0] if r.kind == "kd" else {}
         defect = r.metrics.get("defect") or teacher_meta.get("defect") or {}
         for split in SPLITS:
@@ -250,23 +320,41 @@ def tidy_rows(records: list[RunRecord], roles: dict[str, set[str]], study: str =
                         "epochs": r.spec.train.epochs, "best_epoch": r.metrics.get("best_epoch"),
                         "synthetic": bool(r.metrics.get("synthetic"))})
             rows.append(row)
-    return rows
+    return _typed(pd.DataFrame(rows)) if rows else pd.DataFrame(columns=["run_id"])
+
+
+def _typed(df):
+    """Each column as its values are: whole numbers as nullable integers (a missing one does not make the rest
+    floats), real numbers as floats, flags as booleans, the rest as text."""
+    import pandas as pd  # see the module's note: never at import
+
+    out = {}
+    for c in df.columns:
+        vals = [v for v in df[c].tolist() if v is not None and not (isinstance(v, float) and v != v)]
+        if vals and all(isinstance(v, bool) for v in vals):
+            out[c] = pd.array(df[c].tolist(), dtype="boolean")
+        elif vals and all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
+            out[c] = pd.array(df[c].tolist(), dtype="Int64")
+        elif vals and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            out[c] = pd.array([None if v is None else float(v) for v in df[c].tolist()], dtype="Float64")
+        else:
+            out[c] = pd.Series(df[c].tolist(), dtype=object)
+    return pd.DataFrame(out)
 
 
 def build(records: list[RunRecord], metric: str = "accuracy", roles: dict[str, set[str]] | None = None,
           title: str = "all runs", planned: int | None = None, study: str = "") -> Tables:
     """Every table for a set of records (a whole store, or one study's runs)."""
     if metric not in METRICS:
-        from ..errors import UsageError
-
         raise UsageError(f"unknown metric '{metric}' (choose {', '.join(METRICS)})")
     readable = [r for r in records if r.spec is not None]
     roles = {**roles_of(readable), **(roles or {})}
-    tables = [t for t in [models_table(readable, roles, metric), *student_tables(readable, metric)] if t]
+    cells = cell_frame(readable)
+    tables = [t for t in [models_table(readable, cells, roles, metric), *student_tables(readable, cells, metric)] if t]
     robust = robustness_table(readable)
     if robust is not None and metric != "shift_mean":  # beside every accuracy table: the students under shift
         tables.append(robust)
-        for t in student_tables(readable, "shift_mean"):
+        for t in student_tables(readable, cells, "shift_mean"):
             t.name = t.name.replace("students_", "robustness_")
             tables.append(t)
     finished = [r for r in readable if r.finished]
@@ -280,9 +368,9 @@ def build(records: list[RunRecord], metric: str = "accuracy", roles: dict[str, s
                                 "clipped to the metric's range.")
         if synthetic:
             t.notes.append("SYNTHETIC data: generated images, not real radiographs.")
-    return Tables(title, metric, tables, tidy_rows(readable, roles, study), len(finished),
+    return Tables(title, metric, tables, long_frame(readable, roles, study), len(finished),
                   planned if planned is not None else len(records), synthetic, one_seed,
-                  robustness=robustness_rows(readable))
+                  robustness=robustness_frame(readable))
 
 
 # -- writing --------------------------------------------------------------------------------------------------
@@ -296,78 +384,56 @@ def cell_text(v, gain: bool = False, intervals: bool = True) -> str:
 
 def table_csv(t: Table) -> str:
     """Numbers split into columns: mean, std, ci_lo, ci_hi, n per Summary cell, and a significance flag for gains."""
-    out = io.StringIO()
-    w = csv.writer(out)
-    header = []
-    for c in t.columns:
-        if c in TEXT_COLUMNS:
-            header.append(c)
-        else:
-            header += [f"{c} mean", f"{c} std", f"{c} ci_lo", f"{c} ci_hi", f"{c} n"]
-            if c.startswith("gain"):
-                header.append(f"{c} significant")
-    w.writerow(header)
-    for row in t.rows:
-        line = []
-        for c, v in zip(t.columns, row):
-            if c in TEXT_COLUMNS:
-                line.append(v)
-                continue
-            if v is None:
-                line += [""] * 5
-            else:
-                line += [f"{v.mean:.4f}", "" if v.std is None else f"{v.std:.4f}",
-                         "" if v.lo is None else f"{v.lo:.4f}", "" if v.hi is None else f"{v.hi:.4f}", v.n]
-            if c.startswith("gain"):
-                line.append("" if v is None or not v.has_interval else str(v.excludes_zero).lower())
-        w.writerow(line)
-    return out.getvalue()
+    return t.frame().to_csv(index=False, float_format="%.4f", na_rep="", lineterminator="\r\n")
 
 
 def table_markdown(t: Table) -> str:
-    lines = [f"### {t.title}", "", "| " + " | ".join(t.columns) + " |", "|" + "---|" * len(t.columns)]
-    for row in t.rows:
-        lines.append("| " + " | ".join(cell_text(v, gain=c.startswith("gain")) for c, v in zip(t.columns, row)) + " |")
-    lines += [""] + [f"_{n}_" for n in t.notes]
-    return "\n".join(lines) + "\n"
+    import pandas as pd  # see the module's note: never at import
+
+    text = pd.DataFrame([[cell_text(v, gain=c.startswith("gain")) for c, v in zip(t.columns, row)] for row in t.rows],
+                        columns=t.columns)
+    body = text.to_markdown(index=False, tablefmt="pipe") if len(text) else "| " + " | ".join(t.columns) + " |"
+    return "\n".join([f"### {t.title}", "", body, ""] + [f"_{n}_" for n in t.notes]) + "\n"
 
 
-def runs_csv(rows: list[dict]) -> str:
-    out = io.StringIO()
-    cols = list(rows[0]) if rows else ["run_id"]
-    w = csv.DictWriter(out, fieldnames=cols)
-    w.writeheader()
-    for row in rows:
-        w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
-    return out.getvalue()
+def frame_csv(df) -> str:
+    """A long table as CSV: real numbers to 6 decimals, a missing value empty."""
+    if df is None or not len(df):
+        return "run_id\r\n"
+    return df.to_csv(index=False, float_format="%.6f", na_rep="", lineterminator="\r\n")
 
 
 def export(tables: Tables, out_dir: Path, fmt: str = "csv") -> list[Path]:
-    """Write each table as ``<name>.csv`` and/or ``<name>.md``, the long ``runs.csv``, and with Markdown one
-    ``tables.md`` holding them all. Returns the paths written."""
-    from ..atomic import disk_errors
-    from ..errors import UsageError
-
+    """Write each table as ``<name>.csv`` / ``.md`` / ``.parquet``, the long ``runs.csv`` (and
+    ``robustness_cells.csv``), and with Markdown one ``tables.md`` holding them all. Returns the paths written."""
     out_dir = Path(out_dir)
+    if fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} is a file, not a folder")
     with disk_errors(out_dir):
         out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    formats = ("csv", "md") if fmt == "both" else (fmt,)
+    formats = {"both": ("csv", "md"), "all": ("csv", "md", "parquet")}.get(fmt, (fmt,))
     for table in tables.tables:
         for f in formats:
             path = out_dir / f"{table.name}.{f}"
-            write_text(path, table_csv(table) if f == "csv" else table_markdown(table))
+            if f == "parquet":
+                with atomic_path(path) as tmp:
+                    table.frame().to_parquet(tmp, index=False)
+            else:
+                write_text(path, table_csv(table) if f == "csv" else table_markdown(table))
             written.append(path)
-    if "csv" in formats:
-        path = out_dir / "runs.csv"
-        write_text(path, runs_csv(tables.runs))
-        written.append(path)
-        if tables.robustness:
-            path = out_dir / "robustness_cells.csv"
-            write_text(path, runs_csv(tables.robustness))
-            written.append(path)
+    longs = [("runs", tables.long)] + ([("robustness_cells", tables.robustness)] if tables.robustness is not None
+                                       else [])
+    for stem, df in longs:
+        if "csv" in formats:
+            write_text(out_dir / f"{stem}.csv", frame_csv(df))
+            written.append(out_dir / f"{stem}.csv")
+        if "parquet" in formats and df is not None and len(df):
+            with atomic_path(out_dir / f"{stem}.parquet") as tmp:
+                df.to_parquet(tmp, index=False)
+            written.append(out_dir / f"{stem}.parquet")
     if "md" in formats:
         md = [f"# {tables.title}", "", f"{tables.finished} of {tables.planned} runs finished; metric: "
               f"{METRICS[tables.metric][0]}.", ""]
@@ -382,6 +448,6 @@ def describe_written(paths: list[Path]) -> str:
     """'4 CSV and 4 Markdown files' — what an export wrote, exactly."""
     kinds: dict[str, int] = defaultdict(int)
     for p in paths:
-        kinds[{".csv": "CSV", ".md": "Markdown"}.get(p.suffix, p.suffix)] += 1
+        kinds[{".csv": "CSV", ".md": "Markdown", ".parquet": "Parquet"}.get(p.suffix, p.suffix)] += 1
     parts = [f"{n} {k}" for k, n in kinds.items()]
     return " and ".join(parts) + (" file" if sum(kinds.values()) == 1 else " files")

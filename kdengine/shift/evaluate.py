@@ -13,8 +13,18 @@ import numpy as np
 
 from ..atomic import write_json
 from ..errors import UsageError
+from ..metric_names import HEADLINE, SPLITS
 from ..store import RunStore
-from .corruptions import SHIFT_VERSION, apply_shift
+from ..data.corruptions import SHIFT_VERSION, apply_shift
+from ..store.lifecycle import FINISHED
+from ..store.runstore import read_json
+from ..data.config import open_source
+from dataclasses import replace
+from ..training.metrics import classification_metrics
+import torch
+from ..data.cache import build_or_load
+from ..training.device import setup_device
+from ..training.teacher import frozen_from_checkpoint
 
 RESULT = "shift.json"
 
@@ -25,8 +35,6 @@ def shift_key(shifts: list[str], severities: list[int], seed: int, external: str
 
 
 def read_shift(store: RunStore, run_id: str) -> dict | None:
-    from ..store.runstore import read_json
-
     result = read_json(store.run_dir(run_id) / RESULT)
     return result if isinstance(result, dict) and "cells" in result else None
 
@@ -41,15 +49,11 @@ def summarize_cells(cells: dict[str, dict[str, dict]], clean: float) -> dict:
 
 
 def _metrics(labels, probs, class_names) -> dict:
-    from ..training.metrics import classification_metrics
-
     m = classification_metrics(labels, probs, class_names)
-    return {k: m[k] for k in ("n", "accuracy", "macro_f1", "kappa", "ece")}
+    return {k: m[k] for k in ("n", *HEADLINE)}
 
 
 def _predict(model, images: np.ndarray, dev, batch: int):
-    import torch
-
     out = []
     with torch.inference_mode():
         for i in range(0, len(images), batch):
@@ -63,17 +67,12 @@ def evaluate_run(store: RunStore, run_id: str, shifts: list[str], severities: li
                  external: str | None = None, dev=None, batch: int | None = None, force: bool = False,
                  log=print) -> dict:
     """The run's accuracy on clean test images and under every (shift, severity); stored in ``shift.json``."""
-    from ..data.cache import build_or_load
-    from ..data.config import open_source
-    from ..training.device import setup_device
-    from ..training.teacher import frozen_from_checkpoint
-
     key = shift_key(shifts, severities, seed, external)
     previous = read_shift(store, run_id)
     if previous is not None and previous.get("key") == key and not force:
         return previous
     spec = store.load_spec(run_id)
-    if store.read_status(run_id)["state"] != "finished":
+    if store.read_status(run_id)["state"] != FINISHED:
         raise UsageError(f"{run_id} is not finished: shifts are evaluated on a finished run's best checkpoint")
     dev = dev or setup_device("auto")
     batch = batch or max(spec.train.batch_size, 64)
@@ -108,18 +107,13 @@ def evaluate_run(store: RunStore, run_id: str, shifts: list[str], severities: li
 
 def evaluate_external(model, external: str, spec, class_names: list[str], dev, batch: int) -> dict:
     """Every image of another dataset with the same class names (another site), at the run's image size."""
-    from dataclasses import replace
-
-    from ..data.cache import build_or_load
-    from ..data.config import open_source
-
     cfg = replace(spec.data, source=external, cap_train=None, cap_test=None).resolved()
     src = open_source(cfg)
     if sorted(src.class_names) != sorted(class_names):
         raise UsageError(f"--external {external}: its classes ({', '.join(src.class_names)}) are not the run's "
                          f"({', '.join(class_names)})")
     cache = build_or_load(src, spec.data.image_size, skip_bad=cfg.skip_bad)
-    rows = np.concatenate([cache.rows(s) for s in ("train", "val", "test")])
+    rows = np.concatenate([cache.rows(s) for s in SPLITS])
     remap = np.array([class_names.index(n) for n in src.class_names])  # the external order -> the run's
     labels = remap[cache.labels[rows]]
     probs = _predict(model, np.asarray(cache.images[rows]), dev, batch)

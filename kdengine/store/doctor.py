@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from ..atomic import remove_temp_files, temp_files
 from ..errors import KDError
 from .runstore import BEST, METRICS, SPEC, STATUS, RunStore, read_json
+from .lifecycle import FINISHED
 
 KNOWN_ROOT = {".lock", ".workers", "studies"}
 
@@ -73,10 +74,10 @@ def _examine_run(store: RunStore, rid: str) -> list[Finding]:
         out.append(Finding(rid, f"status.json unreadable; from the evidence it is {status['state']}",
                            "status rewritten by --fix", True))
     state = status["state"]
-    if state == "finished" and not isinstance(read_json(d / METRICS), dict):
+    if state == FINISHED and not isinstance(read_json(d / METRICS), dict):
         out.append(Finding(rid, "finished, but metrics.json is missing or damaged",
                            f"kdengine runs retry {rid} --force trains it again"))
-    if state == "finished" and not (d / BEST).is_file():
+    if state == FINISHED and not (d / BEST).is_file():
         out.append(Finding(rid, "finished, but its best checkpoint is missing (it cannot teach)",
                            f"kdengine runs retry {rid} --force trains it again"))
     if status.get("stale"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..runspec import RunSpec, baseline_of, differences
 from .runstore import RunStore
+from .lifecycle import FINISHED
 
 
 def enqueue(store: RunStore, spec: RunSpec, requeue: bool = True, device: str = "auto") -> str:
@@ -29,12 +30,13 @@ def enqueue_with_baseline(store: RunStore, spec: RunSpec, with_baseline: bool = 
     return rid, (enqueue(store, baseline, device=device) if baseline is not None else None)
 
 
-def teacher_notes(store: RunStore, spec: RunSpec) -> list[str]:
-    """For each teacher: that a finished run is reused, or why a new one is trained (and how to reuse one)."""
+def teacher_notes(store: RunStore, spec: RunSpec, verb: str = "training") -> list[str]:
+    """For each teacher: that a finished run is reused, or why a new one is trained (and how to reuse one).
+    ``verb``: what happens to a new teacher now ("training", or "queueing" when only queued)."""
     notes = []
     for t in spec.teachers:
         rid = t.run_id
-        if store.read_status(rid)["state"] == "finished" and store.read_metrics(rid) is not None:
+        if store.read_status(rid)["state"] == FINISHED and store.read_metrics(rid) is not None:
             notes.append(f"reusing teacher {rid}: finished, with the same architecture, data, settings and seed")
             continue
         if store.exists(rid):
@@ -42,10 +44,10 @@ def teacher_notes(store: RunStore, spec: RunSpec) -> list[str]:
             continue
         best = _closest_finished(store, t)
         if best is None:
-            notes.append(f"training teacher {rid}: no finished {t.model} run with seed {t.seed} in {store.root}")
+            notes.append(f"{verb} teacher {rid}: no finished {t.model} run with seed {t.seed} in {store.root}")
         else:
             other, diff = best
-            notes.append(f"training teacher {rid}: the finished {other.run_id} differs in {', '.join(diff)}; "
+            notes.append(f"{verb} teacher {rid}: the finished {other.run_id} differs in {', '.join(diff)}; "
                          f"to distil from it instead, pass --teacher {other.run_id}")
     return notes
 
@@ -53,7 +55,7 @@ def teacher_notes(store: RunStore, spec: RunSpec) -> list[str]:
 def _closest_finished(store: RunStore, spec: RunSpec) -> tuple[RunSpec, list[str]] | None:
     best = None
     for rid in store.list_ids():
-        if not rid.startswith(f"{spec.role_label}-") or store.read_status(rid)["state"] != "finished":
+        if not rid.startswith(f"{spec.role_label}-") or store.read_status(rid)["state"] != FINISHED:
             continue
         try:
             other = store.load_spec(rid)

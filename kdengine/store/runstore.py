@@ -10,15 +10,19 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import socket
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
 from ..atomic import disk_errors, remove_temp_files, write_json
+from ..errors import KDError, UsageError
+from ..runspec import STORE_VERSION, RunSpec
+from . import events as ev
+from .lifecycle import FAILED, FINISHED, QUEUED, RUNNING, STATES, STOPPED, State, check
 from .liveness import pid_alive, process_start
 
-STATES = ("queued", "running", "finished", "failed", "stopped")
 HEARTBEAT_S = 5.0  # how often a running run refreshes its heartbeat (a thread does, whatever the run is doing)
 STALE_S = 120.0  # a heartbeat older than this means the process is gone (or hung)
 SPEC, STATUS, EVENTS, METRICS, STOP = "spec.json", "status.json", "events.jsonl", "metrics.json", "stop.request"
@@ -111,8 +115,6 @@ class RunStore:
     # -- creation ---------------------------------------------------------------
     def create(self, spec, device: str = "auto") -> bool:
         """Write a queued run for a RunSpec, asking for ``device``; False (and nothing changed) if it exists."""
-        from ..runspec import STORE_VERSION
-
         run_id = spec.run_id
         with self.lock():
             if self.exists(run_id):
@@ -120,8 +122,7 @@ class RunStore:
             d = self.run_dir(run_id)
             d.mkdir(parents=True, exist_ok=True)
             now = time.time()
-            write_json(d / STATUS, {"state": "queued", "updated": now, "reason": None, "device": device_kind(device)})
-            self.append_event(run_id, {"type": "lifecycle", "state": "queued", "device": device_kind(device)})
+            self._transition(run_id, None, QUEUED, device=device_kind(device))
             write_json(d / SPEC, {"run_id": run_id, "spec_hash": spec.spec_hash(), "store_version": STORE_VERSION,
                                   "created": now, "describe": spec.describe(), "spec": spec.to_dict()})
             return True
@@ -133,8 +134,6 @@ class RunStore:
 
     def load_spec(self, run_id: str):
         """The run's RunSpec; UsageError naming the fault when spec.json is missing or damaged."""
-        from ..errors import UsageError
-        from ..runspec import RunSpec
 
         header = self.read_spec_file(run_id)
         if not isinstance(header, dict) or "spec" not in header:
@@ -148,7 +147,12 @@ class RunStore:
         return read_json(self.run_dir(run_id) / METRICS)
 
     def read_events(self, run_id: str, offset: int = 0) -> tuple[list[dict], int]:
+        """The event log's lines as dicts, from ``offset`` (for tailing); :meth:`events` types them."""
         return read_jsonl(self.run_dir(run_id) / EVENTS, offset)
+
+    def events(self, run_id: str) -> list[ev.Event]:
+        """The whole event log, typed (``store/events.py``)."""
+        return ev.parse_all(self.read_events(run_id)[0])
 
     def read_status(self, run_id: str) -> dict:
         """Where a run stands, from the best evidence the store holds.
@@ -163,23 +167,23 @@ class RunStore:
         status = read_json(d / STATUS)
         if not isinstance(status, dict) or status.get("state") not in STATES:
             status = self._status_from_events(run_id)
-        if status["state"] != "finished" and (d / BEST).is_file() and isinstance(read_json(d / METRICS), dict):
-            return {**status, "state": "finished", "reason": None,
+        if status["state"] != FINISHED and (d / BEST).is_file() and isinstance(read_json(d / METRICS), dict):
+            return {**status, "state": FINISHED.value, "reason": None,
                     "note": f"status.json said {status['state']}; metrics and best checkpoint show it finished"}
-        if status["state"] == "running":
+        if status["state"] == RUNNING:
             dead = self._dead_reason(status)
             if dead:
-                status = {**status, "state": "failed", "reason": dead, "stale": True}
+                status = {**status, "state": FAILED.value, "reason": dead, "stale": True}
         return status
 
     def _status_from_events(self, run_id: str) -> dict:
         events, _ = self.read_events(run_id)
         last = next((e for e in reversed(events) if e.get("type") == "lifecycle" and e.get("state") in STATES), None)
         if last is None:
-            return {"state": "queued", "reason": None, "recovered": "status.json unreadable; no lifecycle event"}
+            return {"state": QUEUED.value, "reason": None, "recovered": "status.json unreadable; no lifecycle event"}
         status = {"state": last["state"], "reason": last.get("reason"), "updated": last.get("t"),
                   "recovered": "status.json unreadable; rebuilt from the event log"}
-        if last["state"] == "running":
+        if last["state"] == RUNNING:
             status.update(pid=last.get("pid"), pid_start=last.get("pid_start"), host=last.get("host"),
                           heartbeat=last.get("t"))
         return status
@@ -201,14 +205,36 @@ class RunStore:
         return None
 
     # -- writing ---------------------------------------------------------------------
+    # -- state changes: every one goes through _transition ----------------------------------------------
+    def _transition(self, run_id: str, current: str | None, to: State, reason: str | None = None,
+                    event: dict | None = None, **status: Any) -> None:
+        """Change a run's state (the lifecycle refuses an illegal change): status.json, then a lifecycle event."""
+        check(current, to)
+        self.write_status(run_id, to, reason, **status)
+        self.append_event(run_id, ev.Lifecycle(state=str(to), reason=reason, **(event or {})))
+
+    def transition(self, run_id: str, to: State, reason: str | None = None, event: dict | None = None,
+                   **status: Any) -> None:
+        """Change a run's state from the one its status records (its owner's view: a run that has just written
+        its metrics still records ``running`` until it says ``finished``)."""
+        self._transition(run_id, self.recorded_state(run_id), to, reason, event, **status)
+
+    def recorded_state(self, run_id: str) -> str:
+        """The state status.json records (rebuilt from the event log when unreadable), before any evidence."""
+        status = read_json(self.run_dir(run_id) / STATUS)
+        if isinstance(status, dict) and status.get("state") in STATES:
+            return status["state"]
+        return self._status_from_events(run_id)["state"]
+
     def write_status(self, run_id: str, state: str, reason: str | None = None, **extra: Any) -> None:
-        """Replace the status; the device asked for and the device trained on are kept unless given."""
+        """Replace the status (no state check: :meth:`transition` changes states); the device asked for and the
+        device trained on are kept unless given."""
         assert state in STATES, state
         now = time.time()
         current = read_json(self.run_dir(run_id) / STATUS)
         kept = {k: current[k] for k in KEPT if isinstance(current, dict) and k in current}
-        status = {"state": state, "reason": reason, "updated": now, **kept, **extra}
-        if state == "running":
+        status = {"state": str(state), "reason": reason, "updated": now, **kept, **extra}
+        if state == RUNNING:
             status.setdefault("pid", os.getpid())
             status.setdefault("pid_start", process_start(os.getpid()))
             status.setdefault("host", socket.gethostname())
@@ -218,16 +244,17 @@ class RunStore:
     def heartbeat(self, run_id: str, **extra: Any) -> None:
         """Refresh a running run's heartbeat (and progress). Only the process that claimed it calls this."""
         current = read_json(self.run_dir(run_id) / STATUS)
-        if not isinstance(current, dict) or current.get("state") != "running":
+        if not isinstance(current, dict) or current.get("state") != RUNNING:
             return  # finished, or taken away: never resurrect a status
         current.update(extra)
         current["heartbeat"] = current["updated"] = time.time()
         write_json(self.run_dir(run_id) / STATUS, current)
 
-    def append_event(self, run_id: str, event: dict[str, Any]) -> None:
+    def append_event(self, run_id: str, event: "ev.Event | dict[str, Any]") -> None:
         """Append one JSON line; first mends a torn last line left by a crashed writer."""
         path = self.run_dir(run_id) / EVENTS
-        line = json.dumps({"t": round(time.time(), 3), **event}, default=_plain, separators=(",", ":"))
+        record = event.to_dict() if isinstance(event, ev.Event) else event
+        line = json.dumps({"t": round(time.time(), 3), **record}, default=_plain, separators=(",", ":"))
         with disk_errors(path):
             self._append(path, line)
 
@@ -268,8 +295,8 @@ class RunStore:
         """
         with (contextlib.nullcontext() if dispatched else self.lock()):
             status = self.read_status(run_id)
-            takeover = dispatched and (status["state"] == "running" or status.get("stale"))
-            if (status["state"] != "queued" and not takeover) or not serves(device, status.get("device")):
+            takeover = dispatched and (status["state"] == RUNNING or status.get("stale"))
+            if (status["state"] != QUEUED and not takeover) or not serves(device, status.get("device")):
                 return False
             if admit is not None:
                 ok, why = admit()
@@ -278,21 +305,20 @@ class RunStore:
             with contextlib.suppress(FileNotFoundError):
                 (self.run_dir(run_id) / STOP).unlink()
             remove_temp_files(self.run_dir(run_id))
-            self.write_status(run_id, "running", worker=worker, **extra)
-            self.append_event(run_id, {"type": "lifecycle", "state": "running", "worker": worker, "pid": os.getpid(),
-                                       "pid_start": process_start(os.getpid()), "host": socket.gethostname(),
-                                       "resumed_from": status.get("requeued_from")})
+            self._transition(run_id, status["state"], RUNNING, worker=worker,
+                             event={"worker": worker, "pid": os.getpid(), "pid_start": process_start(os.getpid()),
+                                    "host": socket.gethostname(), "resumed_from": status.get("requeued_from")},
+                             **extra)
             return True
 
     def back_to_queue(self, run_id: str, reason: str, why: str) -> None:
         """A running run that cannot go on here for now (out of GPU memory beside others) waits in the queue
         again; it resumes from its last finished epoch."""
-        self.write_status(run_id, "queued", reason, requeued_from=why)
-        self.append_event(run_id, {"type": "lifecycle", "state": "queued", "reason": reason, "requeued_from": why})
+        self.transition(run_id, QUEUED, reason, event={"requeued_from": why}, requeued_from=why)
 
     def finish(self, run_id: str, state: str, reason: str | None = None) -> None:
-        self.write_status(run_id, state, reason)
-        self.append_event(run_id, {"type": "lifecycle", "state": state, "reason": reason})
+        """End a run: finished, failed or stopped (or a queued run stopped or found damaged)."""
+        self.transition(run_id, State(state), reason)
 
     def requeue(self, run_id: str, device: str | None = None) -> bool:
         """Queue a failed, stopped or interrupted run again (it resumes from its last finished epoch); a queued
@@ -300,33 +326,33 @@ class RunStore:
         with self.lock():
             status = self.read_status(run_id)
             extra = {"device": device_kind(device)} if device else {}
-            if status["state"] == "queued":
+            if status["state"] == QUEUED:
                 if extra and status.get("device") != extra["device"]:
-                    self.write_status(run_id, "queued", status.get("reason"), **extra)
+                    self._transition(run_id, QUEUED, QUEUED, status.get("reason"), event=extra, **extra)
                 return False
-            if status["state"] not in ("failed", "stopped"):
+            if status["state"] not in (FAILED, STOPPED):
                 return False
-            self.write_status(run_id, "queued", requeued_from=status["state"], **extra)
-            self.append_event(run_id, {"type": "lifecycle", "state": "queued", "requeued_from": status["state"],
-                                       **extra})
+            self._transition(run_id, status["state"], QUEUED, event={"requeued_from": status["state"], **extra},
+                             requeued_from=status["state"], **extra)
             return True
 
     def note_waiting(self, run_id: str, reason: str) -> None:
         """Say why a queued run cannot start (its teacher failed), once."""
         with self.lock():
             status = self.read_status(run_id)
-            if status["state"] == "queued" and status.get("reason") != reason:
-                self.write_status(run_id, "queued", reason, **{k: v for k, v in status.items()
-                                                               if k in ("requeued_from",)})
+            if status["state"] == QUEUED and status.get("reason") != reason:  # a note, not a change: no event
+                check(QUEUED, QUEUED)
+                self.write_status(run_id, QUEUED, reason, **{k: v for k, v in status.items()
+                                                             if k in ("requeued_from",)})
 
     def request_stop(self, run_id: str) -> str:
         """Ask a run to stop: a running run stops within a heartbeat; a queued one stops now."""
         with self.lock():
             state = self.read_status(run_id)["state"]
-            if state == "queued":
-                self.finish(run_id, "stopped", "stopped before it started")
+            if state == QUEUED:
+                self._transition(run_id, QUEUED, STOPPED, "stopped before it started")
                 return "stopped"
-            if state == "running":
+            if state == RUNNING:
                 (self.run_dir(run_id) / STOP).write_text(str(time.time()))
                 return "stopping"
             return state
@@ -346,12 +372,8 @@ class RunStore:
 
     def remove(self, run_id: str, archive: bool = False) -> Path | None:
         """Delete a run's folder, or move it to ``.archive/`` (returns where it went). Never a running run."""
-        import shutil
-
         with self.lock():
-            if self.read_status(run_id)["state"] == "running":
-                from ..errors import UsageError
-
+            if self.read_status(run_id)["state"] == RUNNING:
                 raise UsageError(f"{run_id} is running: stop it first (kdengine runs stop {run_id})")
             src = self.run_dir(run_id)
             if archive:
@@ -398,9 +420,6 @@ def removal_summary(store: "RunStore", run_id: str) -> str:
 
 def _teacher_ids(spec: dict) -> set[str]:
     """Run ids of a spec dict's teachers, read without building RunSpecs (a damaged spec yields none)."""
-    from ..errors import KDError
-    from ..runspec import RunSpec
-
     try:
         return {t.run_id for t in RunSpec.from_dict(spec).teachers}
     except (KDError, TypeError, ValueError):

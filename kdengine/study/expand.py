@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .. import strategy_catalog as catalog
 from ..runspec import RunSpec, baseline_of, build_specs, ce_spec
 from .schema import StudyConfig
 
@@ -32,7 +33,8 @@ def expand(study: StudyConfig) -> list[PlannedRun]:
         for model in study.teachers:
             add(ce_spec(model, study.data, teacher_train, seed), "teacher", "normal")
         for block in study.experiments:
-            pairs = [block.teachers] if block.strategy == "ensemble" else [[t] for t in block.teachers] or [[]]
+            joint = catalog.get(block.strategy).joint_teachers  # several teachers teach together: one set
+            pairs = [block.teachers] if joint else [[t] for t in block.teachers] or [[]]
             for teachers in pairs:
                 for student in block.students:
                     spec = build_specs(block.strategy, student, teachers, study.data, study.train, study.kd, seed,

@@ -5,7 +5,6 @@ import time
 from pathlib import Path
 
 from ..atomic import write_json
-from ..errors import UsageError
 from ..store import RunStore
 from ..store.runstore import read_json
 from .expand import PlannedRun
@@ -41,22 +40,6 @@ def list_studies(store: RunStore) -> list[str]:
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if (p / "study.json").is_file())
-
-
-def study_tables(store: RunStore, name: str, metric: str = "accuracy"):
-    """The tables of one study: its runs only, with the roles the study gave them."""
-    from ..reports.collect import collect
-    from ..reports.tables import build
-
-    record = load_study_record(store, name)
-    if record is None:
-        raise UsageError(f"no study '{name}' in {store.root} (studies: {', '.join(list_studies(store)) or 'none yet'})")
-    planned = [p for p in record["runs"] if isinstance(p, dict) and "run_id" in p]
-    ids = {p["run_id"] for p in planned}
-    records = [r for r in collect(store) if r.run_id in ids]
-    roles = {p["run_id"]: set(p.get("roles", ())) for p in planned}
-    return build(records, metric, roles=roles, title=f"Study {record.get('name', name)}", planned=len(planned),
-                 study=name)
 
 
 _MEMBERSHIP: dict[str, tuple] = {}

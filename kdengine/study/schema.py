@@ -150,7 +150,7 @@ def validate(raw: dict, default_name: str, source: str) -> StudyConfig:
         teacher_train = from_table(CONFIGS["train"], table, f"study {where}", base=train)
     shift = None
     if "shift" in raw:
-        from ..shift.corruptions import ShiftConfig
+        from ..data.corruptions import ShiftConfig  # cv2: only a study with [shift]
 
         shift = from_table(ShiftConfig, raw["shift"], f"study {where}")
     if not data.source:
@@ -184,8 +184,8 @@ def validate(raw: dict, default_name: str, source: str) -> StudyConfig:
             raise _fail(where, f"'{at}': strategy {name} needs teachers")
         if not strat.takes_teachers and block_teachers:
             raise _fail(where, f"'{at}': strategy {name} takes no teachers")
-        if name == "ensemble" and len(block_teachers) < strat.min_teachers:
-            raise _fail(where, f"'{at}': strategy ensemble needs at least {strat.min_teachers} teachers")
+        if len(block_teachers) < strat.min_teachers:
+            raise _fail(where, f"'{at}': strategy {name} needs at least {strat.min_teachers} teachers")
         experiments.append(Experiment(name, block_teachers, students, str(block.get("name", ""))))
     name = str(raw.get("name") or default_name)
     if not name or len(name) > 100 or not name.replace("-", "").replace("_", "").isalnum() or not name.isascii():

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_path
+from safetensors import safe_open
 
 BEST, LAST = "best.safetensors", "last.pt"
 
@@ -23,8 +24,6 @@ def save_best(path_dir: Path, model: torch.nn.Module, meta: dict[str, Any]) -> P
 
 
 def load_best(path_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    from safetensors import safe_open
-
     path = Path(path_dir) / BEST
     with safe_open(str(path), framework="pt") as fh:
         meta = json.loads((fh.metadata() or {}).get("kdstudy", "{}"))

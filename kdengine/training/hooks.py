@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import RunFailed
+from ..store import events as ev
 
 STEP_EVENTS_PER_EPOCH = 25
 
@@ -25,7 +26,7 @@ class Hook:
     def on_step(self, trainer, epoch: int, step: int, out) -> bool:
         return False
 
-    def on_epoch_end(self, trainer, epoch: int, event: dict) -> None: ...
+    def on_epoch_end(self, trainer, epoch: int, event: ev.Epoch) -> None: ...
 
 
 class StepLog(Hook):
@@ -34,7 +35,7 @@ class StepLog(Hook):
     done; every one is written before the epoch's end (before any checkpoint), and a NaN fails the run."""
 
     def __init__(self) -> None:
-        self.pending: list[tuple[dict, torch.Tensor, object, list[str]]] = []
+        self.pending: list[tuple[ev.Step, torch.Tensor, object, list[str]]] = []
 
     def on_epoch_start(self, trainer, epoch: int) -> None:
         self.every = max(1, trainer.steps_per_epoch // STEP_EVENTS_PER_EPOCH)
@@ -44,8 +45,7 @@ class StepLog(Hook):
             return False
         names = list(out.terms)
         values = torch.stack([out.loss, *(out.terms[k] for k in names)]).float()
-        meta = {"type": "step", "epoch": epoch, "step": step, "global_step": trainer.state.global_step,
-                "lr": trainer.lr}
+        meta = ev.Step(epoch=epoch, step=step, global_step=trainer.state.global_step, lr=trainer.lr)
         if values.is_cuda:
             host = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
             host.copy_(values, non_blocking=True)
@@ -67,9 +67,10 @@ class StepLog(Hook):
             self.pending.pop(0)
             values = host.tolist()
             if not math.isfinite(values[0]):
-                raise RunFailed(f"loss became {values[0]} at epoch {meta['epoch']}, step {meta['step']}")
+                raise RunFailed(f"loss became {values[0]} at epoch {meta.epoch}, step {meta.step}")
             trainer.last_loss = values[0]
-            trainer.emit({**meta, "loss": values[0], "terms": dict(zip(names, values[1:]))})
+            meta.loss, meta.terms = values[0], dict(zip(names, values[1:]))
+            trainer.emit(meta)
 
     def on_epoch_end(self, trainer, epoch, event) -> None:
         self.flush(trainer, wait=True)
@@ -88,8 +89,8 @@ class DefectCheck(Hook):
             return False
         trainer.flush_steps()  # every logged step before a checkpoint
         val, _ = trainer.evaluate("val")
-        trainer.emit({"type": "defect_check", "epoch": epoch, "step": step, "global_step": state.global_step,
-                      "val_accuracy": val["accuracy"]})
+        trainer.emit(ev.DefectCheck(epoch=epoch, step=step, global_step=state.global_step,
+                                    val_accuracy=val["accuracy"]))
         trainer.model.train()
         if val["accuracy"] >= trainer.spec.defect_acc:
             trainer.record_defect(epoch, step, val["accuracy"])
@@ -121,7 +122,7 @@ class TeacherSharing(Hook):
 
     def on_epoch_end(self, trainer, epoch, event) -> None:
         step = trainer.step
-        event["teacher_outputs"] = "shared" if step.reading else "computed"
+        event.teacher_outputs = "shared" if step.reading else "computed"
         if step.keeping and self.steps == trainer.steps_per_epoch:  # a whole epoch: share it
             for shared, buf in zip(self.train, step.teacher_logits):
                 shared.save(self.name, buf.cpu().numpy())

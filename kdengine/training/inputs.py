@@ -26,6 +26,7 @@ import torch
 from ..data.augment import PARAMS, draw_params
 from ..data.cache import DecodedCache
 from ..data.loader import CachedImages, epoch_order, eval_batches, make_loader
+from ..data.tensor_augment import TensorAugment
 
 BUDGET_ENV = "KDSTUDY_DEVICE_CACHE_GB"
 BUDGET_SHARE = 0.25  # of the card's memory, by default: packed runs each hold their own copy
@@ -118,8 +119,6 @@ class DeviceFeed:
     backend = "tensor"
 
     def __init__(self, cache: DecodedCache, seed: int, batch_size: int, dev, images: Images) -> None:
-        from ..data.tensor_augment import TensorAugment
-
         self.rows = cache.rows("train")
         self.seed, self.batch_size, self.dev, self.images = seed, batch_size, dev, images
         device = dev.device

@@ -14,8 +14,13 @@ K times smaller on a K-class task.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
+
+from ..runspec import KDConfig
+from ..strategy_catalog import loss_of
 
 
 def soft_targets(teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -52,3 +57,74 @@ def virtual_teacher_targets(targets: torch.Tensor, num_classes: int, a: float, t
     p = torch.full((targets.shape[0], num_classes), rest, device=targets.device)
     p.scatter_(1, targets.view(-1, 1), a)
     return F.softmax(torch.log(p) / temperature, dim=1)
+
+
+# -- the losses, registered by name (the catalogue names each strategy's) ------------------------------------------
+class Loss:
+    """Turns logits into named, already-weighted loss terms (mdistiller's convention): the step sums them and
+    logs each one."""
+
+    def __init__(self, kd: KDConfig | None, num_classes: int) -> None:
+        self.kd = kd or KDConfig()
+        self.num_classes = num_classes
+
+    def terms(self, logits: torch.Tensor, targets: torch.Tensor,
+              teacher_logits: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+LOSSES: dict[str, type[Loss]] = {}
+
+
+def register_loss(name: str) -> Callable[[type[Loss]], type[Loss]]:
+    """Register a loss class under ``name``, where it is defined (timm's ``register_model`` way)."""
+    def register(cls: type[Loss]) -> type[Loss]:
+        if name in LOSSES:
+            raise ValueError(f"loss '{name}' is registered twice")
+        LOSSES[name] = cls
+        return cls
+    return register
+
+
+@register_loss("ce")
+class CrossEntropy(Loss):
+    """Every cross-entropy run (teachers, baselines): the model alone."""
+
+    def terms(self, logits, targets, teacher_logits):
+        return {"ce": F.cross_entropy(logits.float(), targets)}
+
+
+@register_loss("hinton")
+class Hinton(Loss):
+    """One teacher network, Hinton's loss (normal, reverse, defective and tf-self: they differ only in which
+    teacher they get, which the run spec decides)."""
+
+    def terms(self, logits, targets, teacher_logits):
+        k = self.kd
+        return kd_terms(logits, targets, soft_targets(teacher_logits[0], k.temperature), k.alpha, k.temperature,
+                        k.reduction)
+
+
+@register_loss("ensemble")
+class Ensemble(Loss):
+    """Several trained teachers; their averaged softened outputs teach one student."""
+
+    def terms(self, logits, targets, teacher_logits):
+        k = self.kd
+        return kd_terms(logits, targets, ensemble_targets(teacher_logits, k.temperature), k.alpha, k.temperature,
+                        k.reduction)
+
+
+@register_loss("tf-reg")
+class TeacherFreeReg(Loss):
+    """A designed virtual teacher, no teacher network."""
+
+    def terms(self, logits, targets, teacher_logits):
+        k = self.kd
+        probs = virtual_teacher_targets(targets, self.num_classes, k.tf_a, k.tf_temperature)
+        return kd_terms(logits, targets, probs, k.alpha, k.tf_temperature, k.reduction)
+
+
+def loss_for(spec, num_classes: int) -> Loss:
+    """The loss a run trains with, as its strategy (or, for a cross-entropy run, its kind) names it."""
+    return LOSSES[loss_of(spec.strategy)](spec.kd, num_classes)

@@ -12,14 +12,13 @@ from __future__ import annotations
 import torch
 
 from ..models.factory import check_name, input_channels
+import timm
 
 OPTIMIZER_STATES = {"adam": 2, "adamw": 2, "sgd": 1}
 AMP_ACTIVATIONS = 0.5  # bf16 activations take half of fp32's bytes
 
 
 def _meta_model(name: str, num_classes: int, chans: int):
-    import timm
-
     with torch.device("meta"):
         return timm.create_model(check_name(name), pretrained=False, num_classes=num_classes, in_chans=chans)
 

@@ -24,7 +24,7 @@ class Progress:
         self.task = None
         self._last = 0.0
         if enabled and getattr(self.stream, "isatty", lambda: False)():
-            from rich.console import Console
+            from rich.console import Console  # rich: only on a terminal
             from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, \
                 TimeRemainingColumn
 

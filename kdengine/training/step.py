@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import numpy as np
 
 
 @dataclass
@@ -20,10 +21,10 @@ class StepOut:
 
 
 class TrainStep:
-    def __init__(self, feed, forward, model, teachers, strategy, opt, grad_clip: float, autocast, num_classes: int,
+    def __init__(self, feed, forward, model, teachers, loss, opt, grad_clip: float, autocast, num_classes: int,
                  batch_size: int, n_train: int, device: torch.device) -> None:
         self.feed, self.forward, self.model = feed, forward, model
-        self.teachers, self.strategy, self.opt = teachers, strategy, opt
+        self.teachers, self.loss, self.opt = teachers, loss, opt
         self.grad_clip, self.autocast = grad_clip, autocast
         self.params = [p for p in model.parameters() if p.requires_grad]
         # the epoch's running sums (reset in place: a captured graph holds their addresses)
@@ -50,7 +51,7 @@ class TrainStep:
             else:
                 t_logits = [t(x) for t in self.teachers]
             logits = self.forward(x)
-        terms = self.strategy.terms(logits, y, t_logits)
+        terms = self.loss.terms(logits, y, t_logits)
         loss = sum(terms.values())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -112,8 +113,6 @@ class GraphedStep:
 def macro_f1_from_confusion(cm) -> float:
     """Macro-F1 from a confusion matrix (rows true, columns predicted), as scikit-learn computes it with
     ``zero_division=0``: a class with no true and no predicted sample scores 0."""
-    import numpy as np
-
     cm = np.asarray(cm, dtype=np.float64)
     tp = np.diag(cm)
     denom = cm.sum(0) + cm.sum(1)  # predicted + true: F1 = 2 tp / (2 tp + fp + fn), as scikit-learn writes it

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+import timm
+from ..data.loader import Normalizer
+from .checkpoints import load_best
 
 
 class FrozenTeacher(nn.Module):
@@ -29,11 +32,6 @@ class FrozenTeacher(nn.Module):
 def frozen_from_checkpoint(checkpoint_dir, dev) -> tuple[FrozenTeacher, nn.Module]:
     """A finished run's best weights as a frozen model on ``dev`` (its architecture from the checkpoint's
     metadata, not from a spec): a teacher, or a model under evaluation."""
-    import timm
-
-    from ..data.loader import Normalizer
-    from .checkpoints import load_best
-
     state, meta = load_best(checkpoint_dir)
     net = timm.create_model(meta["arch"], pretrained=False, num_classes=meta["num_classes"], in_chans=meta["in_chans"])
     net.load_state_dict(state)

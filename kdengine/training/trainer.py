@@ -23,10 +23,12 @@ from ..data.cache import build_or_load
 from ..data.config import open_source
 from ..data.loader import Normalizer
 from ..errors import RunFailed, UsageError
+from ..metric_names import EPOCH_TRAIN, EPOCH_VAL, HEADLINE, SPLITS
 from ..models.factory import check_image_size, create_model, input_channels, resolve_pretrained_name
 from ..options import config_dict
 from ..runspec import RunSpec
 from ..store import RunStore
+from ..store import events as ev
 from ..strategy_catalog import size_warning
 from .checkpoints import load_best, load_last, save_best, save_last
 from .device import DeviceSetup
@@ -36,11 +38,13 @@ from .metrics import agreement, classification_metrics, study_level
 from .optim import build_optimizer
 from .progress import Progress
 from .step import GraphedStep, TrainStep, macro_f1_from_confusion
-from .strategies import strategy_for
+from .losses import loss_for
 from .teacher import FrozenTeacher, frozen_from_checkpoint
 from .teacher_outputs import TeacherOutputs, sharing_enabled
+import random
+import os
+import socket
 
-SPLITS = ("train", "val", "test")
 
 
 class Stopped(Exception):
@@ -93,8 +97,6 @@ def decide(state: TrainState, val_acc: float, defect_acc: float | None, patience
 
 
 def _seed_everything(seed: int) -> None:
-    import random
-
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -102,9 +104,6 @@ def _seed_everything(seed: int) -> None:
 
 def trained_on(dev) -> dict:
     """Where a run trains: device, GPU name, the visible GPUs, host, and the input path and step it uses."""
-    import os
-    import socket
-
     return {"device": str(dev.device), "gpu": torch.cuda.get_device_name(dev.device) if dev.is_cuda else None,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "host": socket.gethostname(),
             **dev.runtime()}
@@ -125,7 +124,7 @@ class Trainer:
         self._teacher_cache: dict[str, np.ndarray] = {}
         self.last_loss = float("nan")
 
-    def emit(self, event: dict) -> None:
+    def emit(self, event: ev.Event) -> None:
         self.store.append_event(self.run_id, event)
 
     # -- set-up -------------------------------------------------------------------------------------
@@ -189,7 +188,7 @@ class Trainer:
             msg = size_warning(catalog.get(self.spec.strategy), t["model"], t["params"], self.spec.model, self.n_params)
             if msg:
                 self.log(f"warning: {msg}")
-                self.emit({"type": "warning", "message": msg})
+                self.emit(ev.Warning(message=msg))
 
     def numerics(self) -> dict:
         """What a step's numbers depend on besides the data and the weights (the shared outputs' key)."""
@@ -202,8 +201,8 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         graphed = self.dev.graphed
         self.opt, self.sched = build_optimizer(params, spec.train, self.dev.device, graphed=graphed)
-        self.strategy = strategy_for(spec, len(self.class_names))
-        step = TrainStep(self.feed, self._student_forward, self.model, self.teachers, self.strategy, self.opt,
+        self.loss = loss_for(spec, len(self.class_names))
+        step = TrainStep(self.feed, self._student_forward, self.model, self.teachers, self.loss, self.opt,
                          spec.train.grad_clip, lambda: self.dev.autocast(cache=not graphed), len(self.class_names),
                          spec.train.batch_size, len(self.feed), self.dev.device)
         self.step = step
@@ -314,14 +313,14 @@ class Trainer:
         self.sched.load_state_dict(last["scheduler"])
         state = TrainState.from_dict(last["state"])
         self.log(f"resuming {self.run_id} after epoch {state.epoch}")
-        self.emit({"type": "resume", "epoch": state.epoch})
+        self.emit(ev.Resume(epoch=state.epoch))
         before = next((e.get("threads") for e in reversed(self.store.read_events(self.run_id)[0])
                        if e.get("type") == "start"), None)
         if self.dev.device.type == "cpu" and before not in (None, torch.get_num_threads()):
             msg = (f"this run started with {before} CPU threads and resumes with {torch.get_num_threads()}: "
                    "CPU results repeat exactly only at the same thread count")
             self.log(f"warning: {msg}")
-            self.emit({"type": "warning", "message": msg})
+            self.emit(ev.Warning(message=msg))
         return state
 
     @property
@@ -334,21 +333,20 @@ class Trainer:
         self._lr = float(lr.item() if torch.is_tensor(lr) else lr)
 
     def run(self) -> dict:
-        spec, rid = self.spec, self.run_id
+        spec = self.spec
         t0 = time.time()
         try:
             self.prepare()
             state = self.state = self.resume()
             for hook in self.hooks:
                 hook.on_start(self)
-            self.emit({"type": "start", "epochs": spec.train.epochs, "steps_per_epoch": self.steps_per_epoch,
-                       "train_images": len(self.feed), "val_images": len(self.eval_rows["val"]),
-                       "test_images": len(self.eval_rows["test"]), "params": self.n_params,
-                       "device": str(self.dev.device), "trained_on": self.trained_on,
-                       "threads": torch.get_num_threads(), "classes": self.class_names,
-                       "teachers": self.teacher_info, "synthetic": self.source.synthetic,
-                       "augment": self.feed.backend, "eval_batch": self.eval_batch,
-                       "prepare_s": round(time.time() - t0, 3)})
+            self.emit(ev.Start(epochs=spec.train.epochs, steps_per_epoch=self.steps_per_epoch,
+                               train_images=len(self.feed), val_images=len(self.eval_rows["val"]),
+                               test_images=len(self.eval_rows["test"]), params=self.n_params,
+                               device=str(self.dev.device), trained_on=self.trained_on,
+                               threads=torch.get_num_threads(), classes=self.class_names, teachers=self.teacher_info,
+                               synthetic=self.source.synthetic, augment=self.feed.backend, eval_batch=self.eval_batch,
+                               prepare_s=round(time.time() - t0, 3)))
             self.val_teacher = self._teacher_probs("val")
             self.progress.start(self.total_steps, state.global_step)
             self._timing = {"t0": time.time(), "steps": 0}
@@ -433,20 +431,18 @@ class Trainer:
             save_best(self.ckpt_dir, self.model, {**self.meta, "epoch": epoch, "val_accuracy": val["accuracy"]})
         state.apply(decision, epoch, val["accuracy"])
         self._phase("training", epoch=epoch, best_val_accuracy=state.best_acc)  # the new best, without waiting
-        event = {"type": "epoch", "epoch": epoch, "lr": train_stats["lr"],
-                 "train": {k: train_stats[k] for k in ("loss", "accuracy", "macro_f1")},
-                 "val": {k: val[k] for k in ("loss", "accuracy", "macro_f1", "kappa", "ece")},
-                 "val_confusion": val["confusion"], "best_val_accuracy": state.best_acc,
-                 "best_epoch": state.best_epoch,
-                 "timing": {"train_s": train_stats["train_s"], "first_batch_s": train_stats["first_batch_s"],
-                            "val_s": round(val_s, 3), "images": train_stats["images"]}}
+        event = ev.Epoch(epoch=epoch, lr=train_stats["lr"], train={k: train_stats[k] for k in EPOCH_TRAIN},
+                         val={k: val[k] for k in EPOCH_VAL}, val_confusion=val["confusion"],
+                         best_val_accuracy=state.best_acc, best_epoch=state.best_epoch,
+                         timing={"train_s": train_stats["train_s"], "first_batch_s": train_stats["first_batch_s"],
+                                 "val_s": round(val_s, 3), "images": train_stats["images"]})
         if self.val_teacher is not None:
-            event["val"]["agreement"] = agreement(val_probs, self.val_teacher)
+            event.val["agreement"] = agreement(val_probs, self.val_teacher)
         for hook in self.hooks:
             hook.on_epoch_end(self, epoch, event)
         now = time.time()
-        event["epoch_s"] = round(now - started, 3)  # this epoch alone: its training and its validation
-        event["seconds"] = round(now - t0, 2)  # since the run (this process's part of it) started
+        event.epoch_s = round(now - started, 3)  # this epoch alone: its training and its validation
+        event.seconds = round(now - t0, 2)  # since the run (this process's part of it) started
         self.emit(event)
         save_last(self.ckpt_dir, {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                                   "scheduler": self.sched.state_dict(), "state": state.to_dict()})
@@ -455,7 +451,7 @@ class Trainer:
                  f"best {state.best_acc:.4f}")
         if decision.stop == "patience":
             self.log(f"early stop: no val improvement for {spec.train.patience} epochs")
-            self.emit({"type": "early_stop", "epoch": epoch})
+            self.emit(ev.EarlyStop(epoch=epoch))
 
     # -- defective teachers --------------------------------------------------------------------------------
     def record_defect(self, epoch: int, step: int, acc: float) -> None:
@@ -467,7 +463,7 @@ class Trainer:
         state.best_acc, state.best_epoch = acc, epoch
         self.log(f"defective teacher: val accuracy {acc:.4f} reached the threshold {self.spec.defect_acc} "
                  f"at epoch {epoch}, step {step}; training stops here")
-        self.emit({"type": "defect", **state.defect})
+        self.emit(ev.Defect(**state.defect))
 
     # -- the end ----------------------------------------------------------------------------------------------
     def _finish(self, state: TrainState, t0: float) -> dict:
@@ -496,8 +492,7 @@ class Trainer:
                 msg = (f"warning: the defective teacher never reached val accuracy {spec.defect_acc}; "
                        f"it stops at {results['val']['accuracy']:.4f}")
                 self.log(msg)
-                self.emit({"type": "warning", "message": msg})
+                self.emit(ev.Warning(message=msg))
         results["seconds"] = round(time.time() - t0, 2)
-        self.emit({"type": "final", "test": {k: results["test"][k] for k in ("accuracy", "macro_f1", "kappa", "ece")},
-                   "test_confusion": results["test"]["confusion"]})
+        self.emit(ev.Final(test={k: results["test"][k] for k in HEADLINE}, test_confusion=results["test"]["confusion"]))
         return results

@@ -7,6 +7,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.containers import VerticalScroll
 from textual.widgets import Input, Label, Static
+from rich.table import Table
 
 KEYS = [
     ("1 2 3 4", "not typing", "Runs · Launch · Results · Workers (in a text field, esc first)"),
@@ -39,8 +40,6 @@ NOTE = ("Runs train in a detached `kdengine worker`: quitting the app or closing
 
 
 def help_table():
-    from rich.table import Table
-
     table = Table(title="kdstudy · keys", box=None, header_style="bold", padding=(0, 1), caption=NOTE,
                   caption_justify="left")
     table.add_column("key", style="bold yellow", no_wrap=True)

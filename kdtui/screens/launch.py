@@ -25,6 +25,10 @@ from ..forms import PRESETS, defaults, display, model_note, model_suggestions, n
     option_fields, size_warning, spec_from_form
 from ..messages import LaunchRequested
 from ..widgets.tick import Tick
+import time
+from kdengine.data.config import DataConfig, open_source
+import json
+from textual.worker import get_current_worker
 
 INPUT_TYPES = {"int": "integer", "float": "number", "str": "text"}
 
@@ -125,14 +129,10 @@ class LaunchScreen(Screen):
 
     @work(thread=True, exclusive=True, group="data-check")
     def check_data(self, source: str) -> None:
-        import time
-
         time.sleep(0.3)  # debounce: only the last value typed is checked
-        from textual.worker import get_current_worker
 
         if get_current_worker().is_cancelled:
             return
-        from kdengine.data.config import DataConfig, open_source
 
         try:
             src = open_source(DataConfig(source=source))
@@ -182,10 +182,6 @@ class LaunchScreen(Screen):
         self.run_worker(lambda: self._check_model(key, name), thread=True, exclusive=True, group=f"model-{key}")
 
     def _check_model(self, key: str, name: str) -> None:
-        import time
-
-        from textual.worker import get_current_worker
-
         time.sleep(0.6)  # debounce while typing
         if get_current_worker().is_cancelled:
             return
@@ -252,8 +248,6 @@ class LaunchScreen(Screen):
     def preflight_then_launch(self, request: LaunchRequested) -> None:
         """The same checks as `kdengine train` before anything is queued (models, sizes, weights), in a
         subprocess: the TUI never imports torch."""
-        import json
-
         proc = subprocess.run([sys.executable, "-m", "kdengine", "preflight"], input=json.dumps([request.spec.to_dict()]),
                               capture_output=True, text=True, timeout=300)
         if proc.returncode == 0:

@@ -11,14 +11,16 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from ..messages import ExportRequested
+from kdengine.reports.stats import Summary
+from kdengine import api
+from kdengine.study.registry import list_studies
+from kdengine.reports.tables import METRICS
 
 ALL = "all runs"
 POLL_S = 2.0
 
 
 def fmt(value, column: str, intervals: bool = False, higher_better: bool = True):
-    from kdengine.reports.stats import Summary
-
     if value is None:
         return Text("–", style="dim")
     gain = column.startswith("gain")
@@ -36,11 +38,7 @@ def fmt(value, column: str, intervals: bool = False, higher_better: bool = True)
 
 def load_tables(store, view: str, metric: str):
     """The tables of all runs, or of one study: the same code as `kdengine table` and `study table`."""
-    from kdengine.reports.collect import collect
-    from kdengine.reports.tables import build
-    from kdengine.study.registry import study_tables
-
-    return build(collect(store), metric) if view == ALL else study_tables(store, view, metric)
+    return api.tables(store, None if view == ALL else view, metric)
 
 
 class ResultsScreen(Screen):
@@ -78,8 +76,6 @@ class ResultsScreen(Screen):
         self.query_one(DataTable).focus()
 
     def views(self) -> list[str]:
-        from kdengine.study.registry import list_studies
-
         return [ALL, *list_studies(self.app.store)]
 
     def _signature_now(self) -> tuple:
@@ -110,8 +106,6 @@ class ResultsScreen(Screen):
         return next((t for t in self.tables.tables if t.key == self.current), None) if self.tables else None
 
     def _draw(self) -> None:
-        from kdengine.reports.tables import METRICS
-
         label, _, higher_better = METRICS[self.metric]
         bar = Text(f"[{self.view_name} · {label}] ", style="bold")
         for s in self.order:
@@ -153,8 +147,6 @@ class ResultsScreen(Screen):
         await self.poll(force=True)
 
     async def action_next_metric(self) -> None:
-        from kdengine.reports.tables import METRICS
-
         names = list(METRICS)
         self.metric = names[(names.index(self.metric) + 1) % len(names)]
         await self.poll(force=True)

@@ -17,11 +17,14 @@ from ..store_view import SORTS, STATE_ICONS, RunRow, RunView, arrange, load_rows
 from ..widgets.confusion import ConfusionPane, ReportPane
 from ..widgets.curves import CurvesPane
 from .dialogs import ConfirmScreen, WorkerScreen
+from kdengine.store.lifecycle import FAILED, FINISHED, QUEUED, RUNNING, STOPPED
+from kdengine import api
+from kdengine.execution.launch import gpu_count
 
 POLL_S = 1.0
 SHORT_SCREEN_ROWS = 32
-STATE_STYLE = {"running": "bold green", "finished": "cyan", "failed": "bold red", "stopped": "yellow",
-               "queued": "dim", "damaged": "bold magenta"}
+STATE_STYLE = {RUNNING: "bold green", FINISHED: "cyan", FAILED: "bold red", STOPPED: "yellow",
+               QUEUED: "dim", "damaged": "bold magenta"}
 COLUMNS = (("st", "state"), ("what", "what"), ("teacher → student", "who"), ("seed", "seed"),
            ("device", "device"), ("epoch", "epoch"), ("done", "done"), ("best val", "best"), ("ETA", "eta"))
 
@@ -149,8 +152,8 @@ class RunsScreen(Screen):
                 Text("No runs yet: press 2 to launch one, or run `kdengine train` in a shell.", style="dim"))
 
     def _draw_list_line(self, total: int, shown: int) -> None:
-        running = sum(r.state == "running" for r in self.rows.values())
-        queued = sum(r.state == "queued" for r in self.rows.values())
+        running = sum(r.state == RUNNING for r in self.rows.values())
+        queued = sum(r.state == QUEUED for r in self.rows.values())
         line = Text(f"{shown} of {total} runs · {running} running · {queued} queued", style="bold")
         line.append(f" · sort {self.sort}{' ↓' if self.reverse else ''}" + (" · by study" if self.by_study else ""),
                     style="dim")
@@ -218,12 +221,12 @@ class RunsScreen(Screen):
         line = Text(str(rid), style="bold")
         if row is not None:
             line.append(f"  {row.state}", style=STATE_STYLE.get(row.state, ""))
-            if row.phase and row.state == "running":
+            if row.phase and row.state == RUNNING:
                 line.append(f" · {row.phase}")
             line.append(f" · {row.device}", style="dim")
             if row.reason:
-                line.append(f" · {row.reason}", style="red" if row.state in ("failed", "damaged") else "yellow")
-            if row.state == "queued" and not self.workers_alive:
+                line.append(f" · {row.reason}", style="red" if row.state in (FAILED, "damaged") else "yellow")
+            if row.state == QUEUED and not self.workers_alive:
                 line.append("  no worker is running: press w to start one", style="bold yellow")
         if view is not None and view.metrics:
             m = view.metrics
@@ -297,7 +300,7 @@ class RunsScreen(Screen):
         self._update_table(list(self.rows.values()))
 
     def action_next_running(self) -> None:
-        running = [i for i, rid in enumerate(self.shown) if self.rows[rid].state == "running"]
+        running = [i for i, rid in enumerate(self.shown) if self.rows[rid].state == RUNNING]
         if not running:
             self.notify("no run is running", severity="warning")
             return
@@ -342,7 +345,7 @@ class RunsScreen(Screen):
         return rid
 
     def action_stop_run(self) -> None:
-        rid = self._target(("running", "queued"), "stop")
+        rid = self._target((RUNNING, QUEUED), "stop")
         if rid is None:
             return
 
@@ -354,26 +357,23 @@ class RunsScreen(Screen):
         self.app.push_screen(ConfirmScreen(f"Stop {rid}?", details), done)
 
     def action_retry_run(self) -> None:
-        rid = self._target(("failed", "stopped"), "retry")
+        rid = self._target((FAILED, STOPPED), "retry")
         if rid is not None:
             self.post_message(RetryRequested(rid))
 
     def action_remove_run(self) -> None:
-        rid = self._target(("finished", "failed", "stopped", "queued", "damaged"), "delete")
+        rid = self._target((FINISHED, FAILED, STOPPED, QUEUED, "damaged"), "delete")
         if rid is None:
             return
-        from kdengine.store.runstore import removal_summary
 
         def done(answer: str | None) -> None:
             if answer in ("d", "a"):
                 self.post_message(RemoveRequested(rid, archive=answer == "a"))
 
-        self.app.push_screen(ConfirmScreen(f"Delete or archive {rid}?", removal_summary(self.app.store, rid),
+        self.app.push_screen(ConfirmScreen(f"Delete or archive {rid}?", api.what_goes(self.app.store, rid),
                                            {"d": "delete", "a": "archive"}), done)
 
     def action_start_worker(self) -> None:
-        from kdengine.launch import gpu_count
-
         def done(choice: tuple[str, str] | None) -> None:
             if choice:
                 self.post_message(WorkerRequested(*choice))

@@ -17,6 +17,12 @@ from textual.widgets import Footer, Header, Static
 from ..messages import WorkerRequested
 from ..store_view import fmt_eta
 from .dialogs import WorkerScreen
+from kdengine.store.lifecycle import QUEUED, RUNNING
+from kdengine.study.registry import list_studies, load_study_record
+from kdengine.execution.packing import gpu_info
+from kdengine.reports.collect import collect
+from rich.console import Group
+from kdengine.execution.launch import gpu_count
 
 POLL_S = 2.0
 LOG_LINES = 6
@@ -35,8 +41,6 @@ class WorkersSnapshot:
 def study_etas(store, records, workers: int) -> list[tuple[str, int, int, float | None]]:
     """Per study: finished runs, all runs, and the time left: the running runs' own ETAs plus the queued runs at
     the study's mean run duration so far, spread over the workers."""
-    from kdengine.study.registry import list_studies, load_study_record
-
     by_id = {r.run_id: r for r in records}
     out = []
     for name in list_studies(store):
@@ -44,8 +48,8 @@ def study_etas(store, records, workers: int) -> list[tuple[str, int, int, float 
         ids = [p["run_id"] for p in record.get("runs", []) if isinstance(p, dict) and "run_id" in p]
         mine = [by_id[i] for i in ids if i in by_id]
         done = [r for r in mine if r.finished]
-        running = [r for r in mine if r.state == "running"]
-        queued = [r for r in mine if r.state == "queued"]
+        running = [r for r in mine if r.state == RUNNING]
+        queued = [r for r in mine if r.state == QUEUED]
         durations = [r.metrics.get("seconds") for r in done if r.metrics.get("seconds")]
         eta = None
         if running or queued:
@@ -58,14 +62,11 @@ def study_etas(store, records, workers: int) -> list[tuple[str, int, int, float 
 
 
 def snapshot(store) -> WorkersSnapshot:
-    from kdengine.packing import gpu_info
-    from kdengine.reports.collect import collect
-
     snap = WorkersSnapshot(workers=store.live_workers(), gpus=gpu_info())
     records = collect(store)
     for r in records:
         snap.states[r.state] = snap.states.get(r.state, 0) + 1
-        if r.state == "queued":
+        if r.state == QUEUED:
             device = r.status.get("device", "auto")
             snap.queued_by_device[device] = snap.queued_by_device.get(device, 0) + 1
     snap.studies = study_etas(store, records, len(snap.workers))
@@ -83,8 +84,6 @@ def snapshot(store) -> WorkersSnapshot:
 
 
 def render(snap: WorkersSnapshot):
-    from rich.console import Group
-
     parts = []
     workers = Table(title="Workers", title_justify="left", box=None, header_style="bold", padding=(0, 1))
     for col in ("pid", "host", "device", "GPU", "current run", "beat"):
@@ -145,8 +144,6 @@ class WorkersScreen(Screen):
         self.query_one("#workers-view", Static).update(render(snap))
 
     def action_start_worker(self) -> None:
-        from kdengine.launch import gpu_count
-
         def done(choice):
             if choice:
                 self.post_message(WorkerRequested(*choice))

@@ -13,51 +13,17 @@ import socket
 import threading
 import time
 
-from .atomic import DiskFull, write_json
-from .errors import KDError, RunFailed
-from .store import RunStore
-from .store import runstore
-from .store.liveness import process_start
-from .store.runstore import Busy, serves
+from ..atomic import DiskFull, write_json
+from ..errors import KDError, RunFailed
+from ..store import RunStore
+from ..store import runstore
+from ..store.liveness import process_start
+from ..store.runstore import Busy, serves
+from ..store.lifecycle import FAILED, FINISHED, QUEUED, RUNNING, STOPPED
+import traceback
 
 
-class Placement:
-    """A CUDA worker's place on its GPU: what each run needs there, and whether it fits now (``packing``)."""
-
-    def __init__(self, store: RunStore, dev) -> None:
-        import torch
-
-        props = torch.cuda.get_device_properties(dev.device)
-        uuid = str(getattr(props, "uuid", "") or "")
-        self.gpu = uuid or f"{socket.gethostname()}:{os.environ.get('CUDA_VISIBLE_DEVICES', '0')}"
-        self.capacity = int(props.total_memory)
-        self.store, self.dev = store, dev
-        self._needs: dict[str, int] = {}
-
-    def need(self, spec) -> int:
-        from .packing import _table, memory_key, need, record_estimate
-
-        key = memory_key(spec)
-        table = _table(self.store)
-        value, _ = need(table, key)
-        if value is None:
-            from .training.memory import estimate_peak
-
-            estimate = estimate_peak(spec, amp=self.dev.amp_dtype is not None)
-            record_estimate(self.store, key, estimate)
-            value, _ = need({**table, key: {"estimate": estimate}}, key)
-        return int(value)
-
-    def admit(self, spec) -> tuple[bool, str]:
-        from .packing import admits
-
-        return admits(self.store, self.gpu, self.need(spec), self.capacity)
-
-    def fits(self, spec) -> tuple[bool, str]:
-        return self.admit(spec)
-
-    def reservation(self, spec) -> dict:
-        return {"gpu": self.gpu, "reserved_bytes": self.need(spec)}
+TEACHER_BUSY = object()  # a teacher is being trained elsewhere (or must be, on another device)
 
 
 def next_claimable(store: RunStore, device: str | None = None, fits=None):
@@ -69,15 +35,15 @@ def next_claimable(store: RunStore, device: str | None = None, fits=None):
     failed or was stopped is left queued with the reason."""
     for rid in store.list_ids():
         status = store.read_status(rid)
-        if status["state"] != "queued" or not serves(device, status.get("device")):
+        if status["state"] != QUEUED or not serves(device, status.get("device")):
             continue
         try:
             spec = store.load_spec(rid)
         except KDError as exc:
-            store.finish(rid, "failed", f"damaged: {exc} (kdengine runs doctor)")
+            store.finish(rid, FAILED, f"damaged: {exc} (kdengine runs doctor)")
             continue
         blocked = _blocked_by(store, spec, device)
-        if blocked == "running":
+        if blocked == TEACHER_BUSY:
             continue
         if blocked:
             store.note_waiting(rid, blocked)
@@ -95,18 +61,18 @@ def next_claimable(store: RunStore, device: str | None = None, fits=None):
 def _unfinished_teachers(store: RunStore, spec):
     for t in spec.teachers:
         yield from _unfinished_teachers(store, t)
-        if store.read_status(t.run_id)["state"] != "finished":
+        if store.read_status(t.run_id)["state"] != FINISHED:
             yield t
 
 
 def _blocked_by(store: RunStore, spec, device: str | None = None) -> str | None:
-    """Why a run cannot start now: "running" (a teacher is being trained elsewhere, or must be: it asks for
+    """Why a run cannot start now: TEACHER_BUSY (a teacher is being trained elsewhere, or must be: it asks for
     another device), or a teacher that failed."""
     for t in spec.teachers:
         status = store.read_status(t.run_id)
-        if status["state"] == "running" or (status["state"] == "queued" and not serves(device, status.get("device"))):
-            return "running"
-        if status["state"] in ("failed", "stopped") or not store.exists(t.run_id):
+        if status["state"] == RUNNING or (status["state"] == QUEUED and not serves(device, status.get("device"))):
+            return TEACHER_BUSY
+        if status["state"] in (FAILED, STOPPED) or not store.exists(t.run_id):
             why = status.get("reason") or ("not in the store" if not store.exists(t.run_id) else status["state"])
             return (f"waiting: teacher {t.run_id} is {status['state']} ({why}); "
                     f"retry it with: kdengine runs retry {t.run_id}")
@@ -145,10 +111,12 @@ class Worker:
         print(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {msg}", flush=True)
 
     def run(self) -> int:
-        from .training.device import setup_device
-        from .training.executor import ensure_finished
+        from ..training.device import setup_device  # torch: `kdengine worker --detach` and the TUI start workers without it
+        from .executor import ensure_finished
 
         dev = setup_device(self.device, self.loader_workers, **self.fast)
+        from .placement import Placement  # torch: only a CUDA worker places runs
+
         placement = Placement(self.store, dev) if dev.is_cuda else None
         self.store.workers_dir().mkdir(parents=True, exist_ok=True)
         beat = threading.Thread(target=self._advertise, daemon=True)
@@ -179,7 +147,6 @@ class Worker:
                 except (RunFailed, KDError) as exc:
                     self.log(f"{spec.run_id}: {exc}")
                 except Exception as exc:  # noqa: BLE001 - one broken run must not kill the worker
-                    import traceback
 
                     traceback.print_exc()
                     self.log(f"{spec.run_id} crashed: {exc}")

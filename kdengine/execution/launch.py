@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from .packing import gpu_info, loader_workers_per_worker, plan_workers
-from .store import RunStore
+from ..store import RunStore
 
 
 def fast_flags(fast: dict | None) -> list[str]:

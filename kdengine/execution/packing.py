@@ -22,10 +22,11 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from .atomic import write_json
-from .errors import UsageError
-from .store import RunStore
-from .store.runstore import read_json
+from ..atomic import write_json
+from ..errors import UsageError
+from ..store import RunStore
+from ..store.runstore import read_json
+from ..store.lifecycle import QUEUED, RUNNING
 
 MAX_PER_GPU = 8
 HEADROOM = 0.9  # of the card: kept free for fragmentation and what torch's allocator does not count
@@ -109,7 +110,7 @@ def reserved_on(store: RunStore, gpu: str) -> tuple[int, int]:
     total = count = 0
     for rid in store.list_ids():
         status = read_json(store.run_dir(rid) / "status.json")
-        if isinstance(status, dict) and status.get("state") == "running" and status.get("gpu") == gpu:
+        if isinstance(status, dict) and status.get("state") == RUNNING and status.get("gpu") == gpu:
             total += int(status.get("reserved_bytes") or 0)
             count += 1
     return total, count
@@ -184,7 +185,7 @@ def queued_keys(store: RunStore) -> dict[str, list[str]]:
     """The memory key of every queued or running run (key -> run ids)."""
     keys: dict[str, list[str]] = {}
     for rid in store.list_ids():
-        if store.read_status(rid)["state"] not in ("queued", "running"):
+        if store.read_status(rid)["state"] not in (QUEUED, RUNNING):
             continue
         try:
             keys.setdefault(memory_key(store.load_spec(rid)), []).append(rid)

@@ -17,18 +17,23 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import UsageError
+from .. import strategy_catalog as catalog
+from ..errors import UsageError
+from ..store import events as ev
+from ..metric_names import PER_SPLIT, SPLITS
+from ..options import config_dict
+import time
+from ..reports.collect import read_record
+from ..study.registry import study_membership
 
 EXPERIMENT = "kdstudy"
 RUN_TAG = "kdstudy.run_id"
-SPLITS = ("train", "val", "test")
-FINAL = ("accuracy", "macro_f1", "kappa", "ece", "loss", "agreement")
 
 
 def client_for(store_root: Path, uri: str | None = None):
     """(MlflowClient, tracking uri): ``uri``, else $MLFLOW_TRACKING_URI, else SQLite beside the run store."""
     try:
-        from mlflow.tracking import MlflowClient
+        from mlflow.tracking import MlflowClient  # mlflow: an optional extra
     except ImportError:
         raise UsageError("MLflow needs the mlflow extra: pip install 'kdstudy[mlflow]'") from None
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(store_root).resolve() / 'mlflow.db'}"
@@ -53,8 +58,6 @@ def find_run(client, exp_id: str, run_id: str):
 
 def params_of(spec) -> dict[str, str]:
     """Flat ``section.key`` params of a spec (MLflow params are strings of at most 6000 characters)."""
-    from .options import config_dict
-
     out = {"model": spec.model, "kind": spec.kind, "strategy": spec.strategy or "", "regime": spec.regime or "",
            "seed": str(spec.seed), "teachers": ",".join(t.run_id for t in spec.teachers)}
     for section, cfg in (("data", spec.data), ("train", spec.train), ("kd", spec.kd)):
@@ -64,37 +67,35 @@ def params_of(spec) -> dict[str, str]:
 
 
 def tags_of(spec, run_id: str, studies: tuple[str, ...] = ()) -> dict[str, str]:
-    teacher = "+".join(t.model for t in spec.teachers) or ("virtual" if spec.strategy == "tf-reg" else "")
+    teacher = (catalog.get(spec.strategy).teacher_label([t.model for t in spec.teachers], spec.model)
+               if spec.strategy else "")
     return {RUN_TAG: run_id, "study": ",".join(studies), "strategy": spec.strategy or spec.regime or "",
             "teacher": teacher, "student": spec.model, "seed": str(spec.seed), "mlflow.runName": run_id}
 
 
-def epoch_metrics(event: dict) -> dict[str, float]:
-    out = {"lr": event["lr"]}
-    for split in ("train", "val"):
-        for key, value in event[split].items():
+def epoch_metrics(event) -> dict[str, float]:
+    """An epoch event's numbers, as MLflow metrics (``event``: a ``store.events.Epoch``)."""
+    out = {"lr": event.lr}
+    for split in SPLITS[:2]:  # an epoch has a training and a validation pass
+        for key, value in getattr(event, split).items():
             if isinstance(value, (int, float)):
                 out[f"{split}/{key}"] = float(value)
     return out
 
 
-def log_epoch(client, mlflow_run_id: str, epoch: int, event: dict, timestamp_ms: int | None = None) -> None:
-    from mlflow.entities import Metric
-
-    import time
+def log_epoch(client, mlflow_run_id: str, epoch: int, event, timestamp_ms: int | None = None) -> None:
+    from mlflow.entities import Metric  # mlflow: an optional extra
 
     ts = timestamp_ms or int(time.time() * 1000)
     client.log_batch(mlflow_run_id, metrics=[Metric(k, v, ts, epoch) for k, v in epoch_metrics(event).items()])
 
 
 def log_final(client, mlflow_run_id: str, results: dict, figures: list[Path] | None) -> None:
-    from mlflow.entities import Metric
-
-    import time
+    from mlflow.entities import Metric  # mlflow: an optional extra
 
     ts = int(time.time() * 1000)
     metrics = [Metric(f"final/{split}/{key}", float(results[split][key]), ts, 0)
-               for split in SPLITS for key in FINAL if isinstance(results.get(split, {}).get(key), (int, float))]
+               for split in SPLITS for key in PER_SPLIT if isinstance(results.get(split, {}).get(key), (int, float))]
     client.log_batch(mlflow_run_id, metrics=metrics)
     with tempfile.TemporaryDirectory() as tmp:
         names = results["class_names"]
@@ -111,9 +112,6 @@ def export_runs(store, run_ids: list[str], uri: str | None = None, experiment: s
                 log=print) -> tuple[int, int]:
     """Push finished runs into MLflow (params, tags, per-epoch metrics at their epochs and times, final metrics,
     artifacts); a run already exported is skipped. Returns (exported, skipped)."""
-    from .reports.collect import read_record
-    from .study.registry import study_membership
-
     client, uri = client_for(store.root, uri)
     exp = experiment_id(client, store.root, experiment)
     studies = study_membership(store)
@@ -129,15 +127,11 @@ def export_runs(store, run_ids: list[str], uri: str | None = None, experiment: s
         run = existing or client.create_run(exp, run_name=rid, tags=tags_of(record.spec, rid, studies.get(rid, ())))
         mid = run.info.run_id
         if existing is None:
-            from mlflow.entities import Param
+            from mlflow.entities import Param  # mlflow: an optional extra
 
             client.log_batch(mid, params=[Param(k, v) for k, v in params_of(record.spec).items()])
-        epochs = {}
-        for e in store.read_events(rid)[0]:
-            if e.get("type") == "epoch":
-                epochs[e["epoch"]] = e
-        for epoch, e in sorted(epochs.items()):
-            log_epoch(client, mid, epoch, e, int(e.get("t", 0) * 1000) or None)
+        for e in ev.epochs(store.events(rid)):
+            log_epoch(client, mid, e.epoch, e, int((e.t or 0) * 1000) or None)
         figures = sorted((store.run_dir(rid) / "figures").glob("*.png"))
         log_final(client, mid, record.metrics, figures)
         client.set_terminated(mid, status="FINISHED")

@@ -15,13 +15,19 @@ import sys
 from pathlib import Path
 
 from ..errors import UsageError
+from ..metric_names import HEADLINE, PER_SPLIT, SPLITS
+from . import mlflow_sync as ms
+from ..store import RunStore
+from ..study.registry import study_membership
+from .mlflow_sync import log_epoch
+from .mlflow_sync import log_final
 
 _said_offline = False
 
 
 class Tracker:
     def start(self, run_id: str, spec, class_names: list[str], run_dir: Path) -> None: ...
-    def log_epoch(self, epoch: int, event: dict) -> None: ...
+    def log_epoch(self, epoch: int, event) -> None: ...  # event: a store.events.Epoch
     def log_final(self, results: dict, figures: list | None = None) -> None: ...
     def close(self) -> None: ...
 
@@ -35,14 +41,14 @@ def _flat_params(spec) -> dict:
 class NeptuneTracker(Tracker):
     def __init__(self) -> None:
         try:
-            import neptune  # noqa: F401
+            import neptune  # noqa: F401 - neptune: an optional extra
         except ImportError:
             raise UsageError("--tracker neptune needs the neptune extra: pip install 'kdstudy[neptune]'") from None
         self.run = None
 
     def start(self, run_id, spec, class_names, run_dir):
         global _said_offline
-        import neptune
+        import neptune  # neptune: an optional extra
 
         mode = os.environ.get("NEPTUNE_MODE")
         if not mode and not os.environ.get("NEPTUNE_API_TOKEN"):
@@ -65,20 +71,20 @@ class NeptuneTracker(Tracker):
                 os.environ.pop("NEPTUNE_DATA_DIRECTORY", None)
             else:
                 os.environ["NEPTUNE_DATA_DIRECTORY"] = old
-        from neptune.utils import stringify_unsupported
+        from neptune.utils import stringify_unsupported  # neptune: an optional extra
 
         self.run["parameters"] = stringify_unsupported(_flat_params(spec))
         self.run["sys/tags"].add([spec.role_label, spec.model])
 
     def log_epoch(self, epoch, event):
-        for split in ("train", "val"):
-            for key, value in event[split].items():
+        for split in SPLITS[:2]:
+            for key, value in getattr(event, split).items():
                 self.run[f"{split}/{key}"].append(value, step=epoch)
-        self.run["lr"].append(event["lr"], step=epoch)
+        self.run["lr"].append(event.lr, step=epoch)
 
     def log_final(self, results, figures=None):
-        for split in ("train", "val", "test"):
-            for key in ("accuracy", "macro_f1", "kappa", "ece", "loss"):
+        for split in SPLITS:
+            for key in PER_SPLIT:
                 if key in results[split]:
                     self.run[f"final/{split}/{key}"] = results[split][key]
         self.run["final/test/confusion_matrix"] = json.dumps(results["test"]["confusion"])
@@ -94,27 +100,27 @@ class NeptuneTracker(Tracker):
 class TensorBoardTracker(Tracker):
     def __init__(self) -> None:
         try:
-            from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+            from torch.utils.tensorboard import SummaryWriter  # noqa: F401 - tensorboard: an optional extra
         except ImportError:
             raise UsageError("--tracker tensorboard needs the tensorboard extra: pip install 'kdstudy[tensorboard]'") from None
         self.writer = None
 
     def start(self, run_id, spec, class_names, run_dir):
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # tensorboard: an optional extra
 
         self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
         self.writer.add_text("spec", "```\n" + json.dumps(_flat_params(spec), indent=2) + "\n```")
 
     def log_epoch(self, epoch, event):
-        for split in ("train", "val"):
-            for key, value in event[split].items():
+        for split in SPLITS[:2]:
+            for key, value in getattr(event, split).items():
                 self.writer.add_scalar(f"{split}/{key}", value, epoch)
-        self.writer.add_scalar("lr", event["lr"], epoch)
+        self.writer.add_scalar("lr", event.lr, epoch)
         self.writer.flush()
 
     def log_final(self, results, figures=None):
-        for split in ("train", "val", "test"):
-            for key in ("accuracy", "macro_f1", "kappa", "ece"):
+        for split in SPLITS:
+            for key in HEADLINE:
                 self.writer.add_scalar(f"final/{split}/{key}", results[split][key], 0)
         names = results["class_names"]
         rows = ["| true \\ pred | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
@@ -133,20 +139,14 @@ class MLflowTracker(Tracker):
     """MLflow (see ``kdengine/mlflow_sync.py``): a resumed run continues the same MLflow run."""
 
     def __init__(self) -> None:
-        from ..mlflow_sync import client_for  # noqa: F401 - fail early on a missing extra
-
         try:
-            import mlflow  # noqa: F401
+            import mlflow  # noqa: F401 - mlflow: an optional extra
         except ImportError:
             raise UsageError("--tracker mlflow needs the mlflow extra: pip install 'kdstudy[mlflow]'") from None
         self.client = None
         self.mlflow_run = None
 
     def start(self, run_id, spec, class_names, run_dir):
-        from .. import mlflow_sync as ms
-        from ..store import RunStore
-        from ..study.registry import study_membership
-
         store = RunStore(Path(run_dir).parent)
         self.client, _ = ms.client_for(store.root)
         exp = ms.experiment_id(self.client, store.root)
@@ -157,18 +157,14 @@ class MLflowTracker(Tracker):
             return
         tags = ms.tags_of(spec, run_id, study_membership(store).get(run_id, ()))
         self.mlflow_run = self.client.create_run(exp, run_name=run_id, tags=tags).info.run_id
-        from mlflow.entities import Param
+        from mlflow.entities import Param  # mlflow: an optional extra
 
         self.client.log_batch(self.mlflow_run, params=[Param(k, v) for k, v in ms.params_of(spec).items()])
 
     def log_epoch(self, epoch, event):
-        from ..mlflow_sync import log_epoch
-
         log_epoch(self.client, self.mlflow_run, epoch, event)
 
     def log_final(self, results, figures=None):
-        from ..mlflow_sync import log_final
-
         log_final(self.client, self.mlflow_run, results, figures)
         self.client.set_terminated(self.mlflow_run, status="FINISHED")
         self.mlflow_run = None

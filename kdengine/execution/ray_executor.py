@@ -14,15 +14,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from .errors import KDError, RunFailed, UsageError
-from .study.expand import PlannedRun
+from ..errors import KDError, RunFailed, UsageError
+from ..study.expand import PlannedRun
+import os
+import socket
+from ..runspec import RunSpec
+from ..store import RunStore
 
 TASK_RETRIES = 3  # attempts after a node death; a run's own error is never retried
 
 
 def _ray():
     try:
-        import ray
+        import ray  # ray: an optional extra
     except ImportError:
         raise UsageError("--executor ray needs the ray extra: pip install 'kdstudy[ray]'") from None
     return ray
@@ -31,23 +35,18 @@ def _ray():
 def train_remote(root: str, spec: dict, device: str, threads: int, loader_workers: int | None, fast: dict,
                  *teachers_done) -> dict:
     """One run, on whatever node Ray chose. The teachers' results are only there to order the tasks."""
-    import os
-
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-    import socket
 
-    import torch
+    import torch  # torch: `study run --executor` parses at start; the nodes train
 
-    from .runspec import RunSpec
-    from .store import RunStore
-    from .training.device import setup_device
-    from .training.executor import ensure_finished
+    from ..training.device import setup_device  # torch, on the node
+    from .executor import ensure_finished
 
     torch.set_num_threads(threads)  # the driver's count: CPU results repeat only at the same thread count
     spec_obj = RunSpec.from_dict(spec)
     store = RunStore(root)
     dev = setup_device(device, loader_workers, **fast)
-    import ray
+    import ray  # ray: an optional extra
 
     node = ray.get_runtime_context().get_node_id()
     worker = f"ray:{socket.gethostname()}:{node[:12]}:{os.getpid()}"
@@ -60,10 +59,9 @@ def run_on_ray(root: Path, plan: list[PlannedRun], address: str | None, device: 
                runs_per_gpu: int | str = 1, loader_workers: int | None = None, fast: dict | None = None,
                log: Callable[[str], None] = print) -> list[tuple[str, str]]:
     """Train every planned run on the cluster at ``address`` (None: a local one); returns the failures."""
-    import torch
+    import torch  # torch: `study run --executor` parses at start; the nodes train
 
     ray = _ray()
-    import os
 
     os.environ.setdefault("RAY_AUTH_MODE", os.environ.get("RAY_AUTH_MODE", "disabled"))
     try:

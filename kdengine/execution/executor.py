@@ -17,10 +17,18 @@ from typing import Callable
 from ..errors import KDError, RunFailed
 from ..runspec import RunSpec
 from ..store import RunStore
+from ..store import events as ev
 from ..store import runstore
 from ..store.runstore import serves
 from ..store.queue import enqueue
-from .device import DeviceSetup
+from ..training.device import DeviceSetup
+from ..store.lifecycle import FAILED, FINISHED, QUEUED, RUNNING, STOPPED
+import gc
+from .packing import memory_key, record_oom, reserved_on
+from ..reports.figures import write_run_figures
+import torch
+from ..training.trainer import Stopped, Trainer
+from .placement import MemoryPeak
 
 WAIT_POLL_S = 2.0
 
@@ -60,7 +68,7 @@ def _ensure(store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers: Callable
     while True:
         status = store.read_status(rid)
         state = status["state"]
-        if state == "finished":
+        if state == FINISHED:
             metrics = store.read_metrics(rid)
             if metrics is None:
                 raise RunFailed(f"{rid} is marked finished but its metrics.json is missing: "
@@ -68,13 +76,13 @@ def _ensure(store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers: Callable
             if not waited:
                 log(f"reusing finished run {rid} ({spec.describe()}){thread_note(metrics)}")
             return metrics
-        if state == "running" and not dispatched:
+        if state == RUNNING and not dispatched:
             if not waited:
                 log(f"waiting for {rid}: another worker is training it")
                 waited = True
             time.sleep(WAIT_POLL_S)
             continue
-        if state in ("failed", "stopped") and not (dispatched and status.get("stale")):
+        if state in (FAILED, STOPPED) and not (dispatched and status.get("stale")):
             raise RunFailed(f"{rid} is {state}" + (f" ({status['reason']})" if status.get("reason") else "")
                             + f"; retry it with: kdengine runs retry {rid}")
         admit = (lambda: placement.admit(spec)) if placement is not None else None
@@ -82,14 +90,12 @@ def _ensure(store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers: Callable
         if store.claim(rid, worker, dev.device.type, dispatched=dispatched, admit=admit, **extra):
             return run_claimed(store, spec, dev, trackers(), progress, log, placement)
         status = store.read_status(rid)
-        if status["state"] == "queued" and not serves(dev.device.type, status.get("device")):
+        if status["state"] == QUEUED and not serves(dev.device.type, status.get("device")):
             raise RunFailed(f"{rid} is queued for {status.get('device')}; this process trains on {dev.device.type}")
 
 
 def thread_note(metrics: dict) -> str:
     """A note when a run was trained on the CPU with another thread count than this process uses."""
-    import torch
-
     rt = metrics.get("runtime") or {}
     if rt.get("device") == "cpu" and rt.get("threads") not in (None, torch.get_num_threads()):
         return (f"; note: it was trained with {rt['threads']} CPU threads and this process uses "
@@ -133,34 +139,8 @@ class Heartbeat:
             pass  # a full disk or a flaky NFS: the run itself will meet it and say so
 
 
-class MemoryPeak:
-    """A hook: after a CUDA run's first epoch, record its peak memory for its shape (packing plans with it)."""
-
-    def __init__(self, store: RunStore) -> None:
-        self.store, self.done = store, False
-
-    def on_start(self, trainer) -> None: ...
-
-    def on_epoch_start(self, trainer, epoch: int) -> None: ...
-
-    def on_step(self, trainer, epoch: int, step: int, out) -> bool:
-        return False
-
-    def on_epoch_end(self, trainer, epoch: int, event: dict) -> None:
-        if self.done or not trainer.dev.is_cuda:
-            return
-        import torch
-
-        from ..packing import memory_key, record_peak
-
-        record_peak(self.store, memory_key(trainer.spec), torch.cuda.max_memory_allocated(trainer.dev.device))
-        self.done = True
-
-
 def run_claimed(store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers: list, progress: bool,
                 log: Callable[[str], None], placement=None) -> dict:
-    from .trainer import Stopped, Trainer
-
     rid = spec.run_id
     log(f"training {rid}: {spec.describe()}")
     out_of_memory = False
@@ -175,7 +155,7 @@ def run_claimed(store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers: list
             for tr in trackers:
                 tr.log_final(metrics, figures)
     except Stopped:
-        store.finish(rid, "stopped", "stopped by the user")
+        store.finish(rid, STOPPED, "stopped by the user")
         raise RunFailed(f"{rid} was stopped") from None
     except (RunFailed, KDError) as exc:
         _finish_quietly(store, rid, str(exc))
@@ -194,7 +174,7 @@ def run_claimed(store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers: list
                 log(f"warning: tracker {tr.__class__.__name__} failed to close: {exc}")
     if out_of_memory:
         _out_of_memory(store, spec, placement, log)
-    store.finish(rid, "finished")
+    store.finish(rid, FINISHED)
     # A finished run needs no resume state: keep best.safetensors, drop last.pt (with the optimizer
     # state it is 3-4x the weights: 2 GB for VGG11).
     (store.checkpoint_dir(rid) / "last.pt").unlink(missing_ok=True)
@@ -205,31 +185,20 @@ def draw_figures(store: RunStore, spec: RunSpec, results: dict, log: Callable[[s
     """Curves, confusion matrix and reliability diagram as PNGs beside the metrics; a failure to draw them
     is a warning, never a failed run."""
     try:
-        from ..reports.figures import write_run_figures
-
-        return write_run_figures(store.run_dir(spec.run_id), store.read_events(spec.run_id)[0], results,
-                                 spec.describe())
+        return write_run_figures(store.run_dir(spec.run_id), store.events(spec.run_id), results, spec.describe())
     except Exception as exc:  # noqa: BLE001 - figures are a view of the results, not the results
         msg = f"figures not drawn: {exc.__class__.__name__}: {str(exc)[:200]}"
         log(f"warning: {msg}")
-        store.append_event(spec.run_id, {"type": "warning", "message": msg})
+        store.append_event(spec.run_id, ev.Warning(message=msg))
         return []
 
 
 def _is_oom(exc: BaseException) -> bool:
-    import torch
-
     return isinstance(exc, torch.cuda.OutOfMemoryError)
 
 
 def _out_of_memory(store: RunStore, spec: RunSpec, placement, log: Callable[[str], None]) -> None:
     """CUDA out-of-memory: beside other runs, back to the queue with a larger need; alone, a failure."""
-    import gc
-
-    import torch
-
-    from ..packing import memory_key, record_oom, reserved_on
-
     gc.collect()
     torch.cuda.empty_cache()
     rid = spec.run_id
@@ -250,6 +219,6 @@ def _out_of_memory(store: RunStore, spec: RunSpec, placement, log: Callable[[str
 def _finish_quietly(store: RunStore, rid: str, reason: str) -> None:
     """Record a failure; if even that cannot be written (a full disk), the dead process reads as interrupted."""
     try:
-        store.finish(rid, "failed", reason)
+        store.finish(rid, FAILED, reason)
     except (OSError, KDError):
         pass

@@ -17,6 +17,8 @@ from ..options import option as _option
 
 import cv2
 import numpy as np
+from ..errors import UsageError
+from ..options import check_fields
 
 SHIFT_VERSION = 1  # bump when a shift or a level changes: stored results carry it
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -128,8 +130,6 @@ def apply_shift(images: np.ndarray, shift: str, severity: int, seed: int = 0, ro
 
 
 def parse_shifts(text: str | None) -> list[str]:
-    from ..errors import UsageError
-
     if not text or text == "all":
         return list(SHIFTS)
     names = [t.strip() for t in text.split(",") if t.strip()]
@@ -141,8 +141,6 @@ def parse_shifts(text: str | None) -> list[str]:
 
 def parse_severities(text: str | None) -> list[int]:
     """``1..5``, ``1,3,5`` or ``2``."""
-    from ..errors import UsageError
-
     text = (text or "1..5").strip()
     try:
         if ".." in text:
@@ -188,8 +186,6 @@ class ShiftConfig:
                                          "synthetic:seed=7,site=1")
 
     def __post_init__(self) -> None:
-        from ..options import check_fields
-
         check_fields(self)
         parse_shifts(self.shifts)
         parse_severities(self.severities)

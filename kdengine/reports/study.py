@@ -1,0 +1,30 @@
+"""A study's own records and tables: its runs only, with the roles the study gave them (no torch)."""
+from __future__ import annotations
+
+from ..errors import UsageError
+from ..store import RunStore
+from ..study.registry import list_studies, load_study_record
+from .collect import RunRecord, collect
+from .tables import Tables, build
+
+
+def study_ids(record: dict) -> list[str]:
+    """The run ids a study record names."""
+    return [p["run_id"] for p in record.get("runs", []) if isinstance(p, dict) and "run_id" in p]
+
+
+def study_records(store: RunStore, name: str) -> tuple[dict, list[RunRecord]]:
+    record = load_study_record(store, name)
+    if record is None:
+        raise UsageError(f"no study '{name}' in {store.root} (studies: {', '.join(list_studies(store)) or 'none yet'})")
+    ids = set(study_ids(record))
+    return record, [r for r in collect(store) if r.run_id in ids]
+
+
+def study_tables(store: RunStore, name: str, metric: str = "accuracy") -> Tables:
+    """The tables of one study: its runs only, with the roles the study gave them."""
+    record, records = study_records(store, name)
+    planned = [p for p in record["runs"] if isinstance(p, dict) and "run_id" in p]
+    roles = {p["run_id"]: set(p.get("roles", ())) for p in planned}
+    return build(records, metric, roles=roles, title=f"Study {record.get('name', name)}", planned=len(planned),
+                 study=name)

@@ -1,0 +1,161 @@
+"""The architecture holds: the import contracts (layers, no Textual in the engine, torch only through listed
+deferred imports) pass and break on an upward import; every deferred import says why; the lifecycle refuses
+what it does not declare; docs/run-store.md matches the declarations; both front ends share one service layer."""
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LINT = Path(sys.executable).parent / "lint-imports"
+
+
+def lint(root: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.run([str(LINT), "--no-logo", "--no-cache", "--config", str(root / "pyproject.toml")], cwd=root,
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_the_import_contracts_hold():
+    result = lint(ROOT)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "3 kept, 0 broken" in result.stdout
+
+
+def test_an_upward_import_or_a_torch_import_breaks_them(tmp_path):
+    for name in ("kdengine", "kdtui"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    (tmp_path / "kdengine" / "store" / "upward_probe.py").write_text(
+        "def probe():\n    from ..training import trainer  # deferred, and still upward\n    return trainer\n")
+    (tmp_path / "kdengine" / "reports" / "torch_probe.py").write_text("import torch\n")
+    result = lint(tmp_path)
+    assert result.returncode != 0
+    out = result.stdout
+    assert "Layers: each imports only the layers below it BROKEN" in out
+    assert "kdengine.store.upward_probe -> kdengine.training.trainer" in out
+    assert "kdengine.reports.torch_probe -> torch" in out
+
+
+def test_every_deferred_import_says_why():
+    """An import inside a function keeps torch or another heavy or optional package off a light path; its
+    block of imports carries the reason on one of its lines."""
+    missing = []
+    for path in sorted([*ROOT.glob("kdengine/**/*.py"), *ROOT.glob("kdtui/**/*.py")]):
+        src = path.read_text().splitlines()
+        for fn in ast.walk(ast.parse("\n".join(src))):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            stmts = sorted((n for n in ast.walk(fn) if isinstance(n, (ast.Import, ast.ImportFrom))),
+                           key=lambda n: n.lineno)
+            blocks: list[list] = []
+            for n in stmts:
+                if blocks and n.lineno <= blocks[-1][-1].end_lineno + 1:
+                    blocks[-1].append(n)
+                else:
+                    blocks.append([n])
+            for block in blocks:
+                lines = [src[k - 1] for n in block for k in range(n.lineno, n.end_lineno + 1)]
+                if not any("#" in line for line in lines):
+                    missing.append(f"{path.relative_to(ROOT)}:{block[0].lineno}: {lines[0].strip()}")
+    assert not missing, "deferred imports without a reason:\n" + "\n".join(missing)
+
+
+def test_the_lifecycle_refuses_an_undeclared_change(tmp_path):
+    from kdengine.runspec import RunSpec
+    from kdengine.store import RunStore
+    from kdengine.store.lifecycle import FINISHED, IllegalTransition
+
+    store = RunStore(tmp_path)
+    spec = RunSpec(model="test_resnet", regime="normal")
+    store.create(spec)
+    rid = spec.run_id
+    with pytest.raises(IllegalTransition, match="from queued to finished"):
+        store.finish(rid, FINISHED)  # a run that never ran cannot finish
+    assert store.claim(rid, "w")
+    store.finish(rid, "stopped", "by hand")
+    with pytest.raises(IllegalTransition, match="from stopped to finished"):
+        store.finish(rid, FINISHED)
+    assert store.requeue(rid) and store.read_status(rid)["state"] == "queued"
+    states = [e["state"] for e in store.read_events(rid)[0] if e["type"] == "lifecycle"]
+    assert states == ["queued", "running", "stopped", "queued"]
+
+
+def _table(doc: str, heading: str) -> list[list[str]]:
+    section = doc.split(heading, 1)[1]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    start = next(i for i, line in enumerate(section.splitlines()) if line.startswith("|"))
+    block = []
+    for line in section.splitlines()[start:]:
+        if not line.startswith("|"):
+            break
+        block.append([c.strip() for c in line.strip("|").split("|")])
+    assert rows
+    return block[2:]
+
+
+def test_docs_run_store_matches_the_declarations():
+    from kdengine.store.events import declared_fields
+    from kdengine.store.lifecycle import TRANSITIONS
+
+    doc = (ROOT / "docs" / "run-store.md").read_text()
+    documented = {(a.strip("`"), b.strip("`")) for a, b, *_ in _table(doc, "## The lifecycle")}
+    assert documented == {(str(a), str(b)) for a, b in TRANSITIONS}
+    events = {row[0].strip("`"): row[1] for row in _table(doc, "### events.jsonl")}
+    assert set(events) == set(declared_fields())
+    for kind, fields in declared_fields().items():
+        for name in fields:
+            assert re.search(rf"`{name}`", events[kind]), f"docs/run-store.md: event {kind} lacks `{name}`"
+
+
+def test_tui_and_cli_retry_delete_and_stop_call_the_same_service(monkeypatch, capsys):
+    """One implementation for both front ends: each front end's retry, delete and stop is a call of the
+    service layer's function (recorded here), and each says what that function returned."""
+    import asyncio
+
+    from kdengine import api
+    from kdengine.cli import main
+    from kdtui.app import KDStudyApp
+    from kdtui.messages import RemoveRequested, RetryRequested, StopRequested
+
+    calls = []
+    monkeypatch.setattr(api, "retry", lambda store, rid, force=False: calls.append(("retry", rid, force)) or "RETRIED")
+    monkeypatch.setattr(api, "stop", lambda store, rid: calls.append(("stop", rid)) or "STOPPING")
+    monkeypatch.setattr(api, "remove", lambda store, rid, archive=False: calls.append(("remove", rid, archive)))
+    monkeypatch.setattr(api, "what_goes", lambda store, rid: "0 MB")
+    from tests.engine_helpers import FAST
+
+    assert main(["train", *FAST, "--strategy", "baseline", "--student", "test_resnet", "--queue"]) == 0
+    store = api.open_store()
+    (rid,) = store.list_ids()
+    for args in (["runs", "retry", rid, "--force"], ["runs", "stop", rid], ["runs", "delete", rid, "--yes"]):
+        assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "RETRIED" in out and "STOPPING" in out
+    cli = list(calls)
+    calls.clear()
+
+    async def tui():
+        app = KDStudyApp(store.root, start_workers=False)
+        notes = []
+        app.notify = lambda message, **kw: notes.append(message)
+        async with app.run_test(size=(100, 30)) as pilot:
+            app.post_message(RetryRequested(rid, force=True))
+            app.post_message(StopRequested(rid))
+            app.post_message(RemoveRequested(rid, archive=False))
+            for _ in range(20):
+                await pilot.pause(0.05)
+                if len(calls) == 3:
+                    break
+        return notes
+
+    notes = asyncio.run(tui())
+    assert calls == cli == [("retry", rid, True), ("stop", rid), ("remove", rid, False)]
+    assert any("RETRIED" in n for n in notes) and any("STOPPING" in n for n in notes)
