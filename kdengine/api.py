@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .errors import UsageError
-from .execution.launch import ensure_workers
-from .execution.packing import parse_runs_per_gpu
+from .data.config import open_source
+from .errors import Interrupted, KDError, RunFailed, UsageError
+from .execution.launch import ensure_workers, visible_gpus
+from .execution.packing import _table, describe_plan, parse_runs_per_gpu, plan_workers, queued_keys
+from .options import config_dict
 from .paths import runs_dir
-from .reports.collect import collect, read_record
+from .reports.collect import collect, flat_settings, read_record, roles_of
 from .reports.report import build_report
 from .reports.study import study_ids, study_records, study_tables
 from .reports.tables import Tables, build, export
@@ -26,14 +28,10 @@ from .runspec import RunSpec, baseline_of
 from .store import RunStore
 from .store.lifecycle import FAILED, FINISHED, QUEUED, RUNNING
 from .store.queue import enqueue, teacher_notes
-from .store.runstore import METRICS, removal_summary
-from .study.registry import list_studies, load_study_record, save_study
-from .execution.launch import visible_gpus
-from .execution.packing import _table, describe_plan, plan_workers, queued_keys
+from .store.runstore import METRICS, device_of, removal_summary
 from .study.expand import expand
+from .study.registry import list_studies, load_study_record, save_study
 from .study.schema import PRESETS, load_raw, load_study
-from .errors import KDError, RunFailed
-from .data.config import open_source
 
 Log = Callable[[str], None]
 
@@ -134,6 +132,81 @@ def worker_plan(store: RunStore, device: str = "auto", runs_per_gpu: int | str =
     return describe_plan(plan_workers(store, runs_per_gpu, gpus, table=table))
 
 
+# -- selecting and describing runs ------------------------------------------------------------------------------
+def select_runs(store: RunStore, run_ids: Iterable[str] = (), study: str | None = None,
+                states: Iterable[str] = ()) -> list[str]:
+    """Run ids named (or unambiguous parts of them), else every run; narrowed to a study's runs and to states."""
+    ids = [resolve_run(store, r) for r in run_ids] if run_ids else store.list_ids()
+    if study:
+        members = set(study_ids(find_study(store, study)))
+        ids = [r for r in ids if r in members]
+    states = set(states)
+    if states:
+        ids = [r for r in ids if read_record(store, r).state in states]
+    return list(dict.fromkeys(ids))
+
+
+def role_word(record, roles: dict[str, set[str]]) -> str:
+    """What a run is, in the list and in its detail alike: its strategy, or for a cross-entropy run its role
+    (teacher, baseline, or both: one run serves as both), or a defective teacher."""
+    if record.spec is None:
+        return "damaged"
+    if record.kind == "kd":
+        return record.strategy
+    if record.regime == "defective":
+        return "defective T"
+    return "+".join(sorted(roles.get(record.run_id, {"baseline"}) - {"student"}, reverse=True)) or "baseline"
+
+
+def run_rows(store: RunStore, records) -> list[dict]:
+    """One plain row per run: what the CLI's list and scripts show."""
+    by_id = {r.run_id: r for r in collect(store)}
+    roles = roles_of([r for r in by_id.values() if r.spec])
+    rows = []
+    for r in records:
+        base = by_id.get(r.baseline_id) if r.baseline_id else None
+        acc, base_acc = r.accuracy("test"), base.accuracy("test") if base is not None and base.finished else None
+        kind = r.spec.data.source.split(":", 1)[0] if r.spec else "?"
+        rows.append({"run_id": r.run_id, "state": r.state, "what": role_word(r, roles), "strategy": r.strategy,
+                     "regime": r.regime, "teacher": r.teacher_label, "student": r.model, "seed": r.seed,
+                     "device": device_of(r.status), "data": r.spec.data.source if r.spec else None,
+                     "data_kind": kind, "synthetic": kind == "synthetic", "test_accuracy": acc,
+                     "baseline_run_id": r.baseline_id,
+                     "gain": acc - base_acc if acc is not None and base_acc is not None else None,
+                     "reason": r.damage or r.status.get("reason")})
+    return rows
+
+
+def run_facts(store: RunStore, run_id: str) -> list[str]:
+    """A run's data (and whether it is synthetic), its settings, its teachers and its baseline, as lines."""
+    record = read_record(store, run_id)
+    if record.spec is None:
+        return [f"damaged: {record.damage}"]
+    spec = record.spec
+    lines = [f"data: {spec.data.source}" + ("  (SYNTHETIC: generated images, not real radiographs)"
+                                           if spec.data.source.startswith("synthetic") else "")]
+    flat = flat_settings(spec)
+    defaults = {**{f"data.{k}": v for k, v in config_dict(type(spec.data)()).items()},
+                **{f"train.{k}": v for k, v in config_dict(type(spec.train)()).items()}}
+    changed = [f"{k}={v}" for k, v in flat.items() if k in defaults and defaults[k] != v and k != "data.spec"]
+    lines.append("settings: " + (", ".join(changed) or "the defaults") + f"; seed {spec.seed}")
+    if spec.kd is not None:
+        lines.append("kd: " + ", ".join(f"{k}={v}" for k, v in config_dict(spec.kd).items()))
+    for t in spec.teachers:
+        tm = store.read_metrics(t.run_id) or {}
+        acc = tm.get("test", {}).get("accuracy")
+        lines.append(f"teacher: {t.run_id} ({store.read_status(t.run_id)['state'] if store.exists(t.run_id) else 'not in the store'}"
+                     + (f", test accuracy {acc:.4f}" if acc is not None else "") + ")")
+    if record.baseline_id:
+        base = read_record(store, record.baseline_id) if store.exists(record.baseline_id) else None
+        acc, base_acc = record.accuracy("test"), base.accuracy("test") if base is not None else None
+        text = f"baseline: {record.baseline_id} ({base.state if base is not None else 'not in the store'}"
+        if acc is not None and base_acc is not None:
+            text += f", test accuracy {base_acc:.4f}; gain {acc - base_acc:+.4f}"
+        lines.append(text + ")")
+    return lines
+
+
 # -- acting on runs ------------------------------------------------------------------------------------------------
 def stop(store: RunStore, run_id: str) -> str:
     """Ask a run to stop: a running run stops within a heartbeat (its last epoch stays resumable); a queued one
@@ -196,12 +269,52 @@ def train(store: RunStore, spec: RunSpec, device: str = "auto", loader_workers: 
         log("note: --cuda-graph applies to CUDA runs; on the CPU the step runs eagerly")
     names = list(trackers)
     make_trackers(names)  # fail early on a missing extra
-    metrics = ensure_finished(store, spec, dev, trackers=lambda: make_trackers(names), progress=progress, log=log)
     baseline = None if not with_baseline else baseline_of(spec)
-    base = None
-    if baseline is not None:
-        base = ensure_finished(store, baseline, dev, trackers=lambda: make_trackers(names), progress=progress, log=log)
+    mine = [t.run_id for t in _teachers_first(spec)] + [spec.run_id] + ([baseline.run_id] if baseline else [])
+    before = _states(store, mine)
+    try:
+        metrics = ensure_finished(store, spec, dev, trackers=lambda: make_trackers(names), progress=progress, log=log)
+        base = None
+        if baseline is not None:
+            base = ensure_finished(store, baseline, dev, trackers=lambda: make_trackers(names), progress=progress,
+                                   log=log)
+    except KeyboardInterrupt as exc:
+        raise _interrupted(store, exc, mine, before, "run the same command again") from None
     return Trained(metrics, base)
+
+
+def _states(store: RunStore, run_ids: Iterable[str]) -> dict[str, str | None]:
+    return {r: store.read_status(r)["state"] if store.exists(r) else None for r in run_ids}
+
+
+def _interrupted(store: RunStore, exc: KeyboardInterrupt, mine: list[str], before: dict, again: str) -> Interrupted:
+    """Ctrl-C stops what the interrupted command started: the run it was training is stopped (resumable); a run
+    it queued that depends on an unfinished teacher stays queued, waiting for it; any other run it queued is
+    stopped before it starts, so that no other worker trains it behind the interrupted command's back. The
+    message says what was stopped, how to resume, and what else is still running."""
+    stopped = [str(exc)] if str(exc) else []
+    waiting = []
+    for rid in mine:
+        if not store.exists(rid) or store.read_status(rid)["state"] != QUEUED or before.get(rid) == QUEUED:
+            continue
+        teacher = next((t for t in _teachers_first(store.load_spec(rid))
+                        if store.read_status(t.run_id)["state"] != FINISHED), None)
+        if teacher is not None:
+            state = store.read_status(teacher.run_id)["state"]
+            store.note_waiting(rid, f"waiting: teacher {teacher.run_id} is {state}; resume it with: "
+                                    f"kdengine runs retry {teacher.run_id}")
+            waiting.append(rid)
+        else:
+            store.request_stop(rid)
+            stopped.append(f"{rid} (queued by this command) stopped before it started")
+    elsewhere = [rid for rid in mine if store.exists(rid) and store.read_status(rid)["state"] == RUNNING]
+    text = "; ".join(stopped) or "nothing was running yet"
+    if waiting:
+        text += f"; {', '.join(waiting)} {'wait' if len(waiting) > 1 else 'waits'} for its teacher"
+    text += f". Resume with: kdengine runs retry RUN_ID, or {again}"
+    if elsewhere:
+        text += f". Still running in other workers: {', '.join(elsewhere)} (kdengine runs stop RUN_ID)"
+    return Interrupted(text)
 
 
 # -- tables and the report -----------------------------------------------------------------------------------------
@@ -250,15 +363,17 @@ def study_status(store: RunStore, name: str) -> StudyStatus:
     return StudyStatus(record["name"], record.get("source", ""), record.get("seeds", []), states)
 
 
-def plan_study(file_or_preset: str, sets: list[str] | None = None, data: str | None = None, check: bool = True):
+def plan_study(file_or_preset: str, sets: list[str] | None = None, data: str | None = None, check: bool = True,
+               decode: bool = False):
     """A study file (or preset) with ``--set`` overrides, expanded into its runs; with ``check`` every model,
-    image size, weights file and data source is proved before anything is queued. (study, plan)"""
+    image size, weights file and data source is proved before anything is queued (``decode``: the images
+    too, into the cache the runs will read). (study, plan)"""
     study = load_study(file_or_preset, sets, data)
     plan = expand(study)
     if check:
         from .preflight import preflight  # timm, on the meta device: proves the models before queueing
 
-        preflight([p.spec for p in plan])
+        preflight([p.spec for p in plan], decode=decode)
     return study, plan
 
 
@@ -294,21 +409,26 @@ def run_study_here(store: RunStore, study, plan, device: str = "auto", loader_wo
     from .tracking.trackers import make_trackers  # torch (TensorBoard's writer): only where a run trains
     from .training.device import setup_device  # torch
 
+    mine = [p.run_id for p in plan]
+    before = _states(store, mine)
     queue_study(store, study, plan, device)
     dev = setup_device(device, loader_workers, **(fast or {}))
     names = list(trackers)
     failed = []
-    for i, p in enumerate(plan, start=1):
-        if store.read_status(p.run_id)["state"] == FINISHED:
-            continue
-        log(f"[{i}/{len(plan)}] {p.spec.describe()} (seed {p.spec.seed})")
-        try:
-            ensure_finished(store, p.spec, dev, trackers=lambda: make_trackers(names), progress=progress,
-                            worker=f"study:{study.name}", log=log, requeue=False)
-        except (RunFailed, KDError) as exc:
-            failed.append((p.run_id, str(exc)))
-            log(f"failed: {p.run_id}: {exc}")
-    shift_study(store, study, plan, device, log)
+    try:
+        for i, p in enumerate(plan, start=1):
+            if store.read_status(p.run_id)["state"] == FINISHED:
+                continue
+            log(f"[{i}/{len(plan)}] {p.spec.describe()} (seed {p.spec.seed})")
+            try:
+                ensure_finished(store, p.spec, dev, trackers=lambda: make_trackers(names), progress=progress,
+                                worker=f"study:{study.name}", log=log, requeue=False)
+            except (RunFailed, KDError) as exc:
+                failed.append((p.run_id, str(exc)))
+                log(f"failed: {p.run_id}: {exc}")
+        shift_study(store, study, plan, device, log)
+    except KeyboardInterrupt as exc:
+        raise _interrupted(store, exc, mine, before, f"kdengine study run {study.name} again") from None
     return StudyOutcome(study.name, len(plan), _finished(store, plan), failed)
 
 
@@ -350,15 +470,19 @@ def shift_study(store: RunStore, study, plan, device: str = "auto", log: Log = _
 # -- data ------------------------------------------------------------------------------------------------------------
 def check_data(cfg, image_size: int | None, skip_bad: bool, progress=None) -> dict:
     """Index (and decode, unless ``image_size`` is None) a source; its summary: classes, splits, groups, skips."""
-    from .data.cache import build_or_load  # cv2: decoding images
+    from .data.cache import build_or_load, require_usable, usable_counts  # cv2: decoding images
 
     source = open_source(cfg)
     summary = source.summary()
     if image_size:
         cache = build_or_load(source, image_size, skip_bad=skip_bad, progress=progress)
         summary = source.summary()  # now includes undecodable images, when skipped
+        usable = usable_counts(cache, source.class_names)
+        for split, counts in usable.items():  # the images training will use, not the files found
+            summary["splits"][split].update(counts)
         summary["cache"] = {"path": str(cache.path), "size": image_size, "hit": cache.hit,
-                            "usable": {s: int(len(cache.rows(s))) for s in ("train", "val", "test")}}
+                            "usable": {s: c["images"] for s, c in usable.items()}}
+        require_usable(cache, source)  # the same verdict as training's
     summary["usable"] = True
     return summary
 
@@ -381,6 +505,9 @@ def shift_targets(store: RunStore, target: str) -> tuple[str, list[str]]:
             raise UsageError(f"study {name} has no finished runs yet")
         return name, finished
     rid = resolve_run(store, target)
+    base = read_record(store, rid).baseline_id
+    if base and store.exists(base) and store.read_status(base)["state"] == FINISHED:
+        return rid, [rid, base]  # the gain under shift needs the baseline under the same shift
     return rid, [rid]
 
 

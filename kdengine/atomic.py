@@ -10,13 +10,13 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import KDError
-import shutil
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)

@@ -12,8 +12,8 @@ from typing import Callable, Sequence
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from .errors import KDError, RunFailed  # noqa: E402
 from . import commands
+from .errors import KDError, RunFailed  # noqa: E402
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,8 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunFailed as exc:
         print(f"failed: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # the message says what was stopped and how to resume
+        print(f"interrupted: {exc}" if str(exc) else "interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0

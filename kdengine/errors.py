@@ -23,6 +23,10 @@ class DataError(KDError):
     """Data that is missing, malformed or unusable."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C: what it stopped, and how to resume, in its message (the CLI prints it; exit 130)."""
+
+
 class RunFailed(Exception):
     """A run ended in failure (NaN loss, crash); exit code 1, not a usage error."""
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import tomllib
 import typing
 from dataclasses import MISSING, dataclass, field, fields
 from functools import lru_cache
 from typing import Any
+
+import tomllib
 
 from .errors import UsageError
 

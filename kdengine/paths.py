@@ -14,9 +14,12 @@ def runs_dir(explicit: str | os.PathLike | None = None) -> Path:
 
 
 def data_dir() -> Path:
-    """Generated data and decoded caches: ``$KDSTUDY_DATA``, else ``./data``."""
+    """Generated data and decoded caches: ``$KDSTUDY_DATA``, else ``$KDSTUDY_HOME/data``, else ``./data``."""
     env = os.environ.get("KDSTUDY_DATA")
-    return Path(env).expanduser().resolve() if env else Path("data").resolve()
+    if env:
+        return Path(env).expanduser().resolve()
+    home = os.environ.get("KDSTUDY_HOME")
+    return (Path(home).expanduser() / "data").resolve() if home else Path("data").resolve()
 
 
 def cache_dir() -> Path:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .runspec import RunSpec
 from .data.config import open_source
+from .models.names import check_names
+from .runspec import RunSpec
 
 
 def _all_specs(specs: Iterable[RunSpec]) -> list[RunSpec]:
@@ -25,16 +26,26 @@ def _all_specs(specs: Iterable[RunSpec]) -> list[RunSpec]:
     return out
 
 
-def preflight(specs: Iterable[RunSpec], check_data: bool = True) -> None:
-    """Raise a one-line KDError for the first problem found; quiet when all is well."""
-    from .models.factory import check_buildable, check_weights_file  # timm and torch, on the meta device: the store's readers never need them
+def preflight(specs: Iterable[RunSpec], check_data: bool = True, decode: bool = False) -> None:
+    """Raise a one-line KDError for the first problem found; quiet when all is well.
 
+    ``decode``: also decode each data config's images into the cache (the runs reuse it: no work is done twice)
+    and require usable train and val images, so that a run is never created for data training would refuse."""
     every = _all_specs(specs)
+    check_names({s.model for s in every})  # torch-free first: a mistyped name is refused at once
+    # timm and torch, on the meta device (the store's readers never need them)
+    from .models.factory import check_buildable, check_pretrained_reachable, check_weights_file
     shapes = sorted({(s.model, s.train.pretrained, s.data.image_size) for s in every})
     for model, pretrained, size in shapes:
         check_buildable(model, size, pretrained)
     for path, model in sorted({(s.train.pretrained_from, s.model) for s in every if s.train.pretrained_from}):
         check_weights_file(path, model)
+    for model in sorted({s.model for s in every if s.train.pretrained and not s.train.pretrained_from}):
+        check_pretrained_reachable(model)
     if check_data:
-        for data in {s.data for s in every}:
-            open_source(data)
+        for data in sorted({s.data for s in every}, key=repr):
+            source = open_source(data)
+            if decode:
+                from .data.cache import build_or_load, require_usable  # cv2: decoding images
+
+                require_usable(build_or_load(source, data.image_size, skip_bad=data.skip_bad), source)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Iterable
 
@@ -15,19 +16,17 @@ from textual.screen import Screen
 from kdengine import api
 from kdengine.errors import KDError
 from kdengine.paths import runs_dir as default_runs_dir
+from kdengine.reports.tables import describe_written
 from kdengine.runspec import RunSpec
 from kdengine.store import RunStore
 
-from .messages import ExportRequested, LaunchRequested, RemoveRequested, RetryRequested, StopRequested, \
-    WorkerRequested
+from .forms import PRESETS, describe_settings
+from .messages import ExportRequested, LaunchRequested, RemoveRequested, RetryRequested, StopRequested, WorkerRequested
 from .screens.dialogs import ExportScreen, HelpScreen
 from .screens.launch import LaunchScreen
 from .screens.results import ResultsScreen
 from .screens.runs import RunsScreen
 from .screens.workers import WorkersScreen
-from kdengine.reports.tables import describe_written
-import tempfile
-from .forms import PRESETS, describe_settings
 
 
 class KDStudyApp(App):
@@ -200,9 +199,14 @@ class KDStudyApp(App):
         yield SystemCommand("Help", "Key bindings", self.action_help)
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, as kdengine says it
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-    p = argparse.ArgumentParser(prog="kdtui", description="kdstudy: knowledge-distillation studies in the terminal")
+    p = _Parser(prog="kdtui", description="kdstudy: knowledge-distillation studies in the terminal")
     p.add_argument("--runs-dir", default=None, help="run store (default: $KDSTUDY_HOME or ./runs)")
     p.add_argument("--ansi", action="store_true", help="use the terminal's ANSI colours")
     p.add_argument("--theme", default=None, help="a Textual theme name")

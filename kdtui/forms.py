@@ -12,6 +12,7 @@ from kdengine.options import OptionInfo, form_fields, parse_text, replace_from_a
 from kdengine.runspec import CONFIGS, MAX_SEED, RunSpec, build_specs
 from kdengine.study.schema import load_raw
 
+
 def thesis_settings() -> dict[str, Any]:
     """The thesis's training settings, read from the thesis-mura preset (their one home)."""
     raw, _, _ = load_raw("thesis-mura")

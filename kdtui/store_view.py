@@ -8,12 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kdengine.reports.collect import RunRecord, collect, roles_of
-from kdengine.study.registry import study_membership
+from kdengine.runspec import baseline_of
 from kdengine.store import RunStore
 from kdengine.store import events as ev
-from kdengine.store.runstore import device_of
 from kdengine.store.lifecycle import FAILED, FINISHED, QUEUED, RUNNING, STOPPED
-from kdengine.runspec import baseline_of
+from kdengine.store.runstore import device_of
+from kdengine.study.registry import study_membership
 
 STATE_ICONS = {QUEUED: "…", RUNNING: "▶", FINISHED: "✓", FAILED: "✗", STOPPED: "■", "damaged": "!"}
 SORTS = ("created", "state", "what", "student", "seed", "device", "best val", "study")

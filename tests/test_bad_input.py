@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 
 from kdengine.cli import main
+from kdengine.paths import runs_dir
+from kdengine.store import RunStore
 from tests.conftest import SMALL_SYNTH
 
 BASE = ["--data", SMALL_SYNTH, "--image-size", "32", "--epochs", "1", "--quiet", "--device", "cpu"]
@@ -199,7 +201,10 @@ CASES = [
      "but train_labels has 7"),
     ("npz-multilabel", lambda t: ["data", "check", str(npz_with(t, train_labels=np.zeros((30, 4), int)))],
      "multi-label"),
-    ("npz-garbage", lambda t: ["data", "check", f"npz:{study_file(t, b'PK junk')}"], "cannot read"),
+    ("npz-garbage", lambda t: ["data", "check", f"npz:{study_file(t, b'PK junk')}"], "not an .npz archive"),
+    # numpy's own message for a non-zip file advises allow_pickle: kdstudy never passes that advice on
+    ("npz-text-file", lambda t: ["data", "check", f"npz:{study_file(t, b'hello, not an archive')}"],
+     "not an .npz archive"),
     ("npz-one-array", lambda t: ["data", "check", f"npz:{(np.save(t / 'one.npy', np.zeros(3)), t / 'one.npy')[1]}"],
      "not an .npz archive"),
     ("mura-csv-not-utf8", lambda t: ["data", "check", "mura:" + str(mura_with_bad_csv(t, bytes(range(128, 256))))],
@@ -238,6 +243,18 @@ CASES = [
     ("show-ambiguous", lambda t: ["runs", "show", "test_resnet", "--runs-dir", str(finished_store(t))],
      "matches 2 runs"),
     ("models-unknown", lambda t: ["models", "--check", "nosuchnet"], "unknown model"),
+    # -- found by a new user (issue 18): each failed before its fix ----------------------------------------------------
+    ("train-unusable-images", lambda t: ["train", "--data", str(text_pngs(t)), "--strategy", "baseline", "--student",
+                                         "test_resnet", "--quiet", "--device", "cpu"], "corrupt or unreadable image"),
+    ("train-unusable-with-skip-bad", lambda t: ["train", "--data", str(text_pngs(t)), "--skip-bad", "--strategy",
+                                                "baseline", "--student", "test_resnet", "--quiet", "--device", "cpu"],
+     "no usable train"),
+    ("check-unusable-with-skip-bad", lambda t: ["data", "check", str(text_pngs(t)), "--skip-bad"], "no usable train"),
+    ("train-pretrained-offline", lambda t: ["train", "--data", SMALL_SYNTH, "--strategy", "baseline", "--student",
+                                            "resnet10t", "--pretrained", "--quiet", "--device", "cpu"],
+     "pass --pretrained-from"),
+    ("export-mlflow-bogus-uri", lambda t: ["export", "mlflow", "--uri", "bogus://x", "--runs-dir",
+                                           str(finished_store(t))], "MLflow cannot use bogus://x"),
     ("models-classes-zero", lambda t: ["models", "--classes", "0"], "--classes must"),
     ("preflight-garbage", lambda t: ["preflight"], "JSON list of run specs"),
     # -- study files -----------------------------------------------------------------------------------------------------
@@ -299,6 +316,16 @@ CASES = [
 ]
 
 
+def text_pngs(tmp: Path) -> Path:
+    """24 text files named *.png in classes a and b: nothing in it can be trained on."""
+    root = tmp / "texts"
+    for i in range(24):
+        path = root / "ab"[i % 2] / f"{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("not an image")
+    return root
+
+
 def finished_store(tmp: Path) -> Path:
     from tests.tui_helpers import fake_finished_store
 
@@ -330,11 +357,20 @@ def test_the_corpus_is_broad():
     assert len(CASES) >= 127
 
 
-def test_a_dangling_symlink_is_skipped_and_reported(tmp_path, capsys):
+def test_a_dangling_symlink_is_an_unreadable_image_not_skipped_in_silence(tmp_path, capsys):
+    """Like a truncated PNG: an error naming it, or counted under --skip-bad (never dropped in silence)."""
     root = folder_with(tmp_path, "link.png", lambda p: p.symlink_to(tmp_path / "gone.png"))
-    assert main(["data", "check", str(root), "--json", "--no-decode"]) == 0
+    assert main(["data", "check", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "link.png" in err and "does not exist" in err and "--skip-bad" in err
+    assert main(["data", "check", str(root), "--skip-bad", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert any(s["path"].endswith("link.png") and "does not exist" in s["reason"] for s in summary["skipped"])
+    assert sum(summary["splits"][s]["unreadable"] for s in ("train", "val", "test")) == 1
+    assert sum(summary["splits"][s]["images"] for s in ("train", "val", "test")) == 30  # the usable ones
+    assert main(["train", "--data", str(root), "--strategy", "baseline", "--student", "test_resnet", "--image-size",
+                 "32", "--epochs", "1", "--quiet", "--device", "cpu"]) == 2
+    assert "link.png" in capsys.readouterr().err and RunStore(runs_dir()).list_ids() == []  # nothing created
 
 
 def test_a_bomb_is_skipped_with_skip_bad(tmp_path, capsys):
@@ -388,3 +424,12 @@ def test_kdtui_bad_input(tmp_path, args, fragment):
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().count("\n") == 0 and fragment in result.stderr and "Traceback" not in result.stderr
+
+
+def test_kdtui_bad_flag_is_one_line_too(capsys):
+    from kdtui.app import main as kdtui_main
+
+    with pytest.raises(SystemExit) as exit_:
+        kdtui_main(["--bogus"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: ")

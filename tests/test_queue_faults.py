@@ -20,12 +20,15 @@ from tests.tui_helpers import fake_finished_store, wait_for
 
 
 def corrupt_folder(tmp_path):
-    """A folder dataset whose class 'a' holds one truncated PNG (found only when decoding)."""
+    """A folder dataset of valid PNGs (queueing decodes it: a bad image would be refused there)."""
     from tests.conftest import make_png_folder
 
-    root = make_png_folder(tmp_path / "imgs", per_class=12)
+    return make_png_folder(tmp_path / "imgs", per_class=12)
+
+
+def corrupt(root):
+    """One image truncated after the runs were queued (a disk, a copy gone wrong): found only when decoding."""
     (root / "a" / "0.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    return root
 
 
 def test_a_failed_teacher_does_not_livelock_the_worker(capsys, tmp_path):
@@ -34,6 +37,7 @@ def test_a_failed_teacher_does_not_livelock_the_worker(capsys, tmp_path):
     data = corrupt_folder(tmp_path)
     assert main(["train", *FAST, "--data", f"folder:{data}", "--strategy", "normal", "--teacher", "test_efficientnet",
                  "--student", "test_resnet", "--queue"]) == 0
+    corrupt(data)
     capsys.readouterr()
     store = RunStore(runs_dir())
     t0 = time.time()

@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 
+from .. import api
 from ..errors import UsageError
 from ..options import add_options, from_args
-from .. import api
 from ..runspec import CONFIGS
 from ..tracking.trackers import TRACKERS
 

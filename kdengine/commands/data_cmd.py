@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import argparse
 
-from ..data.config import SOURCE_HELP
-from .common import add_data_options, data_config, print_json
-from ..metric_names import SPLITS
 from .. import api
+from ..data.config import SOURCE_HELP
+from ..metric_names import SPLITS
+from .common import add_data_options, data_config, print_json
 
 
 def register(sub) -> None:

@@ -1,11 +1,11 @@
 """``kdengine export mlflow``: finished runs from the run store into an MLflow server, from one place."""
 from __future__ import annotations
 
-from ..errors import UsageError
-from .common import add_runs_dir, store_from
-from ..tracking.mlflow_sync import export_runs
 from .. import api
+from ..errors import UsageError
 from ..reports.study import study_ids
+from ..tracking.mlflow_sync import export_runs
+from .common import add_runs_dir, store_from
 
 
 def register(sub) -> None:

@@ -1,11 +1,12 @@
 """``kdengine report STUDY|--all --out DIR``: a self-contained HTML report of a study (or of every run)."""
 from __future__ import annotations
 
-from ..errors import UsageError
-from .common import add_runs_dir, store_from
-from ..reports.tables import METRICS
 from pathlib import Path
+
 from .. import api
+from ..errors import UsageError
+from ..reports.tables import METRICS
+from .common import add_runs_dir, store_from
 
 
 def register(sub) -> None:

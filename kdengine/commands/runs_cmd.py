@@ -1,47 +1,57 @@
 """``kdengine runs list|show|stop``, ``kdengine table`` and ``kdengine worker``."""
 from __future__ import annotations
 
-from ..errors import UsageError
-from ..store.runstore import device_of
-from .common import add_packing_arg, add_runs_dir, print_json, resolve_run_id, store_from
-from ..store.lifecycle import RUNNING
-from .study_cmd import add_table_args
-from .common import add_fast_path_args
-from collections import defaultdict
-from ..reports.collect import differing_keys, flat_settings
-from ..reports.collect import collect
-from ..store import events as ev
-from .. import api
-import sys
-from ..store.doctor import describe, examine, fix
 import json
-from ..preflight import preflight
-from ..runspec import RunSpec
-from .study_cmd import write_tables
+import sys
+from collections import defaultdict
+
+from .. import api
+from ..errors import UsageError
 from ..execution.launch import ensure_workers
-from ..execution.worker import Worker
-from .common import check_loader_workers, fast_path
 from ..execution.packing import parse_runs_per_gpu
+from ..execution.worker import Worker
+from ..preflight import preflight
+from ..reports.collect import collect, differing_keys, flat_settings
+from ..runspec import RunSpec
+from ..store import events as ev
+from ..store.doctor import describe, examine, fix
+from ..store.lifecycle import RUNNING, STATES
+from .common import (
+    add_fast_path_args,
+    add_packing_arg,
+    add_runs_dir,
+    check_loader_workers,
+    fast_path,
+    print_json,
+    resolve_run_id,
+    store_from,
+)
+from .study_cmd import add_table_args, write_tables
 
 
 def register(sub) -> None:
     runs = sub.add_parser("runs", help="list, show, stop, retry or check runs in the store")
     rsub = runs.add_subparsers(dest="runs_command", required=True)
-    for name, fn, helptext in (("list", run_list, "one line per run"), ("show", run_show, "one run in full"),
-                               ("stop", run_stop, "ask a run to stop"),
-                               ("retry", run_retry, "queue a failed, stopped or interrupted run again (it resumes)"),
-                               ("delete", run_delete, "delete a run (or --archive it) with its checkpoints")):
-        p = rsub.add_parser(name, help=helptext)
-        if name != "list":
-            p.add_argument("run_id")
+    lst = rsub.add_parser("list", help="one line per run (--state, --study: only those)")
+    show = rsub.add_parser("show", help="one run in full")
+    show.add_argument("run_id")
+    for p in (lst, show):
         add_runs_dir(p)
-        if name in ("list", "show"):
-            p.add_argument("--json", action="store_true")
+        p.add_argument("--json", action="store_true")
+    add_selectors(lst, required=False)
+    lst.set_defaults(handler=run_list)
+    show.set_defaults(handler=run_show)
+    for name, fn, helptext in (("stop", run_stop, "ask runs to stop (running ones within seconds; queued ones now)"),
+                               ("retry", run_retry, "queue failed, stopped or interrupted runs again (they resume)"),
+                               ("delete", run_delete, "delete runs (or --archive them) with their checkpoints")):
+        p = rsub.add_parser(name, help=helptext + "; by id, or all of a --study or --state")
+        add_selectors(p, required=True)
+        add_runs_dir(p)
         if name == "retry":
             p.add_argument("--force", action="store_true",
                            help="also a finished run whose results are damaged (trains it again)")
         if name == "delete":
-            p.add_argument("--archive", action="store_true", help="move it to <runs>/.archive/ instead")
+            p.add_argument("--archive", action="store_true", help="move them to <runs>/.archive/ instead")
             p.add_argument("--yes", action="store_true", help="do not ask (needed when stdin is not a terminal)")
         p.set_defaults(handler=fn)
     doctor = rsub.add_parser("doctor", help="find damaged runs, temp files, orphans; --fix mends what is safe")
@@ -64,13 +74,27 @@ def register(sub) -> None:
     worker.add_argument("--loader-workers", type=int, default=None, metavar="N", help="data-loader processes per run")
     worker.add_argument("--idle-exit", type=float, default=30.0, help="exit after this many idle seconds")
     worker.add_argument("--once", action="store_true", help="exit as soon as the queue is empty")
-
     add_fast_path_args(worker)
     worker.add_argument("--detach", action="store_true", help="start detached worker(s) and return")
     worker.add_argument("--dry-run", action="store_true",
                         help="print the plan (GPUs, workers per GPU and why, each queued shape's memory); start nothing")
     add_packing_arg(worker)
     worker.set_defaults(handler=run_worker)
+
+
+def add_selectors(p, required: bool) -> None:
+    """Which runs: ids (or parts of them), or every run of a study and/or in a state."""
+    p.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="run ids, or unambiguous parts of them")
+    p.add_argument("--study", default=None, metavar="STUDY", help="every run of this study")
+    p.add_argument("--state", action="append", default=[], choices=(*STATES, "damaged"),
+                   help="only runs in this state (repeatable)")
+    p.set_defaults(selectors_required=required)
+
+
+def selected(store, args) -> list[str]:
+    if getattr(args, "selectors_required", False) and not (args.run_ids or args.study or args.state):
+        raise UsageError("name runs by id, or select them with --study STUDY and/or --state STATE")
+    return api.select_runs(store, args.run_ids, args.study, args.state)
 
 
 def _fmt(value) -> str:
@@ -96,24 +120,27 @@ def twin_settings(records) -> dict[str, str]:
 
 
 def run_list(args) -> int:
-    records = collect(store_from(args))
+    store = store_from(args)
+    ids = set(selected(store, args))
+    records = [r for r in collect(store) if r.run_id in ids]
+    rows = api.run_rows(store, records)
     if args.json:
-        print_json([{"run_id": r.run_id, "state": r.state, "device": device_of(r.status),
-                     "strategy": r.strategy, "regime": r.regime,
-                     "teacher": r.teacher_label, "student": r.model, "seed": r.seed,
-                     "test_accuracy": r.accuracy("test"), "reason": r.damage or r.status.get("reason")}
-                    for r in records])
+        print_json(rows)
         return 0
-    if not records:
-        print("no runs yet")
+    if not rows:
+        print("no runs yet" if not (args.run_ids or args.study or args.state) else "no run matches")
         return 0
     twins = twin_settings(records)
-    print(f"{'run':44} {'state':9} {'what':10} {'teacher -> student':34} {'device':7} {'test acc':>8}"
-          + ("  settings" if twins else ""))
-    for r in records:
-        who = f"{r.teacher_label} -> {r.model}" if r.teacher_label else r.model
-        print(f"{r.run_id:44} {r.state:9} {r.label:10} {who:34} {device_of(r.status):7} {_fmt(r.accuracy('test')):>8}"
-              + (f"  {twins.get(r.run_id, '')}" if twins else ""))
+    print(f"{'run':44} {'state':9} {'what':16} {'teacher -> student':34} {'seed':>4} {'device':7} {'data':9} "
+          f"{'test acc':>8} {'gain':>8}" + ("  settings" if twins else ""))
+    for r in rows:
+        who = f"{r['teacher']} -> {r['student']}" if r["teacher"] else r["student"]
+        gain = "–" if r["gain"] is None else f"{r['gain']:+.4f}"
+        print(f"{r['run_id']:44} {r['state']:9} {r['what']:16} {who:34} {r['seed']!s:>4} {r['device']:7} "
+              f"{r['data_kind']:9} {_fmt(r['test_accuracy']):>8} {gain:>8}"
+              + (f"  {twins.get(r['run_id'], '')}" if twins else ""))
+    if any(r["synthetic"] for r in rows):
+        print("synthetic: generated images, not real radiographs")
     return 0
 
 
@@ -124,8 +151,11 @@ def run_show(args) -> int:
     if args.json:
         print_json({"spec": header, "status": status, "metrics": metrics})
         return 0
+
     print(f"{rid}: {(header or {}).get('describe', '(spec.json unreadable)')}")
     print(f"state: {status['state']}" + (f" ({status['reason']})" if status.get("reason") else ""))
+    for line in api.run_facts(store, rid):
+        print(line)
     trained = status.get("trained_on") or {}
     where = f"asked for {status.get('device', 'auto')}"
     if trained:
@@ -194,15 +224,26 @@ def live_text(store, rid: str, status: dict) -> str:
 
 def run_stop(args) -> int:
     store = store_from(args, write=True)
-    rid = resolve_run_id(store, args.run_id)
-    print(f"{rid}: {api.stop(store, rid)}")
+    ids = [r for r in selected(store, args) if store.read_status(r)["state"] in ("running", "queued")]
+    if not ids:
+        raise UsageError("no running or queued run among those selected: nothing to stop")
+    for rid in ids:
+        print(f"{rid}: {api.stop(store, rid)}")
     return 0
 
 
 def run_retry(args) -> int:
     store = store_from(args, write=True)
-    rid = resolve_run_id(store, args.run_id)
-    print(f"{rid}: {api.retry(store, rid, force=args.force)}")
+    ids = selected(store, args)
+    if not ids:
+        raise UsageError("no run selected")
+    for rid in ids:
+        try:
+            print(f"{rid}: {api.retry(store, rid, force=args.force)}")
+        except UsageError as exc:
+            if len(ids) == 1:
+                raise
+            print(f"{rid}: skipped: {exc}")  # among many, a finished run is simply not retried
     if not store.live_workers():
         print(f"no worker is running: start one with kdengine worker --detach --runs-dir {store.root}")
     return 0
@@ -210,16 +251,23 @@ def run_retry(args) -> int:
 
 def run_delete(args) -> int:
     store = store_from(args, write=True)
-    rid = resolve_run_id(store, args.run_id)
-    print(api.what_goes(store, rid))
+    ids = [r for r in selected(store, args) if store.read_status(r)["state"] != "running"]
+    if not ids:
+        raise UsageError("no run selected that is not running (stop a running run first)")
+    for rid in ids:
+        print(api.what_goes(store, rid))
+    verb = "archive" if args.archive else "delete"
     if not args.yes:
         if not sys.stdin.isatty():
-            raise UsageError(f"{'archiving' if args.archive else 'deleting'} {rid} needs a confirmation: pass --yes")
-        if input(f"{'archive' if args.archive else 'delete'} it? [y/N] ").strip().lower() not in ("y", "yes"):
+            what = ids[0] if len(ids) == 1 else f"{len(ids)} runs"
+            raise UsageError(f"{'archiving' if args.archive else 'deleting'} {what} needs a confirmation: pass --yes")
+        if input(f"{verb} {'it' if len(ids) == 1 else f'these {len(ids)} runs'}? [y/N] ").strip().lower() \
+                not in ("y", "yes"):
             print("nothing done")
             return 0
-    where = api.remove(store, rid, archive=args.archive)
-    print(f"archived to {where}" if where else f"deleted {rid}")
+    for rid in ids:
+        where = api.remove(store, rid, archive=args.archive)
+        print(f"archived {rid} to {where}" if where else f"deleted {rid}")
     return 0
 
 

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import sys
-
-from .common import add_runs_dir, print_json, store_from
 from pathlib import Path
+
 from .. import api
 from ..reports.tables import export
+from .common import add_runs_dir, print_json, store_from
 
 
 def register(sub) -> None:

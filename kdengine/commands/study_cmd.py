@@ -3,22 +3,20 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-
-from ..errors import UsageError
-from .common import add_packing_arg, add_runs_dir, add_runtime_args, check_loader_workers, fast_path, store_from
-from ..store.lifecycle import FINISHED, STATES_BY_PROGRESS
-from ..reports.tables import METRICS
-from ..reports.tables import FORMATS
 from pathlib import Path
-from ..reports.tables import export
+
 from .. import api
+from .. import strategy_catalog as catalog
+from ..errors import UsageError
 from ..execution.packing import parse_runs_per_gpu
 from ..execution.ray_executor import parse_executor
-from ..runspec import differences
-from .. import strategy_catalog as catalog
+from ..models.names import check_names
 from ..options import schema_rows
-from ..runspec import CONFIGS
+from ..reports.tables import FORMATS, METRICS, export, table_markdown
+from ..runspec import CONFIGS, differences
+from ..store.lifecycle import FINISHED, STATES_BY_PROGRESS
 from ..study.schema import __doc__ as layout
+from .common import add_packing_arg, add_runs_dir, add_runtime_args, check_loader_workers, fast_path, store_from
 
 
 def register(sub) -> None:
@@ -55,7 +53,8 @@ def register(sub) -> None:
 
 
 def add_table_args(p) -> None:
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for the tables")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="folder for the tables (without it: the tables as Markdown on the terminal)")
 
     p.add_argument("--format", choices=FORMATS, default="csv",
                    help="csv, md (Markdown), parquet, both (csv and md), all (csv, md and parquet)")
@@ -63,6 +62,13 @@ def add_table_args(p) -> None:
 
 
 def write_tables(tables, args) -> int:
+    if args.out is None:  # on the terminal
+        print(f"# {tables.title}\n")
+        for t in tables.tables:
+            print(table_markdown(t))
+        if tables.one_seed:
+            print("note: one seed per cell: no interval can be given")
+        return 0
     for path in export(tables, Path(args.out), args.format):
         print(f"wrote {path}")
     if tables.one_seed:
@@ -80,14 +86,20 @@ def run_study(args) -> int:
     if executor == "ray" and args.detach:
         raise UsageError("--detach queues for local workers; --executor ray runs the study on the cluster: choose one")
     runs_per_gpu = parse_runs_per_gpu(args.runs_per_gpu)
-    study, plan = api.plan_study(args.study, args.set, args.data)  # every check before anything is queued
+    # every check before anything is queued, the data decoded into the cache its runs will read; a dry run
+    # checks names only (no torch, no data)
+    study, plan = api.plan_study(args.study, args.set, args.data, check=not args.dry_run, decode=not args.dry_run)
     store = store_from(args, write=not args.dry_run)
     counts = Counter("+".join(sorted(p.roles, reverse=True)) for p in plan)
     print(f"study {study.name}: {len(plan)} runs over {len(study.seeds)} seed(s): "
           + ", ".join(f"{n} {k}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1])))
     if args.dry_run:
+        check_names({s.model for p in plan for s in (p.spec, *p.spec.teachers)})
         for p in plan:
-            print(f"  {p.run_id:48} {'+'.join(sorted(p.roles)):18} {p.spec.describe()}")
+            state = store.read_status(p.run_id)["state"] if store.exists(p.run_id) else "new"
+            print(f"  {p.run_id:48} {'+'.join(sorted(p.roles)):18} {state:8} {p.spec.describe()}")
+        done = sum(store.exists(p.run_id) and store.read_status(p.run_id)["state"] == "finished" for p in plan)
+        print(f"{done} of {len(plan)} already finished: they would be reused, not trained again")
         return 0
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     if study.teacher_train is not None:

@@ -4,17 +4,21 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .. import api
 from .. import strategy_catalog as catalog
 from ..options import add_options, from_args, replace_from_assignments
-from .common import add_data_options, add_runtime_args, check_loader_workers, data_config, fast_path, print_json, \
-    store_from
-from ..runspec import MAX_SEED
-from ..runspec import CONFIGS
-from ..runspec import build_specs
-from .. import api
 from ..preflight import preflight
+from ..runspec import CONFIGS, MAX_SEED, baseline_of, build_specs
 from ..store.queue import teacher_notes
-from ..runspec import baseline_of
+from .common import (
+    add_data_options,
+    add_runtime_args,
+    check_loader_workers,
+    data_config,
+    fast_path,
+    print_json,
+    store_from,
+)
 
 
 def strategy_help() -> str:
@@ -80,7 +84,9 @@ def run_train(args: argparse.Namespace) -> int:
     check_loader_workers(args)
     store = store_from(args, write=True)
     spec = spec_from_args(args, store)
-    preflight([spec])  # models, image size, weights file, data: one line, exit 2, before anything is queued
+    # models, image size, weights file, data (decoded: a run is never created for data training would refuse):
+    # one line, exit 2, before anything is queued
+    preflight([spec], decode=True)
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     if args.queue:
         queued = api.queue(store, spec, not args.no_baseline, device=args.device)

@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..errors import DataError
 from ..paths import data_dir
 from . import synthetic
 from .source import SPLITS, Source, SplitIndex
 from .splits import grouped_split
-from ..atomic import atomic_path
 
 
 def _to_gray(images: np.ndarray, where: str) -> np.ndarray:
@@ -79,10 +79,12 @@ class NpzSource(ArraySource):
         self.description = f"npz:{path}"
         if not path.is_file():
             raise DataError(f"npz: no such file: {path}")
+        if not zipfile.is_zipfile(path):  # numpy would suggest allow_pickle: never load pickles
+            raise DataError(f"npz: {path} is not an .npz archive (a zip of named arrays, as numpy.savez writes)")
         try:
             arrays = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            raise DataError(f"npz: cannot read {path}: {exc}") from None
+            raise DataError(f"npz: cannot read {path}: {str(exc).split('. If you trust')[0]}") from None
         if not isinstance(arrays, np.lib.npyio.NpzFile):
             raise DataError(f"npz: {path} holds one array, not an .npz archive of named arrays")
         keys = set(arrays.files)

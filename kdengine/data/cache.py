@@ -58,6 +58,30 @@ class DecodedCache:
         return np.arange(s.start, s.stop)[self.valid[s]]
 
 
+def require_usable(cache: "DecodedCache", source: Source) -> None:
+    """The verdict training will reach: a split with no readable image (train or val) cannot be trained on."""
+    empty = [s for s in ("train", "val") if len(cache.rows(s)) == 0]
+    if not empty:
+        return
+    unreadable = int((~cache.valid).sum())
+    first = f"; first: {source.skipped[-unreadable].path}: {source.skipped[-unreadable].reason}" if unreadable and \
+        len(source.skipped) >= unreadable else ""
+    raise DataError(f"{source.description}: no usable {' or '.join(empty)} images ({unreadable} of "
+                    f"{len(cache.valid)} files could not be read{first})")
+
+
+def usable_counts(cache: "DecodedCache", class_names: list[str]) -> dict[str, dict]:
+    """Per split: the images training will use (readable ones), per class, and how many could not be read."""
+    out = {}
+    for split in SPLITS:
+        rows = cache.rows(split)
+        labels = cache.labels[rows]
+        s = cache.split_slices[split]
+        out[split] = {"images": int(len(rows)), "unreadable": int((~cache.valid[s]).sum()),
+                      "per_class": {name: int((labels == c).sum()) for c, name in enumerate(class_names)}}
+    return out
+
+
 def cache_key(source: Source, size: int) -> str:
     h = hashlib.sha256(f"v{CACHE_VERSION}|{size}|{source.fingerprint()}".encode())
     for split in SPLITS:  # the order of the rows is part of the content

@@ -13,12 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, ClassVar
 
-from ..options import option as _option
-
 import cv2
 import numpy as np
+
 from ..errors import UsageError
 from ..options import check_fields
+from ..options import option as _option
 
 SHIFT_VERSION = 1  # bump when a shift or a level changes: stored results carry it
 SEVERITIES = (1, 2, 3, 4, 5)

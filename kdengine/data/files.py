@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import re
 import warnings
@@ -12,12 +13,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
+from .dicom import DicomStats, decode_dicom, describe, is_dicom, patient_group, read_header
 from .source import SPLITS, Skipped, Source, SplitIndex
 from .splits import cap_per_class, grouped_split
-from .dicom import is_dicom
-from .dicom import decode_dicom
-from .dicom import DicomStats, describe, patient_group, read_header
-import hashlib
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
 DICOM_EXTS = {".dcm", ".dicom"}
@@ -74,6 +72,10 @@ def decode_gray(path: str | os.PathLike) -> np.ndarray:
 def decode_file(path: str | os.PathLike) -> np.ndarray:
     """Any image file kdstudy reads (PNG, JPEG, ..., or DICOM) to 2-D uint8. Raises DataError."""
     p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: a link to a file that does not exist")
+    if not p.is_file():
+        raise DataError(f"{p}: not a regular file")
     if p.suffix.lower() in IMAGE_EXTS:
         return decode_gray(p)
 
@@ -114,7 +116,7 @@ class FileSource(Source):
             h.update(split.encode())
             for ref, label in zip(idx.refs, idx.labels):
                 try:
-                    st = os.stat(ref)
+                    st = os.stat(ref) if os.path.exists(ref) else os.lstat(ref)  # a dangling link: itself
                 except OSError as exc:
                     raise DataError(f"{ref}: {exc.strerror.lower()} (was it moved while kdstudy read the data?)") from None
                 h.update(f"{ref}|{label}|{st.st_size}|{st.st_mtime_ns}\n".encode())
@@ -130,12 +132,8 @@ def _images_in(folder: Path, skipped: list[Skipped]) -> list[Path]:
             if is_hidden(f):
                 skipped.append(Skipped(str(p), "hidden or macOS metadata file"))
             elif p.suffix.lower() in IMAGE_EXTS or p.suffix.lower() in DICOM_EXTS or (not p.suffix and _dicom_magic(p)):
-                if not p.exists():
-                    skipped.append(Skipped(str(p), "a link to a file that does not exist"))
-                elif not p.is_file():
-                    skipped.append(Skipped(str(p), "not a regular file"))
-                else:
-                    out.append(p)
+                out.append(p)  # one that cannot be read (a dangling link) fails like a corrupt image, or is
+                # counted under --skip-bad: never skipped in silence
     return out
 
 

@@ -10,24 +10,24 @@ failed waits, saying why, instead of retrying the teacher in a loop.
 """
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from typing import Callable
 
-from ..errors import KDError, RunFailed
-from ..runspec import RunSpec
-from ..store import RunStore
-from ..store import events as ev
-from ..store import runstore
-from ..store.runstore import serves
-from ..store.queue import enqueue
-from ..training.device import DeviceSetup
-from ..store.lifecycle import FAILED, FINISHED, QUEUED, RUNNING, STOPPED
-import gc
-from .packing import memory_key, record_oom, reserved_on
-from ..reports.figures import write_run_figures
 import torch
+
+from ..errors import Interrupted, KDError, RunFailed
+from ..reports.figures import write_run_figures
+from ..runspec import RunSpec
+from ..store import RunStore, runstore
+from ..store import events as ev
+from ..store.lifecycle import FAILED, FINISHED, QUEUED, RUNNING, STOPPED
+from ..store.queue import enqueue
+from ..store.runstore import serves
+from ..training.device import DeviceSetup
 from ..training.trainer import Stopped, Trainer
+from .packing import memory_key, record_oom, reserved_on
 from .placement import MemoryPeak
 
 WAIT_POLL_S = 2.0
@@ -157,6 +157,9 @@ def run_claimed(store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers: list
     except Stopped:
         store.finish(rid, STOPPED, "stopped by the user")
         raise RunFailed(f"{rid} was stopped") from None
+    except KeyboardInterrupt:  # ctrl-c: stopped, resumable from its last finished epoch; not a failure
+        _stop_quietly(store, rid, f"interrupted (ctrl-c); resume it with: kdengine runs retry {rid}")
+        raise Interrupted(f"{rid} stopped (resumable from its last finished epoch)") from None
     except (RunFailed, KDError) as exc:
         _finish_quietly(store, rid, str(exc))
         raise
@@ -214,6 +217,13 @@ def _out_of_memory(store: RunStore, spec: RunSpec, placement, log: Callable[[str
     store.back_to_queue(rid, reason, "oom")
     log(f"{rid}: {reason}")
     raise Requeued(f"{rid}: {reason}")
+
+
+def _stop_quietly(store: RunStore, rid: str, reason: str) -> None:
+    try:
+        store.finish(rid, STOPPED, reason)
+    except (OSError, KDError):
+        pass
 
 
 def _finish_quietly(store: RunStore, rid: str, reason: str) -> None:

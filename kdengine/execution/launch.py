@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from .packing import gpu_info, loader_workers_per_worker, plan_workers
 from ..store import RunStore
+from .packing import gpu_info, loader_workers_per_worker, plan_workers
 
 
 def fast_flags(fast: dict | None) -> list[str]:

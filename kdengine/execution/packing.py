@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from ..atomic import write_json
 from ..errors import UsageError
 from ..store import RunStore
-from ..store.runstore import read_json
 from ..store.lifecycle import QUEUED, RUNNING
+from ..store.runstore import read_json
 
 MAX_PER_GPU = 8
 HEADROOM = 0.9  # of the card: kept free for fragmentation and what torch's allocator does not count

@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import socket
 
+import torch
+
 from ..store import RunStore
 from ..training.hooks import Hook
-from .packing import memory_key, record_peak
-from .packing import _table, need, record_estimate
-from .packing import admits
-import torch
 from ..training.memory import estimate_peak
+from .packing import _table, admits, memory_key, need, record_estimate, record_peak
 
 
 class MemoryPeak(Hook):

@@ -11,15 +11,15 @@ On CUDA, ``runs_per_gpu`` N asks ``num_gpus = 1/N`` per task: N runs packed on e
 """
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 from typing import Callable
 
 from ..errors import KDError, RunFailed, UsageError
-from ..study.expand import PlannedRun
-import os
-import socket
 from ..runspec import RunSpec
 from ..store import RunStore
+from ..study.expand import PlannedRun
 
 TASK_RETRIES = 3  # attempts after a node death; a run's own error is never retried
 

@@ -12,16 +12,14 @@ import os
 import socket
 import threading
 import time
+import traceback
 
 from ..atomic import DiskFull, write_json
 from ..errors import KDError, RunFailed
-from ..store import RunStore
-from ..store import runstore
+from ..store import RunStore, runstore
+from ..store.lifecycle import FAILED, FINISHED, QUEUED, RUNNING, STOPPED
 from ..store.liveness import process_start
 from ..store.runstore import Busy, serves
-from ..store.lifecycle import FAILED, FINISHED, QUEUED, RUNNING, STOPPED
-import traceback
-
 
 TEACHER_BUSY = object()  # a teacher is being trained elsewhere (or must be, on another device)
 
@@ -111,7 +109,9 @@ class Worker:
         print(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {msg}", flush=True)
 
     def run(self) -> int:
-        from ..training.device import setup_device  # torch: `kdengine worker --detach` and the TUI start workers without it
+        from ..training.device import (
+            setup_device,  # torch: `kdengine worker --detach` and the TUI start workers without it
+        )
         from .executor import ensure_finished
 
         dev = setup_device(self.device, self.loader_workers, **self.fast)

@@ -19,7 +19,6 @@ from ..store.lifecycle import FINISHED, QUEUED
 from ..store.runstore import read_json
 
 
-
 @dataclass
 class RunRecord:
     run_id: str
@@ -165,7 +164,8 @@ def roles_of(records: list[RunRecord]) -> dict[str, set[str]]:
 def settings_identity(spec: RunSpec) -> dict[str, Any]:
     """A run's identity less its architecture, seed and strategy: the settings its comparisons must share.
 
-    For a KD run the teachers' settings are part of it (``teacher.train.epochs`` ...), their models not."""
+    For a KD run the teachers' settings are part of it (``teacher.train.epochs`` ...), their models not; a
+    teacher's defect threshold only where it has one (a normal teacher's is not "None", it does not apply)."""
     ident = spec.identity()
     for key in ("model", "seed", "kind", "strategy", "teachers", "defect_acc", "defect_check_every"):
         ident.pop(key, None)
@@ -173,6 +173,8 @@ def settings_identity(spec: RunSpec) -> dict[str, Any]:
         ti = t.identity()
         for key in ("model", "seed", "kind"):
             ti.pop(key, None)
+        if ti.get("defect_acc") is None:
+            ti.pop("defect_acc", None)
         ident["teacher" if i == 0 else f"teacher{i + 1}"] = ti
     return ident
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
+
 from ..atomic import atomic_path
 from ..metric_names import SPLITS
 from ..store import events as ev
-import numpy as np
 
 STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8, "figure.dpi": 120,
          "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False}

@@ -13,8 +13,7 @@ from ..atomic import write_text
 from ..store import RunStore
 from . import figures as F
 from .collect import RunRecord
-from .tables import METRICS, Tables, cell_text
-from .tables import TEXT_COLUMNS
+from .tables import METRICS, TEXT_COLUMNS, Tables, cell_text
 
 CSS = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #111; }

@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import strategy_catalog as catalog
-from ..atomic import write_text
+from ..atomic import atomic_path, disk_errors, write_text
 from ..errors import UsageError
 from ..metric_names import HEADLINE, PER_SPLIT, SPLITS
-from .collect import RunRecord, differing_keys, flat_settings, roles_of, settings_key
+from .collect import RunRecord, differing_keys, flat_settings, roles_of
 from .stats import Summary, paired_gain, summarize
-from ..atomic import atomic_path, disk_errors
 
 # metric -> (label, range, higher is better)
 METRICS = {
@@ -101,20 +100,42 @@ class Tables:
 
 
 # -- settings groups ----------------------------------------------------------------------------------------------
+def severity_text(levels: list[int]) -> str:
+    """1..5 for a run of levels, else the levels themselves: 1, 3, 5."""
+    levels = sorted(levels)
+    if len(levels) > 2 and levels == list(range(levels[0], levels[-1] + 1)):
+        return f"{levels[0]}..{levels[-1]}"
+    return ", ".join(map(str, levels))
+
+
 def settings_groups(records: list[RunRecord]) -> tuple[dict[str, str], list[str]]:
-    """run_id -> group label ("" when all share one settings), and one note per group saying what differs."""
+    """run_id -> group label ("" when all share one settings), and one note per group saying what differs.
+
+    A setting that does not apply to a run (a cross-entropy run has no ``kd.*``, no teacher) is no difference:
+    runs differ only where both have the setting and its values differ. A setting only some runs have
+    tells runs apart only where it varies among those that have it (two temperatures)."""
+    flats = {r.run_id: flat_settings(r.spec) for r in records}
+    if not flats:
+        return {}, []
+    everyone = set.intersection(*(set(f) for f in flats.values()))
+    partial = {k for f in flats.values() for k in f} - everyone
+    varying_partial = {k for k in partial if len({repr(f[k]) for f in flats.values() if k in f}) > 1}
+    keep = everyone | varying_partial
     keys: dict[str, str] = {}
     idents: dict[str, dict] = {}
-    for r in records:
-        k = settings_key(r.spec)
-        keys[r.run_id] = k
-        idents.setdefault(k, flat_settings(r.spec))
+    for rid, flat in flats.items():
+        ident = {k: v for k, v in flat.items() if k in keep}
+        k = repr(sorted(ident.items()))
+        keys[rid] = k
+        idents.setdefault(k, ident)
     if len(idents) <= 1:
         return {rid: "" for rid in keys}, []
-    order = sorted(idents, key=lambda k: min(r.run_id for r in records if keys[r.run_id] == k))
+    order = sorted(idents, key=lambda k: min(rid for rid in keys if keys[rid] == k))
     labels = {k: chr(ord("A") + i) if i < 26 else f"S{i}" for i, k in enumerate(order)}
-    varying = differing_keys(list(idents.values()))
-    notes = [f"settings {labels[k]}: " + ", ".join(f"{n}={idents[k].get(n)}" for n in varying) for k in order]
+    varying = sorted({k for k in differing_keys([i for i in idents.values()])
+                      if len({repr(i[k]) for i in idents.values() if k in i}) > 1})
+    notes = [f"settings {labels[k]}: " + ", ".join(f"{n}={idents[k][n]}" if n in idents[k] else f"{n}: n/a"
+                                                   for n in varying) for k in order]
     return {rid: labels[k] for rid, k in keys.items()}, notes
 
 
@@ -261,9 +282,9 @@ def robustness_table(records: list[RunRecord]) -> Table | None:
             cells[key]["external"].append(r.shift["external"]["accuracy"])
     values = ["clean", "under shift", "relative drop", *(["external"] if external else []), *shifts]
     columns = (["settings"] if grouped else []) + ["model", "what", "teacher", *values, "n"]
-    sev = done[0].shift["key"]["severities"]
+    sev = severity_text(done[0].shift["key"]["severities"])
     table = Table("robustness", "Robustness under acquisition shift: test accuracy, clean and under shift (mean over "
-                  f"{len(shifts)} shifts x severities {sev[0]}..{sev[-1]}), the relative drop from clean, and each "
+                  f"{len(shifts)} shifts x severities {sev}), the relative drop from clean, and each "
                   "shift's mean over its severities (mean ± std [95% CI] over seeds)", columns, notes=notes)
     for (group, model, what, teacher), c in sorted(cells.items()):
         row = ([group] if grouped else []) + [model, what, teacher or "–"]

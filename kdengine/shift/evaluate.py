@@ -8,22 +8,22 @@ computed once per configuration, and read by every table, the report and the TUI
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
+import torch
 
 from ..atomic import write_json
+from ..data.cache import build_or_load
+from ..data.config import open_source
+from ..data.corruptions import SHIFT_VERSION, apply_shift
 from ..errors import UsageError
 from ..metric_names import HEADLINE, SPLITS
 from ..store import RunStore
-from ..data.corruptions import SHIFT_VERSION, apply_shift
 from ..store.lifecycle import FINISHED
 from ..store.runstore import read_json
-from ..data.config import open_source
-from dataclasses import replace
-from ..training.metrics import classification_metrics
-import torch
-from ..data.cache import build_or_load
 from ..training.device import setup_device
+from ..training.metrics import classification_metrics
 from ..training.teacher import frozen_from_checkpoint
 
 RESULT = "shift.json"
@@ -66,11 +66,22 @@ def _predict(model, images: np.ndarray, dev, batch: int):
 def evaluate_run(store: RunStore, run_id: str, shifts: list[str], severities: list[int], seed: int = 0,
                  external: str | None = None, dev=None, batch: int | None = None, force: bool = False,
                  log=print) -> dict:
-    """The run's accuracy on clean test images and under every (shift, severity); stored in ``shift.json``."""
-    key = shift_key(shifts, severities, seed, external)
+    """The run's accuracy on clean test images and under every (shift, severity); stored in ``shift.json``.
+
+    A request for other shifts or severities (same seed) adds to what is stored: the cells already there are
+    read back, the missing ones computed, and shift.json holds the union (a subset never overwrites more)."""
     previous = read_shift(store, run_id)
-    if previous is not None and previous.get("key") == key and not force:
+    old_key = previous.get("key", {}) if previous is not None else {}
+    mergeable = previous is not None and not force and old_key.get("version") == SHIFT_VERSION \
+        and old_key.get("seed") == seed
+    if mergeable:
+        shifts = list(dict.fromkeys([*old_key.get("shifts", []), *shifts]))
+        severities = sorted({*old_key.get("severities", []), *severities})
+        external = external or old_key.get("external")
+    key = shift_key(shifts, severities, seed, external)
+    if mergeable and old_key == key:
         return previous
+    known = previous.get("cells", {}) if mergeable else {}
     spec = store.load_spec(run_id)
     if store.read_status(run_id)["state"] != FINISHED:
         raise UsageError(f"{run_id} is not finished: shifts are evaluated on a finished run's best checkpoint")
@@ -85,18 +96,25 @@ def evaluate_run(store: RunStore, run_id: str, shifts: list[str], severities: li
     model, _ = frozen_from_checkpoint(store.checkpoint_dir(run_id), dev)
     names = source.class_names
     t_clean = time.perf_counter()
-    clean = _metrics(labels, _predict(model, images, dev, batch), names)
+    clean = previous["clean"] if mergeable else _metrics(labels, _predict(model, images, dev, batch), names)
     t_clean = time.perf_counter() - t_clean
     cells: dict[str, dict[str, dict]] = {}
     for name in shifts:
         cells[name] = {}
         for severity in severities:
+            if str(severity) in known.get(name, {}):  # stored by an earlier request: read back
+                cells[name][str(severity)] = known[name][str(severity)]
+                continue
             shifted = apply_shift(images, name, severity, seed, rows)
             cells[name][str(severity)] = _metrics(labels, _predict(model, shifted, dev, batch), names)
     result = {"key": key, "run_id": run_id, "clean": clean, "cells": cells,
-              **summarize_cells(cells, clean["accuracy"]), "test_pass_s": round(t_clean, 4)}
+              **summarize_cells(cells, clean["accuracy"]),
+              "test_pass_s": previous.get("test_pass_s") if mergeable else round(t_clean, 4)}
     if external:
-        result["external"] = evaluate_external(model, external, spec, names, dev, batch)
+        same = mergeable and (previous.get("external") or {}).get("source") is not None and \
+            old_key.get("external") == external
+        result["external"] = previous["external"] if same else evaluate_external(model, external, spec, names, dev,
+                                                                                 batch)
     result["seconds"] = round(time.perf_counter() - t0, 3)
     write_json(store.run_dir(run_id) / RESULT, result)
     log(f"{run_id}: clean {clean['accuracy']:.4f}, under shift {result['mean_accuracy']:.4f} "

@@ -12,10 +12,13 @@ from dataclasses import dataclass
 
 from ..atomic import remove_temp_files, temp_files
 from ..errors import KDError
-from .runstore import BEST, METRICS, SPEC, STATUS, RunStore, read_json
 from .lifecycle import FINISHED
+from .runstore import BEST, METRICS, SPEC, STATUS, RunStore, read_json
 
-KNOWN_ROOT = {".lock", ".workers", "studies"}
+# kdstudy's own files and folders beside the runs: archived runs, MLflow's default store, exported reports,
+# kdtui's screenshots and saved state, the data folder under KDSTUDY_HOME
+KNOWN_ROOT = {".lock", ".workers", "studies", ".archive", "mlflow.db", "mlartifacts", "reports", "screenshots",
+              ".kdtui", "data"}
 
 
 @dataclass

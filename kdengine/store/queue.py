@@ -3,8 +3,8 @@ queues runs through this)."""
 from __future__ import annotations
 
 from ..runspec import RunSpec, baseline_of, differences
-from .runstore import RunStore
 from .lifecycle import FINISHED
+from .runstore import RunStore
 
 
 def enqueue(store: RunStore, spec: RunSpec, requeue: bool = True, device: str = "auto") -> str:

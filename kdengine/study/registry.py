@@ -16,14 +16,26 @@ def study_dir(store: RunStore, name: str) -> Path:
 
 
 def save_study(store: RunStore, study: StudyConfig, plan: list[PlannedRun]) -> Path:
+    """Record a study: its runs are the union of every request made of it (a ``--set seeds=[4]`` adds seed 4's
+    runs; it never makes the finished seed-0 runs vanish from the study they belong to)."""
     path = study_dir(store, study.name) / "study.json"
-    previous = read_json(path) or {}
+    previous = load_study_record(store, study.name) or {}
+    runs: dict[str, dict] = {p["run_id"]: dict(p) for p in previous.get("runs", [])
+                             if isinstance(p, dict) and "run_id" in p}
+    for p in plan:
+        entry = {"run_id": p.run_id, "roles": sorted(p.roles), "strategies": sorted(p.strategies),
+                 "model": p.spec.model, "seed": p.spec.seed, "kind": p.spec.kind}
+        old = runs.get(p.run_id)
+        if old is not None:  # asked for again, maybe in another role: it keeps every role it was given
+            entry["roles"] = sorted(set(old.get("roles", ())) | set(entry["roles"]))
+            entry["strategies"] = sorted(set(old.get("strategies", ())) | set(entry["strategies"]))
+        runs[p.run_id] = entry
+    seeds = sorted({*previous.get("seeds", []), *study.seeds})
+    requests = [*previous.get("requests", []), {"at": time.time(), "seeds": study.seeds, "config": study.raw}]
     write_json(path, {
         "name": study.name, "source": study.source, "description": study.description,
         "created": previous.get("created", time.time()), "updated": time.time(),
-        "seeds": study.seeds, "config": study.raw,
-        "runs": [{"run_id": p.run_id, "roles": sorted(p.roles), "strategies": sorted(p.strategies),
-                  "model": p.spec.model, "seed": p.spec.seed, "kind": p.spec.kind} for p in plan],
+        "seeds": seeds, "config": study.raw, "requests": requests, "runs": list(runs.values()),
     })
     return path
 

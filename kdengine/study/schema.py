@@ -23,11 +23,12 @@ in one line. ``kdengine study schema`` prints every key with its type, default a
 from __future__ import annotations
 
 import copy
-import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from .. import strategy_catalog as catalog
 from ..errors import UsageError

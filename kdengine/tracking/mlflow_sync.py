@@ -13,17 +13,18 @@ Two routes:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from .. import strategy_catalog as catalog
 from ..errors import UsageError
-from ..store import events as ev
 from ..metric_names import PER_SPLIT, SPLITS
 from ..options import config_dict
-import time
 from ..reports.collect import read_record
+from ..store import events as ev
 from ..study.registry import study_membership
 
 EXPERIMENT = "kdstudy"
@@ -37,12 +38,24 @@ def client_for(store_root: Path, uri: str | None = None):
     except ImportError:
         raise UsageError("MLflow needs the mlflow extra: pip install 'kdstudy[mlflow]'") from None
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(store_root).resolve() / 'mlflow.db'}"
-    return MlflowClient(tracking_uri=uri), uri
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # its INFO lines do not belong in training's output
+    try:
+        return MlflowClient(tracking_uri=uri), uri
+    except Exception as exc:  # noqa: BLE001 - an unsupported tracking URI: one line, not MLflow's traceback
+        raise UsageError(f"MLflow cannot use {uri}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else exc.__class__.__name__
 
 
 def experiment_id(client, store_root: Path, name: str | None = None) -> str:
     name = name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
-    exp = client.get_experiment_by_name(name)
+    try:
+        exp = client.get_experiment_by_name(name)
+    except Exception as exc:  # noqa: BLE001 - an unreachable tracking server: one line, not a traceback
+        raise UsageError(f"MLflow cannot use {client.tracking_uri}: {_first_line(exc)}") from None
     if exp is not None:
         return exp.experiment_id
     location = None

@@ -16,11 +16,10 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..metric_names import HEADLINE, PER_SPLIT, SPLITS
-from . import mlflow_sync as ms
 from ..store import RunStore
 from ..study.registry import study_membership
-from .mlflow_sync import log_epoch
-from .mlflow_sync import log_final
+from . import mlflow_sync as ms
+from .mlflow_sync import log_epoch, log_final
 
 _said_offline = False
 

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_path
-from safetensors import safe_open
 
 BEST, LAST = "best.safetensors", "last.pt"
 

@@ -9,10 +9,10 @@ fell short of the measured peaks so far.
 """
 from __future__ import annotations
 
+import timm
 import torch
 
 from ..models.factory import check_name, input_channels
-import timm
 
 OPTIMIZER_STATES = {"adam": 2, "adamw": 2, "sgd": 1}
 AMP_ACTIVATIONS = 0.5  # bf16 activations take half of fp32's bytes

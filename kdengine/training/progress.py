@@ -25,8 +25,8 @@ class Progress:
         self._last = 0.0
         if enabled and getattr(self.stream, "isatty", lambda: False)():
             from rich.console import Console  # rich: only on a terminal
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, \
-                TimeRemainingColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+            from rich.progress import Progress as RichProgress
 
             self.rich = RichProgress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=None),
                                      MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TextColumn("ETA"),
@@ -53,6 +53,11 @@ class Progress:
         else:
             print(f"[{time.strftime('%H:%M:%S')}] {text}", file=self.stream, flush=True)
 
-    def close(self) -> None:
+    def close(self, clear: bool = False) -> None:
+        """Stop the bar; ``clear`` (a run interrupted or failed) takes it off the screen, so that the message
+        saying why is the last line, and the bar is not drawn again beside it."""
         if self.rich:
+            if clear:
+                self.rich.live.transient = True
             self.rich.stop()
+            self.rich = None

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 import numpy as np
+import torch
 
 
 @dataclass

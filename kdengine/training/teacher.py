@@ -1,9 +1,10 @@
 """A frozen teacher: always in eval mode, never a gradient, BatchNorm statistics never updated."""
 from __future__ import annotations
 
+import timm
 import torch
 from torch import nn
-import timm
+
 from ..data.loader import Normalizer
 from .checkpoints import load_best
 

@@ -10,6 +10,9 @@ and returns the results; the executor draws the figures and writes ``metrics.jso
 """
 from __future__ import annotations
 
+import os
+import random
+import socket
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,10 +22,10 @@ import torch
 import torch.nn.functional as F
 
 from .. import strategy_catalog as catalog
-from ..data.cache import build_or_load
+from ..data.cache import build_or_load, require_usable
 from ..data.config import open_source
 from ..data.loader import Normalizer
-from ..errors import RunFailed, UsageError
+from ..errors import RunFailed
 from ..metric_names import EPOCH_TRAIN, EPOCH_VAL, HEADLINE, SPLITS
 from ..models.factory import check_image_size, create_model, input_channels, resolve_pretrained_name
 from ..options import config_dict
@@ -34,17 +37,13 @@ from .checkpoints import load_best, load_last, save_best, save_last
 from .device import DeviceSetup
 from .hooks import DefectCheck, Hook, StepLog, TeacherSharing, Trackers
 from .inputs import DeviceFeed, Images, LoaderFeed, device_images, eval_iter
+from .losses import loss_for
 from .metrics import agreement, classification_metrics, study_level
 from .optim import build_optimizer
 from .progress import Progress
 from .step import GraphedStep, TrainStep, macro_f1_from_confusion
-from .losses import loss_for
 from .teacher import FrozenTeacher, frozen_from_checkpoint
 from .teacher_outputs import TeacherOutputs, sharing_enabled
-import random
-import os
-import socket
-
 
 
 class Stopped(Exception):
@@ -135,8 +134,7 @@ class Trainer:
         self.cache = build_or_load(self.source, spec.data.image_size, skip_bad=spec.data.skip_bad,
                                    progress=lambda done, total: self._beat(phase=f"decoding images {done}/{total}"))
         self.eval_rows = {s: self.cache.rows(s) for s in SPLITS}
-        if len(self.eval_rows["train"]) == 0 or len(self.eval_rows["val"]) == 0:
-            raise UsageError("the data has no usable train or val images")
+        require_usable(self.cache, self.source)
         resident = device_images(self.cache, self.dev) if self.dev.device_input else None
         self.images = Images(self.cache, self.dev, resident)
         batch = spec.train.batch_size
@@ -359,6 +357,9 @@ class Trainer:
                     state.epoch = epoch
                     break
                 self.end_epoch(epoch, state, train_stats, t0, started)
+        except BaseException:
+            self.progress.close(clear=True)  # ctrl-c, a failure: the message is the last line, the bar gone
+            raise
         finally:
             self.progress.close()
             if hasattr(self, "feed"):

@@ -1,13 +1,12 @@
 """Modal screens: help, and the CSV export path."""
 from __future__ import annotations
 
+from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.containers import VerticalScroll
 from textual.widgets import Input, Label, Static
-from rich.table import Table
 
 KEYS = [
     ("1 2 3 4", "not typing", "Runs · Launch · Results · Workers (in a text field, esc first)"),

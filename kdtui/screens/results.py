@@ -10,11 +10,12 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from ..messages import ExportRequested
-from kdengine.reports.stats import Summary
 from kdengine import api
-from kdengine.study.registry import list_studies
+from kdengine.reports.stats import Summary
 from kdengine.reports.tables import METRICS
+from kdengine.study.registry import list_studies
+
+from ..messages import ExportRequested
 
 ALL = "all runs"
 POLL_S = 2.0

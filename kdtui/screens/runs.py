@@ -12,14 +12,15 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane
 
+from kdengine import api
+from kdengine.execution.launch import gpu_count
+from kdengine.store.lifecycle import FAILED, FINISHED, QUEUED, RUNNING, STOPPED
+
 from ..messages import RemoveRequested, RetryRequested, StopRequested, WorkerRequested
 from ..store_view import SORTS, STATE_ICONS, RunRow, RunView, arrange, load_rows
 from ..widgets.confusion import ConfusionPane, ReportPane
 from ..widgets.curves import CurvesPane
 from .dialogs import ConfirmScreen, WorkerScreen
-from kdengine.store.lifecycle import FAILED, FINISHED, QUEUED, RUNNING, STOPPED
-from kdengine import api
-from kdengine.execution.launch import gpu_count
 
 POLL_S = 1.0
 SHORT_SCREEN_ROWS = 32

@@ -6,6 +6,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -14,15 +15,15 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
+from kdengine.execution.launch import gpu_count
+from kdengine.execution.packing import gpu_info
+from kdengine.reports.collect import collect
+from kdengine.store.lifecycle import QUEUED, RUNNING
+from kdengine.study.registry import list_studies, load_study_record
+
 from ..messages import WorkerRequested
 from ..store_view import fmt_eta
 from .dialogs import WorkerScreen
-from kdengine.store.lifecycle import QUEUED, RUNNING
-from kdengine.study.registry import list_studies, load_study_record
-from kdengine.execution.packing import gpu_info
-from kdengine.reports.collect import collect
-from rich.console import Group
-from kdengine.execution.launch import gpu_count
 
 POLL_S = 2.0
 LOG_LINES = 6
