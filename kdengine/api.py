@@ -80,9 +80,20 @@ class Queued:
     notes: list[str] = field(default_factory=list)  # which teacher is reused, or why one is trained
 
 
+def cuda_elsewhere(device: str) -> str | None:
+    """A note when runs are queued for CUDA on a machine that has none (legitimate: a GPU worker elsewhere
+    serves the store), so that nobody waits for a local worker that will never take them."""
+    if device.startswith("cuda") and not visible_gpus():
+        return ("note: no CUDA device on this machine: runs queued for cuda wait for a CUDA worker on another machine "
+                "(kdengine worker --device cuda --runs-dir THIS_STORE there); a local worker never takes them")
+    return None
+
+
 def queue(store: RunStore, spec: RunSpec, with_baseline: bool = True, device: str = "auto") -> Queued:
     """Queue a run (its teachers first) and, for a KD run, its baseline; say what each teacher will be."""
     notes = teacher_notes(store, spec, verb="queueing")
+    if cuda_elsewhere(device):
+        notes.append(cuda_elsewhere(device))
     before = {rid: store.read_status(rid)["state"] for rid in store.list_ids()}
     rid = enqueue(store, spec, device=device)
     baseline = baseline_of(spec) if with_baseline else None

@@ -176,6 +176,10 @@ class KDStudyApp(App):
         self.switch_mode("runs")
         self.call_after_refresh(lambda: getattr(self.screen, action)())
 
+    def _study_file(self) -> None:
+        self.switch_mode("launch")
+        self.call_after_refresh(lambda: self.screen.query_one("#study_file").focus())
+
     def action_toggle_ansi(self) -> None:
         self.theme = "textual-dark" if self.theme == "ansi-dark" else "ansi-dark"
 
@@ -187,6 +191,10 @@ class KDStudyApp(App):
         yield SystemCommand("Export tables", "Write every table as CSV and Markdown, and runs.csv", self.action_export)
         yield SystemCommand("Export report", "Write a self-contained HTML report (tables, curves, confusion "
                             "matrices, robustness)", lambda: self.action_export(report=True))
+        yield SystemCommand("Run a study file", "Queue a study TOML file (or preset) and start workers (Launch, F6)",
+                            self._study_file)
+        yield SystemCommand("Act on all runs shown", "Stop, retry, delete or archive every run the list shows "
+                            "(filter first: a study, a state, a model)", lambda: self._on_runs("action_act_on_shown"))
         yield SystemCommand("Start worker", "Start a detached background worker (choose its device)",
                             lambda: self._on_runs("action_start_worker"))
         yield SystemCommand("Stop run", "Stop the selected run (asks first)", lambda: self._on_runs("action_stop_run"))

@@ -6,10 +6,12 @@ import re
 from typing import Any
 
 from kdengine import strategy_catalog as catalog
+from kdengine.atomic import write_json
 from kdengine.errors import DataError, KDError, UsageError
 from kdengine.models.catalog import APPROX_PARAMS, MIN_IMAGE_SIZE, known_names
 from kdengine.options import OptionInfo, form_fields, parse_text, replace_from_assignments, to_text
 from kdengine.runspec import CONFIGS, MAX_SEED, RunSpec, build_specs
+from kdengine.store.runstore import read_json
 from kdengine.study.schema import load_raw
 
 
@@ -44,12 +46,33 @@ def option_fields() -> list[OptionInfo]:
     return form_fields(CONFIGS["data"], CONFIGS["train"], CONFIGS["kd"])
 
 
-def defaults() -> dict[str, Any]:
-    """Every field's initial value: the options' defaults (the CPU-quick numbers where the form starts from)."""
+LAST = ".kdtui/launch.json"  # the form's last launched values, in the run store
+
+
+def defaults(store=None) -> dict[str, Any]:
+    """Every field's initial value: the last values launched from this store (when there are some), else the
+    options' defaults (the CPU-quick numbers where the form starts from)."""
     values = {i.name: i.default for i in option_fields()}
     values.update(PRESETS["cpu-quick"])
     values.update(EXTRA_DEFAULTS)  # the form's device stays auto: the preset's CPU is for F2
+    if store is not None:
+        last = read_json(store.root / LAST)
+        choices = {i.name: i.choices for i in option_fields() if i.choices}
+        choices["strategy"] = tuple(catalog.CATALOGUE)
+        choices["device"] = ("auto", "cpu", "cuda")
+        if isinstance(last, dict):  # what the widgets held: text, a choice, a tick (a stale choice is dropped)
+            values.update({k: v for k, v in last.items() if k in values and isinstance(v, (str, bool, int, float))
+                           and (k not in choices or v in choices[k])})
     return values
+
+
+def remember(store, values: dict[str, Any]) -> None:
+    """Keep what was launched: a reopened kdtui starts its form from it."""
+    known = set(defaults())
+    try:
+        write_json(store.root / LAST, {k: v for k, v in values.items() if k in known})
+    except Exception:  # noqa: BLE001 - an unwritable store: the form simply starts from the defaults next time
+        pass
 
 
 def display(i: OptionInfo, value: Any) -> Any:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kdengine.api import role_word
 from kdengine.reports.collect import RunRecord, collect, roles_of
 from kdengine.runspec import baseline_of
 from kdengine.store import RunStore
@@ -16,7 +17,11 @@ from kdengine.store.runstore import device_of
 from kdengine.study.registry import study_membership
 
 STATE_ICONS = {QUEUED: "…", RUNNING: "▶", FINISHED: "✓", FAILED: "✗", STOPPED: "■", "damaged": "!"}
-SORTS = ("created", "state", "what", "student", "seed", "device", "best val", "study")
+SORTS = ("created", "state", "what", "student", "seed", "study", "device", "best val", "test acc", "gain")
+NO_STUDY = "(no study)"
+# The progress cell while a run is not training: a short word, so that the column never widens.
+PHASES = (("decoding", "dec"), ("evaluating train", "ev tr"), ("evaluating val", "ev va"),
+          ("evaluating test", "ev te"))
 
 
 def fmt_eta(seconds: float | None) -> str:
@@ -34,7 +39,7 @@ class RunRow:
 
     run_id: str
     state: str
-    strategy: str
+    strategy: str  # what the run is: a strategy, or teacher / baseline / teacher+baseline / defective T
     who: str
     seed: int
     epoch: str
@@ -46,22 +51,29 @@ class RunRow:
     phase: str = ""
     studies: tuple[str, ...] = ()
     order: int = 0  # position in the store (creation order)
+    test_acc: float | None = None
+    gain: float | None = None  # over its baseline, on test
+    synthetic: bool = False
+
+    @property
+    def study(self) -> str:
+        return self.studies[0] if self.studies else NO_STUDY
 
     @property
     def done(self) -> str:
-        """The progress cell: a percentage, or the phase when it says more (decoding, evaluating)."""
+        """The progress cell (5 characters at most): a percentage, or the phase when it says more."""
         if self.state == RUNNING and self.phase and not self.phase.startswith("training"):
-            return self.phase.replace("evaluating", "eval").replace(" (best checkpoint)", " ✓")[:12]
+            return next((short for prefix, short in PHASES if self.phase.startswith(prefix)), self.phase[:5])
         return f"{self.progress:4.0%}"
 
     def text(self) -> str:
         """Everything a filter matches against."""
         return " ".join([self.run_id, self.state, self.strategy, self.who, f"seed{self.seed}", self.device,
-                         self.phase, *self.studies, self.reason or ""]).lower()
+                         self.phase, *self.studies, self.reason or "", "synthetic" if self.synthetic else ""]).lower()
 
     @classmethod
-    def from_record(cls, r: RunRecord, roles: set[str] = frozenset(), studies: tuple[str, ...] = (),
-                    order: int = 0) -> "RunRow":
+    def from_record(cls, r: RunRecord, roles: dict[str, set[str]], studies: tuple[str, ...] = (),
+                    order: int = 0, by_id: dict[str, RunRecord] | None = None) -> "RunRow":
         prog = r.status.get("progress") or {}
         epochs = r.spec.train.epochs if r.spec else 0
         best = None
@@ -71,21 +83,26 @@ class RunRow:
             ran = r.metrics.get("epochs_run", epochs)
             epoch = f"{ran}/{epochs}" if not defect.get("reached") else f"stop@{ran}"
             fraction = 1.0
-        elif prog:
+        elif prog and r.state == RUNNING:
             epoch = f"{prog.get('epoch', 0)}/{epochs}"
             fraction = prog.get("global_step", 0) / max(1, prog.get("total_steps", 1))
+            best = prog.get("best_val_accuracy") or None
+        elif prog:  # stopped, failed or queued again after some epochs: where it resumes from
+            done = int(prog.get("epochs_done", 0))
+            epoch, fraction = f"{done}/{epochs}", done / max(1, epochs)
             best = prog.get("best_val_accuracy") or None
         else:
             epoch, fraction = f"0/{epochs}", 0.0
         who = f"{r.teacher_label} → {r.model}" if r.teacher_label else r.model
         eta = fmt_eta(prog.get("eta_s")) if r.state == RUNNING and prog.get("phase", "training") == "training" else ""
-        if r.kind == "ce":
-            what = "defective T" if r.regime == "defective" else ("teacher" if "teacher" in roles else "baseline")
-        else:
-            what = r.label
-        return cls(r.run_id, r.state, what, who, r.seed if r.seed is not None else -1, epoch, fraction, best, eta,
-                   r.damage or r.status.get("reason"), device_of(r.status),
-                   str(prog.get("phase", "")) if r.state == RUNNING else "", studies, order)
+        test = r.accuracy("test")
+        base = (by_id or {}).get(r.baseline_id) if r.baseline_id else None
+        base_test = base.accuracy("test") if base is not None and base.finished else None
+        return cls(r.run_id, r.state, role_word(r, roles), who, r.seed if r.seed is not None else -1, epoch, fraction,
+                   best, eta, r.damage or r.status.get("reason"), device_of(r.status),
+                   str(prog.get("phase", "")) if r.state == RUNNING else "", studies, order, test,
+                   test - base_test if test is not None and base_test is not None else None,
+                   bool(r.spec and r.spec.data.source.startswith("synthetic")))
 
 
 def arrange(rows: list[RunRow], query: str = "", sort: str = "created", by_study: bool = False,
@@ -93,14 +110,30 @@ def arrange(rows: list[RunRow], query: str = "", sort: str = "created", by_study
     """The rows a list shows: those matching every word of ``query``, sorted, optionally grouped by study."""
     words = query.lower().split()
     shown = [r for r in rows if all(w in r.text() for w in words)]
+
+    def number(value):  # missing values last, whatever the direction
+        return (value is None, -(value or 0))
+
     keys = {"created": lambda r: r.order, "state": lambda r: (r.state, r.order), "what": lambda r: (r.strategy, r.order),
             "student": lambda r: (r.who.split("→")[-1].strip(), r.order), "seed": lambda r: (r.seed, r.order),
-            "device": lambda r: (r.device, r.order), "best val": lambda r: (r.best_val is None, -(r.best_val or 0)),
-            "study": lambda r: (r.studies[:1] or ("~",), r.order)}
+            "study": lambda r: (r.study == NO_STUDY, r.study, r.order), "device": lambda r: (r.device, r.order),
+            "best val": lambda r: number(r.best_val), "test acc": lambda r: number(r.test_acc),
+            "gain": lambda r: number(r.gain)}
     shown.sort(key=keys[sort], reverse=reverse)
     if by_study:
-        shown.sort(key=lambda r: r.studies[:1] or ("~",))  # stable: the chosen order holds within a study
+        shown.sort(key=lambda r: (r.study == NO_STUDY, r.study))  # stable: the chosen order holds within a study
     return shown
+
+
+def groups(rows: list[RunRow]) -> list[tuple[str, list[RunRow]]]:
+    """Consecutive rows of one study, with the study's name: the list's group headers."""
+    out: list[tuple[str, list[RunRow]]] = []
+    for r in rows:
+        if out and out[-1][0] == r.study:
+            out[-1][1].append(r)
+        else:
+            out.append((r.study, [r]))
+    return out
 
 
 @dataclass
@@ -129,7 +162,7 @@ class Curves:
             for lst in (self.epochs, self.train_loss, self.val_loss, self.train_acc, self.val_acc):
                 del lst[i:]
         self.epochs.append(n)
-        self.train_loss.append(e.train["loss"])
+        self.train_loss.append(e.train.get("ce", e.train["loss"]))  # cross-entropy on both sides: they compare
         self.val_loss.append(e.val["loss"])
         self.train_acc.append(e.train["accuracy"])
         self.val_acc.append(e.val["accuracy"])
@@ -172,8 +205,10 @@ class RunView:
                 self.confusion = e.val_confusion
                 self.confusion_label = f"val, epoch {e.epoch}"
             elif isinstance(e, ev.Step):
-                self.curves.steps.append(e.global_step)
-                self.curves.step_loss.append(e.loss)
+                value = self._step_ce(e)
+                if value is not None:
+                    self.curves.steps.append(e.global_step)
+                    self.curves.step_loss.append(value)
             elif isinstance(e, ev.Warning):
                 self.warnings.append(e.message)
             elif isinstance(e, (ev.DefectCheck, ev.Defect)) and self.curves.steps_per_epoch:
@@ -189,6 +224,15 @@ class RunView:
         if changed:
             self.version += 1
         return changed
+
+    def _step_ce(self, e: ev.Step) -> float | None:
+        """A step's plain cross-entropy: the loss of a cross-entropy run; for a KD run its CE term unweighted
+        (the objective itself does not compare with val's loss), none when α = 1 leaves no CE term."""
+        kd = self.spec.kd if self.spec is not None else None
+        if kd is None:
+            return e.loss
+        ce = e.terms.get("ce")
+        return ce / (1.0 - kd.alpha) if ce is not None and kd.alpha < 1.0 else None
 
     def report(self) -> dict[str, dict] | None:
         """The classification report: final (test) when finished, else derived from the val confusion."""
@@ -216,5 +260,6 @@ def load_rows(store: RunStore) -> tuple[list[RunRecord], list[RunRow]]:
     records = collect(store)
     roles = roles_of([r for r in records if r.spec])
     studies = study_membership(store)
-    return records, [RunRow.from_record(r, roles.get(r.run_id, set()), studies.get(r.run_id, ()), i)
+    by_id = {r.run_id: r for r in records}
+    return records, [RunRow.from_record(r, roles, studies.get(r.run_id, ()), i, by_id)
                      for i, r in enumerate(records)]

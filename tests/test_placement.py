@@ -89,7 +89,7 @@ def test_runs_show_on_a_live_run_and_runs_list_and_delete(capsys, tmp_path):
     assert "needs a confirmation: pass --yes" in capsys.readouterr().err and store.exists(teacher)
     assert main(["runs", "delete", teacher, "--archive", "--yes", "--runs-dir", str(store.root)]) == 0
     out = capsys.readouterr().out
-    assert "use it as a teacher" in out and "archived to" in out and not store.exists(teacher)
+    assert "use it as a teacher" in out and f"archived {teacher} to" in out and not store.exists(teacher)
     assert list((store.root / ".archive").glob(f"{teacher}-*"))
     assert main(["runs", "delete", running, "--yes", "--runs-dir", str(store.root)]) == 2
     assert "is running: stop it first" in capsys.readouterr().err

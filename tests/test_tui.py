@@ -368,8 +368,10 @@ async def test_run_list_filters_sorts_groups_and_jumps(tmp_path):
         assert screen.sort == "state"
         states = [screen.rows[r].state for r in screen.shown]
         assert states == sorted(states)
-        await pilot.press("b")
-        assert screen.by_study and all(screen.rows[r].studies == ("demo",) for r in screen.shown)
+        await pilot.press("b")  # grouped: a header row per study, and the study column shows (issue 18)
+        assert screen.by_study and screen.shown[0] == "group:demo" and "study" in [c.key for c in screen.columns]
+        assert all(screen.rows[r].studies == ("demo",) for r in screen.shown[1:])
+        assert str(table.get_row("group:demo")[[c.key for c in screen.columns].index("who")]).startswith("▸ demo")
 
 
 async def test_stop_asks_first_retry_and_delete(tmp_path):
@@ -510,3 +512,8 @@ def test_axis_ticks_are_honest_at_any_height():
     assert ticks[0] <= 0.36 and ticks[-1] >= 1.48 and len(ticks) <= 7
     steps = {round(b - a, 9) for a, b in zip(ticks, ticks[1:])}
     assert len(steps) == 1 and steps.pop() in (0.1, 0.2, 0.25, 0.5)
+    # the ticks always cover the data: a value beyond the last one is clipped away by plotext, and a series left
+    # with no point crashed its legend (a stopped KD run: val 2.2 above ticks ending at 2.0)
+    for lo, hi in ((1.1, 2.2), (0.3, 0.31), (1.8, 2.1), (0.0, 9.7)):
+        ticks = nice_ticks(lo, hi)
+        assert ticks[0] <= lo and ticks[-1] >= hi

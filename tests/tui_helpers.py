@@ -63,9 +63,20 @@ def kill_workers(pids):
             pass
 
 
-def fake_study_store(root, seeds: int = 16, live: bool = True):
+def _shift(acc: float) -> dict:
+    """A shift.json for a run of clean test accuracy ``acc`` (blur at severities 1, 3, 5)."""
+    cells = {"blur": {str(s): {"n": 70, "accuracy": acc - 0.05 * s, "macro_f1": acc - 0.05 * s - 0.01,
+                                "kappa": acc - 0.2, "ece": 0.1} for s in (1, 3, 5)}}
+    mean = sum(c["accuracy"] for c in cells["blur"].values()) / 3
+    return {"key": {"version": 1, "shifts": ["blur"], "severities": [1, 3, 5], "seed": 0, "external": None},
+            "clean": {"n": 70, "accuracy": acc, "macro_f1": acc, "kappa": acc, "ece": 0.05}, "cells": cells,
+            "mean_accuracy": mean, "relative_drop": (acc - mean) / acc, "per_shift": {"blur": mean}}
+
+
+def fake_study_store(root, seeds: int = 16, live: bool = True, shifted: bool = False):
     """A store of about a hundred runs: the demo's grid over ``seeds`` seeds, recorded as the study 'grid';
-    most finished, some running (this process plays their worker), some queued, one failed, one damaged."""
+    most finished, some running (this process plays their worker), some queued, one failed, some stopped after
+    their first epoch. ``shifted``: the finished runs were evaluated under shift (blur, severities 1, 3, 5)."""
     import time
 
     from kdengine.store.liveness import process_start
@@ -103,6 +114,18 @@ def fake_study_store(root, seeds: int = 16, live: bool = True):
             store.claim(rid, "fake")
             store.finish(rid, "failed", "corrupt or unreadable image: /data/x.png (use --skip-bad)")
             continue
+        if kind == 15:  # stopped by the user after its first epoch: it resumes after it
+            store.claim(rid, "fake")
+            store.append_event(rid, {"type": "start", "classes": CLASSES, "epochs": 2, "steps_per_epoch": 4})
+            store.append_event(rid, {"type": "epoch", "epoch": 1, "lr": 0.001,
+                                     "train": {"loss": 2.0, "ce": 1.9, "accuracy": acc / 2, "macro_f1": 0.5},
+                                     "val": {"loss": 2.2, "accuracy": acc / 2 - 0.02, "macro_f1": 0.5, "kappa": 0.4,
+                                             "ece": 0.1}, "val_confusion": _metrics(rid, acc)["val"]["confusion"]})
+            store.heartbeat(rid, progress={"phase": "training", "epoch": 2, "epochs": 2, "epochs_done": 1,
+                                           "step": 1, "steps": 4, "global_step": 5, "total_steps": 8,
+                                           "best_val_accuracy": round(acc / 2 - 0.02, 4), "eta_s": 30.0})
+            store.finish(rid, "stopped", "stopped by the user")
+            continue
         store.append_event(rid, {"type": "start", "classes": CLASSES, "epochs": 2, "steps_per_epoch": 4})
         for epoch in (1, 2):
             store.append_event(rid, {"type": "epoch", "epoch": epoch, "lr": 0.001,
@@ -113,6 +136,10 @@ def fake_study_store(root, seeds: int = 16, live: bool = True):
         teachers = [{"run_id": t.run_id, "model": t.model, "val_accuracy": 0.81} for t in spec.teachers]
         store.write_metrics(rid, _metrics(rid, acc, teachers))
         store.write_status(rid, "finished", trained_on={"device": "cpu", "gpu": None, "host": "box"})
+        if shifted:
+            from kdengine.atomic import write_json
+
+            write_json(store.run_dir(rid) / "shift.json", _shift(acc))
     return store, plan
 
 

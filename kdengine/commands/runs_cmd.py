@@ -199,7 +199,10 @@ def live_text(store, rid: str, status: dict) -> str:
     """A running (or unfinished) run in text: its phase and progress, and its curves so far."""
     prog = status.get("progress") or {}
     lines = []
-    if prog:
+    if prog and status.get("state") != RUNNING:
+        lines.append(f"progress: {prog.get('epochs_done', 0)}/{prog.get('epochs', '?')} epochs done; it resumes "
+                     f"after epoch {prog.get('epochs_done', 0)}")
+    elif prog:
         step = f"epoch {prog.get('epoch', '?')}/{prog.get('epochs', '?')}"
         if prog.get("steps"):
             step += f", step {prog.get('step', 0)}/{prog['steps']}"
@@ -251,8 +254,11 @@ def run_retry(args) -> int:
 
 def run_delete(args) -> int:
     store = store_from(args, write=True)
-    ids = [r for r in selected(store, args) if store.read_status(r)["state"] != "running"]
+    chosen = selected(store, args)
+    ids = [r for r in chosen if store.read_status(r)["state"] != "running"]
     if not ids:
+        if len(chosen) == 1:
+            raise UsageError(f"{chosen[0]} is running: stop it first (kdengine runs stop {chosen[0]})")
         raise UsageError("no run selected that is not running (stop a running run first)")
     for rid in ids:
         print(api.what_goes(store, rid))

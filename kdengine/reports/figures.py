@@ -74,7 +74,11 @@ def curves_figure(events: list[ev.Event], title: str):
     xs = list(epochs)
     for ax, key, label in ((ax_loss, "loss", "loss"), (ax_acc, "accuracy", "accuracy")):
         for (split, (ls, mk)) in zip(SPLITS[:2], LINES):
-            ax.plot(xs, [getattr(epochs[x], split)[key] for x in xs], linestyle=ls, marker=mk, label=split)
+            # the train side plots its plain cross-entropy where recorded (a KD run minimises CE and KD terms
+            # weighted: not a quantity that compares with val's loss)
+            col = "ce" if key == "loss" and split == "train" and all("ce" in epochs[x].train for x in xs) else key
+            ax.plot(xs, [getattr(epochs[x], split)[col] for x in xs], linestyle=ls, marker=mk,
+                    label=f"{split} (cross-entropy)" if col == "ce" else split)
         _epoch_axis(ax)
         ax.set_ylabel(label)
     checks = defect_checks(events)
@@ -92,12 +96,12 @@ def confusion_figure(cm: list[list[int]], names: list[str], title: str):
     plt = _plt()
     cm = np.asarray(cm)
     share = cm / np.maximum(1, cm.sum(1, keepdims=True))
-    side = 1.2 + 0.55 * len(names)
+    side = 1.6 + 0.75 * len(names)  # the counts in 11-point type, readable in the report and in print
     fig, ax = plt.subplots(figsize=(side + 1.0, side))
     im = ax.imshow(share, cmap="Greys", vmin=0, vmax=1)
     for i in range(len(names)):
         for j in range(len(names)):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=11,
                     color="white" if share[i, j] > 0.55 else "black")
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
     ax.set_yticks(range(len(names)), names)

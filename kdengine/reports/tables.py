@@ -379,14 +379,15 @@ def build(records: list[RunRecord], metric: str = "accuracy", roles: dict[str, s
             t.name = t.name.replace("students_", "robustness_")
             tables.append(t)
     finished = [r for r in readable if r.finished]
-    seeds = {r.seed for r in finished}
     synthetic = any(r.metrics.get("synthetic") for r in finished)
-    one_seed = len(seeds) <= 1
+    one_seed = all(v.n <= 1 for t in tables for row in t.rows for v in row if isinstance(v, Summary))
     for t in tables:
-        if t.name.startswith("students_"):
-            t.notes.append("One seed: no interval can be given; run more seeds to tell a gain from noise." if one_seed
-                           else "* the gain's 95% interval excludes zero. Intervals are t-intervals over seeds, "
-                                "clipped to the metric's range.")
+        if t.name.startswith(("students_", "robustness_")):  # what this table's own cells allow
+            seeds_per_cell = max((v.n for row in t.rows for v in row if isinstance(v, Summary)), default=0)
+            t.notes.append("One seed per cell: no interval can be given; run more seeds to tell a gain from noise."
+                           if seeds_per_cell <= 1 else
+                           "* the gain's 95% interval excludes zero. Intervals are t-intervals over seeds, "
+                           "clipped to the metric's range.")
         if synthetic:
             t.notes.append("SYNTHETIC data: generated images, not real radiographs.")
     return Tables(title, metric, tables, long_frame(readable, roles, study), len(finished),

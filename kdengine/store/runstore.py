@@ -27,7 +27,9 @@ HEARTBEAT_S = 5.0  # how often a running run refreshes its heartbeat (a thread d
 STALE_S = 120.0  # a heartbeat older than this means the process is gone (or hung)
 SPEC, STATUS, EVENTS, METRICS, STOP = "spec.json", "status.json", "events.jsonl", "metrics.json", "stop.request"
 DEVICES = ("auto", "cpu", "cuda")  # what a run may ask for; a worker serves "auto" and its own kind
-KEPT = ("device", "trained_on")  # status keys that outlive a change of state
+# status keys that outlive a change of state: where it was asked to train and trained, and how far it got (a
+# stopped run shows the epoch it resumes after)
+KEPT = ("device", "trained_on", "progress")
 BEST = "checkpoints/best.safetensors"
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 
 @dataclass
@@ -29,6 +30,7 @@ class TrainStep:
         self.params = [p for p in model.parameters() if p.requires_grad]
         # the epoch's running sums (reset in place: a captured graph holds their addresses)
         self.loss_sum = torch.zeros((), dtype=torch.float32, device=device)
+        self.ce_sum = torch.zeros((), dtype=torch.float32, device=device)  # plain cross-entropy, for the curves
         self.confusion = torch.zeros((num_classes, num_classes), dtype=torch.int64, device=device)
         self._ones = torch.ones(batch_size, dtype=torch.int64, device=device)
         # shared teacher outputs: read them (``reading``) or keep them for the others (``keeping``)
@@ -40,6 +42,7 @@ class TrainStep:
 
     def reset_epoch(self) -> None:
         self.loss_sum.zero_()
+        self.ce_sum.zero_()
         self.confusion.zero_()
 
     def __call__(self, raw: dict) -> StepOut:
@@ -61,6 +64,7 @@ class TrainStep:
         with torch.no_grad():
             n = y.shape[0]
             self.loss_sum += loss.detach() * n
+            self.ce_sum += F.cross_entropy(logits.detach().float(), y, reduction="sum")
             self.confusion.index_put_((y, logits.detach().argmax(1)), self._ones[:n], accumulate=True)
             if self.keeping:
                 for buf, t in zip(self.teacher_logits, t_logits):

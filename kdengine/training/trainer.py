@@ -392,8 +392,8 @@ class Trainer:
                     stop |= bool(hook.on_step(self, epoch, step, out))
                 per_step = (time.time() - self._timing["t0"]) / self._timing["steps"]
                 self.progress.step(state.global_step, f"ep {epoch}/{epochs} loss {self.last_loss:.3f}")
-                self._beat(phase="training", epoch=epoch, epochs=epochs, step=step, steps=steps,
-                           global_step=state.global_step, total_steps=self.total_steps,
+                self._beat(phase="training", epoch=epoch, epochs=epochs, epochs_done=state.epoch, step=step,
+                           steps=steps, global_step=state.global_step, total_steps=self.total_steps,
                            best_val_accuracy=max(state.best_acc, 0.0),
                            eta_s=round((self.total_steps - state.global_step) * per_step, 1))
                 if stop:
@@ -408,6 +408,7 @@ class Trainer:
         confusion = self.step.confusion.cpu().numpy()
         seen = int(confusion.sum())
         stats = {"lr": self._lr, "loss": self.step.loss_sum.item() / max(1, seen),
+                 "ce": self.step.ce_sum.item() / max(1, seen),
                  "accuracy": float(np.trace(confusion) / seen) if seen else float("nan"),
                  "macro_f1": macro_f1_from_confusion(confusion),
                  "train_s": round(time.time() - t_start, 3),
@@ -431,7 +432,8 @@ class Trainer:
         elif decision.improved:
             save_best(self.ckpt_dir, self.model, {**self.meta, "epoch": epoch, "val_accuracy": val["accuracy"]})
         state.apply(decision, epoch, val["accuracy"])
-        self._phase("training", epoch=epoch, best_val_accuracy=state.best_acc)  # the new best, without waiting
+        # the new best, and the epochs done (a stopped run resumes after them), without waiting for the heartbeat
+        self._phase("training", epoch=epoch, epochs_done=epoch, best_val_accuracy=state.best_acc)
         event = ev.Epoch(epoch=epoch, lr=train_stats["lr"], train={k: train_stats[k] for k in EPOCH_TRAIN},
                          val={k: val[k] for k in EPOCH_VAL}, val_confusion=val["confusion"],
                          best_val_accuracy=state.best_acc, best_epoch=state.best_epoch,

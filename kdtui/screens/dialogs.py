@@ -16,10 +16,11 @@ KEYS = [
     ("↑ ↓ home end", "Runs", "select a run (pgup pgdn: a page)"),
     ("/ esc", "Runs", "filter by any text (state, strategy, model, study, device) · clear it"),
     ("o O", "Runs", "sort by the next column · reverse"),
-    ("b", "Runs", "group by study"),
+    ("b", "Runs", "group by study (a header per study)"),
+    ("A", "Runs", "stop, retry, delete or archive every run shown (asks)"),
     ("g", "Runs", "jump to the next running run"),
     ("z", "Runs", "the list alone (zoom) · back"),
-    ("c m p", "Runs", "curves · confusion matrix · report"),
+    ("c m p i", "Runs", "curves · confusion matrix · report (p again: next split) · details"),
     ("x", "Runs", "pin the run: its curves overlay every other run's (x again: unpin)"),
     ("s r d", "Runs", "stop (asks) · retry or resume · delete or archive (asks)"),
     ("w", "Runs, Workers", "start a background worker (choose its device)"),
@@ -27,6 +28,7 @@ KEYS = [
     ("esc", "Launch", "leave the form (then 1 2 3 4 q work)"),
     ("F2 F3", "Launch", "CPU-quick preset · thesis preset"),
     ("F5", "Launch", "launch the run(s)"),
+    ("F6", "Launch", "run the study file named (queued; workers start)"),
     ("[ ]", "Results", "previous · next table"),
     ("← →", "Results", "scroll a wide table"),
     ("v", "Results", "all runs · each study"),
@@ -51,11 +53,17 @@ def help_table():
 
 
 class HelpScreen(ModalScreen[None]):
+    """The keys; it scrolls (↑ ↓ pgup pgdn) where the terminal is shorter than the list."""
+
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(id="help-box"):
+        with VerticalScroll(id="help-box") as box:
+            box.border_title = "keys · ↑ ↓ scroll · esc closes"
             yield Static(help_table())
+
+    def on_mount(self) -> None:
+        self.query_one("#help-box").focus()
 
 
 class ConfirmScreen(ModalScreen[str | None]):
@@ -104,7 +112,8 @@ class WorkerScreen(ModalScreen[tuple[str, str] | None]):
             yield Label("Start a background worker" + (f" ({self.gpus} GPU(s) visible)" if self.gpus else
                                                         " (no GPU visible: it trains on the CPU)"))
             yield Static("", id="worker-choice")
-            yield Label("device: a auto · c cpu · g cuda (GPU)   runs per GPU: 1 2 4 8 · u auto", classes="note")
+            yield Label("device: a auto · c cpu · g cuda (GPU)", classes="note")
+            yield Label("runs per GPU: 1 2 4 8 · u auto (fitted to the cores and memory)", classes="note")
             yield Label("enter: start · escape: cancel", classes="note")
 
     def on_mount(self) -> None:

@@ -29,6 +29,7 @@ from kdengine.store.runstore import DEVICES
 from ..forms import (
     PRESETS,
     defaults,
+    remember,
     display,
     model_note,
     model_suggestions,
@@ -61,12 +62,16 @@ class LaunchScreen(Screen):
         Binding("f2", "preset('cpu-quick')", "CPU-quick"),
         Binding("f3", "preset('thesis')", "Thesis"),
         Binding("f5", "launch", "Launch"),
+        Binding("f6", "run_study", "Study"),
         Binding("escape", "leave_form", "Leave form"),
         Binding("tab", "enter_form", "Edit", show=False),
+        Binding("shift+tab", "previous_field", "Back", show=False),
+        # In the form, a digit (or q) never leaves the screen, whatever field holds the focus; esc first.
+        *(Binding(k, f"screen_key('{k}')", show=False) for k in ("1", "2", "3", "4", "q")),
     ]
 
     def compose(self) -> ComposeResult:
-        values = defaults()
+        values = defaults(self.app.store)
         options = option_fields()
         source = next(i for i in options if i.name == "source")
         yield Header()
@@ -115,6 +120,11 @@ class LaunchScreen(Screen):
                             yield from option_widgets(i, values[i.name])
             yield Static("", id="form-message")
             yield Button("Launch  [F5]", id="launch", variant="primary", compact=True)
+            with Horizontal(classes="row", id="study-row"):
+                yield Label("Study file", classes="label")
+                yield Input("", id="study_file", compact=True,
+                            placeholder="a study TOML file or a preset (demo, thesis-mura): F6 queues it")
+            yield Static("", id="study-message", classes="note")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -218,6 +228,49 @@ class LaunchScreen(Screen):
         else:
             self.focus_next()
 
+    def action_screen_key(self, key: str) -> None:
+        if isinstance(self.focused, (Input, Select, Tick, Button)):
+            self.notify("in the form: esc first, then 1 2 3 4 change screens", timeout=2)
+            return
+        if key == "q":
+            self.app.exit()
+        else:
+            self.app.switch_mode({"1": "runs", "2": "launch", "3": "results", "4": "workers"}[key])
+
+    def action_previous_field(self) -> None:
+        """Back one field; from the first, round to the last: shift-tab never leaves the form (esc does), so
+        digits typed next go into a field, never switch screens."""
+        fields = [w for w in self.focus_chain if isinstance(w, (Input, Select, Tick, Button))]
+        if not fields:
+            return
+        if self.focused in fields:
+            fields[fields.index(self.focused) - 1].focus()
+        else:
+            fields[-1].focus()
+
+    def action_run_study(self) -> None:
+        """Queue a study file (or preset) and start workers: ``kdengine study run FILE --detach``, in a
+        subprocess (its checks load the models: the TUI never imports torch)."""
+        name = self.query_one("#study_file", Input).value.strip()
+        note = self.query_one("#study-message", Static)
+        if not name:
+            note.update(Text("name a study file (or a preset) first", style="yellow"))
+            self.query_one("#study_file", Input).focus()
+            return
+        note.update(Text(f"checking and queueing {name}…", style="dim"))
+        self.queue_study(name)
+
+    @work(thread=True, exclusive=True, group="study")
+    def queue_study(self, name: str) -> None:
+        proc = subprocess.run([sys.executable, "-m", "kdengine", "study", "run", name, "--detach", "--runs-dir",
+                               str(self.app.store.root), "--quiet"], capture_output=True, text=True, timeout=1800)
+        lines = (proc.stdout + proc.stderr).strip().splitlines()
+        ok = proc.returncode == 0
+        text = Text(("✓ " if ok else "✗ ") + (lines[0] if lines else "done"), style="green" if ok else "red")
+        self.app.call_from_thread(self.query_one("#study-message", Static).update, text)
+        if ok:
+            self.app.call_from_thread(self.app.notify, f"study {name} queued; workers started")
+
     def action_preset(self, name: str) -> None:
         for key, value in PRESETS[name].items():
             self._set(key, value)
@@ -251,6 +304,7 @@ class LaunchScreen(Screen):
             self._launch(request)
 
     def _launch(self, request: LaunchRequested) -> None:
+        remember(self.app.store, self.values())
         self.post_message(request)
         self.query_one("#form-message", Static).update(Text(f"✓ queued {request.spec.run_id}", style="green"))
 

@@ -19,6 +19,10 @@ from ..messages import ExportRequested
 
 ALL = "all runs"
 POLL_S = 2.0
+LABEL_COLUMNS = ("settings", "model", "student", "split", "regime", "role", "what", "teacher")
+EMPTY = {"robustness": "No run of this kind has been evaluated under acquisition shift yet: kdengine shift STUDY "
+                       "(or a study's [shift]) fills it.",
+         "students": "No finished run of this strategy yet."}
 
 
 def fmt(value, column: str, intervals: bool = False, higher_better: bool = True):
@@ -106,14 +110,39 @@ class ResultsScreen(Screen):
     def _table(self):
         return next((t for t in self.tables.tables if t.key == self.current), None) if self.tables else None
 
-    def _draw(self) -> None:
-        label, _, higher_better = METRICS[self.metric]
-        bar = Text(f"[{self.view_name} · {label}] ", style="bold")
-        for s in self.order:
-            bar.append(f" {s} ", style="reverse bold" if s == self.current else "")
+    def _bar(self, width: int) -> Text:
+        """The tabs, scrolled so that the current one is always on screen: ‹ and › say more lie beyond."""
+        label, _, _ = METRICS[self.metric]
+        head = Text(f"[{self.view_name} · {label}] ", style="bold")
         if not self.order:
-            bar.append("no finished runs yet: launch some with 2, or `kdengine train`", style="dim")
-        self.query_one("#strategy-bar", Static).update(bar)
+            return head.append("no finished runs yet: launch some with 2, or `kdengine train`", style="dim")
+        names = [f" {s} " for s in self.order]
+        at = self.order.index(self.current) if self.current in self.order else 0
+        room = max(10, width - len(head) - 14)  # and room for ‹ and › N more
+        first = last = at
+        used = len(names[at])
+        while True:  # widen the window around the current tab while it fits
+            grew = False
+            if last + 1 < len(names) and used + len(names[last + 1]) <= room:
+                last += 1
+                used += len(names[last])
+                grew = True
+            if first > 0 and used + len(names[first - 1]) <= room:
+                first -= 1
+                used += len(names[first])
+                grew = True
+            if not grew:
+                break
+        bar = head.append("‹ " if first > 0 else "  ", style="bold yellow")
+        for i in range(first, last + 1):
+            bar.append(names[i], style="reverse bold" if i == at else "")
+        if last < len(names) - 1:
+            bar.append(f" › {len(names) - 1 - last} more", style="bold yellow")
+        return bar
+
+    def _draw(self) -> None:
+        _, _, higher_better = METRICS[self.metric]
+        self.query_one("#strategy-bar", Static).update(self._bar(self.size.width or self.app.size.width))
         table = self.query_one(DataTable)
         table.clear(columns=True)
         current = self._table()
@@ -122,10 +151,14 @@ class ResultsScreen(Screen):
             notes.append(f"{self.tables.finished} of {self.tables.planned} runs finished.")
         if current is not None:
             notes += current.notes
+            labels = [c for c in current.columns if c in LABEL_COLUMNS]
+            table.fixed_columns = len(labels)  # → scrolls the numbers; the row labels stay
             for col in current.columns:
                 table.add_column(col, key=col)
             for row in current.rows:
                 table.add_row(*[fmt(v, c, self.intervals, higher_better) for v, c in zip(row, current.columns)])
+            if not current.rows:
+                notes.insert(0, EMPTY.get(current.name.split("_")[0], "no finished run for this table yet."))
         self.query_one("#results-note", Static).update(Text(" ".join(notes), style="dim"))
 
     def action_cycle(self, step: int) -> None:
@@ -136,6 +169,9 @@ class ResultsScreen(Screen):
         self._draw()
 
     def action_toggle_intervals(self) -> None:
+        if self.tables is not None and self.tables.one_seed:
+            self.notify("one seed per cell: no interval can be given; run more seeds", severity="warning")
+            return
         self.intervals = not self.intervals
         self._draw()
 

@@ -4,6 +4,8 @@ report. Stopping asks first; retry, delete and the worker dialog are one key eac
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
+from functools import lru_cache
 
 from rich.text import Text
 from textual import events
@@ -13,11 +15,12 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane
 
 from kdengine import api
+from kdengine.errors import KDError
 from kdengine.execution.launch import gpu_count
 from kdengine.store.lifecycle import FAILED, FINISHED, QUEUED, RUNNING, STOPPED
 
 from ..messages import RemoveRequested, RetryRequested, StopRequested, WorkerRequested
-from ..store_view import SORTS, STATE_ICONS, RunRow, RunView, arrange, load_rows
+from ..store_view import SORTS, STATE_ICONS, RunRow, RunView, arrange, groups, load_rows
 from ..widgets.confusion import ConfusionPane, ReportPane
 from ..widgets.curves import CurvesPane
 from .dialogs import ConfirmScreen, WorkerScreen
@@ -26,8 +29,32 @@ POLL_S = 1.0
 SHORT_SCREEN_ROWS = 32
 STATE_STYLE = {RUNNING: "bold green", FINISHED: "cyan", FAILED: "bold red", STOPPED: "yellow",
                QUEUED: "dim", "damaged": "bold magenta"}
-COLUMNS = (("st", "state"), ("what", "what"), ("teacher → student", "who"), ("seed", "seed"),
-           ("device", "device"), ("epoch", "epoch"), ("done", "done"), ("best val", "best"), ("ETA", "eta"))
+GROUP = "group:"  # the key prefix of a study's header row (grouped by study)
+
+
+@dataclass(frozen=True)
+class Column:
+    label: str
+    key: str
+    width: int
+    min_screen: int = 0  # shown from this many columns of terminal on (a fixed width: nothing shifts)
+
+
+# Fixed widths, so that a cell that grows (a phase, a long name) never shifts the others; columns appear as the
+# terminal widens. At 80 columns the list uses 78.
+COLUMNS = (Column("st", "state", 2), Column("what", "what", 12), Column("teacher → student", "who", 23),
+           Column("seed", "seed", 4), Column("study", "study", 12, 110), Column("device", "device", 6, 120),
+           Column("epoch", "epoch", 5), Column("done", "done", 5), Column("val", "best", 6),
+           Column("test", "test", 6, 100), Column("gain", "gain", 7, 100), Column("ETA", "eta", 6),
+           Column("run", "run_id", 32, 170))
+NARROW_STUDY = 10
+SHORT = {"teacher+baseline": "teacher/base"}  # the list's words where the column is narrow (Details says it all)
+
+
+@lru_cache(maxsize=1)
+def local_gpus() -> int:
+    """The GPUs this machine has (nvidia-smi, asked once: the run line is drawn often)."""
+    return gpu_count()  # grouped by study on a narrow terminal, the study column replaces seed and shortens who
 
 
 class RunsTable(DataTable):
@@ -51,6 +78,7 @@ class RunsScreen(Screen):
         Binding("s", "stop_run", "Stop"),
         Binding("r", "retry_run", "Retry"),
         Binding("w", "start_worker", "Worker"),
+        Binding("A", "act_on_shown", "All shown", show=False),
         Binding("o", "sort(1)", "Sort", show=False),
         Binding("O", "sort(-1)", "Reverse", show=False),
         Binding("b", "group", "By study", show=False),
@@ -60,13 +88,14 @@ class RunsScreen(Screen):
         Binding("c", "pane('curves')", "Curves", show=False),
         Binding("m", "pane('confusion')", "Matrix", show=False),
         Binding("p", "pane('report')", "Report", show=False),
+        Binding("i", "pane('details')", "Details", show=False),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.rows: dict[str, RunRow] = {}
-        self.shown: list[str] = []  # run ids in the table, in order
+        self.shown: list[str] = []  # the table's row keys, in order (run ids, and group headers)
         self.selected: str | None = None
         self.pending: str | None = None  # a run to select once it is in the table (just launched)
         self.view: RunView | None = None
@@ -77,6 +106,8 @@ class RunsScreen(Screen):
         self.reverse = False
         self.by_study = False
         self.workers_alive = True
+        self.report_split = "test"
+        self.columns: tuple[Column, ...] = ()
         self._drawn_version = -1
 
     def compose(self) -> ComposeResult:
@@ -93,16 +124,44 @@ class RunsScreen(Screen):
                 yield ConfusionPane(id="confusion-pane")
             with TabPane("Report [p]", id="report"):
                 yield ReportPane(id="report-pane")
+            with TabPane("Details [i]", id="details"):
+                yield Static("", id="details-pane")
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for label, key in COLUMNS:
-            table.add_column(label, key=key)
+        self._set_columns(self.app.size.width)
         self.query_one("#runs-filter").display = False
-        table.focus()
+        self.query_one(DataTable).focus()
         self.set_interval(POLL_S, self.poll)
         self.call_after_refresh(self.poll)
+
+    def _wanted_columns(self, width: int) -> tuple[Column, ...]:
+        study = self.by_study or self.sort == "study"
+        cols = []
+        for c in COLUMNS:
+            if c.key == "study" and study and width < c.min_screen:
+                cols.append(Column(c.label, c.key, NARROW_STUDY))
+            elif c.key == "seed" and study and width < 110:
+                continue
+            elif c.key == "who" and study and width < 110:
+                cols.append(Column(c.label, c.key, c.width - NARROW_STUDY + 2))
+            elif width >= c.min_screen:
+                cols.append(c)
+        return tuple(cols)
+
+    def _set_columns(self, width: int) -> None:
+        """The columns this width shows; the table is rebuilt when they change."""
+        wanted = self._wanted_columns(width)
+        if wanted == self.columns:
+            return
+        self.columns = wanted
+        table = self.query_one(DataTable)
+        table.clear(columns=True)
+        for c in wanted:
+            table.add_column(c.label, key=c.key, width=c.width)
+        self.shown = []
+        if self.rows:
+            self._update_table(list(self.rows.values()))
 
     # -- polling the store -----------------------------------------------------------------------------
     async def poll(self) -> None:
@@ -116,23 +175,47 @@ class RunsScreen(Screen):
         except Exception as exc:  # noqa: BLE001 - a damaged store must not crash the app
             self.query_one("#run-line", Static).update(Text(f"cannot read the run store: {exc}", style="red"))
 
-    def _cells(self, r: RunRow) -> list:
+    def _cell(self, r: RunRow, key: str, width: int):
         style = STATE_STYLE.get(r.state, "")
-        return [Text(STATE_ICONS.get(r.state, "?"), style=style), Text(r.strategy[:11], style=style), r.who[:28],
-                str(r.seed), r.device[:7], r.epoch, r.done, f"{r.best_val:.4f}" if r.best_val is not None else "",
-                r.eta]
+        value = {"state": Text(STATE_ICONS.get(r.state, "?"), style=style),
+                 "what": Text(SHORT.get(r.strategy, r.strategy)[:width], style=style),
+                 "who": r.who, "seed": str(r.seed), "study": r.study, "device": r.device, "epoch": r.epoch,
+                 "done": r.done, "best": f"{r.best_val:.4f}" if r.best_val is not None else "",
+                 "test": f"{r.test_acc:.4f}" if r.test_acc is not None else "",
+                 "gain": Text(f"{r.gain:+.4f}", style="green" if r.gain > 0 else "red" if r.gain < 0 else "")
+                 if r.gain is not None else "", "eta": r.eta, "run_id": r.run_id}[key]
+        if isinstance(value, str) and len(value) > width:  # fixed widths: cut with a mark, never shift
+            value = value[:width - 1] + "…"
+        return value
+
+    def _cells(self, r: RunRow) -> list:
+        return [self._cell(r, c.key, c.width) for c in self.columns]
+
+    def _header_cells(self, study: str, rows: list[RunRow]) -> list:
+        label = Text(f"▸ {study} ({len(rows)})", style="bold")
+        return [label if c.key == "who" else "" for c in self.columns]
 
     def _update_table(self, rows: list[RunRow]) -> None:
         table = self.query_one(DataTable)
         previous = dict(self.rows)
         self.rows = {r.run_id: r for r in rows}
         shown = arrange(rows, self.query_text, self.sort, self.by_study, self.reverse)
-        order = [r.run_id for r in shown]
+        if self.by_study:
+            layout = [(f"{GROUP}{study}", None, members) for study, members in groups(shown)]
+            order = [k for key, _, members in layout for k in [key, *(r.run_id for r in members)]]
+        else:
+            order = [r.run_id for r in shown]
         keep = self.pending or self.selected
         if order != self.shown:  # the set or the order changed: rebuild (cheap for hundreds of rows)
             table.clear()
-            for r in shown:
-                table.add_row(*self._cells(r), key=r.run_id)
+            if self.by_study:
+                for key, _, members in layout:
+                    table.add_row(*self._header_cells(key.removeprefix(GROUP), members), key=key)
+                    for r in members:
+                        table.add_row(*self._cells(r), key=r.run_id)
+            else:
+                for r in shown:
+                    table.add_row(*self._cells(r), key=r.run_id)
             self.shown = order
             if keep in order:
                 table.move_cursor(row=order.index(keep), animate=False)
@@ -140,17 +223,33 @@ class RunsScreen(Screen):
             for r in shown:
                 old = previous.get(r.run_id)
                 if old != r:
-                    for (_, key), value, before in zip(COLUMNS, self._cells(r), self._cells(old) if old else []):
-                        if value != before:  # widths change only when a cell grows: no layout pass otherwise
-                            table.update_cell(r.run_id, key, value, update_width=len(str(value)) > len(str(before)))
+                    for c, value, before in zip(self.columns, self._cells(r), self._cells(old) if old else []):
+                        if value != before:  # fixed widths: updating a cell never needs a layout pass
+                            table.update_cell(r.run_id, c.key, value)
         if self.pending in order:
             self.pending = None
-        if order and (self.selected not in order):
-            self._select(order[table.cursor_row] if 0 <= table.cursor_row < len(order) else order[0])
+        runs = [k for k in order if not k.startswith(GROUP)]
+        if not runs:
+            self._clear_selection(len(rows))
+        elif self.selected not in runs:
+            at = order[table.cursor_row] if 0 <= table.cursor_row < len(order) else runs[0]
+            self._select(at if not at.startswith(GROUP) else runs[0])
         self._draw_list_line(len(rows), len(shown))
         if not rows:
             self.query_one("#run-line", Static).update(
                 Text("No runs yet: press 2 to launch one, or run `kdengine train` in a shell.", style="dim"))
+
+    def _clear_selection(self, total: int) -> None:
+        """Nothing shown (a filter matches nothing, the last shown run was deleted): no stale detail."""
+        if self.selected is None and self.view is None:
+            return
+        self.selected, self.view, self.overlay_views = None, None, []
+        self.query_one(CurvesPane).show(None, [], "", key="")
+        self.query_one(ConfusionPane).show(None, [], "")
+        self.query_one(ReportPane).show(None, "")
+        self.query_one("#details-pane", Static).update("")
+        if total:
+            self.query_one("#run-line", Static).update(Text("No run matches the filter (esc clears it).", style="dim"))
 
     def _draw_list_line(self, total: int, shown: int) -> None:
         running = sum(r.state == RUNNING for r in self.rows.values())
@@ -166,8 +265,11 @@ class RunsScreen(Screen):
         self.sub_title = f"{total} runs · {running} running · {self.app.store.root}"
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.row_key is not None and event.row_key.value != self.selected:
-            self._select(event.row_key.value)
+        key = event.row_key.value if event.row_key is not None else None
+        if key is not None and key.startswith(GROUP):  # a study's header: the detail keeps its run
+            return
+        if key is not None and key != self.selected:
+            self._select(key)
             self._draw_line(None)  # at once, from the list's own data; the panes follow after their read
             self.call_later(self._poll_selected)
 
@@ -227,7 +329,10 @@ class RunsScreen(Screen):
             line.append(f" · {row.device}", style="dim")
             if row.reason:
                 line.append(f" · {row.reason}", style="red" if row.state in (FAILED, "damaged") else "yellow")
-            if row.state == QUEUED and not self.workers_alive:
+            if row.state == QUEUED and row.device == "cuda" and not local_gpus():
+                line.append("  queued for CUDA: no GPU here, a CUDA worker on another machine takes it",
+                            style="bold yellow")
+            elif row.state == QUEUED and not self.workers_alive:
                 line.append("  no worker is running: press w to start one", style="bold yellow")
         if view is not None and view.metrics:
             m = view.metrics
@@ -245,25 +350,42 @@ class RunsScreen(Screen):
             self._draw_curves(view)
         elif active == "confusion":
             self.query_one(ConfusionPane).show(view.confusion, view.class_names, view.confusion_label)
+        elif active == "details":
+            self._draw_details(view)
         else:
             self._draw_report(view)
+
+    def _draw_details(self, view: RunView) -> None:
+        """What the run is: its data (synthetic or not), settings, teachers, baseline and gain (as `runs show`)."""
+        row = self.rows.get(view.run_id)
+        lines = [Text(view.run_id, style="bold")]
+        if row is not None:
+            lines.append(Text(f"{row.strategy} · {row.state}" + (f" · {row.reason}" if row.reason else "")))
+        for fact in api.run_facts(self.app.store, view.run_id):
+            style = "yellow" if "SYNTHETIC" in fact else ""
+            lines.append(Text(fact, style=style))
+        self.query_one("#details-pane", Static).update(Text("\n").join(lines))
 
     def _draw_curves(self, view: RunView) -> None:
         overlays = [(label, v.curves) for label, v in self.overlay_views]
         if self.pinned is not None and self.pinned.run_id != view.run_id:
             overlays.append((f"≈ {self.pinned.model}", self.pinned.curves))
-        role = "teacher" if view.spec is not None and view.spec.kind == "ce" else "student"
+        row = self.rows.get(view.run_id)
+        role = row.strategy if row is not None else ("student" if view.spec and view.spec.kind == "kd" else "run")
         pinned = self.pinned.run_id if self.pinned is not None else ""
         self.query_one(CurvesPane).show(view.curves, overlays, f"{role} {view.model}", key=f"{view.run_id}|{pinned}")
 
     def _draw_report(self, view: RunView) -> None:
-        summary = ""
+        """The classification report of one split (p again: test, val, train); before the end, val's latest."""
+        summary, split = "", self.report_split
         if view.metrics:
-            t = view.metrics["test"]
-            summary = f"test: accuracy {t['accuracy']:.4f}, macro-F1 {t['macro_f1']:.4f}, kappa {t['kappa']:.4f}, ECE {t['ece']:.4f}"
-            if "agreement" in t:
-                summary += f", agreement {t['agreement']:.4f}"
-        self.query_one(ReportPane).show(view.report(), "classification report (" + ("test" if view.metrics else "val, latest epoch") + ")", summary)
+            t = view.metrics[split]
+            summary = (f"{split}: accuracy {t['accuracy']:.4f}, macro-F1 {t['macro_f1']:.4f}, kappa {t['kappa']:.4f}, "
+                       f"ECE {t['ece']:.4f}" + (f", agreement {t['agreement']:.4f}" if "agreement" in t else ""))
+            report, title = view.metrics[split]["report"], f"classification report ({split}; p: next split)"
+        else:
+            report, title = view.report(), "classification report (val, latest epoch)"
+        self.query_one(ReportPane).show(report, title, summary)
 
     # -- the list ------------------------------------------------------------------------------------------
     def action_filter(self) -> None:
@@ -294,14 +416,17 @@ class RunsScreen(Screen):
             self.reverse = not self.reverse
         else:
             self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
+        self._set_columns(self.app.size.width)  # sorted by study: the study column shows
         self._update_table(list(self.rows.values()))
 
     def action_group(self) -> None:
         self.by_study = not self.by_study
+        self._set_columns(self.app.size.width)
+        self.shown = []
         self._update_table(list(self.rows.values()))
 
     def action_next_running(self) -> None:
-        running = [i for i, rid in enumerate(self.shown) if self.rows[rid].state == RUNNING]
+        running = [i for i, rid in enumerate(self.shown) if rid in self.rows and self.rows[rid].state == RUNNING]
         if not running:
             self.notify("no run is running", severity="warning")
             return
@@ -312,6 +437,7 @@ class RunsScreen(Screen):
     def on_resize(self, event: events.Resize) -> None:
         # Below 32 rows an even split leaves the curves two rows of plot: give the panes two thirds.
         self.query_one("#panes").set_class(event.size.height < SHORT_SCREEN_ROWS, "-short-screen")
+        self._set_columns(event.size.width)
 
     def action_zoom(self) -> None:
         panes = self.query_one("#panes")
@@ -320,7 +446,14 @@ class RunsScreen(Screen):
         self.query_one("#runs-table").set_class(not panes.display, "-zoomed")
 
     def action_pane(self, pane: str) -> None:
-        self.query_one(TabbedContent).active = pane
+        tabs = self.query_one(TabbedContent)
+        if pane == "report" and tabs.active == "report":  # p again: the next split
+            order = ("test", "val", "train")
+            self.report_split = order[(order.index(self.report_split) + 1) % len(order)]
+            if self.view is not None:
+                self._draw_report(self.view)
+            return
+        tabs.active = pane
 
     def action_pin(self) -> None:
         if self.pinned is not None and (self.selected is None or self.pinned.run_id == self.selected):
@@ -380,3 +513,37 @@ class RunsScreen(Screen):
                 self.post_message(WorkerRequested(*choice))
 
         self.app.push_screen(WorkerScreen(gpu_count()), done)
+
+    def action_act_on_shown(self) -> None:
+        """Stop, retry, delete or archive every run the list shows (a filter, a study, a state): asks first."""
+        ids = [k for k in self.shown if not k.startswith(GROUP)]
+        if not ids:
+            self.notify("no run is shown", severity="warning")
+            return
+        what = f"the {len(ids)} run(s) shown" + (f" (filter “{self.query_text}”)" if self.query_text else "")
+
+        def done(answer: str | None) -> None:
+            if answer is None:
+                return
+            store, counts, skipped = self.app.store, 0, 0
+            for rid in ids:
+                state = store.read_status(rid)["state"]
+                try:
+                    if answer == "s" and state in (RUNNING, QUEUED):
+                        api.stop(store, rid)
+                    elif answer == "r" and state in (FAILED, STOPPED):
+                        api.retry(store, rid)
+                    elif answer in ("d", "a") and state != RUNNING:
+                        api.remove(store, rid, archive=answer == "a")
+                    else:
+                        skipped += 1
+                        continue
+                    counts += 1
+                except (KDError, OSError):
+                    skipped += 1
+            verb = {"s": "stopped", "r": "queued again", "d": "deleted", "a": "archived"}[answer]
+            self.notify(f"{verb} {counts} run(s)" + (f"; {skipped} skipped (not in a state for it)" if skipped else ""))
+
+        self.app.push_screen(ConfirmScreen(f"Act on {what}?", "stop: running and queued ones · retry: failed and "
+                                           "stopped ones · delete or archive: all but running ones",
+                                           {"s": "stop", "r": "retry", "d": "delete", "a": "archive"}), done)

@@ -33,7 +33,7 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
     start = math.floor(lo / step) * step
     ticks, t = [], start
-    while t <= hi + step * 0.5 and len(ticks) < 12:
+    while (not ticks or ticks[-1] < hi - 1e-12) and len(ticks) < 12:  # until the last tick covers hi
         ticks.append(round(t, 10))
         t += step
     return ticks
@@ -134,10 +134,10 @@ class CurvesPane(Horizontal):
         else:
             losses = []
             if student.steps and len(student.steps) > 1:
-                loss.plt.plot(student.step_epochs(), student.step_loss, label="step", marker="dot")
+                loss.plt.plot(student.step_epochs(), student.step_loss, label="step ce", marker="dot")
                 losses += student.step_loss
             if student.epochs:
-                loss.plt.plot(student.epochs, student.train_loss, label="train", marker="braille")
+                loss.plt.plot(student.epochs, student.train_loss, label="train ce", marker="braille")
                 loss.plt.plot(student.epochs, student.val_loss, label="val", marker="braille")
                 acc.plt.plot(student.epochs, student.train_acc, label="train", marker="braille")
                 acc.plt.plot(student.epochs, student.val_acc, label="val", marker="braille")
