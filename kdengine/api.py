@@ -18,13 +18,13 @@ from .data.config import open_source
 from .errors import Interrupted, KDError, RunFailed, UsageError
 from .execution.launch import ensure_workers, visible_gpus
 from .execution.packing import _table, describe_plan, parse_runs_per_gpu, plan_workers, queued_keys
-from .options import config_dict
+from .options import identity_values
 from .paths import runs_dir
 from .reports.collect import collect, flat_settings, read_record, roles_of
 from .reports.report import build_report
-from .reports.study import study_ids, study_records, study_tables
+from .reports.study import study_axes, study_ids, study_records, study_tables
 from .reports.tables import Tables, build, export
-from .runspec import RunSpec, baseline_of
+from .runspec import RunSpec, baseline_of, ce_spec
 from .store import RunStore
 from .store.lifecycle import FAILED, FINISHED, QUEUED, RUNNING
 from .store.queue import enqueue, teacher_notes
@@ -197,16 +197,19 @@ def run_facts(store: RunStore, run_id: str) -> list[str]:
     lines = [f"data: {spec.data.source}" + ("  (SYNTHETIC: generated images, not real radiographs)"
                                            if spec.data.source.startswith("synthetic") else "")]
     flat = flat_settings(spec)
-    defaults = {**{f"data.{k}": v for k, v in config_dict(type(spec.data)()).items()},
-                **{f"train.{k}": v for k, v in config_dict(type(spec.train)()).items()}}
-    changed = [f"{k}={v}" for k, v in flat.items() if k in defaults and defaults[k] != v and k != "data.spec"]
+    defaults = flat_settings(ce_spec(spec.model, type(spec.data)(), type(spec.train)(), spec.seed))  # same layout
+    changed = [f"{k}={v}" for k, v in flat.items() if k in defaults and defaults[k] != v and k != "data.source"]
     lines.append("settings: " + (", ".join(changed) or "the defaults") + f"; seed {spec.seed}")
     if spec.kd is not None:
-        lines.append("kd: " + ", ".join(f"{k}={v}" for k, v in config_dict(spec.kd).items()))
+        # the KD settings its strategy uses (a teacher's defect threshold is said on its teacher's line)
+        lines.append("kd: " + ", ".join(f"{k}={v}" for k, v in
+                                        identity_values(spec.kd, spec.strategy, include_teacher_scope=False).items()))
     for t in spec.teachers:
         tm = store.read_metrics(t.run_id) or {}
         acc = tm.get("test", {}).get("accuracy")
-        lines.append(f"teacher: {t.run_id} ({store.read_status(t.run_id)['state'] if store.exists(t.run_id) else 'not in the store'}"
+        lines.append(f"teacher: {t.run_id} ("
+                     + (f"defective: stop at val accuracy {t.defect_acc}; " if t.regime == "defective" else "")
+                     + f"{store.read_status(t.run_id)['state'] if store.exists(t.run_id) else 'not in the store'}"
                      + (f", test accuracy {acc:.4f}" if acc is not None else "") + ")")
     if record.baseline_id:
         base = read_record(store, record.baseline_id) if store.exists(record.baseline_id) else None
@@ -366,12 +369,13 @@ class StudyStatus:
     source: str
     seeds: list
     states: dict[str, dict]  # run id -> status
+    axes: dict[str, list] = field(default_factory=dict)  # a sweep's axes: {"kd.temperature": [1, 2, 4, 8]}
 
 
 def study_status(store: RunStore, name: str) -> StudyStatus:
     record = find_study(store, name)
     states = {rid: store.read_status(rid) for rid in study_ids(record)}
-    return StudyStatus(record["name"], record.get("source", ""), record.get("seeds", []), states)
+    return StudyStatus(record["name"], record.get("source", ""), record.get("seeds", []), states, study_axes(record))
 
 
 def plan_study(file_or_preset: str, sets: list[str] | None = None, data: str | None = None, check: bool = True,

@@ -54,6 +54,7 @@ class RunRow:
     test_acc: float | None = None
     gain: float | None = None  # over its baseline, on test
     synthetic: bool = False
+    stopped_early: bool = False  # a defective teacher stopped at its threshold
 
     @property
     def study(self) -> str:
@@ -64,7 +65,7 @@ class RunRow:
         """The progress cell (5 characters at most): a percentage, or the phase when it says more."""
         if self.state == RUNNING and self.phase and not self.phase.startswith("training"):
             return next((short for prefix, short in PHASES if self.phase.startswith(prefix)), self.phase[:5])
-        return f"{self.progress:4.0%}"
+        return "stop" if self.stopped_early and self.state == FINISHED else f"{self.progress:4.0%}"
 
     def text(self) -> str:
         """Everything a filter matches against."""
@@ -81,7 +82,7 @@ class RunRow:
         if r.metrics:
             best = r.metrics["val"]["accuracy"]
             ran = r.metrics.get("epochs_run", epochs)
-            epoch = f"{ran}/{epochs}" if not defect.get("reached") else f"stop@{ran}"
+            epoch = f"{ran}/{epochs}"
             fraction = 1.0
         elif prog and r.state == RUNNING:
             epoch = f"{prog.get('epoch', 0)}/{epochs}"
@@ -102,7 +103,7 @@ class RunRow:
                    best, eta, r.damage or r.status.get("reason"), device_of(r.status),
                    str(prog.get("phase", "")) if r.state == RUNNING else "", studies, order, test,
                    test - base_test if test is not None and base_test is not None else None,
-                   bool(r.spec and r.spec.data.source.startswith("synthetic")))
+                   bool(r.spec and r.spec.data.source.startswith("synthetic")), bool(defect.get("reached")))
 
 
 def arrange(rows: list[RunRow], query: str = "", sort: str = "created", by_study: bool = False,

@@ -12,9 +12,12 @@ from ..execution.packing import parse_runs_per_gpu
 from ..execution.ray_executor import parse_executor
 from ..models.names import check_names
 from ..options import schema_rows
+from ..reports.sweep import write_sweep_figures
 from ..reports.tables import FORMATS, METRICS, export, table_markdown
 from ..runspec import CONFIGS, differences
 from ..store.lifecycle import FINISHED, STATES_BY_PROGRESS
+from ..study import axes
+from ..study.schema import PRESETS
 from ..study.schema import __doc__ as layout
 from .common import add_packing_arg, add_runs_dir, add_runtime_args, check_loader_workers, fast_path, store_from
 
@@ -23,7 +26,7 @@ def register(sub) -> None:
     study = sub.add_parser("study", help="run an experiment grid from a TOML file or a preset")
     ssub = study.add_subparsers(dest="study_command", required=True)
     run = ssub.add_parser("run", help="expand a study, queue its runs, and train them (resumes)")
-    run.add_argument("study", metavar="FILE|PRESET", help="a study TOML file, or demo | thesis-mura | thesis-mura-abnormality")
+    run.add_argument("study", metavar="FILE|PRESET", help=f"a study TOML file, or a preset: {' | '.join(PRESETS)}")
     run.add_argument("--data", default=None, metavar="SOURCE", help="the data (sets data.source)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a key, e.g. --set train.epochs=5 --set seeds=[0,1,2]")
@@ -69,7 +72,7 @@ def write_tables(tables, args) -> int:
         if tables.one_seed:
             print("note: one seed per cell: no interval can be given")
         return 0
-    for path in export(tables, Path(args.out), args.format):
+    for path in export(tables, Path(args.out), args.format) + write_sweep_figures(tables, Path(args.out)):
         print(f"wrote {path}")
     if tables.one_seed:
         print("note: one seed per cell: no interval can be given")
@@ -95,11 +98,7 @@ def run_study(args) -> int:
           + ", ".join(f"{n} {k}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1])))
     if args.dry_run:
         check_names({s.model for p in plan for s in (p.spec, *p.spec.teachers)})
-        for p in plan:
-            state = store.read_status(p.run_id)["state"] if store.exists(p.run_id) else "new"
-            print(f"  {p.run_id:48} {'+'.join(sorted(p.roles)):18} {state:8} {p.spec.describe()}")
-        done = sum(store.exists(p.run_id) and store.read_status(p.run_id)["state"] == "finished" for p in plan)
-        print(f"{done} of {len(plan)} already finished: they would be reused, not trained again")
+        print_dry_run(store, study, plan)
         return 0
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     if study.teacher_train is not None:
@@ -123,11 +122,38 @@ def run_study(args) -> int:
     return 1 if outcome.failed else 0
 
 
+def print_dry_run(store, study, plan) -> None:
+    """The runs, each with its state (finished ones are marked: they are reused) and, in a sweep, its point; then
+    the runs per axis value."""
+    state = {p.run_id: store.read_status(p.run_id)["state"] if store.exists(p.run_id) else "new" for p in plan}
+    keys = [a.key for a in study.axes]
+    for p in plan:
+        mark = "✓" if state[p.run_id] == FINISHED else " "
+        point = axes.point_text(axes.run_point(p.spec, keys))
+        print(f"{mark} {p.run_id:48} {'+'.join(sorted(p.roles)):18} {state[p.run_id]:8} {p.spec.describe()}"
+              + (f"  [{point}]" if point else ""))
+    done = sum(state[p.run_id] == FINISHED for p in plan)
+    if study.axes:
+        print(f"axes: {axes.describe({a.key: a.values for a in study.axes})}")
+        for a in study.axes:
+            for v in a.values:
+                mine = [p for p in plan if axes.norm(axes.axis_value(p.spec, a.key)) == axes.norm(v)]
+                ready = sum(state[p.run_id] == FINISHED for p in mine)
+                print(f"  {axes.label(a.key)}={axes.value_text(v)}: {len(mine)} runs, {ready} finished")
+        shared = [p for p in plan if not axes.run_point(p.spec, keys)]
+        if shared:
+            print(f"  on no axis: {len(shared)} runs ({', '.join(sorted({r for p in shared for r in p.roles}))}) "
+                  "serve every value: trained once")
+    print(f"{done} of {len(plan)} already finished (✓): they would be reused, not trained again")
+
+
 def study_status(args) -> int:
     st = api.study_status(store_from(args), args.study)
     counts = Counter(s["state"] for s in st.states.values())
     print(f"study {st.name} ({st.source}): {len(st.states)} runs, seeds {st.seeds}")
     print("  " + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATES_BY_PROGRESS))
+    if st.axes:
+        print(f"  axes: {axes.describe(st.axes)}")
     for rid, s in st.states.items():
         if s["state"] != FINISHED:
             print(f"  {s['state']:8} {rid}" + (f"  ({s['reason']})" if s.get("reason") else ""))

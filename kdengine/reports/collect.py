@@ -189,9 +189,22 @@ def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# the identity keeps store version 1's layout (run ids depend on it); people read the study file's names
+_READABLE = {"data.spec": "data.source", "train.image_size": "data.image_size"}
+
+
 def flat_settings(spec: RunSpec) -> dict[str, Any]:
-    """``settings_identity`` as dotted keys (``train.epochs``, ``teacher.train.lr`` ...)."""
-    return _flat(settings_identity(spec))
+    """``settings_identity`` as dotted keys named as in a study file (``train.epochs``, ``data.image_size``,
+    ``teacher.train.lr`` ...)."""
+    flat = _flat(settings_identity(spec))
+    return {_readable(k): v for k, v in flat.items()}
+
+
+def _readable(key: str) -> str:
+    for old, new in _READABLE.items():
+        if key == old or key.endswith("." + old):
+            return key[: len(key) - len(old)] + new
+    return key
 
 
 def differing_keys(flats: list[dict[str, Any]]) -> list[str]:

@@ -8,6 +8,7 @@ by colour, a colour map that reads in grayscale.
 from __future__ import annotations
 
 import io
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -188,5 +189,45 @@ def robustness_figure(curves: dict[str, dict[str, tuple[list, list]]], title: st
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", ncol=min(4, len(labels)), bbox_to_anchor=(0.5, 1.02))
     fig.suptitle(title, y=1.08)
+    fig.tight_layout()
+    return fig
+
+
+def sweep_figure(sweep, metric_label: str):
+    """The test gain over the baseline against one swept setting: a panel per strategy, a line per teacher and
+    student (and value of the other axes), its 95 % interval as a band, a ring on the value chosen on val.
+
+    ``sweep``: a :class:`kdengine.reports.sweep.Sweep`."""
+    plt = _plt()
+    strategies = list(dict.fromkeys(r.strategy for r in sweep.rows))
+    cols = min(3, len(strategies))
+    rows = (len(strategies) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols + 0.6, 3.0 * rows + 0.4), squeeze=False, sharey=True)
+    xs = list(range(len(sweep.values)))
+    ticks = [f"{v:g}" if isinstance(v, float) else str(v) for v in sweep.values]
+    for ax, strategy in zip(axes.flat, strategies):
+        mine = [r for r in sweep.rows if r.strategy == strategy]
+        for r, (ls, mk) in zip(mine, itertools.cycle(LINES)):
+            at = [(x, r.gain.get(v)) for x, v in zip(xs, sweep.values) if r.gain.get(v) is not None]
+            if not at:
+                continue
+            line, = ax.plot([x for x, _ in at], [g.mean for _, g in at], linestyle=ls, marker=mk,
+                            label=r.title.split(": ", 1)[1])
+            band = [(x, g) for x, g in at if g.has_interval]
+            if band:
+                ax.fill_between([x for x, _ in band], [g.lo for _, g in band], [g.hi for _, g in band],
+                                color=line.get_color(), alpha=0.15, linewidth=0)
+            if r.best is not None and r.gain.get(r.best) is not None:
+                ax.plot([sweep.values.index(r.best)], [r.gain[r.best].mean], marker="o", markersize=11,
+                        markerfacecolor="none", markeredgecolor=line.get_color(), linestyle="none")
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        ax.set_xticks(xs, ticks)
+        ax.set_xlabel(f"{sweep.label} ({sweep.key})")
+        ax.set_title(strategy)
+        ax.legend(loc="best", fontsize=7)
+    for ax in list(axes.flat)[len(strategies):]:
+        ax.axis("off")
+    axes[0][0].set_ylabel(f"test {metric_label} gain over baseline")
+    fig.suptitle(f"Gain against {sweep.label}: mean over seeds, 95% interval shaded; ○ the value chosen on val")
     fig.tight_layout()
     return fig

@@ -13,7 +13,7 @@ from ..atomic import write_text
 from ..store import RunStore
 from . import figures as F
 from .collect import RunRecord
-from .tables import METRICS, TEXT_COLUMNS, Tables, cell_text
+from .tables import METRICS, Tables, cell_text
 
 CSS = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #111; }
@@ -41,7 +41,7 @@ def table_html(t) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in t.columns)
     rows = []
     for row in t.rows:
-        cells = "".join(f'<td class="{"text" if c in TEXT_COLUMNS else "num"}">'
+        cells = "".join(f'<td class="{"text" if t.is_text(c) else "num"}">'
                         f"{html.escape(cell_text(v, gain=c.startswith('gain')))}</td>" for c, v in zip(t.columns, row))
         rows.append(f"<tr>{cells}</tr>")
     notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in t.notes)
@@ -108,6 +108,14 @@ def robustness_section(records: list[RunRecord]) -> str:
     return "".join(out) or '<p class="note">No run has been evaluated under shift yet: kdengine shift STUDY.</p>'
 
 
+def sweep_section(tables: Tables) -> str:
+    """A swept study: the gain against each axis, with interval bands and the value chosen on val."""
+    label = METRICS[tables.metric][0]
+    return "".join(img(F.png_bytes(F.sweep_figure(s, label)),
+                       f"Test {label} gain over the baseline against {s.label} ({s.key}), mean over seeds with its 95% "
+                       "interval; the ring marks the value chosen on validation") for s in tables.sweeps if s.rows)
+
+
 def write_report(store: RunStore, tables: Tables, records: list[RunRecord], out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     readable = [r for r in records if r.spec is not None]
@@ -117,6 +125,7 @@ def write_report(store: RunStore, tables: Tables, records: list[RunRecord], out_
              + (" · <b>SYNTHETIC data: generated images, not real radiographs</b>" if tables.synthetic else "")
              + "</p>",
              "<h2>Tables</h2>", *[table_html(t) for t in tables.tables],
+             *(["<h2>Sweeps</h2>", sweep_section(tables)] if tables.sweeps else []),
              "<h2>Students, their baselines and teachers</h2>", student_section(store, readable),
              "<h2>Robustness under acquisition shift</h2>", robustness_section(readable),
              "<h2>Confusion matrices</h2>", confusion_section(store, readable)]

@@ -5,6 +5,7 @@ from ..errors import UsageError
 from ..store import RunStore
 from ..study.registry import list_studies, load_study_record
 from .collect import RunRecord, collect
+from .sweep import add_sweeps
 from .tables import Tables, build
 
 
@@ -26,5 +27,16 @@ def study_tables(store: RunStore, name: str, metric: str = "accuracy") -> Tables
     record, records = study_records(store, name)
     planned = [p for p in record["runs"] if isinstance(p, dict) and "run_id" in p]
     roles = {p["run_id"]: set(p.get("roles", ())) for p in planned}
-    return build(records, metric, roles=roles, title=f"Study {record.get('name', name)}", planned=len(planned),
-                 study=name)
+    axes = study_axes(record)
+    tables = build(records, metric, roles=roles, title=f"Study {record.get('name', name)}", planned=len(planned),
+                   study=name, axes=list(axes))
+    if axes:
+        add_sweeps(tables, records, axes, metric)
+    return tables
+
+
+def study_axes(record: dict) -> dict[str, list]:
+    """A swept study's axes, every value asked for: {"kd.temperature": [1, 2, 4, 8]}; {} when it sweeps nothing."""
+    axes = record.get("axes")
+    return {k: v for k, v in axes.items() if isinstance(k, str) and isinstance(v, list)} \
+        if isinstance(axes, dict) else {}

@@ -19,6 +19,7 @@ wait for it. No torch.
 """
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from .. import strategy_catalog as catalog
 from ..atomic import atomic_path, disk_errors, write_text
 from ..errors import UsageError
 from ..metric_names import HEADLINE, PER_SPLIT, SPLITS
+from ..study.axes import axis_value, point_text, run_point
 from .collect import RunRecord, differing_keys, flat_settings, roles_of
 from .stats import Summary, paired_gain, summarize
 
@@ -52,6 +54,10 @@ class Table:
     columns: list[str]
     rows: list[list] = field(default_factory=list)  # cells: str, int, Summary or None
     notes: list[str] = field(default_factory=list)
+    text: tuple[str, ...] = ()  # this table's own text columns, besides TEXT_COLUMNS
+
+    def is_text(self, column: str) -> bool:
+        return column in TEXT_COLUMNS or column in self.text
 
     @property
     def key(self) -> str:
@@ -65,7 +71,7 @@ class Table:
         data: dict[str, list] = {}
         for i, c in enumerate(self.columns):
             cells = [row[i] for row in self.rows]
-            if c in TEXT_COLUMNS:
+            if self.is_text(c):
                 data[c] = cells
                 continue
             for part in ("mean", "std", "lo", "hi"):
@@ -89,6 +95,7 @@ class Tables:
     synthetic: bool
     one_seed: bool
     robustness: Any = None  # a DataFrame: one row per run, shift and severity (robustness_cells.csv)
+    sweeps: list = field(default_factory=list)  # a swept study's reports.sweep.Sweep per axis (the figures')
 
     def get(self, name: str) -> Table | None:
         return next((t for t in self.tables if t.name == name), None)
@@ -108,8 +115,9 @@ def severity_text(levels: list[int]) -> str:
     return ", ".join(map(str, levels))
 
 
-def settings_groups(records: list[RunRecord]) -> tuple[dict[str, str], list[str]]:
+def settings_groups(records: list[RunRecord], names: dict[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
     """run_id -> group label ("" when all share one settings), and one note per group saying what differs.
+    ``names`` (run id -> its sweep point, "T=2") names the groups when they are exactly a sweep's points.
 
     A setting that does not apply to a run (a cross-entropy run has no ``kd.*``, no teacher) is no difference:
     runs differ only where both have the setting and its values differ. A setting only some runs have
@@ -132,11 +140,27 @@ def settings_groups(records: list[RunRecord]) -> tuple[dict[str, str], list[str]
         return {rid: "" for rid in keys}, []
     order = sorted(idents, key=lambda k: min(rid for rid in keys if keys[rid] == k))
     labels = {k: chr(ord("A") + i) if i < 26 else f"S{i}" for i, k in enumerate(order)}
+    if names:  # a sweep: groups that are exactly its points are named by them ("T=2") rather than lettered
+        named = {k: {names.get(rid, "") for rid in keys if keys[rid] == k} for k in order}
+        if all(len(n) == 1 and "" not in n for n in named.values()) and \
+                len({next(iter(n)) for n in named.values()}) == len(order):
+            labels = {k: next(iter(n)) for k, n in named.items()}
     varying = sorted({k for k in differing_keys([i for i in idents.values()])
                       if len({repr(i[k]) for i in idents.values() if k in i}) > 1})
     notes = [f"settings {labels[k]}: " + ", ".join(f"{n}={idents[k][n]}" if n in idents[k] else f"{n}: n/a"
                                                    for n in varying) for k in order]
     return {rid: labels[k] for rid, k in keys.items()}, notes
+
+
+def natural_key(text: str) -> tuple:
+    """'T=16' after 'T=2': numbers inside a label compare as numbers."""
+    parts = re.split(r"(-?\d+(?:\.\d+)?)", text)
+    return tuple((0, float(p), "") if i % 2 else (1, 0.0, p) for i, p in enumerate(parts) if p)
+
+
+def group_rank(groups: dict[str, str]) -> dict[str, int]:
+    """Each settings group's place in a table: A before B, and a sweep's T=2 before T=16."""
+    return {g: i for i, g in enumerate(sorted(set(groups.values()), key=natural_key))}
 
 
 # -- the long table -----------------------------------------------------------------------------------------------
@@ -177,11 +201,12 @@ def _gain_bounds(metric: str) -> tuple[float, float]:
     return lo - hi, hi - lo
 
 
-def models_table(records: list[RunRecord], cells, roles: dict[str, set[str]], metric: str) -> Table | None:
+def models_table(records: list[RunRecord], cells, roles: dict[str, set[str]], metric: str,
+                 names: dict[str, str] | None = None) -> Table | None:
     ce = [r for r in records if r.kind == "ce" and r.finished]
     if not ce:
         return None
-    groups, notes = settings_groups(ce)
+    groups, notes = settings_groups(ce, names)
     meta = {r.run_id: r for r in ce}
     frame = cells[cells["run_id"].isin(list(meta))].copy()
     frame["group"] = frame["run_id"].map(groups)
@@ -194,7 +219,9 @@ def models_table(records: list[RunRecord], cells, roles: dict[str, set[str]], me
                   "(mean ± std [95% CI] over seeds); a defective teacher's numbers are those of the weights it "
                   "teaches with", (["settings"] if grouped else []) + ["model", "regime", "role", *SPLITS,
                                                                        "threshold reached", "n"], notes=notes)
-    for (group, model, regime, role), g in frame.groupby(["group", "model", "regime_label", "role"], sort=True):
+    frame["group_rank"] = frame["group"].map(group_rank(groups))
+    for (_, group, model, regime, role), g in frame.groupby(["group_rank", "group", "model", "regime_label", "role"],
+                                                            sort=True):
         by_split = {s: g.loc[g["split"] == s, metric].tolist() for s in SPLITS}
         runs = list(dict.fromkeys(g["run_id"]))
         reached = [bool((meta[i].metrics.get("defect") or {}).get("reached")) for i in runs
@@ -206,9 +233,10 @@ def models_table(records: list[RunRecord], cells, roles: dict[str, set[str]], me
     return table
 
 
-def _strategy_table(name: str, title: str, mine: list[RunRecord], cells, metric: str) -> Table:
+def _strategy_table(name: str, title: str, mine: list[RunRecord], cells, metric: str,
+                    names: dict[str, str] | None = None) -> Table:
     """Rows (settings group, student, split); a column per teacher, the baseline, and the gain per teacher."""
-    groups, notes = settings_groups(mine)
+    groups, notes = settings_groups(mine, names)
     grouped = any(groups.values())
     frame = cells[cells["run_id"].isin([r.run_id for r in mine])].copy()
     frame["group"] = frame["run_id"].map(groups)
@@ -218,7 +246,8 @@ def _strategy_table(name: str, title: str, mine: list[RunRecord], cells, metric:
                   notes=list(notes))
     order = {s: i for i, s in enumerate(SPLITS)}
     frame["split_order"] = frame["split"].map(order)
-    for (group, student, _), g in frame.groupby(["group", "model", "split_order"], sort=True):
+    frame["group_rank"] = frame["group"].map(group_rank(groups))
+    for (_, group, student, _), g in frame.groupby(["group_rank", "group", "model", "split_order"], sort=True):
         if not g[metric].notna().any():  # a row where some teacher has a value
             continue
         split = g["split"].iloc[0]
@@ -243,7 +272,7 @@ def _strategy_table(name: str, title: str, mine: list[RunRecord], cells, metric:
     return table
 
 
-def student_tables(records: list[RunRecord], cells, metric: str) -> list[Table]:
+def student_tables(records: list[RunRecord], cells, metric: str, names: dict[str, str] | None = None) -> list[Table]:
     kd = [r for r in records if r.kind == "kd" and r.finished]
     out = []
     label = METRICS[metric][0]
@@ -253,18 +282,18 @@ def student_tables(records: list[RunRecord], cells, metric: str) -> list[Table]:
         out.append(_strategy_table(f"students_{strategy}",
                                    f"{name}: student {label} (mean ± std [95% CI] over seeds); gain over its baseline "
                                    "(the student trained alone, same data, settings and seed), paired by seed",
-                                   mine, cells, metric))
+                                   mine, cells, metric, names))
     return out
 
 
-def robustness_table(records: list[RunRecord]) -> Table | None:
+def robustness_table(records: list[RunRecord], names: dict[str, str] | None = None) -> Table | None:
     """Each model and role (teacher, baseline, student of a strategy and teacher) over seeds: clean test
     accuracy, mean accuracy under shift, the relative drop from clean, each shift's mean, and external data."""
     done = [r for r in records if r.finished and r.shift]
     if not done:
         return None
     shifts = list(done[0].shift["per_shift"])
-    groups, notes = settings_groups(done)
+    groups, notes = settings_groups(done, names)
     grouped = any(groups.values())
     external = any(r.shift.get("external") for r in done)
     cells: dict[tuple, dict[str, list]] = defaultdict(lambda: defaultdict(list))
@@ -286,7 +315,8 @@ def robustness_table(records: list[RunRecord]) -> Table | None:
     table = Table("robustness", "Robustness under acquisition shift: test accuracy, clean and under shift (mean over "
                   f"{len(shifts)} shifts x severities {sev}), the relative drop from clean, and each "
                   "shift's mean over its severities (mean ± std [95% CI] over seeds)", columns, notes=notes)
-    for (group, model, what, teacher), c in sorted(cells.items()):
+    rank = group_rank(groups)
+    for (group, model, what, teacher), c in sorted(cells.items(), key=lambda kv: (rank[kv[0][0]], kv[0])):
         row = ([group] if grouped else []) + [model, what, teacher or "–"]
         row += [summarize(c[col], bounds=(-1.0, 1.0) if col == "relative drop" else (0.0, 1.0)) if c.get(col) else None
                 for col in values]
@@ -315,8 +345,9 @@ def robustness_frame(records: list[RunRecord]):
     return _typed(pd.DataFrame(rows)) if rows else None
 
 
-def long_frame(records: list[RunRecord], roles: dict[str, set[str]], study: str = ""):
-    """One row per finished run and split, with every metric and the paired baseline: the long table."""
+def long_frame(records: list[RunRecord], roles: dict[str, set[str]], study: str = "", axes: list[str] = ()):
+    """One row per finished run and split, with every metric and the paired baseline: the long table; a sweep's
+    swept settings are columns of it (empty where the setting does not shape the run: a baseline's kd.*)."""
     import pandas as pd  # see the module's note: never at import
 
     groups, _ = settings_groups([r for r in records if r.spec])
@@ -340,6 +371,7 @@ def long_frame(records: list[RunRecord], roles: dict[str, set[str]], study: str 
                         "data": r.spec.data.source, "task": r.spec.data.task, "image_size": r.spec.data.image_size,
                         "epochs": r.spec.train.epochs, "best_epoch": r.metrics.get("best_epoch"),
                         "synthetic": bool(r.metrics.get("synthetic"))})
+            row.update({k: axis_value(r.spec, k) for k in axes})
             rows.append(row)
     return _typed(pd.DataFrame(rows)) if rows else pd.DataFrame(columns=["run_id"])
 
@@ -364,35 +396,48 @@ def _typed(df):
 
 
 def build(records: list[RunRecord], metric: str = "accuracy", roles: dict[str, set[str]] | None = None,
-          title: str = "all runs", planned: int | None = None, study: str = "") -> Tables:
-    """Every table for a set of records (a whole store, or one study's runs)."""
+          title: str = "all runs", planned: int | None = None, study: str = "", axes: list[str] = ()) -> Tables:
+    """Every table for a set of records (a whole store, or one study's runs; ``axes``: a sweep's swept settings,
+    columns of the long table)."""
     if metric not in METRICS:
         raise UsageError(f"unknown metric '{metric}' (choose {', '.join(METRICS)})")
     readable = [r for r in records if r.spec is not None]
     roles = {**roles_of(readable), **(roles or {})}
     cells = cell_frame(readable)
-    tables = [t for t in [models_table(readable, cells, roles, metric), *student_tables(readable, cells, metric)] if t]
-    robust = robustness_table(readable)
+    names = {r.run_id: point_text(run_point(r.spec, list(axes))) for r in readable} if axes else None
+    tables = [t for t in [models_table(readable, cells, roles, metric, names),
+                          *student_tables(readable, cells, metric, names)] if t]
+    robust = robustness_table(readable, names)
     if robust is not None and metric != "shift_mean":  # beside every accuracy table: the students under shift
         tables.append(robust)
-        for t in student_tables(readable, cells, "shift_mean"):
+        for t in student_tables(readable, cells, "shift_mean", names):
             t.name = t.name.replace("students_", "robustness_")
             tables.append(t)
     finished = [r for r in readable if r.finished]
     synthetic = any(r.metrics.get("synthetic") for r in finished)
     one_seed = all(v.n <= 1 for t in tables for row in t.rows for v in row if isinstance(v, Summary))
     for t in tables:
-        if t.name.startswith(("students_", "robustness_")):  # what this table's own cells allow
-            seeds_per_cell = max((v.n for row in t.rows for v in row if isinstance(v, Summary)), default=0)
-            t.notes.append("One seed per cell: no interval can be given; run more seeds to tell a gain from noise."
-                           if seeds_per_cell <= 1 else
-                           "* the gain's 95% interval excludes zero. Intervals are t-intervals over seeds, "
-                           "clipped to the metric's range.")
-        if synthetic:
-            t.notes.append("SYNTHETIC data: generated images, not real radiographs.")
-    return Tables(title, metric, tables, long_frame(readable, roles, study), len(finished),
+        if t.name.startswith(("students_", "robustness_")):
+            cell_notes(t, synthetic)
+        elif synthetic:
+            t.notes.append(SYNTHETIC_NOTE)
+    return Tables(title, metric, tables, long_frame(readable, roles, study, axes), len(finished),
                   planned if planned is not None else len(records), synthetic, one_seed,
                   robustness=robustness_frame(readable))
+
+
+SYNTHETIC_NOTE = "SYNTHETIC data: generated images, not real radiographs."
+
+
+def cell_notes(t: Table, synthetic: bool) -> None:
+    """What a table of gains over seeds must say: whether its cells allow an interval, and synthetic data."""
+    seeds_per_cell = max((v.n for row in t.rows for v in row if isinstance(v, Summary)), default=0)
+    t.notes.append("One seed per cell: no interval can be given; run more seeds to tell a gain from noise."
+                   if seeds_per_cell <= 1 else
+                   "* the gain's 95% interval excludes zero. Intervals are t-intervals over seeds, "
+                   "clipped to the metric's range.")
+    if synthetic:
+        t.notes.append(SYNTHETIC_NOTE)
 
 
 # -- writing --------------------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ class PlannedRun:
 
 
 def expand(study: StudyConfig) -> list[PlannedRun]:
+    """Every run the study asks for, once: runs are keyed by id (a content hash of the spec), so a teacher or a
+    baseline that several blocks, or several points of a sweep, ask for is one run."""
     plan: dict[str, PlannedRun] = {}
 
     def add(spec: RunSpec, role: str, strategy: str) -> None:
@@ -28,23 +30,24 @@ def expand(study: StudyConfig) -> list[PlannedRun]:
         item.roles.add(role)
         item.strategies.add(strategy)
 
-    teacher_train = study.teacher_train or study.train
     for seed in study.seeds:
-        for model in study.teachers:
-            add(ce_spec(model, study.data, teacher_train, seed), "teacher", "normal")
+        for s in study.top_settings:
+            for model in study.teachers:
+                add(ce_spec(model, s.data, s.teacher_train or s.train, seed), "teacher", "normal")
         for block in study.experiments:
             joint = catalog.get(block.strategy).joint_teachers  # several teachers teach together: one set
             pairs = [block.teachers] if joint else [[t] for t in block.teachers] or [[]]
-            for teachers in pairs:
-                for student in block.students:
-                    spec = build_specs(block.strategy, student, teachers, study.data, study.train, study.kd, seed,
-                                       teacher_train=study.teacher_train)
-                    if spec.kind == "ce":  # a "baseline" block
-                        add(spec, "baseline", "baseline")
-                        continue
-                    for t in spec.teachers:
-                        add(t, "teacher", block.strategy)
-                    add(spec, "student", block.strategy)
-                    add(baseline_of(spec), "baseline", "baseline")
+            for s in block.settings:
+                for teachers in pairs:
+                    for student in block.students:
+                        spec = build_specs(block.strategy, student, teachers, s.data, s.train, s.kd, seed,
+                                           teacher_train=s.teacher_train)
+                        if spec.kind == "ce":  # a "baseline" block
+                            add(spec, "baseline", "baseline")
+                            continue
+                        for t in spec.teachers:
+                            add(t, "teacher", block.strategy)
+                        add(spec, "student", block.strategy)
+                        add(baseline_of(spec), "baseline", "baseline")
     # cross-entropy runs (teachers and baselines) first, defective ones before normal ones, then the students
     return sorted(plan.values(), key=lambda p: (p.spec.kind != "ce", p.spec.regime != "defective"))

@@ -31,11 +31,15 @@ def save_study(store: RunStore, study: StudyConfig, plan: list[PlannedRun]) -> P
             entry["strategies"] = sorted(set(old.get("strategies", ())) | set(entry["strategies"]))
         runs[p.run_id] = entry
     seeds = sorted({*previous.get("seeds", []), *study.seeds})
+    axes: dict[str, list] = {k: list(v) for k, v in (previous.get("axes") or {}).items() if isinstance(v, list)}
+    for a in study.axes:  # a sweep's axes, every value ever asked for (what the sweep tables lay out)
+        axes.setdefault(a.key, [])
+        axes[a.key] += [v for v in a.values if v not in axes[a.key]]
     requests = [*previous.get("requests", []), {"at": time.time(), "seeds": study.seeds, "config": study.raw}]
     write_json(path, {
         "name": study.name, "source": study.source, "description": study.description,
         "created": previous.get("created", time.time()), "updated": time.time(),
-        "seeds": seeds, "config": study.raw, "requests": requests, "runs": list(runs.values()),
+        "seeds": seeds, "axes": axes, "config": study.raw, "requests": requests, "runs": list(runs.values()),
     })
     return path
 

@@ -1,6 +1,7 @@
 """Study files: TOML, data only (nothing in them is executed), validated key by key.
 
     name = "demo"                    # optional; default: the file's stem or the preset's name
+    extends = "thesis-mura"          # optional: start from a preset or a study file; this file's keys win
     description = "..."              # optional
     seeds = [0, 1]
     teachers = ["resnet18"]          # optional: extra models trained normally (the models table)
@@ -15,6 +16,19 @@
     strategy = "normal"              # a strategy of the catalogue (kdengine study schema lists them)
     teachers = ["seresnet50", "seresnet101"]
     students = ["vgg11", "resnet18"]
+    kd.alpha = 0.5                   # optional: this block's own [train], [teacher_train], [kd] settings
+                                     # (and data.image_size); unset keys follow the top-level sections
+
+Sweeps: a list where a setting takes one value is an axis, at the top (every block) or inside one block:
+
+    kd.temperature = [1, 2, 4, 8]    # in [kd]: the study runs each value
+    sweep = "zip"                    # optional, at the top or in a block: pair several axes value by value
+                                     # (default "product": every combination)
+
+Any [train], [teacher_train] or [kd] setting, and data.image_size, may be an axis; ``--set
+kd.temperature=[1,2,4,8]`` does the same from the command line. Nothing is trained twice: a baseline does
+not depend on [kd], so one baseline serves every temperature; a defective teacher depends on its threshold,
+so each threshold trains its own.
 
 The sections are the run spec's own configs, so a study file and a run's spec.json have one layout,
 and a new option is accepted here the moment it is declared. Every error names the key at fault,
@@ -34,13 +48,25 @@ from .. import strategy_catalog as catalog
 from ..errors import UsageError
 from ..options import from_table, parse_assignment
 from ..runspec import CONFIGS, MAX_SEED
+from .axes import SWEEPABLE_DATA, SWEPT_SECTIONS, Axis, points, split_axes
 
-PRESETS = ("demo", "thesis-mura", "thesis-mura-abnormality")
+PRESETS = ("demo", "thesis-mura", "thesis-mura-abnormality", "thesis-mura-sweep")
 SECTIONS = ("data", "train", "teacher_train", "kd", "shift")
-TOP = {"name", "seeds", "teachers", "experiments", "description", *SECTIONS}
-EXPERIMENT = {"strategy", "teachers", "students", "name"}
+TOP = {"name", "seeds", "teachers", "experiments", "description", "sweep", "extends", *SECTIONS}
+EXPERIMENT = {"strategy", "teachers", "students", "name", "sweep", *SWEPT_SECTIONS}
 MAX_NESTING = 8
+MAX_EXTENDS = 4
 MAX_BYTES = 1_000_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One point of a block's sweep (or its only settings): the configs its runs are built from."""
+    point: dict  # {axis key: value}; empty without axes
+    data: Any  # DataConfig
+    train: Any  # TrainConfig
+    kd: Any  # KDConfig
+    teacher_train: Any = None  # TrainConfig, or None: the teachers train like the students
 
 
 @dataclass
@@ -49,6 +75,8 @@ class Experiment:
     teachers: list[str]
     students: list[str]
     name: str = ""
+    settings: list[Settings] = field(default_factory=list)
+    axes: list[Axis] = field(default_factory=list)
 
 
 @dataclass
@@ -65,14 +93,20 @@ class StudyConfig:
     teachers: list[str] = field(default_factory=list)
     description: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
+    axes: list[Axis] = field(default_factory=list)  # every block's axes, in order (one per key)
+    top_settings: list[Settings] = field(default_factory=list)  # the top-level points: the extra teachers'
+
+    @property
+    def swept(self) -> bool:
+        return bool(self.axes)
 
 
 def _fail(where: str, msg: str) -> UsageError:
     return UsageError(f"study {where}: {msg}")
 
 
-def load_raw(file_or_preset: str) -> tuple[dict, str, str]:
-    """(raw TOML dict, default name, source description)."""
+def load_raw(file_or_preset: str, depth: int = 0) -> tuple[dict, str, str]:
+    """(raw TOML dict, default name, source description); a study that ``extends`` another comes merged."""
     path = Path(file_or_preset).expanduser()
     if path.is_file():
         try:
@@ -98,7 +132,32 @@ def load_raw(file_or_preset: str) -> tuple[dict, str, str]:
     except RecursionError:
         raise UsageError(f"study {source}: nested too deeply") from None
     _check_depth(raw, source)
+    if "extends" in raw:
+        raw = _extended(raw, path.parent if path.is_file() else None, source, depth)
     return raw, name, source
+
+
+def _extended(raw: dict, folder: Path | None, source: str, depth: int) -> dict:
+    """``extends = "thesis-mura"`` (a preset, or a study file beside this one): the base study's keys, with this
+    file's over them (a table key by key; a list, a value or [[experiments]] whole). Name and description are
+    this file's own."""
+    base_name = raw.pop("extends")
+    if not isinstance(base_name, str) or not base_name:
+        raise UsageError(f"study {source}: 'extends' must name a preset or a study file")
+    if depth >= MAX_EXTENDS:
+        raise UsageError(f"study {source}: 'extends' goes more than {MAX_EXTENDS} studies deep (a loop?)")
+    beside = folder / base_name if folder is not None and not Path(base_name).is_absolute() else Path(base_name)
+    base, _, _ = load_raw(str(beside) if beside.is_file() else base_name, depth + 1)
+    for key in ("name", "description"):
+        base.pop(key, None)
+    return _merge(base, raw)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def _check_depth(node: Any, where: str, depth: int = 0) -> None:
@@ -140,15 +199,20 @@ def validate(raw: dict, default_name: str, source: str) -> StudyConfig:
         raise _fail(where, f"unknown key '{sorted(unknown)[0]}' (known: {', '.join(sorted(TOP))})")
     if isinstance(raw.get("data"), dict) and "spec" in raw["data"] and "source" not in raw["data"]:
         raw["data"]["source"] = raw["data"].pop("spec")  # kdstudy 0.1 called it spec
-    data = from_table(CONFIGS["data"], raw.get("data", {}), f"study {where}")
-    train = from_table(CONFIGS["train"], raw.get("train", {}), f"study {where}")
-    kd = from_table(CONFIGS["kd"], raw.get("kd", {}), f"study {where}")
-    teacher_train = None
-    if "teacher_train" in raw:
-        table = raw["teacher_train"]
-        if not isinstance(table, dict):
-            raise _fail(where, "'teacher_train' must be a table")
-        teacher_train = from_table(CONFIGS["train"], table, f"study {where}", base=train)
+    for section in SWEPT_SECTIONS:
+        if section in raw and not isinstance(raw[section], dict):
+            raise _fail(where, f"'{section}' must be a table")
+    for section in SWEPT_SECTIONS:
+        if "sweep" in raw.get(section, {}):  # TOML put it under the table above it
+            raise _fail(where, f"'{section}.sweep': 'sweep' goes at the top of the file, before the first [table] "
+                               "(or inside an [[experiments]] block)")
+    top, top_axes = split_axes({s: raw[s] for s in SWEPT_SECTIONS if s in raw}, where)
+    mode = raw.get("sweep", "product")
+    top_settings = [_settings(top, point, "teacher_train" in raw, where) for point in points(top_axes, mode, where)]
+    data, train, kd, teacher_train = (getattr(top_settings[0], k) for k in ("data", "train", "kd", "teacher_train"))
+    if top_axes:  # the study's own configs hold its scalars only (an axis's key keeps its default there)
+        base = _settings(top, {}, "teacher_train" in raw, where)
+        data, train, kd, teacher_train = base.data, base.train, base.kd, base.teacher_train
     shift = None
     if "shift" in raw:
         from ..data.corruptions import ShiftConfig  # cv2: only a study with [shift]
@@ -187,10 +251,62 @@ def validate(raw: dict, default_name: str, source: str) -> StudyConfig:
             raise _fail(where, f"'{at}': strategy {name} takes no teachers")
         if len(block_teachers) < strat.min_teachers:
             raise _fail(where, f"'{at}': strategy {name} needs at least {strat.min_teachers} teachers")
-        experiments.append(Experiment(name, block_teachers, students, str(block.get("name", ""))))
+        settings, block_axes = _block_settings(raw, top, top_axes, block, at, where)
+        experiments.append(Experiment(name, block_teachers, students, str(block.get("name", "")), settings,
+                                      block_axes))
     name = str(raw.get("name") or default_name)
     if not name or len(name) > 100 or not name.replace("-", "").replace("_", "").isalnum() or not name.isascii():
         raise _fail(where, f"'name' may hold letters, digits, '-' and '_' only, got {name!r}")
     return StudyConfig(name=name, source=source, seeds=list(seeds), data=data.resolved(), train=train, kd=kd,
                        experiments=experiments, teacher_train=teacher_train, shift=shift, teachers=teachers,
-                       description=str(raw.get("description", "")), raw=raw)
+                       description=str(raw.get("description", "")), raw=raw,
+                       axes=_union_axes([top_axes, *(e.axes for e in experiments)]), top_settings=top_settings)
+
+
+def _settings(tables: dict[str, dict], point: dict[str, Any], teacher_train: bool, where: str) -> Settings:
+    """The configs of one point: the sections' scalars with the point's values put in (each value checked as a
+    scalar setting is, the error naming its key)."""
+    tables = {k: dict(v) for k, v in tables.items()}
+    for key, value in point.items():
+        section, _, name = key.partition(".")
+        tables.setdefault(section, {})[name] = value
+    at = f"study {where}"
+    train = from_table(CONFIGS["train"], tables.get("train", {}), at)
+    data = from_table(CONFIGS["data"], tables.get("data", {}), at)
+    return Settings(point=dict(point), data=data.resolved() if data.source else data,  # no source: said below
+                    train=train, kd=from_table(CONFIGS["kd"], tables.get("kd", {}), at),
+                    teacher_train=from_table(CONFIGS["train"], tables.get("teacher_train", {}), at, base=train)
+                    if teacher_train else None)
+
+
+def _block_settings(raw: dict, top: dict[str, dict], top_axes: list[Axis], block: dict, at: str,
+                    where: str) -> tuple[list[Settings], list[Axis]]:
+    """A block's points: the top-level sections and axes, with the block's own settings and axes over them (a
+    block's scalar replaces a top axis of its key, a block's axis a top scalar or axis)."""
+    own = {s: block[s] for s in SWEPT_SECTIONS if s in block}
+    for section, table in own.items():
+        if not isinstance(table, dict):
+            raise _fail(where, f"'{at}.{section}' must be a table")
+    bad = [k for k in own.get("data", {}) if k not in SWEEPABLE_DATA]
+    if bad:
+        raise _fail(where, f"'{at}.data.{bad[0]}': a block may set only data.{', '.join(SWEEPABLE_DATA)} (the data "
+                           "is the study's)")
+    scalars, block_axes = split_axes(own, where)
+    mine = {a.key for a in block_axes} | {f"{s}.{k}" for s, t in scalars.items() for k in t}
+    axes = [a for a in top_axes if a.key not in mine] + block_axes
+    merged = {s: {**top.get(s, {}), **scalars.get(s, {})} for s in SWEPT_SECTIONS}
+    for a in block_axes:
+        merged[a.section].pop(a.name, None)
+    mode = block.get("sweep", raw.get("sweep", "product"))
+    has_tt = "teacher_train" in raw or "teacher_train" in own
+    return [_settings(merged, point, has_tt, where) for point in points(axes, mode, f"{where} {at}")], axes
+
+
+def _union_axes(groups) -> list[Axis]:
+    """One axis per key, its values in the order first met (two blocks may sweep one key over other values)."""
+    out: dict[str, list] = {}
+    for axes in groups:
+        for a in axes:
+            values = out.setdefault(a.key, [])
+            values += [v for v in a.values if v not in values]
+    return [Axis(k, tuple(v)) for k, v in out.items()]

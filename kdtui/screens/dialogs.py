@@ -34,6 +34,7 @@ KEYS = [
     ("v", "Results", "all runs · each study"),
     ("m", "Results", "metric: accuracy · macro-F1 · κ · ECE"),
     ("i", "Results", "show the 95% intervals"),
+    ("a", "Results", "a sweep: the next axis (then the best combination)"),
     ("e h", "Results", "export the tables (CSV and Markdown) · the HTML report"),
 ]
 NOTE = ("Runs train in a detached `kdengine worker`: quitting the app or closing the SSH session "

@@ -29,12 +29,12 @@ from kdengine.store.runstore import DEVICES
 from ..forms import (
     PRESETS,
     defaults,
-    remember,
     display,
     model_note,
     model_suggestions,
     needs_preflight,
     option_fields,
+    remember,
     size_warning,
     spec_from_form,
 )

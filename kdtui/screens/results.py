@@ -19,10 +19,11 @@ from ..messages import ExportRequested
 
 ALL = "all runs"
 POLL_S = 2.0
-LABEL_COLUMNS = ("settings", "model", "student", "split", "regime", "role", "what", "teacher")
+SWEEP = "sweep"  # one tab for a sweep's tables: `a` chooses the axis
 EMPTY = {"robustness": "No run of this kind has been evaluated under acquisition shift yet: kdengine shift STUDY "
                        "(or a study's [shift]) fills it.",
-         "students": "No finished run of this strategy yet."}
+         "students": "No finished run of this strategy yet.",
+         "sweep": "No finished student with a value on this axis yet."}
 
 
 def fmt(value, column: str, intervals: bool = False, higher_better: bool = True):
@@ -53,6 +54,7 @@ class ResultsScreen(Screen):
         Binding("v", "next_view", "Study"),
         Binding("i", "toggle_intervals", "CI"),
         Binding("m", "next_metric", "Metric"),
+        Binding("a", "next_axis", "Axis"),
         Binding("e", "export", "Export"),
         Binding("h", "report", "Report"),
     ]
@@ -65,6 +67,7 @@ class ResultsScreen(Screen):
         self.order: list[str] = []
         self.current: str | None = None
         self.intervals = False
+        self.axis = 0  # which of a sweep's tables the sweep tab shows
         self._signature: tuple = ()
 
     def compose(self) -> ComposeResult:
@@ -102,13 +105,29 @@ class ResultsScreen(Screen):
             self.query_one("#results-note", Static).update(Text(f"cannot build the tables: {exc}", style="red"))
             return
         self.tables = tables
-        self.order = [t.key for t in tables.tables]
+        self.refresh_bindings()  # `a` comes and goes with a sweep
+        self.order = list(dict.fromkeys(SWEEP if t.key.startswith("sweep_") else t.key for t in tables.tables))
         if self.current not in self.order:
             self.current = next((k for k in self.order if k != "models"), None) or (self.order[0] if self.order else None)
         self._draw()
 
+    def _sweeps(self) -> list:
+        """A swept view's tables: one per axis, and the best combination when there are several axes."""
+        return [t for t in self.tables.tables if t.key.startswith("sweep_")] if self.tables else []
+
     def _table(self):
+        if self.current == SWEEP:
+            sweeps = self._sweeps()
+            return sweeps[self.axis % len(sweeps)] if sweeps else None
         return next((t for t in self.tables.tables if t.key == self.current), None) if self.tables else None
+
+    def _tab(self, key: str) -> str:
+        if key != SWEEP:
+            return key
+        current = self._sweeps()[self.axis % len(self._sweeps())]
+        what = "best of all" if current.name == "sweep_best" else current.columns[
+            next(i for i, c in enumerate(current.columns) if c.startswith("gain "))].split(" ", 1)[1].split("=")[0]
+        return f"sweep: {what} (a)"
 
     def _bar(self, width: int) -> Text:
         """The tabs, scrolled so that the current one is always on screen: ‹ and › say more lie beyond."""
@@ -116,7 +135,7 @@ class ResultsScreen(Screen):
         head = Text(f"[{self.view_name} · {label}] ", style="bold")
         if not self.order:
             return head.append("no finished runs yet: launch some with 2, or `kdengine train`", style="dim")
-        names = [f" {s} " for s in self.order]
+        names = [f" {self._tab(s)} " for s in self.order]
         at = self.order.index(self.current) if self.current in self.order else 0
         room = max(10, width - len(head) - 14)  # and room for ‹ and › N more
         first = last = at
@@ -151,10 +170,12 @@ class ResultsScreen(Screen):
             notes.append(f"{self.tables.finished} of {self.tables.planned} runs finished.")
         if current is not None:
             notes += current.notes
-            labels = [c for c in current.columns if c in LABEL_COLUMNS]
-            table.fixed_columns = len(labels)  # → scrolls the numbers; the row labels stay
-            for col in current.columns:
-                table.add_column(col, key=col)
+            # → scrolls the numbers; the row labels (the leading text columns) stay
+            table.fixed_columns = next((i for i, c in enumerate(current.columns) if not current.is_text(c)),
+                                       len(current.columns))
+            axis = self._tab(SWEEP)[len("sweep: "):-len(" (a)")] + "=" if self.current == SWEEP else None
+            for col in current.columns:  # in a sweep the tab names the axis: its columns say "gain 2", "val 2"
+                table.add_column(col.replace(axis, "") if axis else col, key=col)
             for row in current.rows:
                 table.add_row(*[fmt(v, c, self.intervals, higher_better) for v, c in zip(row, current.columns)])
             if not current.rows:
@@ -166,6 +187,20 @@ class ResultsScreen(Screen):
             return
         i = (self.order.index(self.current) + step) % len(self.order) if self.current in self.order else 0
         self.current = self.order[i]
+        self._draw()
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        """`a` (the sweep's axis) is there only where a sweep is."""
+        return bool(self._sweeps()) if action == "next_axis" else True
+
+    def action_next_axis(self) -> None:
+        """The sweep tab's next axis (and, with several axes, the best combination of all)."""
+        sweeps = self._sweeps()
+        if not sweeps:
+            return
+        if self.current == SWEEP:
+            self.axis = (self.axis + 1) % len(sweeps)
+        self.current = SWEEP
         self._draw()
 
     def action_toggle_intervals(self) -> None:
