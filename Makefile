@@ -15,7 +15,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,neptune,tensorboard,ray,mlflow,bench]'
+	$(PY) -m pip install --quiet -e '.[dev,neptune,tensorboard,ray,mlflow,bench,explain]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -23,6 +23,7 @@ run: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/kdengine study run demo
+	$(VENV)/bin/kdengine explain demo --images 8
 	$(VENV)/bin/kdengine study table demo --out runs/demo-tables --format both
 	$(VENV)/bin/kdengine report demo --out runs/demo-report
 	cat runs/demo-tables/tables.md

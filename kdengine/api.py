@@ -18,6 +18,7 @@ from .data.config import open_source
 from .errors import Interrupted, KDError, RunFailed, UsageError
 from .execution.launch import ensure_workers, visible_gpus
 from .execution.packing import _table, describe_plan, parse_runs_per_gpu, plan_workers, queued_keys
+from .explain.request import Request
 from .options import identity_values
 from .paths import runs_dir
 from .reports.collect import collect, flat_settings, read_record, roles_of
@@ -503,8 +504,9 @@ def check_data(cfg, image_size: int | None, skip_bad: bool, progress=None) -> di
 
 
 # -- acquisition shift -------------------------------------------------------------------------------------------------
-def shift_targets(store: RunStore, target: str) -> tuple[str, list[str]]:
-    """(a name for the output, the run ids): a study's finished runs, or one run."""
+def target_runs(store: RunStore, target: str) -> tuple[str, list[str]]:
+    """(a name for the output, the run ids) of a STUDY|RUN argument: a study's finished runs, or one run (and
+    its finished baseline)."""
     name = target
     record = None
     if target in list_studies(store):
@@ -537,10 +539,23 @@ def shift(store: RunStore, target: str, shifts: str = "all", severities: str = "
     names, levels = parse_shifts(shifts), parse_severities(severities)
     if batch_size is not None and not 1 <= batch_size <= 65536:
         raise UsageError(f"--batch-size must lie in [1, 65536], got {batch_size}")
-    name, ids = shift_targets(store, target)
+    name, ids = target_runs(store, target)
     dev = setup_device(device)
     return name, {rid: evaluate_run(store, rid, names, levels, seed, external, dev, batch_size, force, log)
                   for rid in ids}
+
+
+def explain(store: RunStore, target: str, images: int = 8, method: str = "gradcam", split: str = "test",
+            seed: int = 0, target_class: str = "true", shift: str | None = None, device: str = "auto",
+            force: bool = False, log: Log = _quiet):
+    """Class activation maps of a run (with its teachers and baseline) or of a study's finished runs, and the
+    KD runs' attention agreement; (name, Outcome)."""
+    from .explain.run import explain as explain_runs  # torch and grad-cam: the maps are computed here
+    from .training.device import setup_device  # torch
+
+    req = Request(method, split, images, seed, target_class, shift)
+    name, ids = target_runs(store, target)
+    return name, explain_runs(store, ids, req, setup_device(device).device, force, log)
 
 
 def shift_tables(store: RunStore, name: str, run_ids: Iterable[str]) -> Tables:
@@ -551,5 +566,5 @@ def shift_tables(store: RunStore, name: str, run_ids: Iterable[str]) -> Tables:
 
 __all__ = ["open_store", "resolve_run", "queue", "launch", "start_workers", "worker_plan", "stop", "retry",
            "remove", "what_goes", "train", "tables", "export_tables", "report", "find_study", "study_status",
-           "plan_study", "run_study_detached", "run_study_here", "run_study_on_ray", "shift", "shift_targets",
+           "plan_study", "run_study_detached", "run_study_here", "run_study_on_ray", "shift", "target_runs", "explain",
            "shift_tables", "study_records"]

@@ -150,6 +150,7 @@ class Curves:
     step_loss: list[float] = field(default_factory=list)
     steps_per_epoch: int = 0
     checks: list[tuple[float, float]] = field(default_factory=list)  # defective teachers: (epoch, val accuracy)
+    train_is_ce: bool = True  # False for a run recorded before train "ce" was (its train loss is then the objective)
 
     def step_epochs(self) -> list[float]:
         """Step positions in epochs (x axis shared with the epoch curves)."""
@@ -164,6 +165,7 @@ class Curves:
                 del lst[i:]
         self.epochs.append(n)
         self.train_loss.append(e.train.get("ce", e.train["loss"]))  # cross-entropy on both sides: they compare
+        self.train_is_ce = self.train_is_ce and "ce" in e.train
         self.val_loss.append(e.val["loss"])
         self.train_acc.append(e.train["accuracy"])
         self.val_acc.append(e.val["accuracy"])

@@ -6,6 +6,9 @@ import os
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # Ray 2.60 turns token auth on by default
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# A run's PNGs (half a second each, some 200 runs in the suite) are drawn where a test looks at them:
+# test_report_mlflow trains with them on; the report draws the ones it shows when they are missing.
+os.environ.setdefault("KDSTUDY_RUN_FIGURES", "0")
 
 from pathlib import Path  # noqa: E402
 

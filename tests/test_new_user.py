@@ -100,7 +100,7 @@ def test_robustness_tables_do_not_split_over_settings_that_do_not_apply():
     differ where both have a setting still part."""
     from kdengine.data.config import DataConfig
     from kdengine.reports.collect import RunRecord
-    from kdengine.reports.tables import settings_groups, severity_text
+    from kdengine.reports.groups import settings_groups, severity_text
     from kdengine.runspec import KDConfig, TrainConfig, build_specs
 
     data, train = DataConfig(source="synthetic", image_size=32), TrainConfig(epochs=1)

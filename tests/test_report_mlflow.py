@@ -23,7 +23,9 @@ def study_store(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
     path = root / "mini.toml"
     path.write_text(STUDY)
-    assert main(["study", "run", str(path), "--quiet", "--device", "cpu", "--runs-dir", str(root / "runs")]) == 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KDSTUDY_RUN_FIGURES", "1")  # the default: every run draws its figures at its end
+        assert main(["study", "run", str(path), "--quiet", "--device", "cpu", "--runs-dir", str(root / "runs")]) == 0
     return RunStore(root / "runs")
 
 
@@ -100,6 +102,7 @@ def test_the_mlflow_tracker_logs_a_run_live(capsys, tmp_path, monkeypatch):
     from tests.engine_helpers import train
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("KDSTUDY_RUN_FIGURES", "1")  # the default: the figures go to MLflow with the run
     root = tmp_path / "runs"
     m, _ = train(capsys, "--strategy", "normal", "--teacher", "test_efficientnet", "--student", "test_resnet",
                  "--epochs", "2", "--tracker", "mlflow", "--runs-dir", str(root), "--no-baseline")

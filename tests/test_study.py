@@ -193,17 +193,15 @@ def test_resume_after_an_interrupted_study(capsys, monkeypatch):
 
 def test_thesis_preset_runs_on_a_mura_shaped_tree(capsys, clean_mura_tree):
     """The thesis preset (its data, task, caps and real thesis architectures) on a MURA-shaped tree, with the
-    grid cut to one pair per strategy and 1 epoch at 32 px: the full 32-run grid is too heavy for CI
-    (VGG11 alone writes 0.5 GB per checkpoint)."""
-    sub_grid = ('experiments=[{strategy="normal",teachers=["seresnet50"],students=["resnet18"]},'
-                '{strategy="reverse",teachers=["resnet18"],students=["seresnet50"]},'
-                '{strategy="defective",teachers=["seresnet50"],students=["resnet18"]}]')
+    grid cut to one normal-KD pair and 1 epoch at 32 px: the full 32-run grid is too heavy for CI (VGG11 alone
+    writes 0.5 GB per checkpoint); the other strategies' code paths are the same and run on tiny models elsewhere."""
+    sub_grid = 'experiments=[{strategy="normal",teachers=["seresnet50"],students=["resnet18"]}]'
     code = main(["study", "run", "thesis-mura", "--data", f"mura:{clean_mura_tree}", "--set", "seeds=[0]",
                  "--set", "teachers=[]", "--set", sub_grid, "--set", "train.pretrained=false",
                  "--set", "train.epochs=1", "--set", "data.image_size=32", "--quiet", "--device", "cpu"])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "6/6 runs finished" in out
+    assert "3/3 runs finished" in out
     store = RunStore(runs_dir())
     metrics = [store.read_metrics(r) for r in store.list_ids()]
     assert all(m["class_names"][0] == "elbow" and not m["synthetic"] for m in metrics)

@@ -11,6 +11,7 @@ failed waits, saying why, instead of retrying the teacher in a loop.
 from __future__ import annotations
 
 import gc
+import os
 import threading
 import time
 from typing import Callable
@@ -184,9 +185,15 @@ def run_claimed(store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers: list
     return metrics
 
 
+FIGURES_ENV = "KDSTUDY_RUN_FIGURES"
+
+
 def draw_figures(store: RunStore, spec: RunSpec, results: dict, log: Callable[[str], None]) -> list:
     """Curves, confusion matrix and reliability diagram as PNGs beside the metrics; a failure to draw them
-    is a warning, never a failed run."""
+    is a warning, never a failed run. ``KDSTUDY_RUN_FIGURES=0`` skips them (about half a second a run: a sweep
+    of hundreds of small runs on a cluster); ``kdengine report`` draws the ones it shows when they are missing."""
+    if os.environ.get(FIGURES_ENV, "1") == "0":
+        return []
     try:
         return write_run_figures(store.run_dir(spec.run_id), store.events(spec.run_id), results, spec.describe())
     except Exception as exc:  # noqa: BLE001 - figures are a view of the results, not the results

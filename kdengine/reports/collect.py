@@ -16,7 +16,7 @@ from ..metric_names import SPLITS  # noqa: F401 - the tables read it from here t
 from ..runspec import RunSpec, baseline_of
 from ..store import RunStore
 from ..store.lifecycle import FINISHED, QUEUED
-from ..store.runstore import read_json
+from ..store.runstore import EXPLAIN, SHIFT, read_json
 
 
 @dataclass
@@ -27,6 +27,7 @@ class RunRecord:
     metrics: dict | None
     damage: str | None = None  # why the run cannot be read, when it cannot
     shift: dict | None = None  # shift.json: the best checkpoint under acquisition shift, once evaluated
+    explain: dict | None = None  # explain.json: its attention maps and, for a KD run, their agreement, once made
 
     @property
     def state(self) -> str:
@@ -128,9 +129,12 @@ def read_record(store: RunStore, run_id: str) -> RunRecord:
     status = store.read_status(run_id)
     if damage is None and status.get("state") == FINISHED and metrics is None:
         damage = "finished, but metrics.json is missing"
-    shift = _write_once(d / "shift.json") if metrics is not None else None
+    shift = _write_once(d / SHIFT) if metrics is not None else None
     shift = shift if isinstance(shift, dict) and "cells" in shift else None
-    return RunRecord(run_id=run_id, spec=spec, status=status, metrics=metrics, damage=damage, shift=shift)
+    explain = _write_once(d / EXPLAIN) if metrics is not None else None
+    explain = explain if isinstance(explain, dict) and isinstance(explain.get("entries"), dict) else None
+    return RunRecord(run_id=run_id, spec=spec, status=status, metrics=metrics, damage=damage, shift=shift,
+                     explain=explain)
 
 
 def collect(store: RunStore) -> list[RunRecord]:

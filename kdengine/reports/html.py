@@ -13,7 +13,7 @@ from ..atomic import write_text
 from ..store import RunStore
 from . import figures as F
 from .collect import RunRecord
-from .tables import METRICS, Tables, cell_text
+from .table import METRICS, Tables, cell_text
 
 CSS = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #111; }
@@ -108,6 +108,27 @@ def robustness_section(records: list[RunRecord]) -> str:
     return "".join(out) or '<p class="note">No run has been evaluated under shift yet: kdengine shift STUDY.</p>'
 
 
+def gallery_section(store: RunStore, records: list[RunRecord]) -> str:
+    """Each KD pair's gallery from ``kdengine explain`` (its lowest seed; every run's is in <run>/explain/): a row
+    per image, a column per model, with the class each predicted and whether it was right."""
+    shown: set[tuple] = set()
+    out = []
+    for r in sorted((r for r in records if r.kind == "kd" and r.finished and r.explain),
+                    key=lambda r: (r.strategy, r.teacher_label, r.model, r.seed)):
+        for slug, entry in r.explain["entries"].items():
+            png = store.run_dir(r.run_id) / "explain" / f"{slug}.png"
+            pair = (r.strategy, r.teacher_label, r.model, slug)
+            if pair in shown or not entry.get("agreement") or not png.is_file():
+                continue
+            shown.add(pair)
+            key = entry.get("key", {})
+            out.append(img(png.read_bytes(), f"{r.strategy}: {r.teacher_label} → {r.model}, seed {r.seed}: "
+                           f"{key.get('method')} maps for the {key.get('target')} class on {len(entry['images'])} "
+                           f"{key.get('split')} images" + (f" under {key['shift']}" if key.get("shift") else "")
+                           + f" (at {entry.get('layer')}, {entry.get('cells')} x {entry.get('cells')} cells)"))
+    return "".join(out)
+
+
 def sweep_section(tables: Tables) -> str:
     """A swept study: the gain against each axis, with interval bands and the value chosen on val."""
     label = METRICS[tables.metric][0]
@@ -127,6 +148,7 @@ def write_report(store: RunStore, tables: Tables, records: list[RunRecord], out_
              "<h2>Tables</h2>", *[table_html(t) for t in tables.tables],
              *(["<h2>Sweeps</h2>", sweep_section(tables)] if tables.sweeps else []),
              "<h2>Students, their baselines and teachers</h2>", student_section(store, readable),
+             *(["<h2>Where the models look</h2>", gallery] if (gallery := gallery_section(store, readable)) else []),
              "<h2>Robustness under acquisition shift</h2>", robustness_section(readable),
              "<h2>Confusion matrices</h2>", confusion_section(store, readable)]
     page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(tables.title)}</title>"

@@ -5,7 +5,6 @@ from ..errors import UsageError
 from ..store import RunStore
 from ..study.registry import list_studies, load_study_record
 from .collect import RunRecord, collect
-from .sweep import add_sweeps
 from .tables import Tables, build
 
 
@@ -28,11 +27,8 @@ def study_tables(store: RunStore, name: str, metric: str = "accuracy") -> Tables
     planned = [p for p in record["runs"] if isinstance(p, dict) and "run_id" in p]
     roles = {p["run_id"]: set(p.get("roles", ())) for p in planned}
     axes = study_axes(record)
-    tables = build(records, metric, roles=roles, title=f"Study {record.get('name', name)}", planned=len(planned),
-                   study=name, axes=list(axes))
-    if axes:
-        add_sweeps(tables, records, axes, metric)
-    return tables
+    return build(records, metric, roles=roles, title=f"Study {record.get('name', name)}", planned=len(planned),
+                 study=name, axes=axes)
 
 
 def study_axes(record: dict) -> dict[str, list]:

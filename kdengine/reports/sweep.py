@@ -21,8 +21,9 @@ from types import SimpleNamespace
 from .. import strategy_catalog as catalog
 from ..study.axes import axis_value, label, norm, point_text, value_text, without_axes
 from .collect import RunRecord
+from .groups import settings_groups
 from .stats import paired_gain, summarize
-from .tables import METRICS, Table, Tables, cell_notes, settings_groups
+from .table import METRICS, Table, Tables, cell_notes
 
 
 @dataclass

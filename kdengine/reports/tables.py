@@ -19,148 +19,24 @@ wait for it. No torch.
 """
 from __future__ import annotations
 
-import re
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .. import strategy_catalog as catalog
 from ..atomic import atomic_path, disk_errors, write_text
 from ..errors import UsageError
 from ..metric_names import HEADLINE, PER_SPLIT, SPLITS
 from ..study.axes import axis_value, point_text, run_point
-from .collect import RunRecord, differing_keys, flat_settings, roles_of
+from .attention import attention_table
+from .collect import RunRecord, roles_of
+from .groups import group_rank, settings_groups, severity_text
 from .stats import Summary, paired_gain, summarize
+from .sweep import add_sweeps
+from .table import METRICS, SYNTHETIC_NOTE, Table, Tables, cell_notes, cell_text, gain_bounds, summary_of
 
-# metric -> (label, range, higher is better)
-METRICS = {
-    "accuracy": ("accuracy", (0.0, 1.0), True),
-    "macro_f1": ("macro-F1", (0.0, 1.0), True),
-    "kappa": ("Cohen's κ", (-1.0, 1.0), True),
-    "ece": ("ECE", (0.0, 1.0), False),
-    "shift_mean": ("accuracy under shift", (0.0, 1.0), True),  # test split, mean over shifts and severities
-}
 TIDY_METRICS = PER_SPLIT
 SHIFT_METRICS = HEADLINE  # what shift.json keeps per cell
-TEXT_COLUMNS = ("settings", "model", "student", "regime", "role", "split", "threshold reached", "n", "what", "teacher")
 FORMATS = ("csv", "md", "parquet", "both", "all")  # both: CSV and Markdown; all: and Parquet
-
-
-@dataclass
-class Table:
-    name: str  # file stem: models, students_normal, ...
-    title: str
-    columns: list[str]
-    rows: list[list] = field(default_factory=list)  # cells: str, int, Summary or None
-    notes: list[str] = field(default_factory=list)
-    text: tuple[str, ...] = ()  # this table's own text columns, besides TEXT_COLUMNS
-
-    def is_text(self, column: str) -> bool:
-        return column in TEXT_COLUMNS or column in self.text
-
-    @property
-    def key(self) -> str:
-        return self.name.removeprefix("students_")
-
-    def frame(self):
-        """The table as a DataFrame of numbers: each Summary column split into mean, std, ci_lo, ci_hi, n (and,
-        for a gain, whether its interval excludes zero); the CSV is this frame."""
-        import pandas as pd  # see the module's note: never at import
-
-        data: dict[str, list] = {}
-        for i, c in enumerate(self.columns):
-            cells = [row[i] for row in self.rows]
-            if self.is_text(c):
-                data[c] = cells
-                continue
-            for part in ("mean", "std", "lo", "hi"):
-                data[f"{c} {'ci_' + part if part in ('lo', 'hi') else part}"] = pd.array(
-                    [getattr(v, part) if v is not None else None for v in cells], dtype="Float64")
-            data[f"{c} n"] = pd.array([v.n if v is not None else None for v in cells], dtype="Int64")
-            if c.startswith("gain"):
-                data[f"{c} significant"] = [None if v is None or not v.has_interval else str(v.excludes_zero).lower()
-                                            for v in cells]
-        return pd.DataFrame(data)
-
-
-@dataclass
-class Tables:
-    title: str
-    metric: str
-    tables: list[Table]
-    long: Any  # the long table: a DataFrame, one row per finished run and split, every metric (runs.csv)
-    finished: int
-    planned: int
-    synthetic: bool
-    one_seed: bool
-    robustness: Any = None  # a DataFrame: one row per run, shift and severity (robustness_cells.csv)
-    sweeps: list = field(default_factory=list)  # a swept study's reports.sweep.Sweep per axis (the figures')
-
-    def get(self, name: str) -> Table | None:
-        return next((t for t in self.tables if t.name == name), None)
-
-    @property
-    def runs(self) -> list[dict]:
-        """The long table's rows as dicts (what runs.csv holds)."""
-        return [] if self.long is None else self.long.astype(object).where(self.long.notna(), None).to_dict("records")
-
-
-# -- settings groups ----------------------------------------------------------------------------------------------
-def severity_text(levels: list[int]) -> str:
-    """1..5 for a run of levels, else the levels themselves: 1, 3, 5."""
-    levels = sorted(levels)
-    if len(levels) > 2 and levels == list(range(levels[0], levels[-1] + 1)):
-        return f"{levels[0]}..{levels[-1]}"
-    return ", ".join(map(str, levels))
-
-
-def settings_groups(records: list[RunRecord], names: dict[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
-    """run_id -> group label ("" when all share one settings), and one note per group saying what differs.
-    ``names`` (run id -> its sweep point, "T=2") names the groups when they are exactly a sweep's points.
-
-    A setting that does not apply to a run (a cross-entropy run has no ``kd.*``, no teacher) is no difference:
-    runs differ only where both have the setting and its values differ. A setting only some runs have
-    tells runs apart only where it varies among those that have it (two temperatures)."""
-    flats = {r.run_id: flat_settings(r.spec) for r in records}
-    if not flats:
-        return {}, []
-    everyone = set.intersection(*(set(f) for f in flats.values()))
-    partial = {k for f in flats.values() for k in f} - everyone
-    varying_partial = {k for k in partial if len({repr(f[k]) for f in flats.values() if k in f}) > 1}
-    keep = everyone | varying_partial
-    keys: dict[str, str] = {}
-    idents: dict[str, dict] = {}
-    for rid, flat in flats.items():
-        ident = {k: v for k, v in flat.items() if k in keep}
-        k = repr(sorted(ident.items()))
-        keys[rid] = k
-        idents.setdefault(k, ident)
-    if len(idents) <= 1:
-        return {rid: "" for rid in keys}, []
-    order = sorted(idents, key=lambda k: min(rid for rid in keys if keys[rid] == k))
-    labels = {k: chr(ord("A") + i) if i < 26 else f"S{i}" for i, k in enumerate(order)}
-    if names:  # a sweep: groups that are exactly its points are named by them ("T=2") rather than lettered
-        named = {k: {names.get(rid, "") for rid in keys if keys[rid] == k} for k in order}
-        if all(len(n) == 1 and "" not in n for n in named.values()) and \
-                len({next(iter(n)) for n in named.values()}) == len(order):
-            labels = {k: next(iter(n)) for k, n in named.items()}
-    varying = sorted({k for k in differing_keys([i for i in idents.values()])
-                      if len({repr(i[k]) for i in idents.values() if k in i}) > 1})
-    notes = [f"settings {labels[k]}: " + ", ".join(f"{n}={idents[k][n]}" if n in idents[k] else f"{n}: n/a"
-                                                   for n in varying) for k in order]
-    return {rid: labels[k] for rid, k in keys.items()}, notes
-
-
-def natural_key(text: str) -> tuple:
-    """'T=16' after 'T=2': numbers inside a label compare as numbers."""
-    parts = re.split(r"(-?\d+(?:\.\d+)?)", text)
-    return tuple((0, float(p), "") if i % 2 else (1, 0.0, p) for i, p in enumerate(parts) if p)
-
-
-def group_rank(groups: dict[str, str]) -> dict[str, int]:
-    """Each settings group's place in a table: A before B, and a sweep's T=2 before T=16."""
-    return {g: i for i, g in enumerate(sorted(set(groups.values()), key=natural_key))}
 
 
 # -- the long table -----------------------------------------------------------------------------------------------
@@ -192,15 +68,6 @@ def cell_frame(records: list[RunRecord]):
     return pd.DataFrame(rows, columns=columns, dtype=object)
 
 
-def _summary(values, metric: str) -> Summary | None:
-    return summarize([v for v in values if v is not None], bounds=METRICS[metric][1])
-
-
-def _gain_bounds(metric: str) -> tuple[float, float]:
-    lo, hi = METRICS[metric][1]
-    return lo - hi, hi - lo
-
-
 def models_table(records: list[RunRecord], cells, roles: dict[str, set[str]], metric: str,
                  names: dict[str, str] | None = None) -> Table | None:
     ce = [r for r in records if r.kind == "ce" and r.finished]
@@ -227,7 +94,7 @@ def models_table(records: list[RunRecord], cells, roles: dict[str, set[str]], me
         reached = [bool((meta[i].metrics.get("defect") or {}).get("reached")) for i in runs
                    if meta[i].regime == "defective"]
         table.rows.append(([group] if grouped else []) + [model, regime, role,
-                                                          *(_summary(by_split[s], metric) for s in SPLITS),
+                                                          *(summary_of(by_split[s], metric) for s in SPLITS),
                                                           f"{sum(reached)}/{len(reached)}" if reached else "–",
                                                           len(by_split["test"])])
     return table
@@ -257,13 +124,13 @@ def _strategy_table(name: str, title: str, mine: list[RunRecord], cells, metric:
         bases = paired.pivot_table(index="seed", columns="teacher", values=f"base_{metric}", aggfunc="last")
         base_by_seed = paired.drop_duplicates("seed", keep="last").set_index("seed")[f"base_{metric}"]
         row = ([group] if grouped else []) + [student, split]
-        row += [_summary(values[t].dropna().tolist(), metric) if t in values else None for t in teachers]
-        row.append(_summary(base_by_seed.tolist(), metric) if len(base_by_seed) else None)
+        row += [summary_of(values[t].dropna().tolist(), metric) if t in values else None for t in teachers]
+        row.append(summary_of(base_by_seed.tolist(), metric) if len(base_by_seed) else None)
         for t in teachers:
             if t in values and t in bases:
                 treated = {int(k): float(v) for k, v in values[t].dropna().items()}
                 base = {int(k): float(v) for k, v in bases[t].dropna().items()}
-                row.append(paired_gain(treated, base, bounds=_gain_bounds(metric)) if treated and base else None)
+                row.append(paired_gain(treated, base, bounds=gain_bounds(metric)) if treated and base else None)
             else:
                 row.append(None)
         table.rows.append(row)
@@ -396,9 +263,10 @@ def _typed(df):
 
 
 def build(records: list[RunRecord], metric: str = "accuracy", roles: dict[str, set[str]] | None = None,
-          title: str = "all runs", planned: int | None = None, study: str = "", axes: list[str] = ()) -> Tables:
-    """Every table for a set of records (a whole store, or one study's runs; ``axes``: a sweep's swept settings,
-    columns of the long table)."""
+          title: str = "all runs", planned: int | None = None, study: str = "",
+          axes: dict[str, list] | None = None) -> Tables:
+    """Every table for a set of records (a whole store, or one study's runs). ``axes``: a sweep's swept settings
+    and their values ({"kd.temperature": [1, 2, 4, 8]}): columns of the long table, and the sweep tables."""
     if metric not in METRICS:
         raise UsageError(f"unknown metric '{metric}' (choose {', '.join(METRICS)})")
     readable = [r for r in records if r.spec is not None]
@@ -407,6 +275,8 @@ def build(records: list[RunRecord], metric: str = "accuracy", roles: dict[str, s
     names = {r.run_id: point_text(run_point(r.spec, list(axes))) for r in readable} if axes else None
     tables = [t for t in [models_table(readable, cells, roles, metric, names),
                           *student_tables(readable, cells, metric, names)] if t]
+    attention = attention_table(readable)
+    tables += [attention] if attention is not None else []
     robust = robustness_table(readable, names)
     if robust is not None and metric != "shift_mean":  # beside every accuracy table: the students under shift
         tables.append(robust)
@@ -421,32 +291,12 @@ def build(records: list[RunRecord], metric: str = "accuracy", roles: dict[str, s
             cell_notes(t, synthetic)
         elif synthetic:
             t.notes.append(SYNTHETIC_NOTE)
-    return Tables(title, metric, tables, long_frame(readable, roles, study, axes), len(finished),
-                  planned if planned is not None else len(records), synthetic, one_seed,
-                  robustness=robustness_frame(readable))
-
-
-SYNTHETIC_NOTE = "SYNTHETIC data: generated images, not real radiographs."
-
-
-def cell_notes(t: Table, synthetic: bool) -> None:
-    """What a table of gains over seeds must say: whether its cells allow an interval, and synthetic data."""
-    seeds_per_cell = max((v.n for row in t.rows for v in row if isinstance(v, Summary)), default=0)
-    t.notes.append("One seed per cell: no interval can be given; run more seeds to tell a gain from noise."
-                   if seeds_per_cell <= 1 else
-                   "* the gain's 95% interval excludes zero. Intervals are t-intervals over seeds, "
-                   "clipped to the metric's range.")
-    if synthetic:
-        t.notes.append(SYNTHETIC_NOTE)
-
-
-# -- writing --------------------------------------------------------------------------------------------------
-def cell_text(v, gain: bool = False, intervals: bool = True) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, Summary):
-        return v.fmt(signed=gain, interval=intervals) + (" *" if gain and v.excludes_zero else "")
-    return str(v)
+    result = Tables(title, metric, tables, long_frame(readable, roles, study, axes or {}), len(finished),
+                    planned if planned is not None else len(records), synthetic, one_seed,
+                    robustness=robustness_frame(readable))
+    if axes:
+        add_sweeps(result, readable, axes, metric)
+    return result
 
 
 def table_csv(t: Table) -> str:

@@ -21,12 +21,12 @@ from ..errors import UsageError
 from ..metric_names import HEADLINE, SPLITS
 from ..store import RunStore
 from ..store.lifecycle import FINISHED
-from ..store.runstore import read_json
+from ..store.runstore import SHIFT, read_json
 from ..training.device import setup_device
 from ..training.metrics import classification_metrics
 from ..training.teacher import frozen_from_checkpoint
 
-RESULT = "shift.json"
+RESULT = SHIFT
 
 
 def shift_key(shifts: list[str], severities: list[int], seed: int, external: str | None) -> dict:

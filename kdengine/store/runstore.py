@@ -26,6 +26,7 @@ from .liveness import pid_alive, process_start
 HEARTBEAT_S = 5.0  # how often a running run refreshes its heartbeat (a thread does, whatever the run is doing)
 STALE_S = 120.0  # a heartbeat older than this means the process is gone (or hung)
 SPEC, STATUS, EVENTS, METRICS, STOP = "spec.json", "status.json", "events.jsonl", "metrics.json", "stop.request"
+SHIFT, EXPLAIN = "shift.json", "explain.json"  # a finished run's later results: under shift, its attention maps
 DEVICES = ("auto", "cpu", "cuda")  # what a run may ask for; a worker serves "auto" and its own kind
 # status keys that outlive a change of state: where it was asked to train and trained, and how far it got (a
 # stopped run shows the epoch it resumes after)

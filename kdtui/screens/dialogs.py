@@ -22,6 +22,7 @@ KEYS = [
     ("z", "Runs", "the list alone (zoom) · back"),
     ("c m p i", "Runs", "curves · confusion matrix · report (p again: next split) · details"),
     ("x", "Runs", "pin the run: its curves overlay every other run's (x again: unpin)"),
+    ("l L", "Runs", "where it looks (kdengine explain): l again / L next / previous image"),
     ("s r d", "Runs", "stop (asks) · retry or resume · delete or archive (asks)"),
     ("w", "Runs, Workers", "start a background worker (choose its device)"),
     ("tab", "Launch", "into the form, next field"),

@@ -23,6 +23,7 @@ from ..messages import RemoveRequested, RetryRequested, StopRequested, WorkerReq
 from ..store_view import SORTS, STATE_ICONS, RunRow, RunView, arrange, groups, load_rows
 from ..widgets.confusion import ConfusionPane, ReportPane
 from ..widgets.curves import CurvesPane
+from ..widgets.looks import LooksPane
 from .dialogs import ConfirmScreen, WorkerScreen
 
 POLL_S = 1.0
@@ -89,6 +90,8 @@ class RunsScreen(Screen):
         Binding("m", "pane('confusion')", "Matrix", show=False),
         Binding("p", "pane('report')", "Report", show=False),
         Binding("i", "pane('details')", "Details", show=False),
+        Binding("l", "pane('looks')", "Looks", show=False),
+        Binding("L", "look(-1)", "Previous image", show=False),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
@@ -107,6 +110,7 @@ class RunsScreen(Screen):
         self.by_study = False
         self.workers_alive = True
         self.report_split = "test"
+        self.look_index = 0  # the image the Looks pane shows (kept across runs: one image, model after model)
         self.columns: tuple[Column, ...] = ()
         self._drawn_version = -1
 
@@ -126,6 +130,8 @@ class RunsScreen(Screen):
                 yield ReportPane(id="report-pane")
             with TabPane("Details [i]", id="details"):
                 yield Static("", id="details-pane")
+            with TabPane("Looks [l]", id="looks"):
+                yield LooksPane("", id="looks-pane")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -352,8 +358,23 @@ class RunsScreen(Screen):
             self.query_one(ConfusionPane).show(view.confusion, view.class_names, view.confusion_label)
         elif active == "details":
             self._draw_details(view)
+        elif active == "looks":
+            self._draw_looks(view)
         else:
             self._draw_report(view)
+
+    def _draw_looks(self, view: RunView) -> None:
+        height = self.query_one("#panes").size.height - 2
+        self.query_one(LooksPane).show(self.app.store, view.run_id, view.spec, self.look_index, max(6, height))
+
+    def action_look(self, step: int) -> None:
+        """The Looks pane's next (l again) or previous (L) image."""
+        self.look_index += step
+        tabs = self.query_one(TabbedContent)
+        if tabs.active != "looks":
+            tabs.active = "looks"
+        elif self.view is not None:
+            self._draw_looks(self.view)
 
     def _draw_details(self, view: RunView) -> None:
         """What the run is: its data (synthetic or not), settings, teachers, baseline and gain (as `runs show`)."""
@@ -452,6 +473,9 @@ class RunsScreen(Screen):
             self.report_split = order[(order.index(self.report_split) + 1) % len(order)]
             if self.view is not None:
                 self._draw_report(self.view)
+            return
+        if pane == "looks" and tabs.active == "looks":  # l again: the next image
+            self.action_look(1)
             return
         tabs.active = pane
 

@@ -137,7 +137,8 @@ class CurvesPane(Horizontal):
                 loss.plt.plot(student.step_epochs(), student.step_loss, label="step ce", marker="dot")
                 losses += student.step_loss
             if student.epochs:
-                loss.plt.plot(student.epochs, student.train_loss, label="train ce", marker="braille")
+                loss.plt.plot(student.epochs, student.train_loss, label="train ce" if student.train_is_ce else "train loss",
+                              marker="braille")
                 loss.plt.plot(student.epochs, student.val_loss, label="val", marker="braille")
                 acc.plt.plot(student.epochs, student.train_acc, label="train", marker="braille")
                 acc.plt.plot(student.epochs, student.val_acc, label="val", marker="braille")

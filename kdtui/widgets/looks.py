@@ -1,0 +1,133 @@
+"""The Looks pane: where a run looks, from its ``explain.json`` (``kdengine explain``), drawn in half-block cells
+(two pixels a cell, ▀ with a foreground and a background colour) so that it reads over SSH in any terminal of 256
+colours or more; Rich lowers the colours to what the terminal has. A KD run is drawn beside its teacher and its
+baseline, on the same image. No torch, no numpy: the maps are 32 x 32 grids of plain numbers."""
+from __future__ import annotations
+
+from rich.color import Color
+from rich.style import Style
+from rich.text import Text
+from textual.widgets import Static
+
+from kdengine.runspec import RunSpec, baseline_of
+from kdengine.store import RunStore
+from kdengine.store.runstore import EXPLAIN, read_json
+
+# inferno, at 8 stops: dark to bright, readable in grayscale (as the report's figures)
+INFERNO = [(0, 0, 4), (40, 11, 84), (101, 21, 110), (159, 42, 99), (212, 72, 66), (245, 125, 21), (250, 193, 39),
+           (252, 255, 164)]
+ALPHA = 0.55  # the map's weight over the image
+
+
+def colormap(v: float) -> tuple[int, int, int]:
+    v = min(1.0, max(0.0, v)) * (len(INFERNO) - 1)
+    i = min(int(v), len(INFERNO) - 2)
+    f = v - i
+    a, b = INFERNO[i], INFERNO[i + 1]
+    return tuple(int(a[k] + (b[k] - a[k]) * f) for k in range(3))
+
+
+def sample(grid: list[list[float]], side: int) -> list[list[float]]:
+    """The grid at ``side`` x ``side``, nearest cell."""
+    n = len(grid)
+    return [[grid[min(n - 1, y * n // side)][min(n - 1, x * n // side)] for x in range(side)] for y in range(side)]
+
+
+def picture(thumb: list[list[float]], grid: list[list[float]] | None, side: int) -> list[Text]:
+    """``side`` columns by side/2 rows: the image in gray, with the map blended over it when given."""
+    img = sample(thumb, side)
+    heat = sample(grid, side) if grid is not None else None
+
+    def rgb(y: int, x: int) -> tuple[int, int, int]:
+        g = int(img[y][x])
+        if heat is None:
+            return g, g, g
+        c = colormap(heat[y][x])
+        return tuple(int((1 - ALPHA) * g + ALPHA * c[k]) for k in range(3))
+
+    rows = []
+    for y in range(0, side - 1, 2):
+        line = Text()
+        for x in range(side):
+            top, bottom = rgb(y, x), rgb(y + 1, x)
+            line.append("▀", Style(color=Color.from_rgb(*top), bgcolor=Color.from_rgb(*bottom)))
+        rows.append(line)
+    return rows
+
+
+def _entry(store: RunStore, run_id: str, slug: str | None = None) -> tuple[str, dict] | None:
+    doc = read_json(store.run_dir(run_id) / EXPLAIN)
+    entries = (doc or {}).get("entries") if isinstance(doc, dict) else None
+    if not isinstance(entries, dict) or not entries:
+        return None
+    if slug is not None:
+        return (slug, entries[slug]) if slug in entries else None
+    clean = [(k, e) for k, e in entries.items() if not (e.get("key") or {}).get("shift")]
+    return (clean or list(entries.items()))[-1]  # the latest clean maps, else the latest
+
+
+class LooksPane(Static):
+    def show(self, store: RunStore, run_id: str, spec: RunSpec | None, index: int, height: int) -> int:
+        """Draw image ``index`` (modulo the number of images); returns how many images there are."""
+        found = _entry(store, run_id)
+        if found is None:
+            self.update(Text(f"No maps yet: kdengine explain {run_id} (or its study) computes where this run, its "
+                             "teachers and its baseline look.", style="dim"))
+            return 0
+        slug, entry = found
+        images = entry.get("images") or []
+        if not images:
+            self.update(Text("explain.json holds no images.", style="dim"))
+            return 0
+        i = index % len(images)
+        me = images[i]
+        names = entry.get("class_names") or []
+        name = lambda c: names[c] if 0 <= c < len(names) else str(c)  # noqa: E731
+        key = entry.get("key") or {}
+        columns: list[tuple[str, dict | None]] = []
+        if spec is not None and spec.kind == "kd":
+            for t in spec.teachers:
+                partner = _entry(store, t.run_id, slug)
+                columns.append((f"teacher {t.model}", partner[1]["images"][i] if partner else None))
+            base = baseline_of(spec)
+            partner = _entry(store, base.run_id, slug) if base is not None else None
+            columns.append(("baseline", partner[1]["images"][i] if partner else None))
+        columns.append(("this run" if columns else "map", me))
+        side = max(8, min(32, 2 * (height - 4)))
+        pictures = [("image", picture(me["thumb"], None, side))]
+        for label, item in columns:
+            if item is not None:
+                right = "✓" if item["pred"] == item["true"] else "✗"
+                pictures.append((f"{right} {label}: {name(item['pred'])}", picture(me["thumb"], item["grid"], side)))
+            else:
+                pictures.append((f"{label}: no maps", [Text(" " * side) for _ in range(side // 2)]))
+        head = Text(f"{key.get('method')} · {key.get('target')} class · {key.get('split')} image {i + 1}/"
+                    f"{len(images)}" + (f" under {key['shift']}" if key.get("shift") else "")
+                    + f" · true {name(me['true'])} · {entry.get('cells')}x{entry.get('cells')} cells at "
+                    f"{entry.get('layer')}  (l: next image, L: previous)", style="bold")
+        lines = [head]
+        agree = entry.get("agreement")
+        if agree:
+            ts = agree["teacher_student"]
+            text = f"agreement with the teacher: ρ {_num(ts['spearman'][i])} · IoU {_num(ts['top_iou'][i])}"
+            tb = agree.get("teacher_baseline")
+            if tb:
+                text += f"   (its baseline's: ρ {_num(tb['spearman'][i])} · IoU {_num(tb['top_iou'][i])})"
+            lines.append(Text(text))
+        if me.get("border_mass") is not None:
+            lines.append(Text(f"border: {me['border_mass']:.2f} of the map (uniform: {entry['border']['area']:.2f})"))
+        gap = "  "
+        lines.append(Text(gap.join(label[:side].ljust(side) for label, _ in pictures), style="dim"))
+        for r in range(side // 2):
+            row = Text()
+            for k, (_, pic) in enumerate(pictures):
+                row.append_text(pic[r])
+                if k < len(pictures) - 1:
+                    row.append(gap)
+            lines.append(row)
+        self.update(Text("\n").join(lines))
+        return len(images)
+
+
+def _num(v: float | None) -> str:
+    return "–" if v is None else f"{v:.2f}"
