@@ -138,7 +138,18 @@ async def _looks(store, student):
         await wait_for(pilot, lambda: "image 2/6" in str(pane.render()), timeout=10)
 
 
-def test_bad_requests_are_one_line(capsys):
+def test_bad_requests_are_one_line(capsys, tmp_path, monkeypatch):
+    from kdengine.explain.cam import cam_class
+    from kdengine.errors import UsageError
+    from tests.tui_helpers import fake_study_store
+
+    store, _ = fake_study_store(tmp_path / "runs", seeds=4)
+    queued = next(r for r in store.list_ids() if store.read_status(r)["state"] == "queued")
+    assert main(["explain", queued, "--runs-dir", str(store.root)]) == 2
+    assert "nothing to explain" in capsys.readouterr().err and not (store.run_dir(queued) / "explain.json").exists()
+    monkeypatch.setitem(__import__("sys").modules, "pytorch_grad_cam", None)  # grad-cam not installed
+    with pytest.raises(UsageError, match=r"pip install 'kdstudy\[explain\]'"):
+        cam_class("gradcam")
     for args, message in [(["--images", "0"], "--images must lie in 1..256"),
                           (["--shift", "blur"], "--shift takes NAME:SEVERITY"),
                           (["--shift", "smudge:2"], "unknown shift 'smudge'")]:

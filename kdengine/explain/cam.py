@@ -43,7 +43,8 @@ def load_for_maps(checkpoint_dir, device: torch.device) -> tuple[nn.Module, nn.M
     return model, net, meta
 
 
-def _cam_class(method: str):
+def cam_class(method: str):
+    """grad-cam's class for a method; one line naming the extra when grad-cam is not installed."""
     try:
         import pytorch_grad_cam  # the optional extra: kdstudy[explain] (make setup installs it)
     except ImportError:
@@ -67,14 +68,14 @@ def compute_maps(model: nn.Module, layer: nn.Module, images: np.ndarray, targets
                  device: torch.device, batch: int = 16) -> np.ndarray:
     """(N, H, W) float32 maps in [0, 1] (each scaled to its own maximum, as grad-cam does) for the classes in
     ``targets``; the model keeps its weights and is left without gradients."""
+    cam = cam_class(method)
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # the optional extra, as above
 
-    cam_class = _cam_class(method)
     model.eval()
     maps = []
-    with cam_class(model=model, target_layers=[layer]) as cam:
+    with cam(model=model, target_layers=[layer]) as mapper:
         for i in range(0, len(images), batch):
             x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch])).unsqueeze(1).float().to(device)
-            maps.append(cam(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in targets[i:i + batch]]))
+            maps.append(mapper(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in targets[i:i + batch]]))
     model.zero_grad(set_to_none=True)
     return np.concatenate(maps).astype(np.float32)

@@ -27,13 +27,14 @@ from ..atomic import atomic_path, write_json
 from ..data.cache import build_or_load
 from ..data.config import open_source
 from ..data.corruptions import apply_shift
+from ..errors import UsageError
 from ..reports import figures as F
 from ..runspec import baseline_of
 from ..store import RunStore
 from ..store.lifecycle import FINISHED
 from ..store.runstore import EXPLAIN, read_json
 from . import measures as M
-from .cam import compute_maps, load_for_maps, predict, target_layer
+from .cam import cam_class, compute_maps, load_for_maps, predict, target_layer
 from .request import VERSION, Request
 
 
@@ -170,6 +171,7 @@ def explain(store: RunStore, run_ids: list[str], req: Request, device, force: bo
     """Maps for ``run_ids`` (and a KD run's teachers and baseline) on the request's images; agreement and a
     gallery for every KD run among them."""
     t0 = time.perf_counter()
+    cam_class(req.method)  # grad-cam is there (else one line naming the extra) before any data is read
     out = Outcome()
     every = with_partners(store, run_ids)
     ready = []
@@ -180,6 +182,9 @@ def explain(store: RunStore, run_ids: list[str], req: Request, device, force: bo
             out.skipped.append((rid, f"{store.read_status(rid)['state']}, not finished"))
         else:
             ready.append(rid)
+    if not ready:
+        raise UsageError("nothing to explain: " + "; ".join(f"{rid} is {why}" for rid, why in out.skipped[:3])
+                         + " (explain maps finished runs)")
     groups: dict = {}
     for rid in ready:
         groups.setdefault(store.load_spec(rid).data, []).append(rid)
