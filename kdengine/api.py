@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 from .data.config import open_source
 from .errors import Interrupted, KDError, RunFailed, UsageError
 from .execution.launch import ensure_workers, visible_gpus
-from .execution.packing import _table, describe_plan, parse_runs_per_gpu, plan_workers, queued_keys
+from .execution.packing import describe_plan, memory_table, parse_runs_per_gpu, plan_workers, queued_keys
 from .explain.request import Request
 from .options import identity_values
 from .paths import runs_dir
@@ -93,8 +93,8 @@ def cuda_elsewhere(device: str) -> str | None:
 def queue(store: RunStore, spec: RunSpec, with_baseline: bool = True, device: str = "auto") -> Queued:
     """Queue a run (its teachers first) and, for a KD run, its baseline; say what each teacher will be."""
     notes = teacher_notes(store, spec, verb="queueing")
-    if cuda_elsewhere(device):
-        notes.append(cuda_elsewhere(device))
+    if note := cuda_elsewhere(device):  # nvidia-smi, asked once
+        notes.append(note)
     before = {rid: store.read_status(rid)["state"] for rid in store.list_ids()}
     rid = enqueue(store, spec, device=device)
     baseline = baseline_of(spec) if with_baseline else None
@@ -135,7 +135,7 @@ def worker_plan(store: RunStore, device: str = "auto", runs_per_gpu: int | str =
     if not gpus:
         return ("no GPU visible (nvidia-smi): one CPU worker" if device != "cuda" else
                 "no GPU visible (nvidia-smi): a CUDA worker would have nothing to run on")
-    table = _table(store)
+    table = memory_table(store)
     from .training.memory import estimate_peak  # torch, on the meta device: only for the plan
 
     for key, ids in queued_keys(store).items():
@@ -170,21 +170,20 @@ def role_word(record, roles: dict[str, set[str]]) -> str:
     return "+".join(sorted(roles.get(record.run_id, {"baseline"}) - {"student"}, reverse=True)) or "baseline"
 
 
-def run_rows(store: RunStore, records) -> list[dict]:
-    """One plain row per run: what the CLI's list and scripts show."""
-    by_id = {r.run_id: r for r in collect(store)}
+def run_rows(store: RunStore, records, every=None) -> list[dict]:
+    """One plain row per run of ``records``: what the CLI's list and scripts show. ``every``: the store's records,
+    when the caller has read them already (baselines and roles come from them)."""
+    by_id = {r.run_id: r for r in (collect(store) if every is None else every)}
     roles = roles_of([r for r in by_id.values() if r.spec])
     rows = []
     for r in records:
         base = by_id.get(r.baseline_id) if r.baseline_id else None
-        acc, base_acc = r.accuracy("test"), base.accuracy("test") if base is not None and base.finished else None
         kind = r.spec.data.source.split(":", 1)[0] if r.spec else "?"
         rows.append({"run_id": r.run_id, "state": r.state, "what": role_word(r, roles), "strategy": r.strategy,
                      "regime": r.regime, "teacher": r.teacher_label, "student": r.model, "seed": r.seed,
                      "device": device_of(r.status), "data": r.spec.data.source if r.spec else None,
-                     "data_kind": kind, "synthetic": kind == "synthetic", "test_accuracy": acc,
-                     "baseline_run_id": r.baseline_id,
-                     "gain": acc - base_acc if acc is not None and base_acc is not None else None,
+                     "data_kind": kind, "synthetic": kind == "synthetic", "test_accuracy": r.accuracy("test"),
+                     "baseline_run_id": r.baseline_id, "gain": r.gain_over(base),
                      "reason": r.damage or r.status.get("reason")})
     return rows
 
@@ -214,10 +213,9 @@ def run_facts(store: RunStore, run_id: str) -> list[str]:
                      + (f", test accuracy {acc:.4f}" if acc is not None else "") + ")")
     if record.baseline_id:
         base = read_record(store, record.baseline_id) if store.exists(record.baseline_id) else None
-        acc, base_acc = record.accuracy("test"), base.accuracy("test") if base is not None else None
         text = f"baseline: {record.baseline_id} ({base.state if base is not None else 'not in the store'}"
-        if acc is not None and base_acc is not None:
-            text += f", test accuracy {base_acc:.4f}; gain {acc - base_acc:+.4f}"
+        if (gain := record.gain_over(base)) is not None:
+            text += f", test accuracy {base.accuracy('test'):.4f}; gain {gain:+.4f}"
         lines.append(text + ")")
     return lines
 
@@ -351,13 +349,18 @@ def report(store: RunStore, study: str | None, metric: str, out: Path) -> Path:
 
 
 # -- studies ---------------------------------------------------------------------------------------------------------
+def _study_record(store: RunStore, name: str) -> dict | None:
+    """A study's record, by its name, or by the file or preset that defines it; None when there is none."""
+    record = load_study_record(store, name)
+    if record is None and (Path(name).is_file() or name in PRESETS):  # a file or preset: its study's name
+        raw, default, _ = load_raw(name)
+        record = load_study_record(store, str(raw.get("name") or default))
+    return record
+
+
 def find_study(store: RunStore, name: str) -> dict:
     """A study's record, by its name, or by the file or preset that defines it."""
-    record = load_study_record(store, name)
-    if record is None:
-        if Path(name).is_file() or name in PRESETS:  # a file or preset: its study's name
-            raw, default, _ = load_raw(name)
-            record = load_study_record(store, str(raw.get("name") or default))
+    record = _study_record(store, name)
     if record is None:
         known = ", ".join(list_studies(store)) or "none yet"
         raise UsageError(f"no study '{name}' in {store.root} (studies: {known})")
@@ -507,16 +510,9 @@ def check_data(cfg, image_size: int | None, skip_bad: bool, progress=None) -> di
 def target_runs(store: RunStore, target: str) -> tuple[str, list[str]]:
     """(a name for the output, the run ids) of a STUDY|RUN argument: a study's finished runs, or one run (and
     its finished baseline)."""
-    name = target
-    record = None
-    if target in list_studies(store):
-        record = load_study_record(store, target)
-    else:
-        if Path(target).is_file() or target in PRESETS:
-            raw, default, _ = load_raw(target)
-            name = str(raw.get("name") or default)
-            record = load_study_record(store, name)
+    record = _study_record(store, target)
     if record is not None:
+        name = record.get("name", target)
         finished = [r for r in study_ids(record) if store.exists(r) and store.read_status(r)["state"] == FINISHED]
         if not finished:
             raise UsageError(f"study {name} has no finished runs yet")

@@ -98,11 +98,10 @@ class RunRow:
         eta = fmt_eta(prog.get("eta_s")) if r.state == RUNNING and prog.get("phase", "training") == "training" else ""
         test = r.accuracy("test")
         base = (by_id or {}).get(r.baseline_id) if r.baseline_id else None
-        base_test = base.accuracy("test") if base is not None and base.finished else None
         return cls(r.run_id, r.state, role_word(r, roles), who, r.seed if r.seed is not None else -1, epoch, fraction,
                    best, eta, r.damage or r.status.get("reason"), device_of(r.status),
                    str(prog.get("phase", "")) if r.state == RUNNING else "", studies, order, test,
-                   test - base_test if test is not None and base_test is not None else None,
+                   r.gain_over(base),
                    bool(r.spec and r.spec.data.source.startswith("synthetic")), bool(defect.get("reached")))
 
 

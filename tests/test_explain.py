@@ -139,8 +139,8 @@ async def _looks(store, student):
 
 
 def test_bad_requests_are_one_line(capsys, tmp_path, monkeypatch):
-    from kdengine.explain.cam import cam_class
     from kdengine.errors import UsageError
+    from kdengine.explain.cam import cam_class
     from tests.tui_helpers import fake_study_store
 
     store, _ = fake_study_store(tmp_path / "runs", seeds=4)
@@ -176,4 +176,6 @@ def test_the_measures():
     assert np.bincount(labels[chosen]).tolist() == [2, 2, 2, 2]
     assert chosen.tolist() == M.balanced_rows(rows, labels, 8, seed=3).tolist() != \
         M.balanced_rows(rows, labels, 8, seed=4).tolist()
-    assert M.to_grid(np.arange(64 * 64).reshape(64, 64)).shape == (32, 32)
+    cells = np.arange(32 * 32, dtype=float).reshape(32, 32)
+    assert np.array_equal(M.to_grid(np.kron(cells, np.ones((7, 7)))), cells)  # 224 px: each cell's mean
+    assert np.array_equal(M.to_grid(np.ones((20, 20))), np.ones((32, 32)))  # smaller than the grid

@@ -7,8 +7,8 @@ import stat
 
 import pytest
 
-from kdengine.execution import packing
 from kdengine.cli import main
+from kdengine.execution import packing
 from kdengine.paths import runs_dir
 from kdengine.store import RunStore
 from tests.engine_helpers import FAST
@@ -44,19 +44,19 @@ def test_needs_estimate_then_measure_and_estimates_are_checked_against_peaks(tmp
     store = RunStore(tmp_path)
     packing.record_estimate(store, "a", 1 * GiB)
     packing.record_estimate(store, "b", 3 * GiB)
-    table = packing._table(store)
+    table = packing.memory_table(store)
     assert packing.need(table, "a") == (GiB + packing.CONTEXT_BYTES, "estimated")
     assert packing.need(table, "z") == (None, "unknown")
     packing.record_peak(store, "a", 2 * GiB)  # the estimate fell short by 2x: every other estimate is scaled by it
-    table = packing._table(store)
+    table = packing.memory_table(store)
     assert packing.need(table, "a")[1] == "measured"
     value, source = packing.need(table, "b")
     assert value == 6 * GiB + packing.CONTEXT_BYTES and "x2.00 from measured peaks" in source
     packing.record_oom(store, "a", 4 * GiB)  # out of memory with 4 GiB reserved: the need grows past it
-    assert packing.need(packing._table(store), "a") == (6 * GiB + packing.CONTEXT_BYTES,
+    assert packing.need(packing.memory_table(store), "a") == (6 * GiB + packing.CONTEXT_BYTES,
                                                          "raised after an out-of-memory")
     packing.record_peak(store, "a", GiB)  # a smaller peak never replaces a larger one
-    assert packing._table(store)["a"]["peak"] == 2 * GiB
+    assert packing.memory_table(store)["a"]["peak"] == 2 * GiB
 
 
 def test_admission_keeps_the_gpu_within_its_memory(tmp_path):
@@ -110,7 +110,7 @@ def test_out_of_memory_beside_others_requeues_and_alone_fails(monkeypatch):
                                  placement=Place())
     status = store.read_status(rid)
     assert status["state"] == "queued" and "out of GPU memory beside 1 run" in status["reason"]
-    assert packing._table(store)[packing.memory_key(spec)]["oom"] == 6 * GiB  # 1.5 x what it had reserved
+    assert packing.memory_table(store)[packing.memory_key(spec)]["oom"] == 6 * GiB  # 1.5 x what it had reserved
     (neighbour / "status.json").write_text('{"state": "finished"}')  # now it is alone on the card: no retry loop
     with pytest.raises(RunFailed, match="alone on the card"):
         executor.ensure_finished(store, spec, dev, progress=False, log=lambda m: None, requeue=False,

@@ -122,8 +122,9 @@ def twin_settings(records) -> dict[str, str]:
 def run_list(args) -> int:
     store = store_from(args)
     ids = set(selected(store, args))
-    records = [r for r in collect(store) if r.run_id in ids]
-    rows = api.run_rows(store, records)
+    every = collect(store)
+    records = [r for r in every if r.run_id in ids]
+    rows = api.run_rows(store, records, every)
     if args.json:
         print_json(rows)
         return 0
@@ -212,14 +213,16 @@ def live_text(store, rid: str, status: dict) -> str:
 
     rows = ev.epochs(store.events(rid))  # after a resume, the last one of an epoch wins
     if rows:
-        lines.append(f"{'epoch':>5} {'train loss':>10} {'train acc':>9} {'val loss':>9} {'val acc':>8}")
-        for e in rows:
-            lines.append(f"{e.epoch:>5} {e.train['loss']:>10.4f} {e.train['accuracy']:>9.4f} "
+        key = ev.train_loss_key(rows)
+        losses = [e.train[key] for e in rows]
+        label = f"train {key}"
+        lines.append(f"{'epoch':>5} {label:>10} {'train acc':>9} {'val loss':>9} {'val acc':>8}")
+        for e, loss in zip(rows, losses):
+            lines.append(f"{e.epoch:>5} {loss:>10.4f} {e.train['accuracy']:>9.4f} "
                          f"{e.val['loss']:>9.4f} {e.val['accuracy']:>8.4f}")
         lines.append(f"val accuracy  {sparkline([e.val['accuracy'] for e in rows])}  "
                      f"(best {max(e.val['accuracy'] for e in rows):.4f})")
-        losses = [e.train["loss"] for e in rows]
-        lines.append(f"train loss    {sparkline(losses, min(losses), max(losses))}")
+        lines.append(f"{label:13} {sparkline(losses, min(losses), max(losses))}")
     elif not prog:
         lines.append("no epoch finished yet" + (f" ({status['reason']})" if status.get("reason") else ""))
     return "\n".join(lines)

@@ -105,8 +105,8 @@ def run_study(args) -> int:
         log("teachers train with [teacher_train]: " + (", ".join(
             differences(study.train, study.teacher_train)) or "the same settings as the students"))
     if args.detach:
-        if api.cuda_elsewhere(args.device):
-            log(api.cuda_elsewhere(args.device))
+        if note := api.cuda_elsewhere(args.device):
+            log(note)
         outcome = api.run_study_detached(store, study, plan, args.device, runs_per_gpu, fast_path(args))
         print(f"queued; workers {outcome.workers or 'already running'}; watch with: kdtui --runs-dir {store.root}")
         return 0

@@ -42,7 +42,7 @@ def memory_key(spec) -> str:
 
 
 # -- the memory table ------------------------------------------------------------------------------------------
-def _table(store: RunStore) -> dict[str, dict]:
+def memory_table(store: RunStore) -> dict[str, dict]:
     raw = read_json(store.workers_dir() / MEMORY_FILE)
     out = {}
     for k, v in (raw or {}).items() if isinstance(raw, dict) else ():
@@ -57,7 +57,7 @@ def _update(store: RunStore, key: str, field: str, value: int, larger: bool = Tr
     path = store.workers_dir() / MEMORY_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     with store.lock():
-        table = _table(store)
+        table = memory_table(store)
         entry = table.setdefault(key, {})
         if not larger or int(entry.get(field, 0)) < value:
             entry[field] = int(value)
@@ -79,7 +79,7 @@ def record_oom(store: RunStore, key: str, reserved_bytes: int) -> None:
 
 
 def peaks(store: RunStore) -> dict[str, int]:
-    return {k: v["peak"] for k, v in _table(store).items() if "peak" in v}
+    return {k: v["peak"] for k, v in memory_table(store).items() if "peak" in v}
 
 
 def calibration(table: dict[str, dict]) -> float:
@@ -208,7 +208,7 @@ def plan_workers(store: RunStore, runs_per_gpu: int | str, gpus: list[dict], cpu
                  table: dict[str, dict] | None = None) -> list[GpuPlan]:
     """Workers per GPU, and why. ``table``: the memory table, with estimates for the queued shapes filled in
     (the worker CLI does that with torch); without one, what the store already knows."""
-    table = _table(store) if table is None else table
+    table = memory_table(store) if table is None else table
     keys = list(queued_keys(store))
     slots = slots_per_gpu(len(gpus), cpus)
     plans = []

@@ -10,7 +10,7 @@ import torch
 from ..store import RunStore
 from ..training.hooks import Hook
 from ..training.memory import estimate_peak
-from .packing import _table, admits, memory_key, need, record_estimate, record_peak
+from .packing import admits, memory_key, memory_table, need, record_estimate, record_peak
 
 
 class MemoryPeak(Hook):
@@ -40,7 +40,7 @@ class Placement:
 
     def need(self, spec) -> int:
         key = memory_key(spec)
-        table = _table(self.store)
+        table = memory_table(self.store)
         value, _ = need(table, key)
         if value is None:
             estimate = estimate_peak(spec, amp=self.dev.amp_dtype is not None)

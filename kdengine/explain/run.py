@@ -29,7 +29,7 @@ from ..data.config import open_source
 from ..data.corruptions import apply_shift
 from ..errors import UsageError
 from ..reports import figures as F
-from ..runspec import baseline_of
+from ..runspec import RunSpec, baseline_of
 from ..store import RunStore
 from ..store.lifecycle import FINISHED
 from ..store.runstore import EXPLAIN, read_json
@@ -83,41 +83,72 @@ def _npz(store: RunStore, run_id: str, slug: str):
     return store.run_dir(run_id) / "explain" / f"{slug}.npz"
 
 
-def _thumb(image: np.ndarray) -> list:
-    return M.to_grid(image).round().astype(int).tolist()
+@dataclass
+class Images:
+    """The images of one data configuration that every model of it is explained on."""
+    source: str  # the data source, as the runs' specs name it
+    rows: np.ndarray  # in the decoded cache
+    images: np.ndarray  # (N, H, W) uint8, shifted when the request says so
+    true: np.ndarray
+    names: list[str]
+    class_names: list[str]
+    thumbs: list  # each image on the grid, for readers without numpy (the TUI)
 
 
-def _map_run(store: RunStore, rid: str, req: Request, images: np.ndarray, true: np.ndarray, rows: np.ndarray,
-             names: list[str], class_names: list[str], device) -> dict:
-    """Compute one run's maps on the images and store them (explain.json's entry and the npz)."""
+def _load(store: RunStore, rid: str, slug: str) -> tuple[np.ndarray, np.ndarray]:
+    """(maps, predictions) stored by an earlier request."""
+    with np.load(_npz(store, rid, slug)) as z:
+        return z["maps"].astype(np.float32), z["preds"]
+
+
+def _map_run(store: RunStore, rid: str, req: Request, imgs: Images, device) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Compute one run's maps on the images and store them (explain.json's entry and the npz); (entry, maps,
+    predictions)."""
     t0 = time.perf_counter()
-    model, net, meta = load_for_maps(store.checkpoint_dir(rid), device)
+    model, net, _ = load_for_maps(store.checkpoint_dir(rid), device)
     layer_name, layer, reduction = target_layer(net)
-    probs = predict(model, images, device)
+    probs = predict(model, imgs.images, device)
     preds = probs.argmax(1)
-    targets = true if req.target == "true" else preds
-    maps = compute_maps(model, layer, images, [int(t) for t in targets], req.method, device)
+    targets = imgs.true if req.target == "true" else preds
+    maps = compute_maps(model, layer, imgs.images, [int(t) for t in targets], req.method, device)
     with atomic_path(_npz(store, rid, req.slug)) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, maps=maps.astype(np.float16), images=images, preds=preds, probs=probs,
-                                rows=rows, true=true)
-    size = images.shape[-1]
+            np.savez_compressed(fh, maps=maps.astype(np.float16), images=imgs.images, preds=preds, probs=probs,
+                                rows=imgs.rows, true=imgs.true)
+    size = imgs.images.shape[-1]
     cells = int(-(-size // reduction))
     border = cells >= M.MIN_BORDER_CELLS
+    grids = [M.to_grid(m) for m in maps]
     entry = {
-        "key": req.key(), "data": store.load_spec(rid).data.source, "image_size": int(size), "layer": layer_name,
-        "cells": cells, "class_names": class_names, "grid": M.GRID,
+        "key": req.key(), "data": imgs.source, "image_size": int(size), "layer": layer_name,
+        "cells": cells, "class_names": imgs.class_names, "grid": M.GRID,
         "border": {"share": M.BORDER, "area": M.border_area(), "measured": border,
                    "min_cells": M.MIN_BORDER_CELLS},
         "seconds": round(time.perf_counter() - t0, 3),
-        "images": [{"row": int(r), "name": names[i], "true": int(true[i]), "target": int(targets[i]),
+        "images": [{"row": int(r), "name": imgs.names[i], "true": int(imgs.true[i]), "target": int(targets[i]),
                     "pred": int(preds[i]), "prob": round(float(probs[i, preds[i]]), 4),
-                    "border_mass": _round(M.border_mass(M.to_grid(maps[i]))) if border else None,
-                    "grid": M.to_grid(maps[i]).round(3).tolist(), "thumb": _thumb(images[i])}
-                   for i, r in enumerate(rows)],
+                    "border_mass": _round(M.border_mass(grids[i])) if border else None,
+                    "grid": grids[i].round(3).tolist(), "thumb": imgs.thumbs[i]}
+                   for i, r in enumerate(imgs.rows)],
     }
     _save_entry(store, rid, req.slug, entry)
-    return entry
+    return entry, maps, preds
+
+
+def _images(data, req: Request, log) -> Images:
+    """The request's images of one data configuration: N of the split, balanced and fixed by the seed."""
+    source = open_source(data)
+    cache = build_or_load(source, data.image_size, skip_bad=data.skip_bad)
+    split_rows = cache.rows(req.split)
+    rows = M.balanced_rows(split_rows, cache.labels[split_rows], req.images, req.seed)
+    if len(rows) < req.images:
+        log(f"note: the {req.split} split holds {len(rows)} images; explaining those")
+    images = np.asarray(cache.images[rows])
+    if req.shift:
+        images = apply_shift(images, *req.shift_cell(), seed=req.seed, rows=rows)
+    refs = source.all_refs()
+    return Images(data.source, rows, images, cache.labels[rows], [source.ref_name(refs[r]) for r in rows],
+                  source.class_names, [M.to_grid(im).round().astype(int).tolist() for im in images])
 
 
 def _round(v: float | None) -> float | None:
@@ -130,11 +161,11 @@ def _agreement(teacher_grids: list[np.ndarray], other: np.ndarray) -> tuple[floa
     return M.spearman(t, other), M.top_iou(t, other)
 
 
-def _pair(store: RunStore, rid: str, req: Request, entries: dict[str, dict], maps: dict[str, tuple],
-          fresh: bool) -> bool:
+def _pair(store: RunStore, spec: RunSpec, req: Request, imgs: Images, entries: dict[str, dict],
+          maps: dict[str, tuple], fresh: bool) -> bool:
     """A KD run's agreement with its teachers beside its baseline's, per image, and its gallery; False when it
     has no teacher network or its partners were not mapped. ``fresh``: some map of the pair was computed now."""
-    spec = store.load_spec(rid)
+    rid = spec.run_id
     png = store.run_dir(rid) / "explain" / f"{req.slug}.png"
     if not fresh and entries[rid].get("agreement") and png.is_file():
         return True  # asked before, every map read back: nothing changes
@@ -156,13 +187,13 @@ def _pair(store: RunStore, rid: str, req: Request, entries: dict[str, dict], map
     }
     _save_entry(store, rid, req.slug, entry)
     entries[rid] = entry
-    images, true = maps[rid][2], maps[rid][3]
-    columns = [(f"teacher {store.load_spec(t).model}", *maps[t][:2]) for t in teachers]
-    columns += [("baseline", *maps[base_id][:2])] if base_id else []
-    columns.append(("student", *maps[rid][:2]))
+    models = {t.run_id: t.model for t in spec.teachers}
+    columns = [(f"teacher {models[t]}", *maps[t]) for t in teachers]
+    columns += [("baseline", *maps[base_id])] if base_id else []
+    columns.append(("student", *maps[rid]))
     title = (f"{spec.describe()}, seed {spec.seed}: {req.method} ({req.target} class)"
              + (f" under {req.shift}" if req.shift else ""))
-    F.save_png(F.explain_figure(images, columns, true, entries[rid]["class_names"], title), png)
+    F.save_png(F.explain_figure(imgs.images, columns, imgs.true, imgs.class_names, title), png)
     return True
 
 
@@ -173,59 +204,45 @@ def explain(store: RunStore, run_ids: list[str], req: Request, device, force: bo
     t0 = time.perf_counter()
     cam_class(req.method)  # grad-cam is there (else one line naming the extra) before any data is read
     out = Outcome()
-    every = with_partners(store, run_ids)
     ready = []
-    for rid in every:
-        if not store.exists(rid):
-            out.skipped.append((rid, "not in the store"))
-        elif store.read_status(rid)["state"] != FINISHED:
-            out.skipped.append((rid, f"{store.read_status(rid)['state']}, not finished"))
-        else:
+    for rid in with_partners(store, run_ids):
+        state = store.read_status(rid)["state"] if store.exists(rid) else None
+        if state == FINISHED:
             ready.append(rid)
+        else:
+            out.skipped.append((rid, f"{state}, not finished" if state else "not in the store"))
     if not ready:
         raise UsageError("nothing to explain: " + "; ".join(f"{rid} is {why}" for rid, why in out.skipped[:3])
                          + " (explain maps finished runs)")
+    specs = {rid: store.load_spec(rid) for rid in ready}
     groups: dict = {}
     for rid in ready:
-        groups.setdefault(store.load_spec(rid).data, []).append(rid)
+        groups.setdefault(specs[rid].data, []).append(rid)
     for data, rids in groups.items():
-        source = open_source(data)
-        cache = build_or_load(source, data.image_size, skip_bad=data.skip_bad)
-        split_rows = cache.rows(req.split)
-        rows = M.balanced_rows(split_rows, cache.labels[split_rows], req.images, req.seed)
-        if len(rows) < req.images:
-            log(f"note: the {req.split} split holds {len(rows)} images; explaining those")
-        images, true = np.asarray(cache.images[rows]), cache.labels[rows]
-        if req.shift:
-            images = apply_shift(images, *req.shift_cell(), seed=req.seed, rows=rows)
-        refs = source.all_refs()
-        names = [source.ref_name(refs[r]) for r in rows]
+        imgs = _images(data, req, log)
         entries: dict[str, dict] = {}
-        maps: dict[str, tuple] = {}
+        maps: dict[str, tuple] = {}  # run id -> (maps, predictions)
         for rid in rids:
             entry = read_explain(store, rid)["entries"].get(req.slug)
-            path = _npz(store, rid, req.slug)
-            if entry is not None and path.is_file() and not force and [i["row"] for i in entry["images"]] == \
-                    rows.tolist():
-                with np.load(path) as z:
-                    maps[rid] = (z["maps"].astype(np.float32), z["preds"], z["images"], z["true"])
+            if entry is not None and _npz(store, rid, req.slug).is_file() and not force and \
+                    [i["row"] for i in entry["images"]] == imgs.rows.tolist():
+                maps[rid] = _load(store, rid, req.slug)
                 out.reused.append(rid)
             else:
-                entry = _map_run(store, rid, req, images, true, rows, names, source.class_names, device)
-                with np.load(_npz(store, rid, req.slug)) as z:
-                    maps[rid] = (z["maps"].astype(np.float32), z["preds"], z["images"], z["true"])
+                entry, cams, preds = _map_run(store, rid, req, imgs, device)
+                maps[rid] = (cams, preds)
                 out.explained.append(rid)
-                log(f"{rid}: {len(rows)} images, {req.method} at {entry['layer']} ({entry['cells']}x{entry['cells']} "
-                    f"cells), {entry['seconds']:.1f} s")
+                log(f"{rid}: {len(imgs.rows)} images, {req.method} at {entry['layer']} "
+                    f"({entry['cells']}x{entry['cells']} cells), {entry['seconds']:.1f} s")
                 if entry["cells"] < 2:
                     log(f"warning: at {entry['image_size']} px the map of {entry['layer']} is one cell: it cannot say "
                         "where the model looks (train at 64 px or more)")
             entries[rid] = entry
         for rid in rids:
-            spec = store.load_spec(rid)
+            spec = specs[rid]
             if spec.kind == "kd":
                 partners = [rid, *(t.run_id for t in spec.teachers), *([b.run_id] if (b := baseline_of(spec)) else [])]
-                if _pair(store, rid, req, entries, maps, force or any(p in out.explained for p in partners)):
+                if _pair(store, spec, req, imgs, entries, maps, force or any(p in out.explained for p in partners)):
                     out.pairs.append(rid)
                 else:
                     out.skipped.append((rid, "no teacher network to compare with (or its teacher is not finished)"))

@@ -88,6 +88,12 @@ class RunRecord:
     def accuracy(self, split: str) -> float | None:
         return self.metric(split, "accuracy")
 
+    def gain_over(self, base: "RunRecord | None", split: str = "test") -> float | None:
+        """This run's accuracy minus its baseline's on one split; None unless both have one (base finished)."""
+        mine = self.accuracy(split)
+        theirs = base.accuracy(split) if base is not None and base.finished else None
+        return mine - theirs if mine is not None and theirs is not None else None
+
 
 _WRITE_ONCE: dict[tuple, Any] = {}
 

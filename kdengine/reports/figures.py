@@ -75,9 +75,7 @@ def curves_figure(events: list[ev.Event], title: str):
     xs = list(epochs)
     for ax, key, label in ((ax_loss, "loss", "loss"), (ax_acc, "accuracy", "accuracy")):
         for (split, (ls, mk)) in zip(SPLITS[:2], LINES):
-            # the train side plots its plain cross-entropy where recorded (a KD run minimises CE and KD terms
-            # weighted: not a quantity that compares with val's loss)
-            col = "ce" if key == "loss" and split == "train" and all("ce" in epochs[x].train for x in xs) else key
+            col = ev.train_loss_key(list(epochs.values())) if key == "loss" and split == "train" else key
             ax.plot(xs, [getattr(epochs[x], split)[col] for x in xs], linestyle=ls, marker=mk,
                     label=f"{split} (cross-entropy)" if col == "ce" else split)
         _epoch_axis(ax)

@@ -23,7 +23,7 @@ from ..study.axes import axis_value, label, norm, point_text, value_text, withou
 from .collect import RunRecord
 from .groups import settings_groups
 from .stats import paired_gain, summarize
-from .table import METRICS, Table, Tables, cell_notes
+from .table import METRICS, Table, Tables, cell_notes, gain_bounds
 
 
 @dataclass
@@ -79,6 +79,22 @@ def _order(key: tuple) -> tuple:
     return (group, catalog.names().index(strategy) if strategy in catalog.CATALOGUE else 99, strategy, *rest)
 
 
+def _test_gain(runs: list[RunRecord], by_id: dict[str, RunRecord], metric: str):
+    """Each run's test metric minus its own baseline's, paired by seed; None without a finished baseline."""
+    treated, base = {}, {}
+    for r in runs:
+        b = by_id.get(r.baseline_id) if r.baseline_id else None
+        mine, theirs = r.metric("test", metric), b.metric("test", metric) if b is not None and b.finished else None
+        if mine is not None and theirs is not None:
+            treated[r.seed], base[r.seed] = mine, theirs
+    return paired_gain(treated, base, bounds=gain_bounds(metric)) if treated else None
+
+
+def _settings_groups(students: list[RunRecord], keys: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Settings groups over what the axes leave: runs that differ beyond the sweep are never blended."""
+    return settings_groups([SimpleNamespace(run_id=r.run_id, spec=without_axes(r.spec, keys)) for r in students])
+
+
 def _teacher_stop(r: RunRecord) -> float | None:
     meta = (r.metrics.get("teachers") or [{}])[0]
     return (meta.get("defect") or {}).get("val_accuracy")
@@ -96,28 +112,20 @@ def sweeps(records: list[RunRecord], axes: dict[str, list], metric: str) -> list
         mine = [r for r in students if axis_value(r.spec, key) is not None]
         if not mine:
             continue
-        groups, notes = settings_groups([SimpleNamespace(run_id=r.run_id, spec=without_axes(r.spec, keys))
-                                         for r in mine])
+        groups, notes = _settings_groups(mine, keys)
         others = [k for k in keys if k != key and any(axis_value(r.spec, k) is not None for r in mine)]
         values = _ordered(declared, [norm(axis_value(r.spec, key)) for r in mine])
         cells: dict[tuple, dict] = defaultdict(lambda: defaultdict(list))
         for r in mine:
-            rest = tuple(value_text(v) if (v := axis_value(r.spec, k)) is not None else "–" for k in others)
+            rest = tuple(value_text(v) if (v := axis_value(r.spec, k)) is not None else "" for k in others)
             cells[(groups[r.run_id], r.strategy, r.teacher_label, r.model, rest)][norm(axis_value(r.spec, key))]\
                 .append(r)
         rows = []
         for (group, strategy, teacher, student, rest), at in sorted(cells.items(), key=lambda kv: _order(kv[0])):
             row = SweepRow(group, strategy, teacher, student,
-                           {label(k): None if v == "–" else v for k, v in zip(others, rest)})
+                           {label(k): v or None for k, v in zip(others, rest)})  # None: the axis does not apply
             for v, runs in at.items():
-                treated, base = {}, {}
-                for r in runs:
-                    b = by_id.get(r.baseline_id) if r.baseline_id else None
-                    if b is not None and b.finished:
-                        treated[r.seed], base[r.seed] = r.metric("test", metric), b.metric("test", metric)
-                treated = {s: x for s, x in treated.items() if x is not None and base.get(s) is not None}
-                row.gain[v] = paired_gain(treated, base, bounds=(bounds[0] - bounds[1], bounds[1] - bounds[0])) \
-                    if treated else None
+                row.gain[v] = _test_gain(runs, by_id, metric)
                 row.val[v] = summarize([r.metric("val", metric) for r in runs], bounds=bounds)
                 stops = [x for r in runs if (x := _teacher_stop(r)) is not None]
                 if key == "kd.defect_acc" and stops:
@@ -143,7 +151,7 @@ def sweep_table(sweep: Sweep) -> Table:
     table = Table(f"sweep_{key}", f"Sweep over {lab} ({sweep.key}): the student's test {label_} gain over its "
                   "baseline at each value (mean ± std [95% CI] over seeds, paired by seed), its val "
                   f"{label_} at each value, and the best value: chosen on val, its gain reported on test",
-                  columns, notes=list(sweep.notes), text=("strategy", *others, "best on val"))
+                  columns, notes=list(sweep.notes), text=("strategy", *others, "best on val"), axis=lab)
     for r in sweep.rows:
         row = ([r.group] if grouped else []) + [r.strategy, r.teacher, r.student, *r.others.values()]
         row += [r.gain.get(v) for v in sweep.values] + [r.val.get(v) for v in sweep.values]
@@ -171,8 +179,7 @@ def best_table(records: list[RunRecord], axes: dict[str, list], metric: str) -> 
                 and any(axis_value(r.spec, k) is not None for k in keys)]
     if not students:
         return None
-    groups, notes = settings_groups([SimpleNamespace(run_id=r.run_id, spec=without_axes(r.spec, keys))
-                                     for r in students])
+    groups, notes = _settings_groups(students, keys)
     grouped = any(groups.values())
     cells: dict[tuple, dict] = defaultdict(lambda: defaultdict(list))
     for r in students:
@@ -189,14 +196,9 @@ def best_table(records: list[RunRecord], axes: dict[str, list], metric: str) -> 
         val = {p: summarize([r.metric("val", metric) for r in runs], bounds=bounds) for p, runs in at.items()}
         best = _pick(val, list(at), METRICS[metric][2])
         runs = at.get(best, [])
-        pairs = [(r, by_id.get(r.baseline_id)) for r in runs]
-        treated = {r.seed: r.metric("test", metric) for r, b in pairs if b is not None and b.finished}
-        base = {r.seed: b.metric("test", metric) for r, b in pairs if b is not None and b.finished}
-        ok = {s: x for s, x in treated.items() if x is not None and base.get(s) is not None}
-        gain = paired_gain(ok, base, bounds=(bounds[0] - bounds[1], bounds[1] - bounds[0])) if ok else None
         table.rows.append(([group] if grouped else []) + [
             strategy, teacher, student, best or "–", str(len(at)), val.get(best),
-            summarize([r.metric("test", metric) for r in runs], bounds=bounds), gain])
+            summarize([r.metric("test", metric) for r in runs], bounds=bounds), _test_gain(runs, by_id, metric)])
     return table
 
 

@@ -26,6 +26,7 @@ class Table:
     rows: list[list] = field(default_factory=list)  # cells: str, int, Summary or None
     notes: list[str] = field(default_factory=list)
     text: tuple[str, ...] = ()  # this table's own text columns, besides TEXT_COLUMNS
+    axis: str = ""  # a sweep table's swept setting, as its columns name it ("T" in "gain T=2")
 
     def is_text(self, column: str) -> bool:
         return column in TEXT_COLUMNS or column in self.text

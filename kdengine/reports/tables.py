@@ -228,11 +228,9 @@ def long_frame(records: list[RunRecord], roles: dict[str, set[str]], study: str 
                    "regime": r.regime or "", "teacher": r.teacher_label, "student": r.model, "seed": r.seed,
                    "split": split}
             row.update({m: r.metric(split, m) for m in TIDY_METRICS})
-            acc = r.metric(split)
             row.update({"baseline_run_id": base.run_id if base else "",
                         "baseline_accuracy": base.metric(split) if base else None,
-                        "gain": acc - base.metric(split) if base and acc is not None and base.metric(split) is not None
-                        else None,
+                        "gain": r.gain_over(base, split),
                         "defect_threshold": defect.get("threshold"), "defect_val_accuracy": defect.get("val_accuracy"),
                         "teacher_val_accuracy": teacher_meta.get("val_accuracy"), "settings": groups.get(r.run_id, ""),
                         "data": r.spec.data.source, "task": r.spec.data.task, "image_size": r.spec.data.image_size,

@@ -8,7 +8,7 @@ logs written by older versions read too). docs/run-store.md's table of events is
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 
@@ -180,6 +180,12 @@ def epochs(events: list[Event]) -> list[Epoch]:
     return [by_epoch[k] for k in sorted(by_epoch)]
 
 
+def train_loss_key(epochs_: list[Epoch]) -> str:
+    """"ce" when every epoch recorded its train cross-entropy, else "loss". A KD run minimises CE and KD terms
+    weighted: its "loss" does not compare with val's, its "ce" does (runs recorded before "ce" have "loss" only)."""
+    return "ce" if epochs_ and all("ce" in e.train for e in epochs_) else "loss"
+
+
 def start(events: list[Event]) -> Start | None:
     """The latest start (a resumed run starts again)."""
     return next((e for e in reversed(events) if isinstance(e, Start)), None)
@@ -189,14 +195,6 @@ def warnings(events: list[Event]) -> list[str]:
     return [e.message for e in events if isinstance(e, Warning)]
 
 
-def of_type(events: list[Event], cls: type[Event]) -> list:
-    return [e for e in events if isinstance(e, cls)]
-
-
 def declared_fields() -> dict[str, list[str]]:
     """Each event type's fields, as docs/run-store.md lists them."""
     return {name: [f.name for f in fields(cls) if f.name not in ("t", "extra")] for name, cls in EVENTS.items()}
-
-
-def as_dict(event: Event) -> dict:
-    return asdict(event)

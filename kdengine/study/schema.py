@@ -202,17 +202,15 @@ def validate(raw: dict, default_name: str, source: str) -> StudyConfig:
     for section in SWEPT_SECTIONS:
         if section in raw and not isinstance(raw[section], dict):
             raise _fail(where, f"'{section}' must be a table")
-    for section in SWEPT_SECTIONS:
         if "sweep" in raw.get(section, {}):  # TOML put it under the table above it
             raise _fail(where, f"'{section}.sweep': 'sweep' goes at the top of the file, before the first [table] "
                                "(or inside an [[experiments]] block)")
     top, top_axes = split_axes({s: raw[s] for s in SWEPT_SECTIONS if s in raw}, where)
     mode = raw.get("sweep", "product")
     top_settings = [_settings(top, point, "teacher_train" in raw, where) for point in points(top_axes, mode, where)]
-    data, train, kd, teacher_train = (getattr(top_settings[0], k) for k in ("data", "train", "kd", "teacher_train"))
-    if top_axes:  # the study's own configs hold its scalars only (an axis's key keeps its default there)
-        base = _settings(top, {}, "teacher_train" in raw, where)
-        data, train, kd, teacher_train = base.data, base.train, base.kd, base.teacher_train
+    # the study's own configs hold its scalars (an axis's key keeps its default there)
+    base = _settings(top, {}, "teacher_train" in raw, where)
+    data, train, kd, teacher_train = base.data, base.train, base.kd, base.teacher_train
     shift = None
     if "shift" in raw:
         from ..data.corruptions import ShiftConfig  # cv2: only a study with [shift]

@@ -124,10 +124,8 @@ class ResultsScreen(Screen):
     def _tab(self, key: str) -> str:
         if key != SWEEP:
             return key
-        current = self._sweeps()[self.axis % len(self._sweeps())]
-        what = "best of all" if current.name == "sweep_best" else current.columns[
-            next(i for i, c in enumerate(current.columns) if c.startswith("gain "))].split(" ", 1)[1].split("=")[0]
-        return f"sweep: {what} (a)"
+        sweeps = self._sweeps()
+        return f"sweep: {sweeps[self.axis % len(sweeps)].axis or 'best of all'} (a)"
 
     def _bar(self, width: int) -> Text:
         """The tabs, scrolled so that the current one is always on screen: ‹ and › say more lie beyond."""
@@ -173,9 +171,8 @@ class ResultsScreen(Screen):
             # → scrolls the numbers; the row labels (the leading text columns) stay
             table.fixed_columns = next((i for i, c in enumerate(current.columns) if not current.is_text(c)),
                                        len(current.columns))
-            axis = self._tab(SWEEP)[len("sweep: "):-len(" (a)")] + "=" if self.current == SWEEP else None
             for col in current.columns:  # in a sweep the tab names the axis: its columns say "gain 2", "val 2"
-                table.add_column(col.replace(axis, "") if axis else col, key=col)
+                table.add_column(col.replace(f"{current.axis}=", "") if current.axis else col, key=col)
             for row in current.rows:
                 table.add_row(*[fmt(v, c, self.intervals, higher_better) for v, c in zip(row, current.columns)])
             if not current.rows:

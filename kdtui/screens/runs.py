@@ -55,7 +55,7 @@ SHORT = {"teacher+baseline": "teacher/base"}  # the list's words where the colum
 @lru_cache(maxsize=1)
 def local_gpus() -> int:
     """The GPUs this machine has (nvidia-smi, asked once: the run line is drawn often)."""
-    return gpu_count()  # grouped by study on a narrow terminal, the study column replaces seed and shortens who
+    return gpu_count()
 
 
 class RunsTable(DataTable):
@@ -142,6 +142,8 @@ class RunsScreen(Screen):
         self.call_after_refresh(self.poll)
 
     def _wanted_columns(self, width: int) -> tuple[Column, ...]:
+        """The columns a width shows; grouped or sorted by study on a narrow terminal, the study column replaces
+        the seed and shortens who."""
         study = self.by_study or self.sort == "study"
         cols = []
         for c in COLUMNS:
@@ -254,6 +256,7 @@ class RunsScreen(Screen):
         self.query_one(ConfusionPane).show(None, [], "")
         self.query_one(ReportPane).show(None, "")
         self.query_one("#details-pane", Static).update("")
+        self.query_one(LooksPane).update("")
         if total:
             self.query_one("#run-line", Static).update(Text("No run matches the filter (esc clears it).", style="dim"))
 
