@@ -331,21 +331,22 @@ def _interrupted(store: RunStore, exc: KeyboardInterrupt, mine: list[str], befor
 
 
 # -- tables and the report -----------------------------------------------------------------------------------------
-def tables(store: RunStore, study: str | None = None, metric: str = "accuracy") -> Tables:
+def tables(store: RunStore, study: str | None = None, metric: str = "accuracy", **stats) -> Tables:
     """Every table of one study (its runs only, with the roles it gave them) or of every run. ``.long`` is the
-    long table (a pandas DataFrame: one row per run and split), for scripts and notebooks."""
+    long table (a pandas DataFrame: one row per run and split), for scripts and notebooks. ``stats``: interval
+    (seeds+images, seeds) and correction (holm, bh, none), as README's Statistics says."""
     if study:
-        return study_tables(store, find_study(store, study)["name"], metric)
-    return build(collect(store), metric)
+        return study_tables(store, find_study(store, study)["name"], metric, **stats)
+    return build(collect(store), metric, **stats)
 
 
 def export_tables(result: Tables, out: Path, fmt: str = "csv") -> list[Path]:
     return export(result, Path(out), fmt)
 
 
-def report(store: RunStore, study: str | None, metric: str, out: Path) -> Path:
+def report(store: RunStore, study: str | None, metric: str, out: Path, **stats) -> Path:
     """The self-contained HTML report of one study (or of every run); returns its path."""
-    return build_report(store, find_study(store, study)["name"] if study else None, metric, Path(out))
+    return build_report(store, find_study(store, study)["name"] if study else None, metric, Path(out), **stats)
 
 
 # -- studies ---------------------------------------------------------------------------------------------------------

@@ -149,7 +149,11 @@ def test_the_best_value_is_chosen_on_val_and_reported_on_test(tmp_path):
     tables = study_tables(store, "sw")
     t = tables.get("sweep_kd_temperature")
     row = dict(zip(t.columns, t.rows[0]))
-    assert row["best on val"] == "1" and row["gain at best"].mean == pytest.approx(0.05)
+    assert row["best on val"] == "1" and row["gain at best (plain, optimistic)"].mean == pytest.approx(0.05)
+    assert row["shared seeds"] == "2" and row["gain at best (plain, optimistic)"].p_adj is None  # never marked
+    # held out: each seed's test gain at the value chosen on the other seed's val (T=1 both times here)
+    held = row["gain at best (held out)"]
+    assert held.mean == pytest.approx(0.05) and held.std == 0 and not held.has_interval and not held.tested  # no spread
     assert row["gain T=2"].mean == pytest.approx(0.30) and row["gain T=2"].n == 2
     assert row["val T=1"].mean == pytest.approx(0.70)
     # the long table carries the swept setting as a column; empty for the teacher and the baseline
@@ -192,13 +196,19 @@ def test_a_two_axis_sweep_end_to_end(tmp_path, capsys):
     assert [(r["strategy"], r["defect threshold"]) for r in sweep_t] == [("normal", ""), ("defective", "0.3"),
                                                                          ("defective", "0.6")]
     val = {r["strategy"] + r["defect threshold"]: r for r in sweep_t}
-    for r in val.values():  # the best is the value with the highest mean val accuracy (the first on a tie)
+    for r in val.values():  # the best has the highest val gain (one baseline: the highest val accuracy; a tie marked)
         means = {t: float(r[f"val T={t} mean"]) for t in ("2", "4")}
-        assert r["best on val"] == ("2" if means["2"] >= means["4"] else "4")
-        assert r["gain at best mean"] == r[f"gain T={r['best on val']} mean"] and r["gain T=2 n"] == "1"
+        best = "2" if means["2"] >= means["4"] else "4"
+        assert r["best on val"] == (best if means["2"] != means["4"] else "2 (tie: 4)")
+        assert r["gain at best (plain, optimistic) mean"] == r[f"gain T={best} mean"] and r["gain T=2 n"] == "1"
+        assert r["gain at best (held out) mean"] == ""  # one seed: nothing to hold out
     defect = list(csv.DictReader(open(out_dir / "sweep_kd_defect_acc.csv")))
     assert len(defect) == 2 and "teacher at stop defect threshold=0.3 mean" in defect[0]
-    assert {p.name for p in out_dir.glob("gain_*.png")} == {"gain_kd_temperature.png", "gain_kd_defect_acc.png"}
+    # a threshold the defective teacher never reached says so: reached k/n of its teachers
+    reached = {r[k] for r in defect for k in r if k.startswith("reached defect threshold=")}
+    assert reached and all(v.startswith("reached ") and v.endswith("/1") for v in reached), reached
+    assert {p.name for p in out_dir.glob("gain_*.png")} == {"gain_kd_temperature.png", "gain_kd_defect_acc.png",
+                                                           "gain_vs_teacher_kd_defect_acc.png"}
     assert (out_dir / "sweep_best.csv").is_file()
     # the report draws the gain against each axis
     assert main(["report", "sw", "--out", str(root / "report")]) == 0
@@ -227,4 +237,4 @@ async def _tui_sweep_tab(store):
             assert "sweep: " in str(screen.query_one("#strategy-bar").render())
         assert seen[0][:4] == ["strategy", "teacher", "student", "defect threshold"] and "gain 2" in seen[0]
         assert seen[1][3] == "T" and "teacher at stop 0.3" in seen[1] and "gain 0.6" in seen[1]
-        assert "best on val" in seen[2] and "gain at best" in seen[2]
+        assert "best on val" in seen[2] and "gain at best (held out)" in seen[2]

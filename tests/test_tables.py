@@ -8,6 +8,7 @@ import pytest
 from kdengine.cli import main
 from kdengine.reports.collect import collect
 from kdengine.reports.tables import build
+from kdengine.paths import runs_dir
 from kdengine.store import RunStore
 from tests.engine_helpers import train
 from tests.tui_helpers import fake_finished_store
@@ -107,6 +108,16 @@ def test_kdengine_table_on_real_runs_with_two_settings(capsys, tmp_path):
     expected = sorted(float(runs[(m["run_id"], "test")]["gain"]) for m in (long, short))
     assert gains == pytest.approx(expected, abs=1e-4)
     assert "train.epochs" in (out / "students_normal.md").read_text()
+    # every finished run wrote its per-image val and test predictions, and they agree with metrics.json exactly
+    from kdengine.store.runstore import PREDICTIONS, read_predictions
+
+    store = RunStore(runs_dir())
+    for rid in store.list_ids():
+        preds, metrics = read_predictions(store.run_dir(rid) / PREDICTIONS), store.read_metrics(rid)
+        assert set(preds) == {"val", "test"} and preds["test"]["probs"].dtype.name == "float16"
+        for split, p in preds.items():
+            assert p["index"].tolist() == list(range(metrics[split]["n"]))
+            assert float((p["pred"] == p["label"]).mean()) == pytest.approx(metrics[split]["accuracy"], abs=1e-9)
 
 
 def test_study_table_reads_only_the_studys_runs(capsys, tmp_path):

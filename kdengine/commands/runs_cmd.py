@@ -26,7 +26,7 @@ from .common import (
     resolve_run_id,
     store_from,
 )
-from .study_cmd import add_table_args, write_tables
+from .study_cmd import add_table_args, stats_of, write_tables
 
 
 def register(sub) -> None:
@@ -302,7 +302,7 @@ def run_preflight(args) -> int:
 
 def run_table(args) -> int:
     store = store_from(args)
-    tables = api.tables(store, metric=args.metric)
+    tables = api.tables(store, metric=args.metric, **stats_of(args))
     if tables.finished == 0:
         raise UsageError(f"no finished runs in {store.root}")
     return write_tables(tables, args)

@@ -13,6 +13,8 @@ from ..execution.ray_executor import parse_executor
 from ..models.names import check_names
 from ..options import schema_rows
 from ..reports.sweep import write_sweep_figures
+from ..reports.correction import CORRECTIONS
+from ..reports.stats import INTERVALS
 from ..reports.tables import FORMATS, METRICS, export, table_markdown
 from ..runspec import CONFIGS, differences
 from ..store.lifecycle import FINISHED, STATES_BY_PROGRESS
@@ -60,8 +62,23 @@ def add_table_args(p) -> None:
                    help="folder for the tables (without it: the tables as Markdown on the terminal)")
 
     p.add_argument("--format", choices=FORMATS, default="csv",
-                   help="csv, md (Markdown), parquet, both (csv and md), all (csv, md and parquet)")
+                   help="csv, md (Markdown), parquet, latex (booktabs, for a paper), both (csv and md), all (csv, md, "
+                        "parquet and latex)")
     p.add_argument("--metric", choices=tuple(METRICS), default="accuracy", help="the metric in the tables")
+    add_stats_args(p)
+
+
+def add_stats_args(p) -> None:
+    """What the intervals cover and how each table's marks are corrected (README, Statistics)."""
+    p.add_argument("--interval", choices=INTERVALS, default=INTERVALS[0],
+                   help="seeds+images: over the seeds and the test images (default, where per-image predictions "
+                        "are stored); seeds: a t-interval over the seeds only")
+    p.add_argument("--correction", choices=CORRECTIONS, default="holm",
+                   help="of each table's marks over its tested cells: holm (default), bh (false discovery rate), none")
+
+
+def stats_of(args) -> dict:
+    return {"interval": args.interval, "correction": args.correction}
 
 
 def write_tables(tables, args) -> int:
@@ -161,7 +178,7 @@ def study_status(args) -> int:
 
 
 def study_table(args) -> int:
-    tables = api.tables(store_from(args), args.study, args.metric)
+    tables = api.tables(store_from(args), args.study, args.metric, **stats_of(args))
     if tables.finished == 0:
         raise UsageError(f"study {tables.title} has no finished runs yet")
     return write_tables(tables, args)

@@ -152,6 +152,7 @@ def run_claimed(store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers: list
             metrics = trainer.run()
             figures = draw_figures(store, spec, metrics, log)
             # metrics.json last of the run's own files: with the best checkpoint it marks the run finished
+            store.write_predictions(rid, trainer.predictions)
             store.write_metrics(rid, metrics)
             for tr in trackers:
                 tr.log_final(metrics, figures)

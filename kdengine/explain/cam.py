@@ -15,22 +15,32 @@ from torch import nn
 from ..data.loader import Normalizer
 from ..errors import UsageError
 from ..training.checkpoints import load_best
+from .measures import MIN_AGREEMENT_CELLS
 from .request import METHODS
 
 CAM_CLASSES = dict(zip(METHODS, ("GradCAM", "GradCAMPlusPlus", "LayerCAM")))  # grad-cam's class per method
 
 
-def target_layer(net: nn.Module) -> tuple[str, nn.Module, int]:
+def target_layer(net: nn.Module, image_size: int | None = None,
+                 min_cells: int = MIN_AGREEMENT_CELLS) -> tuple[str, nn.Module, int]:
     """(name, module, reduction) of a timm model's last convolutional stage, as timm's own ``feature_info``
     names it: ``layer4`` of a ResNet or SE-ResNet, the last block of VGG's ``features``, the last stage of a
-    ConvNeXt or an EfficientNet. ``reduction`` is its stride: the map has image_size / reduction cells a side."""
+    ConvNeXt or an EfficientNet. ``reduction`` is its stride: the map has image_size / reduction cells a side.
+
+    Given ``image_size``, the deepest stage whose map has at least ``min_cells`` a side: at 224 px the last (7 x
+    7), at the demo's 48 px an earlier one (stride 8: 6 x 6) where the last would have 2 x 2 cells, too few to
+    agree or disagree on (explain.measures.MIN_AGREEMENT_CELLS)."""
     info = getattr(net, "feature_info", None)
     stages = [dict(i) for i in info] if info else []
     if not stages or "module" not in stages[-1]:
         raise UsageError(f"{type(net).__name__}: timm names no feature stages for it, so it has no class "
                          "activation map")
-    name = stages[-1]["module"]
-    return name, net.get_submodule(name), int(stages[-1].get("reduction", 32))
+    chosen = stages[-1]
+    if image_size is not None:
+        enough = [s for s in stages if "module" in s and -(-image_size // int(s.get("reduction", 32))) >= min_cells]
+        chosen = enough[-1] if enough else stages[-1]
+    name = chosen["module"]
+    return name, net.get_submodule(name), int(chosen.get("reduction", 32))
 
 
 def load_for_maps(checkpoint_dir, device: torch.device) -> tuple[nn.Module, nn.Module, dict]:
@@ -79,3 +89,34 @@ def compute_maps(model: nn.Module, layer: nn.Module, images: np.ndarray, targets
             maps.append(mapper(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in targets[i:i + batch]]))
     model.zero_grad(set_to_none=True)
     return np.concatenate(maps).astype(np.float32)
+
+
+def faithfulness(model: nn.Module, images: np.ndarray, maps: np.ndarray, targets: list[int],
+                 device: torch.device, batch: int = 16) -> tuple[list[float], list[float]]:
+    """grad-cam's ROAD (Rong et al. 2022, "A consistent and efficient evaluation strategy for attribution
+    methods"): the change of the target class's score when the map's most relevant 20% of pixels are removed
+    (imputed from their neighbours), and when its least relevant 20% are. A faithful map loses more score by
+    the first than by the second: (least − most) > 0. Per image: (most relevant first, least relevant first)."""
+    cam_class("gradcam")  # grad-cam is there
+    from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirst, ROADMostRelevantFirst  # the extra, as above
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    most, least = ROADMostRelevantFirst(percentile=80), ROADLeastRelevantFirst(percentile=20)
+    out_most, out_least = [], []
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch])).unsqueeze(1).float().to(device)
+            t = [ClassifierOutputTarget(int(c)) for c in targets[i:i + batch]]
+            out_most += np.ravel(most(x, maps[i:i + batch], t, model)).tolist()
+            out_least += np.ravel(least(x, maps[i:i + batch], t, model)).tolist()
+    return out_most, out_least
+
+
+def reinitialised(meta: dict, seed: int) -> tuple[nn.Module, nn.Module]:
+    """The same architecture with fresh random weights (seeded), as the model-randomisation sanity check needs
+    (Adebayo et al. 2018, "Sanity checks for saliency maps"): maps that do not change when the weights are
+    thrown away say nothing about what the model learned."""
+    torch.manual_seed(seed)
+    net = timm.create_model(meta["arch"], pretrained=False, num_classes=meta["num_classes"],
+                            in_chans=meta["in_chans"])
+    return nn.Sequential(Normalizer(meta["in_chans"]), net).eval(), net

@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from ..reports.attention import MIN_AGREEMENT_CELLS  # noqa: F401 - the table's rule, which the maps follow
+
 GRID = 32  # the side of the grid maps are stored and compared on
 TOP_SHARE = 0.2  # "the top-20% region": the grid's cells with the highest values
 BORDER = 0.1  # the border band: this share of the side on each edge (markers, burned-in text, the collimator)
@@ -36,36 +38,26 @@ def to_grid(cam: np.ndarray, side: int = GRID) -> np.ndarray:
     return out
 
 
-def _ranks(x: np.ndarray) -> np.ndarray:
-    """Average ranks (ties share their mean rank), as Spearman's coefficient needs."""
-    order = np.argsort(x, kind="stable")
-    ranks = np.empty(len(x))
-    sorted_x = x[order]
-    start = 0
-    for end in range(1, len(x) + 1):
-        if end == len(x) or sorted_x[end] != sorted_x[start]:
-            ranks[order[start:end]] = (start + end - 1) / 2.0
-            start = end
-    return ranks
-
-
 def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Spearman's rank correlation of two maps' cells; None when either map is flat (no ranking to compare)."""
+    """Spearman's rank correlation of two maps' cells (scipy's, ties at their mean rank); None when either map
+    is flat (no ranking to compare)."""
     x, y = np.ravel(a).astype(np.float64), np.ravel(b).astype(np.float64)
     if np.ptp(x) == 0 or np.ptp(y) == 0:
         return None
-    rx, ry = _ranks(x), _ranks(y)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    return float((rx * ry).sum() / math.sqrt((rx * rx).sum() * (ry * ry).sum()))
+    from scipy.stats import spearmanr  # scipy: only where maps are compared
+
+    return float(spearmanr(x, y)[0])
 
 
 def top_mask(a: np.ndarray, share: float = TOP_SHARE) -> np.ndarray:
-    """The share of cells with the highest values (ties broken by position, so the count is exact)."""
-    flat = np.ravel(a)
+    """The map's top region, tie-aware: every cell at least as high as the k-th highest (k = share of the cells),
+    and above the map's floor. A tie at the boundary takes in every tied cell rather than the first ones in
+    raster order, and cells at the minimum (an all-zero background) are never "top": two maps whose non-zero cells
+    do not overlap have disjoint top regions."""
+    flat = np.ravel(np.asarray(a, dtype=np.float64))
     k = max(1, int(math.ceil(share * flat.size)))
-    mask = np.zeros(flat.size, bool)
-    mask[np.argsort(-flat, kind="stable")[:k]] = True
-    return mask.reshape(np.shape(a))
+    kth = np.partition(flat, flat.size - k)[flat.size - k]
+    return ((flat >= kth) & (flat > flat.min())).reshape(np.shape(a))
 
 
 def top_iou(a: np.ndarray, b: np.ndarray, share: float = TOP_SHARE) -> float | None:
@@ -74,6 +66,11 @@ def top_iou(a: np.ndarray, b: np.ndarray, share: float = TOP_SHARE) -> float | N
         return None
     ma, mb = top_mask(a, share), top_mask(b, share)
     return float((ma & mb).sum() / (ma | mb).sum())
+
+
+def is_flat(a) -> bool:
+    """A map with no ranking at all (grad-cam's all-zero map where no activation is positive for the class)."""
+    return bool(np.ptp(np.asarray(a, dtype=np.float64)) == 0)
 
 
 def border_band(side: int, share: float = BORDER) -> np.ndarray:

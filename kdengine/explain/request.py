@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from ..errors import UsageError
 from ..metric_names import SPLITS
 
-VERSION = 1
+VERSION = 2  # 2: the stage with enough cells, tie-aware IoU, chance level, ROAD and the sanity check
 METHODS = ("gradcam", "gradcam++", "layercam")  # grad-cam's GradCAM, GradCAMPlusPlus, LayerCAM
 TARGETS = ("true", "predicted")
 MAX_IMAGES = 256

@@ -34,7 +34,7 @@ from ..store import RunStore
 from ..store.lifecycle import FINISHED
 from ..store.runstore import EXPLAIN, read_json
 from . import measures as M
-from .cam import cam_class, compute_maps, load_for_maps, predict, target_layer
+from .cam import cam_class, compute_maps, faithfulness, load_for_maps, predict, reinitialised, target_layer
 from .request import VERSION, Request
 
 
@@ -105,29 +105,42 @@ def _map_run(store: RunStore, rid: str, req: Request, imgs: Images, device) -> t
     """Compute one run's maps on the images and store them (explain.json's entry and the npz); (entry, maps,
     predictions)."""
     t0 = time.perf_counter()
-    model, net, _ = load_for_maps(store.checkpoint_dir(rid), device)
-    layer_name, layer, reduction = target_layer(net)
+    model, net, meta = load_for_maps(store.checkpoint_dir(rid), device)
+    size = imgs.images.shape[-1]
+    layer_name, layer, reduction = target_layer(net, size)
     probs = predict(model, imgs.images, device)
     preds = probs.argmax(1)
-    targets = imgs.true if req.target == "true" else preds
-    maps = compute_maps(model, layer, imgs.images, [int(t) for t in targets], req.method, device)
+    targets = [int(t) for t in (imgs.true if req.target == "true" else preds)]
+    maps = compute_maps(model, layer, imgs.images, targets, req.method, device)
+    most, least = faithfulness(model, imgs.images, maps, targets, device)
+    random_model, random_net = reinitialised(meta, req.seed)
+    random_model.to(device)
+    random_maps = compute_maps(random_model, random_net.get_submodule(layer_name), imgs.images, targets,
+                               req.method, device)
     with atomic_path(_npz(store, rid, req.slug)) as tmp:
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, maps=maps.astype(np.float16), images=imgs.images, preds=preds, probs=probs,
                                 rows=imgs.rows, true=imgs.true)
-    size = imgs.images.shape[-1]
     cells = int(-(-size // reduction))
     border = cells >= M.MIN_BORDER_CELLS
     grids = [M.to_grid(m) for m in maps]
+    random_grids = [M.to_grid(m) for m in random_maps]
     entry = {
         "key": req.key(), "data": imgs.source, "image_size": int(size), "layer": layer_name,
-        "cells": cells, "class_names": imgs.class_names, "grid": M.GRID,
+        "reduction": reduction, "cells": cells, "class_names": imgs.class_names, "grid": M.GRID,
+        "agreement_measured": cells >= M.MIN_AGREEMENT_CELLS, "min_agreement_cells": M.MIN_AGREEMENT_CELLS,
         "border": {"share": M.BORDER, "area": M.border_area(), "measured": border,
                    "min_cells": M.MIN_BORDER_CELLS},
+        "faithfulness": {"method": "ROAD (grad-cam), 20% of pixels removed", "sanity": "re-initialised weights"},
         "seconds": round(time.perf_counter() - t0, 3),
         "images": [{"row": int(r), "name": imgs.names[i], "true": int(imgs.true[i]), "target": int(targets[i]),
                     "pred": int(preds[i]), "prob": round(float(probs[i, preds[i]]), 4),
                     "border_mass": _round(M.border_mass(grids[i])) if border else None,
+                    "flat": M.is_flat(grids[i]),
+                    # ROAD: the target's score change removing the most / least relevant pixels first
+                    "road_most": _round(most[i]), "road_least": _round(least[i]),
+                    # the sanity check: this map against the map of the same architecture re-initialised
+                    "sanity_spearman": _round(M.spearman(grids[i], random_grids[i])),
                     "grid": grids[i].round(3).tolist(), "thumb": imgs.thumbs[i]}
                    for i, r in enumerate(imgs.rows)],
     }
@@ -178,12 +191,14 @@ def _pair(store: RunStore, spec: RunSpec, req: Request, imgs: Images, entries: d
     n = len(entries[rid]["images"])
     ts = [_agreement([grid(t, i) for t in teachers], grid(rid, i)) for i in range(n)]
     tb = [_agreement([grid(t, i) for t in teachers], grid(base_id, i)) for i in range(n)] if base_id else []
+    # the chance level on these very maps: the teacher's map of image i against the student's of another image
+    chance = [_agreement([grid(t, i) for t in teachers], grid(rid, (i + 1) % n)) for i in range(n)] if n > 1 else []
     entry = dict(entries[rid])
+    as_lists = lambda pairs: {"spearman": [_round(a) for a, _ in pairs], "top_iou": [_round(b) for _, b in pairs]}  # noqa: E731
     entry["agreement"] = {
         "teachers": teachers, "baseline": base_id, "top_share": M.TOP_SHARE,
-        "teacher_student": {"spearman": [_round(a) for a, _ in ts], "top_iou": [_round(b) for _, b in ts]},
-        "teacher_baseline": {"spearman": [_round(a) for a, _ in tb], "top_iou": [_round(b) for _, b in tb]}
-        if base_id else None,
+        "teacher_student": as_lists(ts), "teacher_baseline": as_lists(tb) if base_id else None,
+        "chance": as_lists(chance),
     }
     _save_entry(store, rid, req.slug, entry)
     entries[rid] = entry
@@ -225,7 +240,7 @@ def explain(store: RunStore, run_ids: list[str], req: Request, device, force: bo
         for rid in rids:
             entry = read_explain(store, rid)["entries"].get(req.slug)
             if entry is not None and _npz(store, rid, req.slug).is_file() and not force and \
-                    [i["row"] for i in entry["images"]] == imgs.rows.tolist():
+                    entry.get("key") == req.key() and [i["row"] for i in entry["images"]] == imgs.rows.tolist():
                 maps[rid] = _load(store, rid, req.slug)
                 out.reused.append(rid)
             else:
@@ -234,9 +249,10 @@ def explain(store: RunStore, run_ids: list[str], req: Request, device, force: bo
                 out.explained.append(rid)
                 log(f"{rid}: {len(imgs.rows)} images, {req.method} at {entry['layer']} "
                     f"({entry['cells']}x{entry['cells']} cells), {entry['seconds']:.1f} s")
-                if entry["cells"] < 2:
-                    log(f"warning: at {entry['image_size']} px the map of {entry['layer']} is one cell: it cannot say "
-                        "where the model looks (train at 64 px or more)")
+                if not entry["agreement_measured"]:
+                    log(f"warning: at {entry['image_size']} px no stage of this model has {M.MIN_AGREEMENT_CELLS} x "
+                        f"{M.MIN_AGREEMENT_CELLS} cells ({entry['layer']}: {entry['cells']} x {entry['cells']}): its "
+                        "maps cannot be compared (train at 64 px or more)")
             entries[rid] = entry
         for rid in rids:
             spec = specs[rid]

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .. import strategy_catalog as catalog
@@ -16,7 +17,7 @@ from ..metric_names import SPLITS  # noqa: F401 - the tables read it from here t
 from ..runspec import RunSpec, baseline_of
 from ..store import RunStore
 from ..store.lifecycle import FINISHED, QUEUED
-from ..store.runstore import EXPLAIN, SHIFT, read_json
+from ..store.runstore import EXPLAIN, PREDICTIONS, SHIFT, read_json, read_predictions
 
 
 @dataclass
@@ -28,6 +29,16 @@ class RunRecord:
     damage: str | None = None  # why the run cannot be read, when it cannot
     shift: dict | None = None  # shift.json: the best checkpoint under acquisition shift, once evaluated
     explain: dict | None = None  # explain.json: its attention maps and, for a KD run, their agreement, once made
+    run_dir: Path | None = None  # where its files are (None: a record made in memory)
+    # predictions.npz, read on first use (the tables' intervals over test images); a simulation sets it directly
+    preds: Any = field(default=None, repr=False)
+
+    def predictions(self, split: str) -> dict | None:
+        """This run's per-image predictions on ``split`` (index, row, label, pred, probs), or None: not stored
+        (a run from before they were), not a predicted split (train), or not finished."""
+        if self.preds is None and self.run_dir is not None and self.finished:
+            self.preds = _write_once(Path(self.run_dir) / PREDICTIONS, read=read_predictions) or {}
+        return (self.preds or {}).get(split)
 
     @property
     def state(self) -> str:
@@ -98,8 +109,9 @@ class RunRecord:
 _WRITE_ONCE: dict[tuple, Any] = {}
 
 
-def _write_once(path, parse=None):
-    """spec.json and metrics.json are written once: re-read (and re-parse) them only when the file changed."""
+def _write_once(path, parse=None, read=read_json):
+    """spec.json, metrics.json and predictions.npz are written once: re-read (and re-parse) them only when the
+    file changed."""
     try:
         st = path.stat()
     except OSError:
@@ -108,7 +120,7 @@ def _write_once(path, parse=None):
     if key not in _WRITE_ONCE:
         if len(_WRITE_ONCE) > 20000:
             _WRITE_ONCE.clear()
-        value = read_json(path)
+        value = read(path)
         _WRITE_ONCE[key] = parse(value) if parse else value
     return _WRITE_ONCE[key]
 
@@ -140,7 +152,7 @@ def read_record(store: RunStore, run_id: str) -> RunRecord:
     explain = _write_once(d / EXPLAIN) if metrics is not None else None
     explain = explain if isinstance(explain, dict) and isinstance(explain.get("entries"), dict) else None
     return RunRecord(run_id=run_id, spec=spec, status=status, metrics=metrics, damage=damage, shift=shift,
-                     explain=explain)
+                     explain=explain, run_dir=d)
 
 
 def collect(store: RunStore) -> list[RunRecord]:

@@ -215,6 +215,10 @@ def sweep_figure(sweep, metric_label: str):
             if band:
                 ax.fill_between([x for x, _ in band], [g.lo for _, g in band], [g.hi for _, g in band],
                                 color=line.get_color(), alpha=0.15, linewidth=0)
+            seeds = [(x, v) for x, g in at for _, v in g.per_seed]  # each seed's own gain, over the band
+            if seeds:
+                ax.plot([x for x, _ in seeds], [v for _, v in seeds], marker=".", linestyle="none", alpha=0.6,
+                        color=line.get_color(), markersize=5)
             if r.best is not None and r.gain.get(r.best) is not None:
                 ax.plot([sweep.values.index(r.best)], [r.gain[r.best].mean], marker="o", markersize=11,
                         markerfacecolor="none", markeredgecolor=line.get_color(), linestyle="none")
@@ -226,7 +230,39 @@ def sweep_figure(sweep, metric_label: str):
     for ax in list(axes.flat)[len(strategies):]:
         ax.axis("off")
     axes[0][0].set_ylabel(f"test {metric_label} gain over baseline")
-    fig.suptitle(f"Gain against {sweep.label}: mean over seeds, 95% interval shaded; ○ the value chosen on val")
+    fig.suptitle(f"Gain against {sweep.label}: mean over seeds, 95% interval shaded, · each seed; ○ the value chosen "
+                 "on val")
+    fig.tight_layout()
+    return fig
+
+
+def teacher_gain_figure(sweep, metric_label: str):
+    """A defect-threshold sweep's second view: each student's test gain against the val accuracy its defective
+    teacher actually reached (a threshold never reached is a teacher that stopped elsewhere), a panel per strategy,
+    the nominal threshold as the marker's label."""
+    plt = _plt()
+    strategies = list(dict.fromkeys(r.strategy for r in sweep.rows))
+    cols = min(3, len(strategies))
+    rows = (len(strategies) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols + 0.6, 3.0 * rows + 0.4), squeeze=False, sharey=True)
+    for ax, strategy in zip(axes.flat, strategies):
+        for r, (_, mk) in zip([r for r in sweep.rows if r.strategy == strategy], itertools.cycle(LINES)):
+            pts = [p for p in r.points if p[2] is not None]
+            if not pts:
+                continue
+            ax.plot([p[2] for p in pts], [p[3] for p in pts], marker=mk, linestyle="none", alpha=0.8,
+                    label=r.title.split(": ", 1)[1])
+            for value, _, x, y in pts:
+                ax.annotate(f"{value:g}" if isinstance(value, float) else str(value), (x, y), fontsize=6,
+                            xytext=(3, 3), textcoords="offset points")
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        ax.set_xlabel("teacher's val accuracy reached")
+        ax.set_title(strategy)
+        ax.legend(loc="best", fontsize=7)
+    for ax in list(axes.flat)[len(strategies):]:
+        ax.axis("off")
+    axes[0][0].set_ylabel(f"test {metric_label} gain over baseline")
+    fig.suptitle(f"Gain against the defective teacher's achieved accuracy (labels: the nominal {sweep.label})")
     fig.tight_layout()
     return fig
 

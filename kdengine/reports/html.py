@@ -13,7 +13,9 @@ from ..atomic import write_text
 from ..store import RunStore
 from . import figures as F
 from .collect import RunRecord
+from .latex import table_latex
 from .table import METRICS, Tables, cell_text
+from .tables import table_csv
 
 CSS = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #111; }
@@ -37,7 +39,15 @@ def img(png: bytes, caption: str) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
-def table_html(t) -> str:
+def download(name: str, text: str, label: str, mime: str = "text/plain") -> str:
+    """A link that saves ``text`` as ``name``: embedded as a data URI, so the report stays one file."""
+    uri = f"data:{mime};charset=utf-8;base64," + base64.b64encode(text.encode()).decode("ascii")
+    return f'<a download="{html.escape(name)}" href="{uri}">{html.escape(label)}</a>'
+
+
+def table_html(t, metric: str = "accuracy") -> str:
+    links = (f'<p class="note">Download: {download(f"{t.name}.tex", table_latex(t, metric), "LaTeX (booktabs)", "application/x-tex")}'
+             f' · {download(f"{t.name}.csv", table_csv(t), "CSV", "text/csv")}</p>')
     head = "".join(f"<th>{html.escape(c)}</th>" for c in t.columns)
     rows = []
     for row in t.rows:
@@ -45,7 +55,7 @@ def table_html(t) -> str:
                         f"{html.escape(cell_text(v, gain=c.startswith('gain')))}</td>" for c, v in zip(t.columns, row))
         rows.append(f"<tr>{cells}</tr>")
     notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in t.notes)
-    return f"<h3>{html.escape(t.title)}</h3><table><tr>{head}</tr>{''.join(rows)}</table>{notes}"
+    return f"<h3>{html.escape(t.title)}</h3><table><tr>{head}</tr>{''.join(rows)}</table>{notes}{links}"
 
 
 def _run_png(store: RunStore, r: RunRecord, name: str) -> bytes:
@@ -145,7 +155,7 @@ def write_report(store: RunStore, tables: Tables, records: list[RunRecord], out_
              f"{METRICS[tables.metric][0]} · written {time.strftime('%Y-%m-%d %H:%M')} by kdstudy"
              + (" · <b>SYNTHETIC data: generated images, not real radiographs</b>" if tables.synthetic else "")
              + "</p>",
-             "<h2>Tables</h2>", *[table_html(t) for t in tables.tables],
+             "<h2>Tables</h2>", *[table_html(t, tables.metric) for t in tables.tables],
              *(["<h2>Sweeps</h2>", sweep_section(tables)] if tables.sweeps else []),
              "<h2>Students, their baselines and teachers</h2>", student_section(store, readable),
              *(["<h2>Where the models look</h2>", gallery] if (gallery := gallery_section(store, readable)) else []),

@@ -21,14 +21,14 @@ def study_records(store: RunStore, name: str) -> tuple[dict, list[RunRecord]]:
     return record, [r for r in collect(store) if r.run_id in ids]
 
 
-def study_tables(store: RunStore, name: str, metric: str = "accuracy") -> Tables:
+def study_tables(store: RunStore, name: str, metric: str = "accuracy", **stats) -> Tables:
     """The tables of one study: its runs only, with the roles the study gave them."""
     record, records = study_records(store, name)
     planned = [p for p in record["runs"] if isinstance(p, dict) and "run_id" in p]
     roles = {p["run_id"]: set(p.get("roles", ())) for p in planned}
     axes = study_axes(record)
     return build(records, metric, roles=roles, title=f"Study {record.get('name', name)}", planned=len(planned),
-                 study=name, axes=axes)
+                 study=name, axes=axes, **stats)
 
 
 def study_axes(record: dict) -> dict[str, list]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .stats import Summary, summarize
+from .stats import Summary
 
 # metric -> (label, range, higher is better)
 METRICS = {
@@ -51,8 +51,14 @@ class Table:
                     [getattr(v, part) if v is not None else None for v in cells], dtype="Float64")
             data[f"{c} n"] = pd.array([v.n if v is not None else None for v in cells], dtype="Int64")
             if c.startswith("gain"):
-                data[f"{c} significant"] = [None if v is None or not v.has_interval else str(v.excludes_zero).lower()
+                # significant: after the table's correction (the mark); p and p_adj: raw and adjusted
+                data[f"{c} significant"] = [None if v is None or v.p_adj is None else str(v.marked).lower()
                                             for v in cells]
+                for part in ("p", "p_adj"):
+                    data[f"{c} {part}"] = pd.array([getattr(v, part) if v is not None else None for v in cells],
+                                                   dtype="Float64")
+            if any(v is not None and v.per_seed for v in cells):
+                data[f"{c} per_seed"] = [v.seeds_text() if v is not None else None for v in cells]
         return pd.DataFrame(data)
 
 
@@ -68,6 +74,7 @@ class Tables:
     one_seed: bool
     robustness: Any = None  # a DataFrame: one row per run, shift and severity (robustness_cells.csv)
     sweeps: list = field(default_factory=list)  # a swept study's reports.sweep.Sweep per axis (the figures')
+    options: Any = None  # the reports.intervals.StatsOptions the tables were built with
 
     def get(self, name: str) -> Table | None:
         return next((t for t in self.tables if t.name == name), None)
@@ -76,10 +83,6 @@ class Tables:
     def runs(self) -> list[dict]:
         """The long table's rows as dicts (what runs.csv holds)."""
         return [] if self.long is None else self.long.astype(object).where(self.long.notna(), None).to_dict("records")
-
-
-def summary_of(values, metric: str) -> Summary | None:
-    return summarize([v for v in values if v is not None], bounds=METRICS[metric][1])
 
 
 def gain_bounds(metric: str) -> tuple[float, float]:
@@ -91,20 +94,29 @@ SYNTHETIC_NOTE = "SYNTHETIC data: generated images, not real radiographs."
 
 
 def cell_notes(t: Table, synthetic: bool) -> None:
-    """What a table of gains over seeds must say: whether its cells allow an interval, and synthetic data."""
+    """What a table of gains over seeds must say when its cells allow no interval, and synthetic data; the
+    intervals' and the correction's notes are added where the table is corrected (tables.finish_notes)."""
     seeds_per_cell = max((v.n for row in t.rows for v in row if isinstance(v, Summary)), default=0)
-    t.notes.append("One seed per cell: no interval can be given; run more seeds to tell a gain from noise."
-                   if seeds_per_cell <= 1 else
-                   "* the gain's 95% interval excludes zero. Intervals are t-intervals over seeds, "
-                   "clipped to the metric's range.")
+    if seeds_per_cell <= 1:
+        t.notes.append("One seed per cell: no interval can be given; run more seeds to tell a gain from noise.")
     if synthetic:
         t.notes.append(SYNTHETIC_NOTE)
 
 
 # -- writing --------------------------------------------------------------------------------------------------
-def cell_text(v, gain: bool = False, intervals: bool = True) -> str:
+def cell_text(v, gain: bool = False, intervals: bool = True, n: bool = True) -> str:
+    """A cell as the Markdown, the report and the LaTeX write it: mean ± std [interval] (n=…), and ``*`` where
+    the gain is significant after the table's correction."""
     if v is None:
         return "–"
     if isinstance(v, Summary):
-        return v.fmt(signed=gain, interval=intervals) + (" *" if gain and v.excludes_zero else "")
+        return v.fmt(signed=gain, interval=intervals, n=n) + (" *" if gain and v.marked else "")
     return str(v)
+
+
+def text_frame(t: Table):
+    """The table's cells as the Markdown and the LaTeX write them (a DataFrame of text)."""
+    import pandas as pd  # see the module's note: never at import
+
+    return pd.DataFrame([[cell_text(v, gain=c.startswith("gain")) for c, v in zip(t.columns, row)] for row in t.rows],
+                        columns=t.columns)

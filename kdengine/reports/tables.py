@@ -30,13 +30,16 @@ from ..study.axes import axis_value, point_text, run_point
 from .attention import attention_table
 from .collect import RunRecord, roles_of
 from .groups import group_rank, settings_groups, severity_text
-from .stats import Summary, paired_gain, summarize
+from .correction import CORRECTIONS, correct_table, correction_note
+from .latex import document, table_latex
+from .intervals import StatsOptions, by_seed, gain_summary, interval_note, paired, value_summary
+from .stats import INTERVALS, Summary, summarize
 from .sweep import add_sweeps
-from .table import METRICS, SYNTHETIC_NOTE, Table, Tables, cell_notes, cell_text, gain_bounds, summary_of
+from .table import METRICS, SYNTHETIC_NOTE, Table, Tables, cell_notes, text_frame
 
 TIDY_METRICS = PER_SPLIT
 SHIFT_METRICS = HEADLINE  # what shift.json keeps per cell
-FORMATS = ("csv", "md", "parquet", "both", "all")  # both: CSV and Markdown; all: and Parquet
+FORMATS = ("csv", "md", "parquet", "latex", "both", "all")  # both: CSV and Markdown; all: and Parquet and LaTeX
 
 
 # -- the long table -----------------------------------------------------------------------------------------------
@@ -69,7 +72,7 @@ def cell_frame(records: list[RunRecord]):
 
 
 def models_table(records: list[RunRecord], cells, roles: dict[str, set[str]], metric: str,
-                 names: dict[str, str] | None = None) -> Table | None:
+                 names: dict[str, str] | None = None, opts: StatsOptions = StatsOptions()) -> Table | None:
     ce = [r for r in records if r.kind == "ce" and r.finished]
     if not ce:
         return None
@@ -89,19 +92,18 @@ def models_table(records: list[RunRecord], cells, roles: dict[str, set[str]], me
     frame["group_rank"] = frame["group"].map(group_rank(groups))
     for (_, group, model, regime, role), g in frame.groupby(["group_rank", "group", "model", "regime_label", "role"],
                                                             sort=True):
-        by_split = {s: g.loc[g["split"] == s, metric].tolist() for s in SPLITS}
-        runs = list(dict.fromkeys(g["run_id"]))
-        reached = [bool((meta[i].metrics.get("defect") or {}).get("reached")) for i in runs
-                   if meta[i].regime == "defective"]
+        runs = [meta[i] for i in dict.fromkeys(g["run_id"])]
+        reached = [bool((r.metrics.get("defect") or {}).get("reached")) for r in runs if r.regime == "defective"]
         table.rows.append(([group] if grouped else []) + [model, regime, role,
-                                                          *(summary_of(by_split[s], metric) for s in SPLITS),
+                                                          *(value_summary(runs, s, metric, opts) for s in SPLITS),
                                                           f"{sum(reached)}/{len(reached)}" if reached else "–",
-                                                          len(by_split["test"])])
+                                                          len(by_seed([r for r in runs
+                                                                       if r.metric("test", metric) is not None]))])
     return table
 
 
-def _strategy_table(name: str, title: str, mine: list[RunRecord], cells, metric: str,
-                    names: dict[str, str] | None = None) -> Table:
+def _strategy_table(name: str, title: str, mine: list[RunRecord], cells, metric: str, by_id: dict[str, RunRecord],
+                    names: dict[str, str] | None = None, opts: StatsOptions = StatsOptions()) -> Table:
     """Rows (settings group, student, split); a column per teacher, the baseline, and the gain per teacher."""
     groups, notes = settings_groups(mine, names)
     grouped = any(groups.values())
@@ -118,29 +120,23 @@ def _strategy_table(name: str, title: str, mine: list[RunRecord], cells, metric:
         if not g[metric].notna().any():  # a row where some teacher has a value
             continue
         split = g["split"].iloc[0]
-        # seed x teacher: the student's values, and its baseline's (paired by seed)
-        values = g.pivot_table(index="seed", columns="teacher", values=metric, aggfunc="last")
-        paired = g[g[f"base_{metric}"].notna()]
-        bases = paired.pivot_table(index="seed", columns="teacher", values=f"base_{metric}", aggfunc="last")
-        base_by_seed = paired.drop_duplicates("seed", keep="last").set_index("seed")[f"base_{metric}"]
+        runs = {t: [by_id[i] for i in g.loc[g["teacher"] == t, "run_id"]] for t in teachers}
+        pairs = {t: paired(runs[t], by_id) for t in teachers}
+        bases = list({b.seed: b for t in teachers for _, b in pairs[t]}.values())
         row = ([group] if grouped else []) + [student, split]
-        row += [summary_of(values[t].dropna().tolist(), metric) if t in values else None for t in teachers]
-        row.append(summary_of(base_by_seed.tolist(), metric) if len(base_by_seed) else None)
-        for t in teachers:
-            if t in values and t in bases:
-                treated = {int(k): float(v) for k, v in values[t].dropna().items()}
-                base = {int(k): float(v) for k, v in bases[t].dropna().items()}
-                row.append(paired_gain(treated, base, bounds=gain_bounds(metric)) if treated and base else None)
-            else:
-                row.append(None)
+        row += [value_summary(runs[t], split, metric, opts) if runs[t] else None for t in teachers]
+        row.append(value_summary(bases, split, metric, opts) if bases else None)
+        row += [gain_summary(pairs[t], split, metric, opts) if pairs[t] else None for t in teachers]
         table.rows.append(row)
     if not METRICS[metric][2]:
         table.notes.append(f"Lower {METRICS[metric][0]} is better: a negative gain is an improvement.")
     return table
 
 
-def student_tables(records: list[RunRecord], cells, metric: str, names: dict[str, str] | None = None) -> list[Table]:
+def student_tables(records: list[RunRecord], cells, metric: str, names: dict[str, str] | None = None,
+                   opts: StatsOptions = StatsOptions()) -> list[Table]:
     kd = [r for r in records if r.kind == "kd" and r.finished]
+    by_id = {r.run_id: r for r in records}
     out = []
     label = METRICS[metric][0]
     for strategy in [s for s in catalog.kd_names() if any(r.strategy == s for r in kd)]:
@@ -149,7 +145,7 @@ def student_tables(records: list[RunRecord], cells, metric: str, names: dict[str
         out.append(_strategy_table(f"students_{strategy}",
                                    f"{name}: student {label} (mean ± std [95% CI] over seeds); gain over its baseline "
                                    "(the student trained alone, same data, settings and seed), paired by seed",
-                                   mine, cells, metric, names))
+                                   mine, cells, metric, by_id, names, opts))
     return out
 
 
@@ -262,23 +258,30 @@ def _typed(df):
 
 def build(records: list[RunRecord], metric: str = "accuracy", roles: dict[str, set[str]] | None = None,
           title: str = "all runs", planned: int | None = None, study: str = "",
-          axes: dict[str, list] | None = None) -> Tables:
+          axes: dict[str, list] | None = None, interval: str = "seeds+images", correction: str = "holm") -> Tables:
     """Every table for a set of records (a whole store, or one study's runs). ``axes``: a sweep's swept settings
-    and their values ({"kd.temperature": [1, 2, 4, 8]}): columns of the long table, and the sweep tables."""
+    and their values ({"kd.temperature": [1, 2, 4, 8]}): columns of the long table, and the sweep tables.
+    ``interval``: what intervals cover (seeds+images, or seeds); ``correction``: of each table's marks (holm, bh,
+    none). See README, Statistics."""
     if metric not in METRICS:
         raise UsageError(f"unknown metric '{metric}' (choose {', '.join(METRICS)})")
+    if interval not in INTERVALS:
+        raise UsageError(f"--interval must be one of {', '.join(INTERVALS)}, got '{interval}'")
+    if correction not in CORRECTIONS:
+        raise UsageError(f"--correction must be one of {', '.join(CORRECTIONS)}, got '{correction}'")
+    opts = StatsOptions(interval, correction)
     readable = [r for r in records if r.spec is not None]
     roles = {**roles_of(readable), **(roles or {})}
     cells = cell_frame(readable)
     names = {r.run_id: point_text(run_point(r.spec, list(axes))) for r in readable} if axes else None
-    tables = [t for t in [models_table(readable, cells, roles, metric, names),
-                          *student_tables(readable, cells, metric, names)] if t]
+    tables = [t for t in [models_table(readable, cells, roles, metric, names, opts),
+                          *student_tables(readable, cells, metric, names, opts)] if t]
     attention = attention_table(readable)
     tables += [attention] if attention is not None else []
     robust = robustness_table(readable, names)
     if robust is not None and metric != "shift_mean":  # beside every accuracy table: the students under shift
         tables.append(robust)
-        for t in student_tables(readable, cells, "shift_mean", names):
+        for t in student_tables(readable, cells, "shift_mean", names, opts):
             t.name = t.name.replace("students_", "robustness_")
             tables.append(t)
     finished = [r for r in readable if r.finished]
@@ -291,10 +294,25 @@ def build(records: list[RunRecord], metric: str = "accuracy", roles: dict[str, s
             t.notes.append(SYNTHETIC_NOTE)
     result = Tables(title, metric, tables, long_frame(readable, roles, study, axes or {}), len(finished),
                     planned if planned is not None else len(records), synthetic, one_seed,
-                    robustness=robustness_frame(readable))
+                    robustness=robustness_frame(readable), options=opts)
     if axes:
-        add_sweeps(result, readable, axes, metric)
+        add_sweeps(result, readable, axes, metric, opts)
+    for t in result.tables:
+        finish_notes(t, opts, metric)
     return result
+
+
+def finish_notes(t: Table, opts: StatsOptions, metric: str = "accuracy") -> None:
+    """Correct a table's marks over its tested cells, and say what its intervals cover and how it was corrected
+    (the note under every table: method, correction, number of cells)."""
+    family = correct_table(t, opts.correction)
+    if t.name == "attention":  # its intervals are its own (seed level); its note says so
+        said = []
+    else:
+        said = [n for n in [interval_note(t, opts, "shift_mean" if t.name.startswith("robustness") else metric)] if n]
+    if family:
+        said.append(correction_note(opts.correction, family))
+    t.notes[:0] = said
 
 
 def table_csv(t: Table) -> str:
@@ -303,10 +321,7 @@ def table_csv(t: Table) -> str:
 
 
 def table_markdown(t: Table) -> str:
-    import pandas as pd  # see the module's note: never at import
-
-    text = pd.DataFrame([[cell_text(v, gain=c.startswith("gain")) for c, v in zip(t.columns, row)] for row in t.rows],
-                        columns=t.columns)
+    text = text_frame(t)
     body = text.to_markdown(index=False, tablefmt="pipe") if len(text) else "| " + " | ".join(t.columns) + " |"
     return "\n".join([f"### {t.title}", "", body, ""] + [f"_{n}_" for n in t.notes]) + "\n"
 
@@ -329,11 +344,16 @@ def export(tables: Tables, out_dir: Path, fmt: str = "csv") -> list[Path]:
     with disk_errors(out_dir):
         out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    formats = {"both": ("csv", "md"), "all": ("csv", "md", "parquet")}.get(fmt, (fmt,))
+    formats = {"both": ("csv", "md"), "all": ("csv", "md", "parquet", "latex"), "latex": ("tex",)}.get(fmt, (fmt,))
+    floats = []
     for table in tables.tables:
         for f in formats:
             path = out_dir / f"{table.name}.{f}"
-            if f == "parquet":
+            if f in ("tex", "latex"):
+                path = out_dir / f"{table.name}.tex"
+                floats.append(table_latex(table, tables.metric))
+                write_text(path, floats[-1])
+            elif f == "parquet":
                 with atomic_path(path) as tmp:
                     table.frame().to_parquet(tmp, index=False)
             else:
@@ -349,6 +369,9 @@ def export(tables: Tables, out_dir: Path, fmt: str = "csv") -> list[Path]:
             with atomic_path(out_dir / f"{stem}.parquet") as tmp:
                 df.to_parquet(tmp, index=False)
             written.append(out_dir / f"{stem}.parquet")
+    if floats:
+        write_text(out_dir / "tables.tex", document(floats, tables.title))
+        written.append(out_dir / "tables.tex")
     if "md" in formats:
         md = [f"# {tables.title}", "", f"{tables.finished} of {tables.planned} runs finished; metric: "
               f"{METRICS[tables.metric][0]}.", ""]
@@ -363,6 +386,6 @@ def describe_written(paths: list[Path]) -> str:
     """'4 CSV and 4 Markdown files' — what an export wrote, exactly."""
     kinds: dict[str, int] = defaultdict(int)
     for p in paths:
-        kinds[{".csv": "CSV", ".md": "Markdown", ".parquet": "Parquet"}.get(p.suffix, p.suffix)] += 1
+        kinds[{".csv": "CSV", ".md": "Markdown", ".parquet": "Parquet", ".tex": "LaTeX"}.get(p.suffix, p.suffix)] += 1
     parts = [f"{n} {k}" for k, n in kinds.items()]
     return " and ".join(parts) + (" file" if sum(kinds.values()) == 1 else " files")

@@ -13,10 +13,11 @@ import os
 import shutil
 import socket
 import time
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..atomic import disk_errors, remove_temp_files, write_json
+from ..atomic import atomic_path, disk_errors, remove_temp_files, write_json
 from ..errors import KDError, UsageError
 from ..runspec import STORE_VERSION, RunSpec
 from . import events as ev
@@ -27,6 +28,8 @@ HEARTBEAT_S = 5.0  # how often a running run refreshes its heartbeat (a thread d
 STALE_S = 120.0  # a heartbeat older than this means the process is gone (or hung)
 SPEC, STATUS, EVENTS, METRICS, STOP = "spec.json", "status.json", "events.jsonl", "metrics.json", "stop.request"
 SHIFT, EXPLAIN = "shift.json", "explain.json"  # a finished run's later results: under shift, its attention maps
+PREDICTIONS = "predictions.npz"  # per image of val and test: the best weights' class probabilities (written once)
+PREDICTED_SPLITS = ("val", "test")
 DEVICES = ("auto", "cpu", "cuda")  # what a run may ask for; a worker serves "auto" and its own kind
 # status keys that outlive a change of state: where it was asked to train and trained, and how far it got (a
 # stopped run shows the epoch it resumes after)
@@ -279,6 +282,24 @@ class RunStore:
     def write_metrics(self, run_id: str, metrics: dict[str, Any]) -> None:
         write_json(self.run_dir(run_id) / METRICS, metrics)
 
+    def write_predictions(self, run_id: str, splits: dict[str, dict[str, Any]]) -> None:
+        """predictions.npz, once and atomically, before metrics.json: per split (val, test) the image's index in
+        the split, its cache row, its label, the predicted class (argmax of the float32 probabilities, so it
+        agrees with metrics.json exactly) and the class probabilities as float16."""
+        import numpy as np  # numpy: only a finishing run writes them
+
+        arrays = {}
+        for split, p in splits.items():
+            probs = np.asarray(p["probs"])
+            arrays[f"{split}_index"] = np.arange(len(probs), dtype=np.int32)
+            arrays[f"{split}_row"] = np.asarray(p["rows"], dtype=np.int64)
+            arrays[f"{split}_label"] = np.asarray(p["labels"], dtype=np.int16)
+            arrays[f"{split}_pred"] = probs.argmax(1).astype(np.int16) if len(probs) else np.zeros(0, np.int16)
+            arrays[f"{split}_probs"] = probs.astype(np.float16)
+        with atomic_path(self.run_dir(run_id) / PREDICTIONS) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **arrays)
+
     # -- lifecycle -----------------------------------------------------------------
     def claim(self, run_id: str, worker: str, device: str | None = None, dispatched: bool = False,
               admit=None, **extra: Any) -> bool:
@@ -447,3 +468,19 @@ def _plain(obj: Any) -> Any:
     if hasattr(obj, "item"):
         return obj.item()
     return str(obj)
+
+
+def read_predictions(path: Path) -> dict[str, dict[str, Any]] | None:
+    """A run's predictions.npz as {split: {index, row, label, pred, probs}} (numpy arrays), or None where the run
+    has none (written before they were stored) or it is unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    import numpy as np  # numpy: only a reader of per-image predictions
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {split: {k: z[f"{split}_{k}"] for k in ("index", "row", "label", "pred", "probs")}
+                    for split in PREDICTED_SPLITS if f"{split}_pred" in z.files}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None

@@ -32,6 +32,7 @@ from ..options import config_dict
 from ..runspec import RunSpec
 from ..store import RunStore
 from ..store import events as ev
+from ..store.runstore import PREDICTED_SPLITS
 from ..strategy_catalog import size_warning
 from .checkpoints import load_best, load_last, save_best, save_last
 from .device import DeviceSetup
@@ -122,6 +123,7 @@ class Trainer:
         self.beat = beat  # the executor's Heartbeat: carries progress out, and stop requests in
         self._teacher_cache: dict[str, np.ndarray] = {}
         self.last_loss = float("nan")
+        self.predictions: dict[str, dict] = {}  # the best weights' per-image val and test predictions, at the end
 
     def emit(self, event: ev.Event) -> None:
         self.store.append_event(self.run_id, event)
@@ -481,6 +483,9 @@ class Trainer:
                                      "torch": torch.__version__, **self.dev.runtime()}}
         for split in SPLITS:
             metrics, probs = self.evaluate(split, final=True)
+            if split in PREDICTED_SPLITS:  # per image, for the intervals over the test images (predictions.npz)
+                rows = self.eval_rows[split]
+                self.predictions[split] = {"probs": probs, "rows": rows, "labels": self.cache.labels[rows]}
             if self.teachers:
                 metrics["agreement"] = agreement(probs, self._teacher_probs(split))
             if self.source.kind == "mura" and spec.data.task == "abnormality":

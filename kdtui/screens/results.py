@@ -36,10 +36,21 @@ def fmt(value, column: str, intervals: bool = False, higher_better: bool = True)
             good = value.mean > 0 if higher_better else value.mean < 0
             bad = value.mean < 0 if higher_better else value.mean > 0
             text.stylize("green" if good else "red" if bad else "")
-            if value.excludes_zero:
+            if value.marked:  # significant after the table's correction, as the Markdown marks it
                 text.append(" *", style="bold")
         return text
     return str(value)
+
+
+def cell_detail(column: str, v: Summary) -> str:
+    """'gain resnet18: n=3 · s0:+0.0040 s1:+0.0120 s2:-0.0080 · p=0.21, Holm-adjusted 0.63 · seeds+images'."""
+    parts = [f"{column}: n={v.n}"]
+    if v.per_seed:
+        parts.append(v.seeds_text())
+    if v.p is not None:
+        parts.append(f"p={v.p:.3g}" + (f", adjusted {v.p_adj:.3g}" if v.p_adj is not None else ", not tested"))
+    parts.append(f"interval over {v.method}" if v.method else "no interval")
+    return " · ".join(parts)
 
 
 def load_tables(store, view: str, metric: str):
@@ -177,7 +188,22 @@ class ResultsScreen(Screen):
                 table.add_row(*[fmt(v, c, self.intervals, higher_better) for v, c in zip(row, current.columns)])
             if not current.rows:
                 notes.insert(0, EMPTY.get(current.name.split("_")[0], "no finished run for this table yet."))
-        self.query_one("#results-note", Static).update(Text(" ".join(notes), style="dim"))
+        self._notes = " ".join(notes)
+        self.query_one("#results-note", Static).update(Text(self._notes, style="dim"))
+
+    def on_data_table_cell_highlighted(self, event: DataTable.CellHighlighted) -> None:
+        """The cell under the cursor, in full: n, each seed's value, the raw and adjusted p-value, what its interval
+        covers; then the table's notes."""
+        current = self._table()
+        row, col = event.coordinate.row, event.coordinate.column
+        if current is None or row >= len(current.rows) or col >= len(current.columns):
+            return
+        value = current.rows[row][col]
+        note = Text()
+        if isinstance(value, Summary):
+            note.append(cell_detail(current.columns[col], value) + "\n", style="bold")
+        note.append(getattr(self, "_notes", ""), style="dim")
+        self.query_one("#results-note", Static).update(note)
 
     def action_cycle(self, step: int) -> None:
         if not self.order:
