@@ -7,7 +7,7 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: setup run demo test test-gpu bench bench-gpu faults clean
+.PHONY: setup run demo test test-gpu bench bench-gpu gpu-verify faults clean
 
 setup: $(STAMP)
 
@@ -38,9 +38,14 @@ test-gpu: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
-# kdstudy's trainer, worker and study paths on one GPU (at most 8 minutes on an H100); JSON with the card and date
+# kdstudy's trainer, worker and study paths on one GPU: each section stopped hard at its share of 8 minutes
 bench-gpu: $(STAMP)
 	$(PY) -m benchmarks.gpu --out bench-gpu.json $(BENCH_ARGS)
+
+# the first thing to run on a lent GPU: test-gpu, then bench-gpu, 9 minutes at most together; gpu-verify.json and
+# a verdict per fast-path flag (on by default, or not yet and why)
+gpu-verify: $(STAMP)
+	$(PY) -m benchmarks.verify --out gpu-verify.json
 
 # 20 SIGKILLs of a worker (half of them inside checkpoint writes) across a teacher and its student
 faults: $(STAMP)

@@ -23,6 +23,17 @@ import tomllib
 
 from .errors import UsageError
 
+# The GPU fast path's switches, read by the trainer's device set-up and by packing's memory keys (no torch here)
+DEVICE_INPUT_ENV, CUDA_GRAPH_ENV = "KDSTUDY_DEVICE_INPUT", "KDSTUDY_CUDA_GRAPH"
+EVAL_BATCH_CUDA = 256  # evaluation has no gradients: a large batch keeps the card busy
+
+
+def env_flag(value: bool | None, env: str) -> bool:
+    """A fast-path switch: as given, else from the environment (workers inherit it)."""
+    import os  # tiny
+
+    return bool(value) if value is not None else os.environ.get(env, "") not in ("", "0")
+
 
 def option(default: Any, help: str, *, choices: tuple | None = None, low: float | None = None,
            high: float | None = None, low_open: bool = False, flag: str | None = None, short: str | None = None,

@@ -138,7 +138,7 @@ def test_worker_dry_run_prints_the_plan_with_a_stand_in_80gb_card(tmp_path, monk
     workers = int(out.split("GiB): ")[1].split(" worker")[0])
     assert 1 <= workers <= min(8, os.cpu_count() or 1)
     lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
-    r18, r50 = lines["resnet18|-|b16|224px"], lines["resnet50|-|b16|224px"]
+    r18, r50 = lines["resnet18|-|b16|224px|loader|eager|e256"], lines["resnet50|-|b16|224px|loader|eager|e256"]
     need = {k: float(v.split("needs ")[1].split(" GiB")[0]) for k, v in (("r18", r18), ("r50", r50))}
     assert 0.6 < need["r18"] < need["r50"] < 8 and "(estimated)" in r18  # resnet50 at batch 16 needs more, not 80 GB
     assert sorted(p.name for p in store.root.rglob("*")) == before  # started nothing, wrote nothing

@@ -517,3 +517,20 @@ def test_axis_ticks_are_honest_at_any_height():
     for lo, hi in ((1.1, 2.2), (0.3, 0.31), (1.8, 2.1), (0.0, 9.7)):
         ticks = nice_ticks(lo, hi)
         assert ticks[0] <= lo and ticks[-1] >= hi
+
+
+async def test_results_cell_under_the_cursor_shows_its_seeds_and_p_values(tmp_path):
+    """A gain cell in full: n, each seed's gain, the raw and adjusted p-value and what its interval covers."""
+    root = tmp_path / "runs"
+    fake_finished_store(root, seed=0, accuracies=(0.8, 0.70, 0.75))
+    store, _, _ = fake_finished_store(root, seed=1, accuracies=(0.8, 0.72, 0.73))
+    app = KDStudyApp(store.root, start_workers=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        await wait_for(pilot, lambda: app.screen.current == "normal")
+        table = app.screen.query_one("#results-table")
+        table.move_cursor(row=2, column=4)  # the test row's gain
+        note = app.screen.query_one("#results-note")
+        await wait_for(pilot, lambda: "gain resnet18: n=2" in str(note.render()))
+        text = str(note.render()).replace("\n", " ")
+        assert "s0:+0.0500 s1:+0.0100" in text and "adjusted" in text and "interval over seeds" in text

@@ -172,3 +172,21 @@ def _build(source: Source, refs: list, size: int, data_path: Path, skip_bad: boo
         out.flush()
         del out
     return bad
+
+
+_NBYTES: dict = {}
+
+
+def cached_nbytes(cfg) -> int | None:
+    """The decoded cache's size in bytes for a DataConfig (every split's images, size x size uint8), from its
+    source's index (no image is decoded); None when the source cannot be read. Remembered per configuration:
+    packing's admission asks it at every claim."""
+    key = cfg  # frozen: the configuration itself
+    if key not in _NBYTES:
+        from .config import open_source  # the source's index: only where a device-resident cache is planned
+
+        try:
+            _NBYTES[key] = len(open_source(cfg).all_refs()) * cfg.image_size ** 2
+        except Exception:  # noqa: BLE001 - an estimate: unreadable data fails the run itself, with its reason
+            _NBYTES[key] = None
+    return _NBYTES[key]

@@ -86,10 +86,17 @@ def _ensure(store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers: Callable
         if state in (FAILED, STOPPED) and not (dispatched and status.get("stale")):
             raise RunFailed(f"{rid} is {state}" + (f" ({status['reason']})" if status.get("reason") else "")
                             + f"; retry it with: kdengine runs retry {rid}")
-        admit = (lambda: placement.admit(spec)) if placement is not None else None
+        neighbours = [0]  # runs beside it on its GPU when it was admitted (an OOM then is a crowding OOM)
+
+        def admit():
+            ok, why = placement.admit(spec)
+            neighbours[0] = reserved_on(store, placement.gpu)[1]
+            return ok, why
+
         extra = placement.reservation(spec) if placement is not None else {}
-        if store.claim(rid, worker, dev.device.type, dispatched=dispatched, admit=admit, **extra):
-            return run_claimed(store, spec, dev, trackers(), progress, log, placement)
+        if store.claim(rid, worker, dev.device.type, dispatched=dispatched,
+                       admit=admit if placement is not None else None, **extra):
+            return run_claimed(store, spec, dev, trackers(), progress, log, placement, neighbours[0])
         status = store.read_status(rid)
         if status["state"] == QUEUED and not serves(dev.device.type, status.get("device")):
             raise RunFailed(f"{rid} is queued for {status.get('device')}; this process trains on {dev.device.type}")
@@ -141,10 +148,12 @@ class Heartbeat:
 
 
 def run_claimed(store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers: list, progress: bool,
-                log: Callable[[str], None], placement=None) -> dict:
+                log: Callable[[str], None], placement=None, neighbours: int = 0) -> dict:
+    """Train a claimed run to its end. ``neighbours``: the runs beside it on its GPU when it was admitted."""
     rid = spec.run_id
     log(f"training {rid}: {spec.describe()}")
     out_of_memory = False
+    trainer = None
     try:
         with Heartbeat(store, rid) as beat:
             trainer = Trainer(store, spec, dev, hooks=[MemoryPeak(store)], progress=progress, log=log, beat=beat,
@@ -177,8 +186,10 @@ def run_claimed(store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers: list
                 tr.close()
             except Exception as exc:  # a tracker must not lose a finished run
                 log(f"warning: tracker {tr.__class__.__name__} failed to close: {exc}")
+        trainer = None  # noqa: F841 - its model, optimiser, graphs and batches go before the cache is emptied
+        release_device_memory(dev)
     if out_of_memory:
-        _out_of_memory(store, spec, placement, log)
+        _out_of_memory(store, spec, placement, log, neighbours)
     store.finish(rid, FINISHED)
     # A finished run needs no resume state: keep best.safetensors, drop last.pt (with the optimizer
     # state it is 3-4x the weights: 2 GB for VGG11).
@@ -204,27 +215,63 @@ def draw_figures(store: RunStore, spec: RunSpec, results: dict, log: Callable[[s
         return []
 
 
+# What an allocation failure on the card says, whichever library met it: the caching allocator
+# (torch.cuda.OutOfMemoryError), cuBLAS creating a handle or its workspace, cuDNN its workspace, the runtime
+# creating a context or a stream.
+OOM_MARKERS = ("out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED",
+               "CUDNN_STATUS_NOT_ENOUGH_WORKSPACE", "cudaErrorMemoryAllocation", "CUDA_ERROR_OUT_OF_MEMORY")
+MAX_OOM_REQUEUES = 4  # a run sent back for memory this many times fails, saying so: never a loop
+
+
 def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.cuda.OutOfMemoryError)
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and any(m in str(exc) for m in OOM_MARKERS)
 
 
-def _out_of_memory(store: RunStore, spec: RunSpec, placement, log: Callable[[str], None]) -> None:
-    """CUDA out-of-memory: beside other runs, back to the queue with a larger need; alone, a failure."""
-    gc.collect()
-    torch.cuda.empty_cache()
+def release_device_memory(dev: DeviceSetup) -> None:
+    """After a run: collect what it left (its tensors may sit in reference cycles) and hand the CUDA cache
+    back, so the next run, or a neighbour, has the memory (a worker otherwise keeps its peak for good)."""
+    if dev.is_cuda:
+        gc.collect()
+        torch.cuda.empty_cache()
+
+
+def _oom_requeues(store: RunStore, rid: str) -> int:
+    """Times the run went back to the queue for memory since it was last retried by hand."""
+    count = 0
+    for e in store.read_events(rid)[0]:
+        if e.get("requeued_from") == "oom":
+            count += 1
+        elif e.get("requeued_from"):  # a retry of a failed or stopped run starts the count again
+            count = 0
+    return count
+
+
+def _out_of_memory(store: RunStore, spec: RunSpec, placement, log: Callable[[str], None],
+                   neighbours: int = 0) -> None:
+    """CUDA out-of-memory. Beside other runs (at its admission, or now) it goes back to the queue with a larger
+    need, at most MAX_OOM_REQUEUES times; alone on the card from start to end, it does not fit: a failure."""
     rid = spec.run_id
-    reserved, running = reserved_on(store, placement.gpu)
+    _, running = reserved_on(store, placement.gpu)
+    crowded = max(neighbours, running - 1)
     mine = placement.reservation(spec)["reserved_bytes"]
-    if running <= 1:
+    tries = _oom_requeues(store, rid)
+    if crowded == 0:
         reason = (f"out of GPU memory alone on the card (more than {placement.capacity / 2**30:.0f} GiB): use a "
                   "smaller --batch-size or --image-size")
-        _finish_quietly(store, rid, reason)
-        raise RunFailed(f"{rid}: {reason}")
-    record_oom(store, memory_key(spec), mine)
-    reason = f"out of GPU memory beside {running - 1} run(s): queued again for a less crowded slot"
-    store.back_to_queue(rid, reason, "oom")
-    log(f"{rid}: {reason}")
-    raise Requeued(f"{rid}: {reason}")
+    elif tries >= MAX_OOM_REQUEUES:
+        reason = (f"out of GPU memory {tries + 1} times beside other runs (sent back {tries} times, the most "
+                  f"allowed): run it alone (--runs-per-gpu 1), or with a smaller --batch-size")
+    else:
+        record_oom(store, placement.key(spec) if hasattr(placement, "key") else memory_key(spec), mine)
+        reason = (f"out of GPU memory beside {crowded} run(s): queued again for a less crowded slot "
+                  f"({tries + 1} of {MAX_OOM_REQUEUES})")
+        store.back_to_queue(rid, reason, "oom")
+        log(f"{rid}: {reason}")
+        raise Requeued(f"{rid}: {reason}")
+    _finish_quietly(store, rid, reason)
+    raise RunFailed(f"{rid}: {reason}")
 
 
 def _stop_quietly(store: RunStore, rid: str, reason: str) -> None:

@@ -8,7 +8,8 @@ A batch-16 resnet18 uses a fraction of a large GPU; several workers per GPU fill
 - **Admission.** A worker claims a run only when the run's memory need fits beside what the other runs
   on its GPU have reserved (each running CUDA run's status.json holds ``gpu`` and ``reserved_bytes``);
   the check is made under the store's lock, at the claim. A need is, best first: the peak measured for
-  the run's shape (``torch.cuda.max_memory_allocated`` after its first epoch, in ``.workers/memory.json``),
+  the run's shape (``torch.cuda.max_memory_reserved``, the allocator's whole footprint: fragmentation, the
+  graphs' private pools and evaluation's larger batch included, after each epoch, in ``.workers/memory.json``),
   else an estimate from the models on the meta device (``training/memory.py``) scaled by how far the
   estimates have been off the measured peaks so far (never below 1), raised after an out-of-memory. So
   packing works from the first run, and tightens as real peaks arrive. A run that still meets CUDA
@@ -24,21 +25,35 @@ from dataclasses import dataclass
 
 from ..atomic import write_json
 from ..errors import UsageError
+from ..options import CUDA_GRAPH_ENV, DEVICE_INPUT_ENV, EVAL_BATCH_CUDA, env_flag
 from ..store import RunStore
 from ..store.lifecycle import QUEUED, RUNNING
 from ..store.runstore import read_json
 
 MAX_PER_GPU = 8
 HEADROOM = 0.9  # of the card: kept free for fragmentation and what torch's allocator does not count
-CONTEXT_BYTES = 600 * 2**20  # a CUDA context and cuDNN's workspace, per process: not in max_memory_allocated
+# a CUDA context with cuBLAS's and cuDNN's handles and the kernels torch loads, per process: outside the allocator,
+# so in no measured peak. About 500-900 MiB on an H100 with lazy module loading; make gpu-verify measures it.
+CONTEXT_BYTES = 1024 * 2**20
 MEASURED_MARGIN = 1.05  # a measured peak, with a little room
 OOM_GROWTH = 1.5  # after an out-of-memory, the need grows by this much
 MEMORY_FILE = "memory.json"
 
 
-def memory_key(spec) -> str:
+def default_runtime(train_batch: int) -> dict:
+    """The memory-shaping options a worker started now would train with (the fast path's switches from the
+    environment, as setup_device reads them), for planning without torch."""
+    return {"input": "device" if env_flag(None, DEVICE_INPUT_ENV) else "loader",
+            "cuda_graph": env_flag(None, CUDA_GRAPH_ENV), "eval_batch": max(train_batch, EVAL_BATCH_CUDA)}
+
+
+def memory_key(spec, runtime: dict | None = None) -> str:
+    """A run shape, as far as its memory goes: the models, batch and image size, and how it runs (the input
+    path: a device-resident cache; a captured graph: its private pool; the evaluation batch)."""
     teachers = "+".join(t.model for t in spec.teachers) or "-"
-    return f"{spec.model}|{teachers}|b{spec.train.batch_size}|{spec.data.image_size}px"
+    rt = runtime or default_runtime(spec.train.batch_size)
+    return (f"{spec.model}|{teachers}|b{spec.train.batch_size}|{spec.data.image_size}px|{rt['input']}"
+            f"|{'graph' if rt['cuda_graph'] else 'eager'}|e{rt['eval_batch']}")
 
 
 # -- the memory table ------------------------------------------------------------------------------------------
@@ -65,8 +80,18 @@ def _update(store: RunStore, key: str, field: str, value: int, larger: bool = Tr
 
 
 def record_peak(store: RunStore, key: str, peak_bytes: int) -> None:
-    """Remember the peak memory of a run shape (the largest seen wins)."""
-    _update(store, key, "peak", peak_bytes)
+    """Remember the peak memory of a run shape (the largest seen wins). A measured peak is what a run of this
+    shape really used: it replaces an earlier out-of-memory's guess (which only ever said "more than
+    crowded"), so one OOM never raises the shape's need for good."""
+    path = store.workers_dir() / MEMORY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with store.lock():
+        table = memory_table(store)
+        entry = table.setdefault(key, {})
+        if int(entry.get("peak", 0)) < peak_bytes or "oom" in entry:
+            entry["peak"] = max(int(entry.get("peak", 0)), int(peak_bytes))
+            entry.pop("oom", None)
+            write_json(path, table)
 
 
 def record_estimate(store: RunStore, key: str, estimate_bytes: int) -> None:
@@ -97,6 +122,8 @@ def need(table: dict[str, dict], key: str) -> tuple[int | None, str]:
         factor = calibration(table)
         value, source = entry["estimate"] * factor, "estimated" + (f", x{factor:.2f} from measured peaks"
                                                                    if factor > 1 else "")
+    elif entry.get("oom"):
+        value, source = 0, "unknown"
     else:
         return None, "unknown"
     if entry.get("oom") and entry["oom"] > value:
@@ -127,6 +154,15 @@ def admits(store: RunStore, gpu: str, need_bytes: int, capacity_bytes: int) -> t
         return True, f"{need_bytes / 2**30:.1f} GiB fits beside {running} run(s)"
     return False, (f"waiting for GPU memory: needs {need_bytes / 2**30:.1f} GiB, {max(0, room) / 2**30:.1f} GiB "
                    f"left beside {running} run(s)")
+
+
+def mps_running() -> bool:
+    """Whether an MPS control daemon serves this box (its pipe directory holds its control socket): packed
+    processes then run their kernels side by side on the card; without it the card time-slices between them, and
+    packing gains only what one run leaves idle (input, host work). kdstudy never starts it: how the card is
+    shared is the box owner's setting (``nvidia-cuda-mps-control -d``)."""
+    pipe = os.environ.get("CUDA_MPS_PIPE_DIRECTORY", "/tmp/nvidia-mps")
+    return os.path.exists(os.path.join(pipe, "control"))
 
 
 # -- GPUs and slots ----------------------------------------------------------------------------------------------------
@@ -231,6 +267,10 @@ def plan_workers(store: RunStore, runs_per_gpu: int | str, gpus: list[dict], cpu
             elif not shapes:
                 why += "; nothing queued yet"
             why += "; each run is admitted when its memory fits beside the others"
+        if n > 1:
+            why += ("; MPS is running: packed runs share the card's SMs" if mps_running() else
+                    "; MPS is not running: packed runs take turns on the card (time-slicing), so packing gains what "
+                    "one run leaves idle; start nvidia-cuda-mps-control -d for kernels side by side")
         plans.append(GpuPlan(gpu["index"], gpu.get("name", "?"), gpu.get("memory_total_mib", 0), n, why, shapes))
     return plans
 

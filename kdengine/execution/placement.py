@@ -14,17 +14,37 @@ from .packing import admits, memory_key, memory_table, need, record_estimate, re
 
 
 class MemoryPeak(Hook):
-    """After a CUDA run's first epoch, record its peak memory for its shape (packing plans with it)."""
+    """After each epoch of a CUDA run, record the allocator's peak **reserved** memory for its shape when it grew
+    (packing plans with it). Reserved, not allocated: what the card gives up includes fragmentation, the graphs'
+    private pool (the partial batch's graph is captured in epoch 2), and evaluation's larger batch."""
 
     def __init__(self, store: RunStore) -> None:
-        self.store, self.done = store, False
+        self.store, self.recorded = store, 0
 
     def on_epoch_end(self, trainer, epoch: int, event: dict) -> None:
-        if self.done or not trainer.dev.is_cuda:
+        if not trainer.dev.is_cuda:
             return
+        peak = int(torch.cuda.max_memory_reserved(trainer.dev.device))
+        if peak > self.recorded:
+            key = memory_key(trainer.spec, trainer.dev.memory_runtime(trainer.spec.train.batch_size))
+            record_peak(self.store, key, peak)
+            self.recorded = peak
 
-        record_peak(self.store, memory_key(trainer.spec), torch.cuda.max_memory_allocated(trainer.dev.device))
-        self.done = True
+
+def resident_bytes(spec, dev) -> int:
+    """The device-resident decoded cache a run of ``spec`` holds with --device-input (0 without it, or when the
+    cache is over the budget and is gathered on the host): the estimate must count it, up to a quarter of the
+    card per process."""
+    if not dev.device_input:
+        return 0
+    from ..data.cache import cached_nbytes  # the data layer: only a device-input worker asks
+    from ..training.inputs import device_budget
+
+    budget = device_budget(dev)
+    size = cached_nbytes(spec.data)
+    if size is None:  # not decoded yet: count what it may take
+        return budget
+    return size if size <= budget else 0
 
 
 class Placement:
@@ -39,14 +59,17 @@ class Placement:
         self._needs: dict[str, int] = {}
 
     def need(self, spec) -> int:
-        key = memory_key(spec)
+        key = memory_key(spec, self.dev.memory_runtime(spec.train.batch_size))
         table = memory_table(self.store)
         value, _ = need(table, key)
         if value is None:
-            estimate = estimate_peak(spec, amp=self.dev.amp_dtype is not None)
+            estimate = estimate_peak(spec, amp=self.dev.amp_dtype is not None, cache_bytes=resident_bytes(spec, self.dev))
             record_estimate(self.store, key, estimate)
             value, _ = need({**table, key: {"estimate": estimate}}, key)
         return int(value)
+
+    def key(self, spec) -> str:
+        return memory_key(spec, self.dev.memory_runtime(spec.train.batch_size))
 
     def admit(self, spec) -> tuple[bool, str]:
         return admits(self.store, self.gpu, self.need(spec), self.capacity)

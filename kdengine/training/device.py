@@ -14,9 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import UsageError
-
-EVAL_BATCH_CUDA = 256  # evaluation has no gradients: a large batch keeps the card busy
-DEVICE_INPUT_ENV, CUDA_GRAPH_ENV = "KDSTUDY_DEVICE_INPUT", "KDSTUDY_CUDA_GRAPH"
+from ..options import CUDA_GRAPH_ENV, DEVICE_INPUT_ENV, EVAL_BATCH_CUDA, env_flag
 
 
 @dataclass(frozen=True)
@@ -52,26 +50,33 @@ class DeviceSetup:
         """The options that shape this process's numbers, for events and the shared teacher outputs' key."""
         return {"input": "device" if self.device_input else "loader", "cuda_graph": self.graphed}
 
-
-def _flag(value: bool | None, env: str) -> bool:
-    return bool(value) if value is not None else os.environ.get(env, "") not in ("", "0")
+    def memory_runtime(self, train_batch: int) -> dict:
+        """What shapes a CUDA run's memory besides its spec (packing's memory key): the input path, the graph,
+        the evaluation batch."""
+        return {**self.runtime(), "eval_batch": self.eval_batch(train_batch)}
 
 
 def setup_device(name: str = "auto", loader_workers: int | None = None, device_input: bool | None = None,
                  cuda_graph: bool | None = None) -> DeviceSetup:
     """``device_input`` / ``cuda_graph`` None: from $KDSTUDY_DEVICE_INPUT / $KDSTUDY_CUDA_GRAPH (workers inherit them)."""
-    dev_input, graph = _flag(device_input, DEVICE_INPUT_ENV), _flag(cuda_graph, CUDA_GRAPH_ENV)
+    dev_input, graph = env_flag(device_input, DEVICE_INPUT_ENV), env_flag(cuda_graph, CUDA_GRAPH_ENV)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+        device = torch.device(name)
+        if device.index is not None:
+            if device.index >= torch.cuda.device_count():
+                raise UsageError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+            # the current device: side streams, the capture stream, events and pinned memory's device follow it
+            torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         bf16 = torch.cuda.is_bf16_supported()
         n = loader_workers if loader_workers is not None else min(16, max(1, (os.cpu_count() or 2) - 1))
-        return DeviceSetup(torch.device(name), torch.bfloat16 if bf16 else None, True, 0 if dev_input else n,
+        return DeviceSetup(device, torch.bfloat16 if bf16 else None, True, 0 if dev_input else n,
                            not dev_input, dev_input, graph)
     if name != "cpu":
         raise UsageError(f"unknown device '{name}' (choose auto, cpu or cuda)")

@@ -145,31 +145,13 @@ class DeviceFeed:
 
     def _host_gather(self, order: np.ndarray) -> Iterator[torch.Tensor]:
         """Batches gathered from the memory map into pinned memory by a thread, copied without blocking."""
-        cuda = self.dev.is_cuda
-        slots: queue.Queue = queue.Queue(maxsize=PREFETCH)
-        done = object()
-
-        def gather() -> None:
-            try:
-                for s in range(0, len(order), self.batch_size):
-                    rows = self.rows[order[s:s + self.batch_size]]
-                    block = torch.from_numpy(np.asarray(self.images.cache.images[rows])[:, None])
-                    # pinned memory from torch's caching host allocator: not reused before its copy is done
-                    slots.put(block.pin_memory() if cuda else block)
-            finally:
-                slots.put(done)
-
-        thread = threading.Thread(target=gather, name="host-gather", daemon=True)
-        thread.start()
+        gather = HostGather(self.images.cache.images, self.rows, order, self.batch_size, self.dev.is_cuda)
+        self.gather = gather  # the epoch's gatherer (tests ask it whether its thread stopped)
         try:
-            while (block := slots.get()) is not done:
-                yield block.to(self.dev.device, non_blocking=True) if cuda else block
+            for block in gather:
+                yield block.to(self.dev.device, non_blocking=True) if self.dev.is_cuda else block
         finally:
-            while thread.is_alive():  # let a stopped epoch's thread finish instead of blocking on a full queue
-                try:
-                    slots.get_nowait()
-                except queue.Empty:
-                    thread.join(0.05)
+            gather.close()
 
     def view(self, raw: dict) -> tuple[torch.Tensor, torch.Tensor]:
         pos = raw["pos"]
@@ -179,3 +161,60 @@ class DeviceFeed:
 
     def close(self) -> None:
         pass
+
+
+class HostGather:
+    """A thread that gathers an epoch's batches from the memory-mapped cache into pinned memory, PREFETCH ahead.
+
+    ``close()`` (an early stop: the defect threshold reached, a stop request, a failure) sets its stop flag and
+    returns once the thread has ended: it checks the flag before every batch and never blocks on a full queue
+    for longer than POLL_S, so an epoch stopped early never waits for the rest of it to be gathered.
+    """
+
+    POLL_S = 0.05
+
+    def __init__(self, images, rows: np.ndarray, order: np.ndarray, batch_size: int, pin: bool) -> None:
+        self.images, self.rows, self.order, self.batch_size, self.pin = images, rows, order, batch_size, pin
+        self.slots: queue.Queue = queue.Queue(maxsize=PREFETCH)
+        self.stop = threading.Event()
+        self.gathered = 0
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="host-gather", daemon=True)
+        self.thread.start()
+
+    _DONE = object()
+
+    def _put(self, item) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.slots.put(item, timeout=self.POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for s in range(0, len(self.order), self.batch_size):
+                if self.stop.is_set():
+                    return
+                rows = self.rows[self.order[s:s + self.batch_size]]
+                block = torch.from_numpy(np.asarray(self.images[rows])[:, None])
+                # pinned memory from torch's caching host allocator: not reused before its copy is done
+                if not self._put(block.pin_memory() if self.pin else block):
+                    return
+                self.gathered += 1
+        except BaseException as exc:  # handed to the consumer, which raises it
+            self.error = exc
+        finally:
+            self._put(self._DONE)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        while (block := self.slots.get()) is not self._DONE:
+            yield block
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()

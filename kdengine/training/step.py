@@ -2,9 +2,8 @@
 another student's shared outputs), the student's forward pass, the loss terms, backward, clipping and the
 optimiser step, and the epoch's running sums (loss, confusion matrix), all on the device.
 
-Nothing in a step synchronises with the host, so on CUDA :class:`GraphedStep` captures it once as a CUDA
-graph and replays it for every full batch (the last, partial batch runs eagerly); on the CPU the same
-object simply runs. The trainer reads the running sums once per epoch.
+Nothing in a step synchronises with the host, so on CUDA :class:`GraphedStep` captures it as CUDA graphs (one
+per batch shape and sharing mode, in one memory pool) and replays them; on the CPU the same object simply runs. The trainer reads the running sums once per epoch.
 """
 from __future__ import annotations
 
@@ -40,6 +39,11 @@ class TrainStep:
         self.reading = False
         self.keeping = False
 
+    @property
+    def mode(self) -> tuple[bool, bool]:
+        """(reading, keeping): which branch a step takes, and so which graph it needs (GraphedStep)."""
+        return self.reading, self.keeping
+
     def reset_epoch(self) -> None:
         self.loss_sum.zero_()
         self.ce_sum.zero_()
@@ -65,53 +69,109 @@ class TrainStep:
             n = y.shape[0]
             self.loss_sum += loss.detach() * n
             self.ce_sum += F.cross_entropy(logits.detach().float(), y, reduction="sum")
-            self.confusion.index_put_((y, logits.detach().argmax(1)), self._ones[:n], accumulate=True)
+            # index_add_ on the flattened matrix: no index check that could sync with the host inside a graph
+            cells = y * self.confusion.shape[1] + logits.detach().argmax(1)
+            self.confusion.view(-1).index_add_(0, cells, self._ones[:n])
             if self.keeping:
                 for buf, t in zip(self.teacher_logits, t_logits):
                     buf.index_copy_(0, pos, t.detach().float())
         return StepOut(loss.detach(), {k: v.detach() for k, v in terms.items()})
 
 
-class GraphedStep:
-    """A :class:`TrainStep` captured as a CUDA graph on its first full batches and replayed after.
+@dataclass
+class Captured:
+    """One captured graph: its static inputs (copied into before each replay) and its static outputs."""
+    graph: object
+    static: dict
+    out: StepOut
 
-    Its first ``WARMUP`` full batches run eagerly on a side stream (real steps: they initialise the
-    optimiser's state and let cudnn pick its kernels), the next is captured and replayed, and every later
-    full batch is copied into the captured inputs and replayed. Batches of another size (the last, partial
-    one) run eagerly. What a replay returns is the graph's own output tensors: clone them to keep them.
+
+class GraphedStep:
+    """A :class:`TrainStep` captured as CUDA graphs and replayed.
+
+    - **Warm-up**: before the first capture, ``WARMUP`` full batches run eagerly on a side stream (real steps:
+      they create the optimiser's state and let cuDNN pick its kernels); a later shape or mode runs one eager
+      step first (cuDNN's choice for that shape) and is then captured.
+    - **One graph per batch shape**: the full batch and the epoch's last, partial batch each get a graph,
+      captured into **one memory pool** (the partial batch's graph reuses the full batch's activations and
+      gradients rather than opening a second pool, and never autotunes again). They are replayed in the order
+      they were captured (full batches, then the partial one, every epoch), which a shared pool requires.
+    - **The mode is part of the graph**: a captured graph replays the branch it was captured under, so a step
+      that reads shared teacher outputs and one that computes them are different graphs. When the mode changes
+      between epochs (``TrainStep.mode``: another student has, or has not yet, stored this epoch's outputs), the
+      graphs are dropped and captured again under the new mode: recapture costs one capture per change (modes
+      change rarely: a student that computes keeps computing until another is ahead of it), while keeping a
+      graph per mode would double the private memory of every packed run. Replaying a graph of the other mode
+      would train on stale logits and spread them to every other student (the defect this fixes).
+    - **Capture is thread-local** (``capture_error_mode="thread_local"``): the loader's pin-memory thread and the
+      host-gather thread keep making CUDA calls (pinned allocations, event queries) while this thread
+      captures, which the default "global" mode turns into a capture error.
+
+    What a replay returns is the graph's own output tensors: clone them to keep them. ``cuda`` is torch.cuda
+    (a stand-in in the CPU tests of this logic).
     """
 
     WARMUP = 3
 
-    def __init__(self, step: TrainStep, batch_size: int) -> None:
+    def __init__(self, step: TrainStep, batch_size: int, cuda=None) -> None:
         self.step, self.batch_size = step, batch_size
-        self.graph = None
-        self.static: dict | None = None
-        self.out: StepOut | None = None
-        self.warm = 0
+        self.cuda = cuda if cuda is not None else torch.cuda
+        self.graphs: dict[int, Captured] = {}  # batch size -> its graph, for ``self.mode``
+        self.mode: tuple | None = None
+        self.pool = None  # the memory pool every graph of this mode shares
+        self.warm: dict[tuple, int] = {}  # (mode, batch size) -> eager steps run
+        self.captures = 0  # graphs captured so far (a mode change or a new shape adds one)
+
+    @property
+    def graph(self):
+        """The full batch's graph (None before it is captured)."""
+        c = self.graphs.get(self.batch_size)
+        return c.graph if c is not None else None
+
+    def drop(self) -> None:
+        """Forget every graph (and its pool): the next batches warm up and capture again."""
+        self.graphs.clear()
+        self.pool = None
+
+    def _eager(self, raw: dict) -> StepOut:
+        side, main = self.cuda.Stream(), self.cuda.current_stream()
+        side.wait_stream(main)
+        with self.cuda.stream(side):
+            out = self.step(raw)
+        main.wait_stream(side)
+        return out
+
+    def _capture(self, raw: dict, n: int) -> Captured:
+        static = {k: v.clone() for k, v in raw.items()}
+        graph = self.cuda.CUDAGraph()
+        self.step.opt.zero_grad(set_to_none=True)
+        with self.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
+            out = self.step(static)
+        if self.pool is None:
+            self.pool = graph.pool()
+        self.captures += 1
+        self.graphs[n] = Captured(graph, static, out)
+        return self.graphs[n]
 
     def __call__(self, raw: dict) -> StepOut:
-        if raw["pos"].shape[0] != self.batch_size:
-            return self.step(raw)
-        if self.graph is None and self.warm < self.WARMUP:
-            self.warm += 1
-            side, main = torch.cuda.Stream(), torch.cuda.current_stream()
-            side.wait_stream(main)
-            with torch.cuda.stream(side):
-                out = self.step(raw)
-            main.wait_stream(side)
-            return out
-        if self.graph is None:
-            self.static = {k: v.clone() for k, v in raw.items()}
-            self.graph = torch.cuda.CUDAGraph()
-            self.step.opt.zero_grad(set_to_none=True)
-            with torch.cuda.graph(self.graph):
-                self.out = self.step(self.static)
+        n = int(raw["pos"].shape[0])
+        mode = self.step.mode
+        if mode != self.mode:  # graphs captured under the other branch would replay it
+            self.drop()
+            self.mode = mode
+        captured = self.graphs.get(n)
+        if captured is None:
+            key = (mode, n)
+            need = self.WARMUP if self.captures == 0 else 1
+            if self.warm.get(key, 0) < need:
+                self.warm[key] = self.warm.get(key, 0) + 1
+                return self._eager(raw)
+            captured = self._capture(raw, n)
         else:
             for k, v in raw.items():
-                self.static[k].copy_(v, non_blocking=True)
-        self.graph.replay()
-        return self.out
+                captured.static[k].copy_(v, non_blocking=True)
+        captured.graph.replay()
+        return captured.out
 
 
 def macro_f1_from_confusion(cm) -> float:

@@ -40,7 +40,7 @@ from .hooks import DefectCheck, Hook, StepLog, TeacherSharing, Trackers
 from .inputs import DeviceFeed, Images, LoaderFeed, device_images, eval_iter
 from .losses import loss_for
 from .metrics import agreement, classification_metrics, study_level
-from .optim import build_optimizer
+from .optim import build_optimizer, load_optimizer_state
 from .progress import Progress
 from .step import GraphedStep, TrainStep, macro_f1_from_confusion
 from .teacher import FrozenTeacher, frozen_from_checkpoint
@@ -309,7 +309,7 @@ class Trainer:
         if last is None:
             return TrainState()
         self.model.load_state_dict(last["model"])
-        self.opt.load_state_dict(last["optimizer"])
+        load_optimizer_state(self.opt, last["optimizer"])  # this process's rate tensor and flags stay
         self.sched.load_state_dict(last["scheduler"])
         state = TrainState.from_dict(last["state"])
         self.log(f"resuming {self.run_id} after epoch {state.epoch}")
