@@ -149,11 +149,11 @@ def test_graphed_adam_is_fused():
 
 
 # -- the memory ledger -----------------------------------------------------------------------------------------------
-def _spec(**train):
+def _spec(source="synthetic", **train):
     from kdengine.data.config import DataConfig
     from kdengine.runspec import KDConfig, build_specs
 
-    return build_specs("baseline", "test_resnet", [], DataConfig(source="synthetic", image_size=32),
+    return build_specs("baseline", "test_resnet", [], DataConfig(source=source, image_size=32),
                        TrainConfig(**train), KDConfig(), 0)
 
 
@@ -191,12 +191,12 @@ def test_a_device_input_estimate_counts_the_resident_cache():
     from kdengine.execution.placement import resident_bytes
     from kdengine.training.device import DeviceSetup
 
-    spec = _spec()
+    spec = _spec("synthetic:images=140,seed=3")
     cpu = DeviceSetup(torch.device("cpu"), None, False, 0, False)
     assert resident_bytes(spec, cpu) == 0
     dev = DeviceSetup(torch.device("cpu"), None, False, 0, False, device_input=True)
     n = cached_nbytes(spec.data)
-    assert n and n % (32 * 32) == 0 and resident_bytes(spec, dev) == n
+    assert n == 140 * 32 * 32 and resident_bytes(spec, dev) == n
 
 
 # -- out of memory, of every kind ------------------------------------------------------------------------------------
