@@ -286,3 +286,19 @@ def test_latex_has_booktabs_bold_best_marks_and_the_note_as_caption(tmp_path):
     assert (tmp_path / "out" / "tables.tex") in written and (tmp_path / "out" / "students_normal.tex").is_file()
     doc = (tmp_path / "out" / "tables.tex").read_text()
     assert doc.startswith(r"\documentclass{article}") and r"\usepackage{booktabs}" in doc and doc.count(r"\begin{table}") == len(tables.tables)
+
+
+def test_a_damaged_predictions_file_falls_back_to_seeds(tmp_path):
+    """predictions.npz that cannot be read (a torn copy, garbage) never breaks a table: its cells cover the seeds."""
+    from kdengine.reports.collect import collect
+    from kdengine.store.runstore import PREDICTIONS, read_predictions
+    from tests.tui_helpers import fake_finished_store
+
+    root = tmp_path / "runs"
+    fake_finished_store(root, seed=0, accuracies=(0.8, 0.70, 0.75))
+    store, student, _ = fake_finished_store(root, seed=1, accuracies=(0.8, 0.72, 0.71))
+    (store.run_dir(student.run_id) / PREDICTIONS).write_bytes(b"PK\x03\x04 not a zip")
+    assert read_predictions(store.run_dir(student.run_id) / PREDICTIONS) is None
+    t = build(collect(store)).get("students_normal")
+    gain = next(r for r in t.rows if r[1] == "test")[t.columns.index("gain resnet18")]
+    assert gain.method == "seeds" and gain.n == 2

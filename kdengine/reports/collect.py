@@ -34,10 +34,10 @@ class RunRecord:
     preds: Any = field(default=None, repr=False)
 
     def predictions(self, split: str) -> dict | None:
-        """This run's per-image predictions on ``split`` (index, row, label, pred, probs), or None: not stored
+        """This run's per-image predictions on ``split`` (row, label, pred), or None: not stored
         (a run from before they were), not a predicted split (train), or not finished."""
         if self.preds is None and self.run_dir is not None and self.finished:
-            self.preds = _write_once(Path(self.run_dir) / PREDICTIONS, read=read_predictions) or {}
+            self.preds = _write_once(Path(self.run_dir) / PREDICTIONS, read=_correctness) or {}
         return (self.preds or {}).get(split)
 
     @property
@@ -107,6 +107,11 @@ class RunRecord:
 
 
 _WRITE_ONCE: dict[tuple, Any] = {}
+
+
+def _correctness(path):
+    """What the tables need of predictions.npz (not the probabilities: a sweep's hundreds of runs stay small)."""
+    return read_predictions(path, ("row", "label", "pred"))
 
 
 def _write_once(path, parse=None, read=read_json):

@@ -470,9 +470,12 @@ def _plain(obj: Any) -> Any:
     return str(obj)
 
 
-def read_predictions(path: Path) -> dict[str, dict[str, Any]] | None:
-    """A run's predictions.npz as {split: {index, row, label, pred, probs}} (numpy arrays), or None where the run
-    has none (written before they were stored) or it is unreadable."""
+PREDICTION_ARRAYS = ("index", "row", "label", "pred", "probs")
+
+
+def read_predictions(path: Path, arrays: tuple[str, ...] = PREDICTION_ARRAYS) -> dict[str, dict[str, Any]] | None:
+    """A run's predictions.npz as {split: {index, row, label, pred, probs}} (numpy arrays; ``arrays``: only those),
+    or None where the run has none (written before they were stored) or it is unreadable."""
     path = Path(path)
     if not path.is_file():
         return None
@@ -480,7 +483,7 @@ def read_predictions(path: Path) -> dict[str, dict[str, Any]] | None:
 
     try:
         with np.load(path, allow_pickle=False) as z:
-            return {split: {k: z[f"{split}_{k}"] for k in ("index", "row", "label", "pred", "probs")}
+            return {split: {k: z[f"{split}_{k}"] for k in arrays}
                     for split in PREDICTED_SPLITS if f"{split}_pred" in z.files}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         return None
