@@ -21,12 +21,13 @@ from .execution.packing import describe_plan, memory_table, parse_runs_per_gpu, 
 from .explain.request import Request
 from .options import identity_values
 from .paths import runs_dir
-from .reports.collect import collect, flat_settings, read_record, roles_of
+from .store.records import collect, flat_settings, read_record, roles_of
 from .reports.report import build_report
 from .reports.study import study_axes, study_ids, study_records, study_tables
 from .reports.tables import Tables, build, export
 from .runspec import RunSpec, baseline_of, ce_spec
 from .store import RunStore
+from .store.actions import DAMAGED, Plan, actions_for, plan, why_not
 from .store.lifecycle import FAILED, FINISHED, QUEUED, RUNNING
 from .store.queue import enqueue, teacher_notes
 from .store.runstore import METRICS, device_of, removal_summary
@@ -225,8 +226,9 @@ def stop(store: RunStore, run_id: str) -> str:
     """Ask a run to stop: a running run stops within a heartbeat (its last epoch stays resumable); a queued one
     stops now. Returns what happened, in a few words."""
     state = store.read_status(run_id)["state"]
-    if state not in (RUNNING, QUEUED):
-        raise UsageError(f"{run_id} is {state}: nothing to stop")
+    why = why_not("stop", state)
+    if why:
+        raise UsageError(f"{run_id} is {why}")
     return {"stopping": "stopping (it stops within a few seconds; its last finished epoch stays resumable)",
             "stopped": "stopped before it started"}.get(store.request_stop(run_id), state)
 
@@ -236,15 +238,16 @@ def retry(store: RunStore, run_id: str, force: bool = False) -> str:
     ``force``, also a finished run whose results are damaged (it trains again). Returns what happened."""
     record = read_record(store, run_id)
     state = record.state
-    if state == "damaged" and record.spec is None:
-        raise UsageError(f"{run_id} cannot be retried: {record.damage} (kdengine runs doctor)")
+    why = actions_for(record, force)["retry"]
     if state in (QUEUED, RUNNING):
         return f"already {state}"
-    if state == FINISHED and not record.damage:
-        raise UsageError(f"{run_id} is finished; its results stay (kdengine runs show {run_id})")
-    if state in (FINISHED, "damaged"):
-        if not force:
+    if why is not None:  # decided by store.actions; said here as the CLI says it
+        if record.spec is None:
+            raise UsageError(f"{run_id} {why} (kdengine runs doctor)")
+        if record.damage:
             raise UsageError(f"{run_id} is finished but {record.damage}; --force trains it again")
+        raise UsageError(f"{run_id} is finished; its results stay (kdengine runs show {run_id})")
+    if state in (FINISHED, DAMAGED):
         (store.run_dir(run_id) / METRICS).unlink(missing_ok=True)
         store.finish(run_id, FAILED, f"retried with --force: {record.damage}")
     if not store.requeue(run_id):
@@ -254,7 +257,17 @@ def retry(store: RunStore, run_id: str, force: bool = False) -> str:
 
 def remove(store: RunStore, run_id: str, archive: bool = False) -> Path | None:
     """Delete a run's folder, or move it to ``.archive/``; returns where it went. Never a running run."""
+    why = why_not("archive" if archive else "delete", store.read_status(run_id)["state"])
+    if why:
+        raise UsageError(f"{run_id} is {why} (kdengine runs stop {run_id})")
     return store.remove(run_id, archive=archive)
+
+
+def plan_action(store: RunStore, run_ids: Iterable[str], action: str, force: bool = False) -> Plan:
+    """Which of ``run_ids`` an action (stop, retry, delete, archive) applies to, and why the others are skipped:
+    the one batch rule for the CLI and kdtui."""
+    wanted = list(run_ids)
+    return plan([read_record(store, rid) for rid in wanted], action, force)
 
 
 def what_goes(store: RunStore, run_id: str) -> str:
@@ -562,6 +575,6 @@ def shift_tables(store: RunStore, name: str, run_ids: Iterable[str]) -> Tables:
 
 
 __all__ = ["open_store", "resolve_run", "queue", "launch", "start_workers", "worker_plan", "stop", "retry",
-           "remove", "what_goes", "train", "tables", "export_tables", "report", "find_study", "study_status",
+           "remove", "what_goes", "plan_action", "why_not", "DAMAGED", "train", "tables", "export_tables", "report", "find_study", "study_status",
            "plan_study", "run_study_detached", "run_study_here", "run_study_on_ray", "shift", "target_runs", "explain",
            "shift_tables", "study_records"]

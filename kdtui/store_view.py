@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kdengine.api import role_word
-from kdengine.reports.collect import RunRecord, collect, roles_of
+from kdengine.store.records import RunRecord, collect, roles_of
 from kdengine.runspec import baseline_of
 from kdengine.store import RunStore
 from kdengine.store import events as ev

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from kdengine.data.config import DataConfig
-from kdengine.reports.collect import RunRecord
+from kdengine.store.records import RunRecord
 from kdengine.runspec import KDConfig, TrainConfig, build_specs
 
 TEACHERS = ("resnet18", "resnet34", "resnet50", "vgg11")

@@ -99,7 +99,7 @@ def test_robustness_tables_do_not_split_over_settings_that_do_not_apply():
     """A cross-entropy run has no KD settings, a normal teacher no defect threshold: no difference. Runs that
     differ where both have a setting still part."""
     from kdengine.data.config import DataConfig
-    from kdengine.reports.collect import RunRecord
+    from kdengine.store.records import RunRecord
     from kdengine.reports.groups import settings_groups, severity_text
     from kdengine.runspec import KDConfig, TrainConfig, build_specs
 

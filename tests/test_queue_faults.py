@@ -11,7 +11,7 @@ import pytest
 
 from kdengine.cli import main
 from kdengine.paths import runs_dir
-from kdengine.reports.collect import collect
+from kdengine.store.records import collect
 from kdengine.store import RunStore
 from kdengine.execution.worker import Worker
 from tests.conftest import SMALL_SYNTH

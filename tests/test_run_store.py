@@ -105,7 +105,7 @@ def test_reading_the_store_does_not_import_torch(tmp_path):
     store = RunStore(tmp_path)
     store.create(SPEC)
     code = (
-        "import sys; from kdengine.store import RunStore; from kdengine.reports.collect import collect;"
+        "import sys; from kdengine.store import RunStore; from kdengine.store.records import collect;"
         "from kdengine.reports.tables import build; from kdengine.execution.launch import ensure_workers;"
         "from kdengine.runspec import build_specs; from kdengine.data.config import open_source;"
         "from kdengine.reports.study import study_tables; from kdengine.options import form_fields;"
@@ -114,3 +114,25 @@ def test_reading_the_store_does_not_import_torch(tmp_path):
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_one_rule_decides_what_may_be_done_to_a_run():
+    """store.actions: the CLI, kdtui and scripts ask the same question and get the same answer."""
+    from kdengine.store.actions import plan, why_not
+
+    assert why_not("stop", "running") is None and why_not("stop", "queued") is None
+    assert why_not("stop", "finished") == "finished: nothing to stop"
+    assert why_not("retry", "failed") is None and why_not("retry", "stopped") is None
+    assert why_not("retry", "running") == "already running"
+    assert why_not("retry", "finished") == "finished: its results stay"
+    assert why_not("retry", "finished", damage="metrics.json is damaged") .startswith("finished but")
+    assert why_not("retry", "finished", damage="metrics.json is damaged", force=True) is None
+    assert why_not("retry", "damaged", damage="spec.json is missing", readable=False).startswith("cannot be retried")
+    assert why_not("delete", "running") == "running: stop it first" and why_not("archive", "finished") is None
+
+    class R:
+        def __init__(self, rid, state):
+            self.run_id, self.state, self.damage, self.spec = rid, state, None, object()
+
+    batch = plan([R("a", "failed"), R("b", "finished"), R("c", "stopped")], "retry")
+    assert batch.apply == ["a", "c"] and batch.skipped == {"b": "finished: its results stay"}

@@ -290,7 +290,7 @@ def test_latex_has_booktabs_bold_best_marks_and_the_note_as_caption(tmp_path):
 
 def test_a_damaged_predictions_file_falls_back_to_seeds(tmp_path):
     """predictions.npz that cannot be read (a torn copy, garbage) never breaks a table: its cells cover the seeds."""
-    from kdengine.reports.collect import collect
+    from kdengine.store.records import collect
     from kdengine.store.runstore import PREDICTIONS, read_predictions
     from tests.tui_helpers import fake_finished_store
 

@@ -6,7 +6,7 @@ import csv
 import pytest
 
 from kdengine.cli import main
-from kdengine.reports.collect import collect
+from kdengine.store.records import collect
 from kdengine.reports.tables import build
 from kdengine.paths import runs_dir
 from kdengine.store import RunStore

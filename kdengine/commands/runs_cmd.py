@@ -11,7 +11,7 @@ from ..execution.launch import ensure_workers
 from ..execution.packing import parse_runs_per_gpu
 from ..execution.worker import Worker
 from ..preflight import preflight
-from ..reports.collect import collect, differing_keys, flat_settings
+from ..store.records import collect, differing_keys, flat_settings
 from ..runspec import RunSpec
 from ..store import events as ev
 from ..store.doctor import describe, examine, fix
@@ -230,10 +230,10 @@ def live_text(store, rid: str, status: dict) -> str:
 
 def run_stop(args) -> int:
     store = store_from(args, write=True)
-    ids = [r for r in selected(store, args) if store.read_status(r)["state"] in ("running", "queued")]
-    if not ids:
+    batch = api.plan_action(store, selected(store, args), "stop")
+    if not batch.apply:
         raise UsageError("no running or queued run among those selected: nothing to stop")
-    for rid in ids:
+    for rid in batch.apply:
         print(f"{rid}: {api.stop(store, rid)}")
     return 0
 
@@ -258,7 +258,7 @@ def run_retry(args) -> int:
 def run_delete(args) -> int:
     store = store_from(args, write=True)
     chosen = selected(store, args)
-    ids = [r for r in chosen if store.read_status(r)["state"] != "running"]
+    ids = api.plan_action(store, chosen, "archive" if args.archive else "delete").apply
     if not ids:
         if len(chosen) == 1:
             raise UsageError(f"{chosen[0]} is running: stop it first (kdengine runs stop {chosen[0]})")

@@ -25,7 +25,7 @@ from collections import defaultdict
 
 from dataclasses import replace
 
-from .collect import RunRecord
+from ..store.records import RunRecord
 from .groups import settings_groups
 from .stats import summarize
 from .table import Table

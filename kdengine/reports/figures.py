@@ -241,6 +241,8 @@ def teacher_gain_figure(sweep, metric_label: str):
     teacher actually reached (a threshold never reached is a teacher that stopped elsewhere), a panel per strategy,
     the nominal threshold as the marker's label."""
     plt = _plt()
+    from matplotlib.ticker import MaxNLocator  # matplotlib, as _plt: only where a figure is drawn
+
     strategies = list(dict.fromkeys(r.strategy for r in sweep.rows))
     cols = min(3, len(strategies))
     rows = (len(strategies) + cols - 1) // cols
@@ -256,6 +258,7 @@ def teacher_gain_figure(sweep, metric_label: str):
                 ax.annotate(f"{value:g}" if isinstance(value, float) else str(value), (x, y), fontsize=6,
                             xytext=(3, 3), textcoords="offset points")
         ax.axhline(0.0, color="black", linewidth=0.8)
+        ax.xaxis.set_major_locator(MaxNLocator(4))
         ax.set_xlabel("teacher's val accuracy reached")
         ax.set_title(strategy)
         ax.legend(loc="best", fontsize=7)

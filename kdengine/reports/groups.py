@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from .collect import RunRecord, differing_keys, flat_settings
+from ..store.records import RunRecord, differing_keys, flat_settings
 
 
 def severity_text(levels: list[int]) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..atomic import write_text
 from ..store import RunStore
 from . import figures as F
-from .collect import RunRecord
+from ..store.records import RunRecord
 from .latex import table_latex
 from .table import METRICS, Tables, cell_text
 from .tables import table_csv

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .collect import RunRecord
+from ..store.records import RunRecord
 from .stats import SEEDS, SEEDS_IMAGES, Summary, summarize, two_way
 from .table import METRICS, gain_bounds
 

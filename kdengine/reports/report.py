@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..store import RunStore
-from .collect import collect
+from ..store.records import collect
 from .html import write_report
 from .study import study_records, study_tables
 from .tables import build

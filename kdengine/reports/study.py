@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..errors import UsageError
 from ..store import RunStore
 from ..study.registry import list_studies, load_study_record
-from .collect import RunRecord, collect
+from ..store.records import RunRecord, collect
 from .tables import Tables, build
 
 

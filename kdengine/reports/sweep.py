@@ -32,7 +32,7 @@ from types import SimpleNamespace
 
 from .. import strategy_catalog as catalog
 from ..study.axes import axis_value, label, norm, point_text, value_text, without_axes
-from .collect import RunRecord
+from ..store.records import RunRecord
 from .groups import settings_groups
 from .intervals import StatsOptions, gain_summary, paired, value_summary
 from .stats import Summary, summarize

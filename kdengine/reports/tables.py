@@ -28,7 +28,7 @@ from ..errors import UsageError
 from ..metric_names import HEADLINE, PER_SPLIT, SPLITS
 from ..study.axes import axis_value, point_text, run_point
 from .attention import attention_table
-from .collect import RunRecord, roles_of
+from ..store.records import RunRecord, roles_of
 from .groups import group_rank, settings_groups, severity_text
 from .correction import CORRECTIONS, correct_table, correction_note
 from .latex import document, table_latex

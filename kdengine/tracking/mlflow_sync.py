@@ -23,7 +23,7 @@ from .. import strategy_catalog as catalog
 from ..errors import UsageError
 from ..metric_names import PER_SPLIT, SPLITS
 from ..options import config_dict
-from ..reports.collect import read_record
+from ..store.records import read_record
 from ..store import events as ev
 from ..study.registry import study_membership
 

@@ -494,19 +494,21 @@ class RunsScreen(Screen):
         self.call_later(self._poll_selected)
 
     # -- run management ----------------------------------------------------------------------------------
-    def _target(self, allowed: tuple[str, ...], verb: str) -> str | None:
+    def _target(self, action: str) -> str | None:
+        """The selected run, if ``action`` may be done to it (store.actions decides, as for the CLI)."""
         rid = self.selected
         if rid is None or rid not in self.rows:
             self.notify("no run selected", severity="warning")
             return None
-        state = self.rows[rid].state
-        if state not in allowed:
-            self.notify(f"{rid} is {state}: nothing to {verb}", severity="warning")
+        row = self.rows[rid]
+        why = api.why_not(action, row.state, row.reason if row.state == api.DAMAGED else None)
+        if why is not None:
+            self.notify(f"{rid} is {why}", severity="warning")
             return None
         return rid
 
     def action_stop_run(self) -> None:
-        rid = self._target((RUNNING, QUEUED), "stop")
+        rid = self._target("stop")
         if rid is None:
             return
 
@@ -518,12 +520,12 @@ class RunsScreen(Screen):
         self.app.push_screen(ConfirmScreen(f"Stop {rid}?", details), done)
 
     def action_retry_run(self) -> None:
-        rid = self._target((FAILED, STOPPED), "retry")
+        rid = self._target("retry")
         if rid is not None:
             self.post_message(RetryRequested(rid))
 
     def action_remove_run(self) -> None:
-        rid = self._target((FINISHED, FAILED, STOPPED, QUEUED, "damaged"), "delete")
+        rid = self._target("delete")
         if rid is None:
             return
 
@@ -552,19 +554,18 @@ class RunsScreen(Screen):
         def done(answer: str | None) -> None:
             if answer is None:
                 return
-            store, counts, skipped = self.app.store, 0, 0
-            for rid in ids:
-                state = store.read_status(rid)["state"]
+            store, counts = self.app.store, 0
+            action = {"s": "stop", "r": "retry", "d": "delete", "a": "archive"}[answer]
+            batch = api.plan_action(store, ids, action)  # the CLI's batch rule: what applies, the rest skipped
+            skipped = len(batch.skipped)
+            for rid in batch.apply:
                 try:
-                    if answer == "s" and state in (RUNNING, QUEUED):
+                    if action == "stop":
                         api.stop(store, rid)
-                    elif answer == "r" and state in (FAILED, STOPPED):
+                    elif action == "retry":
                         api.retry(store, rid)
-                    elif answer in ("d", "a") and state != RUNNING:
-                        api.remove(store, rid, archive=answer == "a")
                     else:
-                        skipped += 1
-                        continue
+                        api.remove(store, rid, archive=action == "archive")
                     counts += 1
                 except (KDError, OSError):
                     skipped += 1

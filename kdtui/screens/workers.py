@@ -17,7 +17,7 @@ from textual.widgets import Footer, Header, Static
 
 from kdengine.execution.launch import gpu_count
 from kdengine.execution.packing import gpu_info
-from kdengine.reports.collect import collect
+from kdengine.store.records import collect
 from kdengine.store.lifecycle import QUEUED, RUNNING
 from kdengine.study.registry import list_studies, load_study_record
 

@@ -1,4 +1,5 @@
-"""Read every run of a store into records (no torch, no pandas): the TUI, the CLI and the tables share this.
+"""The store's read model: every run of a store as a record (no torch, no pandas), which the TUI, the CLI and the
+tables share. It lives in the store, beside what it reads, so that no reader of the store depends on reports.
 
 One damaged run never hides the others: a run whose spec.json is missing, garbage or of the wrong
 shape becomes a record in state ``damaged`` with the reason, and every other run reads as usual.
@@ -15,9 +16,9 @@ from .. import strategy_catalog as catalog
 from ..errors import UsageError
 from ..metric_names import SPLITS  # noqa: F401 - the tables read it from here too
 from ..runspec import RunSpec, baseline_of
-from ..store import RunStore
-from ..store.lifecycle import FINISHED, QUEUED
-from ..store.runstore import EXPLAIN, PREDICTIONS, SHIFT, read_json, read_predictions
+from .lifecycle import FINISHED, QUEUED
+from .runstore import RunStore
+from .runstore import EXPLAIN, PREDICTIONS, SHIFT, read_json, read_predictions
 
 
 @dataclass
