@@ -8,7 +8,7 @@ from typing import Any
 from kdengine import strategy_catalog as catalog
 from kdengine.atomic import write_json
 from kdengine.errors import DataError, KDError, UsageError
-from kdengine.models.catalog import APPROX_PARAMS, MIN_IMAGE_SIZE, known_names
+from kdengine.models.architectures import APPROX_PARAMS, MIN_IMAGE_SIZE, known_names
 from kdengine.options import OptionInfo, form_fields, parse_text, replace_from_assignments, to_text
 from kdengine.runspec import CONFIGS, MAX_SEED, RunSpec, build_specs
 from kdengine.store.runstore import read_json
@@ -151,7 +151,7 @@ def needs_preflight(spec: RunSpec) -> bool:
 
 
 def model_note(name: str) -> str:
-    """A one-line note on a model name, from the catalog (no timm import)."""
+    """A one-line note on a model name, from kdengine.models.architectures (no timm import)."""
     name = name.strip()
     if not name:
         return ""

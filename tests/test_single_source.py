@@ -55,7 +55,7 @@ def test_each_kd_strategy_is_wired_to_a_loss_with_a_kd_term(name):
 
 
 def test_catalogue_parameter_counts_match_timm():
-    from kdengine.models.catalog import APPROX_PARAMS
+    from kdengine.models.architectures import APPROX_PARAMS
     from kdengine.models.factory import count_params
 
     for name, params in APPROX_PARAMS.items():
@@ -211,7 +211,7 @@ def test_study_teacher_train_section(tmp_path):
 def test_catalogue_minimum_image_size_is_timms():
     """The TUI checks image sizes of catalogue models without torch, from MIN_IMAGE_SIZE: it must be exact."""
     from kdengine.errors import UsageError
-    from kdengine.models.catalog import MIN_IMAGE_SIZE, known_names
+    from kdengine.models.architectures import MIN_IMAGE_SIZE, known_names
     from kdengine.models.factory import check_buildable
 
     for name in known_names():

@@ -3,7 +3,7 @@ the catalogue's; a name is checked against timm's names without importing timm).
 from __future__ import annotations
 
 from ..errors import UsageError
-from ..models.catalog import APPROX_PARAMS, PRETRAINED_ALIASES, THESIS, TINY
+from ..models.architectures import APPROX_PARAMS, PRETRAINED_ALIASES, THESIS, TINY
 from ..models.names import check_name
 from .common import print_json
 

@@ -14,7 +14,7 @@ from timm.models import get_pretrained_cfg
 from torch import nn
 
 from ..errors import UsageError
-from .catalog import PRETRAINED_ALIASES
+from .architectures import PRETRAINED_ALIASES
 from .names import check_name
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth", "model.pt")

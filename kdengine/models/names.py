@@ -14,7 +14,7 @@ from importlib import metadata, resources
 from ..atomic import write_text
 from ..errors import UsageError
 from ..paths import data_dir
-from .catalog import known_names
+from .architectures import known_names
 
 SHIPPED = "timm_names.txt"
 

@@ -1,4 +1,5 @@
-"""The model names users know, with no torch import (the TUI reads this).
+"""The architectures kdstudy knows by name (the thesis's and the tiny test models), with no torch import (the TUI
+reads this); kdengine.strategy_catalog catalogues the strategies.
 
 The thesis's architectures come first; tiny models serve tests and CPU smoke
 runs. Any other timm model name is accepted as it is by the engine.
