@@ -9,7 +9,10 @@ engine when they are called (those imports are listed, with their reason, in ``.
 """
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -343,6 +346,39 @@ def _interrupted(store: RunStore, exc: KeyboardInterrupt, mine: list[str], befor
     return Interrupted(text)
 
 
+# -- the checks before queueing ----------------------------------------------------------------------------------
+def check(specs: Iterable[RunSpec], data: bool = True, decode: bool = False, isolate: bool | None = None) -> None:
+    """The one set of checks before anything is queued (the CLI's train and study run, kdtui's launch and its
+    study files): model names, whether each model takes its image size, local weights files, pretrained weights,
+    the data source (``data``) and its images decoded into the cache (``decode``). Raises one UsageError line.
+
+    What needs timm and torch (``preflight.needs_torch``) runs in a child process where the caller has not
+    imported torch (``isolate`` None: decided so; kdtui never imports it), else in this process."""
+    specs = list(specs)
+    if isolate is None:
+        isolate = "torch" not in sys.modules
+    if not isolate:
+        from .preflight import preflight  # timm, on the meta device: proves the models before queueing
+
+        preflight(specs, check_data=data, decode=decode)
+        return
+    from .models.names import check_names  # torch-free: a mistyped name is refused at once, in this process
+    from .preflight import _all_specs, needs_torch
+
+    check_names({s.model for s in _all_specs(specs)})
+    if not (needs_torch(specs) or data):
+        return
+    flags = (["--data"] if data else []) + (["--decode"] if decode else [])
+    proc = subprocess.run([sys.executable, "-m", "kdengine.preflight", *flags], capture_output=True, text=True,
+                          input=json.dumps([s.to_dict() for s in specs]), timeout=1800)
+    if proc.returncode != 0:
+        line = (proc.stderr.strip().splitlines() or ["the checks refused the runs"])[-1].removeprefix("error: ")
+        raise UsageError(line)
+
+
+check_runs = check  # for callers whose own parameter is named check (plan_study)
+
+
 # -- tables and the report -----------------------------------------------------------------------------------------
 def tables(store: RunStore, study: str | None = None, metric: str = "accuracy", **stats) -> Tables:
     """Every table of one study (its runs only, with the roles it gave them) or of every run. ``.long`` is the
@@ -397,16 +433,14 @@ def study_status(store: RunStore, name: str) -> StudyStatus:
 
 
 def plan_study(file_or_preset: str, sets: list[str] | None = None, data: str | None = None, check: bool = True,
-               decode: bool = False):
+               decode: bool = False, isolate: bool | None = None):
     """A study file (or preset) with ``--set`` overrides, expanded into its runs; with ``check`` every model,
     image size, weights file and data source is proved before anything is queued (``decode``: the images
     too, into the cache the runs will read). (study, plan)"""
     study = load_study(file_or_preset, sets, data)
     plan = expand(study)
     if check:
-        from .preflight import preflight  # timm, on the meta device: proves the models before queueing
-
-        preflight([p.spec for p in plan], decode=decode)
+        check_runs([p.spec for p in plan], decode=decode, isolate=isolate)
     return study, plan
 
 
@@ -575,6 +609,6 @@ def shift_tables(store: RunStore, name: str, run_ids: Iterable[str]) -> Tables:
 
 
 __all__ = ["open_store", "resolve_run", "queue", "launch", "start_workers", "worker_plan", "stop", "retry",
-           "remove", "what_goes", "plan_action", "why_not", "DAMAGED", "train", "tables", "export_tables", "report", "find_study", "study_status",
+           "remove", "what_goes", "plan_action", "check", "why_not", "DAMAGED", "train", "tables", "export_tables", "report", "find_study", "study_status",
            "plan_study", "run_study_detached", "run_study_here", "run_study_on_ray", "shift", "target_runs", "explain",
            "shift_tables", "study_records"]

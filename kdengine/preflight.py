@@ -6,9 +6,13 @@ says what to fix.
 """
 from __future__ import annotations
 
+import json
+import sys
 from typing import Iterable
 
 from .data.config import open_source
+from .errors import KDError
+from .models.architectures import APPROX_PARAMS, MIN_IMAGE_SIZE
 from .models.names import check_names
 from .runspec import RunSpec
 
@@ -49,3 +53,34 @@ def preflight(specs: Iterable[RunSpec], check_data: bool = True, decode: bool = 
                 from .data.cache import build_or_load, require_usable  # cv2: decoding images
 
                 require_usable(build_or_load(source, data.image_size, skip_bad=data.skip_bad), source)
+
+
+def needs_torch(specs: Iterable[RunSpec]) -> bool:
+    """Whether proving ``specs`` needs timm and torch: a model outside kdstudy's known architectures (their
+    sizes and minimum image side are tested against timm), an image side below that minimum, a local weights
+    file, or pretrained weights to find. Otherwise the torch-free checks are the whole answer."""
+    every = _all_specs(specs)
+    return any(s.model not in APPROX_PARAMS or s.train.pretrained_from or s.train.pretrained
+               or s.data.image_size < MIN_IMAGE_SIZE for s in every)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m kdengine.preflight [--data] [--decode]``: the checks of a JSON list of run specs on stdin, in
+    a process of their own (kdengine.api.check runs it so that a caller without torch, kdtui, never imports
+    it). Quiet and 0 when all is well; one line on stderr and 2 otherwise."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        items = json.load(sys.stdin)
+        specs = [RunSpec.from_dict(d) for d in (items if isinstance(items, list) else [items])]
+        preflight(specs, check_data="--data" in args, decode="--decode" in args)
+    except KDError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"error: the checks read a JSON list of run specs on stdin: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

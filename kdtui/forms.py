@@ -8,7 +8,7 @@ from typing import Any
 from kdengine import strategy_catalog as catalog
 from kdengine.atomic import write_json
 from kdengine.errors import DataError, KDError, UsageError
-from kdengine.models.architectures import APPROX_PARAMS, MIN_IMAGE_SIZE, known_names
+from kdengine.models.architectures import APPROX_PARAMS, known_names
 from kdengine.options import OptionInfo, form_fields, parse_text, replace_from_assignments, to_text
 from kdengine.runspec import CONFIGS, MAX_SEED, RunSpec, build_specs
 from kdengine.store.runstore import read_json
@@ -135,19 +135,6 @@ def spec_from_form(values: dict, store=None) -> RunSpec:
         if exc.field is None:
             exc.field = "strategy"
         raise
-
-
-def needs_preflight(spec: RunSpec) -> bool:
-    """Whether the spec must be checked by the engine (``kdengine preflight``, which loads timm) before queueing:
-    a model outside the catalogue, an image size below the catalogue's minimum, or a local weights file."""
-    stack, models = [spec], set()
-    while stack:
-        s = stack.pop()
-        models.add(s.model)
-        stack.extend(s.teachers)
-        if s.train.pretrained_from:
-            return True
-    return bool(models - set(APPROX_PARAMS)) or spec.data.image_size < MIN_IMAGE_SIZE
 
 
 def model_note(name: str) -> str:

@@ -256,7 +256,6 @@ CASES = [
     ("export-mlflow-bogus-uri", lambda t: ["export", "mlflow", "--uri", "bogus://x", "--runs-dir",
                                            str(finished_store(t))], "MLflow cannot use bogus://x"),
     ("models-classes-zero", lambda t: ["models", "--classes", "0"], "--classes must"),
-    ("preflight-garbage", lambda t: ["preflight"], "JSON list of run specs"),
     # -- study files -----------------------------------------------------------------------------------------------------
     ("study-not-utf8", lambda t: ["study", "run", str(study_file(t, b"name = \xff\xfe")), "--dry-run"], "not UTF-8"),
     ("study-deeply-nested", lambda t: ["study", "run", str(study_file(t, "x = " + "[" * 500 + "]" * 500 + "\n"

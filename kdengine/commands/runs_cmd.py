@@ -1,7 +1,6 @@
 """``kdengine runs list|show|stop``, ``kdengine table`` and ``kdengine worker``."""
 from __future__ import annotations
 
-import json
 import sys
 from collections import defaultdict
 
@@ -10,9 +9,7 @@ from ..errors import UsageError
 from ..execution.launch import ensure_workers
 from ..execution.packing import parse_runs_per_gpu
 from ..execution.worker import Worker
-from ..preflight import preflight
 from ..store.records import collect, differing_keys, flat_settings
-from ..runspec import RunSpec
 from ..store import events as ev
 from ..store.doctor import describe, examine, fix
 from ..store.lifecycle import RUNNING, STATES
@@ -59,9 +56,6 @@ def register(sub) -> None:
     doctor.add_argument("--fix", action="store_true", help="remove temp files and stale records, requeue "
                         "interrupted runs, rewrite unreadable status files")
     doctor.set_defaults(handler=run_doctor)
-
-    pre = sub.add_parser("preflight", help="check run specs (JSON on stdin) before queueing: the TUI's launch uses it")
-    pre.set_defaults(handler=run_preflight)
 
     table = sub.add_parser("table", help="every run's tables: models (teachers, baselines) and students per strategy")
     add_runs_dir(table)
@@ -287,16 +281,6 @@ def run_doctor(args) -> int:
     if args.fix and findings:
         for line in fix(store, findings):
             print(f"fixed: {line}")
-    return 0
-
-
-def run_preflight(args) -> int:
-    try:
-        items = json.load(sys.stdin)
-    except (ValueError, OSError) as exc:
-        raise UsageError(f"preflight reads a JSON list of run specs on stdin: {exc}") from None
-    preflight([RunSpec.from_dict(d) for d in (items if isinstance(items, list) else [items])], check_data=False)
-    print("ok")
     return 0
 
 

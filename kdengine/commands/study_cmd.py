@@ -108,7 +108,8 @@ def run_study(args) -> int:
     runs_per_gpu = parse_runs_per_gpu(args.runs_per_gpu)
     # every check before anything is queued, the data decoded into the cache its runs will read; a dry run
     # checks names only (no torch, no data)
-    study, plan = api.plan_study(args.study, args.set, args.data, check=not args.dry_run, decode=not args.dry_run)
+    study, plan = api.plan_study(args.study, args.set, args.data, check=not args.dry_run, decode=not args.dry_run,
+                                  isolate=False)  # the CLI may import torch: the checks run here
     store = store_from(args, write=not args.dry_run)
     counts = Counter("+".join(sorted(p.roles, reverse=True)) for p in plan)
     print(f"study {study.name}: {len(plan)} runs over {len(study.seeds)} seed(s): "

@@ -7,7 +7,6 @@ import sys
 from .. import api
 from .. import strategy_catalog as catalog
 from ..options import add_options, from_args, replace_from_assignments
-from ..preflight import preflight
 from ..runspec import CONFIGS, MAX_SEED, baseline_of, build_specs
 from ..store.queue import teacher_notes
 from .common import (
@@ -86,7 +85,7 @@ def run_train(args: argparse.Namespace) -> int:
     spec = spec_from_args(args, store)
     # models, image size, weights file, data (decoded: a run is never created for data training would refuse):
     # one line, exit 2, before anything is queued
-    preflight([spec], decode=True)
+    api.check([spec], decode=True, isolate=False)  # the CLI may import torch: the checks run here
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     if args.queue:
         queued = api.queue(store, spec, not args.no_baseline, device=args.device)

@@ -5,9 +5,6 @@ option appears here with no edit. The main options are shown; the rest wait unde
 """
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 
 from rich.text import Text
@@ -20,6 +17,7 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Button, Collapsible, Footer, Header, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
+from kdengine import api
 from kdengine import strategy_catalog as catalog
 from kdengine.data.config import DataConfig, open_source
 from kdengine.errors import KDError
@@ -32,7 +30,6 @@ from ..forms import (
     display,
     model_note,
     model_suggestions,
-    needs_preflight,
     option_fields,
     remember,
     size_warning,
@@ -249,8 +246,8 @@ class LaunchScreen(Screen):
             fields[-1].focus()
 
     def action_run_study(self) -> None:
-        """Queue a study file (or preset) and start workers: ``kdengine study run FILE --detach``, in a
-        subprocess (its checks load the models: the TUI never imports torch)."""
+        """Queue a study file (or preset) and start workers, through api in a worker thread (what needs torch
+        among its checks, api.check runs in a child process of its own: the TUI never imports torch)."""
         name = self.query_one("#study_file", Input).value.strip()
         note = self.query_one("#study-message", Static)
         if not name:
@@ -262,11 +259,14 @@ class LaunchScreen(Screen):
 
     @work(thread=True, exclusive=True, group="study")
     def queue_study(self, name: str) -> None:
-        proc = subprocess.run([sys.executable, "-m", "kdengine", "study", "run", name, "--detach", "--runs-dir",
-                               str(self.app.store.root), "--quiet"], capture_output=True, text=True, timeout=1800)
-        lines = (proc.stdout + proc.stderr).strip().splitlines()
-        ok = proc.returncode == 0
-        text = Text(("✓ " if ok else "✗ ") + (lines[0] if lines else "done"), style="green" if ok else "red")
+        try:
+            study, plan = api.plan_study(name, decode=True)
+            outcome = api.run_study_detached(self.app.store, study, plan)
+        except (KDError, OSError) as exc:
+            text, ok = Text(f"✗ {exc}", style="red"), False
+        else:
+            text, ok = Text(f"✓ study {outcome.name}: {outcome.total} runs ({outcome.finished} already finished) "
+                            f"queued; {len(outcome.workers)} worker(s) started", style="green"), True
         self.app.call_from_thread(self.query_one("#study-message", Static).update, text)
         if ok:
             self.app.call_from_thread(self.app.notify, f"study {name} queued; workers started")
@@ -297,11 +297,8 @@ class LaunchScreen(Screen):
             return
         request = LaunchRequested(spec, values["device"], bool(values.get("baseline", True)),
                                   values.get("runs_per_gpu", "1"))
-        if needs_preflight(spec):
-            message.update(Text("checking the models and settings with the engine…", style="dim"))
-            self.preflight_then_launch(request)
-        else:
-            self._launch(request)
+        message.update(Text("checking the models and settings…", style="dim"))
+        self.check_then_launch(request)
 
     def _launch(self, request: LaunchRequested) -> None:
         remember(self.app.store, self.values())
@@ -309,16 +306,16 @@ class LaunchScreen(Screen):
         self.query_one("#form-message", Static).update(Text(f"✓ queued {request.spec.run_id}", style="green"))
 
     @work(thread=True, exclusive=True, group="preflight")
-    def preflight_then_launch(self, request: LaunchRequested) -> None:
-        """The same checks as `kdengine train` before anything is queued (models, sizes, weights), in a
-        subprocess: the TUI never imports torch."""
-        proc = subprocess.run([sys.executable, "-m", "kdengine", "preflight"], input=json.dumps([request.spec.to_dict()]),
-                              capture_output=True, text=True, timeout=300)
-        if proc.returncode == 0:
-            self.app.call_from_thread(self._launch, request)
+    def check_then_launch(self, request: LaunchRequested) -> None:
+        """The same checks as `kdengine train` before anything is queued (api.check: models, sizes, weights), in
+        a worker thread; what needs torch runs in a child process of its own (the TUI never imports torch), and
+        a spec of known models needs none."""
+        try:
+            api.check([request.spec], data=False)
+        except KDError as exc:
+            self.app.call_from_thread(self.query_one("#form-message", Static).update, Text(f"✗ {exc}", style="red"))
             return
-        err = (proc.stderr.strip().splitlines() or ["the engine refused the spec"])[-1].removeprefix("error: ")
-        self.app.call_from_thread(self.query_one("#form-message", Static).update, Text(f"✗ {err}", style="red"))
+        self.app.call_from_thread(self._launch, request)
 
     def _focus_field(self, field: str | None) -> None:
         if not field:
