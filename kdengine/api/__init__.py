@@ -1,0 +1,21 @@
+"""kdstudy's service layer: what a person (or a script, or a notebook) can ask of kdstudy, each in one place.
+
+The CLI's commands parse their arguments and call one function here; kdtui calls the same functions, so a
+retry from the TUI and from the CLI are the same code, as harlequin's UI talks only to its adapter. A bad
+request raises a one-line :class:`~kdengine.errors.KDError`; each front end says it its own way.
+
+Importing it never imports torch (kdtui uses it): the functions that train or evaluate import the
+engine when they are called (those imports are listed, with their reason, in ``.importlinter``).
+
+A package by use case: ``runs``, ``workers``, ``results``, ``studies``, ``evaluation``; every name a front end uses is here."""
+from __future__ import annotations
+
+from .runs import Log, Queued, Trained, check, check_runs, cuda_elsewhere, open_store, plan_action, queue, remove, resolve_run, retry, role_word, run_facts, run_rows, stop, train, what_goes  # noqa: F401
+from .workers import launch, start_workers, worker_plan  # noqa: F401
+from .results import export_tables, report, shift_tables, tables  # noqa: F401
+from .studies import StudyOutcome, StudyStatus, find_study, plan_study, queue_study, run_study_detached, run_study_here, run_study_on_ray, select_runs, shift_study, study_status  # noqa: F401
+from .evaluation import check_data, explain, shift, target_runs  # noqa: F401
+from ..reports.study import study_records  # noqa: F401 - a study's records, for scripts
+from ..store.actions import DAMAGED, why_not  # noqa: F401 - what may be done to a run (kdtui's keys)
+
+__all__ = ['DAMAGED', 'Log', 'Queued', 'StudyOutcome', 'StudyStatus', 'Trained', 'check', 'check_data', 'check_runs', 'cuda_elsewhere', 'explain', 'export_tables', 'find_study', 'launch', 'open_store', 'plan_action', 'plan_study', 'queue', 'queue_study', 'remove', 'report', 'resolve_run', 'retry', 'role_word', 'run_facts', 'run_rows', 'run_study_detached', 'run_study_here', 'run_study_on_ray', 'select_runs', 'shift', 'shift_study', 'shift_tables', 'start_workers', 'stop', 'study_records', 'study_status', 'tables', 'target_runs', 'train', 'what_goes', 'why_not', 'worker_plan']

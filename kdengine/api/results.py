@@ -1,0 +1,38 @@
+"""Results: the comparison tables, their export, the HTML report.
+
+Part of kdengine.api (no torch at import: what trains or evaluates imports the engine when called)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from ..reports.report import build_report
+from ..reports.study import study_tables
+from ..reports.tables import Tables, build, export
+from ..store import RunStore
+from ..store.records import collect
+from .studies import find_study
+
+
+def tables(store: RunStore, study: str | None = None, metric: str = "accuracy", **stats) -> Tables:
+    """Every table of one study (its runs only, with the roles it gave them) or of every run. ``.long`` is the
+    long table (a pandas DataFrame: one row per run and split), for scripts and notebooks. ``stats``: interval
+    (seeds+images, seeds) and correction (holm, bh, none), as README's Statistics says."""
+    if study:
+        return study_tables(store, find_study(store, study)["name"], metric, **stats)
+    return build(collect(store), metric, **stats)
+
+
+def export_tables(result: Tables, out: Path, fmt: str = "csv") -> list[Path]:
+    return export(result, Path(out), fmt)
+
+
+def report(store: RunStore, study: str | None, metric: str, out: Path, **stats) -> Path:
+    """The self-contained HTML report of one study (or of every run); returns its path."""
+    return build_report(store, find_study(store, study)["name"] if study else None, metric, Path(out), **stats)
+
+
+def shift_tables(store: RunStore, name: str, run_ids: Iterable[str]) -> Tables:
+    wanted = set(run_ids)
+    return build([r for r in collect(store) if r.run_id in wanted],
+                 title=f"{name}: accuracy, and robustness under acquisition shift")

@@ -1,0 +1,315 @@
+"""Runs: opening the store, queueing, selecting and describing runs, acting on them (stop, retry, delete),
+training one in this process, and the checks before anything is queued.
+
+Part of kdengine.api (no torch at import: what trains or evaluates imports the engine when called)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from ..errors import Interrupted, UsageError
+from ..execution.launch import visible_gpus
+from ..options import identity_values
+from ..paths import runs_dir
+
+from ..runspec import RunSpec, baseline_of, ce_spec
+from ..store import RunStore
+from ..store.actions import DAMAGED, Plan, actions_for, plan, why_not
+from ..store.lifecycle import FAILED, FINISHED, QUEUED, RUNNING
+from ..store.queue import enqueue, teacher_notes
+from ..store.records import collect, flat_settings, read_record, roles_of
+from ..store.runstore import METRICS, device_of, removal_summary
+
+
+Log = Callable[[str], None]
+
+
+def _quiet(_msg: str) -> None:
+    return None
+
+
+def open_store(runs: str | os.PathLike | None = None, write: bool = False) -> RunStore:
+    """The run store ``runs`` names (else $KDSTUDY_HOME, else ./runs). With ``write``, a place this user cannot
+    write (a file, a read-only folder, another user's folder) is refused in one line."""
+    root = runs_dir(runs)
+    try:
+        if root.exists() and not root.is_dir():
+            raise UsageError(f"the runs dir {root} is a file, not a folder (pass --runs-dir DIR or set KDSTUDY_HOME)")
+        probe = root if root.exists() else next((p for p in root.parents if p.exists()), None)
+    except OSError as exc:
+        raise UsageError(f"the runs dir {root} cannot be reached by this user ({exc.strerror.lower()})") from None
+    if probe is not None and not probe.is_dir():
+        raise UsageError(f"the runs dir {root} is inside {probe}, which is a file (pass --runs-dir DIR)")
+    if write and probe is not None and not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"the runs dir {root} is not writable by this user (pass --runs-dir DIR or set KDSTUDY_HOME)")
+    return RunStore(root)
+
+
+def resolve_run(store: RunStore, run_id: str) -> str:
+    """A run id, or an unambiguous part of one."""
+    if store.exists(run_id):
+        return run_id
+    ids = store.list_ids()
+    matches = [r for r in ids if r.startswith(run_id)] or [r for r in ids if run_id in r]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise UsageError(f"'{run_id}' matches {len(matches)} runs ({', '.join(matches[:3])}, ...): give more of the id")
+    raise UsageError(f"no run '{run_id}' in {store.root} (kdengine runs list shows them)")
+
+
+@dataclass
+class Queued:
+    run_id: str  # the run asked for
+    baseline_id: str | None  # its baseline, when it has one and it was asked for
+    runs: list[str] = field(default_factory=list)  # every run this request queued or asked for again, teachers first
+    notes: list[str] = field(default_factory=list)  # which teacher is reused, or why one is trained
+
+
+def cuda_elsewhere(device: str) -> str | None:
+    """A note when runs are queued for CUDA on a machine that has none (legitimate: a GPU worker elsewhere
+    serves the store), so that nobody waits for a local worker that will never take them."""
+    if device.startswith("cuda") and not visible_gpus():
+        return ("note: no CUDA device on this machine: runs queued for cuda wait for a CUDA worker on another machine "
+                "(kdengine worker --device cuda --runs-dir THIS_STORE there); a local worker never takes them")
+    return None
+
+
+def queue(store: RunStore, spec: RunSpec, with_baseline: bool = True, device: str = "auto") -> Queued:
+    """Queue a run (its teachers first) and, for a KD run, its baseline; say what each teacher will be."""
+    notes = teacher_notes(store, spec, verb="queueing")
+    if note := cuda_elsewhere(device):  # nvidia-smi, asked once
+        notes.append(note)
+    before = {rid: store.read_status(rid)["state"] for rid in store.list_ids()}
+    rid = enqueue(store, spec, device=device)
+    baseline = baseline_of(spec) if with_baseline else None
+    base_id = enqueue(store, baseline, device=device) if baseline is not None else None
+    wanted = [t.run_id for t in _teachers_first(spec)] + [rid] + ([base_id] if base_id else [])
+    runs = [r for r in dict.fromkeys(wanted) if store.read_status(r)["state"] == QUEUED and before.get(r) != QUEUED]
+    return Queued(rid, base_id, runs, notes)
+
+
+def _teachers_first(spec: RunSpec) -> list[RunSpec]:
+    out = []
+    for t in spec.teachers:
+        out += _teachers_first(t) + [t]
+    return out
+
+
+def role_word(record, roles: dict[str, set[str]]) -> str:
+    """What a run is, in the list and in its detail alike: its strategy, or for a cross-entropy run its role
+    (teacher, baseline, or both: one run serves as both), or a defective teacher."""
+    if record.spec is None:
+        return "damaged"
+    if record.kind == "kd":
+        return record.strategy
+    if record.regime == "defective":
+        return "defective T"
+    return "+".join(sorted(roles.get(record.run_id, {"baseline"}) - {"student"}, reverse=True)) or "baseline"
+
+
+def run_rows(store: RunStore, records, every=None) -> list[dict]:
+    """One plain row per run of ``records``: what the CLI's list and scripts show. ``every``: the store's records,
+    when the caller has read them already (baselines and roles come from them)."""
+    by_id = {r.run_id: r for r in (collect(store) if every is None else every)}
+    roles = roles_of([r for r in by_id.values() if r.spec])
+    rows = []
+    for r in records:
+        base = by_id.get(r.baseline_id) if r.baseline_id else None
+        kind = r.spec.data.source.split(":", 1)[0] if r.spec else "?"
+        rows.append({"run_id": r.run_id, "state": r.state, "what": role_word(r, roles), "strategy": r.strategy,
+                     "regime": r.regime, "teacher": r.teacher_label, "student": r.model, "seed": r.seed,
+                     "device": device_of(r.status), "data": r.spec.data.source if r.spec else None,
+                     "data_kind": kind, "synthetic": kind == "synthetic", "test_accuracy": r.accuracy("test"),
+                     "baseline_run_id": r.baseline_id, "gain": r.gain_over(base),
+                     "reason": r.damage or r.status.get("reason")})
+    return rows
+
+
+def run_facts(store: RunStore, run_id: str) -> list[str]:
+    """A run's data (and whether it is synthetic), its settings, its teachers and its baseline, as lines."""
+    record = read_record(store, run_id)
+    if record.spec is None:
+        return [f"damaged: {record.damage}"]
+    spec = record.spec
+    lines = [f"data: {spec.data.source}" + ("  (SYNTHETIC: generated images, not real radiographs)"
+                                           if spec.data.source.startswith("synthetic") else "")]
+    flat = flat_settings(spec)
+    defaults = flat_settings(ce_spec(spec.model, type(spec.data)(), type(spec.train)(), spec.seed))  # same layout
+    changed = [f"{k}={v}" for k, v in flat.items() if k in defaults and defaults[k] != v and k != "data.source"]
+    lines.append("settings: " + (", ".join(changed) or "the defaults") + f"; seed {spec.seed}")
+    if spec.kd is not None:
+        # the KD settings its strategy uses (a teacher's defect threshold is said on its teacher's line)
+        lines.append("kd: " + ", ".join(f"{k}={v}" for k, v in
+                                        identity_values(spec.kd, spec.strategy, include_teacher_scope=False).items()))
+    for t in spec.teachers:
+        tm = store.read_metrics(t.run_id) or {}
+        acc = tm.get("test", {}).get("accuracy")
+        lines.append(f"teacher: {t.run_id} ("
+                     + (f"defective: stop at val accuracy {t.defect_acc}; " if t.regime == "defective" else "")
+                     + f"{store.read_status(t.run_id)['state'] if store.exists(t.run_id) else 'not in the store'}"
+                     + (f", test accuracy {acc:.4f}" if acc is not None else "") + ")")
+    if record.baseline_id:
+        base = read_record(store, record.baseline_id) if store.exists(record.baseline_id) else None
+        text = f"baseline: {record.baseline_id} ({base.state if base is not None else 'not in the store'}"
+        if (gain := record.gain_over(base)) is not None:
+            text += f", test accuracy {base.accuracy('test'):.4f}; gain {gain:+.4f}"
+        lines.append(text + ")")
+    return lines
+
+
+def stop(store: RunStore, run_id: str) -> str:
+    """Ask a run to stop: a running run stops within a heartbeat (its last epoch stays resumable); a queued one
+    stops now. Returns what happened, in a few words."""
+    state = store.read_status(run_id)["state"]
+    why = why_not("stop", state)
+    if why:
+        raise UsageError(f"{run_id} is {why}")
+    return {"stopping": "stopping (it stops within a few seconds; its last finished epoch stays resumable)",
+            "stopped": "stopped before it started"}.get(store.request_stop(run_id), state)
+
+
+def retry(store: RunStore, run_id: str, force: bool = False) -> str:
+    """Queue a failed, stopped or interrupted run again (it resumes from its last finished epoch); with
+    ``force``, also a finished run whose results are damaged (it trains again). Returns what happened."""
+    record = read_record(store, run_id)
+    state = record.state
+    why = actions_for(record, force)["retry"]
+    if state in (QUEUED, RUNNING):
+        return f"already {state}"
+    if why is not None:  # decided by store.actions; said here as the CLI says it
+        if record.spec is None:
+            raise UsageError(f"{run_id} {why} (kdengine runs doctor)")
+        if record.damage:
+            raise UsageError(f"{run_id} is finished but {record.damage}; --force trains it again")
+        raise UsageError(f"{run_id} is finished; its results stay (kdengine runs show {run_id})")
+    if state in (FINISHED, DAMAGED):
+        (store.run_dir(run_id) / METRICS).unlink(missing_ok=True)
+        store.finish(run_id, FAILED, f"retried with --force: {record.damage}")
+    if not store.requeue(run_id):
+        raise UsageError(f"{run_id} is {store.read_status(run_id)['state']}: nothing to retry")
+    return "queued again; it resumes from its last finished epoch"
+
+
+def remove(store: RunStore, run_id: str, archive: bool = False) -> Path | None:
+    """Delete a run's folder, or move it to ``.archive/``; returns where it went. Never a running run."""
+    why = why_not("archive" if archive else "delete", store.read_status(run_id)["state"])
+    if why:
+        raise UsageError(f"{run_id} is {why} (kdengine runs stop {run_id})")
+    return store.remove(run_id, archive=archive)
+
+
+def plan_action(store: RunStore, run_ids: Iterable[str], action: str, force: bool = False) -> Plan:
+    """Which of ``run_ids`` an action (stop, retry, delete, archive) applies to, and why the others are skipped:
+    the one batch rule for the CLI and kdtui."""
+    wanted = list(run_ids)
+    return plan([read_record(store, rid) for rid in wanted], action, force)
+
+
+def what_goes(store: RunStore, run_id: str) -> str:
+    """What deleting a run takes with it: its size, its checkpoints, the runs that use it as a teacher."""
+    return removal_summary(store, run_id)
+
+
+@dataclass
+class Trained:
+    metrics: dict  # the run's final metrics
+    baseline: dict | None  # its baseline's, when one was trained or reused
+
+
+def train(store: RunStore, spec: RunSpec, device: str = "auto", loader_workers: int | None = None,
+          fast: dict | None = None, trackers: Iterable[str] = (), with_baseline: bool = True, progress: bool = True,
+          log: Log = print) -> Trained:
+    """Train what the run needs (its teachers first, reused when finished), the run, then its baseline."""
+    from ..execution.executor import ensure_finished  # torch: this process trains
+    from ..tracking.trackers import make_trackers  # torch (TensorBoard's writer): only where a run trains
+    from ..training.device import setup_device  # torch
+
+    dev = setup_device(device, loader_workers, **(fast or {}))
+    if dev.cuda_graph and not dev.is_cuda:
+        log("note: --cuda-graph applies to CUDA runs; on the CPU the step runs eagerly")
+    names = list(trackers)
+    make_trackers(names)  # fail early on a missing extra
+    baseline = None if not with_baseline else baseline_of(spec)
+    mine = [t.run_id for t in _teachers_first(spec)] + [spec.run_id] + ([baseline.run_id] if baseline else [])
+    before = _states(store, mine)
+    try:
+        metrics = ensure_finished(store, spec, dev, trackers=lambda: make_trackers(names), progress=progress, log=log)
+        base = None
+        if baseline is not None:
+            base = ensure_finished(store, baseline, dev, trackers=lambda: make_trackers(names), progress=progress,
+                                   log=log)
+    except KeyboardInterrupt as exc:
+        raise _interrupted(store, exc, mine, before, "run the same command again") from None
+    return Trained(metrics, base)
+
+
+def _states(store: RunStore, run_ids: Iterable[str]) -> dict[str, str | None]:
+    return {r: store.read_status(r)["state"] if store.exists(r) else None for r in run_ids}
+
+
+def _interrupted(store: RunStore, exc: KeyboardInterrupt, mine: list[str], before: dict, again: str) -> Interrupted:
+    """Ctrl-C stops what the interrupted command started: the run it was training is stopped (resumable); a run
+    it queued that depends on an unfinished teacher stays queued, waiting for it; any other run it queued is
+    stopped before it starts, so that no other worker trains it behind the interrupted command's back. The
+    message says what was stopped, how to resume, and what else is still running."""
+    stopped = [str(exc)] if str(exc) else []
+    waiting = []
+    for rid in mine:
+        if not store.exists(rid) or store.read_status(rid)["state"] != QUEUED or before.get(rid) == QUEUED:
+            continue
+        teacher = next((t for t in _teachers_first(store.load_spec(rid))
+                        if store.read_status(t.run_id)["state"] != FINISHED), None)
+        if teacher is not None:
+            state = store.read_status(teacher.run_id)["state"]
+            store.note_waiting(rid, f"waiting: teacher {teacher.run_id} is {state}; resume it with: "
+                                    f"kdengine runs retry {teacher.run_id}")
+            waiting.append(rid)
+        else:
+            store.request_stop(rid)
+            stopped.append(f"{rid} (queued by this command) stopped before it started")
+    elsewhere = [rid for rid in mine if store.exists(rid) and store.read_status(rid)["state"] == RUNNING]
+    text = "; ".join(stopped) or "nothing was running yet"
+    if waiting:
+        text += f"; {', '.join(waiting)} {'wait' if len(waiting) > 1 else 'waits'} for its teacher"
+    text += f". Resume with: kdengine runs retry RUN_ID, or {again}"
+    if elsewhere:
+        text += f". Still running in other workers: {', '.join(elsewhere)} (kdengine runs stop RUN_ID)"
+    return Interrupted(text)
+
+
+def check(specs: Iterable[RunSpec], data: bool = True, decode: bool = False, isolate: bool | None = None) -> None:
+    """The one set of checks before anything is queued (the CLI's train and study run, kdtui's launch and its
+    study files): model names, whether each model takes its image size, local weights files, pretrained weights,
+    the data source (``data``) and its images decoded into the cache (``decode``). Raises one UsageError line.
+
+    What needs timm and torch (``preflight.needs_torch``) runs in a child process where the caller has not
+    imported torch (``isolate`` None: decided so; kdtui never imports it), else in this process."""
+    specs = list(specs)
+    if isolate is None:
+        isolate = "torch" not in sys.modules
+    if not isolate:
+        from ..preflight import preflight  # timm, on the meta device: proves the models before queueing
+
+        preflight(specs, check_data=data, decode=decode)
+        return
+    from ..models.names import check_names  # torch-free: a mistyped name is refused at once, in this process
+    from ..preflight import _all_specs, needs_torch
+
+    check_names({s.model for s in _all_specs(specs)})
+    if not (needs_torch(specs) or data):
+        return
+    flags = (["--data"] if data else []) + (["--decode"] if decode else [])
+    proc = subprocess.run([sys.executable, "-m", "kdengine.preflight", *flags], capture_output=True, text=True,
+                          input=json.dumps([s.to_dict() for s in specs]), timeout=1800)
+    if proc.returncode != 0:
+        line = (proc.stderr.strip().splitlines() or ["the checks refused the runs"])[-1].removeprefix("error: ")
+        raise UsageError(line)
+
+
+check_runs = check  # for callers whose own parameter is named check (plan_study)

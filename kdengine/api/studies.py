@@ -1,0 +1,170 @@
+"""Studies: finding, planning, queueing and running a study (here, detached, on Ray), and its shift.
+
+Part of kdengine.api (no torch at import: what trains or evaluates imports the engine when called)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from ..errors import KDError, RunFailed, UsageError
+from ..execution.packing import parse_runs_per_gpu
+from ..reports.study import study_axes, study_ids
+from ..store import RunStore
+from ..store.records import read_record
+
+from ..store.lifecycle import FINISHED
+from ..store.queue import enqueue
+from ..study.expand import expand
+from ..study.registry import list_studies, load_study_record, save_study
+from ..study.schema import PRESETS, load_raw, load_study
+from .runs import Log, _interrupted, _quiet, _states, check_runs, resolve_run
+from .workers import start_workers
+
+
+def _study_record(store: RunStore, name: str) -> dict | None:
+    """A study's record, by its name, or by the file or preset that defines it; None when there is none."""
+    record = load_study_record(store, name)
+    if record is None and (Path(name).is_file() or name in PRESETS):  # a file or preset: its study's name
+        raw, default, _ = load_raw(name)
+        record = load_study_record(store, str(raw.get("name") or default))
+    return record
+
+
+def find_study(store: RunStore, name: str) -> dict:
+    """A study's record, by its name, or by the file or preset that defines it."""
+    record = _study_record(store, name)
+    if record is None:
+        known = ", ".join(list_studies(store)) or "none yet"
+        raise UsageError(f"no study '{name}' in {store.root} (studies: {known})")
+    return record
+
+
+@dataclass
+class StudyStatus:
+    name: str
+    source: str
+    seeds: list
+    states: dict[str, dict]  # run id -> status
+    axes: dict[str, list] = field(default_factory=dict)  # a sweep's axes: {"kd.temperature": [1, 2, 4, 8]}
+
+
+def study_status(store: RunStore, name: str) -> StudyStatus:
+    record = find_study(store, name)
+    states = {rid: store.read_status(rid) for rid in study_ids(record)}
+    return StudyStatus(record["name"], record.get("source", ""), record.get("seeds", []), states, study_axes(record))
+
+
+def plan_study(file_or_preset: str, sets: list[str] | None = None, data: str | None = None, check: bool = True,
+               decode: bool = False, isolate: bool | None = None):
+    """A study file (or preset) with ``--set`` overrides, expanded into its runs; with ``check`` every model,
+    image size, weights file and data source is proved before anything is queued (``decode``: the images
+    too, into the cache the runs will read). (study, plan)"""
+    study = load_study(file_or_preset, sets, data)
+    plan = expand(study)
+    if check:
+        check_runs([p.spec for p in plan], decode=decode, isolate=isolate)
+    return study, plan
+
+
+@dataclass
+class StudyOutcome:
+    name: str
+    total: int
+    finished: int
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (run id, why)
+    workers: list[int] = field(default_factory=list)  # detached workers started
+
+
+def queue_study(store: RunStore, study, plan, device: str = "auto") -> None:
+    """Record the study and queue its runs (a failed or stopped run of it is queued again, once)."""
+    save_study(store, study, plan)
+    for p in plan:
+        enqueue(store, p.spec, device=device)
+
+
+def run_study_detached(store: RunStore, study, plan, device: str = "auto", runs_per_gpu: int | str = 1,
+                       fast: dict | None = None) -> StudyOutcome:
+    """Queue the study and start background workers; returns at once."""
+    queue_study(store, study, plan, device)
+    pids = start_workers(store, device, runs_per_gpu, fast)
+    return StudyOutcome(study.name, len(plan), _finished(store, plan), workers=pids)
+
+
+def run_study_here(store: RunStore, study, plan, device: str = "auto", loader_workers: int | None = None,
+                   fast: dict | None = None, trackers: Iterable[str] = (), progress: bool = True,
+                   log: Log = _quiet) -> StudyOutcome:
+    """Queue the study and train its runs in this process, in order (teachers first); then its shift."""
+    from ..execution.executor import ensure_finished  # torch: this process trains
+    from ..tracking.trackers import make_trackers  # torch (TensorBoard's writer): only where a run trains
+    from ..training.device import setup_device  # torch
+
+    mine = [p.run_id for p in plan]
+    before = _states(store, mine)
+    queue_study(store, study, plan, device)
+    dev = setup_device(device, loader_workers, **(fast or {}))
+    names = list(trackers)
+    failed = []
+    try:
+        for i, p in enumerate(plan, start=1):
+            if store.read_status(p.run_id)["state"] == FINISHED:
+                continue
+            log(f"[{i}/{len(plan)}] {p.spec.describe()} (seed {p.spec.seed})")
+            try:
+                ensure_finished(store, p.spec, dev, trackers=lambda: make_trackers(names), progress=progress,
+                                worker=f"study:{study.name}", log=log, requeue=False)
+            except (RunFailed, KDError) as exc:
+                failed.append((p.run_id, str(exc)))
+                log(f"failed: {p.run_id}: {exc}")
+        shift_study(store, study, plan, device, log)
+    except KeyboardInterrupt as exc:
+        raise _interrupted(store, exc, mine, before, f"kdengine study run {study.name} again") from None
+    return StudyOutcome(study.name, len(plan), _finished(store, plan), failed)
+
+
+def run_study_on_ray(store: RunStore, study, plan, address: str | None, device: str = "auto",
+                     runs_per_gpu: int | str = 1, loader_workers: int | None = None, fast: dict | None = None,
+                     log: Log = _quiet) -> StudyOutcome:
+    """Queue the study and train it on a Ray cluster, one task per run; then its shift."""
+    from ..execution.ray_executor import run_on_ray  # ray and torch: the driver dispatches the runs
+
+    queue_study(store, study, plan, device)
+    todo = [p for p in plan if store.read_status(p.run_id)["state"] != FINISHED]
+    if isinstance(runs_per_gpu, str):
+        runs_per_gpu = parse_runs_per_gpu(runs_per_gpu)
+    failed = run_on_ray(store.root, todo, address, device, runs_per_gpu, loader_workers, fast or {}, log)
+    shift_study(store, study, plan, device, log)
+    return StudyOutcome(study.name, len(plan), _finished(store, plan), failed)
+
+
+def _finished(store: RunStore, plan) -> int:
+    return sum(store.read_status(p.run_id)["state"] == FINISHED for p in plan)
+
+
+def shift_study(store: RunStore, study, plan, device: str = "auto", log: Log = _quiet) -> None:
+    """A study's ``[shift]``: every finished run of it under acquisition shift (stored results are read back)."""
+    if study.shift is None or not _finished(store, plan):
+        return
+    from ..data.corruptions import parse_severities, parse_shifts  # cv2: the shifts' image work
+    from ..shift.evaluate import evaluate_run  # torch: the best checkpoints are evaluated here
+    from ..training.device import setup_device  # torch
+
+    sh = study.shift
+    dev = setup_device(device)
+    for p in plan:
+        if store.read_status(p.run_id)["state"] == FINISHED:
+            evaluate_run(store, p.run_id, parse_shifts(sh.shifts), parse_severities(sh.severities), sh.seed,
+                         sh.external, dev, log=log)
+
+
+def select_runs(store: RunStore, run_ids: Iterable[str] = (), study: str | None = None,
+                states: Iterable[str] = ()) -> list[str]:
+    """Run ids named (or unambiguous parts of them), else every run; narrowed to a study's runs and to states."""
+    ids = [resolve_run(store, r) for r in run_ids] if run_ids else store.list_ids()
+    if study:
+        members = set(study_ids(find_study(store, study)))
+        ids = [r for r in ids if r in members]
+    states = set(states)
+    if states:
+        ids = [r for r in ids if read_record(store, r).state in states]
+    return list(dict.fromkeys(ids))
