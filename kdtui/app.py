@@ -15,10 +15,10 @@ from textual.screen import Screen
 
 from kdengine import api
 from kdengine.errors import KDError
-from kdengine.paths import runs_dir as default_runs_dir
-from kdengine.reports.tables import describe_written
-from kdengine.runspec import RunSpec
-from kdengine.store import RunStore
+from kdengine.api import runs_dir as default_runs_dir
+from kdengine.api import describe_written
+from kdengine.api import RunSpec
+from kdengine.api import RunStore
 
 from .forms import PRESETS, describe_settings
 from .messages import ExportRequested, LaunchRequested, RemoveRequested, RetryRequested, StopRequested, WorkerRequested

@@ -6,13 +6,13 @@ import re
 from typing import Any
 
 from kdengine import strategy_catalog as catalog
-from kdengine.atomic import write_json
+from kdengine.api import write_json
 from kdengine.errors import DataError, KDError, UsageError
 from kdengine.models.architectures import APPROX_PARAMS, known_names
 from kdengine.options import OptionInfo, form_fields, parse_text, replace_from_assignments, to_text
-from kdengine.runspec import CONFIGS, MAX_SEED, RunSpec, build_specs
-from kdengine.store.runstore import read_json
-from kdengine.study.schema import load_raw
+from kdengine.api import CONFIGS, MAX_SEED, RunSpec, build_specs
+from kdengine.api import read_json
+from kdengine.api import load_raw
 
 
 def thesis_settings() -> dict[str, Any]:

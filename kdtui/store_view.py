@@ -8,13 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kdengine.api import role_word
-from kdengine.store.records import RunRecord, collect, roles_of
-from kdengine.runspec import baseline_of
-from kdengine.store import RunStore
-from kdengine.store import events as ev
-from kdengine.store.lifecycle import FAILED, FINISHED, QUEUED, RUNNING, STOPPED
-from kdengine.store.runstore import device_of
-from kdengine.study.registry import study_membership
+from kdengine.api import RunRecord, collect, roles_of
+from kdengine.api import baseline_of
+from kdengine.api import RunStore
+from kdengine.api import events as ev
+from kdengine.api import FAILED, FINISHED, QUEUED, RUNNING, STOPPED
+from kdengine.api import device_of
+from kdengine.api import study_membership
 
 STATE_ICONS = {QUEUED: "…", RUNNING: "▶", FINISHED: "✓", FAILED: "✗", STOPPED: "■", "damaged": "!"}
 SORTS = ("created", "state", "what", "student", "seed", "study", "device", "best val", "test acc", "gain")

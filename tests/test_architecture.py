@@ -1,5 +1,5 @@
-"""The architecture holds: the import contracts (layers, no Textual in the engine, torch only through listed
-deferred imports) pass and break on an upward import; every deferred import says why; the lifecycle refuses
+"""The architecture holds: the import contracts (layers, no Textual in the engine, kdtui through kdengine.api alone,
+torch only through listed deferred imports) pass and break on an upward import; every deferred import says why; the lifecycle refuses
 what it does not declare; docs/run-store.md matches the declarations; both front ends share one service layer."""
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def lint(root: Path) -> subprocess.CompletedProcess:
 def test_the_import_contracts_hold():
     result = lint(ROOT)
     assert result.returncode == 0, result.stdout[-3000:]
-    assert "3 kept, 0 broken" in result.stdout
+    assert "4 kept, 0 broken" in result.stdout
 
 
 def test_an_upward_import_or_a_torch_import_breaks_them(tmp_path):
@@ -36,12 +36,16 @@ def test_an_upward_import_or_a_torch_import_breaks_them(tmp_path):
     (tmp_path / "kdengine" / "store" / "upward_probe.py").write_text(
         "def probe():\n    from ..training import trainer  # deferred, and still upward\n    return trainer\n")
     (tmp_path / "kdengine" / "reports" / "torch_probe.py").write_text("import torch\n")
+    # kdtui past the door: a direct import of the store instead of kdengine.api
+    (tmp_path / "kdtui" / "door_probe.py").write_text("from kdengine.store.lifecycle import RUNNING\n")
     result = lint(tmp_path)
     assert result.returncode != 0
     out = result.stdout
     assert "Layers: each imports only the layers below it BROKEN" in out
     assert "kdengine.store.upward_probe -> kdengine.training.trainer" in out
     assert "kdengine.reports.torch_probe -> torch" in out
+    assert "kdtui reaches the engine through kdengine.api alone BROKEN" in out
+    assert "kdtui.door_probe -> kdengine.store.lifecycle" in out
 
 
 def test_every_deferred_import_says_why():

@@ -18,4 +18,24 @@ from .evaluation import check_data, explain, shift, target_runs  # noqa: F401
 from ..reports.study import study_records  # noqa: F401 - a study's records, for scripts
 from ..store.actions import DAMAGED, why_not  # noqa: F401 - what may be done to a run (kdtui's keys)
 
-__all__ = ['DAMAGED', 'Log', 'Queued', 'StudyOutcome', 'StudyStatus', 'Trained', 'check', 'check_data', 'check_runs', 'cuda_elsewhere', 'explain', 'export_tables', 'find_study', 'launch', 'open_store', 'plan_action', 'plan_study', 'queue', 'queue_study', 'remove', 'report', 'resolve_run', 'retry', 'role_word', 'run_facts', 'run_rows', 'run_study_detached', 'run_study_here', 'run_study_on_ray', 'select_runs', 'shift', 'shift_study', 'shift_tables', 'start_workers', 'stop', 'study_records', 'study_status', 'tables', 'target_runs', 'train', 'what_goes', 'why_not', 'worker_plan']
+# What the front ends read besides the use cases, re-exported so that kdtui depends on kdengine.api alone (the
+# "one-door" contract): the store's files and states, a run's spec, studies, the tables' cells, the data source,
+# the GPUs. All torch-free.
+from ..atomic import write_json  # noqa: F401, E402 - the launch form remembers its values
+from ..data.config import DataConfig, open_source  # noqa: F401, E402 - the launch form checks its data as typed
+from ..execution.launch import gpu_count  # noqa: F401, E402 - the worker dialog offers the GPUs
+from ..execution.packing import gpu_info  # noqa: F401, E402 - the Workers screen shows them
+from ..models.names import check_name  # noqa: F401, E402 - the launch form checks a model name as typed
+from ..paths import runs_dir  # noqa: F401, E402 - where the store is by default
+from ..reports.stats import Summary  # noqa: F401, E402 - a table's cell
+from ..reports.tables import METRICS, describe_written  # noqa: F401, E402 - the tables' metrics, what an export wrote
+from ..runspec import CONFIGS, MAX_SEED, RunSpec, baseline_of, build_specs  # noqa: F401, E402 - a run's spec
+from ..store import RunStore  # noqa: F401, E402
+from ..store import events  # noqa: F401, E402 - the typed events a run's log holds
+from ..store.lifecycle import FAILED, FINISHED, QUEUED, RUNNING, STOPPED  # noqa: F401, E402 - a run's states
+from ..store.records import RunRecord, collect, roles_of  # noqa: F401, E402 - the store's read model
+from ..store.runstore import DEVICES, EXPLAIN, device_of, read_json  # noqa: F401, E402
+from ..study.registry import list_studies, load_study_record, study_membership  # noqa: F401, E402 - studies
+from ..study.schema import load_raw  # noqa: F401, E402 - a study file as written
+
+__all__ = ['write_json', 'DataConfig', 'open_source', 'gpu_count', 'gpu_info', 'check_name', 'runs_dir', 'Summary', 'METRICS', 'describe_written', 'CONFIGS', 'MAX_SEED', 'RunSpec', 'baseline_of', 'build_specs', 'RunStore', 'events', 'FAILED', 'FINISHED', 'QUEUED', 'RUNNING', 'STOPPED', 'RunRecord', 'collect', 'roles_of', 'DEVICES', 'EXPLAIN', 'device_of', 'read_json', 'list_studies', 'load_study_record', 'study_membership', 'load_raw', 'DAMAGED', 'Log', 'Queued', 'StudyOutcome', 'StudyStatus', 'Trained', 'check', 'check_data', 'check_runs', 'cuda_elsewhere', 'explain', 'export_tables', 'find_study', 'launch', 'open_store', 'plan_action', 'plan_study', 'queue', 'queue_study', 'remove', 'report', 'resolve_run', 'retry', 'role_word', 'run_facts', 'run_rows', 'run_study_detached', 'run_study_here', 'run_study_on_ray', 'select_runs', 'shift', 'shift_study', 'shift_tables', 'start_workers', 'stop', 'study_records', 'study_status', 'tables', 'target_runs', 'train', 'what_goes', 'why_not', 'worker_plan']

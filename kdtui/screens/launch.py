@@ -19,10 +19,10 @@ from textual.worker import get_current_worker
 
 from kdengine import api
 from kdengine import strategy_catalog as catalog
-from kdengine.data.config import DataConfig, open_source
+from kdengine.api import DataConfig, open_source
 from kdengine.errors import KDError
-from kdengine.models.names import check_name
-from kdengine.store.runstore import DEVICES
+from kdengine.api import check_name
+from kdengine.api import DEVICES
 
 from ..forms import (
     PRESETS,

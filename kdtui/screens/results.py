@@ -11,9 +11,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from kdengine import api
-from kdengine.reports.stats import Summary
-from kdengine.reports.tables import METRICS
-from kdengine.study.registry import list_studies
+from kdengine.api import Summary
+from kdengine.api import METRICS
+from kdengine.api import list_studies
 
 from ..messages import ExportRequested
 

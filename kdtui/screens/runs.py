@@ -16,8 +16,8 @@ from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedCont
 
 from kdengine import api
 from kdengine.errors import KDError
-from kdengine.execution.launch import gpu_count
-from kdengine.store.lifecycle import FAILED, FINISHED, QUEUED, RUNNING, STOPPED
+from kdengine.api import gpu_count
+from kdengine.api import FAILED, FINISHED, QUEUED, RUNNING, STOPPED
 
 from ..messages import RemoveRequested, RetryRequested, StopRequested, WorkerRequested
 from ..store_view import SORTS, STATE_ICONS, RunRow, RunView, arrange, groups, load_rows

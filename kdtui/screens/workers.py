@@ -15,11 +15,11 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from kdengine.execution.launch import gpu_count
-from kdengine.execution.packing import gpu_info
-from kdengine.store.records import collect
-from kdengine.store.lifecycle import QUEUED, RUNNING
-from kdengine.study.registry import list_studies, load_study_record
+from kdengine.api import gpu_count
+from kdengine.api import gpu_info
+from kdengine.api import collect
+from kdengine.api import QUEUED, RUNNING
+from kdengine.api import list_studies, load_study_record
 
 from ..messages import WorkerRequested
 from ..store_view import fmt_eta

@@ -9,9 +9,9 @@ from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
 
-from kdengine.runspec import RunSpec, baseline_of
-from kdengine.store import RunStore
-from kdengine.store.runstore import EXPLAIN, read_json
+from kdengine.api import RunSpec, baseline_of
+from kdengine.api import RunStore
+from kdengine.api import EXPLAIN, read_json
 
 # inferno, at 8 stops: dark to bright, readable in grayscale (as the report's figures)
 INFERNO = [(0, 0, 4), (40, 11, 84), (101, 21, 110), (159, 42, 99), (212, 72, 66), (245, 125, 21), (250, 193, 39),
