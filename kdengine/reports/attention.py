@@ -23,10 +23,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from dataclasses import replace
-
 from ..store.records import RunRecord
 from .groups import settings_groups
+from .intervals import tested
 from .stats import summarize
 from .table import Table
 
@@ -132,7 +131,7 @@ def attention_table(records: list[RunRecord]) -> Table | None:
             if c.get(f"ts {name}"):
                 row += [summarize(c[f"ts {name}"], bounds=bounds, seeds=seeds),
                         summarize(c[f"tb {name}"], bounds=bounds, seeds=seeds),
-                        _tested(summarize(c[f"gain {name}"], bounds=(-width, width), seeds=seeds, test=True)),
+                        tested(summarize(c[f"gain {name}"], bounds=(-width, width), seeds=seeds, test=True)),
                         summarize(c[f"chance {name}"], bounds=bounds, seeds=seeds)]
             else:
                 row += [None] * 4
@@ -171,7 +170,3 @@ def attention_table(records: list[RunRecord]) -> Table | None:
                            "area share in it, whatever it looks at: no shortcut can be read from them.")
     return table
 
-
-def _tested(s):
-    """The gain's cell takes its place in the table's family of tests."""
-    return replace(s, tested=s.p is not None) if s is not None else None

@@ -81,10 +81,11 @@ def gain_summary(pairs: list[tuple[RunRecord, RunRecord]], split: str, metric: s
     d = _matrix([list(pair) for _, pair in seeds], split) if _per_image(metric, split, opts) else None
     s = (two_way(d, gains, bounds=bounds, seeds=order, test=test) if d is not None
          else summarize(gains, bounds=bounds, seeds=order, test=test))
-    return _tested(s, test)
+    return tested(s, test)
 
 
-def _tested(s: Summary | None, test: bool) -> Summary | None:
+def tested(s: Summary | None, test: bool = True) -> Summary | None:
+    """The cell, in its table's family of tests when ``test`` and it has a p-value (the correction adjusts it)."""
     return replace(s, tested=test and s.p is not None) if s is not None else None
 
 
