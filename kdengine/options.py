@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import typing
 from dataclasses import MISSING, dataclass, field, fields
 from functools import lru_cache
@@ -30,8 +31,6 @@ EVAL_BATCH_CUDA = 256  # evaluation has no gradients: a large batch keeps the ca
 
 def env_flag(value: bool | None, env: str) -> bool:
     """A fast-path switch: as given, else from the environment (workers inherit it)."""
-    import os  # tiny
-
     return bool(value) if value is not None else os.environ.get(env, "") not in ("", "0")
 
 

@@ -56,7 +56,6 @@ class Placement:
         self.gpu = uuid or f"{socket.gethostname()}:{os.environ.get('CUDA_VISIBLE_DEVICES', '0')}"
         self.capacity = int(props.total_memory)
         self.store, self.dev = store, dev
-        self._needs: dict[str, int] = {}
 
     def need(self, spec) -> int:
         key = memory_key(spec, self.dev.memory_runtime(spec.train.batch_size))

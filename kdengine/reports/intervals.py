@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..store.records import RunRecord
+from ..store.records import RunRecord, finished_baseline
 from .stats import SEEDS, SEEDS_IMAGES, Summary, summarize, two_way
 from .table import METRICS, gain_bounds
 
@@ -91,12 +91,7 @@ def tested(s: Summary | None, test: bool = True) -> Summary | None:
 
 def paired(runs: list[RunRecord], by_id: dict[str, RunRecord]) -> list[tuple[RunRecord, RunRecord]]:
     """(run, its finished baseline) for each run that has one."""
-    out = []
-    for r in runs:
-        b = by_id.get(r.baseline_id) if r.baseline_id else None
-        if b is not None and b.finished:
-            out.append((r, b))
-    return out
+    return [(r, b) for r in runs if (b := finished_baseline(r, by_id)) is not None]
 
 
 def interval_note(table, opts: StatsOptions, metric: str = "accuracy") -> str | None:

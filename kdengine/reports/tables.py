@@ -28,7 +28,7 @@ from ..errors import UsageError
 from ..metric_names import HEADLINE, PER_SPLIT, SPLITS
 from ..study.axes import axis_value, point_text, run_point
 from .attention import attention_table
-from ..store.records import RunRecord, roles_of
+from ..store.records import RunRecord, finished_baseline, roles_of
 from .groups import group_rank, settings_groups, severity_text
 from .correction import CORRECTIONS, correct_table, correction_note
 from .latex import document, table_latex
@@ -48,8 +48,7 @@ def with_baselines(records: list[RunRecord]):
     by_id = {r.run_id: r for r in records}
     for r in records:
         if r.finished:
-            base = by_id.get(r.baseline_id) if r.baseline_id else None
-            yield r, (base if base is not None and base.finished else None)
+            yield r, finished_baseline(r, by_id)
 
 
 def cell_frame(records: list[RunRecord]):

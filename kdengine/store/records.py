@@ -161,6 +161,13 @@ def read_record(store: RunStore, run_id: str) -> RunRecord:
                      explain=explain, run_dir=d)
 
 
+def finished_baseline(r: RunRecord, by_id: dict[str, RunRecord]) -> RunRecord | None:
+    """A run's own baseline (the one run baseline_of names), when it is in ``by_id`` and finished: the pairing
+    every table and gain uses."""
+    base = by_id.get(r.baseline_id) if r.baseline_id else None
+    return base if base is not None and base.finished else None
+
+
 def collect(store: RunStore) -> list[RunRecord]:
     """Every run of the store (polled every second by the TUI: only status.json is re-read each time)."""
     return [read_record(store, rid) for rid in store.list_ids()]
