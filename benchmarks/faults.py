@@ -76,7 +76,7 @@ def run_with_kills(root: Path, kills: int, epochs: int, seed: int = 0, log=print
     done = 0
     mid_write = 0
     while done < kills:
-        if all(store.read_status(r)["state"] == "finished" for r in store.list_ids()):
+        if all(store.read_status(r).state == "finished" for r in store.list_ids()):
             break
         during_write = done % 2 == 0  # every other kill lands inside a checkpoint write
         student_only = done >= kills // 2  # the second half of the kills wait for the student
@@ -91,7 +91,7 @@ def run_with_kills(root: Path, kills: int, epochs: int, seed: int = 0, log=print
         seen, killed = set(), False
         running: list[str] = []
         while proc.poll() is None and time.time() < deadline:
-            running = [r for r in store.list_ids() if store.read_status(r)["state"] == "running"]
+            running = [r for r in store.list_ids() if store.read_status(r).state == "running"]
             if student_only:
                 running = [r for r in running if not r.startswith("ce-")]
             if running and during_write:
@@ -120,7 +120,7 @@ def run_with_kills(root: Path, kills: int, epochs: int, seed: int = 0, log=print
         if done % 2:
             quietly("runs", "doctor", "--fix", "--runs-dir", str(root))
         else:
-            for r in [r for r in store.list_ids() if store.read_status(r).get("stale")]:
+            for r in [r for r in store.list_ids() if store.read_status(r).stale]:
                 quietly("runs", "retry", r, "--runs-dir", str(root))
     quietly("worker", "--once", "--device", "cpu", "--runs-dir", str(root))
     return {"kills": done, "mid_write_kills": mid_write, "checkpoints_at_kill": checkpoints_at_kill}
@@ -135,7 +135,7 @@ def compare(root: Path, reference: Path, report: dict) -> dict:
     store, ref = RunStore(root), RunStore(reference)
     ids = store.list_ids()
     result = {"same_runs": sorted(ids) == sorted(ref.list_ids()),
-              "all_finished": all(store.read_status(r)["state"] == "finished" for r in ids),
+              "all_finished": all(store.read_status(r).state == "finished" for r in ids),
               "no_temp_files_in_runs": not any(list(store.run_dir(r).rglob("*.tmp")) for r in ids)}
     quietly("runs", "doctor", "--fix", "--runs-dir", str(root))  # and the workers' own records
     result["no_temp_files_after_doctor"] = not list(root.rglob("*.tmp"))

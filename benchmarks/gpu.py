@@ -228,7 +228,7 @@ def bench_peers(s: Setup, batch: int, fast: dict) -> dict:
 def _wait_finished(store, ids: list[str], timeout: float, progress=None) -> None:
     end = time.time() + timeout
     while time.time() < end:
-        states = [store.read_status(r)["state"] for r in ids]
+        states = [store.read_status(r).state for r in ids]
         if progress is not None:
             progress(sum(st == "finished" for st in states))
         if all(st in ("finished", "failed", "stopped") for st in states):
@@ -254,7 +254,7 @@ def _aggregate(store, ids: list[str]) -> dict:
 
 def bench_packing(s: Setup, root: Path, fast: dict, keep) -> dict:
     """N runs per GPU through ``kdengine worker`` (each worker a detached process, as the TUI starts them)."""
-    from kdengine.execution.launch import ensure_workers, spawn_worker
+    from kdengine.execution.spawn import ensure_workers, spawn_worker
     from kdengine.execution.packing import mps_running
     from kdengine.store import RunStore
 

@@ -98,7 +98,7 @@ def bench_tui_latency(presses: int = 60, size: tuple[int, int] = (120, 40)) -> d
 
     with tempfile.TemporaryDirectory() as tmp:
         store, plan = fake_study_store(Path(tmp) / "runs")
-        live = [r for r in store.list_ids() if store.read_status(r)["state"] == "running"]
+        live = [r for r in store.list_ids() if store.read_status(r).state == "running"]
         # the live runs' writers are other processes, as real workers are (a thread here would take the GIL)
         ctx = multiprocessing.get_context("spawn")
         stop = ctx.Event()

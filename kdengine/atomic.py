@@ -98,7 +98,7 @@ def write_text(path: Path, text: str) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n")
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n")
 
 
 def temp_files(folder: Path) -> list[Path]:
@@ -118,7 +118,8 @@ def remove_temp_files(folder: Path) -> list[Path]:
     return removed
 
 
-def _jsonable(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """``json.dumps``'s ``default``: arrays and tensors as lists, their scalars as numbers, paths as text."""
     if hasattr(obj, "tolist"):
         return obj.tolist()
     if hasattr(obj, "item"):
@@ -126,3 +127,11 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def lenient_json_default(obj: Any) -> Any:
+    """As :func:`json_default`, and anything else as its text: an event line is never lost to a value's type."""
+    try:
+        return json_default(obj)
+    except TypeError:
+        return str(obj)

@@ -14,17 +14,17 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from kdengine import api
-from kdengine.errors import KDError
 from kdengine.api import runs_dir as default_runs_dir
 from kdengine.api import describe_written
 from kdengine.api import RunSpec
 from kdengine.api import RunStore
 
 from .forms import PRESETS, describe_settings
-from .messages import ExportRequested, LaunchRequested, RemoveRequested, RetryRequested, StopRequested, WorkerRequested
-from .screens.dialogs import ExportScreen, HelpScreen
+from .messages import ExportRequested, LaunchRequested, RemoveRequested, RetryRequested, StopRequested
+from .screens.dialogs import ExportScreen, HelpScreen, WorkerScreen
 from .screens.launch import LaunchScreen
 from .screens.results import ResultsScreen
+from .screens.run_detail import local_gpus
 from .screens.runs import RunsScreen
 from .screens.workers import WorkersScreen
 
@@ -53,6 +53,9 @@ class KDStudyApp(App):
         self.spawned: list[int] = []
         if theme:
             self.theme = theme
+
+    def on_mount(self) -> None:
+        self.call_api(local_gpus, lambda _n: None)  # nvidia-smi once, off the UI thread, before a dialog asks
 
     # -- actions -------------------------------------------------------------------------------------
     def action_help(self) -> None:
@@ -92,63 +95,79 @@ class KDStudyApp(App):
         except Exception as exc:  # noqa: BLE001 - an unwritable folder must not crash the app
             self.call_from_thread(self.notify, f"export failed: {exc}", severity="error", title="Export")
 
-    def start_worker(self, device: str = "auto", runs_per_gpu: str = "1") -> list[int]:
-        """Make sure detached workers serve the store (``runs_per_gpu`` per GPU; one on the CPU)."""
-        if not self.start_workers:
-            return []
-        pids = api.start_workers(self.store, device, runs_per_gpu)
-        self.spawned.extend(pids)
-        self.notify(f"started worker pid {', '.join(map(str, pids))}" if pids else "a worker is already running")
-        return pids
+    # -- the store's use cases, off the UI thread (they read and write the store, and may start processes) ---------
+    @work(thread=True, group="store")
+    def call_api(self, call, done, failed: str = "", severity: str = "warning") -> None:
+        """Run ``call()`` (one kdengine.api use case) in a worker thread, then ``done(result)`` on the UI thread;
+        an error is said in a notification (``failed`` leads it), never a crash."""
+        try:
+            result = call()
+        except Exception as exc:  # noqa: BLE001 - a refused action, an unwritable store: said, never a crash
+            self.call_from_thread(self.notify, f"{failed}{exc}", severity=severity)
+            return
+        self.call_from_thread(done, result)
 
-    def launch(self, spec: RunSpec, device: str = "auto", with_baseline: bool = True, runs_per_gpu: str = "1") -> str:
-        """Queue ``spec`` (teachers first, then the student's baseline) and make sure a worker will train it."""
-        run_id = api.queue(self.store, spec, with_baseline, device).run_id
-        self.start_worker(device, runs_per_gpu)
-        self.switch_mode("runs")
-        screen = self.screen
-        if isinstance(screen, RunsScreen):
-            self.call_after_refresh(screen.select_run, run_id)
-        return run_id
+    def _started(self, pids: list[int], quiet_when_running: bool = False) -> None:
+        self.spawned.extend(pids)
+        if pids or not quiet_when_running:
+            self.notify(f"started worker pid {', '.join(map(str, pids))}" if pids else "a worker is already running")
+
+    def start_worker(self, device: str = "auto", runs_per_gpu: str = "1") -> None:
+        """Make sure detached workers serve the store (``runs_per_gpu`` per GPU; one on the CPU)."""
+        if self.start_workers:
+            self.call_api(lambda: api.start_workers(self.store, device, runs_per_gpu), self._started,
+                          "could not start a worker: ", "error")
+
+    def ask_worker(self) -> None:
+        """The worker dialog (device and packing), offered this machine's GPUs (nvidia-smi, asked off the UI
+        thread, once)."""
+
+        def chosen(choice: tuple[str, str] | None) -> None:
+            if choice:
+                self.start_worker(*choice)
+
+        self.call_api(local_gpus, lambda n: self.push_screen(WorkerScreen(n), chosen))
+
+    def launch(self, spec: RunSpec, device: str = "auto", with_baseline: bool = True, runs_per_gpu: str = "1") -> None:
+        """Queue ``spec`` (teachers first, then the student's baseline) and make sure a worker will train it
+        (``api.launch``), then show it in the run list."""
+
+        def done(result) -> None:
+            queued, pids = result
+            self._started(pids, quiet_when_running=not self.start_workers)
+            self.switch_mode("runs")
+            screen = self.screen
+            if isinstance(screen, RunsScreen):
+                self.call_after_refresh(screen.select_run, queued.run_id)
+
+        self.call_api(lambda: api.launch(self.store, spec, device, with_baseline, runs_per_gpu,
+                                         workers=self.start_workers), done, "could not launch: ", "error")
 
     # -- requests from the screens ---------------------------------------------------------------------
     def on_launch_requested(self, message: LaunchRequested) -> None:
-        try:
-            self.launch(message.spec, message.device, message.with_baseline, message.runs_per_gpu)
-        except Exception as exc:  # noqa: BLE001 - an unwritable store must not crash the app
-            self.notify(f"could not launch: {exc}", severity="error")
+        self.launch(message.spec, message.device, message.with_baseline, message.runs_per_gpu)
 
     def on_stop_requested(self, message: StopRequested) -> None:
-        try:
-            self.notify(f"{message.run_id}: {api.stop(self.store, message.run_id)}")
-        except KDError as exc:
-            self.notify(str(exc), severity="warning")
+        rid = message.run_id
+        self.call_api(lambda: api.stop(self.store, rid), lambda done: self.notify(f"{rid}: {done}"))
 
     def on_retry_requested(self, message: RetryRequested) -> None:
-        try:
-            done = api.retry(self.store, message.run_id, force=message.force)
-        except KDError as exc:
-            self.notify(str(exc), severity="warning")
-            return
-        note = "" if self.store.live_workers() else " (no worker is running: press w)"
-        self.notify(f"{message.run_id}: {done}{note}")
+        rid, force = message.run_id, message.force
+
+        def call() -> str:
+            done = api.retry(self.store, rid, force=force)
+            return done + ("" if self.store.live_workers() else " (no worker is running: press w)")
+
+        self.call_api(call, lambda done: self.notify(f"{rid}: {done}"))
 
     def on_remove_requested(self, message: RemoveRequested) -> None:
-        try:
-            where = api.remove(self.store, message.run_id, archive=message.archive)
-        except (KDError, OSError) as exc:  # a running run, an unwritable store
-            self.notify(f"could not remove {message.run_id}: {exc}", severity="error")
-            return
-        self.notify(f"archived {message.run_id} to {where}" if where else f"deleted {message.run_id}")
+        rid, archive = message.run_id, message.archive
+        self.call_api(lambda: api.remove(self.store, rid, archive=archive),
+                      lambda where: self.notify(f"archived {rid} to {where}" if where else f"deleted {rid}"),
+                      f"could not remove {rid}: ", "error")
 
     def on_export_requested(self, message: ExportRequested) -> None:
         self.action_export(message.study, message.metric, message.report)
-
-    def on_worker_requested(self, message: WorkerRequested) -> None:
-        try:
-            self.start_worker(message.device, message.runs_per_gpu)
-        except Exception as exc:  # noqa: BLE001 - an unwritable store, a bad choice: say so, never crash
-            self.notify(f"could not start a worker: {exc}", severity="error")
 
     def deliver_screenshot(self, filename: str | None = None, path: str | None = None,
                            time_format: str | None = None) -> str | None:

@@ -6,13 +6,11 @@ import re
 from typing import Any
 
 from kdengine import strategy_catalog as catalog
-from kdengine.api import write_json
+from kdengine import api
+from kdengine.api import CONFIGS, MAX_SEED, RunSpec, load_raw, read_json, write_json
 from kdengine.errors import DataError, KDError, UsageError
 from kdengine.models.architectures import APPROX_PARAMS, known_names
-from kdengine.options import OptionInfo, form_fields, parse_text, replace_from_assignments, to_text
-from kdengine.api import CONFIGS, MAX_SEED, RunSpec, build_specs
-from kdengine.api import read_json
-from kdengine.api import load_raw
+from kdengine.options import OptionInfo, form_fields, parse_text, to_text
 
 
 def thesis_settings() -> dict[str, Any]:
@@ -117,7 +115,6 @@ def spec_from_form(values: dict, store=None) -> RunSpec:
     if strat.max_teachers == 1 and len(names) > 1:
         raise UsageError(f"strategy {strategy} takes one teacher; use ensemble for several (comma-separated)",
                          field="teacher")
-    teachers = [store.load_spec(n) if store is not None and store.exists(n) else n for n in names]
     seed_text = str(values.get("seed", "")).strip()
     if not seed_text.isdigit() or int(seed_text) > MAX_SEED:
         raise UsageError(f"seed must be a whole number in [0, {MAX_SEED}], got '{seed_text}'", field="seed")
@@ -127,10 +124,9 @@ def spec_from_form(values: dict, store=None) -> RunSpec:
         raise DataError(str(exc), field="source") from None
     train = _config(CONFIGS["train"], values)
     kd = _config(CONFIGS["kd"], values)
-    teacher_set = _teacher_items(str(values.get("teacher_set", "")))
-    teacher_train = replace_from_assignments(train, teacher_set, "teacher settings") if teacher_set else None
     try:
-        return build_specs(strategy, student, teachers, data, train, kd, int(seed_text), teacher_train=teacher_train)
+        return api.spec_from_settings(store, strategy, student, names, data, train, kd, int(seed_text),
+                                      _teacher_items(str(values.get("teacher_set", ""))), "teacher settings")
     except KDError as exc:
         if exc.field is None:
             exc.field = "strategy"

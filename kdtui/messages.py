@@ -31,15 +31,6 @@ class ExportRequested(Message):
         self.report = report  # the HTML report instead of the tables
 
 
-class WorkerRequested(Message):
-    """Start background workers: on ``device``, ``runs_per_gpu`` of them per GPU."""
-
-    def __init__(self, device: str = "auto", runs_per_gpu: str = "1") -> None:
-        super().__init__()
-        self.device = device
-        self.runs_per_gpu = runs_per_gpu
-
-
 class RetryRequested(Message):
     """Queue a failed, stopped or interrupted run again (``force``: a finished run whose results are damaged)."""
 

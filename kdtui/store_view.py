@@ -7,14 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kdengine.api import role_word
-from kdengine.api import RunRecord, collect, roles_of
+from kdengine.api import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, RunRecord, RunRow, RunStore, collect, run_rows
 from kdengine.api import baseline_of
-from kdengine.api import RunStore
 from kdengine.api import events as ev
-from kdengine.api import FAILED, FINISHED, QUEUED, RUNNING, STOPPED
-from kdengine.api import device_of
-from kdengine.api import study_membership
 
 STATE_ICONS = {QUEUED: "…", RUNNING: "▶", FINISHED: "✓", FAILED: "✗", STOPPED: "■", "damaged": "!"}
 SORTS = ("created", "state", "what", "student", "seed", "study", "device", "best val", "test acc", "gain")
@@ -33,95 +28,59 @@ def fmt_eta(seconds: float | None) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
-@dataclass
-class RunRow:
-    """One line of the runs list."""
+def study_of(r: RunRow) -> str:
+    """The study a row is grouped under: its first, or none."""
+    return r.studies[0] if r.studies else NO_STUDY
 
-    run_id: str
-    state: str
-    strategy: str  # what the run is: a strategy, or teacher / baseline / teacher+baseline / defective T
-    who: str
-    seed: int
-    epoch: str
-    progress: float
-    best_val: float | None
-    eta: str
-    reason: str | None
-    device: str = "auto"
-    phase: str = ""
-    studies: tuple[str, ...] = ()
-    order: int = 0  # position in the store (creation order)
-    test_acc: float | None = None
-    gain: float | None = None  # over its baseline, on test
-    synthetic: bool = False
-    stopped_early: bool = False  # a defective teacher stopped at its threshold
 
-    @property
-    def study(self) -> str:
-        return self.studies[0] if self.studies else NO_STUDY
+def who(r: RunRow) -> str:
+    return f"{r.teacher} → {r.student}" if r.teacher else r.student
 
-    @property
-    def done(self) -> str:
-        """The progress cell (5 characters at most): a percentage, or the phase when it says more."""
-        if self.state == RUNNING and self.phase and not self.phase.startswith("training"):
-            return next((short for prefix, short in PHASES if self.phase.startswith(prefix)), self.phase[:5])
-        return "stop" if self.stopped_early and self.state == FINISHED else f"{self.progress:4.0%}"
 
-    def text(self) -> str:
-        """Everything a filter matches against."""
-        return " ".join([self.run_id, self.state, self.strategy, self.who, f"seed{self.seed}", self.device,
-                         self.phase, *self.studies, self.reason or "", "synthetic" if self.synthetic else ""]).lower()
+def state_word(r: RunRow) -> str:
+    """The state column: a run whose files cannot be read says so (its reason says why) instead of its state."""
+    return "damaged" if r.damaged else r.state.value
 
-    @classmethod
-    def from_record(cls, r: RunRecord, roles: dict[str, set[str]], studies: tuple[str, ...] = (),
-                    order: int = 0, by_id: dict[str, RunRecord] | None = None) -> "RunRow":
-        prog = r.status.get("progress") or {}
-        epochs = r.spec.train.epochs if r.spec else 0
-        best = None
-        defect = (r.metrics or {}).get("defect") or {}
-        if r.metrics:
-            best = r.metrics["val"]["accuracy"]
-            ran = r.metrics.get("epochs_run", epochs)
-            epoch = f"{ran}/{epochs}"
-            fraction = 1.0
-        elif prog and r.state == RUNNING:
-            epoch = f"{prog.get('epoch', 0)}/{epochs}"
-            fraction = prog.get("global_step", 0) / max(1, prog.get("total_steps", 1))
-            best = prog.get("best_val_accuracy") or None
-        elif prog:  # stopped, failed or queued again after some epochs: where it resumes from
-            done = int(prog.get("epochs_done", 0))
-            epoch, fraction = f"{done}/{epochs}", done / max(1, epochs)
-            best = prog.get("best_val_accuracy") or None
-        else:
-            epoch, fraction = f"0/{epochs}", 0.0
-        who = f"{r.teacher_label} → {r.model}" if r.teacher_label else r.model
-        eta = fmt_eta(prog.get("eta_s")) if r.state == RUNNING and prog.get("phase", "training") == "training" else ""
-        test = r.accuracy("test")
-        base = (by_id or {}).get(r.baseline_id) if r.baseline_id else None
-        return cls(r.run_id, r.state, role_word(r, roles), who, r.seed if r.seed is not None else -1, epoch, fraction,
-                   best, eta, r.damage or r.status.get("reason"), device_of(r.status),
-                   str(prog.get("phase", "")) if r.state == RUNNING else "", studies, order, test,
-                   r.gain_over(base),
-                   bool(r.spec and r.spec.data.source.startswith("synthetic")), bool(defect.get("reached")))
+
+def epoch_cell(r: RunRow) -> str:
+    return f"{r.epoch}/{r.epochs}"
+
+
+def eta_cell(r: RunRow) -> str:
+    return fmt_eta(r.eta_s)
+
+
+def done_cell(r: RunRow) -> str:
+    """The progress cell (5 characters at most): a percentage, or the phase when it says more."""
+    if r.state == RUNNING and r.phase and not r.phase.startswith("training"):
+        return next((short for prefix, short in PHASES if r.phase.startswith(prefix)), r.phase[:5])
+    return "stop" if r.stopped_early and r.state == FINISHED else f"{r.progress:4.0%}"
+
+
+def row_text(r: RunRow) -> str:
+    """Everything a filter matches against."""
+    return " ".join([r.run_id, state_word(r), r.what, who(r), f"seed{r.seed}", r.device, r.phase, *r.studies,
+                     r.reason or "", "synthetic" if r.synthetic else ""]).lower()
 
 
 def arrange(rows: list[RunRow], query: str = "", sort: str = "created", by_study: bool = False,
             reverse: bool = False) -> list[RunRow]:
     """The rows a list shows: those matching every word of ``query``, sorted, optionally grouped by study."""
     words = query.lower().split()
-    shown = [r for r in rows if all(w in r.text() for w in words)]
+    shown = [r for r in rows if all(w in row_text(r) for w in words)]
 
     def number(value):  # missing values last, whatever the direction
         return (value is None, -(value or 0))
 
-    keys = {"created": lambda r: r.order, "state": lambda r: (r.state, r.order), "what": lambda r: (r.strategy, r.order),
-            "student": lambda r: (r.who.split("→")[-1].strip(), r.order), "seed": lambda r: (r.seed, r.order),
-            "study": lambda r: (r.study == NO_STUDY, r.study, r.order), "device": lambda r: (r.device, r.order),
-            "best val": lambda r: number(r.best_val), "test acc": lambda r: number(r.test_acc),
+    keys = {"created": lambda r: r.order, "state": lambda r: (state_word(r), r.order),
+            "what": lambda r: (r.what, r.order), "student": lambda r: (r.student, r.order),
+            "seed": lambda r: (r.seed if r.seed is not None else -1, r.order),
+            "study": lambda r: (study_of(r) == NO_STUDY, study_of(r), r.order), "device": lambda r: (r.device, r.order),
+            "best val": lambda r: number(r.best_val), "test acc": lambda r: number(r.test_accuracy),
             "gain": lambda r: number(r.gain)}
     shown.sort(key=keys[sort], reverse=reverse)
     if by_study:
-        shown.sort(key=lambda r: (r.study == NO_STUDY, r.study))  # stable: the chosen order holds within a study
+        shown.sort(key=lambda r: (study_of(r) == NO_STUDY, study_of(r)))  # stable: the chosen order holds within a study
     return shown
 
 
@@ -129,10 +88,10 @@ def groups(rows: list[RunRow]) -> list[tuple[str, list[RunRow]]]:
     """Consecutive rows of one study, with the study's name: the list's group headers."""
     out: list[tuple[str, list[RunRow]]] = []
     for r in rows:
-        if out and out[-1][0] == r.study:
+        if out and out[-1][0] == study_of(r):
             out[-1][1].append(r)
         else:
-            out.append((r.study, [r]))
+            out.append((study_of(r), [r]))
     return out
 
 
@@ -260,8 +219,4 @@ def report_from_confusion(cm: list[list[int]], names: list[str]) -> dict[str, di
 
 def load_rows(store: RunStore) -> tuple[list[RunRecord], list[RunRow]]:
     records = collect(store)
-    roles = roles_of([r for r in records if r.spec])
-    studies = study_membership(store)
-    by_id = {r.run_id: r for r in records}
-    return records, [RunRow.from_record(r, roles, studies.get(r.run_id, ()), i, by_id)
-                     for i, r in enumerate(records)]
+    return records, run_rows(store, every=records)

@@ -14,6 +14,8 @@ import numpy as np
 from kdengine.data.config import DataConfig
 from kdengine.store.records import RunRecord
 from kdengine.runspec import KDConfig, TrainConfig, build_specs
+from kdengine.store.lifecycle import FINISHED
+from kdengine.store.status import RunStatus
 
 TEACHERS = ("resnet18", "resnet34", "resnet50", "vgg11")
 DATA = DataConfig(source="synthetic", image_size=32)
@@ -46,7 +48,7 @@ def record(spec, correct: dict[str, np.ndarray], rows: dict[str, np.ndarray]) ->
         label = np.zeros(len(c), np.int16)
         preds[split] = {"row": rows[split], "label": label, "pred": (1 - c).astype(np.int16)}
         metrics[split] = {"accuracy": float(c.mean())}
-    return RunRecord(run_id=spec.run_id, spec=spec, status={"state": "finished"}, metrics=metrics, preds=preds)
+    return RunRecord(run_id=spec.run_id, spec=spec, status=RunStatus(FINISHED), metrics=metrics, preds=preds)
 
 
 def study(rng: np.random.Generator, seeds: int = 3, images: int = 300, effect: float = 0.0,

@@ -1,4 +1,4 @@
-"""The architecture holds: the import contracts (layers, no Textual in the engine, kdtui through kdengine.api alone,
+"""The architecture holds: the import contracts (layers, no Textual in the engine, kdtui and the CLI through kdengine.api alone,
 torch only through listed deferred imports) pass and break on an upward import; every deferred import says why; the lifecycle refuses
 what it does not declare; docs/run-store.md matches the declarations; both front ends share one service layer."""
 from __future__ import annotations
@@ -38,14 +38,17 @@ def test_an_upward_import_or_a_torch_import_breaks_them(tmp_path):
     (tmp_path / "kdengine" / "reports" / "torch_probe.py").write_text("import torch\n")
     # kdtui past the door: a direct import of the store instead of kdengine.api
     (tmp_path / "kdtui" / "door_probe.py").write_text("from kdengine.store.lifecycle import RUNNING\n")
+    # a CLI command past the door: the trainer's module instead of kdengine.api
+    (tmp_path / "kdengine" / "commands" / "door_probe.py").write_text("from ..execution import worker\n")
     result = lint(tmp_path)
     assert result.returncode != 0
     out = result.stdout
     assert "Layers: each imports only the layers below it BROKEN" in out
     assert "kdengine.store.upward_probe -> kdengine.training.trainer" in out
     assert "kdengine.reports.torch_probe -> torch" in out
-    assert "kdtui reaches the engine through kdengine.api alone BROKEN" in out
+    assert "kdtui and the CLI's commands reach the engine through kdengine.api alone BROKEN" in out
     assert "kdtui.door_probe -> kdengine.store.lifecycle" in out
+    assert "kdengine.commands.door_probe -> kdengine.execution.worker" in out
 
 
 def test_every_deferred_import_says_why():
@@ -88,7 +91,7 @@ def test_the_lifecycle_refuses_an_undeclared_change(tmp_path):
     store.finish(rid, "stopped", "by hand")
     with pytest.raises(IllegalTransition, match="from stopped to finished"):
         store.finish(rid, FINISHED)
-    assert store.requeue(rid) and store.read_status(rid)["state"] == "queued"
+    assert store.requeue(rid) and store.read_status(rid).state == "queued"
     states = [e["state"] for e in store.read_events(rid)[0] if e["type"] == "lifecycle"]
     assert states == ["queued", "running", "stopped", "queued"]
 

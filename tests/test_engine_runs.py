@@ -41,7 +41,7 @@ def test_crash_then_resume_gives_the_same_result(capsys, tmp_path, monkeypatch):
     store = RunStore(tmp_path / "crash")
     rid = ref["run_id"]
     status = store.read_status(rid)
-    assert status["state"] == "failed" and "simulated power cut" in status["reason"]
+    assert status.state == "failed" and "simulated power cut" in status.reason
     monkeypatch.setattr(trainer, "save_last", real)
     resumed, _ = train(capsys, *args, "--runs-dir", str(tmp_path / "crash"))
     events = store.read_events(rid)[0]
@@ -66,7 +66,7 @@ def test_nan_loss_fails_the_run_with_reason(capsys, monkeypatch):
     store = RunStore(runs_dir())
     (rid,) = store.list_ids()
     status = store.read_status(rid)
-    assert status["state"] == "failed" and "nan" in status["reason"].lower()
+    assert status.state == "failed" and "nan" in status.reason.lower()
 
 
 def test_tensorboard_tracker_writes_event_files(capsys):

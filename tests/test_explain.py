@@ -154,7 +154,7 @@ def test_bad_requests_are_one_line(capsys, tmp_path, monkeypatch):
     from tests.tui_helpers import fake_study_store
 
     store, _ = fake_study_store(tmp_path / "runs", seeds=4)
-    queued = next(r for r in store.list_ids() if store.read_status(r)["state"] == "queued")
+    queued = next(r for r in store.list_ids() if store.read_status(r).state == "queued")
     assert main(["explain", queued, "--runs-dir", str(store.root)]) == 2
     assert "nothing to explain" in capsys.readouterr().err and not (store.run_dir(queued) / "explain.json").exists()
     monkeypatch.setitem(__import__("sys").modules, "pytorch_grad_cam", None)  # grad-cam not installed

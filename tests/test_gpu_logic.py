@@ -238,7 +238,7 @@ def test_an_oom_beside_neighbours_that_have_since_finished_goes_back_to_the_queu
     store, spec = _queued_run(tmp_path)
     with pytest.raises(executor.Requeued, match="beside 2 run"):  # two neighbours at its admission, none now
         executor._out_of_memory(store, spec, _Place(), lambda m: None, neighbours=2)
-    assert store.read_status(spec.run_id)["state"] == "queued"
+    assert store.read_status(spec.run_id).state == "queued"
 
 
 def test_oom_requeues_are_bounded(tmp_path):
@@ -251,7 +251,7 @@ def test_oom_requeues_are_bounded(tmp_path):
         store.claim(spec.run_id, "w")
     with pytest.raises(RunFailed, match="the most allowed"):
         executor._out_of_memory(store, spec, _Place(), lambda m: None, neighbours=1)
-    assert store.read_status(spec.run_id)["state"] == "failed"
+    assert store.read_status(spec.run_id).state == "failed"
 
 
 # -- the host-gather thread, the device named ------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from pathlib import Path
 from kdengine.cli import main
 from kdengine.paths import runs_dir
 from kdengine.store import RunStore
+from kdengine.store.lifecycle import FINISHED
+from kdengine.store.status import RunStatus
 from tests.conftest import SMALL_SYNTH
 from tests.engine_helpers import FAST
 
@@ -82,10 +84,10 @@ def test_ctrl_c_stops_resumably_and_the_student_waits_for_its_teacher(tmp_path):
     teacher = next(r for r in store.list_ids() if r.startswith("ce-resnet10t"))
     student = next(r for r in store.list_ids() if r.startswith("normal-"))
     status = store.read_status(teacher)
-    assert status["state"] == "stopped" and "interrupted (ctrl-c)" in status["reason"]  # not failed
-    assert f"kdengine runs retry {teacher}" in status["reason"]
+    assert status.state == "stopped" and "interrupted (ctrl-c)" in status.reason  # not failed
+    assert f"kdengine runs retry {teacher}" in status.reason
     waiting = store.read_status(student)
-    assert waiting["state"] == "queued" and waiting["reason"].startswith(f"waiting: teacher {teacher} is stopped")
+    assert waiting.state == "queued" and waiting.reason.startswith(f"waiting: teacher {teacher} is stopped")
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out)
     message = next(line for line in text.splitlines() if line.startswith("interrupted: "))
     assert "resume" in message.lower() and "run the same command again" in message
@@ -107,11 +109,11 @@ def test_robustness_tables_do_not_split_over_settings_that_do_not_apply():
     specs = [build_specs("baseline", "test_resnet", [], data, train, KDConfig(), 0),
              build_specs("normal", "test_resnet", ["resnet10t"], data, train, KDConfig(), 0),
              build_specs("defective", "test_resnet", ["resnet10t"], data, train, KDConfig(), 0)]
-    records = [RunRecord(s.run_id, s, {"state": "finished"}, {}) for s in specs]
+    records = [RunRecord(s.run_id, s, RunStatus(FINISHED), {}) for s in specs]
     groups, notes = settings_groups(records)
     assert set(groups.values()) == {""} and notes == []
     other = build_specs("normal", "test_resnet", ["resnet10t"], data, train, KDConfig(temperature=2.0), 0)
-    groups, notes = settings_groups(records + [RunRecord(other.run_id, other, {"state": "finished"}, {})])
+    groups, notes = settings_groups(records + [RunRecord(other.run_id, other, RunStatus(FINISHED), {})])
     assert groups[other.run_id] != groups[specs[1].run_id] and any("kd.temperature=2.0" in n for n in notes)
     assert severity_text([1, 3, 5]) == "1, 3, 5" and severity_text([1, 2, 3, 4, 5]) == "1..5"
 

@@ -109,13 +109,13 @@ def test_out_of_memory_beside_others_requeues_and_alone_fails(monkeypatch):
         executor.ensure_finished(store, spec, dev, progress=False, log=lambda m: None, requeue=False,
                                  placement=Place())
     status = store.read_status(rid)
-    assert status["state"] == "queued" and "out of GPU memory beside 1 run" in status["reason"]
+    assert status.state == "queued" and "out of GPU memory beside 1 run" in status.reason
     assert packing.memory_table(store)[packing.memory_key(spec)]["oom"] == 6 * GiB  # 1.5 x what it had reserved
     (neighbour / "status.json").write_text('{"state": "finished"}')  # now it is alone on the card: no retry loop
     with pytest.raises(RunFailed, match="alone on the card"):
         executor.ensure_finished(store, spec, dev, progress=False, log=lambda m: None, requeue=False,
                                  placement=Place())
-    assert store.read_status(rid)["state"] == "failed"
+    assert store.read_status(rid).state == "failed"
 
 
 def test_worker_dry_run_prints_the_plan_with_a_stand_in_80gb_card(tmp_path, monkeypatch, capsys):

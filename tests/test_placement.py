@@ -25,16 +25,16 @@ def test_a_cpu_worker_never_takes_a_run_queued_for_cuda(capsys):
     capsys.readouterr()
     store = RunStore(runs_dir())
     cuda_run, auto_run = store.list_ids()
-    assert store.read_status(cuda_run)["device"] == "cuda" and store.read_status(auto_run)["device"] == "auto"
+    assert store.read_status(cuda_run).device == "cuda" and store.read_status(auto_run).device == "auto"
     assert next_claimable(store, "cpu").run_id == auto_run
     assert next_claimable(store, "cuda").run_id == cuda_run
     assert not store.claim(cuda_run, "w", "cpu")
     assert Worker(store, "cpu", once=True).run() == 0
-    assert store.read_status(auto_run)["state"] == "finished"
-    assert store.read_status(cuda_run)["state"] == "queued"  # still waiting for a CUDA worker
+    assert store.read_status(auto_run).state == "finished"
+    assert store.read_status(cuda_run).state == "queued"  # still waiting for a CUDA worker
     # where it trained is in the run's status and events, and runs show/list say it
     status = store.read_status(auto_run)
-    assert status["trained_on"]["device"] == "cpu" and status["device"] == "auto"
+    assert status.trained_on["device"] == "cpu" and status.device == "auto"
     start = next(e for e in store.read_events(auto_run)[0] if e["type"] == "start")
     assert start["trained_on"]["device"] == "cpu" and start["trained_on"]["gpu"] is None
     assert main(["runs", "show", auto_run]) == 0
@@ -45,7 +45,7 @@ def test_a_cpu_worker_never_takes_a_run_queued_for_cuda(capsys):
     # asking again, for the CPU, moves the queued run (the latest request wins)
     assert main(["train", *FAST, "--strategy", "baseline", "--student", "test_resnet", "--queue",
                  "--device", "cpu"]) == 0
-    assert store.read_status(cuda_run)["device"] == "cpu"
+    assert store.read_status(cuda_run).device == "cpu"
 
 
 def test_nvidia_smi_parsing():
@@ -66,13 +66,13 @@ def test_runs_show_on_a_live_run_and_runs_list_and_delete(capsys, tmp_path):
     from tests.tui_helpers import fake_finished_store, fake_study_store
 
     store, plan = fake_study_store(tmp_path / "runs")
-    running = next(r for r in store.list_ids() if store.read_status(r)["state"] == "running")
+    running = next(r for r in store.list_ids() if store.read_status(r).state == "running")
     assert main(["runs", "show", running, "--runs-dir", str(store.root)]) == 0
     out = capsys.readouterr().out
     assert "progress: training; epoch 1/2, step 2/4 (25%), ETA 2m05s" in out
     assert main(["runs", "list", "--runs-dir", str(store.root)]) == 0
     listing = capsys.readouterr().out
-    queued = next(r for r in store.list_ids() if store.read_status(r)["state"] == "queued")
+    queued = next(r for r in store.list_ids() if store.read_status(r).state == "queued")
     assert " nan" not in listing and listing.split(queued)[1].splitlines()[0].rstrip().endswith("–")
     # two settings in one store: the list tells them apart
     other = tmp_path / "two"
@@ -84,7 +84,7 @@ def test_runs_show_on_a_live_run_and_runs_list_and_delete(capsys, tmp_path):
     assert len(rows) == 2 and {r.split()[-1] for r in rows} == {"train.epochs=1", "train.epochs=2"}
     # delete: says what goes, asks (or --yes), and refuses without a terminal
     teacher = next(r for r in store.list_ids() if r.startswith("ce-resnet10t-") and
-                   store.read_status(r)["state"] == "finished")
+                   store.read_status(r).state == "finished")
     assert main(["runs", "delete", teacher, "--runs-dir", str(store.root)]) == 2
     assert "needs a confirmation: pass --yes" in capsys.readouterr().err and store.exists(teacher)
     assert main(["runs", "delete", teacher, "--archive", "--yes", "--runs-dir", str(store.root)]) == 0

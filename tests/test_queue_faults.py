@@ -46,15 +46,15 @@ def test_a_failed_teacher_does_not_livelock_the_worker(capsys, tmp_path):
     records = {r.run_id: r for r in collect(store)}
     teacher = next(r for r in records.values() if r.model == "test_efficientnet")
     student = next(r for r in records.values() if r.kind == "kd")
-    assert teacher.state == "failed" and "corrupt or unreadable image" in teacher.status["reason"]
-    assert "--skip-bad" in teacher.status["reason"]  # the reason says what to fix
-    assert student.state == "queued" and student.status["reason"].startswith(f"waiting: teacher {teacher.run_id}")
+    assert teacher.state == "failed" and "corrupt or unreadable image" in teacher.status.reason
+    assert "--skip-bad" in teacher.status.reason  # the reason says what to fix
+    assert student.state == "queued" and student.status.reason.startswith(f"waiting: teacher {teacher.run_id}")
     events = store.read_events(teacher.run_id)[0]
     assert sum(e.get("state") == "running" for e in events) == 1  # claimed once, not 70 times a second
     assert (store.run_dir(teacher.run_id) / "events.jsonl").stat().st_size < 5000
     # a person retries the teacher: it is queued again (and fails again, for the same reason, once)
     assert main(["runs", "retry", teacher.run_id]) == 0
-    assert store.read_status(teacher.run_id)["state"] == "queued"
+    assert store.read_status(teacher.run_id).state == "queued"
 
 
 def test_a_finished_run_with_a_damaged_status_is_never_retrained(capsys):
@@ -65,7 +65,7 @@ def test_a_finished_run_with_a_damaged_status_is_never_retrained(capsys):
     before = (best.read_bytes(), (store.run_dir(rid) / "metrics.json").read_text())
     for garbage in (b"{not json", b"", b'{"state": "queued"}', b"[1, 2]"):
         (store.run_dir(rid) / "status.json").write_bytes(garbage)
-        assert store.read_status(rid)["state"] == "finished"
+        assert store.read_status(rid).state == "finished"
         assert Worker(store, "cpu", once=True).run() == 0
         assert main(["train", *FAST, "--strategy", "baseline", "--student", "test_resnet", "--epochs", "1"]) == 0
     capsys.readouterr()
@@ -86,9 +86,9 @@ def test_one_bad_spec_does_not_stop_the_worker(capsys):
     header["spec"]["colour"] = "red"
     path.write_text(json.dumps(header))
     assert Worker(store, "cpu", once=True).run() == 0
-    assert store.read_status(good)["state"] == "finished"
+    assert store.read_status(good).state == "finished"
     status = store.read_status(bad)
-    assert status["state"] == "failed" and "damaged" in status["reason"] and "colour" in status["reason"]
+    assert status.state == "failed" and "damaged" in status.reason and "colour" in status.reason
 
 
 def test_a_damaged_store_hides_no_healthy_run(capsys, tmp_path):
@@ -115,7 +115,7 @@ def test_a_damaged_store_hides_no_healthy_run(capsys, tmp_path):
 
     records = {r.run_id: r for r in collect(store)}
     assert len(records) == 6
-    healthy = [r for r in records.values() if r.state != "damaged"]
+    healthy = [r for r in records.values() if not r.damaged]
     assert {r.run_id for r in healthy} == set(ids[:3])
     assert all(r.finished for r in healthy)
     assert "spec.json" in records[victims[0]].damage and "model" in records[victims[0]].damage
@@ -124,7 +124,7 @@ def test_a_damaged_store_hides_no_healthy_run(capsys, tmp_path):
 
     assert main(["runs", "list", "--runs-dir", str(store.root), "--json"]) == 0
     listed = {r["run_id"]: r for r in json.loads(capsys.readouterr().out)}
-    assert len(listed) == 6 and sum(r["state"] == "damaged" for r in listed.values()) == 3
+    assert len(listed) == 6 and sum(r["damaged"] for r in listed.values()) == 3
     assert main(["table", "--runs-dir", str(store.root), "--out", str(tmp_path / "t")]) == 0
     capsys.readouterr()
     rows = (tmp_path / "t" / "runs.csv").read_text()
@@ -157,7 +157,7 @@ async def test_kdtui_shows_healthy_and_damaged_runs(tmp_path):
                 break
             await pilot.pause(0.25)
         assert table.row_count == 6
-        assert app.screen.rows[victim].state == "damaged" and "spec.json" in app.screen.rows[victim].reason
+        assert app.screen.rows[victim].damaged and "spec.json" in app.screen.rows[victim].reason
         await pilot.press("3")
         for _ in range(40):
             if app.screen.tables is not None:
@@ -251,10 +251,10 @@ def test_a_full_disk_fails_the_run_cleanly_and_stops_the_worker(capsys, monkeypa
         assert Worker(store, "cpu", once=True).run() == 2
     out = capsys.readouterr().out
     status = store.read_status(first)
-    assert status["state"] == "failed" and status["reason"].startswith("disk full writing ")
-    assert "last.pt" in status["reason"]
+    assert status.state == "failed" and status.reason.startswith("disk full writing ")
+    assert "last.pt" in status.reason
     assert "stops claiming runs" in out
-    assert store.read_status(second)["state"] == "queued"  # not failed one by one
+    assert store.read_status(second).state == "queued"  # not failed one by one
     events = store.read_events(first)[0]
     assert [e["epoch"] for e in events if e["type"] == "epoch"] == [1, 2]  # the log is intact
     ckpt = store.checkpoint_dir(first)
@@ -265,7 +265,7 @@ def test_a_full_disk_fails_the_run_cleanly_and_stops_the_worker(capsys, monkeypa
     # space again: retry resumes after epoch 1
     assert main(["runs", "retry", first]) == 0
     assert Worker(store, "cpu", once=True).run() == 0
-    assert all(store.read_status(r)["state"] == "finished" for r in (first, second))
+    assert all(store.read_status(r).state == "finished" for r in (first, second))
     assert [e["epoch"] for e in store.read_events(first)[0] if e["type"] == "resume"] == [1]
 
 

@@ -49,7 +49,7 @@ def mid_training_on(store: RunStore, node_id: str) -> str | None:
     """A run being trained on ``node_id`` that has logged a training step."""
     for rid in store.list_ids():
         status = store.read_status(rid)
-        if status["state"] == "running" and node_id[:12] in str(status.get("worker")) and \
+        if status.state == "running" and node_id[:12] in str(status.worker) and \
                 any(e["type"] == "step" for e in store.read_events(rid)[0]):
             return rid
     return None

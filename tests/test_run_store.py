@@ -58,16 +58,16 @@ def test_dead_worker_shows_as_failed_with_reason(tmp_path):
     proc.wait()
     store.write_status(r1, "running", pid=proc.pid)
     status = store.read_status(r1)
-    assert status["state"] == "failed" and status["stale"] and "is gone" in status["reason"]
+    assert status.state == "failed" and status.stale and "is gone" in status.reason
     store.write_status(r1, "running", pid=os.getpid(), heartbeat=time.time() - 3600, host="elsewhere")
     status = store.read_status(r1)
-    assert status["state"] == "failed" and "no heartbeat for" in status["reason"]
+    assert status.state == "failed" and "no heartbeat for" in status.reason
     # on this host: a live process with a fresh heartbeat is running
     store.write_status(r1, "running")
-    assert store.read_status(r1)["state"] == "running"
+    assert store.read_status(r1).state == "running"
     # ... but not when its heartbeat stopped (hung), however alive the pid
     store.write_status(r1, "running", heartbeat=time.time() - 3600)
-    assert "no heartbeat for 3600s" in store.read_status(r1)["reason"]
+    assert "no heartbeat for 3600s" in store.read_status(r1).reason
 
 
 def test_a_recycled_pid_is_not_the_worker(tmp_path):
@@ -78,9 +78,9 @@ def test_a_recycled_pid_is_not_the_worker(tmp_path):
     store.create(SPEC)
     store.write_status(SPEC.run_id, "running", pid=os.getpid(), pid_start=process_start(os.getpid()) - 1)
     status = store.read_status(SPEC.run_id)
-    assert status["state"] == "failed" and "is gone" in status["reason"]
+    assert status.state == "failed" and "is gone" in status.reason
     store.write_status(SPEC.run_id, "running", pid=os.getpid(), pid_start=process_start(os.getpid()))
-    assert store.read_status(SPEC.run_id)["state"] == "running"
+    assert store.read_status(SPEC.run_id).state == "running"
 
 
 def test_claim_is_exclusive_and_stop_requests(tmp_path):
@@ -106,7 +106,7 @@ def test_reading_the_store_does_not_import_torch(tmp_path):
     store.create(SPEC)
     code = (
         "import sys; from kdengine.store import RunStore; from kdengine.store.records import collect;"
-        "from kdengine.reports.tables import build; from kdengine.execution.launch import ensure_workers;"
+        "from kdengine.reports.tables import build; from kdengine.execution.spawn import ensure_workers;"
         "from kdengine.runspec import build_specs; from kdengine.data.config import open_source;"
         "from kdengine.reports.study import study_tables; from kdengine.options import form_fields;"
         f"s = RunStore({str(tmp_path)!r}); s.read_status({SPEC.run_id!r}); s.read_events({SPEC.run_id!r});"
@@ -127,7 +127,7 @@ def test_one_rule_decides_what_may_be_done_to_a_run():
     assert why_not("retry", "finished") == "finished: its results stay"
     assert why_not("retry", "finished", damage="metrics.json is damaged") .startswith("finished but")
     assert why_not("retry", "finished", damage="metrics.json is damaged", force=True) is None
-    assert why_not("retry", "damaged", damage="spec.json is missing", readable=False).startswith("cannot be retried")
+    assert why_not("retry", "failed", damage="spec.json is missing", readable=False).startswith("cannot be retried")
     assert why_not("delete", "running") == "running: stop it first" and why_not("archive", "finished") is None
 
     class R:

@@ -11,6 +11,8 @@ from kdengine.reports.intervals import StatsOptions
 from kdengine.reports.stats import Summary, summarize, two_way
 from kdengine.reports.sweep import sweeps
 from kdengine.reports.tables import build, table_csv, table_markdown
+from kdengine.store.lifecycle import FINISHED
+from kdengine.store.status import RunStatus
 from tests import stats_sim as sim
 
 SIMULATED = 200  # tables per calibration check
@@ -122,7 +124,7 @@ def _sweep_records(rng, seeds=3, values=(1.0, 2.0, 4.0, 8.0), run_sd=0.004, nois
     def add(spec, mean):
         luck = rng.normal(0, run_sd)
         m = {s: {"accuracy": float(mean + luck + rng.normal(0, noise_sd))} for s in ("val", "test")}
-        records.append(sim.RunRecord(spec.run_id, spec, {"state": "finished"},
+        records.append(sim.RunRecord(spec.run_id, spec, RunStatus(FINISHED),
                                      {"class_names": ["a"], "teachers": [], "train": {}, **m}, preds={}))
     for spec in base:
         add(spec, 0.75)
@@ -152,14 +154,14 @@ def _hand_sweep(vals: dict[tuple[float, int], float], base_val: float = 0.70):
     """Students at (T, seed) with the given val accuracy (test 0.5 + val / 10), beside one baseline per seed."""
     seeds = 1 + max(s for _, s in vals)
     base, students = sim.specs(seeds, tuple(sorted({t for t, _ in vals})))
-    records = [sim.RunRecord(b.run_id, b, {"state": "finished"},
+    records = [sim.RunRecord(b.run_id, b, RunStatus(FINISHED),
                              {"teachers": [], "val": {"accuracy": base_val}, "test": {"accuracy": 0.5}}, preds={})
                for b in base]
     for (t, value), specs_ in students.items():
         for spec in specs_:
             if t == "resnet18" and (value, spec.seed) in vals:
                 v = vals[(value, spec.seed)]
-                records.append(sim.RunRecord(spec.run_id, spec, {"state": "finished"},
+                records.append(sim.RunRecord(spec.run_id, spec, RunStatus(FINISHED),
                                              {"teachers": [], "val": {"accuracy": v},
                                               "test": {"accuracy": 0.5 + v / 10}}, preds={}))
     axes = {"kd.temperature": sorted({t for t, _ in vals})}
@@ -199,7 +201,7 @@ def _attention_records(rng, seeds=3, images=8, ts=None, tb=None, cells=7, shift_
                  "agreement_measured": cells >= 5, "agreement": agree,
                  "images": [{"flat": False, "road_most": -0.2, "road_least": 0.0, "sanity_spearman": 0.1,
                              "border_mass": 0.3} for _ in range(images)]}
-        records.append(sim.RunRecord(spec.run_id, spec, {"state": "finished"}, {"teachers": [], "test": {}},
+        records.append(sim.RunRecord(spec.run_id, spec, RunStatus(FINISHED), {"teachers": [], "test": {}},
                                      explain={"entries": {"gradcam-test": entry}}, preds={}))
     return records
 

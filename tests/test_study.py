@@ -174,16 +174,16 @@ def test_resume_after_an_interrupted_study(capsys, monkeypatch):
     assert err.startswith("interrupted: ") and "kdengine study run demo again" in err
     store = RunStore(runs_dir())
     statuses = {r: store.read_status(r) for r in store.list_ids()}
-    states = Counter(s["state"] for s in statuses.values())
+    states = Counter(s.state for s in statuses.values())
     assert states["finished"] == 2 and "failed" not in states  # ctrl-c is no failure
-    stopped = {r: s for r, s in statuses.items() if s["state"] == "stopped"}
-    assert sum("interrupted (ctrl-c)" in (s["reason"] or "") for s in stopped.values()) == 1  # the one it trained
+    stopped = {r: s for r, s in statuses.items() if s.state == "stopped"}
+    assert sum("interrupted (ctrl-c)" in (s.reason or "") for s in stopped.values()) == 1  # the one it trained
     # what it queued: stopped before it started, or (a student of an unfinished teacher) waiting for it
     for rid, s in statuses.items():
-        if s["state"] == "queued":
-            assert s["reason"].startswith("waiting: teacher"), s
+        if s.state == "queued":
+            assert s.reason.startswith("waiting: teacher"), s
     assert states["stopped"] + states["queued"] == 4
-    finished_before = {r for r in store.list_ids() if store.read_status(r)["state"] == "finished"}
+    finished_before = {r for r in store.list_ids() if store.read_status(r).state == "finished"}
     monkeypatch.setattr(trainer.Trainer, "run", real_run)
     assert main(["study", "run", "demo", *REDUCED, "--set", "seeds=[0]"]) == 0
     assert "6/6 runs finished" in capsys.readouterr().out

@@ -214,7 +214,7 @@ async def test_launch_live_then_quit_then_reattach(tmp_path):
         worker = pids[0]
         assert os.getsid(worker) != os.getsid(0)
         os.kill(worker, 0)
-        assert store.read_status(student_id)["state"] in ("queued", "running")
+        assert store.read_status(student_id).state in ("queued", "running")
 
         app2 = KDStudyApp(runs, start_workers=False)
         async with app2.run_test(size=SIZE) as pilot:
@@ -232,7 +232,7 @@ async def test_launch_live_then_quit_then_reattach(tmp_path):
             finished_at = finished_event()["t"]
             assert finished_at > quit_at  # it finished after the TUI that launched it had quit
             baseline_id = next(r for r in store.list_ids() if r.startswith("ce-test_resnet-"))
-            await wait_for(pilot, lambda: store.read_status(baseline_id)["state"] == "finished", timeout=180)
+            await wait_for(pilot, lambda: store.read_status(baseline_id).state == "finished", timeout=180)
             await pilot.press("3")
             await wait_for(pilot, lambda: app2.screen.current == "normal", timeout=10)
             results = app2.screen.query_one("#results-table")
@@ -395,7 +395,7 @@ async def test_stop_asks_first_retry_and_delete(tmp_path):
         table.move_cursor(row=screen.shown.index(failed))
         await pilot.pause(0.2)
         await pilot.press("r")
-        await wait_for(pilot, lambda: store.read_status(failed)["state"] == "queued", timeout=10)
+        await wait_for(pilot, lambda: store.read_status(failed).state == "queued", timeout=10)
         # delete a finished teacher: the dialog says what goes (its size, the students that use it)
         teacher = next(r for r in screen.shown if r.startswith("ce-resnet10t-") and screen.rows[r].state == "finished")
         table.move_cursor(row=screen.shown.index(teacher))

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from kdtui.app import KDStudyApp
+from kdtui.store_view import done_cell, epoch_cell
 from tests.tui_helpers import fake_study_store, wait_for
 
 SIZES = [(80, 24), (200, 50)]
@@ -27,17 +28,17 @@ async def wait_list(pilot, app, n):
 
 async def test_a_stopped_run_shows_where_it_resumes(tmp_path):
     store, plan = fake_study_store(tmp_path / "runs", seeds=4)
-    stopped = next(r for r in store.list_ids() if store.read_status(r)["state"] == "stopped")
+    stopped = next(r for r in store.list_ids() if store.read_status(r).state == "stopped")
     app = KDStudyApp(store.root, start_workers=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_list(pilot, app, len(plan))
         row = app.screen.rows[stopped]
-        assert row.epoch == "1/2" and row.done == " 50%" and row.best_val is not None  # not 0/2 0% and no best
+        assert epoch_cell(row) == "1/2" and done_cell(row) == " 50%" and row.best_val is not None  # not 0/2 0% and no best
 
 
 async def test_the_detail_pane_clears_when_the_last_shown_run_goes(tmp_path):
     store, plan = fake_study_store(tmp_path / "runs", seeds=4)
-    failed = next(r for r in store.list_ids() if store.read_status(r)["state"] == "failed")
+    failed = next(r for r in store.list_ids() if store.read_status(r).state == "failed")
     app = KDStudyApp(store.root, start_workers=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_list(pilot, app, len(plan))
@@ -52,7 +53,7 @@ async def test_the_detail_pane_clears_when_the_last_shown_run_goes(tmp_path):
 
 async def test_columns_keep_their_widths_and_the_eta_shows_at_80(tmp_path):
     store, plan = fake_study_store(tmp_path / "runs", seeds=2)
-    running = next(r for r in store.list_ids() if store.read_status(r)["state"] == "running")
+    running = next(r for r in store.list_ids() if store.read_status(r).state == "running")
     store.heartbeat(running, progress={"phase": "evaluating val", "epoch": 1, "epochs": 2})
     app = KDStudyApp(store.root, start_workers=False)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -60,10 +61,10 @@ async def test_columns_keep_their_widths_and_the_eta_shows_at_80(tmp_path):
         screen = app.screen
         assert "eta" in [c.key for c in screen.columns]
         assert sum(c.width + 2 for c in screen.columns) <= 80
-        assert screen.rows[running].done == "ev va"  # 5 characters: the column never widens
+        assert done_cell(screen.rows[running]) == "ev va"  # 5 characters: the column never widens
         widths = [col.width for col in table.columns.values()]
         store.heartbeat(running, progress={"phase": "evaluating test (best checkpoint)", "epoch": 2, "epochs": 2})
-        await wait_for(pilot, lambda: screen.rows[running].done == "ev te", timeout=10)
+        await wait_for(pilot, lambda: done_cell(screen.rows[running]) == "ev te", timeout=10)
         assert [col.width for col in table.columns.values()] == widths
 
 
@@ -124,7 +125,7 @@ async def test_a_run_is_one_word_in_the_list_and_in_its_detail(tmp_path):
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_list(pilot, app, len(plan))
         screen = app.screen
-        teacher = next(r for r in screen.shown if screen.rows[r].strategy == "teacher+baseline")
+        teacher = next(r for r in screen.shown if screen.rows[r].what == "teacher+baseline")
         screen.select_run(teacher)
         await pilot.press("i")
         await wait_for(pilot, lambda: screen.view is not None and screen.view.run_id == teacher, timeout=10)

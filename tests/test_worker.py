@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 
-from kdengine.execution import launch
+from kdengine.execution import spawn
 from kdengine.cli import main
 from kdengine.paths import runs_dir
 from kdengine.store import RunStore
@@ -14,10 +14,10 @@ def test_queue_then_worker_trains_teacher_first(capsys):
                  "test_resnet", "--queue"]) == 0
     store = RunStore(runs_dir())
     ids = store.list_ids()
-    assert len(ids) == 3 and all(store.read_status(r)["state"] == "queued" for r in ids)
+    assert len(ids) == 3 and all(store.read_status(r).state == "queued" for r in ids)
     assert main(["worker", "--once", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert all(store.read_status(r)["state"] == "finished" for r in ids)
+    assert all(store.read_status(r).state == "finished" for r in ids)
     order = [line for line in out.splitlines() if "training " in line]
     assert "test_efficientnet" in order[0]  # the teacher before its student
 
@@ -40,11 +40,11 @@ def test_stop_request_stops_then_the_run_resumes(capsys, monkeypatch):
     store = RunStore(runs_dir())
     (rid,) = store.list_ids()
     status = store.read_status(rid)
-    assert status["state"] == "stopped" and status["reason"] == "stopped by the user"
+    assert status.state == "stopped" and status.reason == "stopped by the user"
     monkeypatch.setattr(RunStore, "stop_requested", real)
     assert main(["train", *FAST, "--strategy", "baseline", "--student", "test_resnet"]) == 0
     capsys.readouterr()
-    assert store.read_status(rid)["state"] == "finished"
+    assert store.read_status(rid).state == "finished"
 
 
 def test_runs_stop_command_on_a_queued_run(capsys):
@@ -52,7 +52,7 @@ def test_runs_stop_command_on_a_queued_run(capsys):
     (rid,) = RunStore(runs_dir()).list_ids()
     assert main(["runs", "stop", rid[:12]]) == 0
     assert "stopped" in capsys.readouterr().out
-    assert RunStore(runs_dir()).read_status(rid)["state"] == "stopped"
+    assert RunStore(runs_dir()).read_status(rid).state == "stopped"
     assert main(["runs", "show", "nope"]) == 2
 
 
@@ -67,23 +67,23 @@ def fake_spawn(spawned):
 def test_one_worker_per_gpu_each_pinned(monkeypatch, tmp_path):
     spawned = []
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2")
-    monkeypatch.setattr(launch, "spawn_worker", fake_spawn(spawned))
-    assert launch.ensure_workers(tmp_path, "auto") == [1, 2, 3]
+    monkeypatch.setattr(spawn, "spawn_worker", fake_spawn(spawned))
+    assert spawn.ensure_workers(tmp_path, "auto") == [1, 2, 3]
     assert spawned == [("cuda", 0), ("cuda", 1), ("cuda", 2)]
     spawned.clear()
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    assert launch.ensure_workers(tmp_path, "auto") == [1]
+    assert spawn.ensure_workers(tmp_path, "auto") == [1]
     assert spawned == [("auto", None)]
     spawned.clear()
-    assert launch.ensure_workers(tmp_path, "cpu", runs_per_gpu=4) == [1]  # no GPU: one CPU worker
+    assert spawn.ensure_workers(tmp_path, "cpu", runs_per_gpu=4) == [1]  # no GPU: one CPU worker
     assert spawned == [("cpu", None)]
 
 
 def test_packing_several_runs_per_gpu(monkeypatch, tmp_path):
     spawned = []
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
-    monkeypatch.setattr(launch, "spawn_worker", fake_spawn(spawned))
-    assert len(launch.ensure_workers(tmp_path, "auto", runs_per_gpu=4)) == 8
+    monkeypatch.setattr(spawn, "spawn_worker", fake_spawn(spawned))
+    assert len(spawn.ensure_workers(tmp_path, "auto", runs_per_gpu=4)) == 8
     assert spawned == [("cuda", 0)] * 4 + [("cuda", 1)] * 4
 
 
@@ -91,7 +91,7 @@ def test_detached_worker_has_its_own_session(tmp_path):
     import os
     import time
 
-    pid = launch.spawn_worker(tmp_path, "cpu", idle_exit=1.0)
+    pid = spawn.spawn_worker(tmp_path, "cpu", idle_exit=1.0)
     try:
         assert os.getsid(pid) != os.getsid(0)
         deadline = time.time() + 60

@@ -3,10 +3,10 @@
 Part of kdengine.api (no torch at import: what trains or evaluates imports the engine when called)."""
 from __future__ import annotations
 
-
-
 from ..data.config import open_source
 from ..errors import UsageError
+from ..explain.request import METHODS as EXPLAIN_METHODS  # noqa: F401 - the CAMs kdengine explain offers
+from ..explain.request import TARGETS as EXPLAIN_TARGETS  # noqa: F401 - the class each map answers for
 from ..explain.request import Request
 from ..reports.study import study_ids
 from ..store import RunStore
@@ -14,6 +14,13 @@ from ..store.lifecycle import FINISHED
 from ..store.records import read_record
 from .runs import Log, _quiet, resolve_run
 from .studies import _study_record
+
+
+def shift_names() -> tuple[str, ...]:
+    """The acquisition shifts ``kdengine shift`` applies, by name."""
+    from ..data.corruptions import SHIFTS  # cv2 (0.1 s): every command registers its flags at start
+
+    return tuple(SHIFTS)
 
 
 def check_data(cfg, image_size: int | None, skip_bad: bool, progress=None) -> dict:
@@ -41,13 +48,13 @@ def target_runs(store: RunStore, target: str) -> tuple[str, list[str]]:
     record = _study_record(store, target)
     if record is not None:
         name = record.get("name", target)
-        finished = [r for r in study_ids(record) if store.exists(r) and store.read_status(r)["state"] == FINISHED]
+        finished = [r for r in study_ids(record) if store.exists(r) and store.read_status(r).state == FINISHED]
         if not finished:
             raise UsageError(f"study {name} has no finished runs yet")
         return name, finished
     rid = resolve_run(store, target)
     base = read_record(store, rid).baseline_id
-    if base and store.exists(base) and store.read_status(base)["state"] == FINISHED:
+    if base and store.exists(base) and store.read_status(base).state == FINISHED:
         return rid, [rid, base]  # the gain under shift needs the baseline under the same shift
     return rid, [rid]
 
@@ -56,17 +63,25 @@ def shift(store: RunStore, target: str, shifts: str = "all", severities: str = "
           external: str | None = None, device: str = "auto", batch_size: int | None = None, force: bool = False,
           log: Log = _quiet) -> tuple[str, dict[str, dict]]:
     """Evaluate a run's (or a study's finished runs') best checkpoints under acquisition shift; (name, results)."""
+    if batch_size is not None and not 1 <= batch_size <= 65536:
+        raise UsageError(f"--batch-size must lie in [1, 65536], got {batch_size}")
+    name, ids = target_runs(store, target)
+    return name, shift_runs(store, ids, shifts, severities, seed, external, device, batch_size, force, log)
+
+
+def shift_runs(store: RunStore, run_ids: list[str], shifts: str = "all", severities: str = "1..5", seed: int = 0,
+               external: str | None = None, device: str = "auto", batch_size: int | None = None, force: bool = False,
+               log: Log = _quiet) -> dict[str, dict]:
+    """Finished runs' best checkpoints under acquisition shift (stored results are read back unless ``force``):
+    the one loop ``kdengine shift`` and a study's ``[shift]`` share. {run id: results}"""
     from ..data.corruptions import parse_severities, parse_shifts  # cv2: the shifts' image work
     from ..shift.evaluate import evaluate_run  # torch: the best checkpoints are evaluated here
     from ..training.device import setup_device  # torch
 
     names, levels = parse_shifts(shifts), parse_severities(severities)
-    if batch_size is not None and not 1 <= batch_size <= 65536:
-        raise UsageError(f"--batch-size must lie in [1, 65536], got {batch_size}")
-    name, ids = target_runs(store, target)
     dev = setup_device(device)
-    return name, {rid: evaluate_run(store, rid, names, levels, seed, external, dev, batch_size, force, log)
-                  for rid in ids}
+    return {rid: evaluate_run(store, rid, names, levels, seed, external, dev, batch_size, force, log)
+            for rid in run_ids}
 
 
 def explain(store: RunStore, target: str, images: int = 8, method: str = "gradcam", split: str = "test",

@@ -6,11 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
+from ..errors import UsageError
 from ..reports.report import build_report
-from ..reports.study import study_tables
+from ..reports.study import study_ids, study_tables
+from ..reports.sweep import write_sweep_figures
 from ..reports.tables import Tables, build, export
 from ..store import RunStore
 from ..store.records import collect
+from ..tracking.mlflow_sync import export_runs
 from .studies import find_study
 
 
@@ -24,7 +27,18 @@ def tables(store: RunStore, study: str | None = None, metric: str = "accuracy", 
 
 
 def export_tables(result: Tables, out: Path, fmt: str = "csv") -> list[Path]:
-    return export(result, Path(out), fmt)
+    """Write the tables (``fmt``: csv, md, parquet, latex, both, all) and, for a sweep, its gain figures into
+    ``out``; the paths written."""
+    return export(result, Path(out), fmt) + write_sweep_figures(result, Path(out))
+
+
+def export_mlflow(store: RunStore, study: str | None = None, uri: str | None = None,
+                  experiment: str | None = None) -> tuple[int, int]:
+    """Push a study's finished runs (or every run) into MLflow; an exported run is skipped. (exported, skipped)"""
+    ids = study_ids(find_study(store, study)) if study else store.list_ids()
+    if not ids:
+        raise UsageError(f"no runs in {store.root}")
+    return export_runs(store, ids, uri, experiment)
 
 
 def report(store: RunStore, study: str | None, metric: str, out: Path, **stats) -> Path:

@@ -12,18 +12,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from ..errors import Interrupted, UsageError
-from ..execution.launch import visible_gpus
-from ..options import identity_values
+from ..errors import Interrupted, KDError, RunFailed, UsageError
+from ..execution.spawn import visible_gpus
+from ..options import identity_values, replace_from_assignments
 from ..paths import runs_dir
 
-from ..runspec import RunSpec, baseline_of, ce_spec
+from ..runspec import RunSpec, baseline_of, build_specs, ce_spec
 from ..store import RunStore
-from ..store.actions import DAMAGED, Plan, actions_for, plan, why_not
+from ..store.actions import Plan, actions_for, plan, why_not
 from ..store.lifecycle import FAILED, FINISHED, QUEUED, RUNNING
+from ..store.doctor import examine, fix
 from ..store.queue import enqueue, teacher_notes
-from ..store.records import collect, flat_settings, read_record, roles_of
-from ..store.runstore import METRICS, device_of, removal_summary
+from ..store.records import flat_settings, read_record
+from ..store.rows import RunRow
+from ..store.rows import run_rows as rows_of
+from ..study.registry import study_membership
+from ..store.runstore import METRICS, removal_summary
 
 
 Log = Callable[[str], None]
@@ -85,12 +89,12 @@ def queue(store: RunStore, spec: RunSpec, with_baseline: bool = True, device: st
     notes = teacher_notes(store, spec, verb="queueing")
     if note := cuda_elsewhere(device):  # nvidia-smi, asked once
         notes.append(note)
-    before = {rid: store.read_status(rid)["state"] for rid in store.list_ids()}
+    before = {rid: store.read_status(rid).state for rid in store.list_ids()}
     rid = enqueue(store, spec, device=device)
     baseline = baseline_of(spec) if with_baseline else None
     base_id = enqueue(store, baseline, device=device) if baseline is not None else None
     wanted = [t.run_id for t in _teachers_first(spec)] + [rid] + ([base_id] if base_id else [])
-    runs = [r for r in dict.fromkeys(wanted) if store.read_status(r)["state"] == QUEUED and before.get(r) != QUEUED]
+    runs = [r for r in dict.fromkeys(wanted) if store.read_status(r).state == QUEUED and before.get(r) != QUEUED]
     return Queued(rid, base_id, runs, notes)
 
 
@@ -101,34 +105,35 @@ def _teachers_first(spec: RunSpec) -> list[RunSpec]:
     return out
 
 
-def role_word(record, roles: dict[str, set[str]]) -> str:
-    """What a run is, in the list and in its detail alike: its strategy, or for a cross-entropy run its role
-    (teacher, baseline, or both: one run serves as both), or a defective teacher."""
-    if record.spec is None:
-        return "damaged"
-    if record.kind == "kd":
-        return record.strategy
-    if record.regime == "defective":
-        return "defective T"
-    return "+".join(sorted(roles.get(record.run_id, {"baseline"}) - {"student"}, reverse=True)) or "baseline"
+def spec_from_settings(store: RunStore | None, strategy: str, student: str, teachers: Iterable[str], data, train, kd,
+                       seed: int, teacher_set: Iterable[str] = (), teacher_set_name: str = "--teacher-set") -> RunSpec:
+    """The one way from settings to a run's spec, for ``kdengine train``'s flags and kdtui's launch form (a study
+    file's runs come through ``study.expand``, on the same ``build_specs``).
+
+    Each teacher is a model name, or the id of a run in ``store`` (then that finished run is the teacher);
+    ``teacher_set`` holds ``KEY=VALUE`` items: the teacher's own training settings (``teacher_set_name`` is how
+    the front end calls them, for its errors)."""
+    resolved = [store.load_spec(t) if store is not None and store.exists(t) else t for t in teachers]
+    items = list(teacher_set)
+    try:
+        teacher_train = replace_from_assignments(train, items, teacher_set_name) if items else None
+    except KDError as exc:
+        exc.field = exc.field or "teacher_set"  # a form marks the teacher's settings as the field at fault
+        raise
+    return build_specs(strategy, student, resolved, data, train, kd, seed, teacher_train=teacher_train)
 
 
-def run_rows(store: RunStore, records, every=None) -> list[dict]:
-    """One plain row per run of ``records``: what the CLI's list and scripts show. ``every``: the store's records,
-    when the caller has read them already (baselines and roles come from them)."""
-    by_id = {r.run_id: r for r in (collect(store) if every is None else every)}
-    roles = roles_of([r for r in by_id.values() if r.spec])
-    rows = []
-    for r in records:
-        base = by_id.get(r.baseline_id) if r.baseline_id else None
-        kind = r.spec.data.source.split(":", 1)[0] if r.spec else "?"
-        rows.append({"run_id": r.run_id, "state": r.state, "what": role_word(r, roles), "strategy": r.strategy,
-                     "regime": r.regime, "teacher": r.teacher_label, "student": r.model, "seed": r.seed,
-                     "device": device_of(r.status), "data": r.spec.data.source if r.spec else None,
-                     "data_kind": kind, "synthetic": kind == "synthetic", "test_accuracy": r.accuracy("test"),
-                     "baseline_run_id": r.baseline_id, "gain": r.gain_over(base),
-                     "reason": r.damage or r.status.get("reason")})
-    return rows
+def doctor(store: RunStore, mend: bool = False) -> tuple[list, list[str]]:
+    """What is wrong in the store (damaged runs, temp files, orphans), and with ``mend`` what was mended of it
+    without losing anything: (findings, mended)."""
+    findings = examine(store)
+    return findings, (fix(store, findings) if mend and findings else [])
+
+
+def run_rows(store: RunStore, records=None, every=None) -> list[RunRow]:
+    """A row per run (``store.rows.RunRow``): what the CLI's list, its JSON and kdtui's list show. ``records``:
+    only these (default: every run); ``every``: the store's records, when the caller has read them already."""
+    return rows_of(store, records, every, study_membership(store))
 
 
 def run_facts(store: RunStore, run_id: str) -> list[str]:
@@ -152,7 +157,7 @@ def run_facts(store: RunStore, run_id: str) -> list[str]:
         acc = tm.get("test", {}).get("accuracy")
         lines.append(f"teacher: {t.run_id} ("
                      + (f"defective: stop at val accuracy {t.defect_acc}; " if t.regime == "defective" else "")
-                     + f"{store.read_status(t.run_id)['state'] if store.exists(t.run_id) else 'not in the store'}"
+                     + f"{store.read_status(t.run_id).state if store.exists(t.run_id) else 'not in the store'}"
                      + (f", test accuracy {acc:.4f}" if acc is not None else "") + ")")
     if record.baseline_id:
         base = read_record(store, record.baseline_id) if store.exists(record.baseline_id) else None
@@ -166,7 +171,7 @@ def run_facts(store: RunStore, run_id: str) -> list[str]:
 def stop(store: RunStore, run_id: str) -> str:
     """Ask a run to stop: a running run stops within a heartbeat (its last epoch stays resumable); a queued one
     stops now. Returns what happened, in a few words."""
-    state = store.read_status(run_id)["state"]
+    state = store.read_status(run_id).state
     why = why_not("stop", state)
     if why:
         raise UsageError(f"{run_id} is {why}")
@@ -188,17 +193,17 @@ def retry(store: RunStore, run_id: str, force: bool = False) -> str:
         if record.damage:
             raise UsageError(f"{run_id} is finished but {record.damage}; --force trains it again")
         raise UsageError(f"{run_id} is finished; its results stay (kdengine runs show {run_id})")
-    if state in (FINISHED, DAMAGED):
+    if state == FINISHED:  # with force, a finished run whose results are damaged: it trains again
         (store.run_dir(run_id) / METRICS).unlink(missing_ok=True)
         store.finish(run_id, FAILED, f"retried with --force: {record.damage}")
     if not store.requeue(run_id):
-        raise UsageError(f"{run_id} is {store.read_status(run_id)['state']}: nothing to retry")
+        raise UsageError(f"{run_id} is {store.read_status(run_id).state}: nothing to retry")
     return "queued again; it resumes from its last finished epoch"
 
 
 def remove(store: RunStore, run_id: str, archive: bool = False) -> Path | None:
     """Delete a run's folder, or move it to ``.archive/``; returns where it went. Never a running run."""
-    why = why_not("archive" if archive else "delete", store.read_status(run_id)["state"])
+    why = why_not("archive" if archive else "delete", store.read_status(run_id).state)
     if why:
         raise UsageError(f"{run_id} is {why} (kdengine runs stop {run_id})")
     return store.remove(run_id, archive=archive)
@@ -226,31 +231,56 @@ def train(store: RunStore, spec: RunSpec, device: str = "auto", loader_workers: 
           fast: dict | None = None, trackers: Iterable[str] = (), with_baseline: bool = True, progress: bool = True,
           log: Log = print) -> Trained:
     """Train what the run needs (its teachers first, reused when finished), the run, then its baseline."""
+    baseline = None if not with_baseline else baseline_of(spec)
+    mine = [t.run_id for t in _teachers_first(spec)] + [spec.run_id] + ([baseline.run_id] if baseline else [])
+    metrics, _ = train_here(store, [spec] + ([baseline] if baseline else []), mine, device, loader_workers, fast,
+                            trackers, progress, log, again="run the same command again")
+    return Trained(metrics[spec.run_id], metrics.get(baseline.run_id) if baseline else None)
+
+
+def train_here(store: RunStore, specs: list[RunSpec], mine: list[str], device: str = "auto",
+               loader_workers: int | None = None, fast: dict | None = None, trackers: Iterable[str] = (),
+               progress: bool = True, log: Log = print, again: str = "run the same command again",
+               keep_going: bool = False, worker: str | None = None, announce: Callable[[int, RunSpec], str] | None = None,
+               before: dict[str, str | None] | None = None) -> tuple[dict[str, dict], list[tuple[str, str]]]:
+    """Train ``specs`` in this process, in order (each one's teachers first, reused when finished): the one loop
+    ``kdengine train`` and ``study run`` share. ``mine``: every run this call may touch (ctrl-c leaves them
+    resumable and says ``again``); ``keep_going``: a failed run is noted and the next one trains (a study), else it
+    raises; ``announce(i, spec)``: a line before each run that is not finished yet; ``before``: the runs' states
+    before the caller queued them (default: now). ({run id: metrics}, failed)"""
     from ..execution.executor import ensure_finished  # torch: this process trains
     from ..tracking.trackers import make_trackers  # torch (TensorBoard's writer): only where a run trains
     from ..training.device import setup_device  # torch
 
+    before = _states(store, mine) if before is None else before
     dev = setup_device(device, loader_workers, **(fast or {}))
     if dev.cuda_graph and not dev.is_cuda:
         log("note: --cuda-graph applies to CUDA runs; on the CPU the step runs eagerly")
     names = list(trackers)
     make_trackers(names)  # fail early on a missing extra
-    baseline = None if not with_baseline else baseline_of(spec)
-    mine = [t.run_id for t in _teachers_first(spec)] + [spec.run_id] + ([baseline.run_id] if baseline else [])
-    before = _states(store, mine)
+    metrics, failed = {}, []
+    extra = {"worker": worker, "requeue": False} if worker else {}
     try:
-        metrics = ensure_finished(store, spec, dev, trackers=lambda: make_trackers(names), progress=progress, log=log)
-        base = None
-        if baseline is not None:
-            base = ensure_finished(store, baseline, dev, trackers=lambda: make_trackers(names), progress=progress,
-                                   log=log)
+        for i, spec in enumerate(specs, start=1):
+            if announce is not None:
+                if store.exists(spec.run_id) and store.read_status(spec.run_id).state == FINISHED:
+                    continue
+                log(announce(i, spec))
+            try:
+                metrics[spec.run_id] = ensure_finished(store, spec, dev, trackers=lambda: make_trackers(names),
+                                                       progress=progress, log=log, **extra)
+            except (RunFailed, KDError) as exc:
+                if not keep_going:
+                    raise
+                failed.append((spec.run_id, str(exc)))
+                log(f"failed: {spec.run_id}: {exc}")
     except KeyboardInterrupt as exc:
-        raise _interrupted(store, exc, mine, before, "run the same command again") from None
-    return Trained(metrics, base)
+        raise _interrupted(store, exc, mine, before, again) from None
+    return metrics, failed
 
 
 def _states(store: RunStore, run_ids: Iterable[str]) -> dict[str, str | None]:
-    return {r: store.read_status(r)["state"] if store.exists(r) else None for r in run_ids}
+    return {r: store.read_status(r).state if store.exists(r) else None for r in run_ids}
 
 
 def _interrupted(store: RunStore, exc: KeyboardInterrupt, mine: list[str], before: dict, again: str) -> Interrupted:
@@ -261,19 +291,19 @@ def _interrupted(store: RunStore, exc: KeyboardInterrupt, mine: list[str], befor
     stopped = [str(exc)] if str(exc) else []
     waiting = []
     for rid in mine:
-        if not store.exists(rid) or store.read_status(rid)["state"] != QUEUED or before.get(rid) == QUEUED:
+        if not store.exists(rid) or store.read_status(rid).state != QUEUED or before.get(rid) == QUEUED:
             continue
         teacher = next((t for t in _teachers_first(store.load_spec(rid))
-                        if store.read_status(t.run_id)["state"] != FINISHED), None)
+                        if store.read_status(t.run_id).state != FINISHED), None)
         if teacher is not None:
-            state = store.read_status(teacher.run_id)["state"]
+            state = store.read_status(teacher.run_id).state
             store.note_waiting(rid, f"waiting: teacher {teacher.run_id} is {state}; resume it with: "
                                     f"kdengine runs retry {teacher.run_id}")
             waiting.append(rid)
         else:
             store.request_stop(rid)
             stopped.append(f"{rid} (queued by this command) stopped before it started")
-    elsewhere = [rid for rid in mine if store.exists(rid) and store.read_status(rid)["state"] == RUNNING]
+    elsewhere = [rid for rid in mine if store.exists(rid) and store.read_status(rid).state == RUNNING]
     text = "; ".join(stopped) or "nothing was running yet"
     if waiting:
         text += f"; {', '.join(waiting)} {'wait' if len(waiting) > 1 else 'waits'} for its teacher"

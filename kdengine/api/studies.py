@@ -7,18 +7,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from ..errors import KDError, RunFailed, UsageError
+from ..errors import UsageError
 from ..execution.packing import parse_runs_per_gpu
 from ..reports.study import study_axes, study_ids
 from ..store import RunStore
+from ..store.status import RunStatus
 from ..store.records import read_record
 
 from ..store.lifecycle import FINISHED
 from ..store.queue import enqueue
 from ..study.expand import expand
 from ..study.registry import list_studies, load_study_record, save_study
+from ..options import schema_rows
+from ..runspec import CONFIGS
 from ..study.schema import PRESETS, load_raw, load_study
-from .runs import Log, _interrupted, _quiet, _states, check_runs, resolve_run
+from ..study.schema import __doc__ as schema_layout
+from .runs import Log, _interrupted, _quiet, _states, check_runs, resolve_run, train_here
 from .workers import start_workers
 
 
@@ -45,7 +49,7 @@ class StudyStatus:
     name: str
     source: str
     seeds: list
-    states: dict[str, dict]  # run id -> status
+    states: dict[str, RunStatus]  # run id -> status
     axes: dict[str, list] = field(default_factory=dict)  # a sweep's axes: {"kd.temperature": [1, 2, 4, 8]}
 
 
@@ -95,27 +99,15 @@ def run_study_here(store: RunStore, study, plan, device: str = "auto", loader_wo
                    fast: dict | None = None, trackers: Iterable[str] = (), progress: bool = True,
                    log: Log = _quiet) -> StudyOutcome:
     """Queue the study and train its runs in this process, in order (teachers first); then its shift."""
-    from ..execution.executor import ensure_finished  # torch: this process trains
-    from ..tracking.trackers import make_trackers  # torch (TensorBoard's writer): only where a run trains
-    from ..training.device import setup_device  # torch
-
     mine = [p.run_id for p in plan]
     before = _states(store, mine)
     queue_study(store, study, plan, device)
-    dev = setup_device(device, loader_workers, **(fast or {}))
-    names = list(trackers)
-    failed = []
+    _, failed = train_here(store, [p.spec for p in plan], mine, device, loader_workers, fast, trackers, progress, log,
+                           again=f"kdengine study run {study.name} again", keep_going=True,
+                           worker=f"study:{study.name}",
+                           announce=lambda i, spec: f"[{i}/{len(plan)}] {spec.describe()} (seed {spec.seed})",
+                           before=before)
     try:
-        for i, p in enumerate(plan, start=1):
-            if store.read_status(p.run_id)["state"] == FINISHED:
-                continue
-            log(f"[{i}/{len(plan)}] {p.spec.describe()} (seed {p.spec.seed})")
-            try:
-                ensure_finished(store, p.spec, dev, trackers=lambda: make_trackers(names), progress=progress,
-                                worker=f"study:{study.name}", log=log, requeue=False)
-            except (RunFailed, KDError) as exc:
-                failed.append((p.run_id, str(exc)))
-                log(f"failed: {p.run_id}: {exc}")
         shift_study(store, study, plan, device, log)
     except KeyboardInterrupt as exc:
         raise _interrupted(store, exc, mine, before, f"kdengine study run {study.name} again") from None
@@ -129,7 +121,7 @@ def run_study_on_ray(store: RunStore, study, plan, address: str | None, device: 
     from ..execution.ray_executor import run_on_ray  # ray and torch: the driver dispatches the runs
 
     queue_study(store, study, plan, device)
-    todo = [p for p in plan if store.read_status(p.run_id)["state"] != FINISHED]
+    todo = [p for p in plan if store.read_status(p.run_id).state != FINISHED]
     if isinstance(runs_per_gpu, str):
         runs_per_gpu = parse_runs_per_gpu(runs_per_gpu)
     failed = run_on_ray(store.root, todo, address, device, runs_per_gpu, loader_workers, fast or {}, log)
@@ -138,33 +130,48 @@ def run_study_on_ray(store: RunStore, study, plan, address: str | None, device: 
 
 
 def _finished(store: RunStore, plan) -> int:
-    return sum(store.read_status(p.run_id)["state"] == FINISHED for p in plan)
+    return sum(store.read_status(p.run_id).state == FINISHED for p in plan)
 
 
 def shift_study(store: RunStore, study, plan, device: str = "auto", log: Log = _quiet) -> None:
     """A study's ``[shift]``: every finished run of it under acquisition shift (stored results are read back)."""
     if study.shift is None or not _finished(store, plan):
         return
-    from ..data.corruptions import parse_severities, parse_shifts  # cv2: the shifts' image work
-    from ..shift.evaluate import evaluate_run  # torch: the best checkpoints are evaluated here
-    from ..training.device import setup_device  # torch
+    from .evaluation import shift_runs  # evaluation reads studies (their records): imported when a study shifts
 
     sh = study.shift
-    dev = setup_device(device)
-    for p in plan:
-        if store.read_status(p.run_id)["state"] == FINISHED:
-            evaluate_run(store, p.run_id, parse_shifts(sh.shifts), parse_severities(sh.severities), sh.seed,
-                         sh.external, dev, log=log)
+    done = [p.run_id for p in plan if store.read_status(p.run_id).state == FINISHED]
+    shift_runs(store, done, sh.shifts, sh.severities, sh.seed, sh.external, device, log=log)
+
+
+@dataclass(frozen=True)
+class SchemaSection:
+    name: str  # data, train, teacher_train, kd, shift
+    rows: list[tuple[str, str, str, str]]  # (key, type, default, help)
+    note: str = ""
+
+
+def study_schema() -> tuple[str, list[SchemaSection]]:
+    """What a study file holds: its layout (the schema's own words) and every key of each section."""
+    from ..data.corruptions import ShiftConfig  # cv2: only the schema prints [shift]
+
+    sections = [SchemaSection(name, schema_rows(cls)) for name, cls in
+                (("data", CONFIGS["data"]), ("train", CONFIGS["train"]))]
+    sections.append(SchemaSection("teacher_train", [], "each key optional; unset keys follow [train]"))
+    sections += [SchemaSection("kd", schema_rows(CONFIGS["kd"])), SchemaSection("shift", schema_rows(ShiftConfig))]
+    return schema_layout.split("The sections")[0].rstrip(), sections
 
 
 def select_runs(store: RunStore, run_ids: Iterable[str] = (), study: str | None = None,
-                states: Iterable[str] = ()) -> list[str]:
-    """Run ids named (or unambiguous parts of them), else every run; narrowed to a study's runs and to states."""
+                states: Iterable[str] = (), damaged: bool = False) -> list[str]:
+    """Run ids named (or unambiguous parts of them), else every run; narrowed to a study's runs, to states and
+    (``damaged``) to runs whose files cannot be read as a run's."""
     ids = [resolve_run(store, r) for r in run_ids] if run_ids else store.list_ids()
     if study:
         members = set(study_ids(find_study(store, study)))
         ids = [r for r in ids if r in members]
     states = set(states)
-    if states:
-        ids = [r for r in ids if read_record(store, r).state in states]
+    if states or damaged:
+        records = [read_record(store, r) for r in ids]
+        ids = [r.run_id for r in records if (not states or r.state in states) and (r.damaged or not damaged)]
     return list(dict.fromkeys(ids))

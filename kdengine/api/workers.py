@@ -3,9 +3,7 @@
 Part of kdengine.api (no torch at import: what trains or evaluates imports the engine when called)."""
 from __future__ import annotations
 
-
-
-from ..execution.launch import ensure_workers, visible_gpus
+from ..execution.spawn import ensure_workers, visible_gpus
 from ..execution.packing import describe_plan, memory_table, parse_runs_per_gpu, plan_workers, queued_keys
 from ..runspec import RunSpec
 from ..store import RunStore
@@ -13,11 +11,20 @@ from .runs import Queued, queue
 
 
 def start_workers(store: RunStore, device: str = "auto", runs_per_gpu: int | str = 1,
-                  fast: dict | None = None) -> list[int]:
+                  fast: dict | None = None, idle_exit: float = 30.0) -> list[int]:
     """Make sure detached workers serve the store; the pids started (none when one is already running)."""
     if isinstance(runs_per_gpu, str):
         runs_per_gpu = parse_runs_per_gpu(runs_per_gpu)
-    return ensure_workers(store.root, device, runs_per_gpu=runs_per_gpu, fast=fast)
+    return ensure_workers(store.root, device, idle_exit, runs_per_gpu=runs_per_gpu, fast=fast)
+
+
+def serve(store: RunStore, device: str = "auto", idle_exit: float = 30.0, once: bool = False,
+          loader_workers: int | None = None, fast: dict | None = None) -> int:
+    """Train queued runs in this process until the queue has been empty for ``idle_exit`` seconds (or at once,
+    with ``once``); the exit status."""
+    from ..execution.worker import Worker  # torch: this process trains
+
+    return Worker(store, device, idle_exit, once, loader_workers, fast=fast).run()
 
 
 def launch(store: RunStore, spec: RunSpec, device: str = "auto", with_baseline: bool = True,

@@ -7,10 +7,9 @@ import json
 import sys
 
 from .. import api
+from ..api import CONFIGS, TRACKERS
 from ..errors import UsageError
 from ..options import add_options, from_args
-from ..runspec import CONFIGS
-from ..tracking.trackers import TRACKERS
 
 BALANCED = {"cap_train": 2201, "cap_test": 250}  # the thesis's balanced MURA subset (images per class)
 

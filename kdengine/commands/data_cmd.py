@@ -4,8 +4,7 @@ from __future__ import annotations
 import argparse
 
 from .. import api
-from ..data.config import SOURCE_HELP
-from ..metric_names import SPLITS
+from ..api import SOURCE_HELP, SPLITS
 from .common import add_data_options, data_config, print_json
 
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import sys
 
 from .. import api
-from ..explain.request import METHODS, TARGETS
-from ..metric_names import SPLITS
-from ..study.registry import list_studies
+from ..api import EXPLAIN_METHODS, EXPLAIN_TARGETS, SPLITS, list_studies
 from .common import add_runs_dir, store_from
 
 
@@ -18,10 +16,10 @@ def register(sub) -> None:
                                                        "too), or a study (name, file or preset)")
     p.add_argument("--images", type=int, default=8, metavar="N",
                    help="images per configuration, balanced over the classes, fixed by --seed (default: 8)")
-    p.add_argument("--method", choices=METHODS, default="gradcam", help="the CAM (default: gradcam)")
+    p.add_argument("--method", choices=EXPLAIN_METHODS, default="gradcam", help="the CAM (default: gradcam)")
     p.add_argument("--split", choices=SPLITS, default="test", help="where the images come from (default: test)")
     p.add_argument("--seed", type=int, default=0, help="which images (default: 0)")
-    p.add_argument("--target", dest="target_class", choices=TARGETS, default="true",
+    p.add_argument("--target", dest="target_class", choices=EXPLAIN_TARGETS, default="true",
                    help="the class each map answers for: the true one (default: every model is asked the same "
                         "question) or each model's prediction")
     p.add_argument("--shift", default=None, metavar="NAME:SEVERITY",

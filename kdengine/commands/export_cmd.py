@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 from .. import api
-from ..errors import UsageError
-from ..reports.study import study_ids
-from ..tracking.mlflow_sync import export_runs
 from .common import add_runs_dir, store_from
 
 
@@ -21,13 +18,6 @@ def register(sub) -> None:
 
 
 def run_export_mlflow(args) -> int:
-    store = store_from(args)
-    if args.study:
-        ids = study_ids(api.find_study(store, args.study))
-    else:
-        ids = store.list_ids()
-    if not ids:
-        raise UsageError(f"no runs in {store.root}")
-    exported, skipped = export_runs(store, ids, args.uri, args.experiment)
+    exported, skipped = api.export_mlflow(store_from(args), args.study, args.uri, args.experiment)
     print(f"exported {exported} run(s); {skipped} already in MLflow")
     return 0

@@ -2,9 +2,9 @@
 the catalogue's; a name is checked against timm's names without importing timm)."""
 from __future__ import annotations
 
-from ..errors import UsageError
-from ..models.architectures import APPROX_PARAMS, PRETRAINED_ALIASES, THESIS, TINY
-from ..models.names import check_name
+from dataclasses import asdict
+
+from .. import api
 from .common import print_json
 
 
@@ -16,27 +16,11 @@ def register(sub) -> None:
     p.set_defaults(handler=run_models)
 
 
-def _params(name: str, classes: int) -> int:
-    """The catalogue's counts (7 classes, 1 channel) without torch; timm counts the rest."""
-    if classes == 7 and name in APPROX_PARAMS:
-        return APPROX_PARAMS[name]
-    from ..models.factory import count_params  # timm and torch: a model outside the catalogue, or other classes
-
-    return count_params(name, classes)
-
-
 def run_models(args) -> int:
-    if not 1 <= args.classes <= 100_000:
-        raise UsageError(f"--classes must lie in [1, 100000], got {args.classes}")
     if args.check:
-        check_name(args.check)  # torch-free: a mistyped name is refused at once
-        print(f"{args.check}: {_params(args.check, args.classes):,} parameters")
+        print(f"{args.check}: {api.model_params(args.check, args.classes):,} parameters")
         return 0
-    rows = []
-    for group, names in (("thesis", THESIS), ("tiny", TINY)):
-        for name in names:
-            rows.append({"name": name, "group": group, "params": _params(name, args.classes),
-                         "pretrained_as": PRETRAINED_ALIASES.get(name, name)})
+    rows = [asdict(m) for m in api.model_catalogue(args.classes)]
     if args.json:
         print_json(rows)
         return 0

@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import api
+from ..api import METRICS
 from ..errors import UsageError
-from ..reports.tables import METRICS
 from .common import add_runs_dir, store_from
 from .study_cmd import add_stats_args, stats_of
 

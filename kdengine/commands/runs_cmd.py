@@ -3,16 +3,12 @@ from __future__ import annotations
 
 import sys
 from collections import defaultdict
+from dataclasses import asdict
 
 from .. import api
+from ..api import RUNNING, STATES, collect, differing_keys, flat_settings
+from ..api import events as ev
 from ..errors import UsageError
-from ..execution.launch import ensure_workers
-from ..execution.packing import parse_runs_per_gpu
-from ..execution.worker import Worker
-from ..store.records import collect, differing_keys, flat_settings
-from ..store import events as ev
-from ..store.doctor import describe, examine, fix
-from ..store.lifecycle import RUNNING, STATES
 from .common import (
     add_fast_path_args,
     add_packing_arg,
@@ -80,15 +76,16 @@ def add_selectors(p, required: bool) -> None:
     """Which runs: ids (or parts of them), or every run of a study and/or in a state."""
     p.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="run ids, or unambiguous parts of them")
     p.add_argument("--study", default=None, metavar="STUDY", help="every run of this study")
-    p.add_argument("--state", action="append", default=[], choices=(*STATES, "damaged"),
+    p.add_argument("--state", action="append", default=[], choices=STATES,
                    help="only runs in this state (repeatable)")
+    p.add_argument("--damaged", action="store_true", help="only runs whose files cannot be read as a run's")
     p.set_defaults(selectors_required=required)
 
 
 def selected(store, args) -> list[str]:
-    if getattr(args, "selectors_required", False) and not (args.run_ids or args.study or args.state):
-        raise UsageError("name runs by id, or select them with --study STUDY and/or --state STATE")
-    return api.select_runs(store, args.run_ids, args.study, args.state)
+    if getattr(args, "selectors_required", False) and not (args.run_ids or args.study or args.state or args.damaged):
+        raise UsageError("name runs by id, or select them with --study STUDY, --state STATE and/or --damaged")
+    return api.select_runs(store, args.run_ids, args.study, args.state, args.damaged)
 
 
 def _fmt(value) -> str:
@@ -120,21 +117,22 @@ def run_list(args) -> int:
     records = [r for r in every if r.run_id in ids]
     rows = api.run_rows(store, records, every)
     if args.json:
-        print_json(rows)
+        print_json([{**asdict(r), "state": r.state.value, "data_kind": r.data_kind} for r in rows])
         return 0
     if not rows:
-        print("no runs yet" if not (args.run_ids or args.study or args.state) else "no run matches")
+        print("no runs yet" if not (args.run_ids or args.study or args.state or args.damaged) else "no run matches")
         return 0
     twins = twin_settings(records)
     print(f"{'run':44} {'state':9} {'what':16} {'teacher -> student':34} {'seed':>4} {'device':7} {'data':9} "
           f"{'test acc':>8} {'gain':>8}" + ("  settings" if twins else ""))
     for r in rows:
-        who = f"{r['teacher']} -> {r['student']}" if r["teacher"] else r["student"]
-        gain = "–" if r["gain"] is None else f"{r['gain']:+.4f}"
-        print(f"{r['run_id']:44} {r['state']:9} {r['what']:16} {who:34} {r['seed']!s:>4} {r['device']:7} "
-              f"{r['data_kind']:9} {_fmt(r['test_accuracy']):>8} {gain:>8}"
-              + (f"  {twins.get(r['run_id'], '')}" if twins else ""))
-    if any(r["synthetic"] for r in rows):
+        who = f"{r.teacher} -> {r.student}" if r.teacher else r.student
+        gain = "–" if r.gain is None else f"{r.gain:+.4f}"
+        state = "damaged" if r.damaged else r.state.value  # the list says why a run cannot be read, not its state
+        print(f"{r.run_id:44} {state:9} {r.what:16} {who:34} {r.seed!s:>4} {r.device:7} "
+              f"{r.data_kind:9} {_fmt(r.test_accuracy):>8} {gain:>8}"
+              + (f"  {twins.get(r.run_id, '')}" if twins else ""))
+    if any(r.synthetic for r in rows):
         print("synthetic: generated images, not real radiographs")
     return 0
 
@@ -144,22 +142,22 @@ def run_show(args) -> int:
     rid = resolve_run_id(store, args.run_id)
     header, status, metrics = store.read_spec_file(rid), store.read_status(rid), store.read_metrics(rid)
     if args.json:
-        print_json({"spec": header, "status": status, "metrics": metrics})
+        print_json({"spec": header, "status": status.as_dict(), "metrics": metrics})
         return 0
 
     print(f"{rid}: {(header or {}).get('describe', '(spec.json unreadable)')}")
-    print(f"state: {status['state']}" + (f" ({status['reason']})" if status.get("reason") else ""))
+    print(f"state: {status.state}" + (f" ({status.reason})" if status.reason else ""))
     for line in api.run_facts(store, rid):
         print(line)
-    trained = status.get("trained_on") or {}
-    where = f"asked for {status.get('device', 'auto')}"
+    trained = status.trained_on
+    where = f"asked for {status.device}"
     if trained:
         where += (f"; trained on {trained.get('device')}" + (f" ({trained['gpu']})" if trained.get("gpu") else "")
                   + f" on {trained.get('host')}"
                   + (f", {trained['input']} input" if trained.get("input") else "")
                   + (", CUDA graph" if trained.get("cuda_graph") else ""))
     print(f"device: {where}")
-    if status["state"] == RUNNING or not metrics:
+    if status.state == RUNNING or not metrics:
         print(live_text(store, rid, status))
     if metrics:
         names = metrics["class_names"]
@@ -190,11 +188,11 @@ def sparkline(values: list[float], lo: float = 0.0, hi: float = 1.0) -> str:
     return "".join(SPARK[min(len(SPARK) - 1, max(0, int((v - lo) / span * (len(SPARK) - 1) + 0.5)))] for v in values)
 
 
-def live_text(store, rid: str, status: dict) -> str:
+def live_text(store, rid: str, status) -> str:
     """A running (or unfinished) run in text: its phase and progress, and its curves so far."""
-    prog = status.get("progress") or {}
+    prog = status.progress
     lines = []
-    if prog and status.get("state") != RUNNING:
+    if prog and status.state != RUNNING:
         lines.append(f"progress: {prog.get('epochs_done', 0)}/{prog.get('epochs', '?')} epochs done; it resumes "
                      f"after epoch {prog.get('epochs_done', 0)}")
     elif prog:
@@ -218,7 +216,7 @@ def live_text(store, rid: str, status: dict) -> str:
                      f"(best {max(e.val['accuracy'] for e in rows):.4f})")
         lines.append(f"{label:13} {sparkline(losses, min(losses), max(losses))}")
     elif not prog:
-        lines.append("no epoch finished yet" + (f" ({status['reason']})" if status.get("reason") else ""))
+        lines.append("no epoch finished yet" + (f" ({status.reason})" if status.reason else ""))
     return "\n".join(lines)
 
 
@@ -276,11 +274,10 @@ def run_delete(args) -> int:
 
 def run_doctor(args) -> int:
     store = store_from(args, write=args.fix)
-    findings = examine(store)
-    print(describe(findings))
-    if args.fix and findings:
-        for line in fix(store, findings):
-            print(f"fixed: {line}")
+    findings, mended = api.doctor(store, mend=args.fix)
+    print(api.describe_findings(findings))
+    for line in mended:
+        print(f"fixed: {line}")
     return 0
 
 
@@ -297,13 +294,13 @@ def run_worker(args) -> int:
     if not args.idle_exit >= 0:
         raise UsageError(f"--idle-exit must be a number of seconds >= 0, got {args.idle_exit}")
 
-    runs_per_gpu = parse_runs_per_gpu(args.runs_per_gpu)
+    runs_per_gpu = api.parse_runs_per_gpu(args.runs_per_gpu)
     if args.dry_run:
         print(api.worker_plan(store_from(args), args.device, runs_per_gpu))
         return 0
     store = store_from(args, write=True)
     if args.detach or runs_per_gpu != 1:  # several workers: detached processes, each pinned to its GPU
-        pids = ensure_workers(store.root, args.device, args.idle_exit, runs_per_gpu, fast=fast_path(args))
+        pids = api.start_workers(store, args.device, runs_per_gpu, fast_path(args), args.idle_exit)
         print(f"started worker pid(s) {pids}" if pids else "a worker is already running")
         return 0
-    return Worker(store, args.device, args.idle_exit, args.once, args.loader_workers, fast=fast_path(args)).run()
+    return api.serve(store, args.device, args.idle_exit, args.once, args.loader_workers, fast_path(args))

@@ -5,16 +5,14 @@ import sys
 from pathlib import Path
 
 from .. import api
-from ..reports.tables import export
 from .common import add_runs_dir, print_json, store_from
 
 
 def register(sub) -> None:
-    from ..data.corruptions import SHIFTS  # cv2 (0.1 s): every command registers its flags at start
 
     p = sub.add_parser("shift", help="evaluate finished runs under acquisition shift (and on external data)")
     p.add_argument("target", metavar="RUN|STUDY", help="a run id (or part of one), or a study (name, file or preset)")
-    p.add_argument("--shifts", default="all", metavar="LIST", help="comma-separated: " + ", ".join(SHIFTS))
+    p.add_argument("--shifts", default="all", metavar="LIST", help="comma-separated: " + ", ".join(api.shift_names()))
     p.add_argument("--severities", default="1..5", metavar="1..5", help="1..5, 1,3,5 or one severity")
     p.add_argument("--external", default=None, metavar="SOURCE",
                    help="also evaluate on another dataset with the same classes (another site's images)")
@@ -38,6 +36,6 @@ def run_shift(args) -> int:
         print_json(results)
         return 0
     out = Path(args.out) if args.out else store.root / "reports" / f"{name}-robustness"
-    for path in export(api.shift_tables(store, name, results), out, "both"):
+    for path in api.export_tables(api.shift_tables(store, name, results), out, "both"):
         print(f"wrote {path}")
     return 0

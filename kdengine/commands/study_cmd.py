@@ -7,20 +7,8 @@ from pathlib import Path
 
 from .. import api
 from .. import strategy_catalog as catalog
+from ..api import CORRECTIONS, FINISHED, FORMATS, INTERVALS, METRICS, PRESETS, STATES_BY_PROGRESS, axes
 from ..errors import UsageError
-from ..execution.packing import parse_runs_per_gpu
-from ..execution.ray_executor import parse_executor
-from ..models.names import check_names
-from ..options import schema_rows
-from ..reports.sweep import write_sweep_figures
-from ..reports.correction import CORRECTIONS
-from ..reports.stats import INTERVALS
-from ..reports.tables import FORMATS, METRICS, export, table_markdown
-from ..runspec import CONFIGS, differences
-from ..store.lifecycle import FINISHED, STATES_BY_PROGRESS
-from ..study import axes
-from ..study.schema import PRESETS
-from ..study.schema import __doc__ as layout
 from .common import add_packing_arg, add_runs_dir, add_runtime_args, check_loader_workers, fast_path, store_from
 
 
@@ -85,11 +73,11 @@ def write_tables(tables, args) -> int:
     if args.out is None:  # on the terminal
         print(f"# {tables.title}\n")
         for t in tables.tables:
-            print(table_markdown(t))
+            print(api.table_markdown(t))
         if tables.one_seed:
             print("note: one seed per cell: no interval can be given")
         return 0
-    for path in export(tables, Path(args.out), args.format) + write_sweep_figures(tables, Path(args.out)):
+    for path in api.export_tables(tables, Path(args.out), args.format):
         print(f"wrote {path}")
     if tables.one_seed:
         print("note: one seed per cell: no interval can be given")
@@ -102,10 +90,10 @@ def _record(store, name: str) -> dict:
 
 def run_study(args) -> int:
     check_loader_workers(args)
-    executor, address = parse_executor(args.executor)
+    executor, address = api.parse_executor(args.executor)
     if executor == "ray" and args.detach:
         raise UsageError("--detach queues for local workers; --executor ray runs the study on the cluster: choose one")
-    runs_per_gpu = parse_runs_per_gpu(args.runs_per_gpu)
+    runs_per_gpu = api.parse_runs_per_gpu(args.runs_per_gpu)
     # every check before anything is queued, the data decoded into the cache its runs will read; a dry run
     # checks names only (no torch, no data)
     study, plan = api.plan_study(args.study, args.set, args.data, check=not args.dry_run, decode=not args.dry_run,
@@ -115,13 +103,13 @@ def run_study(args) -> int:
     print(f"study {study.name}: {len(plan)} runs over {len(study.seeds)} seed(s): "
           + ", ".join(f"{n} {k}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1])))
     if args.dry_run:
-        check_names({s.model for p in plan for s in (p.spec, *p.spec.teachers)})
+        api.check_names({s.model for p in plan for s in (p.spec, *p.spec.teachers)})
         print_dry_run(store, study, plan)
         return 0
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     if study.teacher_train is not None:
         log("teachers train with [teacher_train]: " + (", ".join(
-            differences(study.train, study.teacher_train)) or "the same settings as the students"))
+            api.differences(study.train, study.teacher_train)) or "the same settings as the students"))
     if args.detach:
         if note := api.cuda_elsewhere(args.device):
             log(note)
@@ -143,7 +131,7 @@ def run_study(args) -> int:
 def print_dry_run(store, study, plan) -> None:
     """The runs, each with its state (finished ones are marked: they are reused) and, in a sweep, its point; then
     the runs per axis value."""
-    state = {p.run_id: store.read_status(p.run_id)["state"] if store.exists(p.run_id) else "new" for p in plan}
+    state = {p.run_id: store.read_status(p.run_id).state if store.exists(p.run_id) else "new" for p in plan}
     keys = [a.key for a in study.axes]
     for p in plan:
         mark = "✓" if state[p.run_id] == FINISHED else " "
@@ -167,14 +155,14 @@ def print_dry_run(store, study, plan) -> None:
 
 def study_status(args) -> int:
     st = api.study_status(store_from(args), args.study)
-    counts = Counter(s["state"] for s in st.states.values())
+    counts = Counter(s.state for s in st.states.values())
     print(f"study {st.name} ({st.source}): {len(st.states)} runs, seeds {st.seeds}")
     print("  " + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATES_BY_PROGRESS))
     if st.axes:
         print(f"  axes: {axes.describe(st.axes)}")
     for rid, s in st.states.items():
-        if s["state"] != FINISHED:
-            print(f"  {s['state']:8} {rid}" + (f"  ({s['reason']})" if s.get("reason") else ""))
+        if s.state != FINISHED:
+            print(f"  {s.state.value:8} {rid}" + (f"  ({s.reason})" if s.reason else ""))
     return 0
 
 
@@ -186,15 +174,11 @@ def study_table(args) -> int:
 
 
 def study_schema(args) -> int:
-    print(layout.split("The sections")[0].rstrip())
-    from ..data.corruptions import ShiftConfig  # cv2: only the schema prints [shift]
-
-    for section, cls in (("data", CONFIGS["data"]), ("train", CONFIGS["train"]), ("teacher_train", CONFIGS["train"]),
-                         ("kd", CONFIGS["kd"]), ("shift", ShiftConfig)):
-        print(f"\n[{section}]" + ("   (each key optional; unset keys follow [train])" if section == "teacher_train" else ""))
-        if section == "teacher_train":
-            continue
-        for key, kind, default, help_ in schema_rows(cls):
+    layout, sections = api.study_schema()
+    print(layout)
+    for section in sections:
+        print(f"\n[{section.name}]" + (f"   ({section.note})" if section.note else ""))
+        for key, kind, default, help_ in section.rows:
             print(f"  {key:20} {kind:40} default {default:12} {help_}")
     print("\n[[experiments]] strategy: one of")
     for s in catalog.CATALOGUE.values():

@@ -6,9 +6,8 @@ import sys
 
 from .. import api
 from .. import strategy_catalog as catalog
-from ..options import add_options, from_args, replace_from_assignments
-from ..runspec import CONFIGS, MAX_SEED, baseline_of, build_specs
-from ..store.queue import teacher_notes
+from ..api import CONFIGS, MAX_SEED, baseline_of
+from ..options import add_options, from_args
 from .common import (
     add_data_options,
     add_runtime_args,
@@ -61,22 +60,11 @@ def register(sub) -> None:
     p.set_defaults(handler=run_train)
 
 
-def resolve_teachers(store, names: list[str]) -> list:
-    """Each --teacher is a model name, or the id of a run in the store (then that run is the teacher)."""
-    out = []
-    for name in names:
-        if store.exists(name):
-            out.append(store.load_spec(name))
-        else:
-            out.append(name)
-    return out
-
-
 def spec_from_args(args, store):
-    train = from_args(CONFIGS["train"], args)
-    teacher_train = replace_from_assignments(train, args.teacher_set, "--teacher-set") if args.teacher_set else None
-    return build_specs(args.strategy, args.student, resolve_teachers(store, args.teacher), data_config(args), train,
-                       from_args(CONFIGS["kd"], args), args.seed, teacher_train=teacher_train)
+    """Each --teacher is a model name, or the id of a run in the store (then that run is the teacher)."""
+    return api.spec_from_settings(store, args.strategy, args.student, args.teacher, data_config(args),
+                                  from_args(CONFIGS["train"], args), from_args(CONFIGS["kd"], args), args.seed,
+                                  args.teacher_set, "--teacher-set")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -95,7 +83,7 @@ def run_train(args: argparse.Namespace) -> int:
               + f"; start a worker with: kdengine worker --runs-dir {store.root}")
         return 0
 
-    for note in teacher_notes(store, spec):
+    for note in api.teacher_notes(store, spec):
         log(note)
     trained = api.train(store, spec, args.device, args.loader_workers, fast_path(args), args.tracker,
                         with_baseline=not args.no_baseline, progress=not args.quiet, log=log)

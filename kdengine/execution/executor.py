@@ -68,7 +68,7 @@ def _ensure(store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers: Callable
     waited = False
     while True:
         status = store.read_status(rid)
-        state = status["state"]
+        state = status.state
         if state == FINISHED:
             metrics = store.read_metrics(rid)
             if metrics is None:
@@ -83,8 +83,8 @@ def _ensure(store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers: Callable
                 waited = True
             time.sleep(WAIT_POLL_S)
             continue
-        if state in (FAILED, STOPPED) and not (dispatched and status.get("stale")):
-            raise RunFailed(f"{rid} is {state}" + (f" ({status['reason']})" if status.get("reason") else "")
+        if state in (FAILED, STOPPED) and not (dispatched and status.stale):
+            raise RunFailed(f"{rid} is {state}" + (f" ({status.reason})" if status.reason else "")
                             + f"; retry it with: kdengine runs retry {rid}")
         neighbours = [0]  # runs beside it on its GPU when it was admitted (an OOM then is a crowding OOM)
 
@@ -98,8 +98,8 @@ def _ensure(store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers: Callable
                        admit=admit if placement is not None else None, **extra):
             return run_claimed(store, spec, dev, trackers(), progress, log, placement, neighbours[0])
         status = store.read_status(rid)
-        if status["state"] == QUEUED and not serves(dev.device.type, status.get("device")):
-            raise RunFailed(f"{rid} is queued for {status.get('device')}; this process trains on {dev.device.type}")
+        if status.state == QUEUED and not serves(dev.device.type, status.device):
+            raise RunFailed(f"{rid} is queued for {status.device}; this process trains on {dev.device.type}")
 
 
 def thread_note(metrics: dict) -> str:

@@ -221,7 +221,7 @@ def queued_keys(store: RunStore) -> dict[str, list[str]]:
     """The memory key of every queued or running run (key -> run ids)."""
     keys: dict[str, list[str]] = {}
     for rid in store.list_ids():
-        if store.read_status(rid)["state"] not in (QUEUED, RUNNING):
+        if store.read_status(rid).state not in (QUEUED, RUNNING):
             continue
         try:
             keys.setdefault(memory_key(store.load_spec(rid)), []).append(rid)

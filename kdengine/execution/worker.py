@@ -33,7 +33,7 @@ def next_claimable(store: RunStore, device: str | None = None, fits=None):
     failed or was stopped is left queued with the reason."""
     for rid in store.list_ids():
         status = store.read_status(rid)
-        if status["state"] != QUEUED or not serves(device, status.get("device")):
+        if status.state != QUEUED or not serves(device, status.device):
             continue
         try:
             spec = store.load_spec(rid)
@@ -59,7 +59,7 @@ def next_claimable(store: RunStore, device: str | None = None, fits=None):
 def _unfinished_teachers(store: RunStore, spec):
     for t in spec.teachers:
         yield from _unfinished_teachers(store, t)
-        if store.read_status(t.run_id)["state"] != FINISHED:
+        if store.read_status(t.run_id).state != FINISHED:
             yield t
 
 
@@ -68,11 +68,11 @@ def _blocked_by(store: RunStore, spec, device: str | None = None) -> str | None:
     another device), or a teacher that failed."""
     for t in spec.teachers:
         status = store.read_status(t.run_id)
-        if status["state"] == RUNNING or (status["state"] == QUEUED and not serves(device, status.get("device"))):
+        if status.state == RUNNING or (status.state == QUEUED and not serves(device, status.device)):
             return TEACHER_BUSY
-        if status["state"] in (FAILED, STOPPED) or not store.exists(t.run_id):
-            why = status.get("reason") or ("not in the store" if not store.exists(t.run_id) else status["state"])
-            return (f"waiting: teacher {t.run_id} is {status['state']} ({why}); "
+        if status.state in (FAILED, STOPPED) or not store.exists(t.run_id):
+            why = status.reason or ("not in the store" if not store.exists(t.run_id) else status.state)
+            return (f"waiting: teacher {t.run_id} is {status.state} ({why}); "
                     f"retry it with: kdengine runs retry {t.run_id}")
         deeper = _blocked_by(store, t, device)
         if deeper:

@@ -221,7 +221,7 @@ def explain(store: RunStore, run_ids: list[str], req: Request, device, force: bo
     out = Outcome()
     ready = []
     for rid in with_partners(store, run_ids):
-        state = store.read_status(rid)["state"] if store.exists(rid) else None
+        state = store.read_status(rid).state if store.exists(rid) else None
         if state == FINISHED:
             ready.append(rid)
         else:

@@ -27,7 +27,7 @@ from ..store.records import RunRecord
 from .groups import settings_groups
 from .intervals import tested
 from .stats import summarize
-from .table import Table
+from .table_model import Table
 
 # Below this many native cells a side, agreement is not reported: for random 2 x 2 maps Spearman's rho has SD 0.56
 # and the top-20% IoU a chance level of 0.205 (0.111 at 7 x 7): there is no room to agree or disagree. kdengine

@@ -35,7 +35,7 @@ def adjust(p_values: list[float], correction: str) -> list[float]:
 
 
 def correct_table(table, correction: str) -> int:
-    """Fill p_adj in every tested cell of ``table`` (a reports.table.Table) over its family; returns its size."""
+    """Fill p_adj in every tested cell of ``table`` (a reports.table_model.Table) over its family; returns its size."""
     where = [(i, j) for i, row in enumerate(table.rows) for j, v in enumerate(row)
              if isinstance(v, Summary) and v.tested and v.p is not None]
     adjusted = adjust([table.rows[i][j].p for i, j in where], correction)

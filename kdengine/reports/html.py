@@ -14,7 +14,7 @@ from ..store import RunStore
 from . import figures as F
 from ..store.records import RunRecord
 from .latex import table_latex
-from .table import METRICS, Tables, cell_text
+from .table_model import METRICS, Tables, cell_text
 from .tables import table_csv
 
 CSS = """

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from ..store.records import RunRecord, finished_baseline
 from .stats import SEEDS, SEEDS_IMAGES, Summary, summarize, two_way
-from .table import METRICS, gain_bounds
+from .table_model import METRICS, gain_bounds
 
 PER_IMAGE_METRICS = ("accuracy",)  # a mean over images: what the images' share of the variance is known for
 

@@ -7,7 +7,7 @@ symbols the tables use (±, ρ, κ, →, –) are written as LaTeX commands, so 
 from __future__ import annotations
 
 from .stats import Summary
-from .table import METRICS, Table, text_frame
+from .table_model import METRICS, Table, text_frame
 
 # after escaping: the tables' non-ASCII symbols, as LaTeX commands pdflatex knows without extra packages
 SYMBOLS = {"±": r"$\pm$", "ρ": r"$\rho$", "κ": r"$\kappa$", "→": r"$\to$", "–": "--", "—": "---", "×": r"$\times$",

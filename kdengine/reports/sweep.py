@@ -36,7 +36,7 @@ from ..store.records import RunRecord
 from .groups import settings_groups
 from .intervals import StatsOptions, gain_summary, paired, value_summary
 from .stats import Summary, summarize
-from .table import METRICS, Table, Tables, cell_notes
+from .table_model import METRICS, Table, Tables, cell_notes
 
 
 @dataclass

@@ -35,7 +35,7 @@ from .latex import document, table_latex
 from .intervals import StatsOptions, by_seed, gain_summary, interval_note, paired, value_summary
 from .stats import INTERVALS, Summary, summarize
 from .sweep import add_sweeps
-from .table import METRICS, SYNTHETIC_NOTE, Table, Tables, cell_notes, text_frame
+from .table_model import METRICS, SYNTHETIC_NOTE, Table, Tables, cell_notes, text_frame
 
 TIDY_METRICS = PER_SPLIT
 SHIFT_METRICS = HEADLINE  # what shift.json keeps per cell

@@ -83,7 +83,7 @@ def evaluate_run(store: RunStore, run_id: str, shifts: list[str], severities: li
         return previous
     known = previous.get("cells", {}) if mergeable else {}
     spec = store.load_spec(run_id)
-    if store.read_status(run_id)["state"] != FINISHED:
+    if store.read_status(run_id).state != FINISHED:
         raise UsageError(f"{run_id} is not finished: shifts are evaluated on a finished run's best checkpoint")
     dev = dev or setup_device("auto")
     batch = batch or max(spec.train.batch_size, 64)

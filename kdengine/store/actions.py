@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from .lifecycle import FAILED, FINISHED, QUEUED, RUNNING, STOPPED
 
 ACTIONS = ("stop", "retry", "delete", "archive")
-DAMAGED = "damaged"  # a record's state when its files cannot be read (store.records.RunRecord.state)
 
 
 def why_not(action: str, state: str, damage: str | None = None, readable: bool = True,
@@ -27,7 +26,7 @@ def why_not(action: str, state: str, damage: str | None = None, readable: bool =
             return f"already {state}"
         if state in (FAILED, STOPPED):
             return None
-        if state in (FINISHED, DAMAGED) and damage:
+        if state == FINISHED and damage:
             return None if force else f"finished but {damage}: retry with force to train it again"
         return "finished: its results stay"
     if action in ("delete", "archive"):

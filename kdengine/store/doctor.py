@@ -74,17 +74,17 @@ def _examine_run(store: RunStore, rid: str) -> list[Finding]:
     status = store.read_status(rid)
     raw = read_json(d / STATUS)
     if not isinstance(raw, dict) or raw.get("state") is None:
-        out.append(Finding(rid, f"status.json unreadable; from the evidence it is {status['state']}",
+        out.append(Finding(rid, f"status.json unreadable; from the evidence it is {status.state}",
                            "status rewritten by --fix", True))
-    state = status["state"]
+    state = status.state
     if state == FINISHED and not isinstance(read_json(d / METRICS), dict):
         out.append(Finding(rid, "finished, but metrics.json is missing or damaged",
                            f"kdengine runs retry {rid} --force trains it again"))
     if state == FINISHED and not (d / BEST).is_file():
         out.append(Finding(rid, "finished, but its best checkpoint is missing (it cannot teach)",
                            f"kdengine runs retry {rid} --force trains it again"))
-    if status.get("stale"):
-        out.append(Finding(rid, status["reason"], "queued again by --fix (resumes from its last finished epoch)",
+    if status.stale:
+        out.append(Finding(rid, status.reason, "queued again by --fix (resumes from its last finished epoch)",
                            True))
     for tmp in temp_files(d):
         out.append(Finding(rid, f"temp file {tmp.relative_to(d)} left by a write that was killed",
@@ -101,13 +101,13 @@ def fix(store: RunStore, findings: list[Finding]) -> list[str]:
         for tmp in remove_temp_files(d):
             done.append(f"{rid}: removed {tmp.relative_to(d)}")
         status = store.read_status(rid)
-        if status.get("stale") and store.requeue(rid):  # also replaces an unreadable status
+        if status.stale and store.requeue(rid):  # also replaces an unreadable status
             done.append(f"{rid}: queued again (interrupted)")
             continue
         raw = read_json(d / STATUS)
         if not isinstance(raw, dict) or raw.get("state") is None:
-            store.write_status(rid, status["state"], status.get("reason"))
-            done.append(f"{rid}: status.json rewritten ({status['state']})")
+            store.write_status(rid, status.state, status.reason)
+            done.append(f"{rid}: status.json rewritten ({status.state})")
     for f in findings:
         if not f.fixable or store.exists(f.where):
             continue

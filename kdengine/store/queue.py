@@ -36,11 +36,11 @@ def teacher_notes(store: RunStore, spec: RunSpec, verb: str = "training") -> lis
     notes = []
     for t in spec.teachers:
         rid = t.run_id
-        if store.read_status(rid)["state"] == FINISHED and store.read_metrics(rid) is not None:
+        if store.read_status(rid).state == FINISHED and store.read_metrics(rid) is not None:
             notes.append(f"reusing teacher {rid}: finished, with the same architecture, data, settings and seed")
             continue
         if store.exists(rid):
-            notes.append(f"teacher {rid} is in the store ({store.read_status(rid)['state']}); it will be finished first")
+            notes.append(f"teacher {rid} is in the store ({store.read_status(rid).state}); it will be finished first")
             continue
         best = _closest_finished(store, t)
         if best is None:
@@ -55,7 +55,7 @@ def teacher_notes(store: RunStore, spec: RunSpec, verb: str = "training") -> lis
 def _closest_finished(store: RunStore, spec: RunSpec) -> tuple[RunSpec, list[str]] | None:
     best = None
     for rid in store.list_ids():
-        if not rid.startswith(f"{spec.role_label}-") or store.read_status(rid)["state"] != FINISHED:
+        if not rid.startswith(f"{spec.role_label}-") or store.read_status(rid).state != FINISHED:
             continue
         try:
             other = store.load_spec(rid)

@@ -16,8 +16,9 @@ from .. import strategy_catalog as catalog
 from ..errors import UsageError
 from ..metric_names import SPLITS  # noqa: F401 - the tables read it from here too
 from ..runspec import RunSpec, baseline_of
-from .lifecycle import FINISHED, QUEUED
+from .lifecycle import FINISHED, State
 from .runstore import RunStore
+from .status import RunStatus
 from .runstore import EXPLAIN, PREDICTIONS, SHIFT, read_json, read_predictions
 
 
@@ -25,7 +26,7 @@ from .runstore import EXPLAIN, PREDICTIONS, SHIFT, read_json, read_predictions
 class RunRecord:
     run_id: str
     spec: RunSpec | None  # None when the run is damaged
-    status: dict
+    status: RunStatus
     metrics: dict | None
     damage: str | None = None  # why the run cannot be read, when it cannot
     shift: dict | None = None  # shift.json: the best checkpoint under acquisition shift, once evaluated
@@ -42,8 +43,13 @@ class RunRecord:
         return (self.preds or {}).get(split)
 
     @property
-    def state(self) -> str:
-        return "damaged" if self.damage else self.status.get("state", QUEUED)
+    def state(self) -> State:
+        return self.status.state
+
+    @property
+    def damaged(self) -> bool:
+        """Its files cannot be read as a run's (``damage`` says why): a flag beside its state, not a state."""
+        return self.damage is not None
 
     @property
     def finished(self) -> bool:
@@ -151,7 +157,7 @@ def read_record(store: RunStore, run_id: str) -> RunRecord:
     if spec is not None and damage is None and metrics is None and (d / "metrics.json").exists():
         damage = "metrics.json is damaged (not valid JSON)"
     status = store.read_status(run_id)
-    if damage is None and status.get("state") == FINISHED and metrics is None:
+    if damage is None and status.state == FINISHED and metrics is None:
         damage = "finished, but metrics.json is missing"
     shift = _write_once(d / SHIFT) if metrics is not None else None
     shift = shift if isinstance(shift, dict) and "cells" in shift else None

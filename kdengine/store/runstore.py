@@ -17,12 +17,13 @@ import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..atomic import atomic_path, disk_errors, remove_temp_files, write_json
+from ..atomic import atomic_path, disk_errors, lenient_json_default, remove_temp_files, write_json
 from ..errors import KDError, UsageError
 from ..runspec import STORE_VERSION, RunSpec
 from . import events as ev
 from .lifecycle import FAILED, FINISHED, QUEUED, RUNNING, STATES, STOPPED, State, check
 from .liveness import pid_alive, process_start
+from .status import RunStatus
 
 HEARTBEAT_S = 5.0  # how often a running run refreshes its heartbeat (a thread does, whatever the run is doing)
 STALE_S = 120.0  # a heartbeat older than this means the process is gone (or hung)
@@ -39,12 +40,6 @@ BEST = "checkpoints/best.safetensors"
 
 class Busy(Exception):
     """A claim refused for now: the run does not fit beside the others on its GPU (packing's admission)."""
-
-
-def device_of(status: dict) -> str:
-    """Where a run trained (cuda:0 …), or, before it started, what it asked for (auto, cpu, cuda)."""
-    trained = status.get("trained_on") or {}
-    return str(trained.get("device") or status.get("device") or "auto")
 
 
 def read_json(path: Path) -> dict | None:
@@ -160,8 +155,8 @@ class RunStore:
         """The whole event log, typed (``store/events.py``)."""
         return ev.parse_all(self.read_events(run_id)[0])
 
-    def read_status(self, run_id: str) -> dict:
-        """Where a run stands, from the best evidence the store holds.
+    def read_status(self, run_id: str) -> RunStatus:
+        """Where a run stands, from the best evidence the store holds (typed: ``store/status.py``).
 
         - A run with ``metrics.json`` and its best checkpoint is finished, whatever status.json says
           (a status lost to a crash or a bad disk never sends finished work back to the queue).
@@ -174,13 +169,14 @@ class RunStore:
         if not isinstance(status, dict) or status.get("state") not in STATES:
             status = self._status_from_events(run_id)
         if status["state"] != FINISHED and (d / BEST).is_file() and isinstance(read_json(d / METRICS), dict):
-            return {**status, "state": FINISHED.value, "reason": None,
-                    "note": f"status.json said {status['state']}; metrics and best checkpoint show it finished"}
+            return RunStatus.from_dict({**status, "state": FINISHED.value, "reason": None, "note":
+                                        f"status.json said {status['state']}; metrics and best checkpoint show it "
+                                        "finished"})
         if status["state"] == RUNNING:
             dead = self._dead_reason(status)
             if dead:
                 status = {**status, "state": FAILED.value, "reason": dead, "stale": True}
-        return status
+        return RunStatus.from_dict(status)
 
     def _status_from_events(self, run_id: str) -> dict:
         events, _ = self.read_events(run_id)
@@ -260,7 +256,7 @@ class RunStore:
         """Append one JSON line; first mends a torn last line left by a crashed writer."""
         path = self.run_dir(run_id) / EVENTS
         record = event.to_dict() if isinstance(event, ev.Event) else event
-        line = json.dumps({"t": round(time.time(), 3), **record}, default=_plain, separators=(",", ":"))
+        line = json.dumps({"t": round(time.time(), 3), **record}, default=lenient_json_default, separators=(",", ":"))
         with disk_errors(path):
             self._append(path, line)
 
@@ -319,8 +315,8 @@ class RunStore:
         """
         with (contextlib.nullcontext() if dispatched else self.lock()):
             status = self.read_status(run_id)
-            takeover = dispatched and (status["state"] == RUNNING or status.get("stale"))
-            if (status["state"] != QUEUED and not takeover) or not serves(device, status.get("device")):
+            takeover = dispatched and (status.state == RUNNING or status.stale)
+            if (status.state != QUEUED and not takeover) or not serves(device, status.device):
                 return False
             if admit is not None:
                 ok, why = admit()
@@ -329,9 +325,9 @@ class RunStore:
             with contextlib.suppress(FileNotFoundError):
                 (self.run_dir(run_id) / STOP).unlink()
             remove_temp_files(self.run_dir(run_id))
-            self._transition(run_id, status["state"], RUNNING, worker=worker,
+            self._transition(run_id, status.state, RUNNING, worker=worker,
                              event={"worker": worker, "pid": os.getpid(), "pid_start": process_start(os.getpid()),
-                                    "host": socket.gethostname(), "resumed_from": status.get("requeued_from")},
+                                    "host": socket.gethostname(), "resumed_from": status.requeued_from},
                              **extra)
             return True
 
@@ -350,36 +346,36 @@ class RunStore:
         with self.lock():
             status = self.read_status(run_id)
             extra = {"device": device_kind(device)} if device else {}
-            if status["state"] == QUEUED:
-                if extra and status.get("device") != extra["device"]:
-                    self._transition(run_id, QUEUED, QUEUED, status.get("reason"), event=extra, **extra)
+            if status.state == QUEUED:
+                if extra and status.device != extra["device"]:
+                    self._transition(run_id, QUEUED, QUEUED, status.reason, event=extra, **extra)
                 return False
-            if status["state"] not in (FAILED, STOPPED):
+            if status.state not in (FAILED, STOPPED):
                 return False
-            self._transition(run_id, status["state"], QUEUED, event={"requeued_from": status["state"], **extra},
-                             requeued_from=status["state"], **extra)
+            self._transition(run_id, status.state, QUEUED, event={"requeued_from": status.state.value, **extra},
+                             requeued_from=status.state.value, **extra)
             return True
 
     def note_waiting(self, run_id: str, reason: str) -> None:
         """Say why a queued run cannot start (its teacher failed), once."""
         with self.lock():
             status = self.read_status(run_id)
-            if status["state"] == QUEUED and status.get("reason") != reason:  # a note, not a change: no event
+            if status.state == QUEUED and status.reason != reason:  # a note, not a change: no event
                 check(QUEUED, QUEUED)
-                self.write_status(run_id, QUEUED, reason, **{k: v for k, v in status.items()
-                                                             if k in ("requeued_from",)})
+                self.write_status(run_id, QUEUED, reason, **({"requeued_from": status.requeued_from}
+                                                             if status.requeued_from else {}))
 
     def request_stop(self, run_id: str) -> str:
         """Ask a run to stop: a running run stops within a heartbeat; a queued one stops now."""
         with self.lock():
-            state = self.read_status(run_id)["state"]
+            state = self.read_status(run_id).state
             if state == QUEUED:
                 self._transition(run_id, QUEUED, STOPPED, "stopped before it started")
                 return "stopped"
             if state == RUNNING:
                 (self.run_dir(run_id) / STOP).write_text(str(time.time()))
                 return "stopping"
-            return state
+            return state.value
 
     def stop_requested(self, run_id: str) -> bool:
         return (self.run_dir(run_id) / STOP).exists()
@@ -397,7 +393,7 @@ class RunStore:
     def remove(self, run_id: str, archive: bool = False) -> Path | None:
         """Delete a run's folder, or move it to ``.archive/`` (returns where it went). Never a running run."""
         with self.lock():
-            if self.read_status(run_id)["state"] == RUNNING:
+            if self.read_status(run_id).state == RUNNING:
                 raise UsageError(f"{run_id} is running: stop it first (kdengine runs stop {run_id})")
             src = self.run_dir(run_id)
             if archive:
@@ -460,14 +456,6 @@ def serves(worker_device: str | None, requested: str | None) -> bool:
     """Whether a process training on ``worker_device`` (None: whatever it is) may take a run asking for ``requested``."""
     requested = device_kind(requested)
     return worker_device is None or requested == "auto" or device_kind(worker_device) == requested
-
-
-def _plain(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if hasattr(obj, "item"):
-        return obj.item()
-    return str(obj)
 
 
 PREDICTION_ARRAYS = ("index", "row", "label", "pred", "probs")

@@ -15,15 +15,12 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from kdengine.api import gpu_count
 from kdengine.api import gpu_info
 from kdengine.api import collect
 from kdengine.api import QUEUED, RUNNING
 from kdengine.api import list_studies, load_study_record
 
-from ..messages import WorkerRequested
 from ..store_view import fmt_eta
-from .dialogs import WorkerScreen
 
 POLL_S = 2.0
 LOG_LINES = 6
@@ -54,7 +51,7 @@ def study_etas(store, records, workers: int) -> list[tuple[str, int, int, float 
         durations = [r.metrics.get("seconds") for r in done if r.metrics.get("seconds")]
         eta = None
         if running or queued:
-            left = sum((r.status.get("progress") or {}).get("eta_s") or 0 for r in running)
+            left = sum(r.status.progress.get("eta_s") or 0 for r in running)
             if queued and durations:
                 left += len(queued) * (sum(durations) / len(durations)) / max(1, workers)
             eta = left if (durations or not queued) else None
@@ -68,7 +65,7 @@ def snapshot(store) -> WorkersSnapshot:
     for r in records:
         snap.states[r.state] = snap.states.get(r.state, 0) + 1
         if r.state == QUEUED:
-            device = r.status.get("device", "auto")
+            device = r.status.device
             snap.queued_by_device[device] = snap.queued_by_device.get(device, 0) + 1
     snap.studies = study_etas(store, records, len(snap.workers))
     logs = sorted(store.workers_dir().glob("worker-*.log"), key=lambda p: p.stat().st_mtime, reverse=True) \
@@ -145,8 +142,4 @@ class WorkersScreen(Screen):
         self.query_one("#workers-view", Static).update(render(snap))
 
     def action_start_worker(self) -> None:
-        def done(choice):
-            if choice:
-                self.post_message(WorkerRequested(*choice))
-
-        self.app.push_screen(WorkerScreen(gpu_count()), done)
+        self.app.ask_worker()

@@ -1,0 +1,98 @@
+"""One row per run: what a list of runs shows, for the CLI's ``runs list`` (and its ``--json``) and kdtui's run list
+alike (no torch). Each front end formats a row its own way; what a row holds is decided here once."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from .lifecycle import RUNNING, State
+from .records import RunRecord, collect, finished_baseline, roles_of
+from .runstore import RunStore
+
+
+@dataclass(frozen=True)
+class RunRow:
+    run_id: str
+    state: State
+    damaged: bool  # its files cannot be read as a run's (``reason`` says why)
+    what: str  # its strategy; for a cross-entropy run its role: teacher, baseline, teacher+baseline, defective T
+    strategy: str | None
+    regime: str | None
+    teacher: str | None  # its teacher(s), as a label
+    student: str
+    seed: int | None
+    device: str  # where it trained (cuda:0 …), or what it asked for
+    data: str | None  # the data source
+    synthetic: bool
+    epochs: int  # planned
+    epoch: int  # finished epochs; while it trains, the epoch it is in
+    progress: float  # 0..1 of its steps (1 when finished, also after an early stop)
+    best_val: float | None  # the best validation accuracy so far
+    test_accuracy: float | None
+    baseline_run_id: str | None
+    gain: float | None  # test accuracy over its finished baseline
+    reason: str | None  # why it failed, stopped, waits, or is damaged
+    eta_s: float | None  # while it trains
+    phase: str  # while it runs: training, decoding, evaluating val …
+    studies: tuple[str, ...] = ()
+    order: int = 0  # its place in the store (creation order)
+    stopped_early: bool = False  # a defective teacher stopped at its threshold
+    readable: bool = True  # its spec can be read (a run that cannot be read cannot be retried)
+
+    @property
+    def data_kind(self) -> str:
+        return self.data.split(":", 1)[0] if self.data else "?"
+
+
+def role_word(record: RunRecord, roles: dict[str, set[str]]) -> str:
+    """What a run is: its strategy, or for a cross-entropy run its role (teacher, baseline, or both: one run serves
+    as both), or a defective teacher."""
+    if record.spec is None:
+        return "damaged"
+    if record.kind == "kd":
+        return record.strategy
+    if record.regime == "defective":
+        return "defective T"
+    return "+".join(sorted(roles.get(record.run_id, {"baseline"}) - {"student"}, reverse=True)) or "baseline"
+
+
+def _progress(r: RunRecord) -> tuple[int, int, float, float | None]:
+    """(epoch, epochs, fraction done, best val so far) from its metrics or its worker's progress."""
+    prog, epochs = r.status.progress, (r.spec.train.epochs if r.spec else 0)
+    if r.metrics:
+        return int(r.metrics.get("epochs_run", epochs)), epochs, 1.0, r.metrics["val"]["accuracy"]
+    if prog and r.state == RUNNING:
+        return (int(prog.get("epoch", 0)), epochs, prog.get("global_step", 0) / max(1, prog.get("total_steps", 1)),
+                prog.get("best_val_accuracy") or None)
+    if prog:  # stopped, failed or queued again after some epochs: where it resumes from
+        done = int(prog.get("epochs_done", 0))
+        return done, epochs, done / max(1, epochs), prog.get("best_val_accuracy") or None
+    return 0, epochs, 0.0, None
+
+
+def run_rows(store: RunStore, records: Iterable[RunRecord] | None = None, every: list[RunRecord] | None = None,
+             studies: dict[str, tuple[str, ...]] | None = None) -> list[RunRow]:
+    """A row per run of ``records`` (default: every run, in the store's order). ``every``: the store's records,
+    when the caller has read them already (baselines, roles and the order come from them); ``studies``: run id ->
+    the studies it belongs to."""
+    every = collect(store) if every is None else every
+    records = every if records is None else list(records)
+    by_id = {r.run_id: r for r in every}
+    order = {r.run_id: i for i, r in enumerate(every)}
+    roles = roles_of([r for r in every if r.spec])
+    studies = studies or {}
+    rows = []
+    for r in records:
+        epoch, epochs, fraction, best = _progress(r)
+        prog = r.status.progress
+        running = r.state == RUNNING
+        training = running and prog.get("phase", "training") == "training"
+        rows.append(RunRow(
+            r.run_id, r.state, r.damaged, role_word(r, roles), r.strategy, r.regime, r.teacher_label, r.model, r.seed,
+            r.status.place, r.spec.data.source if r.spec else None,
+            bool(r.spec and r.spec.data.source.startswith("synthetic")), epochs, epoch, fraction, best,
+            r.accuracy("test"), r.baseline_id, r.gain_over(finished_baseline(r, by_id)),
+            r.damage or r.status.reason, prog.get("eta_s") if training else None,
+            str(prog.get("phase", "")) if running else "", tuple(studies.get(r.run_id, ())), order.get(r.run_id, 0),
+            bool(((r.metrics or {}).get("defect") or {}).get("reached")), r.spec is not None))
+    return rows
