@@ -29,6 +29,21 @@ DEVICE_INPUT_ENV, CUDA_GRAPH_ENV = "KDSTUDY_DEVICE_INPUT", "KDSTUDY_CUDA_GRAPH"
 EVAL_BATCH_CUDA = 256  # evaluation has no gradients: a large batch keeps the card busy
 
 
+# A setting's short name where a table heading, a sweep point or a run's label says it: T=4, not kd.temperature=4.0
+SHORT_NAMES = {"kd.temperature": "T", "kd.alpha": "α", "kd.defect_acc": "defect threshold", "train.lr": "lr",
+               "data.image_size": "image size", "train.epochs": "epochs", "train.batch_size": "batch size"}
+
+
+def setting_label(key: str) -> str:
+    """A setting's name in a heading or a point: ``T`` for kd.temperature, else the dotted key itself."""
+    return SHORT_NAMES.get(key, key)
+
+
+def value_text(value: Any) -> str:
+    """A setting's value in a heading or a point: 4 for 4.0, true for True."""
+    return f"{value:g}" if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def env_flag(value: bool | None, env: str) -> bool:
     """A fast-path switch: as given, else from the environment (workers inherit it)."""
     return bool(value) if value is not None else os.environ.get(env, "") not in ("", "0")

@@ -42,6 +42,20 @@ def state_word(r: RunRow) -> str:
     return "damaged" if r.damaged else r.state.value
 
 
+SHORT = {"teacher+baseline": "teacher/base"}  # the list's words where the column is narrow (Details says it all)
+
+
+def what_cell(r: RunRow, width: int = 12) -> str:
+    """The "what" cell: the run's role and, among look-alike runs (a sweep's points), what sets it apart: the
+    point's value is kept whole (normal T=4 → "norm… T=4"), the role gives way."""
+    what = SHORT.get(r.what, r.what)
+    if not r.point:
+        return what[:width]
+    point = r.point if len(r.point) < width - 2 else r.point[:width - 3] + "…"
+    room = width - len(point) - 1
+    return (what if len(what) <= room else what[:max(1, room - 1)] + "…") + " " + point
+
+
 def epoch_cell(r: RunRow) -> str:
     return f"{r.epoch}/{r.epochs}"
 
@@ -59,7 +73,7 @@ def done_cell(r: RunRow) -> str:
 
 def row_text(r: RunRow) -> str:
     """Everything a filter matches against."""
-    return " ".join([r.run_id, state_word(r), r.what, who(r), f"seed{r.seed}", r.device, r.phase, *r.studies,
+    return " ".join([r.run_id, state_word(r), r.what, r.point, who(r), f"seed{r.seed}", r.device, r.phase, *r.studies,
                      r.reason or "", "synthetic" if r.synthetic else ""]).lower()
 
 

@@ -81,7 +81,7 @@ def test_runs_show_on_a_live_run_and_runs_list_and_delete(capsys, tmp_path):
     assert main(["runs", "list", "--runs-dir", str(other)]) == 0
     listing = capsys.readouterr().out
     rows = [line for line in listing.splitlines() if line.startswith("normal-")]
-    assert len(rows) == 2 and {r.split()[-1] for r in rows} == {"train.epochs=1", "train.epochs=2"}
+    assert len(rows) == 2 and {r.split()[-1] for r in rows} == {"epochs=1", "epochs=2"}
     # delete: says what goes, asks (or --yes), and refuses without a terminal
     teacher = next(r for r in store.list_ids() if r.startswith("ce-resnet10t-") and
                    store.read_status(r).state == "finished")

@@ -19,6 +19,7 @@ from kdengine.study.axes import axis_value
 from kdengine.study.expand import expand
 from kdengine.study.registry import save_study
 from kdengine.study.schema import load_study
+from kdtui.store_view import what_cell
 from tests.conftest import SMALL_SYNTH
 from tests.tui_helpers import _metrics
 
@@ -170,8 +171,11 @@ def test_a_two_axis_sweep_end_to_end(tmp_path, capsys):
     (root / "sw.toml").write_text(HEAD.replace('"synthetic"', f'"{SMALL_SYNTH}"').replace("[0, 1]", "[0]")
                                   + "batch_size = 32\n"
                                   + "[kd]\ntemperature = [2, 4]\n" + BLOCKS)
-    assert main(["study", "run", str(root / "sw.toml"), "--quiet", "--device", "cpu"]) == 0
-    assert "study sw: 10/10 runs finished" in capsys.readouterr().out
+    assert main(["study", "run", str(root / "sw.toml"), "--device", "cpu"]) == 0
+    out, err = capsys.readouterr()
+    assert "study sw: 10/10 runs finished" in out
+    # each run's line names its point (issue 26): the two normal students no longer read alike
+    assert "normal: resnet10t -> test_resnet (seed 0, T=2)" in err and "(seed 0, T=4)" in err
     store = RunStore(runs_dir())
     # trained once each: 1 baseline, 1 normal teacher, 2 defective teachers, 2 normal and 4 defective students
     starts = {r: sum(e["type"] == "start" for e in store.read_events(r)[0]) for r in store.list_ids()}
@@ -235,6 +239,14 @@ async def _tui_sweep_tab(store):
             table = screen.query_one("#results-table")
             seen.append([str(c.label) for c in table.columns.values()])
             assert "sweep: " in str(screen.query_one("#strategy-bar").render())
-        assert seen[0][:4] == ["strategy", "teacher", "student", "defect threshold"] and "gain 2" in seen[0]
-        assert seen[1][3] == "T" and "teacher at stop 0.3" in seen[1] and "gain 0.6" in seen[1]
+        # a point is labelled as the CLI and the report label it (issue 26): "gain T=2", never "gain 2"
+        assert seen[0][:4] == ["strategy", "teacher", "student", "defect threshold"] and "gain T=2" in seen[0]
+        assert seen[1][3] == "T" and "teacher at stop defect threshold=0.3" in seen[1]
+        assert "gain defect threshold=0.6" in seen[1]
+        # the run list tells the two normal students apart by their point, at 100 columns (no run id shown)
+        await pilot.press("1")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "RunsScreen" and app.screen.rows, timeout=10)
+        normal = [r for r in app.screen.rows.values() if r.what == "normal"]
+        assert sorted(r.point for r in normal) == ["T=2", "T=4"]
+        assert sorted(what_cell(r) for r in normal) == ["normal T=2", "normal T=4"]
         assert "best on val" in seen[2] and "gain at best (held out)" in seen[2]

@@ -187,12 +187,12 @@ def retry(store: RunStore, run_id: str, force: bool = False) -> str:
     why = actions_for(record, force)["retry"]
     if state in (QUEUED, RUNNING):
         return f"already {state}"
-    if why is not None:  # decided by store.actions; said here as the CLI says it
+    if why is not None:  # decided by store.actions, in words both front ends can say (no CLI flag, no key)
         if record.spec is None:
-            raise UsageError(f"{run_id} {why} (kdengine runs doctor)")
+            raise UsageError(f"{run_id} {why} (the store's doctor says more)")
         if record.damage:
-            raise UsageError(f"{run_id} is finished but {record.damage}; --force trains it again")
-        raise UsageError(f"{run_id} is finished; its results stay (kdengine runs show {run_id})")
+            raise UsageError(f"{run_id} is finished but {record.damage}; retrying it with force trains it again")
+        raise UsageError(f"{run_id} is finished; its results stay")
     if state == FINISHED:  # with force, a finished run whose results are damaged: it trains again
         (store.run_dir(run_id) / METRICS).unlink(missing_ok=True)
         store.finish(run_id, FAILED, f"retried with --force: {record.damage}")

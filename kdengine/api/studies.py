@@ -16,6 +16,7 @@ from ..store.records import read_record
 
 from ..store.lifecycle import FINISHED
 from ..store.queue import enqueue
+from ..study import axes
 from ..study.expand import expand
 from ..study.registry import list_studies, load_study_record, save_study
 from ..options import schema_rows
@@ -100,12 +101,14 @@ def run_study_here(store: RunStore, study, plan, device: str = "auto", loader_wo
                    log: Log = _quiet) -> StudyOutcome:
     """Queue the study and train its runs in this process, in order (teachers first); then its shift."""
     mine = [p.run_id for p in plan]
+    keys = [a.key for a in study.axes]
     before = _states(store, mine)
     queue_study(store, study, plan, device)
     _, failed = train_here(store, [p.spec for p in plan], mine, device, loader_workers, fast, trackers, progress, log,
                            again=f"kdengine study run {study.name} again", keep_going=True,
                            worker=f"study:{study.name}",
-                           announce=lambda i, spec: f"[{i}/{len(plan)}] {spec.describe()} (seed {spec.seed})",
+                           announce=lambda i, spec: f"[{i}/{len(plan)}] {spec.describe()} (seed {spec.seed}"
+                           + "".join(f", {p}" for p in [axes.point_text(axes.run_point(spec, keys))] if p) + ")",
                            before=before)
     try:
         shift_study(store, study, plan, device, log)

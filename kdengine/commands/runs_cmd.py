@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import sys
-from collections import defaultdict
 from dataclasses import asdict
 
 from .. import api
-from ..api import RUNNING, STATES, collect, differing_keys, flat_settings
+from ..api import RUNNING, STATES, collect
 from ..api import events as ev
 from ..errors import UsageError
 from .common import (
@@ -92,24 +91,6 @@ def _fmt(value) -> str:
     return "–" if value is None else f"{value:.4f}"
 
 
-def twin_settings(records) -> dict[str, str]:
-    """For runs that share what, teacher, student and seed with another run: what sets them apart
-    (``train.epochs=2``); the others need no note."""
-    alike = defaultdict(list)
-    for r in records:
-        if r.spec is not None:
-            alike[(r.label, r.teacher_label, r.model, r.seed)].append(r)
-    out = {}
-    for group in alike.values():
-        if len(group) < 2:
-            continue
-        flats = {r.run_id: flat_settings(r.spec) for r in group}
-        keys = differing_keys(list(flats.values()))
-        for rid, flat in flats.items():
-            out[rid] = ", ".join(f"{k}={flat.get(k)}" for k in keys)
-    return out
-
-
 def run_list(args) -> int:
     store = store_from(args)
     ids = set(selected(store, args))
@@ -122,7 +103,7 @@ def run_list(args) -> int:
     if not rows:
         print("no runs yet" if not (args.run_ids or args.study or args.state or args.damaged) else "no run matches")
         return 0
-    twins = twin_settings(records)
+    twins = any(r.point for r in rows)
     print(f"{'run':44} {'state':9} {'what':16} {'teacher -> student':34} {'seed':>4} {'device':7} {'data':9} "
           f"{'test acc':>8} {'gain':>8}" + ("  settings" if twins else ""))
     for r in rows:
@@ -131,7 +112,7 @@ def run_list(args) -> int:
         state = "damaged" if r.damaged else r.state.value  # the list says why a run cannot be read, not its state
         print(f"{r.run_id:44} {state:9} {r.what:16} {who:34} {r.seed!s:>4} {r.device:7} "
               f"{r.data_kind:9} {_fmt(r.test_accuracy):>8} {gain:>8}"
-              + (f"  {twins.get(r.run_id, '')}" if twins else ""))
+              + (f"  {r.point}" if twins else ""))
     if any(r.synthetic for r in rows):
         print("synthetic: generated images, not real radiographs")
     return 0

@@ -17,6 +17,9 @@ def severity_text(levels: list[int]) -> str:
     return ", ".join(map(str, levels))
 
 
+EVERY_POINT = "every point"  # the settings group of runs on no axis of a sweep (one baseline serves every point)
+
+
 def settings_groups(records: list[RunRecord], names: dict[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
     """run_id -> group label ("" when all share one settings), and one note per group saying what differs.
     ``names`` (run id -> its sweep point, "T=2") names the groups when they are exactly a sweep's points.
@@ -44,9 +47,9 @@ def settings_groups(records: list[RunRecord], names: dict[str, str] | None = Non
     labels = {k: chr(ord("A") + i) if i < 26 else f"S{i}" for i, k in enumerate(order)}
     if names:  # a sweep: groups that are exactly its points are named by them ("T=2") rather than lettered
         named = {k: {names.get(rid, "") for rid in keys if keys[rid] == k} for k in order}
-        if all(len(n) == 1 and "" not in n for n in named.values()) and \
-                len({next(iter(n)) for n in named.values()}) == len(order):
-            labels = {k: next(iter(n)) for k, n in named.items()}
+        if all(len(n) == 1 for n in named.values()) and len({next(iter(n)) for n in named.values()}) == len(order):
+            # one group may be on no axis (the baselines of a kd sweep): it serves every point
+            labels = {k: next(iter(n)) or EVERY_POINT for k, n in named.items()}
     varying = sorted({k for k in differing_keys([i for i in idents.values()])
                       if len({repr(i[k]) for i in idents.values() if k in i}) > 1})
     notes = [f"settings {labels[k]}: " + ", ".join(f"{n}={idents[k][n]}" if n in idents[k] else f"{n}: n/a"

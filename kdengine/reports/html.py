@@ -13,6 +13,7 @@ from ..atomic import write_text
 from ..store import RunStore
 from . import figures as F
 from ..store.records import RunRecord
+from .groups import natural_key
 from .latex import table_latex
 from .table_model import METRICS, Tables, cell_text
 from .tables import table_csv
@@ -66,10 +67,16 @@ def _run_png(store: RunStore, r: RunRecord, name: str) -> bytes:
     return path.read_bytes()
 
 
-def student_section(store: RunStore, records: list[RunRecord]) -> str:
-    by_id = {r.run_id: r for r in records}
+def _at(points: dict[str, str], run_id: str) -> str:
+    """``, T=4``: a run's point (or settings group) in a title; nothing where there is none."""
+    return f", {points[run_id]}" if points.get(run_id) else ""
+
+
+def student_section(store: RunStore, records: list[RunRecord], points: dict[str, str] | None = None) -> str:
+    by_id, points = {r.run_id: r for r in records}, points or {}
     out = []
-    for r in sorted((r for r in records if r.kind == "kd" and r.finished), key=lambda r: (r.strategy, r.model, r.seed)):
+    for r in sorted((r for r in records if r.kind == "kd" and r.finished),
+                    key=lambda r: (r.strategy, r.model, natural_key(points.get(r.run_id, "")), r.seed)):
         series = [(f"student {r.model}", store.events(r.run_id))]
         base = by_id.get(r.baseline_id)
         if base is not None and base.finished:
@@ -79,32 +86,38 @@ def student_section(store: RunStore, records: list[RunRecord]) -> str:
                 t = by_id[tid]
                 series.append((f"teacher {t.model}" + (" (defective)" if t.regime == "defective" else ""),
                                store.events(tid)))
-        title = f"{r.strategy}: {r.teacher_label} → {r.model}, seed {r.seed}"
+        title = f"{r.strategy}: {r.teacher_label} → {r.model}{_at(points, r.run_id)}, seed {r.seed}"
         out.append(img(F.png_bytes(F.overlay_figure(series, title)), f"{title} — val accuracy and loss of the student, "
                        "its baseline (trained alone, same settings and seed) and its teacher"))
     return "".join(out) or '<p class="note">No finished KD run yet.</p>'
 
 
-def confusion_section(store: RunStore, records: list[RunRecord]) -> str:
-    figs = [img(_run_png(store, r, "confusion.png"), f"{r.spec.describe()}, seed {r.seed}: test confusion matrix")
-            for r in sorted((r for r in records if r.finished), key=lambda r: (r.kind, r.model, r.seed))]
+def confusion_section(store: RunStore, records: list[RunRecord], points: dict[str, str] | None = None) -> str:
+    points = points or {}
+    figs = [img(_run_png(store, r, "confusion.png"),
+                f"{r.spec.describe()}{_at(points, r.run_id)}, seed {r.seed}: test confusion matrix")
+            for r in sorted((r for r in records if r.finished),
+                            key=lambda r: (r.kind, r.model, natural_key(points.get(r.run_id, "")), r.seed))]
     return f'<div class="grid">{"".join(figs)}</div>'
 
 
-def robustness_section(records: list[RunRecord]) -> str:
-    """For each KD student against its baseline: accuracy against severity, per shift, mean over seeds."""
-    by_id = {r.run_id: r for r in records}
-    pairs: dict[tuple, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+def robustness_section(records: list[RunRecord], points: dict[str, str] | None = None) -> str:
+    """For each KD student (at each sweep point, or settings group) against its baseline: accuracy against
+    severity, per shift, mean over seeds (a seed's baseline counted once, whatever the points it serves)."""
+    by_id, points = {r.run_id: r for r in records}, points or {}
+    pairs: dict[tuple, dict[str, dict[str, dict]]] = defaultdict(lambda: defaultdict(dict))
     for r in records:
         if r.kind != "kd" or not (r.finished and r.shift):
             continue
         base = by_id.get(r.baseline_id)
-        key = (r.strategy, r.teacher_label, r.model)
-        pairs[key][f"student ({r.strategy})"].append(r.shift)
+        key = (r.strategy, r.teacher_label, r.model, points.get(r.run_id, ""))
+        pairs[key][f"student ({r.strategy})"][r.run_id] = r.shift
         if base is not None and base.shift:
-            pairs[key]["baseline"].append(base.shift)
+            pairs[key]["baseline"][base.run_id] = base.shift
     out = []
-    for (strategy, teacher, model), by_label in sorted(pairs.items()):
+    for (strategy, teacher, model, point), by_run in sorted(pairs.items(),
+                                                            key=lambda kv: (*kv[0][:3], natural_key(kv[0][3]))):
+        by_label = {label: list(runs.values()) for label, runs in by_run.items()}
         curves: dict[str, dict[str, tuple[list, list]]] = defaultdict(dict)
         for label, results in by_label.items():
             for name in results[0]["cells"]:
@@ -112,27 +125,29 @@ def robustness_section(records: list[RunRecord]) -> str:
                 mean_at = [sum(r["clean"]["accuracy"] for r in results) / len(results)]
                 mean_at += [sum(r["cells"][name][str(s)]["accuracy"] for r in results) / len(results) for s in sev]
                 curves[name][f"{label}, n={len(results)}"] = ([0, *sev], mean_at)
-        title = f"{strategy}: {teacher} → {model} under acquisition shift"
+        title = f"{strategy}: {teacher} → {model}" + (f", {point}" if point else "") + " under acquisition shift"
         out.append(img(F.png_bytes(F.robustness_figure(curves, title)),
                        f"{title}: test accuracy against severity (0 is clean), mean over seeds"))
     return "".join(out) or '<p class="note">No run has been evaluated under shift yet: kdengine shift STUDY.</p>'
 
 
-def gallery_section(store: RunStore, records: list[RunRecord]) -> str:
+def gallery_section(store: RunStore, records: list[RunRecord], points: dict[str, str] | None = None) -> str:
     """Each KD pair's gallery from ``kdengine explain`` (its lowest seed; every run's is in <run>/explain/): a row
     per image, a column per model, with the class each predicted and whether it was right."""
     shown: set[tuple] = set()
+    points = points or {}
     out = []
     for r in sorted((r for r in records if r.kind == "kd" and r.finished and r.explain),
                     key=lambda r: (r.strategy, r.teacher_label, r.model, r.seed)):
         for slug, entry in r.explain["entries"].items():
             png = store.run_dir(r.run_id) / "explain" / f"{slug}.png"
-            pair = (r.strategy, r.teacher_label, r.model, slug)
+            pair = (r.strategy, r.teacher_label, r.model, points.get(r.run_id, ""), slug)
             if pair in shown or not entry.get("agreement") or not png.is_file():
                 continue
             shown.add(pair)
             key = entry.get("key", {})
-            out.append(img(png.read_bytes(), f"{r.strategy}: {r.teacher_label} → {r.model}, seed {r.seed}: "
+            out.append(img(png.read_bytes(), f"{r.strategy}: {r.teacher_label} → {r.model}{_at(points, r.run_id)}, "
+                           f"seed {r.seed}: "
                            f"{key.get('method')} maps for the {key.get('target')} class on {len(entry['images'])} "
                            f"{key.get('split')} images" + (f" under {key['shift']}" if key.get("shift") else "")
                            + f" (at {entry.get('layer')}, {entry.get('cells')} x {entry.get('cells')} cells)"))
@@ -157,10 +172,10 @@ def write_report(store: RunStore, tables: Tables, records: list[RunRecord], out_
              + "</p>",
              "<h2>Tables</h2>", *[table_html(t, tables.metric) for t in tables.tables],
              *(["<h2>Sweeps</h2>", sweep_section(tables)] if tables.sweeps else []),
-             "<h2>Students, their baselines and teachers</h2>", student_section(store, readable),
-             *(["<h2>Where the models look</h2>", gallery] if (gallery := gallery_section(store, readable)) else []),
-             "<h2>Robustness under acquisition shift</h2>", robustness_section(readable),
-             "<h2>Confusion matrices</h2>", confusion_section(store, readable)]
+             "<h2>Students, their baselines and teachers</h2>", student_section(store, readable, tables.points),
+             *(["<h2>Where the models look</h2>", gallery] if (gallery := gallery_section(store, readable, tables.points)) else []),
+             "<h2>Robustness under acquisition shift</h2>", robustness_section(readable, tables.points),
+             "<h2>Confusion matrices</h2>", confusion_section(store, readable, tables.points)]
     page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(tables.title)}</title>"
             f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
     path = out_dir / "report.html"

@@ -75,6 +75,9 @@ class Tables:
     robustness: Any = None  # a DataFrame: one row per run, shift and severity (robustness_cells.csv)
     sweeps: list = field(default_factory=list)  # a swept study's reports.sweep.Sweep per axis (the figures')
     options: Any = None  # the reports.intervals.StatsOptions the tables were built with
+    # run id -> its point or settings group ("T=4", or "A" where runs of one model and role differ otherwise):
+    # what tells look-alike runs apart in every figure and table that is not grouped by seed ("" where none)
+    points: dict = field(default_factory=dict)
 
     def get(self, name: str) -> Table | None:
         return next((t for t in self.tables if t.name == name), None)

@@ -294,6 +294,7 @@ def build(records: list[RunRecord], metric: str = "accuracy", roles: dict[str, s
     result = Tables(title, metric, tables, long_frame(readable, roles, study, axes or {}), len(finished),
                     planned if planned is not None else len(records), synthetic, one_seed,
                     robustness=robustness_frame(readable), options=opts)
+    result.points = names or settings_groups(readable)[0]
     if axes:
         add_sweeps(result, readable, axes, metric, opts)
     for t in result.tables:

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from .lifecycle import RUNNING, State
-from .records import RunRecord, collect, finished_baseline, roles_of
+from ..options import setting_label, value_text
+from .records import RunRecord, collect, differing_keys, finished_baseline, flat_settings, roles_of
 from .runstore import RunStore
 
 
@@ -38,6 +39,7 @@ class RunRow:
     order: int = 0  # its place in the store (creation order)
     stopped_early: bool = False  # a defective teacher stopped at its threshold
     readable: bool = True  # its spec can be read (a run that cannot be read cannot be retried)
+    point: str = ""  # what sets it apart from look-alike runs (same role, models and seed): "T=4"; "" when nothing
 
     @property
     def data_kind(self) -> str:
@@ -54,6 +56,25 @@ def role_word(record: RunRecord, roles: dict[str, set[str]]) -> str:
     if record.regime == "defective":
         return "defective T"
     return "+".join(sorted(roles.get(record.run_id, {"baseline"}) - {"student"}, reverse=True)) or "baseline"
+
+
+def point_labels(records: list[RunRecord]) -> dict[str, str]:
+    """For runs that share their role, teacher, student and seed with another run (the points of a sweep, or runs
+    trained with other settings): what sets them apart, as a sweep's tables say it ("T=4", "lr=0.001, epochs=2");
+    the others get no label. The one label of a run among look-alikes, for every list."""
+    alike: dict[tuple, list[RunRecord]] = {}
+    for r in records:
+        if r.spec is not None:
+            alike.setdefault((r.label, r.teacher_label, r.model, r.seed), []).append(r)
+    out = {}
+    for group in alike.values():
+        if len(group) < 2:
+            continue
+        flats = {r.run_id: flat_settings(r.spec) for r in group}
+        keys = differing_keys(list(flats.values()))
+        for rid, flat in flats.items():
+            out[rid] = ", ".join(f"{setting_label(k)}={value_text(flat.get(k))}" for k in keys)
+    return out
 
 
 def _progress(r: RunRecord) -> tuple[int, int, float, float | None]:
@@ -81,6 +102,7 @@ def run_rows(store: RunStore, records: Iterable[RunRecord] | None = None, every:
     order = {r.run_id: i for i, r in enumerate(every)}
     roles = roles_of([r for r in every if r.spec])
     studies = studies or {}
+    points = point_labels(every)
     rows = []
     for r in records:
         epoch, epochs, fraction, best = _progress(r)
@@ -94,5 +116,6 @@ def run_rows(store: RunStore, records: Iterable[RunRecord] | None = None, every:
             r.accuracy("test"), r.baseline_id, r.gain_over(finished_baseline(r, by_id)),
             r.damage or r.status.reason, prog.get("eta_s") if training else None,
             str(prog.get("phase", "")) if running else "", tuple(studies.get(r.run_id, ())), order.get(r.run_id, 0),
-            bool(((r.metrics or {}).get("defect") or {}).get("reached")), r.spec is not None))
+            bool(((r.metrics or {}).get("defect") or {}).get("reached")), r.spec is not None,
+            points.get(r.run_id, "")))
     return rows

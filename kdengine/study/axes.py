@@ -19,15 +19,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import UsageError
-from ..options import infos
+from ..options import infos, setting_label, value_text  # noqa: F401 - value_text: axes.value_text for the tables
 from ..runspec import CONFIGS, RunSpec
 
 SWEPT_SECTIONS = ("data", "train", "teacher_train", "kd")
 SWEEPABLE_DATA = ("image_size",)  # the data's other settings define the dataset: a study has one
 MODES = ("product", "zip")
 MAX_POINTS = 1000  # a sweep's points per block: past this it is a typo, not a study
-SHORT = {"kd.temperature": "T", "kd.alpha": "α", "kd.defect_acc": "defect threshold", "train.lr": "lr",
-         "data.image_size": "image size", "train.epochs": "epochs", "train.batch_size": "batch size"}
 
 
 @dataclass(frozen=True)
@@ -44,13 +42,7 @@ class Axis:
         return self.key.split(".", 1)[1]
 
 
-def label(key: str) -> str:
-    """A swept setting's name in a table heading: ``T`` for kd.temperature, else the key itself."""
-    return SHORT.get(key, key)
-
-
-def value_text(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else str(value)
+label = setting_label  # a swept setting's name in a table heading (options.py holds the short names)
 
 
 def norm(value: Any) -> Any:

@@ -238,6 +238,11 @@ def validate(raw: dict, default_name: str, source: str) -> StudyConfig:
         if bad:
             raise _fail(where, f"unknown key '{at}.{sorted(bad)[0]}' (known: {', '.join(sorted(EXPERIMENT))})")
         name = block.get("strategy")
+        if isinstance(name, (list, dict)):
+            kind = "list" if isinstance(name, list) else "table"
+            raise _fail(where, f"'{at}.strategy' takes one strategy name, got a {kind}: write one [[experiments]] "
+                               "block per strategy (lists are axes only in [train], [teacher_train], [kd] and "
+                               "data.image_size)")
         if name not in catalog.CATALOGUE:
             raise _fail(where, f"'{at}.strategy' must be one of {', '.join(catalog.names())}, got {name!r}")
         strat = catalog.CATALOGUE[name]

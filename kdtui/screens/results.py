@@ -182,8 +182,8 @@ class ResultsScreen(Screen):
             # → scrolls the numbers; the row labels (the leading text columns) stay
             table.fixed_columns = next((i for i, c in enumerate(current.columns) if not current.is_text(c)),
                                        len(current.columns))
-            for col in current.columns:  # in a sweep the tab names the axis: its columns say "gain 2", "val 2"
-                table.add_column(col.replace(f"{current.axis}=", "") if current.axis else col, key=col)
+            for col in current.columns:  # as the CLI and the report say them: "gain T=2", "val T=2"
+                table.add_column(col, key=col)
             for row in current.rows:
                 table.add_row(*[fmt(v, c, self.intervals, higher_better) for v, c in zip(row, current.columns)])
             if not current.rows:

@@ -94,7 +94,8 @@ class RunDetailMixin:
         row = self.rows.get(view.run_id)
         lines = [Text(view.run_id, style="bold")]
         if row is not None:
-            lines.append(Text(f"{row.what} · {state_word(row)}" + (f" · {row.reason}" if row.reason else "")))
+            lines.append(Text(f"{row.what}" + (f" ({row.point})" if row.point else "") + f" · {state_word(row)}"
+                              + (f" · {row.reason}" if row.reason else "")))
         for fact in api.run_facts(self.app.store, view.run_id):
             style = "yellow" if "SYNTHETIC" in fact else ""
             lines.append(Text(fact, style=style))

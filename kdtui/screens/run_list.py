@@ -12,6 +12,7 @@ from textual.widgets import DataTable, Input, Static
 from kdengine.api import FAILED, FINISHED, QUEUED, RUNNING, STOPPED
 
 from ..store_view import (SORTS, STATE_ICONS, RunRow, arrange, done_cell, epoch_cell, eta_cell, groups, state_word,
+                          what_cell,
                           study_of, who)
 from ..widgets.confusion import ConfusionPane, ReportPane
 from ..widgets.curves import CurvesPane
@@ -38,7 +39,6 @@ COLUMNS = (Column("st", "state", 2), Column("what", "what", 12), Column("teacher
            Column("test", "test", 6, 100), Column("gain", "gain", 7, 100), Column("ETA", "eta", 6),
            Column("run", "run_id", 32, 170))
 NARROW_STUDY = 10
-SHORT = {"teacher+baseline": "teacher/base"}  # the list's words where the column is narrow (Details says it all)
 
 
 class RunsTable(DataTable):
@@ -93,7 +93,7 @@ class RunListMixin:
     def _cell(self, r: RunRow, key: str, width: int):
         style = STATE_STYLE.get(state_word(r), "")
         value = {"state": Text(STATE_ICONS.get(state_word(r), "?"), style=style),
-                 "what": Text(SHORT.get(r.what, r.what)[:width], style=style),
+                 "what": Text(what_cell(r, width), style=style),
                  "who": who(r), "seed": str(r.seed if r.seed is not None else -1), "study": study_of(r),
                  "device": r.device, "epoch": epoch_cell(r),
                  "done": done_cell(r), "best": f"{r.best_val:.4f}" if r.best_val is not None else "",
