@@ -24,9 +24,9 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/kdengine study run demo
 	$(VENV)/bin/kdengine explain demo --images 8
-	$(VENV)/bin/kdengine study table demo --out runs/demo-tables --format both
-	$(VENV)/bin/kdengine report demo --out runs/demo-report
-	cat runs/demo-tables/tables.md
+	$(VENV)/bin/kdengine study table demo --out runs/reports/demo-tables --format both
+	$(VENV)/bin/kdengine report demo --out runs/reports/demo-report
+	cat runs/reports/demo-tables/tables.md
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -286,15 +286,17 @@ def add_options(parser, cls: type, skip: tuple[str, ...] = (), title: str | None
         if i.name in skip:
             continue
         default = "none" if i.default is None else i.default
+        # a flag not named as its study-file key says the key (--kl-reduction is kd.reduction)
+        key = f"; study file: {i.section}.{i.name}" if i.flag != "--" + i.name.replace("_", "-") else ""
         names = [i.flag] + ([i.short] if i.short else [])
         if i.type is bool:
             group.add_argument(*names, dest=i.name, action=argparse.BooleanOptionalAction, default=None,
-                               help=f"{i.help} (default: {'yes' if i.default else 'no'})")
+                               help=f"{i.help} (default: {'yes' if i.default else 'no'}{key})")
         else:
             metavar = i.metavar or ("{" + ",".join(map(str, i.choices)) + "}" if i.choices else
                                     {int: "N", float: "X"}.get(i.type, "TEXT"))
             group.add_argument(*names, dest=i.name, type=_argtype(i), default=None, metavar=metavar,
-                               help=f"{i.help} (default: {default})")
+                               help=f"{i.help} (default: {default}{key})")
     return group
 
 

@@ -73,7 +73,9 @@ class KDStudyApp(App):
                 self.export_tables(path, study, metric)
 
         what = "report" if report else "tables"
-        default = Path.cwd() / (f"kdstudy-{study}-{what}" if study else f"kdstudy-{what}")
+        # beside the store's other reports (shift's robustness tables), never in the working directory: in a clone
+        # that is the repository, where they would show in git status
+        default = self.store.root / "reports" / (f"{study}-{what}" if study else f"all-{what}")
         label = "Write the HTML report into the folder:" if report else \
             "Export the tables (CSV and Markdown) into the folder:"
         self.push_screen(ExportScreen(str(default), label), done)

@@ -1,13 +1,31 @@
 """What a new user tripped over, round two (issue 26): sweep points are never counted as seeds and look alike
-nowhere; bad study files and failing hints; filters that match nothing."""
+nowhere; bad study files and failing hints; filters that match nothing; reports written where the store expects."""
 from __future__ import annotations
 
-import numpy as np
+import asyncio
+import json
+import re
+from pathlib import Path
 
+import numpy as np
+import pytest
+
+from kdengine import api
+from kdengine.atomic import write_json
+from kdengine.cli import main
+from kdengine.data.config import DataConfig
+from kdengine.data.corruptions import ShiftConfig
+from kdengine.errors import UsageError
+from kdengine.options import infos
 from kdengine.reports import figures as F
 from kdengine.reports import html
 from kdengine.reports.tables import build
+from kdengine.runspec import CONFIGS, KDConfig, TrainConfig, build_specs
+from kdengine.store import RunStore
+from kdengine.store.queue import teacher_notes
+from kdtui.app import KDStudyApp
 from tests import stats_sim as sim
+from tests.tui_helpers import fake_finished_store
 
 
 def _shift(acc: float) -> dict:
@@ -64,7 +82,6 @@ def test_the_robustness_table_names_sweep_points_as_the_other_tables_do():
 
 
 def _study_text(top: dict, block: dict, sections: dict) -> str:
-    import json
 
     def val(v):
         return json.dumps(v) if not isinstance(v, dict) else "{ " + ", ".join(f"{k} = {val(x)}" for k, x in v.items()) + " }"
@@ -80,9 +97,6 @@ def _study_text(top: dict, block: dict, sections: dict) -> str:
 
 def _every_key():
     """Each key a study file takes (the schema's own declarations), where a wrong kind of value can go."""
-    from kdengine.data.corruptions import ShiftConfig
-    from kdengine.options import infos
-    from kdengine.runspec import CONFIGS
 
     keys = [("top", k) for k in ("name", "seeds", "teachers", "description", "sweep", "extends")]
     keys += [("block", k) for k in ("strategy", "teachers", "students", "name", "sweep")]
@@ -95,7 +109,6 @@ def _every_key():
 def test_every_key_of_a_study_file_refuses_a_wrong_kind_of_value_in_one_line(tmp_path, capsys):
     """A list, a table or a number where the key takes something else: one line naming the key, exit 2, never a
     traceback (the review's strategy = ["normal", "reverse"] gave TypeError: unhashable type: 'list')."""
-    from kdengine.cli import main
 
     good_top = {"name": "k", "seeds": [0]}
     good_block = {"strategy": "normal", "teachers": ["resnet10t"], "students": ["test_resnet"]}
@@ -119,3 +132,82 @@ def test_every_key_of_a_study_file_refuses_a_wrong_kind_of_value_in_one_line(tmp
                 checked += 1
     assert checked > 100  # most wrong kinds are refused (a number is a fine seed list item, text a fine name …)
     assert not (tmp_path / "runs").exists()  # a dry run, refused or not, leaves nothing behind
+
+
+def test_a_teacher_hint_offers_only_a_run_that_would_be_accepted(tmp_path):
+    """The review: a finished teacher on 32 px images was offered (--teacher RUN_ID) to a student at 48 px, and
+    following the hint failed ("a teacher must see the student's data")."""
+
+
+    store = RunStore(tmp_path)
+
+    def finished_teacher(image_size: int, epochs: int):
+        spec = build_specs("normal", "test_resnet", ["resnet10t"], DataConfig(source="synthetic", image_size=image_size),
+                           TrainConfig(epochs=epochs), KDConfig(), 0)
+        t = spec.teachers[0]
+        store.create(t)
+        store.write_status(t.run_id, "finished")
+        write_json(store.run_dir(t.run_id) / "metrics.json", {"test": {"accuracy": 0.5}})
+        return t
+
+    other_size = finished_teacher(32, 1)
+    wanted = build_specs("normal", "test_resnet", ["resnet10t"], DataConfig(source="synthetic", image_size=48),
+                         TrainConfig(epochs=2), KDConfig(), 0)
+    with pytest.raises(UsageError, match="a teacher must see the student's data"):  # what following it did
+        build_specs("normal", "test_resnet", [other_size], wanted.data, wanted.train, KDConfig(), 0)
+    (note,) = teacher_notes(store, wanted)
+    assert other_size.run_id not in note and "no finished resnet10t run with seed 0 on the student's data" in note
+    # a finished teacher on the same data but other settings is offered, and following the hint works
+    same_data = finished_teacher(48, 1)
+    (note,) = teacher_notes(store, wanted)
+    assert f"pass --teacher {same_data.run_id}" in note and "train.epochs 1→2" in note
+    assert build_specs("normal", "test_resnet", [same_data], wanted.data, wanted.train, KDConfig(), 0).teachers
+
+
+def test_a_filter_that_matches_nothing_is_no_error_but_an_unknown_id_is(tmp_path, capsys):
+
+    store, _, _ = fake_finished_store(tmp_path / "runs")
+    runs = ["--runs-dir", str(store.root)]
+    for verb in ("retry", "stop"):
+        assert main(["runs", verb, "--state", "failed", *runs]) == 0  # nothing failed: a script goes on
+        assert f"no run matches: nothing to {verb}" in capsys.readouterr().out
+    assert main(["runs", "delete", "--state", "queued", "--yes", *runs]) == 0
+    assert len(store.list_ids()) == 3  # nothing deleted
+    assert main(["runs", "retry", "no-such-run", *runs]) == 2
+    assert "no-such-run" in capsys.readouterr().err
+
+
+def test_demo_and_kdtui_write_reports_under_the_store_where_the_doctor_expects_them(tmp_path):
+
+
+    make = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
+    demo = make.split("\ndemo:")[1].split("\n\n")[0]
+    outs = re.findall(r"--out (\S+)", demo)
+    assert outs and all(o.startswith("runs/reports/") for o in outs), outs  # runs doctor: not "not a run"
+
+    async def default_folder():
+        app = KDStudyApp(tmp_path / "runs", start_workers=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            app.action_export()
+            await pilot.pause()
+            return app.screen.query_one("#export-path").value
+
+
+    folder = Path(asyncio.run(default_folder()))
+    assert folder.parent == tmp_path / "runs" / "reports"  # not ./kdstudy-… in the working directory (a clone)
+
+
+def test_stopping_a_run_queued_again_after_an_epoch_says_where_it_resumes(tmp_path):
+
+
+    store = RunStore(tmp_path)
+    spec = build_specs("baseline", "test_resnet", [], DataConfig(source="synthetic", image_size=32),
+                       TrainConfig(epochs=3), KDConfig(), 0)
+    store.create(spec)
+    store.write_status(spec.run_id, "queued", progress={"epochs_done": 1, "epochs": 3})
+    said = api.stop(store, spec.run_id)
+    assert "before it started" not in said and "resumes after epoch 1" in said
+    fresh = build_specs("baseline", "test_resnet", [], DataConfig(source="synthetic", image_size=32),
+                        TrainConfig(epochs=2), KDConfig(), 0)
+    store.create(fresh)
+    assert api.stop(store, fresh.run_id) == "stopped before it started"

@@ -174,7 +174,7 @@ def test_train_says_which_teacher_it_reuses_and_why_it_trains_one(capsys):
     out, err = capsys.readouterr()
     third = json.loads(out)
     assert code == 0 and third["teachers"][0]["run_id"] == teacher_1
-    assert f"reusing teacher {teacher_1}" in err
+    assert f"reusing finished run {teacher_1}" in err and err.count(teacher_1) == 1  # said once (issue 26)
     # by its own settings: the same teacher again
     fourth, _ = train(capsys, "--strategy", "normal", "--teacher", "test_efficientnet", "--student",
                       "test_convnext", "--teacher-set", "epochs=1", "--no-baseline")

@@ -172,12 +172,14 @@ def test_resume_after_an_interrupted_study(capsys, monkeypatch):
     assert main(["study", "run", "demo", *REDUCED, "--set", "seeds=[0]"]) == 130
     err = capsys.readouterr().err
     assert err.startswith("interrupted: ") and "kdengine study run demo again" in err
+    assert "RUN_ID" not in err  # the ids to retry, not a placeholder (issue 26)
     store = RunStore(runs_dir())
     statuses = {r: store.read_status(r) for r in store.list_ids()}
     states = Counter(s.state for s in statuses.values())
     assert states["finished"] == 2 and "failed" not in states  # ctrl-c is no failure
     stopped = {r: s for r, s in statuses.items() if s.state == "stopped"}
     assert sum("interrupted (ctrl-c)" in (s.reason or "") for s in stopped.values()) == 1  # the one it trained
+    assert all(rid in err for rid in stopped)  # each run to retry is named in the message
     # what it queued: stopped before it started, or (a student of an unfinished teacher) waiting for it
     for rid, s in statuses.items():
         if s.state == "queued":

@@ -20,7 +20,7 @@ from ..paths import runs_dir
 from ..runspec import RunSpec, baseline_of, build_specs, ce_spec
 from ..store import RunStore
 from ..store.actions import Plan, actions_for, plan, why_not
-from ..store.lifecycle import FAILED, FINISHED, QUEUED, RUNNING
+from ..store.lifecycle import FAILED, FINISHED, QUEUED, RUNNING, STOPPED
 from ..store.doctor import examine, fix
 from ..store.queue import enqueue, teacher_notes
 from ..store.records import flat_settings, read_record
@@ -175,8 +175,11 @@ def stop(store: RunStore, run_id: str) -> str:
     why = why_not("stop", state)
     if why:
         raise UsageError(f"{run_id} is {why}")
-    return {"stopping": "stopping (it stops within a few seconds; its last finished epoch stays resumable)",
-            "stopped": "stopped before it started"}.get(store.request_stop(run_id), state)
+    done = store.request_stop(run_id)
+    if done == "stopped":  # a queued run: the store says whether it had started before (its reason)
+        return store.read_status(run_id).reason or "stopped"
+    return {"stopping": "stopping (it stops within a few seconds; its last finished epoch stays resumable)"}.get(
+        done, done)
 
 
 def retry(store: RunStore, run_id: str, force: bool = False) -> str:
@@ -307,9 +310,12 @@ def _interrupted(store: RunStore, exc: KeyboardInterrupt, mine: list[str], befor
     text = "; ".join(stopped) or "nothing was running yet"
     if waiting:
         text += f"; {', '.join(waiting)} {'wait' if len(waiting) > 1 else 'waits'} for its teacher"
-    text += f". Resume with: kdengine runs retry RUN_ID, or {again}"
+    resumable = [rid for rid in mine if store.exists(rid) and store.read_status(rid).state in (STOPPED, FAILED)
+                 and before.get(rid) != store.read_status(rid).state]
+    text += (f". Resume with: kdengine runs retry {' '.join(resumable)}, or {again}" if resumable
+             else f". Resume with: {again}")
     if elsewhere:
-        text += f". Still running in other workers: {', '.join(elsewhere)} (kdengine runs stop RUN_ID)"
+        text += f". Still running in other workers: {', '.join(elsewhere)} (kdengine runs stop {' '.join(elsewhere)})"
     return Interrupted(text)
 
 

@@ -86,6 +86,11 @@ def resolve_run_id(store, run_id: str) -> str:
     return api.resolve_run(store, run_id)
 
 
+def runs(n: int) -> str:
+    """"1 run", "2 runs"."""
+    return f"{n} run" + ("s" if n != 1 else "")
+
+
 def print_json(obj) -> None:
     json.dump(obj, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")

@@ -82,9 +82,18 @@ def add_selectors(p, required: bool) -> None:
 
 
 def selected(store, args) -> list[str]:
+    """The runs named (an id that does not exist is an error) or matched by the filters (a filter that matches
+    nothing is not: a script that retries failures must not fail when nothing failed)."""
     if getattr(args, "selectors_required", False) and not (args.run_ids or args.study or args.state or args.damaged):
         raise UsageError("name runs by id, or select them with --study STUDY, --state STATE and/or --damaged")
     return api.select_runs(store, args.run_ids, args.study, args.state, args.damaged)
+
+
+def nothing_matched(ids: list[str], verb: str) -> bool:
+    """True (and said) when the filters matched no run: nothing to do, exit 0."""
+    if not ids:
+        print(f"no run matches: nothing to {verb}")
+    return not ids
 
 
 def _fmt(value) -> str:
@@ -203,7 +212,10 @@ def live_text(store, rid: str, status) -> str:
 
 def run_stop(args) -> int:
     store = store_from(args, write=True)
-    batch = api.plan_action(store, selected(store, args), "stop")
+    ids = selected(store, args)
+    if nothing_matched(ids, "stop"):
+        return 0
+    batch = api.plan_action(store, ids, "stop")
     if not batch.apply:
         raise UsageError("no running or queued run among those selected: nothing to stop")
     for rid in batch.apply:
@@ -214,8 +226,8 @@ def run_stop(args) -> int:
 def run_retry(args) -> int:
     store = store_from(args, write=True)
     ids = selected(store, args)
-    if not ids:
-        raise UsageError("no run selected")
+    if nothing_matched(ids, "retry"):
+        return 0
     for rid in ids:
         try:
             print(f"{rid}: {api.retry(store, rid, force=args.force)}")
@@ -231,6 +243,8 @@ def run_retry(args) -> int:
 def run_delete(args) -> int:
     store = store_from(args, write=True)
     chosen = selected(store, args)
+    if nothing_matched(chosen, "archive" if args.archive else "delete"):
+        return 0
     ids = api.plan_action(store, chosen, "archive" if args.archive else "delete").apply
     if not ids:
         if len(chosen) == 1:

@@ -9,7 +9,7 @@ from .. import api
 from .. import strategy_catalog as catalog
 from ..api import CORRECTIONS, FINISHED, FORMATS, INTERVALS, METRICS, PRESETS, STATES_BY_PROGRESS, axes
 from ..errors import UsageError
-from .common import add_packing_arg, add_runs_dir, add_runtime_args, check_loader_workers, fast_path, store_from
+from .common import add_packing_arg, add_runs_dir, add_runtime_args, check_loader_workers, fast_path, runs, store_from
 
 
 def register(sub) -> None:
@@ -100,7 +100,7 @@ def run_study(args) -> int:
                                   isolate=False)  # the CLI may import torch: the checks run here
     store = store_from(args, write=not args.dry_run)
     counts = Counter("+".join(sorted(p.roles, reverse=True)) for p in plan)
-    print(f"study {study.name}: {len(plan)} runs over {len(study.seeds)} seed(s): "
+    print(f"study {study.name}: {runs(len(plan))} over {len(study.seeds)} seed(s): "
           + ", ".join(f"{n} {k}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1])))
     if args.dry_run:
         api.check_names({s.model for p in plan for s in (p.spec, *p.spec.teachers)})
@@ -122,7 +122,7 @@ def run_study(args) -> int:
     else:
         outcome = api.run_study_here(store, study, plan, args.device, args.loader_workers, fast_path(args),
                                      args.tracker, progress=not args.quiet, log=log)
-    print(f"study {study.name}: {outcome.finished}/{outcome.total} runs finished"
+    print(f"study {study.name}: {outcome.finished}/{runs(outcome.total)} finished"
           + (f"; {len(outcome.failed)} failed (run the study again to retry them)" if outcome.failed else ""))
     print(f"tables: kdengine study table {study.name} --runs-dir {store.root} --out DIR")
     return 1 if outcome.failed else 0
@@ -145,10 +145,10 @@ def print_dry_run(store, study, plan) -> None:
             for v in a.values:
                 mine = [p for p in plan if axes.norm(axes.axis_value(p.spec, a.key)) == axes.norm(v)]
                 ready = sum(state[p.run_id] == FINISHED for p in mine)
-                print(f"  {axes.label(a.key)}={axes.value_text(v)}: {len(mine)} runs, {ready} finished")
+                print(f"  {axes.label(a.key)}={axes.value_text(v)}: {runs(len(mine))}, {ready} finished")
         shared = [p for p in plan if not axes.run_point(p.spec, keys)]
         if shared:
-            print(f"  on no axis: {len(shared)} runs ({', '.join(sorted({r for p in shared for r in p.roles}))}) "
+            print(f"  on no axis: {runs(len(shared))} ({', '.join(sorted({r for p in shared for r in p.roles}))}) "
                   "serve every value: trained once")
     print(f"{done} of {len(plan)} already finished (✓): they would be reused, not trained again")
 
@@ -156,7 +156,7 @@ def print_dry_run(store, study, plan) -> None:
 def study_status(args) -> int:
     st = api.study_status(store_from(args), args.study)
     counts = Counter(s.state for s in st.states.values())
-    print(f"study {st.name} ({st.source}): {len(st.states)} runs, seeds {st.seeds}")
+    print(f"study {st.name} ({st.source}): {runs(len(st.states))}, seeds {st.seeds}")
     print("  " + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATES_BY_PROGRESS))
     if st.axes:
         print(f"  axes: {axes.describe(st.axes)}")

@@ -83,7 +83,7 @@ def run_train(args: argparse.Namespace) -> int:
               + f"; start a worker with: kdengine worker --runs-dir {store.root}")
         return 0
 
-    for note in api.teacher_notes(store, spec):
+    for note in api.teacher_notes(store, spec, reused=False):  # the executor says "reusing finished run …" itself
         log(note)
     trained = api.train(store, spec, args.device, args.loader_workers, fast_path(args), args.tracker,
                         with_baseline=not args.no_baseline, progress=not args.quiet, log=log)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..runspec import RunSpec, baseline_of, differences
 from .lifecycle import FINISHED
+from .records import readable_key
 from .runstore import RunStore
 
 
@@ -30,21 +31,25 @@ def enqueue_with_baseline(store: RunStore, spec: RunSpec, with_baseline: bool = 
     return rid, (enqueue(store, baseline, device=device) if baseline is not None else None)
 
 
-def teacher_notes(store: RunStore, spec: RunSpec, verb: str = "training") -> list[str]:
-    """For each teacher: that a finished run is reused, or why a new one is trained (and how to reuse one).
-    ``verb``: what happens to a new teacher now ("training", or "queueing" when only queued)."""
+def teacher_notes(store: RunStore, spec: RunSpec, verb: str = "training", reused: bool = True) -> list[str]:
+    """For each teacher: that a finished run is reused (unless ``reused`` is False: training here, the executor
+    says it as it reuses the run), or why a new one is trained (and how to reuse one). ``verb``: what happens to a
+    new teacher now ("training", or "queueing" when only queued)."""
     notes = []
     for t in spec.teachers:
         rid = t.run_id
         if store.read_status(rid).state == FINISHED and store.read_metrics(rid) is not None:
-            notes.append(f"reusing teacher {rid}: finished, with the same architecture, data, settings and seed")
+            if reused:
+                notes.append(f"reusing teacher {rid}: finished, with the same architecture, data, settings and "
+                             "seed")
             continue
         if store.exists(rid):
             notes.append(f"teacher {rid} is in the store ({store.read_status(rid).state}); it will be finished first")
             continue
         best = _closest_finished(store, t)
         if best is None:
-            notes.append(f"{verb} teacher {rid}: no finished {t.model} run with seed {t.seed} in {store.root}")
+            notes.append(f"{verb} teacher {rid}: no finished {t.model} run with seed {t.seed} on the student's data "
+                         f"in {store.root}")
         else:
             other, diff = best
             notes.append(f"{verb} teacher {rid}: the finished {other.run_id} differs in {', '.join(diff)}; "
@@ -61,9 +66,10 @@ def _closest_finished(store: RunStore, spec: RunSpec) -> tuple[RunSpec, list[str
             other = store.load_spec(rid)
         except Exception:  # noqa: BLE001 - a damaged run is not a candidate
             continue
-        if other.kind != "ce" or other.model != spec.model:
+        # only a run --teacher would accept (runspec._teacher_spec): a hint that fails when followed is no hint
+        if other.kind != "ce" or other.model != spec.model or other.regime != spec.regime or other.data != spec.data:
             continue
-        diff = differences(other.identity(), spec.identity())
+        diff = [readable_key(d) for d in differences(other.identity(), spec.identity())]
         if best is None or len(diff) < len(best[1]):
             best = (other, diff)
     return best

@@ -238,10 +238,15 @@ def flat_settings(spec: RunSpec) -> dict[str, Any]:
     """``settings_identity`` as dotted keys named as in a study file (``train.epochs``, ``data.image_size``,
     ``teacher.train.lr`` ...)."""
     flat = _flat(settings_identity(spec))
-    return {_readable(k): v for k, v in flat.items()}
+    return {readable_key(k): v for k, v in flat.items()}
 
 
-def _readable(key: str) -> str:
+def readable_key(key: str) -> str:
+    """A setting's dotted key as a study file names it (``train.image_size`` is ``data.image_size``); a
+    ``differences`` line ("train.image_size 32→48") keeps its values."""
+    if " " in key:
+        head, rest = key.split(" ", 1)
+        return f"{readable_key(head)} {rest}"
     for old, new in _READABLE.items():
         if key == old or key.endswith("." + old):
             return key[: len(key) - len(old)] + new

@@ -368,9 +368,12 @@ class RunStore:
     def request_stop(self, run_id: str) -> str:
         """Ask a run to stop: a running run stops within a heartbeat; a queued one stops now."""
         with self.lock():
-            state = self.read_status(run_id).state
+            status = self.read_status(run_id)
+            state = status.state
             if state == QUEUED:
-                self._transition(run_id, QUEUED, STOPPED, "stopped before it started")
+                done = int(status.progress.get("epochs_done") or 0)  # queued again after some epochs
+                self._transition(run_id, QUEUED, STOPPED, "stopped before it started" if not done else
+                                 f"stopped while queued again; it resumes after epoch {done}")
                 return "stopped"
             if state == RUNNING:
                 (self.run_dir(run_id) / STOP).write_text(str(time.time()))

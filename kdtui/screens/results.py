@@ -220,8 +220,12 @@ class ResultsScreen(Screen):
         """The sweep tab's next axis (and, with several axes, the best combination of all)."""
         sweeps = self._sweeps()
         if not sweeps:
+            self.notify("no sweep here: a study with a list as a setting (kd.temperature = [1, 4]) has axes",
+                        severity="warning")
             return
-        if self.current == SWEEP:
+        if self.current == SWEEP and len(sweeps) == 1:
+            self.notify("this sweep has one axis: the sweep tab shows it all", severity="information")
+        elif self.current == SWEEP:
             self.axis = (self.axis + 1) % len(sweeps)
         self.current = SWEEP
         self._draw()
