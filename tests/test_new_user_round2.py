@@ -3,6 +3,7 @@ nowhere; bad study files and failing hints; filters that match nothing; reports 
 from __future__ import annotations
 
 import asyncio
+import os
 import json
 import re
 from pathlib import Path
@@ -16,6 +17,7 @@ from kdengine.cli import main
 from kdengine.data.config import DataConfig
 from kdengine.data.corruptions import ShiftConfig
 from kdengine.errors import UsageError
+from kdengine.execution import executor
 from kdengine.options import infos
 from kdengine.reports import figures as F
 from kdengine.reports import html
@@ -25,7 +27,7 @@ from kdengine.store import RunStore
 from kdengine.store.queue import teacher_notes
 from kdtui.app import KDStudyApp
 from tests import stats_sim as sim
-from tests.tui_helpers import fake_finished_store
+from tests.tui_helpers import fake_finished_store, wait_for
 
 
 def _shift(acc: float) -> dict:
@@ -211,3 +213,44 @@ def test_stopping_a_run_queued_again_after_an_epoch_says_where_it_resumes(tmp_pa
                         TrainConfig(epochs=2), KDConfig(), 0)
     store.create(fresh)
     assert api.stop(store, fresh.run_id) == "stopped before it started"
+
+
+async def test_the_launch_form_gives_no_key_to_a_field_after_you_leave_it(tmp_path):
+    """The review: tab into Teacher, leave (F5, the palette), press 2 then 1: focus was back in Teacher with its
+    text selected, so 1 replaced the model's name."""
+
+    app = KDStudyApp(tmp_path / "runs", start_workers=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("2")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "LaunchScreen", timeout=10)
+        form = app.screen
+        teacher = form.query_one("#teacher")
+        teacher.focus()
+        await pilot.pause()
+        name = teacher.value
+        app.switch_mode("runs")  # what F5 (a launch) and the palette's "Runs" do
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "RunsScreen", timeout=10)
+        for key, screen in (("2", "LaunchScreen"), ("1", "RunsScreen"), ("2", "LaunchScreen")):
+            await pilot.press(key)
+            await wait_for(pilot, lambda: app.screen.__class__.__name__ == screen, timeout=10)
+        assert teacher.value == name and form.focused is not teacher  # no field holds the keys
+
+
+def test_a_foreground_study_trains_beside_a_live_worker_instead_of_queueing_behind_it(tmp_path, monkeypatch):
+    """The review: with kdtui's worker alive, 10 of 12 runs of `study run` printed "waiting for …: another worker
+    is training it". What the other worker holds is left to it; the rest trains here first."""
+
+
+
+
+    store = RunStore(tmp_path)
+    data = DataConfig(source="synthetic", image_size=32)
+    specs = [build_specs("baseline", m, [], data, TrainConfig(epochs=1), KDConfig(), 0)
+             for m in ("test_resnet", "test_efficientnet", "test_convnext")]
+    for s in specs:
+        store.create(s)
+    store.write_status(specs[0].run_id, "running", pid=os.getpid())  # a live worker holds the first
+    trained = []
+    monkeypatch.setattr(executor, "ensure_finished", lambda store, spec, dev, **kw: trained.append(spec.run_id) or {})
+    api.train_here(store, specs, [s.run_id for s in specs], "cpu", keep_going=True, log=lambda m: None)
+    assert trained == [specs[1].run_id, specs[2].run_id, specs[0].run_id]  # its run last: waited for, not first

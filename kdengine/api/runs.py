@@ -263,8 +263,13 @@ def train_here(store: RunStore, specs: list[RunSpec], mine: list[str], device: s
     make_trackers(names)  # fail early on a missing extra
     metrics, failed = {}, []
     extra = {"worker": worker, "requeue": False} if worker else {}
+    todo = list(enumerate(specs, start=1))
     try:
-        for i, spec in enumerate(specs, start=1):
+        while todo:
+            # beside a live worker (kdtui's, another study's) that trains one of these: train the others first,
+            # and wait for its run only when nothing else is left
+            i, spec = next((job for job in todo if not _busy_elsewhere(store, job[1])), todo[0])
+            todo.remove((i, spec))
             if announce is not None:
                 if store.exists(spec.run_id) and store.read_status(spec.run_id).state == FINISHED:
                     continue
@@ -280,6 +285,12 @@ def train_here(store: RunStore, specs: list[RunSpec], mine: list[str], device: s
     except KeyboardInterrupt as exc:
         raise _interrupted(store, exc, mine, before, again) from None
     return metrics, failed
+
+
+def _busy_elsewhere(store: RunStore, spec: RunSpec) -> bool:
+    """A run (or one of its teachers) another process is training now: this one would only wait for it."""
+    return any(store.exists(s.run_id) and store.read_status(s.run_id).state == RUNNING
+               for s in (*_teachers_first(spec), spec))
 
 
 def _states(store: RunStore, run_ids: Iterable[str]) -> dict[str, str | None]:

@@ -130,6 +130,12 @@ class LaunchScreen(Screen):
         self.check_data(self.query_one("#source", Input).value)
         self._refresh_notes()
 
+    def on_screen_resume(self) -> None:
+        """Back on the form (from another screen, the palette or a dialog): no field has the focus, as at first.
+        Textual would give it back to the field last left, text selected, and the next digit, meant as a screen
+        key, would replace a model's name (and be remembered for the next kdtui)."""
+        self.set_focus(None)
+
     # -- values ----------------------------------------------------------------------------------------
     def values(self) -> dict:
         return {w.id: w.value for w in self.query("Input, Select, Checkbox") if w.id}
