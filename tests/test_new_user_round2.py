@@ -254,3 +254,48 @@ def test_a_foreground_study_trains_beside_a_live_worker_instead_of_queueing_behi
     monkeypatch.setattr(executor, "ensure_finished", lambda store, spec, dev, **kw: trained.append(spec.run_id) or {})
     api.train_here(store, specs, [s.run_id for s in specs], "cpu", keep_going=True, log=lambda m: None)
     assert trained == [specs[1].run_id, specs[2].run_id, specs[0].run_id]  # its run last: waited for, not first
+
+
+async def test_results_at_80_by_24_is_mostly_table_not_notes(tmp_path):
+    """The review: in "all runs" the settings notes were one paragraph of 13 lines and left 6 table rows."""
+    for epochs in range(1, 9):  # eight settings groups: a note each
+        store, _, _ = fake_finished_store(tmp_path / "runs", epochs=epochs, seed=epochs)
+    app = KDStudyApp(store.root, start_workers=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ResultsScreen" and app.screen.tables,
+                       timeout=60)
+        screen = app.screen
+        note = screen.query_one("#results-note")
+        full = screen._notes
+        assert len(full) > 80 * 6  # the notes would take many lines
+        await pilot.pause()
+        assert note.size.height <= 3 and "(n: all notes)" in str(note.render())
+        await pilot.press("n")
+        await pilot.pause()
+        assert note.size.height > 3 and "(n: all notes)" not in str(note.render())
+
+
+async def test_workers_and_results_show_the_store_as_it_is_when_you_come_back(tmp_path):
+    """The review: Workers showed an old run and "2 queued · 1 running" for more than 1.5 s before refreshing;
+    the first Results froze with no word of loading."""
+    store, _, _ = fake_finished_store(tmp_path / "runs")
+    app = KDStudyApp(store.root, start_workers=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("4")
+        await wait_for(pilot, lambda: getattr(app.screen, "snapshot", None) is not None
+                       and app.screen.snapshot.states.get("finished") == 3, timeout=20)
+        await pilot.press("1")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "RunsScreen", timeout=10)
+        spec = build_specs("baseline", "test_efficientnet", [], DataConfig(source="synthetic", image_size=32),
+                           TrainConfig(epochs=1), KDConfig(), 0)
+        api.queue(store, spec, device="cpu")
+        started = asyncio.get_running_loop().time()
+        await pilot.press("4")
+        await wait_for(pilot, lambda: app.screen.snapshot.states.get("queued") == 1, timeout=10)
+        assert asyncio.get_running_loop().time() - started < 1.0  # at once, not at the next 2 s tick
+        await pilot.press("3")
+        await pilot.pause()
+        if app.screen.tables is None:  # still building: the screen says so
+            assert "building the tables" in str(app.screen.query_one("#results-note").renderable)
+        await wait_for(pilot, lambda: app.screen.tables is not None, timeout=60)

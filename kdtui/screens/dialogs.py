@@ -36,6 +36,7 @@ KEYS = [
     ("m", "Results", "metric: accuracy · macro-F1 · κ · ECE"),
     ("i", "Results", "show the 95% intervals"),
     ("a", "Results", "a sweep: the next axis (then the best combination)"),
+    ("n", "Results", "the notes under the table in full · folded"),
     ("e h", "Results", "export the tables (CSV and Markdown) · the HTML report"),
 ]
 NOTE = ("Runs train in a detached `kdengine worker`: quitting the app or closing the SSH session "

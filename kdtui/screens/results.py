@@ -58,6 +58,9 @@ def load_tables(store, view: str, metric: str):
     return api.tables(store, None if view == ALL else view, metric)
 
 
+NOTE_LINES = 3
+
+
 class ResultsScreen(Screen):
     BINDINGS = [
         Binding("[", "cycle(-1)", "Prev"),
@@ -68,6 +71,7 @@ class ResultsScreen(Screen):
         Binding("a", "next_axis", "Axis"),
         Binding("e", "export", "Export"),
         Binding("h", "report", "Report"),
+        Binding("n", "toggle_notes", "Notes", show=False),
     ]
 
     def __init__(self) -> None:
@@ -79,6 +83,7 @@ class ResultsScreen(Screen):
         self.current: str | None = None
         self.intervals = False
         self.axis = 0  # which of a sweep's tables the sweep tab shows
+        self.notes_open = False  # the notes under the table in full (n), else folded to NOTE_LINES
         self._signature: tuple = ()
 
     def compose(self) -> ComposeResult:
@@ -90,8 +95,14 @@ class ResultsScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        # the first build reads every run and imports pandas (seconds on a busy machine): it runs in a thread,
+        # and the screen says it is coming
+        self.query_one("#results-note", Static).update(Text("building the tables…", style="bold yellow"))
         self.set_interval(POLL_S, self.poll)
         self.call_after_refresh(self.poll)
+
+    def on_screen_resume(self) -> None:
+        self.call_after_refresh(self.poll)  # a run that finished meanwhile: its tables now, not at the next tick
         self.query_one(DataTable).focus()
 
     def views(self) -> list[str]:
@@ -189,7 +200,7 @@ class ResultsScreen(Screen):
             if not current.rows:
                 notes.insert(0, EMPTY.get(current.name.split("_")[0], "no finished run for this table yet."))
         self._notes = " ".join(notes)
-        self.query_one("#results-note", Static).update(Text(self._notes, style="dim"))
+        self.query_one("#results-note", Static).update(Text(self._folded_notes(), style="dim"))
 
     def on_data_table_cell_highlighted(self, event: DataTable.CellHighlighted) -> None:
         """The cell under the cursor, in full: n, each seed's value, the raw and adjusted p-value, what its interval
@@ -202,8 +213,22 @@ class ResultsScreen(Screen):
         note = Text()
         if isinstance(value, Summary):
             note.append(cell_detail(current.columns[col], value) + "\n", style="bold")
-        note.append(getattr(self, "_notes", ""), style="dim")
+        note.append(self._folded_notes(), style="dim")
         self.query_one("#results-note", Static).update(note)
+
+    def _folded_notes(self) -> str:
+        """The table's notes in at most NOTE_LINES lines (at 80 x 24 they took 13 and left 6 rows of table), with
+        where the rest is; all of them once ``n`` opens them."""
+        text = getattr(self, "_notes", "")
+        width = max(20, (self.size.width or self.app.size.width) - 2)
+        if self.notes_open or len(text) <= width * NOTE_LINES:
+            return text
+        cut = text[:width * NOTE_LINES - 24].rsplit(" ", 1)[0]
+        return f"{cut} … (n: all notes)"
+
+    def action_toggle_notes(self) -> None:
+        self.notes_open = not self.notes_open
+        self.query_one("#results-note", Static).update(Text(self._folded_notes(), style="dim"))
 
     def action_cycle(self, step: int) -> None:
         if not self.order:

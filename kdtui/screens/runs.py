@@ -95,6 +95,9 @@ class RunsScreen(RunListMixin, RunDetailMixin, RunActionsMixin, Screen):
         self.set_interval(POLL_S, self.poll)
         self.call_after_refresh(self.poll)
 
+    def on_screen_resume(self) -> None:
+        self.call_after_refresh(self.poll)  # back from another screen: the list as it is now, not at the next tick
+
     async def poll(self) -> None:
         if not self.is_current:  # another mode is on display: nothing to refresh
             return

@@ -130,6 +130,9 @@ class WorkersScreen(Screen):
         self.set_interval(POLL_S, self.poll)
         self.call_after_refresh(self.poll)
 
+    def on_screen_resume(self) -> None:
+        self.call_after_refresh(self.poll)  # what changed while another screen was shown, now: not at the next tick
+
     async def poll(self) -> None:
         if not self.is_current:
             return
