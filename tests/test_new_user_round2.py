@@ -293,7 +293,7 @@ async def test_workers_and_results_show_the_store_as_it_is_when_you_come_back(tm
         started = asyncio.get_running_loop().time()
         await pilot.press("4")
         await wait_for(pilot, lambda: app.screen.snapshot.states.get("queued") == 1, timeout=10)
-        assert asyncio.get_running_loop().time() - started < 1.0  # at once, not at the next 2 s tick
+        assert asyncio.get_running_loop().time() - started < 1.8  # at once, not at the next 2 s tick (POLL_S)
         await pilot.press("3")
         await pilot.pause()
         if app.screen.tables is None:  # still building: the screen says so
