@@ -178,8 +178,9 @@ def stop(store: RunStore, run_id: str) -> str:
     done = store.request_stop(run_id)
     if done == "stopped":  # a queued run: the store says whether it had started before (its reason)
         return store.read_status(run_id).reason or "stopped"
-    return {"stopping": "stopping (it stops within a few seconds; its last finished epoch stays resumable)"}.get(
-        done, done)
+    if done == "stopping":
+        return "stopping (it stops within a few seconds; its last finished epoch stays resumable)"
+    return done
 
 
 def retry(store: RunStore, run_id: str, force: bool = False) -> str:
