@@ -7,7 +7,7 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: setup run demo test test-gpu bench bench-gpu gpu-verify faults clean
+.PHONY: setup run demo test test-browser test-gpu bench bench-gpu gpu-verify faults clean
 
 setup: $(STAMP)
 
@@ -15,7 +15,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,neptune,tensorboard,ray,mlflow,bench,explain]'
+	$(PY) -m pip install --quiet -e '.[dev,neptune,tensorboard,ray,mlflow,bench,explain,serve,browser]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -30,6 +30,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# kdtui --serve in headless Chromium (selenium + chromium-driver, from Debian: see the README's set-up line)
+test-browser: $(STAMP)
+	$(PY) -m pytest -q -m browser tests/browser
 
 # the CUDA-only checks (tests/gpu): the graphed step against the eager one, the device-resident input
 test-gpu: $(STAMP)

@@ -27,6 +27,7 @@ from .screens.results import ResultsScreen
 from .screens.run_detail import local_gpus
 from .screens.runs import RunsScreen
 from .screens.workers import WorkersScreen
+from .serve import DEFAULT_HOST, DEFAULT_PORT, ServeError, serve
 
 
 class KDStudyApp(App):
@@ -239,16 +240,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs-dir", default=None, help="run store (default: $KDSTUDY_HOME or ./runs)")
     p.add_argument("--ansi", action="store_true", help="use the terminal's ANSI colours")
     p.add_argument("--theme", default=None, help="a Textual theme name")
+    web = p.add_argument_group("in a browser (textual-serve)")
+    web.add_argument("--serve", action="store_true",
+                     help="serve kdtui to a browser tab instead of this terminal (each tab runs its own kdtui)")
+    web.add_argument("--host", default=None, help=f"address to listen on (default: {DEFAULT_HOST}, this machine "
+                                                  "only; reach it from a laptop with ssh -L)")
+    web.add_argument("--port", type=int, default=None, help=f"port to listen on (default: {DEFAULT_PORT})")
     args = p.parse_args(argv)
+    if not args.serve and (args.host is not None or args.port is not None):
+        p.error("--host and --port go with --serve")
     theme = "ansi-dark" if args.ansi else args.theme
     root = default_runs_dir(args.runs_dir)
     try:
         if root.exists() and not root.is_dir():
             raise ValueError(f"the runs dir {root} is a file, not a folder (pass --runs-dir DIR)")
-        app = KDStudyApp(root, theme=theme)
+        app = KDStudyApp(root, theme=theme)  # also checks the theme and the store before a server starts
     except Exception as exc:  # noqa: BLE001 - an unknown theme name, an unusable runs dir
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.serve:
+        try:
+            serve(root, args.host or DEFAULT_HOST, DEFAULT_PORT if args.port is None else args.port, theme)
+        except ServeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     app.run()
     return 0
 

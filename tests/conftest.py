@@ -22,9 +22,10 @@ SMALL_SYNTH = "synthetic:images=280,seed=3"
 
 
 def pytest_ignore_collect(collection_path, config):
-    """tests/gpu needs a CUDA device: collected only when asked for with ``-m gpu`` (make test-gpu)."""
-    if collection_path.name == "gpu" and collection_path.parent.name == "tests":
-        return "gpu" not in (config.getoption("markexpr") or "")
+    """tests/gpu needs a CUDA device, tests/browser Chromium: each is collected only when asked for with
+    ``-m gpu`` (make test-gpu) or ``-m browser`` (make test-browser)."""
+    if collection_path.name in ("gpu", "browser") and collection_path.parent.name == "tests":
+        return collection_path.name not in (config.getoption("markexpr") or "")
     return None
 
 
