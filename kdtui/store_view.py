@@ -14,9 +14,9 @@ from kdengine.api import events as ev
 STATE_ICONS = {QUEUED: "…", RUNNING: "▶", FINISHED: "✓", FAILED: "✗", STOPPED: "■", "damaged": "!"}
 SORTS = ("created", "state", "what", "student", "seed", "study", "device", "best val", "test acc", "gain")
 NO_STUDY = "(no study)"
-# The progress cell while a run is not training: a short word, so that the column never widens.
-PHASES = (("decoding", "dec"), ("evaluating train", "ev tr"), ("evaluating val", "ev va"),
-          ("evaluating test", "ev te"))
+# The progress cell while a run is not training: a whole word of at most 5 letters, so that the column never
+# widens and never reads as a code ("ev va"); which split is being evaluated is in the line under the list.
+PHASES = (("decoding", "load"), ("evaluating", "eval"))
 
 
 def fmt_eta(seconds: float | None) -> str:
@@ -67,7 +67,8 @@ def eta_cell(r: RunRow) -> str:
 def done_cell(r: RunRow) -> str:
     """The progress cell (5 characters at most): a percentage, or the phase when it says more."""
     if r.state == RUNNING and r.phase and not r.phase.startswith("training"):
-        return next((short for prefix, short in PHASES if r.phase.startswith(prefix)), r.phase[:5])
+        word = r.phase.split()[0]
+        return next((short for prefix, short in PHASES if r.phase.startswith(prefix)), word if len(word) <= 5 else "busy")
     return "stop" if r.stopped_early and r.state == FINISHED else f"{r.progress:4.0%}"
 
 

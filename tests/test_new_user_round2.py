@@ -26,6 +26,7 @@ from kdengine.runspec import CONFIGS, KDConfig, TrainConfig, build_specs
 from kdengine.store import RunStore
 from kdengine.store.queue import teacher_notes
 from kdtui.app import KDStudyApp
+from tests.conftest import SMALL_SYNTH
 from tests import stats_sim as sim
 from tests.tui_helpers import fake_finished_store, wait_for
 
@@ -299,3 +300,14 @@ async def test_workers_and_results_show_the_store_as_it_is_when_you_come_back(tm
         if app.screen.tables is None:  # still building: the screen says so
             assert "building the tables" in str(app.screen.query_one("#results-note").renderable)
         await wait_for(pilot, lambda: app.screen.tables is not None, timeout=60)
+
+
+def test_reverse_kd_with_a_larger_teacher_is_warned_of_when_only_queued(tmp_path, capsys):
+    """The trainer's warning reached the worker's log alone (issue 26): ``--queue`` says it at once."""
+    common = ["train", "--data", SMALL_SYNTH, "--image-size", "32", "--epochs", "1", "--queue",
+              "--runs-dir", str(tmp_path / "runs")]
+    assert main([*common, "--strategy", "reverse", "--teacher", "resnet10t", "--student", "test_resnet"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: reverse KD expects a smaller teacher, but resnet10t has" in err and "test_resnet" in err
+    assert main([*common, "--strategy", "reverse", "--teacher", "test_resnet", "--student", "resnet10t"]) == 0
+    assert "expects" not in capsys.readouterr().err  # the sizes the strategy wants: nothing to say

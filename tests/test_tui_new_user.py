@@ -61,11 +61,30 @@ async def test_columns_keep_their_widths_and_the_eta_shows_at_80(tmp_path):
         screen = app.screen
         assert "eta" in [c.key for c in screen.columns]
         assert sum(c.width + 2 for c in screen.columns) <= 80
-        assert done_cell(screen.rows[running]) == "ev va"  # 5 characters: the column never widens
+        assert done_cell(screen.rows[running]) == "eval"  # a word of 5 letters at most: the column never widens
         widths = [col.width for col in table.columns.values()]
         store.heartbeat(running, progress={"phase": "evaluating test (best checkpoint)", "epoch": 2, "epochs": 2})
-        await wait_for(pilot, lambda: done_cell(screen.rows[running]) == "ev te", timeout=10)
+        await wait_for(pilot, lambda: screen.rows[running].phase.startswith("evaluating test"), timeout=10)
+        assert done_cell(screen.rows[running]) == "eval"
         assert [col.width for col in table.columns.values()] == widths
+
+
+def test_the_done_cell_says_a_phase_in_a_word():
+    """Not "dec", "ev va", "ev tr" (issue 26): every phase the trainer announces is a whole word in the cell."""
+    from dataclasses import replace
+
+    from kdengine.api import RUNNING, RunRow
+
+    row = RunRow(run_id="normal-test_resnet-s0-0", state=RUNNING, damaged=False, what="normal", strategy="normal",
+                 regime=None, teacher="resnet10t", student="test_resnet", seed=0, device="cpu", data="synthetic",
+                 synthetic=True, epochs=4, epoch=2, progress=0.5, best_val=None, test_accuracy=None,
+                 baseline_run_id=None, gain=None, reason=None, eta_s=None, phase="")
+    words = {phase: done_cell(replace(row, phase=phase)) for phase in (
+        "decoding images 300/1451", "evaluating train", "evaluating val", "evaluating test (best checkpoint)",
+        "calibrating the memory estimate")}
+    assert words == {"decoding images 300/1451": "load", "evaluating train": "eval", "evaluating val": "eval",
+                     "evaluating test (best checkpoint)": "eval", "calibrating the memory estimate": "busy"}
+    assert done_cell(replace(row, phase="training", progress=0.5)) == " 50%"
 
 
 async def test_the_worker_dialog_fits_80_columns(tmp_path):

@@ -23,6 +23,9 @@ from ..store.actions import Plan, actions_for, plan, why_not
 from ..store.lifecycle import FAILED, FINISHED, QUEUED, RUNNING, STOPPED
 from ..store.doctor import examine, fix
 from ..store.queue import enqueue, teacher_notes
+from .. import strategy_catalog as catalog
+from ..models.architectures import APPROX_PARAMS
+from .models import model_params
 from ..store.records import flat_settings, read_record
 from ..store.rows import RunRow
 from ..store.rows import run_rows as rows_of
@@ -84,9 +87,27 @@ def cuda_elsewhere(device: str) -> str | None:
     return None
 
 
+def size_note(spec: RunSpec) -> str | None:
+    """The trainer's warning that a teacher's size contradicts the strategy (reverse KD with a larger teacher),
+    said when a run is only queued, where the trainer's would reach the worker's log alone. Counts come from the
+    catalogue without torch; a name outside it is counted by timm only where torch is already loaded (the CLI),
+    never imported for a warning (kdtui has none: its form says the same from the catalogue)."""
+    if spec.kind != "kd" or len(spec.teachers) != 1:
+        return None
+    names = (spec.teachers[0].model, spec.model)
+    if not all(n in APPROX_PARAMS for n in names) and "torch" not in sys.modules:
+        return None
+    teacher, student = (model_params(n) for n in names)
+    warning = catalog.size_warning(catalog.get(spec.strategy), names[0], teacher, names[1], student)
+    return f"warning: {warning}" if warning else None
+
+
 def queue(store: RunStore, spec: RunSpec, with_baseline: bool = True, device: str = "auto") -> Queued:
-    """Queue a run (its teachers first) and, for a KD run, its baseline; say what each teacher will be."""
+    """Queue a run (its teachers first) and, for a KD run, its baseline; say what each teacher will be, and
+    whether the teacher's size contradicts the strategy."""
     notes = teacher_notes(store, spec, verb="queueing")
+    if note := size_note(spec):
+        notes.append(note)
     if note := cuda_elsewhere(device):  # nvidia-smi, asked once
         notes.append(note)
     before = {rid: store.read_status(rid).state for rid in store.list_ids()}
