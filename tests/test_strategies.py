@@ -110,12 +110,18 @@ def test_defective_stops_at_threshold_and_records_accuracy(capsys):
     assert t["run_id"].startswith("defective-")
 
 
-def test_defective_check_catches_it_within_one_epoch(capsys):
-    """A threshold passed early must stop training mid-epoch (checked every N steps)."""
+def test_defective_check_catches_it_within_one_epoch(capsys, monkeypatch):
+    """A threshold passed early must stop training mid-epoch (checked every N steps), and its progress bar ends
+    there saying why (it froze at "46/184 ep 1/4 ETA 0:05:13": issue 26)."""
+    from kdengine.training.progress import Progress
+
+    ends = []
+    monkeypatch.setattr(Progress, "finish", lambda self, done, info: ends.append((self.title, done, info)))
     m, _ = train(capsys, "--strategy", "defective", "--teacher", "test_resnet", "--student", "test_resnet",
                  "--defect-acc", "0.01", "--defect-check-every", "1", "--epochs", "3")
     d = m["teachers"][0]["defect"]
     assert d["epoch"] == 1 and d["global_step"] == 1
+    assert ends == [("defective test_resnet (stop at val acc 0.01)", 1, "ep 1/3 stopped at the defect threshold")]
 
 
 def test_tf_self_uses_the_students_own_baseline(capsys):

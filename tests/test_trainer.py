@@ -179,3 +179,24 @@ def test_epoch_events_carry_the_rate_each_epoch_trained_with(capsys):
                  "--lr", "0.04", "--schedule", "step", "--step-size", "1", "--gamma", "0.5")
     events = RunStore(runs_dir()).read_events(m["run_id"])[0]
     assert [e["lr"] for e in events if e["type"] == "epoch"] == pytest.approx([0.04, 0.02, 0.01])
+
+
+def test_a_bar_that_ends_early_ends_full_and_says_why():
+    """On a terminal the bar of a run stopped early shows the steps taken as all of them and no ETA left."""
+    import io
+
+    from kdengine.training.progress import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Tty()
+    bar = Progress("defective resnet10t", stream=stream)
+    bar.start(184)
+    bar.step(46, "ep 1/4 loss 1.234")
+    bar.finish(46, "ep 1/4 stopped at the defect threshold")
+    bar.close()
+    last = stream.getvalue().rsplit("\r", 1)[-1].rsplit("\x1b[2K", 1)[-1]
+    assert "46/46" in last and "stopped at the defect threshold" in last and "184" not in last
+    assert "ETA \x1b[36m0:00" in last  # nothing left (80 columns cut the rest of the ETA)

@@ -214,3 +214,15 @@ def test_snapshot_detail_of_a_stopped_run(snap_compare, size):
         await pilot.pause(2.0)
 
     assert snap_compare(KDStudyApp(store.root, start_workers=False), terminal_size=size, run_before=settle)
+
+
+def test_looks_labels_wrap_at_the_picture_width_instead_of_being_cut():
+    """At 80 columns a picture is 14 wide: "✓ teacher resnet10t: elbow" read "✓ teacher resn" (issue 26)."""
+    from kdtui.widgets.looks import label_lines
+
+    lines = [str(t) for t in label_lines(["image", "✓ teacher resnet10t: elbow", "✗ baseline: hand", "this run"], 14)]
+    assert all(len(line) == 4 * 14 + 3 * 2 for line in lines)  # every column keeps its picture's width
+    columns = [" ".join(line[k * 16:k * 16 + 14].strip() for line in lines).split() for k in range(4)]
+    assert columns == [["image"], ["✓", "teacher", "resnet10t:", "elbow"], ["✗", "baseline:", "hand"], ["this", "run"]]
+    long = [str(t) for t in label_lines(["✓ teacher seresnext101_32x8d: forearm and more words"], 10)]
+    assert len(long) == 3 and long[-1].rstrip().endswith("…")

@@ -45,6 +45,13 @@ class Progress:
                 self._last = now
                 self.rich.update(self.task, completed=done, info=info)
 
+    def finish(self, done: int, info: str) -> None:
+        """Training ended before its planned steps (a defective teacher at its threshold, early stopping): the bar
+        ends full at the steps taken and says why, instead of freezing mid-way with an ETA for steps never run."""
+        if self.rich and self.task is not None:
+            self.rich.update(self.task, total=max(done, 1), completed=max(done, 1), info=info)
+            self.rich.refresh()
+
     def line(self, text: str) -> None:
         if not self.enabled:
             return

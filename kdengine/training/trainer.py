@@ -359,6 +359,9 @@ class Trainer:
                     state.epoch = epoch
                     break
                 self.end_epoch(epoch, state, train_stats, t0, started)
+            if state.defect is not None or state.stopped_early:
+                why = "stopped at the defect threshold" if state.defect is not None else "early stop"
+                self.progress.finish(state.global_step, f"ep {state.epoch}/{spec.train.epochs} {why}")
         except BaseException:
             self.progress.close(clear=True)  # ctrl-c, a failure: the message is the last line, the bar gone
             raise

@@ -4,6 +4,8 @@ colours or more; Rich lowers the colours to what the terminal has. A KD run is d
 baseline, on the same image. No torch, no numpy: the maps are 32 x 32 grids of plain numbers."""
 from __future__ import annotations
 
+import textwrap
+
 from rich.color import Color
 from rich.style import Style
 from rich.text import Text
@@ -117,7 +119,7 @@ class LooksPane(Static):
         if me.get("border_mass") is not None:
             lines.append(Text(f"border: {me['border_mass']:.2f} of the map (uniform: {entry['border']['area']:.2f})"))
         gap = "  "
-        lines.append(Text(gap.join(label[:side].ljust(side) for label, _ in pictures), style="dim"))
+        lines.extend(label_lines([label for label, _ in pictures], side, gap))
         for r in range(side // 2):
             row = Text()
             for k, (_, pic) in enumerate(pictures):
@@ -127,6 +129,21 @@ class LooksPane(Static):
             lines.append(row)
         self.update(Text("\n").join(lines))
         return len(images)
+
+
+def label_lines(labels: list[str], side: int, gap: str = "  ", most: int = 3) -> list[Text]:
+    """The pictures' labels above them, each wrapped at its picture's width (a narrow terminal gives the words
+    more lines instead of cutting them: "✓ teacher resn"); a word longer than the picture is cut there, and a
+    label that needs more than ``most`` lines ends in "…"."""
+    wrapped = []
+    for label in labels:
+        parts = textwrap.wrap(label, side, break_long_words=True, break_on_hyphens=False) or [""]
+        if len(parts) > most:
+            parts = parts[:most - 1] + [textwrap.shorten(" ".join(parts[most - 1:]), side, placeholder="…")]
+        wrapped.append(parts)
+    rows = max(len(p) for p in wrapped)
+    return [Text(gap.join((p[r] if r < len(p) else "").ljust(side) for p in wrapped), style="dim")
+            for r in range(rows)]
 
 
 def _num(v: float | None) -> str:
