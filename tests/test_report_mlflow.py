@@ -60,6 +60,15 @@ def test_the_html_report_is_self_contained(study_store, tmp_path, capsys):
     alts = [alt for _, alt in images]
     runs = study_store.list_ids()
     assert sum("test confusion matrix" in a for a in alts) == len(runs)
+    # readable where the page shows them (issue 26: tiny text): two to a row, the counts at 8 points or more there
+    from kdengine.reports.figures import CONFUSION_COUNT_PT, CONFUSION_DISPLAY_PX
+
+    assert ".grid.pairs figure { width: 48%" in page and '<div class="grid pairs"><figure>' in page
+    for data, alt in images:
+        if "test confusion matrix" in alt:
+            assert CONFUSION_COUNT_PT * CONFUSION_DISPLAY_PX / png(base64.b64decode(data)).width >= 8, alt
+    # a wide table scrolls inside the page instead of widening it (the robustness table was wider than the page)
+    assert page.count("<table>") == page.count('<div class="wide"><table>') > 0
     assert sum("its baseline" in a for a in alts) == 2  # each student over its baseline and teacher
     assert sum("under acquisition shift" in a for a in alts) == 1  # student against baseline, mean over seeds
     for heading in ("Tables", "Students, their baselines and teachers", "Robustness under acquisition shift",

@@ -27,6 +27,9 @@ th { background: #eee; } td.text { text-align: left; }
 .note { color: #444; font-size: .85em; } figure { margin: 1em 0; page-break-inside: avoid; }
 figcaption { font-size: .85em; color: #333; } img { max-width: 100%; }
 .grid { display: flex; flex-wrap: wrap; gap: 1em; } .grid figure { width: 31%; min-width: 300px; }
+.grid.pairs figure { width: 48%; min-width: 420px; }
+.wide { max-width: 100%; overflow-x: auto; }
+@media print { .wide table { font-size: .7em; } }
 @media print { body { max-width: none; } h2 { page-break-before: always; } }
 """
 
@@ -56,7 +59,9 @@ def table_html(t, metric: str = "accuracy") -> str:
                         f"{html.escape(cell_text(v, gain=c.startswith('gain')))}</td>" for c, v in zip(t.columns, row))
         rows.append(f"<tr>{cells}</tr>")
     notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in t.notes)
-    return f"<h3>{html.escape(t.title)}</h3><table><tr>{head}</tr>{''.join(rows)}</table>{notes}{links}"
+    # a wide table (the robustness table's shifts) scrolls inside the page instead of widening it
+    return (f'<h3>{html.escape(t.title)}</h3><div class="wide"><table><tr>{head}</tr>{"".join(rows)}</table></div>'
+            f"{notes}{links}")
 
 
 def _run_png(store: RunStore, r: RunRecord, name: str) -> bytes:
@@ -98,7 +103,9 @@ def confusion_section(store: RunStore, records: list[RunRecord], points: dict[st
                 f"{r.spec.describe()}{_at(points, r.run_id)}, seed {r.seed}: test confusion matrix")
             for r in sorted((r for r in records if r.finished),
                             key=lambda r: (r.kind, r.model, natural_key(points.get(r.run_id, "")), r.seed))]
-    return f'<div class="grid">{"".join(figs)}</div>'
+    # two to a row (CONFUSION_DISPLAY_PX wide each), where the figure's type keeps its size: three to a row drew
+    # the counts at a third of theirs
+    return f'<div class="grid pairs">{"".join(figs)}</div>'
 
 
 def robustness_section(records: list[RunRecord], points: dict[str, str] | None = None) -> str:
