@@ -67,8 +67,8 @@ def eta_cell(r: RunRow) -> str:
 def done_cell(r: RunRow) -> str:
     """The progress cell (5 characters at most): a percentage, or the phase when it says more."""
     if r.state == RUNNING and r.phase and not r.phase.startswith("training"):
-        word = r.phase.split()[0]
-        return next((short for prefix, short in PHASES if r.phase.startswith(prefix)), word if len(word) <= 5 else "busy")
+        word = next((short for prefix, short in PHASES if r.phase.startswith(prefix)), r.phase.split()[0])
+        return word if len(word) <= 5 else "busy"  # a phase named later: its own word, or "busy" (never a code)
     return "stop" if r.stopped_early and r.state == FINISHED else f"{r.progress:4.0%}"
 
 

@@ -226,3 +226,16 @@ def test_looks_labels_wrap_at_the_picture_width_instead_of_being_cut():
     assert columns == [["image"], ["✓", "teacher", "resnet10t:", "elbow"], ["✗", "baseline:", "hand"], ["this", "run"]]
     long = [str(t) for t in label_lines(["✓ teacher seresnext101_32x8d: forearm and more words"], 10)]
     assert len(long) == 3 and long[-1].rstrip().endswith("…")
+
+
+def test_wrapped_looks_labels_take_their_lines_from_the_pictures():
+    """Labels on two or three lines must not push the pictures past the pane's bottom (3 lines above them)."""
+    from kdtui.widgets.looks import label_lines, picture_side
+
+    labels = ["image", "✓ teacher resnet10t: elbow", "✗ baseline: hand", "this run"]
+    for height in range(8, 40):
+        side = picture_side(labels, height)
+        assert 8 <= side <= 32
+        if side > 8:  # the smallest pictures are kept even where the pane is too short for them
+            assert 3 + len(label_lines(labels, side)) + side // 2 <= height, height
+    assert picture_side(["image", "map"], 20) == 32  # one label line: the height's whole share (2 * (20 - 4))

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from .. import strategy_catalog as catalog
 from ..errors import Interrupted, KDError, RunFailed, UsageError
+from ..models.architectures import APPROX_PARAMS
 from ..execution.spawn import visible_gpus
 from ..options import identity_values, replace_from_assignments
 from ..paths import runs_dir
@@ -23,13 +25,11 @@ from ..store.actions import Plan, actions_for, plan, why_not
 from ..store.lifecycle import FAILED, FINISHED, QUEUED, RUNNING, STOPPED
 from ..store.doctor import examine, fix
 from ..store.queue import enqueue, teacher_notes
-from .. import strategy_catalog as catalog
-from ..models.architectures import APPROX_PARAMS
-from .models import model_params
 from ..store.records import flat_settings, read_record
 from ..store.rows import RunRow
 from ..store.rows import run_rows as rows_of
 from ..study.registry import study_membership
+from .models import model_params
 from ..store.runstore import METRICS, removal_summary
 
 

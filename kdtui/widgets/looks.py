@@ -95,14 +95,13 @@ class LooksPane(Static):
             partner = _entry(store, base.run_id, slug) if base is not None else None
             columns.append(("baseline", partner[1]["images"][i] if partner else None))
         columns.append(("this run" if columns else "map", me))
-        side = max(8, min(32, 2 * (height - 4)))
-        pictures = [("image", picture(me["thumb"], None, side))]
-        for label, item in columns:
-            if item is not None:
-                right = "✓" if item["pred"] == item["true"] else "✗"
-                pictures.append((f"{right} {label}: {name(item['pred'])}", picture(me["thumb"], item["grid"], side)))
-            else:
-                pictures.append((f"{label}: no maps", [Text(" " * side) for _ in range(side // 2)]))
+        labels = ["image"] + [(f"{'✓' if item['pred'] == item['true'] else '✗'} {label}: {name(item['pred'])}"
+                               if item is not None else f"{label}: no maps") for label, item in columns]
+        side = picture_side(labels, height)
+        pictures = [(labels[0], picture(me["thumb"], None, side))]
+        for label, (_, item) in zip(labels[1:], columns):
+            pictures.append((label, picture(me["thumb"], item["grid"], side) if item is not None
+                             else [Text(" " * side) for _ in range(side // 2)]))
         head = Text(f"{key.get('method')} · {key.get('target')} class · {key.get('split')} image {i + 1}/"
                     f"{len(images)}" + (f" under {key['shift']}" if key.get("shift") else "")
                     + f" · true {name(me['true'])} · {entry.get('cells')}x{entry.get('cells')} cells at "
@@ -129,6 +128,19 @@ class LooksPane(Static):
             lines.append(row)
         self.update(Text("\n").join(lines))
         return len(images)
+
+
+def picture_side(labels: list[str], height: int) -> int:
+    """The pictures' width (their height is half): what the pane's height leaves under the head, agreement and
+    border lines and the labels, which wrap onto more lines as the pictures narrow (so the lines they take come
+    from the pictures, never past the pane's bottom). 8 at least, 32 at most."""
+    side = max(8, min(32, 2 * (height - 4)))
+    for _ in range(3):  # labels take 3 lines at most: a narrower picture can add at most two
+        fit = max(8, min(32, 2 * (height - 3 - len(label_lines(labels, side)))))
+        if fit >= side:
+            break
+        side = fit
+    return side
 
 
 def label_lines(labels: list[str], side: int, gap: str = "  ", most: int = 3) -> list[Text]:
