@@ -6,6 +6,9 @@
   the ratio measures the training loops, not a data pipeline kdstudy has and the peers would have to build.
 - ``sharing``: the wall time of a one-teacher, three-student grid with shared teacher outputs and without,
   and whether the students' best weights are identical.
+- ``memos``: the wall time of a study (the demo's normal-KD trio on one seed, then its shift evaluation with an
+  external site) with the process memos (``data/memo.py``: training views, the generated set, shifted test
+  images) and with ``$KDSTUDY_MEMO_MB=0``; whether every best weight and every shift cell is identical.
 
 GPU figures (packing, the graphed step, the thesis grid) are in ``benchmarks/gpu.py`` (``make bench-gpu``).
 """
@@ -181,6 +184,7 @@ def bench_sharing(device: str = "cpu", images: int = 700, size: int = 64, epochs
     from safetensors.torch import load_file
 
     from kdengine.cli import main
+    from kdengine.data import memo
     from kdengine.store import RunStore
 
     students = ["resnet10t", "test_resnet", "test_efficientnet"]
@@ -190,6 +194,7 @@ def bench_sharing(device: str = "cpu", images: int = 700, size: int = 64, epochs
     with tempfile.TemporaryDirectory() as tmp:
         for mode in ("without", "with"):
             root = Path(tmp) / mode
+            memo.clear_all()  # each mode makes its own training views (data/view_cache.py): the ratio is the sharing's
             if mode == "without":
                 os.environ["KDSTUDY_NO_LOGIT_SHARING"] = "1"
             try:
@@ -210,3 +215,52 @@ def bench_sharing(device: str = "cpu", images: int = 700, size: int = 64, epochs
     return {"teacher": STUDENT, "students": students, "epochs": epochs, "image_size": size,
             "without_s": times["without"], "with_s": times["with"], "speedup": times["without"] / times["with"],
             "identical": identical, "student_epochs_reading_shared_outputs": shared}
+
+
+def bench_memos(device: str = "cpu", images: int = 1400, size: int = 32, epochs: int = 3) -> dict:
+    """The demo's normal-KD trio (teacher, baseline, student) on one seed and its shift evaluation, in a fresh
+    store and a fresh process state, with the memos off (the reference) and on."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from kdengine.cli import main
+    from kdengine.data import memo
+    from kdengine.store import RunStore
+
+    study = ["study", "run", "demo", "--set", f"data.source=synthetic:images={images},seed=5", "--set",
+             f"data.image_size={size}", "--set", f"train.epochs={epochs}", "--set", "seeds=[0]",
+             "--set", 'experiments=[{strategy="normal",teachers=["resnet10t"],students=["test_resnet"]}]',
+             "--set", "shift.external=synthetic:images=700,seed=7,site=1", "--quiet", "--device", device]
+    from kdengine.data.cache import build_or_load
+    from kdengine.data.config import DataConfig, open_source
+
+    for source in (f"synthetic:images={images},seed=5", "synthetic:images=700,seed=7,site=1"):  # on disk for both
+        build_or_load(open_source(DataConfig(source=source, image_size=size)), size)
+    times, stores = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode, budget in (("off", "0"), ("on", None)):
+            root = Path(tmp) / mode
+            memo.clear_all()
+            before = os.environ.get(memo.BUDGET_ENV)
+            if budget is not None:
+                os.environ[memo.BUDGET_ENV] = budget
+            try:
+                t0 = time.perf_counter()
+                assert main([*study, "--runs-dir", str(root)]) == 0
+                times[mode] = time.perf_counter() - t0
+            finally:
+                os.environ.pop(memo.BUDGET_ENV, None)
+                if before is not None:
+                    os.environ[memo.BUDGET_ENV] = before
+            stores[mode] = RunStore(root)
+        ids = sorted(stores["on"].list_ids())
+        identical = ids == sorted(stores["off"].list_ids())
+        for rid in ids:
+            a = load_file(stores["on"].checkpoint_dir(rid) / "best.safetensors")
+            b = load_file(stores["off"].checkpoint_dir(rid) / "best.safetensors")
+            identical &= all(a[k].numpy().tobytes() == b[k].numpy().tobytes() for k in a)
+            shift = [json.loads((st.run_dir(rid) / "shift.json").read_text()) for st in (stores["on"], stores["off"])]
+            identical &= shift[0]["cells"] == shift[1]["cells"] and shift[0]["external"] == shift[1]["external"]
+    return {"runs": len(ids), "images": images, "image_size": size, "epochs": epochs, "off_s": times["off"],
+            "on_s": times["on"], "speedup": times["off"] / times["on"], "identical": identical}

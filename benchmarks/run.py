@@ -9,6 +9,8 @@
 4. sharing:  a 1-teacher x 3-student grid with shared teacher outputs vs without; identical weights.
 5. tui:      a key press with a hundred runs, some live, vs a bare Textual app (benchmarks/tui.py).
 6. dicom:    the first decode of 1,000 DICOMs vs 1,000 PNGs of the same size (a one-off cost).
+7. memos:    a study (the demo's normal-KD trio and its shift evaluation) with the process memos vs without
+             ($KDSTUDY_MEMO_MB=0); identical weights and shift cells (benchmarks/kd.py).
 
 GPU figures (per architecture, the step's breakdown, packing through ``kdengine worker``, the thesis grid):
 ``make bench-gpu`` (benchmarks/gpu.py).
@@ -171,7 +173,7 @@ def main() -> int:
     s = results["startup"]
     print(f"startup: kdtui first screen {s['kdtui_s']:.2f}s vs bare Textual {s['bare_textual_s']:.2f}s "
           f"({s['ratio']:.2f}x); torch imported: {s['torch_imported']}")
-    from .kd import bench_peers, bench_sharing
+    from .kd import bench_memos, bench_peers, bench_sharing
     from .tui import bench_tui_latency
 
     results["tui"] = bench_tui_latency(30 if quick else 60)
@@ -189,6 +191,11 @@ def main() -> int:
     sh = results["sharing"]
     print(f"sharing: 1 teacher x 3 students {sh['speedup']:.2f}x faster with shared teacher outputs "
           f"({sh['without_s']:.1f}s vs {sh['with_s']:.1f}s); identical best weights: {sh['identical']}")
+    results["memos"] = bench_memos(device, images=700 if quick else 1400, epochs=2 if quick else 3)
+    me = results["memos"]
+    print(f"memos:   a study of {me['runs']} runs and its shift evaluation {me['speedup']:.2f}x faster with the "
+          f"process memos ({me['off_s']:.1f}s vs {me['on_s']:.1f}s); identical weights and shift cells: "
+          f"{me['identical']}")
     print("gpu:     make bench-gpu (benchmarks/gpu.py) measures the GPU paths")
     print(json.dumps(results["machine"]))
     if args.out:

@@ -16,6 +16,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from kdengine.data import memo  # noqa: E402
+
 MURA_PARTS = ("ELBOW", "FINGER", "FOREARM", "HAND", "HUMERUS", "SHOULDER", "WRIST")
 # A small synthetic set that trains in seconds; shared across tests via the data folder.
 SMALL_SYNTH = "synthetic:images=280,seed=3"
@@ -40,6 +42,7 @@ def isolated_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("KDSTUDY_HOME", str(home))
     monkeypatch.delenv("NEPTUNE_API_TOKEN", raising=False)
     monkeypatch.delenv("NEPTUNE_MODE", raising=False)
+    memo.clear_all()  # what a test computes is its own (the data folder is shared, the memos are not)
     return home
 
 

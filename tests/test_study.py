@@ -112,7 +112,9 @@ def test_ensemble_block_expands_to_one_student_with_all_teachers(tmp_path):
 
 
 # the demo's [shift] cut to one cell and no external set: test_shift.py covers shifts themselves
+# the demo's schedule at batch 32 and lr 1e-3: one epoch of 190 images at the demo's batch of 64 is 3 steps
 REDUCED = ["--set", f"data.source={SMALL_SYNTH}", "--set", "data.image_size=32", "--set", "train.epochs=1",
+           "--set", "train.batch_size=32", "--set", "train.lr=0.001",
            "--set", "shift.shifts=blur", "--set", "shift.severities=\"1\"", "--set", "shift.external=none",
            "--quiet", "--device", "cpu"]
 

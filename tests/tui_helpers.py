@@ -85,7 +85,9 @@ def fake_study_store(root, seeds: int = 16, live: bool = True, shifted: bool = F
     from kdengine.study.schema import load_study
 
     store = RunStore(root)
-    study = load_study("demo", sets=[f"seeds={list(range(seeds))}", "data.image_size=32", "train.epochs=2"])
+    # the snapshots' store, fixed: the demo at batch 32 and lr 1e-3 (its settings before the demo changed)
+    study = load_study("demo", sets=[f"seeds={list(range(seeds))}", "data.image_size=32", "train.epochs=2",
+                                     "train.batch_size=32", "train.lr=0.001"])
     plan = expand(study)
     save_study(store, study, plan)
     for i, p in enumerate(plan):

@@ -13,6 +13,7 @@ from ..atomic import atomic_path
 from ..errors import DataError
 from ..paths import data_dir
 from . import synthetic
+from .memo import ArrayMemo
 from .source import SPLITS, Source, SplitIndex
 from .splits import grouped_split
 
@@ -156,12 +157,8 @@ class SyntheticSource(ArraySource):
         where = f", site={site}: another machine's acquisition" if site else ""
         self.description = (f"synthetic (images={cfg.images}, difficulty={cfg.difficulty}, seed={cfg.seed}{where}; "
                             "generated, not real radiographs)")
-        arrays = load_or_generate(cfg)
-        self.images = arrays["images"]
-        if site:
-            from .corruptions import render_site  # cv2: only another synthetic site needs it
-
-            self.images = render_site(self.images, site)
+        self.images, labels, patients = _generated(cfg, site)
+        arrays = {"labels": labels, "patients": patients}
         self.class_names = list(synthetic.CLASSES)
         pool = SplitIndex()
         for i, (y, p) in enumerate(zip(arrays["labels"], arrays["patients"])):
@@ -170,6 +167,28 @@ class SyntheticSource(ArraySource):
         self.splits["train"], self.splits["val"] = grouped_split(rest, val_fraction / max(1e-9, 1 - test_fraction), split_seed)
         self._fingerprint = f"synthetic|{json.dumps(cfg.__dict__, sort_keys=True)}|v1" + (f"|site{site}" if site else "")
         self.notes.append("SYNTHETIC data: procedurally generated, not real radiographs")
+
+
+GENERATED = ArrayMemo("synthetic sets")
+
+
+def _generated(cfg: synthetic.SyntheticConfig, site: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(images as the site renders them, labels, patients): a pure function of (cfg, site), so made (or read
+    from disk) once per process: a study opens its data for every run, and the external site for every run's
+    shift evaluation (rendering a site costs more than reading the set)."""
+    key = (json.dumps(cfg.__dict__, sort_keys=True), site)
+    kept = GENERATED.get(key)
+    if kept is not None:
+        return kept
+    arrays = load_or_generate(cfg)
+    images = arrays["images"]
+    if site:
+        from .corruptions import render_site  # cv2: only another synthetic site needs it
+
+        images = render_site(images, site)
+    out = (images, arrays["labels"], arrays["patients"])
+    GENERATED.put(key, *out)
+    return out
 
 
 def load_or_generate(cfg: synthetic.SyntheticConfig) -> dict[str, np.ndarray]:

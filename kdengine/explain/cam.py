@@ -28,7 +28,7 @@ def target_layer(net: nn.Module, image_size: int | None = None,
     ConvNeXt or an EfficientNet. ``reduction`` is its stride: the map has image_size / reduction cells a side.
 
     Given ``image_size``, the deepest stage whose map has at least ``min_cells`` a side: at 224 px the last (7 x
-    7), at the demo's 48 px an earlier one (stride 8: 6 x 6) where the last would have 2 x 2 cells, too few to
+    7), at the demo's 32 px an earlier one (stride 4: 8 x 8) where the last would have 1 x 1 cell, too few to
     agree or disagree on (explain.measures.MIN_AGREEMENT_CELLS)."""
     info = getattr(net, "feature_info", None)
     stages = [dict(i) for i in info] if info else []

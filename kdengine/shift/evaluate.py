@@ -17,6 +17,7 @@ from ..atomic import write_json
 from ..data.cache import build_or_load
 from ..data.config import open_source
 from ..data.corruptions import SHIFT_VERSION, apply_shift
+from ..data.memo import ArrayMemo, file_identity, rows_digest
 from ..errors import UsageError
 from ..metric_names import HEADLINE, SPLITS
 from ..store import RunStore
@@ -57,10 +58,25 @@ def _predict(model, images: np.ndarray, dev, batch: int):
     out = []
     with torch.inference_mode():
         for i in range(0, len(images), batch):
-            x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch])).unsqueeze(1).to(dev.device)
+            x = torch.from_numpy(np.array(images[i:i + batch])).unsqueeze(1).to(dev.device)  # a copy: kept images are read-only
             with dev.autocast():
                 out.append(torch.softmax(model(x).float(), 1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
+
+
+SHIFTED = ArrayMemo("test images under shift")
+
+
+def _shifted(cache, images: np.ndarray, rows: np.ndarray, name: str, severity: int, seed: int) -> np.ndarray:
+    """The test images under one (shift, severity): a pure function of the decoded images, the rows and the
+    seed, so computed once per process for every run of the same data (a study evaluates each of its runs)."""
+    key = (*file_identity(cache.path), rows_digest(rows), SHIFT_VERSION, name, int(severity), int(seed))
+    kept = SHIFTED.get(key)
+    if kept is not None:
+        return kept[0]
+    shifted = apply_shift(images, name, severity, seed, rows)
+    SHIFTED.put(key, shifted)
+    return shifted
 
 
 def evaluate_run(store: RunStore, run_id: str, shifts: list[str], severities: list[int], seed: int = 0,
@@ -105,7 +121,7 @@ def evaluate_run(store: RunStore, run_id: str, shifts: list[str], severities: li
             if str(severity) in known.get(name, {}):  # stored by an earlier request: read back
                 cells[name][str(severity)] = known[name][str(severity)]
                 continue
-            shifted = apply_shift(images, name, severity, seed, rows)
+            shifted = _shifted(cache, images, rows, name, severity, seed)
             cells[name][str(severity)] = _metrics(labels, _predict(model, shifted, dev, batch), names)
     result = {"key": key, "run_id": run_id, "clean": clean, "cells": cells,
               **summarize_cells(cells, clean["accuracy"]),

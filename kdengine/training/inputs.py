@@ -6,7 +6,9 @@ captured CUDA graph can hold it). ``raw["pos"]`` always holds the samples' posit
 shared teacher outputs are indexed by it.
 
 - :class:`LoaderFeed` (default): albumentations in persistent loader processes; ``raw`` holds the
-  augmented uint8 batch, copied from pinned memory.
+  augmented uint8 batch, copied from pinned memory. On the CPU the views are made in the trainer's own
+  process, and an epoch made in full is kept for the next run of the same data and seed
+  (``data/view_cache.py``: a study's baseline, teacher and students see the same batches).
 - :class:`DeviceFeed` (``--device-input``): the decoded cache sits on the device once per process
   (:func:`device_images`) and each step gathers its rows there and augments them as batched tensor ops
   (``data/tensor_augment.py``); ``raw`` holds only positions. When the cache exceeds the device-memory
@@ -23,7 +25,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from ..data.augment import PARAMS, draw_params
+from ..data import view_cache
+from ..data.augment import PARAMS, augment_key, draw_params
 from ..data.cache import DecodedCache
 from ..data.loader import CachedImages, epoch_order, eval_batches, make_loader
 from ..data.tensor_augment import TensorAugment
@@ -90,9 +93,13 @@ class LoaderFeed:
     def __init__(self, cache: DecodedCache, seed: int, batch_size: int, dev) -> None:
         self.ds = CachedImages(cache, "train", train=True, seed=seed)
         self.rows = self.ds.rows
-        self.dev = dev
+        self.dev, self.seed, self.batch_size, self.cache = dev, seed, batch_size, cache
         self.loader, self.sampler = make_loader(self.ds, batch_size, shuffle=True, workers=dev.loader_workers,
                                                 pin_memory=dev.pin_memory)
+        # The views are made in this very process (no loader processes: the CPU path): the next run of the same
+        # data and seed takes them from data/view_cache.py instead of making them again (the same pixels).
+        self.shares_views = dev.loader_workers == 0
+        self.views_from_cache = 0  # epochs this feed took from the shared views (tests ask)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -100,9 +107,40 @@ class LoaderFeed:
     def epoch(self, epoch: int) -> Iterator[dict]:
         self.sampler.epoch = epoch
         dev = self.dev.device
-        for x, y, pos in self.loader:
+        batches = self.loader
+        if self.shares_views:
+            key = view_cache.views_key(self.cache.path, self.rows, self.seed, epoch, self.cache.size,
+                                       augment_key(self.backend))
+            kept = view_cache.VIEWS.get(key)
+            views = kept[0] if kept is not None else None
+            batches = self._from_views(views, epoch) if views is not None else self._keeping(key)
+            self.views_from_cache += views is not None
+        for x, y, pos in batches:
             yield {"x": x.to(dev, non_blocking=True), "y": y.to(dev, non_blocking=True),
                    "pos": pos.to(dev, non_blocking=True)}
+
+    def _from_views(self, views: np.ndarray, epoch: int) -> Iterator[tuple]:
+        """The loader's batches (the sampler's order, its collated dtypes), sliced from the kept views."""
+        order = epoch_order(self.seed, epoch, len(self.rows))
+        labels = self.ds.all_labels[self.rows]
+        for s in range(0, len(order), self.batch_size):
+            pos = order[s:s + self.batch_size]
+            yield (torch.from_numpy(views[pos]), torch.from_numpy(labels[pos].astype(np.int64)),
+                   torch.from_numpy(pos.astype(np.int64)))
+
+    def _keeping(self, key: tuple) -> Iterator[tuple]:
+        """The loader's batches, copied into the epoch's views as they pass; kept only if the epoch ran whole."""
+        shape = (len(self.rows), 1, self.cache.size, self.cache.size)
+        if not view_cache.VIEWS.fits(int(np.prod(shape))):
+            yield from self.loader
+            return
+        views, seen = np.empty(shape, np.uint8), 0
+        for x, y, pos in self.loader:
+            views[pos.numpy()] = x.numpy()
+            seen += len(pos)
+            yield x, y, pos
+        if seen == len(self.rows):
+            view_cache.VIEWS.put(key, views)
 
     def view(self, raw: dict) -> tuple[torch.Tensor, torch.Tensor]:
         return raw["x"], raw["y"]
