@@ -158,10 +158,9 @@ class SyntheticSource(ArraySource):
         self.description = (f"synthetic (images={cfg.images}, difficulty={cfg.difficulty}, seed={cfg.seed}{where}; "
                             "generated, not real radiographs)")
         self.images, labels, patients = _generated(cfg, site)
-        arrays = {"labels": labels, "patients": patients}
         self.class_names = list(synthetic.CLASSES)
         pool = SplitIndex()
-        for i, (y, p) in enumerate(zip(arrays["labels"], arrays["patients"])):
+        for i, (y, p) in enumerate(zip(labels, patients)):
             pool.add(i, int(y), f"patient{int(p):05d}")
         rest, self.splits["test"] = grouped_split(pool, test_fraction, split_seed + 1)
         self.splits["train"], self.splits["val"] = grouped_split(rest, val_fraction / max(1e-9, 1 - test_fraction), split_seed)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -45,13 +46,17 @@ class ArrayMemo:
     def __init__(self, name: str) -> None:
         self.name = name
         self._items: OrderedDict[tuple, tuple[np.ndarray, ...]] = OrderedDict()
+        self._lock = threading.Lock()  # a process's threads (an API caller's, a test's) may share one memo
         MEMOS.append(self)
 
     def get(self, key) -> tuple[np.ndarray, ...] | None:
-        item = self._items.get(key) if budget_bytes() else None
-        if item is not None:
-            self._items.move_to_end(key)
-        return item
+        if not budget_bytes():
+            return None
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+            return item
 
     @staticmethod
     def fits(nbytes: int) -> bool:
@@ -62,19 +67,25 @@ class ArrayMemo:
         nbytes, budget = sum(a.nbytes for a in arrays), budget_bytes()
         if not 0 < nbytes <= budget:
             return False
-        self._items.pop(key, None)
-        while self._items and self.held_bytes() + nbytes > budget:
-            self._items.popitem(last=False)
         for a in arrays:
             a.setflags(write=False)  # handed to every later caller: nobody may change them
-        self._items[key] = tuple(arrays)
+        with self._lock:
+            self._items.pop(key, None)
+            while self._items and self._held() + nbytes > budget:
+                self._items.popitem(last=False)
+            self._items[key] = tuple(arrays)
         return True
 
-    def held_bytes(self) -> int:
+    def _held(self) -> int:
         return sum(a.nbytes for item in self._items.values() for a in item)
 
+    def held_bytes(self) -> int:
+        with self._lock:
+            return self._held()
+
     def clear(self) -> None:
-        self._items.clear()
+        with self._lock:
+            self._items.clear()
 
 
 MEMOS: list[ArrayMemo] = []

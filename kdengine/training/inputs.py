@@ -112,9 +112,8 @@ class LoaderFeed:
             key = view_cache.views_key(self.cache.path, self.rows, self.seed, epoch, self.cache.size,
                                        augment_key(self.backend))
             kept = view_cache.VIEWS.get(key)
-            views = kept[0] if kept is not None else None
-            batches = self._from_views(views, epoch) if views is not None else self._keeping(key)
-            self.views_from_cache += views is not None
+            batches = self._from_views(kept[0], epoch) if kept is not None else self._keeping(key)
+            self.views_from_cache += kept is not None
         for x, y, pos in batches:
             yield {"x": x.to(dev, non_blocking=True), "y": y.to(dev, non_blocking=True),
                    "pos": pos.to(dev, non_blocking=True)}
