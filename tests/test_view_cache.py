@@ -3,6 +3,7 @@ per (data, seed, epoch); never a part-made epoch, never past the budget."""
 from __future__ import annotations
 
 import json
+import random
 
 import numpy as np
 import pytest
@@ -56,6 +57,22 @@ def test_the_next_feed_of_the_same_seed_takes_the_same_batches(cache, monkeypatc
     other = LoaderFeed(cache, 1, 32, dev)
     assert not torch.equal(_batches(other, 1)[0][0], first[0][0]) and other.views_from_cache == 0
     assert not torch.equal(_batches(made, 2)[0][0], first[0][0])
+
+
+def test_kept_views_leave_the_random_generators_as_the_loader_does(cache):
+    """A step's dropout or drop-path draws from torch's global generator after the loader started its epoch (the
+    loader draws a seed from it): an epoch from kept views must leave every generator where making it would."""
+    dev = setup_device("cpu")
+
+    def after(feed):
+        random.seed(1), np.random.seed(1), torch.manual_seed(1)
+        for _ in feed.epoch(1):
+            pass
+        return random.random(), np.random.random(), torch.rand(3).tolist()
+
+    made = after(LoaderFeed(cache, 0, 32, dev))
+    feed = LoaderFeed(cache, 0, 32, dev)
+    assert after(feed) == made and feed.views_from_cache == 1
 
 
 def test_a_part_made_epoch_is_never_kept(cache):

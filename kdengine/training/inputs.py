@@ -120,6 +120,9 @@ class LoaderFeed:
 
     def _from_views(self, views: np.ndarray, epoch: int) -> Iterator[tuple]:
         """The loader's batches (the sampler's order, its collated dtypes), sliced from the kept views."""
+        # Starting an epoch's iterator draws a seed from torch's global generator; the next random op of the step
+        # (dropout, drop-path) must see the generator the loader would have left, so the iterator is started.
+        iter(self.loader)
         order = epoch_order(self.seed, epoch, len(self.rows))
         labels = self.ds.all_labels[self.rows]
         for s in range(0, len(order), self.batch_size):
