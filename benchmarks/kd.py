@@ -226,15 +226,14 @@ def bench_memos(device: str = "cpu", images: int = 1400, size: int = 32, epochs:
 
     from kdengine.cli import main
     from kdengine.data import memo
+    from kdengine.data.cache import build_or_load
+    from kdengine.data.config import DataConfig, open_source
     from kdengine.store import RunStore
 
     study = ["study", "run", "demo", "--set", f"data.source=synthetic:images={images},seed=5", "--set",
              f"data.image_size={size}", "--set", f"train.epochs={epochs}", "--set", "seeds=[0]",
              "--set", 'experiments=[{strategy="normal",teachers=["resnet10t"],students=["test_resnet"]}]',
              "--set", "shift.external=synthetic:images=700,seed=7,site=1", "--quiet", "--device", device]
-    from kdengine.data.cache import build_or_load
-    from kdengine.data.config import DataConfig, open_source
-
     for source in (f"synthetic:images={images},seed=5", "synthetic:images=700,seed=7,site=1"):  # on disk for both
         build_or_load(open_source(DataConfig(source=source, image_size=size)), size)
     times, stores = {}, {}

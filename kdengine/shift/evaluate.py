@@ -58,7 +58,8 @@ def _predict(model, images: np.ndarray, dev, batch: int):
     out = []
     with torch.inference_mode():
         for i in range(0, len(images), batch):
-            x = torch.from_numpy(np.array(images[i:i + batch])).unsqueeze(1).to(dev.device)  # a copy: kept images are read-only
+            # a copy: images kept by the memo are read-only, and torch wants to own what it wraps
+            x = torch.from_numpy(np.array(images[i:i + batch])).unsqueeze(1).to(dev.device)
             with dev.autocast():
                 out.append(torch.softmax(model(x).float(), 1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 1), np.float32)

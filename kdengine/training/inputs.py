@@ -112,19 +112,20 @@ class LoaderFeed:
             key = view_cache.views_key(self.cache.path, self.rows, self.seed, epoch, self.cache.size,
                                        augment_key(self.backend))
             kept = view_cache.VIEWS.get(key)
-            batches = self._from_views(kept[0], epoch) if kept is not None else self._keeping(key)
+            batches = self._from_views(kept[0]) if kept is not None else self._keeping(key)
             self.views_from_cache += kept is not None
         for x, y, pos in batches:
             yield {"x": x.to(dev, non_blocking=True), "y": y.to(dev, non_blocking=True),
                    "pos": pos.to(dev, non_blocking=True)}
 
-    def _from_views(self, views: np.ndarray, epoch: int) -> Iterator[tuple]:
-        """The loader's batches (the sampler's order, its collated dtypes), sliced from the kept views."""
+    def _from_views(self, views: np.ndarray) -> Iterator[tuple]:
+        """The loader's batches (its sampler's order for the epoch set on it, its collated dtypes), sliced from
+        the kept views."""
         # Starting an epoch's iterator draws a seed from torch's global generator; the next random op of the step
         # (dropout, drop-path) must see the generator the loader would have left, so the iterator is started.
         iter(self.loader)
-        order = epoch_order(self.seed, epoch, len(self.rows))
-        labels = self.ds.all_labels[self.rows]
+        order = np.array([i for i, _ in self.sampler], dtype=np.int64)
+        labels = self.ds.labels()
         for s in range(0, len(order), self.batch_size):
             pos = order[s:s + self.batch_size]
             yield (torch.from_numpy(views[pos]), torch.from_numpy(labels[pos].astype(np.int64)),
