@@ -1,6 +1,8 @@
 """kdtui: pilot tests for each screen, live launch through a detached worker, re-attaching, snapshots."""
 from __future__ import annotations
 
+from rich.text import Text
+
 import os
 import subprocess
 import sys
@@ -323,6 +325,23 @@ async def test_launch_checks_models_as_the_cli_does(tmp_path):
         await pilot.press("escape", "f5")
         await wait_for(pilot, lambda: "did you mean resnet18" in text_of(s.query_one("#form-message")), timeout=60)
         assert RunStore(tmp_path / "runs").list_ids() == []
+
+
+async def test_a_worker_answer_for_a_field_that_is_gone_is_dropped(tmp_path):
+    """The launch form's checks run in worker threads and put their answer on screen from the UI thread
+    (LaunchScreen._say); an answer that comes when its field is gone (the app closing: make test once failed
+    with NoMatches raised in the data check's thread) is dropped, and the app lives on."""
+    app = KDStudyApp(tmp_path / "runs", start_workers=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "LaunchScreen", timeout=10)
+        s = app.screen
+        s._say("#data-summary", Text("an answer"))
+        assert text_of(s.query_one("#data-summary")).strip() == "an answer"
+        await s.query_one("#data-summary").remove()
+        s._say("#data-summary", Text("too late"))  # nothing to show it in: no NoMatches
+        await pilot.pause(0.1)
+        assert app.is_running
 
 
 # -- a hundred runs ----------------------------------------------------------------------------------------------

@@ -150,6 +150,13 @@ class LaunchScreen(Screen):
         self.query_one("#data-summary", Static).update(Text("checking…", style="dim"))
         self.check_data(event.value)
 
+    def _say(self, selector: str, text: Text) -> None:
+        """A worker thread's answer, put on screen from the UI thread: looked up there, not in the worker (a DOM
+        query from a thread races the app), and dropped when the form is no longer there to show it (the screen
+        left, the app closing: the answer came too late, which is no error)."""
+        for widget in self.query(selector).results(Static):
+            widget.update(text)
+
     @work(thread=True, exclusive=True, group="data-check")
     def check_data(self, source: str) -> None:
         time.sleep(0.3)  # debounce: only the last value typed is checked
@@ -173,7 +180,7 @@ class LaunchScreen(Screen):
             text = Text(f"✗ {exc.__class__.__name__}: {exc}", style="red")
             self._data_ok = False
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self.query_one("#data-summary", Static).update, text)
+            self.app.call_from_thread(self._say, "#data-summary", text)
 
     @on(Input.Changed, "#teacher, #student")
     @on(Select.Changed, "#strategy")
@@ -273,7 +280,7 @@ class LaunchScreen(Screen):
         else:
             text, ok = Text(f"✓ study {outcome.name}: {outcome.total} runs ({outcome.finished} already finished) "
                             f"queued; {len(outcome.workers)} worker(s) started", style="green"), True
-        self.app.call_from_thread(self.query_one("#study-message", Static).update, text)
+        self.app.call_from_thread(self._say, "#study-message", text)
         if ok:
             self.app.call_from_thread(self.app.notify, f"study {name} queued; workers started")
 
@@ -319,7 +326,7 @@ class LaunchScreen(Screen):
         try:
             api.check([request.spec], data=False)
         except KDError as exc:
-            self.app.call_from_thread(self.query_one("#form-message", Static).update, Text(f"✗ {exc}", style="red"))
+            self.app.call_from_thread(self._say, "#form-message", Text(f"✗ {exc}", style="red"))
             return
         self.app.call_from_thread(self._launch, request)
 
