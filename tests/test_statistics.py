@@ -27,14 +27,56 @@ def _within_promise(false_tables: int, n: int, promise: float = 0.05) -> bool:
     return binomtest(false_tables, n, promise, alternative="greater").pvalue > 0.01
 
 
+def _two_seeds_that_each_gain_one_image(images: int = 250):
+    """The review's 2-seed study from real counts: baselines right on 171 and 200 of 250 test images, each student
+    right on the same images and one more. The gains, 172/250 - 171/250 and 201/250 - 200/250, differ in the last
+    bit (no equal floats are built here)."""
+    base_specs, student_specs = sim.specs(2)
+    rows = {"val": np.arange(20), "test": np.arange(images)}
+    records = []
+    for seed, right in ((0, 171), (1, 200)):
+        base = np.zeros(images)
+        base[:right] = 1.0
+        student = base.copy()
+        student[right] = 1.0  # one image more
+        val = np.ones(20)
+        records.append(sim.record(base_specs[seed], {"val": val, "test": base}, rows))
+        records.append(sim.record(student_specs[("resnet18", 4.0)][seed], {"val": val, "test": student}, rows))
+    return records
+
+
+def test_round_off_is_no_spread_on_both_paths():
+    """The review's case: two seeds that each gain one image in 250. The seeds-only path printed '+0.0040 ± 0.0000
+    [+0.0040, +0.0040] (n=2) *' with p = 8.8e-15; the default path divided by zero in two_way, and every table
+    command exited 1. Now both say: no spread, no interval, no test, no mark."""
+    records = _two_seeds_that_each_gain_one_image()
+    gains = [r.metric("test", "accuracy") for r in records]
+    assert gains[1] - gains[0] != gains[3] - gains[2]  # the round-off is really there
+    for interval in ("seeds+images", "seeds"):
+        table = build(records, interval=interval).get("students_normal")
+        gain = next(r for r in table.rows if r[1] == "test")[table.columns.index("gain resnet18")]
+        assert gain.mean == pytest.approx(0.004) and gain.std == 0.0, interval
+        assert not gain.has_interval and gain.p is None and not gain.marked, interval
+        assert "*" not in table_markdown(table).split("| test_resnet | test")[1].splitlines()[0]
+
+
+def test_no_spread_is_round_off_only():
+    """A spread of one image in a million is a spread; one in the last bit of a double is not."""
+    from kdengine.reports.stats import no_spread
+
+    assert no_spread([172 / 250 - 171 / 250, 201 / 250 - 200 / 250])
+    assert not no_spread([0.5, 0.5 + 1e-6])
+    s = summarize([0.5, 0.5 + 1e-6, 0.5 + 2e-6], test=True)
+    assert s.has_interval and s.p is not None
+
+
 def test_a_zero_width_interval_gets_no_mark_and_every_cell_shows_n():
-    """The review's case: two seeds that each gain one image in 250 printed '+0.0040 ± 0.0000 [+0.0040, +0.0040] *'."""
+    """Seeds that agree exactly on the same images: no interval and no test, on the two-way path as on the seeds'."""
     d = np.zeros((2, 250))
     d[:, 7] = 1.0  # each seed: the student right on one image its baseline got wrong
     s = two_way(d, seeds=[0, 1], test=True)
     assert s.mean == pytest.approx(0.004) and s.std == 0.0
     assert not s.has_interval and s.p is None and not s.marked
-    assert summarize([0.004, 0.004], test=True).p is None  # the seed-only interval alike
     rng = np.random.default_rng(3)
     table = build(sim.study(rng, seeds=2, images=250, teachers=("resnet18",))).get("students_normal")
     text = table_markdown(table)

@@ -18,7 +18,7 @@ Two intervals (``--interval``):
 - ``seeds``: the t-interval over the seeds alone (the test set held fixed), and the fallback for runs written
   before per-image predictions were stored, and for metrics that are not a mean over images (macro-F1, κ, ECE).
 
-Either way: no interval and no p-value with fewer than 2 seeds, or when every seed gives the same value (a zero
+Either way: no interval and no p-value with fewer than 2 seeds, or when every seed gives the same value up to round-off (:data:`SPREAD_RTOL`; a zero
 spread is an artefact of a few discrete seeds, never evidence of no noise). A gain's p-value is two-sided
 (H0: no gain); the mark ``*`` is given after the table's correction (:mod:`.correction`), never on the raw p.
 """
@@ -87,6 +87,19 @@ class Summary:
         return " ".join(f"s{s}:{v:+.4f}" for s, v in self.per_seed)
 
 
+# Values that differ by less than this share of their scale are equal: the per-seed means of a study are ratios of
+# counts (172/250 - 171/250 is not 201/250 - 200/250 in the last bit), and such round-off must read as no spread,
+# not as an interval of width 1e-17 with p = 1e-14 (or a division by zero). A real spread of a mean over N images is
+# at least 1/N: 1e-9 leaves room for a billion test images.
+SPREAD_RTOL = 1e-9
+
+
+def no_spread(values) -> bool:
+    """Every value the same, up to the floating-point round-off of computing them."""
+    vals = [float(v) for v in values]
+    return max(vals) - min(vals) <= SPREAD_RTOL * max(1.0, max(abs(v) for v in vals))
+
+
 def _clip(lo: float, hi: float, bounds: tuple[float, float] | None) -> tuple[float, float]:
     return (max(lo, bounds[0]), min(hi, bounds[1])) if bounds is not None else (lo, hi)
 
@@ -109,9 +122,9 @@ def summarize(values: list[float], confidence: float = CONFIDENCE,
     n, mean = len(vals), fmean(vals)
     if n == 1:
         return Summary(1, mean, None, None, None, per_seed=per_seed)
-    sd = stdev(vals)
-    if sd == 0:
+    if no_spread(vals):
         return Summary(n, mean, 0.0, None, None, per_seed=per_seed)
+    sd = stdev(vals)
     se = sd / math.sqrt(n)
     half = t_quantile(n - 1, 0.5 + confidence / 2) * se
     lo, hi = _clip(mean - half, mean + half, bounds)
@@ -132,7 +145,7 @@ def two_way(matrix, means: list[float] | None = None, confidence: float = CONFID
     s_count, n_images = d.shape
     rows = list(means) if means is not None else d.mean(1).tolist()
     seeds = list(seeds) if seeds is not None else list(range(s_count))
-    if s_count < 2 or stdev(rows) == 0 or n_images < 2:
+    if s_count < 2 or n_images < 2 or no_spread(rows) or no_spread(d.mean(1)):
         return summarize(rows, confidence, bounds, seeds, test)
     row_means, col_means, grand = d.mean(1), d.mean(0), d.mean()
     ms_seed = n_images * float(row_means.var(ddof=1))
@@ -142,6 +155,8 @@ def two_way(matrix, means: list[float] | None = None, confidence: float = CONFID
     # Var(mean) = (MS_seed + MS_image - MS_resid) / (S N), the images' component floored at zero; t on the seeds'
     # S - 1 degrees of freedom (Satterthwaite's would be more, and is liberal at 3 seeds: 6.6 % at 5 % measured)
     var = (ms_seed + max(0.0, ms_image - ms_resid)) / (s_count * n_images)
+    if not var > 0:  # guarded above; kept so that no rounding can divide by zero
+        return summarize(rows, confidence, bounds, seeds, test)
     df = s_count - 1
     se = math.sqrt(var)
     mean = fmean(rows)
