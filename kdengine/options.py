@@ -52,18 +52,22 @@ def env_flag(value: bool | None, env: str) -> bool:
 def option(default: Any, help: str, *, choices: tuple | None = None, low: float | None = None,
            high: float | None = None, low_open: bool = False, flag: str | None = None, short: str | None = None,
            label: str | None = None, advanced: bool = False, strategies: tuple[str, ...] | None = None,
-           scope: str = "run", since: int = 1, metavar: str | None = None) -> Any:
+           scope: str = "run", since: int = 1, metavar: str | None = None, hidden: bool = False,
+           menu=None) -> Any:
     """A config field with everything the CLI, the TOML schema and the form need.
 
     ``low``/``high`` bound numbers (``low_open``: strictly above ``low``). ``strategies`` limits a KD
     option to the strategies that use it (it is left out of the others' identity). ``scope="teacher"``
     marks an option that shapes the teacher's run, not the student's. ``since`` is the store version
     that introduced the field: fields newer than 1 enter a run's identity only when they differ from
-    their default, so adding an option never changes the ids of runs already in a store.
+    their default, so adding an option never changes the ids of runs already in a store. ``hidden``: set by
+    kdstudy itself (a file's checksum), never a flag or a form field. ``menu``: a function giving the values a form
+    offers for a text option whose valid values are not all known in advance (the methods: a method file names its
+    own); the config checks the value itself.
     """
     meta = {"help": help, "choices": choices, "low": low, "high": high, "low_open": low_open, "flag": flag,
             "short": short, "label": label, "advanced": advanced, "strategies": strategies, "scope": scope,
-            "since": since, "metavar": metavar}
+            "since": since, "metavar": metavar, "hidden": hidden, "menu": menu}
     return field(default=default, metadata={"kd": meta})
 
 
@@ -87,10 +91,17 @@ class OptionInfo:
     scope: str
     since: int
     metavar: str | None
+    hidden: bool = False
+    menu: object = None  # a function: the values a form offers (see option)
+
+    @property
+    def offered(self) -> tuple:
+        """The values a form offers: the choices, or the menu's."""
+        return tuple(self.choices or (self.menu() if self.menu else ()))
 
     @property
     def kind(self) -> str:
-        if self.choices:
+        if self.choices or self.menu:
             return "choice"
         return {bool: "bool", int: "int", float: "float"}.get(self.type, "str")
 
@@ -124,7 +135,8 @@ def infos(cls: type) -> tuple[OptionInfo, ...]:
             choices=meta["choices"], low=meta["low"], high=meta["high"], low_open=meta["low_open"],
             flag=meta["flag"] or "--" + f.name.replace("_", "-"), short=meta["short"],
             label=meta["label"] or f.name.replace("_", " ").capitalize(), advanced=meta["advanced"],
-            strategies=meta["strategies"], scope=meta["scope"], since=meta["since"], metavar=meta["metavar"]))
+            strategies=meta["strategies"], scope=meta["scope"], since=meta["since"], metavar=meta["metavar"],
+            hidden=meta["hidden"], menu=meta["menu"]))
     return tuple(out)
 
 
@@ -258,7 +270,9 @@ def schema_rows(cls: type) -> list[tuple[str, str, str, str]]:
     """(key, type, default, help) for each option: what ``kdengine study schema`` prints."""
     rows = []
     for i in infos(cls):
-        kind = i.describe_type() + (f" ({' | '.join(map(str, i.choices))})" if i.choices else "")
+        if i.hidden:
+            continue
+        kind = i.describe_type() + (f" ({' | '.join(map(str, i.offered))})" if i.offered else "")
         rng = _range_text(i)
         rows.append((i.name, kind + (f", {rng.split(' ', 1)[1]}" if rng else ""),
                      "none" if i.default is None else repr(i.default),
@@ -283,7 +297,7 @@ def add_options(parser, cls: type, skip: tuple[str, ...] = (), title: str | None
     a flag not given is None, and :func:`from_args` leaves it to the dataclass."""
     group = parser.add_argument_group(title or getattr(cls, "SECTION", cls.__name__))
     for i in infos(cls):
-        if i.name in skip:
+        if i.name in skip or i.hidden:
             continue
         default = "none" if i.default is None else i.default
         # a flag not named as its study-file key says the key (--kl-reduction is kd.reduction)
@@ -293,7 +307,7 @@ def add_options(parser, cls: type, skip: tuple[str, ...] = (), title: str | None
             group.add_argument(*names, dest=i.name, action=argparse.BooleanOptionalAction, default=None,
                                help=f"{i.help} (default: {'yes' if i.default else 'no'}{key})")
         else:
-            metavar = i.metavar or ("{" + ",".join(map(str, i.choices)) + "}" if i.choices else
+            metavar = i.metavar or ("{" + ",".join(map(str, i.offered)) + "}" if i.offered else
                                     {int: "N", float: "X"}.get(i.type, "TEXT"))
             group.add_argument(*names, dest=i.name, type=_argtype(i), default=None, metavar=metavar,
                                help=f"{i.help} (default: {default}{key})")
@@ -328,7 +342,7 @@ def replace_from_assignments(obj: Any, items: list[str], what: str) -> Any:
 # -- the form ---------------------------------------------------------------------------------------------
 def form_fields(*classes: type) -> list[OptionInfo]:
     """Every option of the given configs, in order (the launch form renders one widget per option)."""
-    return [i for cls in classes for i in infos(cls)]
+    return [i for cls in classes for i in infos(cls) if not i.hidden]
 
 
 def to_text(value: Any) -> str:
@@ -342,11 +356,17 @@ def to_text(value: Any) -> str:
 def identity_values(obj: Any, strategy: str | None = None, include_teacher_scope: bool = True) -> dict[str, Any]:
     """The fields of a config that decide a result, for run identity (see RunSpec.identity).
 
-    Fields limited to other strategies are left out; fields newer than store version 1 only when they
-    differ from their default (so adding an option keeps every stored run id)."""
+    Only the fields a run reads: a config with a ``reads(key, strategy)`` rule (KDConfig: the strategy's and the
+    method's options) says which; otherwise fields limited to other strategies are left out. Fields newer than
+    store version 1 enter only when they differ from their default (so adding an option keeps every stored run
+    id)."""
+    reads = getattr(obj, "reads", None)
     out = {}
     for i in infos(type(obj)):
-        if i.strategies is not None and strategy not in i.strategies:
+        if reads is not None:
+            if not reads(i.name, strategy):
+                continue
+        elif i.strategies is not None and strategy not in i.strategies:
             continue
         if i.scope == "teacher" and not include_teacher_scope:
             continue

@@ -19,16 +19,19 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from . import method_catalog as methods
 from . import strategy_catalog as catalog
 from .data.config import DataConfig
 from .errors import UsageError
-from .options import check_fields, check_value, config_dict, identity_values, infos, option
+from .options import check_fields, check_value, config_dict, identity_values, info, infos, option, parse_assignment
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "step")
 KL_REDUCTIONS = ("batchmean", "mean")
 MAX_SEED = 2**32 - 1
-STORE_VERSION = 2  # 2: data.source, data.image_size, train.pretrained*, ce regime (ids unchanged from 1)
+STORE_VERSION = 3  # 2: data.source, data.image_size, train.pretrained*, ce regime (ids unchanged from 1); 3: kd.method
+# and its options (ids unchanged at their defaults); a run's identity holds only the [kd] keys it reads, so tf-reg runs,
+# which never read kd.temperature, have new ids
 
 
 @dataclass(frozen=True)
@@ -57,15 +60,38 @@ class TrainConfig:
             object.__setattr__(self, "pretrained", True)
 
 
+HINTON_STRATEGIES = ("normal", "reverse", "defective", "tf-self", "ensemble")  # those whose loss reads kd.temperature
+
+
+def stage_choice(text: str, word: str) -> list[int] | None:
+    """A feature-stage option's value: ``word`` (the method's default stages: None) or stage indices ``"1,3"``;
+    UsageError in one line when it is neither. Whether the stages exist depends on the model (preflight)."""
+    if text.strip().lower() == word:
+        return None
+    try:
+        stages = [int(part) for part in text.split(",")]
+    except ValueError:
+        stages = []
+    if not stages or any(i < 0 for i in stages):
+        raise ValueError
+    return stages
+
+
 @dataclass(frozen=True)
 class KDConfig:
+    """The distillation settings: the method and its hyperparameters, and the strategies' own (the defect rule,
+    tf-reg's virtual teacher). Each option says who reads it (``strategies``, and ``method_catalog`` for the
+    methods' options): a run's identity holds only what the run reads (:meth:`reads`)."""
     SECTION: ClassVar[str] = "kd"
 
-    alpha: float = option(0.9, "weight of the distillation term (Hinton / Yuan convention)", low=0.0, high=1.0,
+    method: str = option("hinton", "how the student learns from its teacher (kdengine study schema lists the methods)",
+                         since=3, label="Method", menu=methods.names)
+    alpha: float = option(0.9, "hinton: weight of the distillation term (Hinton / Yuan convention)", low=0.0, high=1.0,
                           label="Alpha (KD)")
-    temperature: float = option(4.0, "softening temperature T", low=0.0, low_open=True, high=1000.0, short="-T")
-    reduction: str = option("batchmean", "KL reduction: batchmean (Hinton) or mean (Yuan et al.'s released code)",
-                            choices=KL_REDUCTIONS, flag="--kl-reduction", advanced=True)
+    temperature: float = option(4.0, "softening temperature T (hinton, dkd, dist)", low=0.0, low_open=True,
+                                high=1000.0, short="-T", strategies=HINTON_STRATEGIES)
+    reduction: str = option("batchmean", "hinton: KL reduction, batchmean (Hinton) or mean (Yuan et al.'s released "
+                            "code)", choices=KL_REDUCTIONS, flag="--kl-reduction", advanced=True)
     defect_acc: float = option(0.5, "defective teacher: stop when its val accuracy first reaches this", low=0.0,
                                low_open=True, high=1.0, strategies=("defective",), scope="teacher",
                                label="Defect acc")
@@ -73,11 +99,101 @@ class KDConfig:
                                      strategies=("defective",), scope="teacher", advanced=True)
     tf_a: float = option(0.9, "tf-reg: the virtual teacher's probability on the correct class", low=0.0,
                          low_open=True, high=1.0, strategies=("tf-reg",), advanced=True)
-    tf_temperature: float = option(1.0, "tf-reg: the virtual teacher's own temperature", low=0.0, low_open=True,
-                                   high=1000.0, strategies=("tf-reg",), advanced=True)
+    tf_temperature: float = option(1.0, "tf-reg: the virtual teacher's own temperature (also the loss's T)", low=0.0,
+                                   low_open=True, high=1000.0, strategies=("tf-reg",), advanced=True)
+    # -- logit standardisation (Sun et al., CVPR 2024): a modifier of hinton, dkd and dist
+    logit_standardize: bool = option(False, "z-score both logits before softening (Sun et al. 2024); the base "
+                                     "temperature replaces T", since=3, advanced=True, label="Logit std.")
+    ls_temperature: float = option(2.0, "logit standardisation: the base temperature (the authors' 2)", low=0.0,
+                                   low_open=True, high=1000.0, since=3, advanced=True)
+    ls_weight: float = option(10.0, "logit standardisation: multiplies the distillation terms (10 x hinton's alpha "
+                              "0.9 is the authors' KD weight 9)", low=0.0, high=1e6, since=3, advanced=True)
+    # -- DKD (Zhao et al., CVPR 2022), defaults of its CIFAR-100 setting
+    dkd_alpha: float = option(1.0, "dkd: weight of the target-class term (TCKD)", low=0.0, high=1000.0, since=3,
+                              advanced=True)
+    dkd_beta: float = option(8.0, "dkd: weight of the non-target-class term (NCKD)", low=0.0, high=1000.0, since=3,
+                             advanced=True)
+    dkd_warmup: int = option(20, "dkd: epochs over which the DKD term rises linearly to its weight; 0: none", low=0,
+                             high=100_000, since=3, advanced=True)
+    # -- DIST (Huang et al., NeurIPS 2022), defaults of its CIFAR-100 setting
+    dist_beta: float = option(2.0, "dist: weight of the inter-class relation", low=0.0, high=1000.0, since=3,
+                              advanced=True)
+    dist_gamma: float = option(2.0, "dist: weight of the intra-class relation", low=0.0, high=1000.0, since=3,
+                               advanced=True)
+    # -- feature methods
+    fitnet_stage: str = option("middle", "fitnet: the student stage that gets the hint ('middle', or its index in "
+                               "the model's feature_info); the teacher's at the same relative depth", since=3,
+                               advanced=True, metavar="STAGE")
+    fitnet_weight: float = option(100.0, "fitnet: weight of the hint loss", low=0.0, high=1e6, since=3, advanced=True)
+    at_beta: float = option(1000.0, "at: beta (the loss is beta/2 times the sum over stages)", low=0.0, high=1e6,
+                            since=3, advanced=True)
+    at_p: float = option(2.0, "at: the power p of the attention map", low=0.0, low_open=True, high=8.0, since=3,
+                         advanced=True)
+    at_stages: str = option("all", "at: the student stages ('all': every stage after the stem, or indices '1,2,3')",
+                            since=3, advanced=True, metavar="STAGES")
+    rkd_distance: float = option(25.0, "rkd: weight of the distance loss", low=0.0, high=1e6, since=3, advanced=True)
+    rkd_angle: float = option(50.0, "rkd: weight of the angle loss", low=0.0, high=1e6, since=3, advanced=True)
+    pkt_weight: float = option(30000.0, "pkt: weight of the PKT loss", low=0.0, high=1e9, since=3, advanced=True)
+    crd_weight: float = option(0.8, "crd: weight of the contrastive loss", low=0.0, high=1e6, since=3, advanced=True)
+    crd_dim: int = option(128, "crd: the embedding's dimension", low=2, high=65_536, since=3, advanced=True)
+    crd_negatives: int = option(16384, "crd: negatives per sample (at most the train set's size less one)", low=1,
+                                high=10_000_000, since=3, advanced=True)
+    crd_temperature: float = option(0.07, "crd: the NCE temperature", low=0.0, low_open=True, high=100.0, since=3,
+                                    advanced=True)
+    crd_momentum: float = option(0.5, "crd: the memory bank's momentum", low=0.0, high=1.0, since=3,
+                                 advanced=True)
+    # -- your own method (entry point kdstudy.methods, or --method-file)
+    method_file: str | None = option(None, "a local Python file that registers your own method (trusted code: it is "
+                                     "imported)", since=3, advanced=True, metavar="PATH")
+    method_sha256: str | None = option(None, "the method file's SHA-256 when the run was specified (set for you)",
+                                       since=3, advanced=True, hidden=True)
+    method_args: str = option("", "your own method's settings, KEY=VALUE[,KEY=VALUE] (read as TOML values)", since=3,
+                              advanced=True, metavar="ARGS")
 
     def __post_init__(self) -> None:
         check_fields(self)
+        methods.check_name(self.method, self.method_file)
+        for name, word in (("fitnet_stage", "middle"), ("at_stages", "all")):
+            try:
+                stage_choice(getattr(self, name), word)
+            except ValueError:
+                raise UsageError(f"kd.{name} must be '{word}' or stage indices such as 1,2, got "
+                                 f"{getattr(self, name)!r}", field=name) from None
+        if self.method_file:  # kept absolute, and pinned to its content when the run is specified
+            path = os.path.abspath(os.path.expanduser(self.method_file))
+            object.__setattr__(self, "method_file", path)
+            if self.method_sha256 is None:
+                object.__setattr__(self, "method_sha256", file_sha256(path))
+        method_args_dict(self.method_args)  # one line when malformed
+
+    def reads(self, key: str, strategy: str | None) -> bool:
+        """Whether a run of ``strategy`` with these settings reads the option ``key``: the one rule the run's
+        identity, a sweep's points and the tables' settings follow."""
+        i = info(type(self), key)
+        if i.strategies is not None and strategy not in i.strategies:
+            return False
+        if key in ("method_file", "method_sha256"):  # the file's content is what a run reads, not its path
+            return key == "method_sha256" and self.method_sha256 is not None
+        by_method = methods.reads(self.method, key, self.logit_standardize)
+        return True if by_method is None else by_method
+
+
+def file_sha256(path: str) -> str:
+    try:
+        return hashlib.sha256(open(path, "rb").read()).hexdigest()
+    except OSError as exc:
+        raise UsageError(f"kd.method_file {path} cannot be read ({exc.strerror or exc})", field="method_file") from None
+
+
+def method_args_dict(text: str) -> dict[str, Any]:
+    """``KEY=VALUE[,KEY=VALUE]``: a plugin method's own settings, each value read as TOML data (never code)."""
+    out: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        keys, value = parse_assignment(item)
+        if len(keys) != 1:
+            raise UsageError(f"kd.method_args: '{item}' is not KEY=VALUE", field="method_args")
+        out[keys[0]] = value
+    return out
 
 
 CONFIGS = {"data": DataConfig, "train": TrainConfig, "kd": KDConfig}
@@ -132,6 +248,7 @@ class RunSpec:
             raise UsageError("a KD run has no regime of its own (its teachers have)")
         if self.kd is None:
             object.__setattr__(self, "kd", KDConfig())
+        methods.check_fits(self.kd.method, self.strategy, strat.teacher_source)
         expected = {"given": None, "self": 1, "virtual": 0}[strat.teacher_source]
         n = len(self.teachers)
         if expected is None:
@@ -188,16 +305,23 @@ class RunSpec:
     @property
     def run_id(self) -> str:
         model = self.model.replace("/", "_").replace(".", "_")
-        return f"{self.role_label}-{model}-s{self.seed}-{self.spec_hash()[:8]}"
+        method = f"-{self.method}" if self.method not in (None, methods.DEFAULT) else ""
+        return f"{self.role_label}{method}-{model}-s{self.seed}-{self.spec_hash()[:8]}"
+
+    @property
+    def method(self) -> str | None:
+        """How a KD run learns from its teacher (``kd.method``); None for a cross-entropy run."""
+        return self.kd.method if self.kd is not None else None
 
     def describe(self) -> str:
         if self.kind == "ce":
             if self.regime == "defective":
                 return f"defective {self.model} (stop at val acc {self.defect_acc})"
             return f"{self.model} (cross-entropy)"
+        how = f"{self.strategy}" + (f" ({self.method})" if self.method != methods.DEFAULT else "")
         if self.teachers:
-            return f"{self.strategy}: {' + '.join(t.model for t in self.teachers)} -> {self.model}"
-        return f"{self.strategy}: {self.model}"
+            return f"{how}: {' + '.join(t.model for t in self.teachers)} -> {self.model}"
+        return f"{how}: {self.model}"
 
     # -- (de)serialisation ----------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

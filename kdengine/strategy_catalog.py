@@ -2,10 +2,9 @@
 
 CLI choices, run-spec validation, the study schema, the launch form, the reports and the
 tables all read :data:`CATALOGUE`, and nothing outside it branches on a strategy's name: callers
-ask it (``teacher_source``, ``max_teachers``, ``teacher_label``). Each strategy names its *loss*
-(``ce``, ``hinton``, ``ensemble``, ``tf-reg``); the losses are registered where they are defined
-(``training/losses.py``, ``@register_loss``), and a test proves that every named loss exists.
-Adding a strategy is one entry here (and a loss, when no existing one fits), and a test.
+ask it (``teacher_source``, ``max_teachers``, ``teacher_label``). A strategy says *who* teaches; *how*
+the student learns from that teacher is the run's method (``method_catalog``: Hinton's KD by default,
+DKD, DIST, FitNet, ...), a separate axis. Adding a strategy is one entry here, and a test.
 
 A *teacher regime* says how a teacher network was trained: ``normal`` (cross-entropy to the
 end) or ``defective`` (stopped when its val accuracy first reaches ``kd.defect_acc``). A
@@ -33,7 +32,6 @@ class Strategy:
     teacher_regime: str | None  # how its teacher networks are trained; None: no teacher network
     teacher_source: str  # "given" (named by the user), "self" (a copy of the student), "virtual", "none"
     baseline: bool  # compared with the student trained alone (its baseline run)
-    loss: str  # the loss it trains with (a key of training.losses.LOSSES)
     teacher_size: str | None = None  # "larger" / "smaller": warn when the teacher is not
 
     @property
@@ -60,29 +58,21 @@ class Strategy:
 
 
 CATALOGUE: dict[str, Strategy] = {s.name: s for s in (
-    Strategy("baseline", "Baseline", "the student alone, cross-entropy", 0, 0, None, "none", False, "ce"),
-    Strategy("normal", "Normal KD", "a larger teacher, trained normally (Hinton's KD)", 1, 1, "normal", "given",
-             True, "hinton", teacher_size="larger"),
+    Strategy("baseline", "Baseline", "the student alone, cross-entropy", 0, 0, None, "none", False),
+    Strategy("normal", "Normal KD", "a larger teacher, trained normally", 1, 1, "normal", "given",
+             True, teacher_size="larger"),
     Strategy("reverse", "Reverse KD", "a smaller teacher, trained normally (Re-KD, Yuan et al. 2020)", 1, 1,
-             "normal", "given", True, "hinton", teacher_size="smaller"),
+             "normal", "given", True, teacher_size="smaller"),
     Strategy("defective", "Defective KD", "a teacher stopped at the defect threshold (De-KD)", 1, 1, "defective",
-             "given", True, "hinton"),
+             "given", True),
     Strategy("tf-self", "Teacher-free (self)", "a copy of the student, trained normally, teaches it", 0, 0,
-             "normal", "self", True, "hinton"),
+             "normal", "self", True),
     Strategy("tf-reg", "Teacher-free (reg.)", "a designed virtual teacher; no teacher network", 0, 0, None,
-             "virtual", True, "tf-reg"),
-    Strategy("ensemble", "Ensemble KD", "several teachers; their averaged softened outputs teach", 2, None,
-             "normal", "given", True, "ensemble"),
+             "virtual", True),
+    Strategy("ensemble", "Ensemble KD", "several teachers together (hinton averages their softened outputs)", 2, None,
+             "normal", "given", True),
 )}
 
-
-
-CE_LOSS = "ce"  # every cross-entropy run (a teacher, a baseline) trains with it
-
-
-def loss_of(strategy: str | None) -> str:
-    """The loss a run trains with: its strategy's, or cross-entropy for a cross-entropy run (no strategy)."""
-    return get(strategy).loss if strategy else CE_LOSS
 
 
 def names() -> tuple[str, ...]:

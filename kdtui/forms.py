@@ -55,7 +55,7 @@ def defaults(store=None) -> dict[str, Any]:
     values.update(EXTRA_DEFAULTS)  # the form's device stays auto: the preset's CPU is for F2
     if store is not None:
         last = read_json(store.root / LAST)
-        choices = {i.name: i.choices for i in option_fields() if i.choices}
+        choices = {i.name: i.offered for i in option_fields() if i.kind == "choice"}
         choices["strategy"] = tuple(catalog.CATALOGUE)
         choices["device"] = ("auto", "cpu", "cuda")
         if isinstance(last, dict):  # what the widgets held: text, a choice, a tick (a stale choice is dropped)
@@ -82,8 +82,8 @@ def _parse_option(i: OptionInfo, raw: Any) -> Any:
     if i.kind == "bool":
         return bool(raw)
     if i.kind == "choice":
-        if raw not in i.choices:
-            raise UsageError(f"{i.label.lower()} must be one of {', '.join(map(str, i.choices))}", field=i.name)
+        if raw not in i.offered:
+            raise UsageError(f"{i.label.lower()} must be one of {', '.join(map(str, i.offered))}", field=i.name)
         return raw
     return parse_text(i, raw)
 

@@ -56,10 +56,10 @@ def test_nan_loss_fails_the_run_with_reason(capsys, monkeypatch):
 
     from kdengine.training import losses
 
-    def nan_terms(self, logits, targets, teacher_logits):
-        return {"ce": logits.float().sum() * torch.tensor(float("nan"))}
+    def nan_terms(self, student, teachers, targets, index):
+        return {"ce": student.logits.float().sum() * torch.tensor(float("nan"))}
 
-    monkeypatch.setattr(losses.CrossEntropy, "terms", nan_terms)
+    monkeypatch.setattr(losses.Distiller, "terms", nan_terms)
     code = main(["train", *FAST, "--strategy", "baseline", "--student", "test_resnet"])
     _, err = capsys.readouterr()
     assert code == 1 and "nan" in err.lower()

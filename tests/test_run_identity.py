@@ -2,6 +2,10 @@
 
 If one of them changes, every stored teacher would silently stop being reused. Change identity only
 with a store version bump and a README note on what happens to older stores.
+
+Store version 3 changed one kind: a run's identity holds only the [kd] keys it reads, and tf-reg never read
+kd.temperature (its virtual teacher's own temperature is its T), so tf-reg runs (students, never teachers) have new
+ids; every teacher's and every other run's id is the same.
 """
 from __future__ import annotations
 
@@ -34,12 +38,18 @@ GOLDEN = [
      ["ce-test_resnet-s0-919b508d"]),
     (lambda: build_specs("tf-reg", "test_resnet", [], DataConfig(source="synthetic:images=280,seed=3", cap_train=100,
                                                                   skip_bad=True, split_seed=2, image_size=32), T, K2, 0),
-     "tf-reg-test_resnet-s0-42a89b3a", []),
+     "tf-reg-test_resnet-s0-1e8e7dac", []),  # 42a89b3a before store version 3
     (lambda: build_specs("ensemble", "test_resnet", ["resnet18", "test_efficientnet"], D, T, K, 2),
      "ensemble-test_resnet-s2-40476b82", ["ce-resnet18-s2-daf01028", "ce-test_efficientnet-s2-c60dec2b"]),
     (lambda: build_specs("normal", "test_resnet", ["resnet18"], D,
                          TrainConfig(epochs=2, pretrained=True, pretrained_from="/weights/x.safetensors"), K, 0),
      "normal-test_resnet-s0-5c13f4d4", ["ce-resnet18-s0-e582fda2"]),
+    # store version 3: the method axis (its teachers are the same runs as hinton's)
+    (lambda: build_specs("normal", "test_resnet", ["resnet18"], D, T, KDConfig(method="dkd"), 0),
+     "normal-dkd-test_resnet-s0-a7bf2991", ["ce-resnet18-s0-b6807f81"]),
+    (lambda: build_specs("defective", "test_resnet", ["resnet10t"], D, T, KDConfig(method="at", defect_acc=0.4,
+                                                                                    defect_check_every=5), 1),
+     "defective-at-test_resnet-s1-cc646389", ["defective-resnet10t-s1-a46b6aaa"]),
 ]
 
 

@@ -16,31 +16,35 @@ from kdengine.runspec import CONFIGS, KDConfig, RunSpec, TrainConfig, build_spec
 from kdengine.store import RunStore
 from kdengine.training import losses
 from kdengine.training.losses import kd_terms, soft_targets
+from kdengine.training.methods import Outputs
 from tests.engine_helpers import FAST, train
 from tests.tui_helpers import wait_for
 
 
-def test_every_strategy_names_a_registered_loss():
-    assert {s.loss for s in catalog.CATALOGUE.values()} | {catalog.CE_LOSS} == set(losses.LOSSES)
-    assert type(losses.loss_for(RunSpec(model="test_resnet", regime="normal"), 3)) is losses.CrossEntropy
+def test_every_declared_method_is_registered_and_the_reverse():
+    from kdengine import method_catalog
+    from kdengine.training.methods import METHODS, Method, register_method
+
+    assert set(method_catalog.CATALOGUE) == set(METHODS)
     with pytest.raises(ValueError, match="registered twice"):
-        losses.register_loss("hinton")(losses.Hinton)
+        register_method(METHODS["hinton"])
+    assert issubclass(METHODS["dkd"], Method)
 
 
 @pytest.mark.parametrize("name", [n for n in catalog.CATALOGUE if catalog.CATALOGUE[n].distills])
 def test_each_kd_strategy_is_wired_to_a_loss_with_a_kd_term(name):
-    """Built from its spec, each strategy's loss has a non-zero KD term whose gradient reaches the student;
-    with alpha = 0 it is plain cross-entropy. Fails if a strategy lost its distillation term."""
+    """Built from its spec, each strategy's loss (Hinton's method) has a non-zero KD term whose gradient reaches the
+    student; with alpha = 0 it is plain cross-entropy. Fails if a strategy lost its distillation term."""
     strat = catalog.CATALOGUE[name]
     teachers = {"given": ["resnet18"] * max(1, strat.min_teachers), "self": [], "virtual": []}[strat.teacher_source]
     kd = KDConfig(alpha=0.7, temperature=3.0)
     spec = build_specs(name, "test_resnet", teachers, CONFIGS["data"](), TrainConfig(), kd, 0)
-    loss = losses.loss_for(spec, num_classes=5)
+    loss = losses.distiller_for(spec, num_classes=5)
     torch.manual_seed(0)
     logits = torch.randn(8, 5, requires_grad=True)
     y = torch.randint(0, 5, (8,))
     t_logits = [torch.randn(8, 5) for _ in spec.teachers]
-    terms = loss.terms(logits, y, t_logits)
+    terms = loss.terms(Outputs(logits), [Outputs(t) for t in t_logits], y, torch.arange(8))
     assert set(terms) == {"ce", "kd"} and terms["kd"].item() > 1e-4
     grad_kd, = torch.autograd.grad(terms["kd"], logits)
     assert grad_kd.abs().sum() > 0
@@ -49,9 +53,13 @@ def test_each_kd_strategy_is_wired_to_a_loss_with_a_kd_term(name):
         target = torch.stack([soft_targets(t, 3.0) for t in t_logits]).mean(0)
         ref = kd_terms(logits, y, target, 0.7, 3.0)["kd"]
         assert terms["kd"].item() == pytest.approx(ref.item(), rel=1e-6)
-    off = losses.loss_for(build_specs(name, "test_resnet", teachers, CONFIGS["data"](), TrainConfig(),
-                                              KDConfig(alpha=0.0), 0), 5).terms(logits, y, t_logits)
-    assert off["kd"].item() == 0.0
+    else:  # tf-reg: the virtual teacher at its own temperature, which is also the loss's T
+        target = losses.virtual_teacher_targets(y, 5, kd.tf_a, kd.tf_temperature)
+        ref = kd_terms(logits, y, target, 0.7, kd.tf_temperature)["kd"]
+        assert terms["kd"].item() == pytest.approx(ref.item(), rel=1e-6)
+    off = losses.distiller_for(build_specs(name, "test_resnet", teachers, CONFIGS["data"](), TrainConfig(),
+                                           KDConfig(alpha=0.0), 0), 5)
+    assert off.terms(Outputs(logits), [Outputs(t) for t in t_logits], y, torch.arange(8))["kd"].item() == 0.0
 
 
 def test_catalogue_parameter_counts_match_timm():
@@ -62,24 +70,16 @@ def test_catalogue_parameter_counts_match_timm():
         assert count_params(name, 7, 1) == params, name
 
 
-# -- a toy strategy: one catalogue entry, one loss class ----------------------------------------------------------
-class ToyLoss(losses.Loss):
-    """Hinton's loss at T = 1, whatever the config says."""
-
-    def terms(self, logits, targets, teacher_logits):
-        return kd_terms(logits, targets, soft_targets(teacher_logits[0], 1.0), self.kd.alpha, 1.0)
-
-
+# -- a toy strategy: one catalogue entry (who teaches; the method says how) -----------------------------------------
 @pytest.fixture
 def toy(monkeypatch):
     monkeypatch.setitem(catalog.CATALOGUE, "toy", catalog.Strategy(
-        "toy", "Toy KD", "a toy: Hinton's loss at T=1", 1, 1, "normal", "given", True, "toy"))
-    monkeypatch.setitem(losses.LOSSES, "toy", ToyLoss)
+        "toy", "Toy KD", "a toy: a given teacher, trained normally", 1, 1, "normal", "given", True))
 
 
 def test_a_toy_strategy_appears_in_help_schema_and_trains(toy, capsys, tmp_path):
     assert main(["train", "--help"]) == 0
-    assert "toy: a toy: Hinton's loss at T=1" in capsys.readouterr().out.replace("\n                        ", " ")
+    assert "toy: a toy: a given teacher, trained normally" in capsys.readouterr().out.replace("\n                        ", " ")
     assert main(["study", "schema"]) == 0
     assert "toy" in capsys.readouterr().out
     study = tmp_path / "toy.toml"

@@ -124,14 +124,15 @@ class _Feed:
 
 def one_step(grad_clip: float) -> float:
     """The size of one SGD (lr 1) update of a linear model through the step object."""
+    from kdengine.training.losses import distiller_for
+    from kdengine.training.methods import Outputs
     from kdengine.training.step import TrainStep
-    from kdengine.training.losses import loss_for
 
     spec = RunSpec(model="test_resnet", data=DataConfig(), train=TrainConfig(), regime="normal")
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 3)
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
-    step = TrainStep(_Feed(), model, model, [], loss_for(spec, 3), opt, grad_clip,
+    step = TrainStep(_Feed(), lambda x: Outputs(model(x)), model, [], distiller_for(spec, 3), opt, grad_clip,
                      lambda: __import__("contextlib").nullcontext(), 3, 16, 16, torch.device("cpu"))
     x, y = torch.randn(16, 4) * 50, torch.randint(0, 3, (16,))
     before = [p.detach().clone() for p in model.parameters()]

@@ -6,6 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 from .. import api
+from .. import method_catalog as methods
 from .. import strategy_catalog as catalog
 from ..api import CORRECTIONS, FINISHED, FORMATS, INTERVALS, METRICS, PRESETS, STATES_BY_PROGRESS, axes
 from ..errors import UsageError
@@ -180,7 +181,13 @@ def study_schema(args) -> int:
         print(f"\n[{section.name}]" + (f"   ({section.note})" if section.note else ""))
         for key, kind, default, help_ in section.rows:
             print(f"  {key:20} {kind:40} default {default:12} {help_}")
-    print("\n[[experiments]] strategy: one of")
+    print("\n[[experiments]] strategy (who teaches): one of")
     for s in catalog.CATALOGUE.values():
         print(f"  {s.name:10} {s.description}")
+    print("\n[kd] method (how the student learns from its teacher; a study axis like any other key): one of")
+    for m in methods.CATALOGUE.values():
+        print(f"  {m.name:10} {m.label} ({m.paper}), reads the teacher's {m.needs}: {m.description}; {m.defaults}")
+    for name in methods.plugin_names():
+        print(f"  {name:10} (a kdstudy.methods entry point)")
+    print("  or your own: kd.method_file = \"my_kd.py\" (docs/methods.md)")
     return 0

@@ -109,10 +109,12 @@ class TeacherSharing(Hook):
         step, n = trainer.step, len(trainer.feed)
         self.name = f"train-e{epoch:04d}"
         stored = [s.load(self.name, n) for s in self.train]
-        step.reading = all(a is not None for a in stored)
+        embedded = [s.load(f"{self.name}-embedding", n) for s in self.train] if step.teacher_embeddings else []
+        # a method that reads feature maps runs the teacher anyway: it keeps what it computes, never reads
+        step.reading = not trainer.feature_maps and all(a is not None for a in stored + embedded)
         step.keeping = not step.reading
         if step.reading:
-            for buf, arr in zip(step.teacher_logits, stored):
+            for buf, arr in zip(step.teacher_logits + step.teacher_embeddings, stored + embedded):
                 buf.copy_(torch.from_numpy(arr))
         self.steps = 0
 
@@ -126,6 +128,8 @@ class TeacherSharing(Hook):
         if step.keeping and self.steps == trainer.steps_per_epoch:  # a whole epoch: share it
             for shared, buf in zip(self.train, step.teacher_logits):
                 shared.save(self.name, buf.cpu().numpy())
+            for shared, buf in zip(self.train, step.teacher_embeddings):
+                shared.save(f"{self.name}-embedding", buf.cpu().numpy())
         step.reading = step.keeping = False
 
     def eval_probs(self, i: int, split: str, rows: int, compute) -> np.ndarray:

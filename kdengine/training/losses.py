@@ -1,130 +1,69 @@
-"""Hinton's distillation loss, and the teachers that feed it.
+"""A run's loss: the hard-label loss, plus, for a KD run, its method's distillation terms from its strategy's
+teachers.
 
-    L = (1 - alpha) * CE(z_s, y) + alpha * T^2 * KL(p_t^T || p_s^T)
+The strategy says who teaches (``strategy_catalog``): teacher networks (normal, reverse, defective, tf-self,
+ensemble), or tf-reg's virtual teacher, whose logits log(p_v) are made here from the labels. The method says how
+the student learns from them (``method_catalog``, ``methods/``). Logit standardisation, where asked for, z-scores
+both sides' logits before the method sees them and scales its terms (``methods/standardize.py``); the
+cross-entropy always reads the raw logits.
 
-alpha weights the distillation term (the Hinton and Yuan et al. convention;
-torchdistill puts it on the cross-entropy instead). The KL is summed over
-classes and averaged over the batch (``batchmean``). The thesis prints the
-factor as T^-2; T^2 is meant: it keeps the soft-target gradients on the scale
-of the hard-target ones as T grows (Hinton et al., 2015).
-
-``reduction="mean"`` reproduces Yuan et al.'s released code, whose
-``nn.KLDivLoss()`` divides by batch x classes, so its distillation weight is
-K times smaller on a K-class task.
+Terms are named and already weighted (mdistiller's convention): the step sums them and logs each one. The hard
+loss is ``ce``, weighted by the method (Hinton's 1 - alpha, else 1).
 """
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from ..runspec import KDConfig
-from ..strategy_catalog import loss_of
-
-
-def soft_targets(teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    return F.softmax(teacher_logits.float() / temperature, dim=1)
-
-
-def kd_terms(student_logits: torch.Tensor, targets: torch.Tensor, teacher_probs: torch.Tensor,
-             alpha: float, temperature: float, reduction: str = "batchmean") -> dict[str, torch.Tensor]:
-    """The two weighted terms of the loss; their sum is L. ``teacher_probs`` are already softened."""
-    s = student_logits.float()
-    ce = F.cross_entropy(s, targets)
-    log_ps = F.log_softmax(s / temperature, dim=1)
-    # Reduced by hand: PyTorch has announced that kl_div's "mean" will become "batchmean".
-    kl_sum = F.kl_div(log_ps, teacher_probs, reduction="sum")
-    kl = kl_sum / s.shape[0] if reduction == "batchmean" else kl_sum / s.numel()
-    return {"ce": (1.0 - alpha) * ce, "kd": alpha * temperature * temperature * kl}
+from .. import strategy_catalog as catalog
+from .methods import Context, Method, Outputs
+from .methods.base import wide
+from .methods.hinton import (ensemble_targets, kd_loss, kd_terms, soft_targets,  # noqa: F401 - re-exported
+                             virtual_teacher_logits, virtual_teacher_targets)
+from .methods.plugins import method_class
+from .methods.standardize import standardize
 
 
-def kd_loss(student_logits, teacher_logits, targets, alpha: float = 0.9, temperature: float = 4.0,
-            reduction: str = "batchmean") -> torch.Tensor:
-    terms = kd_terms(student_logits, targets, soft_targets(teacher_logits, temperature), alpha, temperature, reduction)
-    return terms["ce"] + terms["kd"]
+class Distiller(nn.Module):
+    """The loss of one run. ``method`` is None for a cross-entropy run (a teacher, a baseline)."""
+
+    def __init__(self, spec, ctx: Context) -> None:
+        super().__init__()
+        self.spec, self.ctx = spec, ctx
+        self.method: Method | None = method_class(spec.kd)(ctx) if spec.kind == "kd" else None
+        self.virtual = spec.kind == "kd" and catalog.get(spec.strategy).teacher_source == "virtual"
+        self.standardized = bool(self.method is not None and spec.kd.logit_standardize and
+                                 self.method.info.standardizable)
+
+    @property
+    def graph_safe(self) -> bool:
+        return self.method is None or self.method.info.graph_safe
+
+    def on_epoch_start(self, epoch: int) -> None:
+        if self.method is not None:
+            self.method.on_epoch_start(epoch)
+
+    def terms(self, student: Outputs, teachers: list[Outputs], targets: torch.Tensor,
+              index: torch.Tensor) -> dict[str, torch.Tensor]:
+        ce = F.cross_entropy(wide(student.logits), targets)
+        if self.method is None:
+            return {"ce": ce}
+        if self.virtual:
+            teachers = [Outputs(virtual_teacher_logits(targets, self.ctx.num_classes, self.spec.kd.tf_a))]
+        if self.standardized:
+            student = replace(student, logits=standardize(student.logits))
+            teachers = [replace(t, logits=standardize(t.logits)) for t in teachers]
+        kd = self.method.terms(student, teachers, targets, index)
+        if self.standardized:
+            kd = {k: self.spec.kd.ls_weight * v for k, v in kd.items()}
+        return {"ce": self.method.ce_weight * ce, **kd}
 
 
-def ensemble_targets(teacher_logits: list[torch.Tensor], temperature: float) -> torch.Tensor:
-    """The average of the teachers' softened outputs."""
-    return torch.stack([soft_targets(t, temperature) for t in teacher_logits]).mean(0)
-
-
-def virtual_teacher_targets(targets: torch.Tensor, num_classes: int, a: float, temperature: float) -> torch.Tensor:
-    """Teacher-free KD (tf-reg): a designed teacher with probability ``a`` on the correct class and
-    the rest spread uniformly, softened by its own temperature: softmax(log(p_v) / T)."""
-    rest = (1.0 - a) / max(1, num_classes - 1)
-    p = torch.full((targets.shape[0], num_classes), rest, device=targets.device)
-    p.scatter_(1, targets.view(-1, 1), a)
-    return F.softmax(torch.log(p) / temperature, dim=1)
-
-
-# -- the losses, registered by name (the catalogue names each strategy's) ------------------------------------------
-class Loss:
-    """Turns logits into named, already-weighted loss terms (mdistiller's convention): the step sums them and
-    logs each one."""
-
-    def __init__(self, kd: KDConfig | None, num_classes: int) -> None:
-        self.kd = kd or KDConfig()
-        self.num_classes = num_classes
-
-    def terms(self, logits: torch.Tensor, targets: torch.Tensor,
-              teacher_logits: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
-
-
-LOSSES: dict[str, type[Loss]] = {}
-
-
-def register_loss(name: str) -> Callable[[type[Loss]], type[Loss]]:
-    """Register a loss class under ``name``, where it is defined (timm's ``register_model`` way)."""
-    def register(cls: type[Loss]) -> type[Loss]:
-        if name in LOSSES:
-            raise ValueError(f"loss '{name}' is registered twice")
-        LOSSES[name] = cls
-        return cls
-    return register
-
-
-@register_loss("ce")
-class CrossEntropy(Loss):
-    """Every cross-entropy run (teachers, baselines): the model alone."""
-
-    def terms(self, logits, targets, teacher_logits):
-        return {"ce": F.cross_entropy(logits.float(), targets)}
-
-
-@register_loss("hinton")
-class Hinton(Loss):
-    """One teacher network, Hinton's loss (normal, reverse, defective and tf-self: they differ only in which
-    teacher they get, which the run spec decides)."""
-
-    def terms(self, logits, targets, teacher_logits):
-        k = self.kd
-        return kd_terms(logits, targets, soft_targets(teacher_logits[0], k.temperature), k.alpha, k.temperature,
-                        k.reduction)
-
-
-@register_loss("ensemble")
-class Ensemble(Loss):
-    """Several trained teachers; their averaged softened outputs teach one student."""
-
-    def terms(self, logits, targets, teacher_logits):
-        k = self.kd
-        return kd_terms(logits, targets, ensemble_targets(teacher_logits, k.temperature), k.alpha, k.temperature,
-                        k.reduction)
-
-
-@register_loss("tf-reg")
-class TeacherFreeReg(Loss):
-    """A designed virtual teacher, no teacher network."""
-
-    def terms(self, logits, targets, teacher_logits):
-        k = self.kd
-        probs = virtual_teacher_targets(targets, self.num_classes, k.tf_a, k.tf_temperature)
-        return kd_terms(logits, targets, probs, k.alpha, k.tf_temperature, k.reduction)
-
-
-def loss_for(spec, num_classes: int) -> Loss:
-    """The loss a run trains with, as its strategy (or, for a cross-entropy run, its kind) names it."""
-    return LOSSES[loss_of(spec.strategy)](spec.kd, num_classes)
+def distiller_for(spec, num_classes: int, **context) -> Distiller:
+    """The loss a run trains with. ``context``: what its method is built from besides the spec (the models'
+    shapes, the training split's size, the device: :class:`~.methods.Context`)."""
+    return Distiller(spec, Context(kd=spec.kd, strategy=spec.strategy, num_classes=num_classes, seed=spec.seed,
+                                   **context))

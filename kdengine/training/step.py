@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .methods import Outputs
+
 
 @dataclass
 class StepOut:
@@ -21,21 +23,29 @@ class StepOut:
 
 
 class TrainStep:
+    """``forward`` and each of ``teachers`` map a batch to :class:`~.methods.Outputs` (the logits, and the feature
+    maps or the embedding the run's method reads); ``loss`` is the run's :class:`~.losses.Distiller`."""
+
     def __init__(self, feed, forward, model, teachers, loss, opt, grad_clip: float, autocast, num_classes: int,
-                 batch_size: int, n_train: int, device: torch.device) -> None:
+                 batch_size: int, n_train: int, device: torch.device, params=None,
+                 embedding_dims: tuple[int, ...] = ()) -> None:
         self.feed, self.forward, self.model = feed, forward, model
         self.teachers, self.loss, self.opt = teachers, loss, opt
         self.grad_clip, self.autocast = grad_clip, autocast
-        self.params = [p for p in model.parameters() if p.requires_grad]
+        # what is clipped: the student's parameters and the method's (adapters, heads), as the optimiser steps them
+        self.params = list(params) if params is not None else [p for p in model.parameters() if p.requires_grad]
         # the epoch's running sums (reset in place: a captured graph holds their addresses)
         self.loss_sum = torch.zeros((), dtype=torch.float32, device=device)
         self.ce_sum = torch.zeros((), dtype=torch.float32, device=device)  # plain cross-entropy, for the curves
         self.confusion = torch.zeros((num_classes, num_classes), dtype=torch.int64, device=device)
         self._ones = torch.ones(batch_size, dtype=torch.int64, device=device)
-        # shared teacher outputs: read them (``reading``) or keep them for the others (``keeping``)
+        # shared teacher outputs: read them (``reading``) or keep them for the others (``keeping``): the logits,
+        # and the embeddings where the method reads them (``embedding_dims``: one per teacher, else none)
         n_teachers = len(teachers)
         self.teacher_logits = [torch.zeros((n_train, num_classes), dtype=torch.float32, device=device)
                                for _ in range(n_teachers)]
+        self.teacher_embeddings = [torch.zeros((n_train, d), dtype=torch.float32, device=device)
+                                   for d in embedding_dims]
         self.reading = False
         self.keeping = False
 
@@ -49,16 +59,17 @@ class TrainStep:
         self.ce_sum.zero_()
         self.confusion.zero_()
 
+    def _read(self, pos) -> list[Outputs]:
+        embeddings = [buf[pos] for buf in self.teacher_embeddings] or [None] * len(self.teacher_logits)
+        return [Outputs(buf[pos], embedding=e) for buf, e in zip(self.teacher_logits, embeddings)]
+
     def __call__(self, raw: dict) -> StepOut:
         x, y = self.feed.view(raw)
         pos = raw["pos"]
         with self.autocast():
-            if self.reading:
-                t_logits = [buf[pos] for buf in self.teacher_logits]
-            else:
-                t_logits = [t(x) for t in self.teachers]
-            logits = self.forward(x)
-        terms = self.loss.terms(logits, y, t_logits)
+            t_out = self._read(pos) if self.reading else [t(x) for t in self.teachers]
+            s_out = self.forward(x)
+        terms = self.loss.terms(s_out, t_out, y, pos)
         loss = sum(terms.values())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -66,15 +77,18 @@ class TrainStep:
             torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
         self.opt.step()
         with torch.no_grad():
+            logits = s_out.logits.detach()
             n = y.shape[0]
             self.loss_sum += loss.detach() * n
-            self.ce_sum += F.cross_entropy(logits.detach().float(), y, reduction="sum")
+            self.ce_sum += F.cross_entropy(logits.float(), y, reduction="sum")
             # index_add_ on the flattened matrix: no index check that could sync with the host inside a graph
-            cells = y * self.confusion.shape[1] + logits.detach().argmax(1)
+            cells = y * self.confusion.shape[1] + logits.argmax(1)
             self.confusion.view(-1).index_add_(0, cells, self._ones[:n])
             if self.keeping:
-                for buf, t in zip(self.teacher_logits, t_logits):
-                    buf.index_copy_(0, pos, t.detach().float())
+                for buf, t in zip(self.teacher_logits, t_out):
+                    buf.index_copy_(0, pos, t.logits.detach().float())
+                for buf, t in zip(self.teacher_embeddings, t_out):
+                    buf.index_copy_(0, pos, t.embedding.detach().float())
         return StepOut(loss.detach(), {k: v.detach() for k, v in terms.items()})
 
 

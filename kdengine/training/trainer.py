@@ -38,7 +38,10 @@ from .checkpoints import load_best, load_last, save_best, save_last
 from .device import DeviceSetup
 from .hooks import DefectCheck, Hook, StepLog, TeacherSharing, Trackers
 from .inputs import DeviceFeed, Images, LoaderFeed, device_images, eval_iter
-from .losses import loss_for
+from .losses import distiller_for
+from .methods.base import declaration
+from .methods.plugins import method_class
+from .methods.taps import Tap, model_shape
 from .metrics import agreement, classification_metrics, study_level
 from .optim import build_optimizer, load_optimizer_state
 from .progress import Progress
@@ -163,11 +166,13 @@ class Trainer:
 
     def _teachers(self) -> None:
         self.teachers: list[FrozenTeacher] = []
+        self.teacher_nets = []
         self.teacher_info = []
         for tspec in self.spec.teachers:
             tid = tspec.run_id
             teacher, net = frozen_from_checkpoint(self.store.checkpoint_dir(tid), self.dev)
             self.teachers.append(teacher)
+            self.teacher_nets.append(net)
             tm = self.store.read_metrics(tid) or {}
             info = {"run_id": tid, "model": tspec.model, "params": sum(p.numel() for p in net.parameters()),
                     "val_accuracy": tm.get("val", {}).get("accuracy"), "test_accuracy": tm.get("test", {}).get("accuracy")}
@@ -196,15 +201,48 @@ class Trainer:
                 "channels_last": self.dev.channels_last,
                 "threads": torch.get_num_threads() if self.dev.device.type == "cpu" else None}
 
+    def _loss(self) -> None:
+        """The run's loss (its method, built from the models' shapes) and what the step reads from the models: the
+        stages and the embedding the method asks for, through taps on timm's feature API."""
+        spec = self.spec
+        needs_shapes = spec.kind == "kd" and declaration(method_class(spec.kd)).needs_network
+        with torch.random.fork_rng(devices=[]):  # the adapters' initial weights: from the seed, not the history
+            torch.manual_seed(spec.seed)
+            self.loss = distiller_for(
+                spec, len(self.class_names), n_train=len(self.feed), device=self.dev.device, log=self._note,
+                student=model_shape(self.model) if needs_shapes else None,
+                teachers=tuple(model_shape(n) for n in self.teacher_nets) if needs_shapes else ()).to(self.dev.device)
+        method = self.loss.method
+        self.method_params = [p for p in self.loss.parameters() if p.requires_grad]
+        stages = method.student_stages if method is not None else []
+        embedding = method is not None and method.embedding
+        self.student_tap = Tap(self.model, self._student_forward, stages, embedding)
+        self.teacher_taps = [Tap(net, teacher, method.teacher_stages(i) if method else [], embedding, clone=True)
+                             for i, (net, teacher) in enumerate(zip(self.teacher_nets, self.teachers))]
+        self.feature_maps = bool(stages)
+        if self.feature_maps and self.sharing is not None:
+            self._note(f"{spec.kd.method} reads the teacher's feature maps: the teacher runs at every step (shared "
+                       "teacher outputs hold logits and embeddings only)")
+
+    def _note(self, message: str) -> None:
+        """A note for the run's log and its events, said once where it is made."""
+        self.log(f"note: {message}")
+        self.emit(ev.Warning(message=message))
+
     def _step(self) -> None:
         spec = self.spec
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        graphed = self.dev.graphed
+        self._loss()
+        params = [p for p in self.model.parameters() if p.requires_grad] + self.method_params
+        graphed = self.dev.graphed and self.loss.graph_safe
+        if self.dev.graphed and not graphed:
+            self._note(f"method {spec.kd.method} draws on the host at every step: its steps run eagerly, not as a "
+                       "CUDA graph")
         self.opt, self.sched = build_optimizer(params, spec.train, self.dev.device, graphed=graphed)
-        self.loss = loss_for(spec, len(self.class_names))
-        step = TrainStep(self.feed, self._student_forward, self.model, self.teachers, self.loss, self.opt,
+        method = self.loss.method
+        dims = tuple(t.embedding_dim for t in self.loss.ctx.teachers) if method is not None and method.embedding else ()
+        step = TrainStep(self.feed, self.student_tap, self.model, self.teacher_taps, self.loss, self.opt,
                          spec.train.grad_clip, lambda: self.dev.autocast(cache=not graphed), len(self.class_names),
-                         spec.train.batch_size, len(self.feed), self.dev.device)
+                         spec.train.batch_size, len(self.feed), self.dev.device, params=params, embedding_dims=dims)
         self.step = step
         self.run_step = GraphedStep(step, spec.train.batch_size) if graphed else step
 
@@ -309,6 +347,8 @@ class Trainer:
         if last is None:
             return TrainState()
         self.model.load_state_dict(last["model"])
+        if last.get("method"):  # the method's adapters, heads and banks (CRD's): resumed with the student
+            self.loss.load_state_dict(last["method"])
         load_optimizer_state(self.opt, last["optimizer"])  # this process's rate tensor and flags stay
         self.sched.load_state_dict(last["scheduler"])
         state = TrainState.from_dict(last["state"])
@@ -377,6 +417,7 @@ class Trainer:
         self.state = state
         steps, epochs = self.steps_per_epoch, spec.train.epochs
         _seed_everything(spec.seed * 1000 + epoch)
+        self.loss.on_epoch_start(epoch)
         self._read_lr()
         self.model.train()
         self.step.reset_epoch()
@@ -453,7 +494,8 @@ class Trainer:
         event.seconds = round(now - t0, 2)  # since the run (this process's part of it) started
         self.emit(event)
         save_last(self.ckpt_dir, {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                                  "scheduler": self.sched.state_dict(), "state": state.to_dict()})
+                                  "scheduler": self.sched.state_dict(), "state": state.to_dict(),
+                                  **({"method": self.loss.state_dict()} if self.loss.state_dict() else {})})
         self.log(f"epoch {epoch}/{spec.train.epochs}  train loss {train_stats['loss']:.4f} "
                  f"acc {train_stats['accuracy']:.4f}  val loss {val['loss']:.4f} acc {val['accuracy']:.4f}  "
                  f"best {state.best_acc:.4f}")

@@ -45,7 +45,7 @@ def option_widgets(i, value):
     """Label and widget for one option."""
     yield Label(i.label, classes="label")
     if i.kind == "choice":
-        yield Select([(str(c), c) for c in i.choices], value=value, allow_blank=False, id=i.name, compact=True,
+        yield Select([(str(c), c) for c in i.offered], value=value, allow_blank=False, id=i.name, compact=True,
                      tooltip=i.help)
     elif i.kind == "bool":
         yield Tick(i.help, bool(value), id=i.name, compact=True, tooltip=i.help)
