@@ -10,6 +10,7 @@ import json
 import sys
 from typing import Iterable
 
+from . import method_catalog as methods
 from .data.config import open_source
 from .errors import KDError
 from .models.architectures import APPROX_PARAMS, MIN_IMAGE_SIZE
@@ -46,6 +47,10 @@ def preflight(specs: Iterable[RunSpec], check_data: bool = True, decode: bool = 
         check_weights_file(path, model)
     for model in sorted({s.model for s in every if s.train.pretrained and not s.train.pretrained_from}):
         check_pretrained_reachable(model)
+    # torch: a method file is imported, a feature method's stages are found in the models' feature_info
+    from .training.methods.checks import check_method
+    for s in every:
+        check_method(s)
     if check_data:
         for data in sorted({s.data for s in every}, key=repr):
             source = open_source(data)
@@ -58,10 +63,18 @@ def preflight(specs: Iterable[RunSpec], check_data: bool = True, decode: bool = 
 def needs_torch(specs: Iterable[RunSpec]) -> bool:
     """Whether proving ``specs`` needs timm and torch: a model outside kdstudy's known architectures (their
     sizes and minimum image side are tested against timm), an image side below that minimum, a local weights
-    file, or pretrained weights to find. Otherwise the torch-free checks are the whole answer."""
+    file, pretrained weights to find, or a method that reads the models' insides or comes from a file or a
+    package. Otherwise the torch-free checks are the whole answer."""
     every = _all_specs(specs)
     return any(s.model not in APPROX_PARAMS or s.train.pretrained_from or s.train.pretrained
-               or s.data.image_size < MIN_IMAGE_SIZE for s in every)
+               or s.data.image_size < MIN_IMAGE_SIZE or _method_needs_torch(s) for s in every)
+
+
+def _method_needs_torch(spec: RunSpec) -> bool:
+    if spec.kind != "kd":
+        return False
+    declared = methods.get(spec.kd.method)
+    return declared is None or declared.needs_network
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -355,3 +355,19 @@ def test_crd_negatives_are_drawn_from_the_epochs_generator_and_keep_the_positive
     m.on_epoch_start(4)
     assert not torch.equal(first, m.contrast(index))
     assert first.shape == (8, 6) and int(first.max()) < 64
+
+
+def test_the_memory_ledger_counts_what_each_method_adds():
+    """Packing's estimate: feature maps for fitnet and at, the regressor for fitnet, CRD's gathered negatives; and
+    a method is part of a run shape's memory key (Hinton's keys stay as they were)."""
+    from kdengine.execution.packing import memory_key
+    from kdengine.training.memory import estimate_peak
+
+    data = DataConfig(source="synthetic", image_size=64)
+    spec = {m: build_specs("normal", "resnet10t", ["resnet18"], data, TrainConfig(batch_size=16),
+                           KDConfig(method=m, crd_negatives=1024), 0) for m in ("hinton", "fitnet", "at", "crd")}
+    peak = {m: estimate_peak(s) for m, s in spec.items()}
+    assert peak["fitnet"] > peak["hinton"] and peak["at"] > peak["hinton"]
+    assert peak["crd"] - peak["hinton"] >= 2 * 2 * 16 * 1025 * 128 * 4  # two gathers of 1,025 rows, kept for backward
+    assert memory_key(spec["hinton"]).startswith("resnet10t|resnet18|b16|64px|") and "crd" not in memory_key(spec["hinton"])
+    assert memory_key(spec["crd"]).endswith("|crd")

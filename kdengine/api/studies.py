@@ -17,7 +17,7 @@ from ..store.records import read_record
 from ..store.lifecycle import FINISHED
 from ..store.queue import enqueue
 from ..study import axes
-from ..study.expand import expand
+from ..study.expand import expand, unread_axes  # noqa: F401 - unread_axes: what a sweep does not change
 from ..study.registry import list_studies, load_study_record, save_study
 from ..options import schema_rows
 from ..runspec import CONFIGS

@@ -103,6 +103,8 @@ def run_study(args) -> int:
     counts = Counter("+".join(sorted(p.roles, reverse=True)) for p in plan)
     print(f"study {study.name}: {runs(len(plan))} over {len(study.seeds)} seed(s): "
           + ", ".join(f"{n} {k}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1])))
+    for note in api.unread_axes(study, plan):
+        print(f"note: {note}")
     if args.dry_run:
         api.check_names({s.model for p in plan for s in (p.spec, *p.spec.teachers)})
         print_dry_run(store, study, plan)

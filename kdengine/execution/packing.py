@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from ..atomic import write_json
 from ..errors import UsageError
+from ..method_catalog import DEFAULT as DEFAULT_METHOD
 from ..options import CUDA_GRAPH_ENV, DEVICE_INPUT_ENV, EVAL_BATCH_CUDA, env_flag
 from ..store import RunStore
 from ..store.lifecycle import QUEUED, RUNNING
@@ -52,8 +53,10 @@ def memory_key(spec, runtime: dict | None = None) -> str:
     path: a device-resident cache; a captured graph: its private pool; the evaluation batch)."""
     teachers = "+".join(t.model for t in spec.teachers) or "-"
     rt = runtime or default_runtime(spec.train.batch_size)
+    # a method that reads feature maps or keeps banks holds more than Hinton's (whose keys stay as they were)
+    method = f"|{spec.method}" if spec.kind == "kd" and spec.method != DEFAULT_METHOD else ""
     return (f"{spec.model}|{teachers}|b{spec.train.batch_size}|{spec.data.image_size}px|{rt['input']}"
-            f"|{'graph' if rt['cuda_graph'] else 'eager'}|e{rt['eval_batch']}")
+            f"|{'graph' if rt['cuda_graph'] else 'eager'}|e{rt['eval_batch']}{method}")
 
 
 # -- the memory table ------------------------------------------------------------------------------------------

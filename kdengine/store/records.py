@@ -210,6 +210,8 @@ def settings_identity(spec: RunSpec) -> dict[str, Any]:
     ident = spec.identity()
     for key in ("model", "seed", "kind", "strategy", "teachers", "defect_acc", "defect_check_every"):
         ident.pop(key, None)
+    if spec.kind == "kd":  # the method always tells KD runs apart (its default is left out of the run id alone)
+        ident["kd"] = {"method": spec.kd.method, **ident["kd"]}
     for i, t in enumerate(spec.teachers):
         ti = t.identity()
         for key in ("model", "seed", "kind"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
+from .. import method_catalog
 from .lifecycle import RUNNING, State
 from ..options import setting_label, value_text
 from .records import RunRecord, collect, differing_keys, finished_baseline, flat_settings, roles_of
@@ -40,6 +41,7 @@ class RunRow:
     stopped_early: bool = False  # a defective teacher stopped at its threshold
     readable: bool = True  # its spec can be read (a run that cannot be read cannot be retried)
     point: str = ""  # what sets it apart from look-alike runs (same role, models and seed): "T=4"; "" when nothing
+    method: str | None = None  # how a KD run learns from its teacher (kd.method); None for a cross-entropy run
 
     @property
     def data_kind(self) -> str:
@@ -51,8 +53,9 @@ def role_word(record: RunRecord, roles: dict[str, set[str]]) -> str:
     as both), or a defective teacher."""
     if record.spec is None:
         return "damaged"
-    if record.kind == "kd":
-        return record.strategy
+    if record.kind == "kd":  # its strategy, and its method unless Hinton's (the default): "normal/dkd"
+        method = record.spec.method
+        return record.strategy + (f"/{method}" if method != method_catalog.DEFAULT else "")
     if record.regime == "defective":
         return "defective T"
     return "+".join(sorted(roles.get(record.run_id, {"baseline"}) - {"student"}, reverse=True)) or "baseline"
@@ -117,5 +120,5 @@ def run_rows(store: RunStore, records: Iterable[RunRecord] | None = None, every:
             r.damage or r.status.reason, prog.get("eta_s") if training else None,
             str(prog.get("phase", "")) if running else "", tuple(studies.get(r.run_id, ())), order.get(r.run_id, 0),
             bool(((r.metrics or {}).get("defect") or {}).get("reached")), r.spec is not None,
-            points.get(r.run_id, "")))
+            points.get(r.run_id, ""), r.spec.method if r.spec else None))
     return rows

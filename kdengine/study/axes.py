@@ -130,7 +130,7 @@ def axis_value(spec: RunSpec, key: str) -> Any:
     if info.scope == "teacher":
         t = spec.teachers[0] if spec.teachers else None
         return getattr(t, name) if t is not None and t.regime == "defective" else None
-    if info.strategies is not None and spec.strategy not in info.strategies:
+    if not spec.kd.reads(name, spec.strategy):  # a setting the run does not read puts it on no point of the axis
         return None
     return getattr(spec.kd, name)
 

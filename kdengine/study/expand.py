@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from .. import strategy_catalog as catalog
 from ..runspec import RunSpec, baseline_of, build_specs, ce_spec
+from .axes import axis_value
 from .schema import StudyConfig
 
 
@@ -51,3 +52,19 @@ def expand(study: StudyConfig) -> list[PlannedRun]:
                         add(baseline_of(spec), "baseline", "baseline")
     # cross-entropy runs (teachers and baselines) first, defective ones before normal ones, then the students
     return sorted(plan.values(), key=lambda p: (p.spec.kind != "ce", p.spec.regime != "defective"))
+
+
+def unread_axes(study: StudyConfig, plan: list[PlannedRun]) -> list[str]:
+    """What a sweep does not change: per block and method, each axis its students do not read (tf-reg's students
+    and kd.temperature; a feature method's and kd.temperature). Those students are one run per seed, trained once
+    and on no point of that axis; the notes say so rather than leave a table of identical points to explain."""
+    notes = []
+    students = [p.spec for p in plan if "student" in p.roles]
+    for block in study.experiments:
+        for key in [a.key for a in block.axes]:
+            idle = sorted({s.kd.method for s in students if s.strategy == block.strategy
+                           and s.model in block.students and axis_value(s, key) is None})
+            for method in idle:
+                notes.append(f"{key} does not change the {block.strategy} block's {method} students (they do not "
+                             f"read it): each trains once per seed, on no point of that axis")
+    return list(dict.fromkeys(notes))

@@ -13,6 +13,8 @@ import timm
 import torch
 
 from ..models.factory import check_name, input_channels
+from .methods.memory import method_extra_bytes
+from .methods.taps import model_shape
 
 OPTIMIZER_STATES = {"adam": 2, "adamw": 2, "sgd": 1}
 AMP_ACTIVATIONS = 0.5  # bf16 activations take half of fp32's bytes
@@ -69,8 +71,12 @@ def estimate_peak(spec, amp: bool = True, cache_bytes: int = 0, num_classes: int
     x = torch.empty(batch, chans, size, size, device="meta")
     states = OPTIMIZER_STATES.get(t.optimizer, 2)
     total = _param_bytes(student) * (2 + states) + int(_saved_bytes(student, x) * scale)
+    teacher_shapes = []
     for teacher in spec.teachers:
         net = _meta_model(teacher.model, num_classes, input_channels(teacher.train.pretrained)).eval()
         tx = torch.empty(batch, input_channels(teacher.train.pretrained), size, size, device="meta")
         total += _param_bytes(net) + int(_inference_bytes(net, tx) * scale)
+        teacher_shapes.append(model_shape(net))
+    if spec.kind == "kd":  # what the method adds: adapters, the teacher's feature maps, CRD's negatives
+        total += method_extra_bytes(spec.kd, model_shape(student), teacher_shapes, batch, size, states)
     return int(total + cache_bytes)

@@ -521,6 +521,8 @@ class Trainer:
         weights, _ = load_best(self.ckpt_dir)
         self.model.load_state_dict(weights)
         results: dict = {"run_id": rid, "describe": spec.describe(), "model": spec.model, "strategy": spec.strategy,
+                         "method": spec.method, "method_extra_params": self.loss.method.extra_parameters()
+                         if self.loss.method is not None else 0,
                          "kind": spec.kind, "class_names": self.class_names, "best_epoch": state.best_epoch,
                          "epochs_run": state.epoch, "params": self.n_params, "seconds": None,
                          "synthetic": self.source.synthetic, "teachers": self.teacher_info,

@@ -17,7 +17,7 @@ from ... import method_catalog as catalog
 from ...errors import UsageError
 from .base import METHODS, Method, register_method
 
-_LOADED: dict[tuple[str, str], list[str]] = {}  # (path, sha256) -> the methods it registered
+_LOADED: dict[str, list[str]] = {}  # a file's sha256 -> the methods it registered (a copy elsewhere is the same code)
 
 
 def load_method_file(path: str, sha256: str | None = None) -> list[str]:
@@ -31,8 +31,8 @@ def load_method_file(path: str, sha256: str | None = None) -> list[str]:
     if sha256 is not None and digest != sha256:
         raise UsageError(f"--method-file {path} has changed since the run was specified (its SHA-256 was "
                          f"{sha256[:12]}..., now {digest[:12]}...); specify the run again", field="method_file")
-    if (str(p), digest) in _LOADED:
-        return _LOADED[(str(p), digest)]
+    if digest in _LOADED:
+        return _LOADED[digest]
     before = set(METHODS)
     name = f"kdstudy_method_file_{digest[:16]}"
     spec = importlib.util.spec_from_file_location(name, p)
@@ -52,7 +52,7 @@ def load_method_file(path: str, sha256: str | None = None) -> list[str]:
     if not added:
         raise UsageError(f"--method-file {path} registers no method (decorate a kdengine.training.methods.Method "
                          "subclass with @register_method)", field="method_file")
-    _LOADED[(str(p), digest)] = added
+    _LOADED[digest] = added
     return added
 
 

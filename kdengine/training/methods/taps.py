@@ -97,7 +97,7 @@ class Tap:
         finally:
             self.armed = False
         take = (lambda t: t.clone()) if self.clone else (lambda t: t)
-        out = Outputs(logits, [take(self.slots[i]) for i in self.stages],
+        out = Outputs(take(logits), [take(self.slots[i]) for i in self.stages],
                       take(self.slots["embedding"]) if self.embedding else None)
         self.slots.clear()
         return out
