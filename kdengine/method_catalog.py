@@ -113,9 +113,9 @@ def check_fits(method: str, strategy: str, teacher_source: str) -> None:
     network, which a virtual teacher (tf-reg) is not."""
     m = get(method)
     if m is not None and m.needs_network and teacher_source == "virtual":
+        logit = ", ".join(n for n, x in CATALOGUE.items() if not x.needs_network)
         raise UsageError(f"method {method} reads the teacher's {m.needs}; strategy {strategy}'s virtual teacher has "
-                         "none (use a logit method: " + ", ".join(n for n, x in CATALOGUE.items() if not x.needs_network)
-                         + ")", field="method")
+                         f"none (use a logit method: {logit})", field="method")
 
 
 def reads(method: str, key: str, standardize: bool = False) -> bool | None:

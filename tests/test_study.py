@@ -122,25 +122,27 @@ REDUCED = ["--set", f"data.source={SMALL_SYNTH}", "--set", "data.image_size=32",
 def test_reduced_demo_end_to_end_and_tables(capsys, tmp_path):
     assert main(["study", "run", "demo", *REDUCED]) == 0
     out = capsys.readouterr().out
-    assert "study demo: 12/12 runs finished" in out  # 6 runs per seed, 2 seeds
+    assert "study demo: 14/14 runs finished" in out  # 7 runs per seed (normal KD with two methods), 2 seeds
     store = RunStore(runs_dir())
     assert main(["study", "status", "demo"]) == 0
-    assert "12 finished" in capsys.readouterr().out
+    assert "14 finished" in capsys.readouterr().out
     assert main(["study", "table", "demo", "--out", str(tmp_path / "t"), "--format", "both"]) == 0
     capsys.readouterr()
     names = {p.name for p in (tmp_path / "t").iterdir()}
     assert {"models.csv", "models.md", "students_normal.csv", "students_reverse.csv", "students_defective.csv",
             "students_normal.md", "runs.csv", "tables.md"} <= names
     rows = list(csv.DictReader(open(tmp_path / "t" / "students_normal.csv")))
-    assert [(r["student"], r["split"]) for r in rows] == [("test_resnet", s) for s in ("train", "val", "test")]
-    test = rows[2]
+    # the method axis: one group of rows per method, named by its point
+    assert [(r["settings"], r["student"], r["split"]) for r in rows] == \
+        [(f"method={m}", "test_resnet", s) for m in ("dist", "hinton") for s in ("train", "val", "test")]
+    test = rows[5]
     assert test["resnet10t n"] == "2" and test["baseline n"] == "2"
     lo, hi, mean = float(test["gain resnet10t ci_lo"]), float(test["gain resnet10t ci_hi"]), float(test["gain resnet10t mean"])
     assert lo <= mean <= hi and test["gain resnet10t significant"] in ("true", "false")
     # the gain is paired: the mean of per-seed differences between each student and its own baseline run
     tidy = list(csv.DictReader(open(tmp_path / "t" / "runs.csv")))
     acc = {r["run_id"]: float(r["accuracy"]) for r in tidy if r["split"] == "test"}
-    students = [r for r in tidy if r["split"] == "test" and r["strategy"] == "normal"]
+    students = [r for r in tidy if r["split"] == "test" and r["strategy"] == "normal" and r["method"] == "hinton"]
     assert len(students) == 2 and all(r["baseline_run_id"].startswith("ce-test_resnet-") for r in students)
     diffs = [acc[r["run_id"]] - acc[r["baseline_run_id"]] for r in students]
     assert mean == pytest.approx(sum(diffs) / 2, abs=1e-4)
@@ -186,11 +188,11 @@ def test_resume_after_an_interrupted_study(capsys, monkeypatch):
     for rid, s in statuses.items():
         if s.state == "queued":
             assert s.reason.startswith("waiting: teacher"), s
-    assert states["stopped"] + states["queued"] == 4
+    assert states["stopped"] + states["queued"] == 5
     finished_before = {r for r in store.list_ids() if store.read_status(r).state == "finished"}
     monkeypatch.setattr(trainer.Trainer, "run", real_run)
     assert main(["study", "run", "demo", *REDUCED, "--set", "seeds=[0]"]) == 0
-    assert "6/6 runs finished" in capsys.readouterr().out
+    assert "7/7 runs finished" in capsys.readouterr().out
     for rid in finished_before:  # not trained again
         assert sum(e["type"] == "start" for e in store.read_events(rid)[0]) == 1
 

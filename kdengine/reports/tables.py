@@ -59,13 +59,13 @@ def cell_frame(records: list[RunRecord]):
     rows = []
     for r, base in with_baselines(records):
         for split in SPLITS:
-            row = {"run_id": r.run_id, "kind": r.kind, "strategy": r.strategy, "regime": r.regime, "model": r.model,
-                   "teacher": r.teacher_label, "seed": r.seed, "split": split}
+            row = {"run_id": r.run_id, "kind": r.kind, "strategy": r.strategy, "method": r.spec.method,
+                   "regime": r.regime, "model": r.model, "teacher": r.teacher_label, "seed": r.seed, "split": split}
             for m in METRICS:
                 row[m] = r.metric(split, m)
                 row[f"base_{m}"] = base.metric(split, m) if base is not None else None
             rows.append(row)
-    columns = ["run_id", "kind", "strategy", "regime", "model", "teacher", "seed", "split",
+    columns = ["run_id", "kind", "strategy", "method", "regime", "model", "teacher", "seed", "split",
                *(c for m in METRICS for c in (m, f"base_{m}"))]
     return pd.DataFrame(rows, columns=columns, dtype=object)
 
@@ -194,8 +194,8 @@ def robustness_frame(records: list[RunRecord]):
     for r in records:
         if not (r.finished and r.shift):
             continue
-        base = {"run_id": r.run_id, "strategy": r.strategy or "", "regime": r.regime or "", "teacher": r.teacher_label,
-                "student": r.model, "seed": r.seed}
+        base = {"run_id": r.run_id, "strategy": r.strategy or "", "method": r.spec.method or "",
+                "regime": r.regime or "", "teacher": r.teacher_label, "student": r.model, "seed": r.seed}
         rows.append({**base, "shift": "clean", "severity": 0, **{k: r.shift["clean"].get(k) for k in SHIFT_METRICS}})
         for name, levels in r.shift["cells"].items():
             for severity, m in levels.items():
@@ -220,8 +220,8 @@ def long_frame(records: list[RunRecord], roles: dict[str, set[str]], study: str 
         for split in SPLITS:
             row = {"study": study, "run_id": r.run_id, "kind": r.kind,
                    "role": "+".join(sorted(roles.get(r.run_id, ()))), "strategy": r.strategy or "",
-                   "regime": r.regime or "", "teacher": r.teacher_label, "student": r.model, "seed": r.seed,
-                   "split": split}
+                   "method": r.spec.method or "", "regime": r.regime or "", "teacher": r.teacher_label,
+                   "student": r.model, "seed": r.seed, "split": split}
             row.update({m: r.metric(split, m) for m in TIDY_METRICS})
             row.update({"baseline_run_id": base.run_id if base else "",
                         "baseline_accuracy": base.metric(split) if base else None,

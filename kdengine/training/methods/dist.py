@@ -6,8 +6,8 @@ the batch (the intra-class relation):
 
     L = CE + T^2 * (beta * (1 - mean_i rho(p_s[i, :], p_t[i, :])) + gamma * (1 - mean_j rho(p_s[:, j], p_t[:, j])))
 
-with p = softmax(z / T). Pearson's rho is the cosine similarity of the mean-centred vectors, with eps = 1e-8 added to the
-product of their norms (the released code). The paper's CIFAR-100 setting: beta = gamma = 2,
+with p = softmax(z / T). Pearson's rho is the cosine similarity of the mean-centred vectors, with eps = 1e-8 added to
+the product of their norms (the released code). The paper's CIFAR-100 setting: beta = gamma = 2,
 T = 4 (ImageNet: 1, 1, 1).
 """
 from __future__ import annotations
