@@ -357,21 +357,19 @@ def to_text(value: Any) -> str:
 def identity_values(obj: Any, strategy: str | None = None, include_teacher_scope: bool = True) -> dict[str, Any]:
     """The fields of a config that decide a result, for run identity (see RunSpec.identity).
 
-    Only the fields a run reads: a config with a ``reads(key, strategy)`` rule (KDConfig: the strategy's and the
-    method's options) says which; otherwise fields limited to other strategies are left out. Fields newer than
-    store version 1 enter only when they differ from their default (so adding an option keeps every stored run
-    id)."""
+    Fields limited to other strategies are left out. A config with a ``reads(key, strategy)`` rule (TrainConfig:
+    momentum only for SGD; KDConfig: each method's options) holds a field the run does not read at its default,
+    so that runs which differ only there are one run (a sweep of it trains nothing twice) while the ids of store
+    version 1 stay what they were. Fields newer than store version 1 enter only when they differ from their
+    default (so adding an option keeps every stored run id)."""
     reads = getattr(obj, "reads", None)
     out = {}
     for i in infos(type(obj)):
-        if reads is not None:
-            if not reads(i.name, strategy):
-                continue
-        elif i.strategies is not None and strategy not in i.strategies:
+        if i.strategies is not None and strategy not in i.strategies:
             continue
         if i.scope == "teacher" and not include_teacher_scope:
             continue
-        value = getattr(obj, i.name)
+        value = getattr(obj, i.name) if reads is None or reads(i.name, strategy) else i.default
         if i.since > 1 and value == i.default:
             continue
         out[i.name] = value

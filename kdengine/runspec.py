@@ -30,8 +30,8 @@ SCHEDULES = ("constant", "cosine", "step")
 KL_REDUCTIONS = ("batchmean", "mean")
 MAX_SEED = 2**32 - 1
 STORE_VERSION = 3  # 2: data.source, data.image_size, train.pretrained*, ce regime (ids unchanged from 1); 3: kd.method
-# and its options (ids unchanged at their defaults); a run's identity holds only the [kd] keys it reads, so tf-reg runs,
-# which never read kd.temperature, have new ids
+# and its options (ids unchanged at their defaults); a setting a run does not read (tf-reg's kd.temperature, Adam's
+# momentum) is held at its default in its identity: a run that had a non-default value there has a new id
 
 
 @dataclass(frozen=True)
@@ -53,14 +53,20 @@ class TrainConfig:
     pretrained_from: str | None = option(None, "local weights file or folder (no network); implies pretrained",
                                          advanced=True, label="Weights from", metavar="PATH")
 
+    def reads(self, key: str, strategy: str | None = None) -> bool:
+        """Whether a run with these settings reads ``key``: SGD alone has a momentum, the step schedule alone a
+        step size and a decay factor (a run's identity holds the others at their defaults)."""
+        if key == "momentum":
+            return self.optimizer == "sgd"
+        if key in ("step_size", "gamma"):
+            return self.schedule == "step"
+        return True
+
     def __post_init__(self) -> None:
         check_fields(self)
         if self.pretrained_from:  # a local weights file implies pretrained; keep the path absolute
             object.__setattr__(self, "pretrained_from", os.path.abspath(os.path.expanduser(self.pretrained_from)))
             object.__setattr__(self, "pretrained", True)
-
-
-HINTON_STRATEGIES = ("normal", "reverse", "defective", "tf-self", "ensemble")  # those whose loss reads kd.temperature
 
 
 def stage_choice(text: str, word: str) -> list[int] | None:
@@ -88,8 +94,8 @@ class KDConfig:
                          since=3, label="Method", menu=methods.names)
     alpha: float = option(0.9, "hinton: weight of the distillation term (Hinton / Yuan convention)", low=0.0, high=1.0,
                           label="Alpha (KD)")
-    temperature: float = option(4.0, "softening temperature T (hinton, dkd, dist)", low=0.0, low_open=True,
-                                high=1000.0, short="-T", strategies=HINTON_STRATEGIES)
+    temperature: float = option(4.0, "softening temperature T (hinton, dkd, dist; tf-reg uses its own)", low=0.0,
+                                low_open=True, high=1000.0, short="-T")
     reduction: str = option("batchmean", "hinton: KL reduction, batchmean (Hinton) or mean (Yuan et al.'s released "
                             "code)", choices=KL_REDUCTIONS, flag="--kl-reduction", advanced=True)
     defect_acc: float = option(0.5, "defective teacher: stop when its val accuracy first reaches this", low=0.0,
@@ -174,6 +180,8 @@ class KDConfig:
             return False
         if key in ("method_file", "method_sha256"):  # the file's content is what a run reads, not its path
             return key == "method_sha256" and self.method_sha256 is not None
+        if key == "temperature" and strategy == "tf-reg":  # its virtual teacher's own temperature is its T
+            return False
         by_method = methods.reads(self.method, key, self.logit_standardize)
         return True if by_method is None else by_method
 

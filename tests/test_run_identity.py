@@ -3,9 +3,10 @@
 If one of them changes, every stored teacher would silently stop being reused. Change identity only
 with a store version bump and a README note on what happens to older stores.
 
-Store version 3 changed one kind: a run's identity holds only the [kd] keys it reads, and tf-reg never read
-kd.temperature (its virtual teacher's own temperature is its T), so tf-reg runs (students, never teachers) have new
-ids; every teacher's and every other run's id is the same.
+Store version 3: a setting a run does not read is held at its default in its identity (tf-reg never read
+kd.temperature: its virtual teacher's own temperature is its T; Adam has no momentum), so runs that differ only there
+are one run. Only a run that had a non-default value in such a setting gets a new id (the tf-reg golden below, at
+T=2); every run at the defaults, and every teacher, keeps its id.
 """
 from __future__ import annotations
 
@@ -38,18 +39,20 @@ GOLDEN = [
      ["ce-test_resnet-s0-919b508d"]),
     (lambda: build_specs("tf-reg", "test_resnet", [], DataConfig(source="synthetic:images=280,seed=3", cap_train=100,
                                                                   skip_bad=True, split_seed=2, image_size=32), T, K2, 0),
-     "tf-reg-test_resnet-s0-1e8e7dac", []),  # 42a89b3a before store version 3
+     "tf-reg-test_resnet-s0-3c7b98c8", []),  # 42a89b3a before store version 3 (T=2, unread)
     (lambda: build_specs("ensemble", "test_resnet", ["resnet18", "test_efficientnet"], D, T, K, 2),
      "ensemble-test_resnet-s2-40476b82", ["ce-resnet18-s2-daf01028", "ce-test_efficientnet-s2-c60dec2b"]),
     (lambda: build_specs("normal", "test_resnet", ["resnet18"], D,
                          TrainConfig(epochs=2, pretrained=True, pretrained_from="/weights/x.safetensors"), K, 0),
      "normal-test_resnet-s0-5c13f4d4", ["ce-resnet18-s0-e582fda2"]),
-    # store version 3: the method axis (its teachers are the same runs as hinton's)
+    # store version 3: a tf-reg run at the default temperature keeps its id; the method axis (its teachers are the
+    # same runs as hinton's)
+    (lambda: build_specs("tf-reg", "test_resnet", [], D, T, K, 0), "tf-reg-test_resnet-s0-21c302f7", []),
     (lambda: build_specs("normal", "test_resnet", ["resnet18"], D, T, KDConfig(method="dkd"), 0),
-     "normal-dkd-test_resnet-s0-a7bf2991", ["ce-resnet18-s0-b6807f81"]),
+     "normal-dkd-test_resnet-s0-19c528bb", ["ce-resnet18-s0-b6807f81"]),
     (lambda: build_specs("defective", "test_resnet", ["resnet10t"], D, T, KDConfig(method="at", defect_acc=0.4,
                                                                                     defect_check_every=5), 1),
-     "defective-at-test_resnet-s1-cc646389", ["defective-resnet10t-s1-a46b6aaa"]),
+     "defective-at-test_resnet-s1-5a297368", ["defective-resnet10t-s1-a46b6aaa"]),
 ]
 
 
@@ -120,3 +123,25 @@ def test_a_teachers_own_settings_make_another_teacher_but_not_another_baseline()
 def test_malformed_specs_are_refused_in_one_line(bad, message):
     with pytest.raises(UsageError, match=message):
         RunSpec.from_dict(bad)
+
+
+def test_a_setting_a_run_does_not_read_is_not_part_of_it():
+    """Adam has no momentum, a constant schedule no step size, tf-reg no kd.temperature, DKD no alpha: runs that
+    differ only there are one run, so a sweep of such a setting trains nothing twice."""
+    adam = [build_specs("baseline", "test_resnet", [], D, TrainConfig(epochs=2, momentum=m), K, 0) for m in (0.9, 0.5)]
+    assert adam[0].run_id == adam[1].run_id == GOLDEN[0][1]
+    sgd = [build_specs("baseline", "test_resnet", [], D, TrainConfig(epochs=2, optimizer="sgd", momentum=m), K, 0)
+           for m in (0.9, 0.5)]
+    assert sgd[0].run_id != sgd[1].run_id
+    steps = [TrainConfig(epochs=2, step_size=s) for s in (3, 5)]
+    assert len({build_specs("baseline", "test_resnet", [], D, t, K, 0).run_id for t in steps}) == 1
+    tf = [build_specs("tf-reg", "test_resnet", [], D, T, KDConfig(temperature=t), 0) for t in (2.0, 8.0)]
+    assert tf[0].run_id == tf[1].run_id
+    dkd = [build_specs("normal", "test_resnet", ["resnet18"], D, T, KDConfig(method="dkd", alpha=a), 0)
+           for a in (0.9, 0.3)]
+    assert dkd[0].run_id == dkd[1].run_id
+    hinton = [build_specs("normal", "test_resnet", ["resnet18"], D, T, KDConfig(alpha=a), 0) for a in (0.9, 0.3)]
+    assert hinton[0].run_id != hinton[1].run_id
+    ls = [build_specs("normal", "test_resnet", ["resnet18"], D, T, KDConfig(logit_standardize=True, temperature=t), 0)
+          for t in (2.0, 8.0)]
+    assert ls[0].run_id == ls[1].run_id  # with logit standardisation the base temperature replaces T

@@ -250,3 +250,23 @@ async def _tui_sweep_tab(store):
         assert sorted(r.point for r in normal) == ["T=2", "T=4"]
         assert sorted(what_cell(r) for r in normal) == ["normal T=2", "normal T=4"]
         assert "best on val" in seen[2] and "gain at best (held out)" in seen[2]
+
+
+def test_a_sweep_of_a_setting_a_block_does_not_read_trains_it_once_and_says_so(capsys, tmp_path):
+    """Issue 38's case: [kd] temperature = [2, 4] with a tf-reg block (tf-reg's T is its virtual teacher's own)
+    trained two identical tf-reg runs per seed. Now each unread point is the same run, on no point of that axis,
+    and the study says so; the same for Adam and a momentum sweep."""
+    path = tmp_path / "s.toml"
+    path.write_text('seeds = [0, 1]\n[kd]\ntemperature = [2, 4]\n[train]\nmomentum = [0.9, 0.5]\n'
+                    '[[experiments]]\nstrategy = "tf-reg"\nstudents = ["test_resnet"]\n'
+                    '[[experiments]]\nstrategy = "normal"\nteachers = ["resnet10t"]\nstudents = ["test_resnet"]\n')
+    plan = expand(load_study(str(path)))
+    tf_reg = [p for p in plan if p.spec.strategy == "tf-reg"]
+    normal = [p for p in plan if p.spec.strategy == "normal"]
+    assert len(tf_reg) == 2 and len(normal) == 4  # one per seed; normal KD reads T: two per seed (Adam: no momentum)
+    assert all(axis_value(p.spec, "kd.temperature") is None and axis_value(p.spec, "train.momentum") is None
+               for p in tf_reg)
+    assert main(["study", "run", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "note: kd.temperature does not change the tf-reg block's hinton students" in out
+    assert "note: train.momentum does not change the normal block's hinton students" in out

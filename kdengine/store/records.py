@@ -202,18 +202,28 @@ def roles_of(records: list[RunRecord]) -> dict[str, set[str]]:
     return roles
 
 
+def _read(spec: RunSpec) -> dict[str, Any]:
+    """A run's identity less what it does not read (the identity holds such a key at its default, for store
+    version 1's ids): Adam's momentum, a feature method's temperature. The method always tells KD runs apart
+    (its default is left out of the run id alone)."""
+    ident = spec.identity()
+    ident["train"] = {k: v for k, v in ident["train"].items() if spec.train.reads(k)}
+    if spec.kind == "kd":
+        ident["kd"] = {"method": spec.kd.method,
+                       **{k: v for k, v in ident["kd"].items() if spec.kd.reads(k, spec.strategy)}}
+    return ident
+
+
 def settings_identity(spec: RunSpec) -> dict[str, Any]:
     """A run's identity less its architecture, seed and strategy: the settings its comparisons must share.
 
     For a KD run the teachers' settings are part of it (``teacher.train.epochs`` ...), their models not; a
     teacher's defect threshold only where it has one (a normal teacher's is not "None", it does not apply)."""
-    ident = spec.identity()
+    ident = _read(spec)
     for key in ("model", "seed", "kind", "strategy", "teachers", "defect_acc", "defect_check_every"):
         ident.pop(key, None)
-    if spec.kind == "kd":  # the method always tells KD runs apart (its default is left out of the run id alone)
-        ident["kd"] = {"method": spec.kd.method, **ident["kd"]}
     for i, t in enumerate(spec.teachers):
-        ti = t.identity()
+        ti = _read(t)
         for key in ("model", "seed", "kind"):
             ti.pop(key, None)
         if ti.get("defect_acc") is None:

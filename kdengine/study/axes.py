@@ -118,10 +118,11 @@ def axis_value(spec: RunSpec, key: str) -> Any:
         return None
     if section == "data":
         return getattr(spec.data, name)
-    if section == "train":
-        return getattr(spec.train, name)
+    if section == "train":  # a setting the run does not read (Adam's momentum) puts it on no point
+        return getattr(spec.train, name) if spec.train.reads(name) else None
     if section == "teacher_train":  # a student's teachers' training; a cross-entropy run has no teacher
-        return getattr(spec.teachers[0].train, name) if spec.kind == "kd" and spec.teachers else None
+        t = spec.teachers[0].train if spec.kind == "kd" and spec.teachers else None
+        return getattr(t, name) if t is not None and t.reads(name) else None
     # kd: a student's own KD settings for its strategy; the teacher-scope ones (the defect rule) from its teacher
     if spec.kind == "ce":
         if spec.regime == "defective" and name in ("defect_acc", "defect_check_every"):
