@@ -153,8 +153,8 @@ def test_early_stopping_end_to_end(capsys, monkeypatch):
     scripted = iter([0.5, 0.6, 0.4, 0.3, 0.9, 0.9])
     real = Trainer.evaluate
 
-    def evaluate(self, split, final=False):
-        metrics, probs = real(self, split, final)
+    def evaluate(self, split, final=False, thresholds=None):
+        metrics, probs = real(self, split, final, thresholds)
         if split == "val" and not getattr(self, "_finishing", False):
             metrics = {**metrics, "accuracy": next(scripted)}
         return metrics, probs

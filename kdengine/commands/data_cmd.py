@@ -34,7 +34,9 @@ def render_summary(s: dict) -> str:
     lines = [f"data: {s['description']}"]
     if s["synthetic"]:
         lines.append("      SYNTHETIC: generated images, not real radiographs")
-    lines.append(f"classes ({len(s['classes'])}): {', '.join(s['classes'])}")
+    lines.append(f"kind: {s['kind']}")
+    what = "findings (positives per split)" if s["task"] == "multilabel" else "classes"
+    lines.append(f"{what} ({len(s['classes'])}): {', '.join(s['classes'])}")
     width = max(12, *(len(c) + 2 for c in s["classes"]))
     lines.append(f"{'':{width}}{'train':>8}{'val':>8}{'test':>8}")
     for c in s["classes"]:

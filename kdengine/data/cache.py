@@ -1,7 +1,8 @@
 """The decoded-image cache: every image decoded once into a memory-mapped uint8 array.
 
-Images are converted to grayscale and letterboxed (aspect kept, centred on a
-black square) at the configured size, in split order (train, val, test). The
+Images are letterboxed (aspect kept, centred on a black square) at the configured size, in split order (train,
+val, test): grey (N, S, S) for a grey source, RGB (N, S, S, 3) for a colour one, so a grey study's cache is what it
+always was. Labels are class numbers (N,), or for a multi-label source 0/1 per finding (N, K), -1 where not known. The
 cache is keyed by the source's fingerprint and the size, so it is rebuilt when
 the source changes. The array is written under a temp name and renamed; the
 metadata file is written last, atomically, and a cache without it is never used.
@@ -29,14 +30,14 @@ CACHE_VERSION = 1
 
 
 def letterbox(img: np.ndarray, size: int) -> np.ndarray:
-    """Resize the longest side to ``size`` and centre on a black ``size`` x ``size`` square."""
+    """Resize the longest side to ``size`` and centre on a black ``size`` x ``size`` square (grey or RGB)."""
     h, w = img.shape[:2]
     scale = size / max(h, w)
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
     if (nh, nw) != (h, w):
         interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         img = cv2.resize(img, (nw, nh), interpolation=interp)
-    out = np.zeros((size, size), np.uint8)
+    out = np.zeros((size, size, *img.shape[2:]), np.uint8)
     y, x = (size - nh) // 2, (size - nw) // 2
     out[y : y + nh, x : x + nw] = img
     return out
@@ -44,13 +45,22 @@ def letterbox(img: np.ndarray, size: int) -> np.ndarray:
 
 @dataclass
 class DecodedCache:
-    images: np.ndarray  # (N, size, size) uint8, memory-mapped
+    images: np.ndarray  # (N, size, size) uint8, memory-mapped; (N, size, size, 3) for a colour source
     valid: np.ndarray  # (N,) bool: False for images that could not be decoded
     split_slices: dict[str, slice]
-    labels: np.ndarray  # (N,) int64
+    labels: np.ndarray  # (N,) int64; (N, K) int8 for a multi-label source (1, 0, -1 where not known)
     size: int
     path: Path
     hit: bool
+    channels: int = 1  # 1 grey, 3 RGB
+
+    @property
+    def multilabel(self) -> bool:
+        return self.labels.ndim == 2
+
+    def chw(self, block: np.ndarray) -> np.ndarray:
+        """Rows of the cache as (B, C, S, S), the layout a model reads."""
+        return block[:, None] if self.channels == 1 else block.transpose(0, 3, 1, 2)
 
     def rows(self, split: str) -> np.ndarray:
         """Row numbers of the usable images of one split."""
@@ -77,13 +87,15 @@ def usable_counts(cache: "DecodedCache", class_names: list[str]) -> dict[str, di
         rows = cache.rows(split)
         labels = cache.labels[rows]
         s = cache.split_slices[split]
+        per_class = (labels == 1).sum(0) if cache.multilabel else [(labels == c).sum() for c in range(len(class_names))]
         out[split] = {"images": int(len(rows)), "unreadable": int((~cache.valid[s]).sum()),
-                      "per_class": {name: int((labels == c).sum()) for c, name in enumerate(class_names)}}
+                      "per_class": {name: int(v) for name, v in zip(class_names, per_class)}}
     return out
 
 
 def cache_key(source: Source, size: int) -> str:
-    h = hashlib.sha256(f"v{CACHE_VERSION}|{size}|{source.fingerprint()}".encode())
+    colour = "|rgb" if source.channels == 3 else ""  # a grey source's key is what it always was
+    h = hashlib.sha256(f"v{CACHE_VERSION}|{size}|{source.fingerprint()}{colour}".encode())
     for split in SPLITS:  # the order of the rows is part of the content
         h.update(json.dumps([split, [str(r) for r in source.splits[split].refs]]).encode())
     return h.hexdigest()[:24]
@@ -98,18 +110,22 @@ def build_or_load(source: Source, size: int, skip_bad: bool = False, root: Path 
     key = cache_key(source, size)
     data_path, meta_path = root / f"{key}.u8", root / f"{key}.json"
     refs = source.all_refs()
-    labels = np.asarray([y for s in SPLITS for y in source.splits[s].labels], np.int64)
+    every = [y for s in SPLITS for y in source.splits[s].labels]
+    labels = (np.asarray(every, np.int8).reshape(len(every), len(source.class_names)) if source.multilabel
+              else np.asarray(every, np.int64))
+    channels = source.channels
     bounds, start = {}, 0
     for split in SPLITS:
         bounds[split] = slice(start, start + len(source.splits[split]))
         start += len(source.splits[split])
     n = len(refs)
 
-    meta = _read_meta(meta_path, n, size, data_path)
+    meta = _read_meta(meta_path, n, size, data_path, channels)
     hit = meta is not None
     if meta is None:
-        bad = _build(source, refs, size, data_path, skip_bad, progress)
+        bad = _build(source, refs, size, data_path, skip_bad, progress, channels)
         meta = {"version": CACHE_VERSION, "n": n, "size": size, "fingerprint": source.fingerprint(),
+                **({"channels": channels} if channels != 1 else {}),
                 "description": source.description, "bad": bad, "notes": list(source.notes)}
         if source.dicom_stats is not None:  # what was done to the DICOMs: windowing, inversion, frames
             meta["dicom"] = source.dicom_stats.summary()
@@ -122,23 +138,42 @@ def build_or_load(source: Source, size: int, skip_bad: bool = False, root: Path 
     for i, reason in bad.items():
         valid[i] = False
         source.skipped.append(Skipped(source.ref_name(refs[i]), reason))
-    images = np.memmap(data_path, np.uint8, mode="r", shape=(n, size, size)) if n else np.zeros((0, size, size), np.uint8)
-    return DecodedCache(images, valid, bounds, labels, size, data_path, hit)
+    shape = image_shape(n, size, channels)
+    images = np.memmap(data_path, np.uint8, mode="r", shape=shape) if n else np.zeros(shape, np.uint8)
+    return DecodedCache(images, valid, bounds, labels, size, data_path, hit, channels)
 
 
-def _read_meta(meta_path: Path, n: int, size: int, data_path: Path) -> dict | None:
+def image_shape(n: int, size: int, channels: int = 1) -> tuple[int, ...]:
+    return (n, size, size) if channels == 1 else (n, size, size, channels)
+
+
+def _read_meta(meta_path: Path, n: int, size: int, data_path: Path, channels: int = 1) -> dict | None:
     try:
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError):
         return None
     ok = (meta.get("version") == CACHE_VERSION and meta.get("n") == n and meta.get("size") == size
-          and data_path.is_file() and data_path.stat().st_size == n * size * size)
+          and meta.get("channels", 1) == channels and data_path.is_file()
+          and data_path.stat().st_size == n * size * size * channels)
     return meta if ok else None
 
 
+def as_channels(img: np.ndarray, channels: int) -> np.ndarray:
+    """A decoded image as the cache holds it: grey (H, W) for a grey source, RGB (H, W, 3) for a colour one (a grey
+    image among colour ones is replicated; an RGB one in a grey source is made grey as before)."""
+    if channels == 3:
+        if img.ndim == 2:
+            return np.repeat(img[..., None], 3, axis=2)
+        return img[..., :3]
+    if img.ndim == 3:
+        return cv2.cvtColor(np.ascontiguousarray(img[..., :3]), cv2.COLOR_RGB2GRAY)
+    return img
+
+
 def _build(source: Source, refs: list, size: int, data_path: Path, skip_bad: bool,
-           progress: Callable[[int, int], None] | None) -> dict[str, str]:
+           progress: Callable[[int, int], None] | None, channels: int = 1) -> dict[str, str]:
     n = len(refs)
+    cells = n * size * size * channels
     bad: dict[str, str] = {}
     with atomic_path(data_path) as tmp, disk_errors(data_path):
         if n == 0:
@@ -147,16 +182,16 @@ def _build(source: Source, refs: list, size: int, data_path: Path, skip_bad: boo
         # with SIGBUS; a reservation fails cleanly with ENOSPC instead.
         with open(tmp, "r+b") as fh:
             try:
-                os.posix_fallocate(fh.fileno(), 0, n * size * size)
+                os.posix_fallocate(fh.fileno(), 0, cells)
             except OSError as exc:
                 if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
                     raise
-                fh.truncate(n * size * size)  # a file system that cannot reserve: sparse, as before
-        out = np.memmap(tmp, np.uint8, mode="r+", shape=(n, size, size))
+                fh.truncate(cells)  # a file system that cannot reserve: sparse, as before
+        out = np.memmap(tmp, np.uint8, mode="r+", shape=image_shape(n, size, channels))
 
         def work(i: int, out: np.ndarray = out) -> None:
             try:
-                out[i] = letterbox(source.load(refs[i]), size)
+                out[i] = letterbox(as_channels(source.load(refs[i]), channels), size)
             except DataError as exc:
                 if not skip_bad:
                     raise DataError(f"{exc} (use --skip-bad to skip unreadable images)") from None
@@ -186,7 +221,8 @@ def cached_nbytes(cfg) -> int | None:
         from .config import open_source  # the source's index: only where a device-resident cache is planned
 
         try:
-            _NBYTES[key] = len(open_source(cfg).all_refs()) * cfg.image_size ** 2
+            source = open_source(cfg)
+            _NBYTES[key] = len(source.all_refs()) * cfg.image_size ** 2 * source.channels
         except Exception:  # noqa: BLE001 - an estimate: unreadable data fails the run itself, with its reason
             _NBYTES[key] = None
     return _NBYTES[key]

@@ -22,8 +22,13 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch, 7]).permutation(n)
 
 
+def channels_first(block: np.ndarray, channels: int) -> np.ndarray:
+    """Images (B, S, S) grey or (B, S, S, 3) RGB as the (B, C, S, S) layout a model reads."""
+    return block[:, None] if channels == 1 else np.moveaxis(block, -1, 1)
+
+
 class CachedImages(Dataset):
-    """Rows of one split of a :class:`DecodedCache`; item ``(i, epoch)`` -> (uint8 1xHxW tensor, label, i).
+    """Rows of one split of a :class:`DecodedCache`; item ``(i, epoch)`` -> (uint8 CxHxW tensor, label, i).
 
     ``i`` is the sample's position in the split. It holds the cache's path, not its array: a loader
     process that unpickles it maps the file itself instead of receiving a copy of the whole cache
@@ -33,6 +38,7 @@ class CachedImages(Dataset):
     def __init__(self, cache: DecodedCache, split: str, train: bool, seed: int) -> None:
         self.rows = cache.rows(split)
         self.all_labels = cache.labels
+        self.channels = cache.channels
         self.size = cache.size
         self.train = train
         self.seed = seed
@@ -63,7 +69,9 @@ class CachedImages(Dataset):
         img = np.array(self.images[row])  # a writable copy of the memory-mapped row
         if self._tf is not None:
             img = augment(self._tf, img, sample_seed(self.seed, epoch, row))
-        return torch.from_numpy(np.ascontiguousarray(img)).unsqueeze(0), int(self.all_labels[row]), i
+        x = torch.from_numpy(np.ascontiguousarray(channels_first(img[None], self.channels)[0]))
+        label = self.all_labels[row]
+        return x, (torch.from_numpy(np.array(label)) if label.ndim else int(label)), i
 
 
 class EpochSampler(Sampler):
@@ -104,15 +112,15 @@ def make_loader(ds: CachedImages, batch_size: int, shuffle: bool = True, workers
     return loader, sampler
 
 
-def eval_batches(images: np.ndarray, rows: np.ndarray, batch_size: int):
-    """(uint8 (B,1,H,W) array, positions) over ``rows`` in order: slices of the cache, no loader."""
+def eval_batches(images: np.ndarray, rows: np.ndarray, batch_size: int, channels: int = 1):
+    """(uint8 (B,C,H,W) array, positions) over ``rows`` in order: slices of the cache, no loader."""
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
         if len(chunk) and chunk[-1] - chunk[0] == len(chunk) - 1:  # contiguous rows: one slice, one read
             block = np.array(images[chunk[0]:chunk[-1] + 1])
         else:
             block = np.array(images[chunk])
-        yield block[:, None], np.arange(start, start + len(chunk))
+        yield np.ascontiguousarray(channels_first(block, channels)), np.arange(start, start + len(chunk))
 
 
 # ImageNet statistics: replicated for 3-channel (pretrained) models, averaged for 1 channel.
@@ -121,7 +129,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class Normalizer(torch.nn.Module):
-    """uint8 (or float in [0, 255]) (B,1,H,W) on the device -> float (B,C,H,W) normalised; C is 1 or 3."""
+    """uint8 (or float in [0, 255]) (B,1,H,W) or (B,3,H,W) on the device -> float (B,C,H,W) normalised; C is 1 or 3
+    (grey images are replicated for a 3-channel model: ImageNet weights; colour images keep their channels)."""
 
     def __init__(self, channels: int, channels_last: bool = False) -> None:
         super().__init__()
@@ -136,7 +145,7 @@ class Normalizer(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()
-        if self.channels == 3:
+        if self.channels == 3 and x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         x = (x - self.mean) / self.std
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x

@@ -21,18 +21,22 @@ from ..metric_names import SPLITS
 
 @dataclass
 class SplitIndex:
-    """Parallel lists: ``refs[i]`` (a path or an int into an array), its label and group."""
+    """Parallel lists: ``refs[i]`` (a path or an int into an array), its label and group.
+
+    A label is a class number, or for a multi-label source a tuple of 0/1 per finding (-1: not known, left out of
+    the loss and the metrics: the uncertainty policy's "ignore")."""
 
     refs: list[Any] = field(default_factory=list)
-    labels: list[int] = field(default_factory=list)
+    labels: list[Any] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.refs)
 
-    def add(self, ref: Any, label: int, group: str) -> None:
+    def add(self, ref: Any, label: Any, group: str) -> None:
         self.refs.append(ref)
-        self.labels.append(int(label))
+        self.labels.append(tuple(int(v) for v in label) if isinstance(label, (tuple, list, np.ndarray))
+                           else int(label))
         self.groups.append(str(group))
 
     def subset(self, positions: Sequence[int]) -> "SplitIndex":
@@ -50,10 +54,16 @@ class Skipped:
 
 
 class Source:
-    """Base class. Subclasses fill ``splits``, ``class_names`` and implement ``load``."""
+    """Base class. Subclasses fill ``splits``, ``class_names`` and implement ``load``.
+
+    ``multilabel``: each image has a 0/1 label per finding (``class_names`` name the findings), else one class.
+    ``channels``: 3 where the images are in colour (dermoscopy, pathology: ``load`` gives H x W x 3 RGB), 1 for
+    grey (``load`` gives H x W), decided per source: a grey study never pays for colour."""
 
     kind: str = "?"
     synthetic: bool = False
+    multilabel: bool = False
+    channels: int = 1
 
     def __init__(self) -> None:
         self.splits: dict[str, SplitIndex] = {s: SplitIndex() for s in SPLITS}
@@ -65,7 +75,7 @@ class Source:
 
     # -- to implement -----------------------------------------------------
     def load(self, ref: Any) -> np.ndarray:
-        """Decode one image to a 2-D uint8 grayscale array (any size)."""
+        """Decode one image to a uint8 array (any size): H x W grey, or H x W x 3 RGB for a colour source."""
         raise NotImplementedError
 
     def fingerprint(self) -> str:
@@ -80,13 +90,41 @@ class Source:
     def all_refs(self) -> list[Any]:
         return [r for s in SPLITS for r in self.splits[s].refs]
 
+    @property
+    def task_kind(self) -> str:
+        """multilabel, binary (two classes) or multiclass: what the loss, the metrics and the methods follow."""
+        return "multilabel" if self.multilabel else "binary" if len(self.class_names) == 2 else "multiclass"
+
+    def kind_text(self) -> str:
+        """'grey multi-class, 7 classes', 'colour multi-label, 14 findings': what `data check` says the data is."""
+        colour = "colour" if self.channels == 3 else "grey"
+        n = len(self.class_names)
+        what = {"multilabel": f"multi-label, {n} findings", "binary": "binary, 2 classes"}.get(
+            self.task_kind, f"multi-class, {n} classes")
+        return f"{colour} {what}"
+
+    def positives(self, split: str) -> list[int]:
+        """Images per class (a multi-label source: positives per finding) in one split."""
+        labels = self.splits[split].labels
+        if self.multilabel:
+            arr = np.asarray(labels, np.int64).reshape(len(labels), len(self.class_names))
+            return [int(v) for v in (arr == 1).sum(0)]
+        counts = Counter(labels)
+        return [counts.get(c, 0) for c in range(len(self.class_names))]
+
     def validate(self) -> None:
         """Raise DataError when the indexed data cannot be trained on."""
         total = sum(len(self.splits[s]) for s in SPLITS)
         if total == 0:
             raise DataError(f"{self.description}: the dataset is empty (no images found)")
-        if len(self.class_names) < 2:
+        if len(self.class_names) < 2 and not self.multilabel:
             raise DataError(f"{self.description}: needs at least 2 classes, found {len(self.class_names)}")
+        if self.multilabel:  # every finding needs positives to learn from; val and test may lack a rare one
+            missing = [n for n, c in zip(self.class_names, self.positives("train")) if not c]
+            if missing:
+                raise DataError(f"{self.description}: finding {', '.join(missing)} has no positive image in the "
+                                "train split")
+            return
         for split in SPLITS:
             present = set(self.splits[split].labels)
             missing = [self.class_names[c] for c in range(len(self.class_names)) if c not in present]
@@ -100,11 +138,10 @@ class Source:
         per_split = {}
         for split in SPLITS:
             idx = self.splits[split]
-            counts = Counter(idx.labels)
             per_split[split] = {
                 "images": len(idx),
                 "groups": len(set(idx.groups)),
-                "per_class": {name: counts.get(c, 0) for c, name in enumerate(self.class_names)},
+                "per_class": dict(zip(self.class_names, self.positives(split))),
             }
         groups = [set(self.splits[s].groups) for s in SPLITS]
         shared = (groups[0] & groups[1]) | (groups[0] & groups[2]) | (groups[1] & groups[2])
@@ -112,6 +149,9 @@ class Source:
             "source": self.kind,
             "description": self.description,
             "synthetic": self.synthetic,
+            "kind": self.kind_text(),
+            "task": self.task_kind,
+            "channels": self.channels,
             "classes": list(self.class_names),
             "splits": per_split,
             "groups_shared_between_splits": len(shared),

@@ -22,9 +22,9 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth", "model.pt
 
 
 
-def input_channels(pretrained: bool) -> int:
-    """Grayscale models get 1 channel; ImageNet weights need 3 replicated channels."""
-    return 3 if pretrained else 1
+def input_channels(pretrained: bool, colour: bool = False) -> int:
+    """Grayscale models get 1 channel; ImageNet weights need 3 (a grey image replicated); colour images have 3."""
+    return 3 if pretrained or colour else 1
 
 
 def resolve_pretrained_name(name: str, warn=print) -> str:
@@ -55,7 +55,7 @@ def _weights_file(path: Path, name: str) -> Path:
 
 
 def create_model(name: str, num_classes: int, pretrained: bool = False, pretrained_from: str | None = None,
-                 warn=lambda m: print(m, file=sys.stderr)) -> nn.Module:
+                 warn=lambda m: print(m, file=sys.stderr), colour: bool = False) -> nn.Module:
     """A timm model for ``num_classes`` classes.
 
     Without pretrained weights the stem takes 1 channel. With them it takes 3
@@ -64,7 +64,7 @@ def create_model(name: str, num_classes: int, pretrained: bool = False, pretrain
     drops the ImageNet classifier when the class count differs.
     """
     name = check_name(name)
-    chans = input_channels(pretrained)
+    chans = input_channels(pretrained, colour)
     if not pretrained:
         return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=chans)
     name = resolve_pretrained_name(name, warn)

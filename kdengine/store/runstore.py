@@ -280,18 +280,24 @@ class RunStore:
 
     def write_predictions(self, run_id: str, splits: dict[str, dict[str, Any]]) -> None:
         """predictions.npz, once and atomically, before metrics.json: per split (val, test) the image's index in
-        the split, its cache row, its label, the predicted class (argmax of the float32 probabilities, so it
-        agrees with metrics.json exactly) and the class probabilities as float16."""
+        the split, its cache row, its label (a class; for a multi-label task 0/1 per finding, -1 where not
+        known), the prediction (the argmax of the float32 probabilities, so it agrees with metrics.json exactly;
+        multi-label: each finding at 0.5) and the probabilities as float32 (the ranking metrics recomputed from
+        them are metrics.json's)."""
         import numpy as np  # numpy: only a finishing run writes them
 
         arrays = {}
         for split, p in splits.items():
-            probs = np.asarray(p["probs"])
+            probs = np.asarray(p["probs"], np.float32)
+            labels = np.asarray(p["labels"])
             arrays[f"{split}_index"] = np.arange(len(probs), dtype=np.int32)
             arrays[f"{split}_row"] = np.asarray(p["rows"], dtype=np.int64)
-            arrays[f"{split}_label"] = np.asarray(p["labels"], dtype=np.int16)
-            arrays[f"{split}_pred"] = probs.argmax(1).astype(np.int16) if len(probs) else np.zeros(0, np.int16)
-            arrays[f"{split}_probs"] = probs.astype(np.float16)
+            arrays[f"{split}_label"] = labels.astype(np.int16)
+            if labels.ndim == 2:
+                arrays[f"{split}_pred"] = (probs >= 0.5).astype(np.int16)
+            else:
+                arrays[f"{split}_pred"] = probs.argmax(1).astype(np.int16) if len(probs) else np.zeros(0, np.int16)
+            arrays[f"{split}_probs"] = probs
         with atomic_path(self.run_dir(run_id) / PREDICTIONS) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, **arrays)

@@ -28,7 +28,7 @@ import torch
 from ..data import view_cache
 from ..data.augment import PARAMS, augment_key, draw_params
 from ..data.cache import DecodedCache
-from ..data.loader import CachedImages, epoch_order, eval_batches, make_loader
+from ..data.loader import CachedImages, channels_first, epoch_order, eval_batches, make_loader
 from ..data.tensor_augment import TensorAugment
 
 BUDGET_ENV = "KDSTUDY_DEVICE_CACHE_GB"
@@ -58,12 +58,22 @@ def device_images(cache: DecodedCache, dev) -> torch.Tensor | None:
         return None
     _RESIDENT.clear()  # one dataset at a time: a worker that moves on frees the last one
     if dev.is_cuda:
-        images = torch.from_numpy(np.ascontiguousarray(cache.images)).to(dev.device).unsqueeze(1)
+        images = _chw(torch.from_numpy(np.ascontiguousarray(cache.images)).to(dev.device), cache.channels)
     else:  # a copy-on-write map: a tensor over the file's pages, nothing copied
         cow = np.memmap(cache.path, np.uint8, mode="c", shape=cache.images.shape)
-        images = torch.from_numpy(cow).unsqueeze(1)
+        images = _chw(torch.from_numpy(cow), cache.channels)
     _RESIDENT[key] = images
     return images
+
+
+def _chw(images: torch.Tensor, channels: int) -> torch.Tensor:
+    """(N, S, S) or (N, S, S, 3) as (N, C, S, S): a view, nothing copied."""
+    return images.unsqueeze(1) if channels == 1 else images.permute(0, 3, 1, 2)
+
+
+def label_tensor(labels: np.ndarray) -> torch.Tensor:
+    """Class numbers as int64; a multi-label source's 0/1/-1 per finding as int8 (the task's loss reads both)."""
+    return torch.from_numpy(np.ascontiguousarray(labels.astype(np.int64) if labels.ndim == 1 else labels))
 
 
 class Images:
@@ -80,7 +90,7 @@ def eval_iter(images: Images, rows: np.ndarray, batch_size: int) -> Iterator[tor
         for start in range(0, len(rows), batch_size):
             yield images.resident[idx[start:start + batch_size]]
         return
-    for block, _ in eval_batches(images.cache.images, rows, batch_size):
+    for block, _ in eval_batches(images.cache.images, rows, batch_size, images.cache.channels):
         t = torch.from_numpy(block)
         yield t.to(images.dev.device) if images.dev.is_cuda else t
 
@@ -128,12 +138,11 @@ class LoaderFeed:
         labels = self.ds.labels()
         for s in range(0, len(order), self.batch_size):
             pos = order[s:s + self.batch_size]
-            yield (torch.from_numpy(views[pos]), torch.from_numpy(labels[pos].astype(np.int64)),
-                   torch.from_numpy(pos.astype(np.int64)))
+            yield (torch.from_numpy(views[pos]), label_tensor(labels[pos]), torch.from_numpy(pos.astype(np.int64)))
 
     def _keeping(self, key: tuple) -> Iterator[tuple]:
         """The loader's batches, copied into the epoch's views as they pass; kept only if the epoch ran whole."""
-        shape = (len(self.rows), 1, self.cache.size, self.cache.size)
+        shape = (len(self.rows), self.cache.channels, self.cache.size, self.cache.size)
         if not view_cache.VIEWS.fits(int(np.prod(shape))):
             yield from self.loader
             return
@@ -164,7 +173,7 @@ class DeviceFeed:
         self.seed, self.batch_size, self.dev, self.images = seed, batch_size, dev, images
         device = dev.device
         self.rows_dev = torch.from_numpy(self.rows.astype(np.int64)).to(device)
-        self.labels = torch.from_numpy(cache.labels.astype(np.int64)).to(device)
+        self.labels = label_tensor(cache.labels).to(device)
         self.augment = TensorAugment(cache.size).to(device)
         # the epoch's parameters, per position in the split: one buffer, refilled in place (a graph reads it)
         self.params = torch.zeros((len(self.rows), len(PARAMS)), dtype=torch.float32, device=device)
@@ -186,7 +195,8 @@ class DeviceFeed:
 
     def _host_gather(self, order: np.ndarray) -> Iterator[torch.Tensor]:
         """Batches gathered from the memory map into pinned memory by a thread, copied without blocking."""
-        gather = HostGather(self.images.cache.images, self.rows, order, self.batch_size, self.dev.is_cuda)
+        gather = HostGather(self.images.cache.images, self.rows, order, self.batch_size, self.dev.is_cuda,
+                            self.images.cache.channels)
         self.gather = gather  # the epoch's gatherer (tests ask it whether its thread stopped)
         try:
             for block in gather:
@@ -214,8 +224,10 @@ class HostGather:
 
     POLL_S = 0.05
 
-    def __init__(self, images, rows: np.ndarray, order: np.ndarray, batch_size: int, pin: bool) -> None:
+    def __init__(self, images, rows: np.ndarray, order: np.ndarray, batch_size: int, pin: bool,
+                 channels: int = 1) -> None:
         self.images, self.rows, self.order, self.batch_size, self.pin = images, rows, order, batch_size, pin
+        self.channels = channels
         self.slots: queue.Queue = queue.Queue(maxsize=PREFETCH)
         self.stop = threading.Event()
         self.gathered = 0
@@ -240,7 +252,8 @@ class HostGather:
                 if self.stop.is_set():
                     return
                 rows = self.rows[self.order[s:s + self.batch_size]]
-                block = torch.from_numpy(np.asarray(self.images[rows])[:, None])
+                block = torch.from_numpy(np.ascontiguousarray(channels_first(np.asarray(self.images[rows]),
+                                                                             self.channels)))
                 # pinned memory from torch's caching host allocator: not reused before its copy is done
                 if not self._put(block.pin_memory() if self.pin else block):
                     return

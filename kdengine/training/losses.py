@@ -15,12 +15,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import strategy_catalog as catalog
 from .methods import Context, Method, Outputs
-from .methods.base import wide
 from .methods.hinton import (ensemble_targets, kd_loss, kd_terms, soft_targets,  # noqa: F401 - re-exported
                              virtual_teacher_logits, virtual_teacher_targets)
 from .methods.plugins import method_class
@@ -48,7 +46,7 @@ class Distiller(nn.Module):
 
     def terms(self, student: Outputs, teachers: list[Outputs], targets: torch.Tensor,
               index: torch.Tensor) -> dict[str, torch.Tensor]:
-        ce = F.cross_entropy(wide(student.logits), targets)
+        ce = self.ctx.task.loss(student.logits, targets)
         if self.method is None:
             return {"ce": ce}
         if self.virtual:

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .methods import Outputs
 
@@ -28,7 +27,7 @@ class TrainStep:
 
     def __init__(self, feed, forward, model, teachers, loss, opt, grad_clip: float, autocast, num_classes: int,
                  batch_size: int, n_train: int, device: torch.device, params=None,
-                 embedding_dims: tuple[int, ...] = ()) -> None:
+                 embedding_dims: tuple[int, ...] = (), task=None) -> None:
         self.feed, self.forward, self.model = feed, forward, model
         self.teachers, self.loss, self.opt = teachers, loss, opt
         self.grad_clip, self.autocast = grad_clip, autocast
@@ -37,8 +36,9 @@ class TrainStep:
         # the epoch's running sums (reset in place: a captured graph holds their addresses)
         self.loss_sum = torch.zeros((), dtype=torch.float32, device=device)
         self.ce_sum = torch.zeros((), dtype=torch.float32, device=device)  # plain cross-entropy, for the curves
-        self.confusion = torch.zeros((num_classes, num_classes), dtype=torch.int64, device=device)
-        self._ones = torch.ones(batch_size, dtype=torch.int64, device=device)
+        self.seen = torch.zeros((), dtype=torch.int64, device=device)  # images this epoch
+        self.task = task if task is not None else loss.ctx.task
+        self.confusion = torch.zeros(self.task.confusion_shape(), dtype=torch.int64, device=device)
         # shared teacher outputs: read them (``reading``) or keep them for the others (``keeping``): the logits,
         # and the embeddings where the method reads them (``embedding_dims``: one per teacher, else none)
         n_teachers = len(teachers)
@@ -57,6 +57,7 @@ class TrainStep:
     def reset_epoch(self) -> None:
         self.loss_sum.zero_()
         self.ce_sum.zero_()
+        self.seen.zero_()
         self.confusion.zero_()
 
     def _read(self, pos) -> list[Outputs]:
@@ -80,10 +81,10 @@ class TrainStep:
             logits = s_out.logits.detach()
             n = y.shape[0]
             self.loss_sum += loss.detach() * n
-            self.ce_sum += F.cross_entropy(logits.float(), y, reduction="sum")
-            # index_add_ on the flattened matrix: no index check that could sync with the host inside a graph
-            cells = y * self.confusion.shape[1] + logits.argmax(1)
-            self.confusion.view(-1).index_add_(0, cells, self._ones[:n])
+            self.seen += n
+            self.ce_sum += self.task.loss(logits.float(), y, reduction="sum")
+            cells, counts = self.task.confusion_cells(logits, y)
+            self.confusion.view(-1).index_add_(0, cells, counts)
             if self.keeping:
                 for buf, t in zip(self.teacher_logits, t_out):
                     buf.index_copy_(0, pos, t.logits.detach().float())

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .. import strategy_catalog as catalog
 from ..data.cache import build_or_load, require_usable
@@ -37,15 +36,17 @@ from ..strategy_catalog import size_warning
 from .checkpoints import load_best, load_last, save_best, save_last
 from .device import DeviceSetup
 from .hooks import DefectCheck, Hook, StepLog, TeacherSharing, Trackers
-from .inputs import DeviceFeed, Images, LoaderFeed, device_images, eval_iter
+from .inputs import DeviceFeed, Images, LoaderFeed, device_images, eval_iter, label_tensor
 from .losses import distiller_for
 from .methods.base import declaration
 from .methods.plugins import method_class
 from .methods.taps import Tap, model_shape
-from .metrics import agreement, classification_metrics, study_level
+from .metrics import (YOUDEN, agreement, choose_thresholds, classification_metrics, multilabel_metrics,
+                      split_metrics, study_level)
+from .task import Task, accuracy_and_f1
 from .optim import build_optimizer, load_optimizer_state
 from .progress import Progress
-from .step import GraphedStep, TrainStep, macro_f1_from_confusion
+from .step import GraphedStep, TrainStep
 from .teacher import FrozenTeacher, frozen_from_checkpoint
 from .teacher_outputs import TeacherOutputs, sharing_enabled
 
@@ -136,6 +137,7 @@ class Trainer:
         spec = self.spec
         self.source = open_source(spec.data)
         self.class_names = self.source.class_names
+        self.task = Task.of_source(self.source)
         self.cache = build_or_load(self.source, spec.data.image_size, skip_bad=spec.data.skip_bad,
                                    progress=lambda done, total: self._beat(phase=f"decoding images {done}/{total}"))
         self.eval_rows = {s: self.cache.rows(s) for s in SPLITS}
@@ -152,9 +154,10 @@ class Trainer:
     def _student(self) -> None:
         spec = self.spec
         _seed_everything(spec.seed)
-        chans = input_channels(spec.train.pretrained)
+        colour = self.cache.channels == 3
+        chans = input_channels(spec.train.pretrained, colour)
         model = create_model(spec.model, len(self.class_names), spec.train.pretrained, spec.train.pretrained_from,
-                             warn=self.log)
+                             warn=self.log, colour=colour)
         check_image_size(model, spec.model, spec.data.image_size, chans)
         self.arch = resolve_pretrained_name(spec.model, lambda m: None) if spec.train.pretrained else spec.model
         self.chans = chans
@@ -210,6 +213,7 @@ class Trainer:
             torch.manual_seed(spec.seed)
             self.loss = distiller_for(
                 spec, len(self.class_names), n_train=len(self.feed), device=self.dev.device, log=self._note,
+                task=self.task,
                 student=model_shape(self.model) if needs_shapes else None,
                 teachers=tuple(model_shape(n) for n in self.teacher_nets) if needs_shapes else ()).to(self.dev.device)
         method = self.loss.method
@@ -242,7 +246,8 @@ class Trainer:
         dims = tuple(t.embedding_dim for t in self.loss.ctx.teachers) if method is not None and method.embedding else ()
         step = TrainStep(self.feed, self.student_tap, self.model, self.teacher_taps, self.loss, self.opt,
                          spec.train.grad_clip, lambda: self.dev.autocast(cache=not graphed), len(self.class_names),
-                         spec.train.batch_size, len(self.feed), self.dev.device, params=params, embedding_dims=dims)
+                         spec.train.batch_size, len(self.feed), self.dev.device, params=params, embedding_dims=dims,
+                         task=self.task)
         self.step = step
         self.run_step = GraphedStep(step, spec.train.batch_size) if graphed else step
 
@@ -262,7 +267,7 @@ class Trainer:
         """Probabilities, labels and mean cross-entropy of ``forward`` over one split (no augmentation), at
         the evaluation batch size; the numbers stay on the device until the end."""
         rows = self.eval_rows[split]
-        labels = torch.from_numpy(self.cache.labels[rows].astype(np.int64))
+        labels = label_tensor(self.cache.labels[rows])
         labels_dev = labels.to(self.dev.device)
         probs, loss_sum, start = [], torch.zeros((), dtype=torch.float64, device=self.dev.device), 0
         for x in eval_iter(self.images, rows, self.eval_batch):
@@ -271,8 +276,8 @@ class Trainer:
             start += x.shape[0]
             with self.dev.autocast():
                 logits = forward(x).float()
-            loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
-            probs.append(F.softmax(logits, 1))
+            loss_sum += self.task.loss(logits, y, reduction="sum").double()
+            probs.append(self.task.probs(logits))
         n = len(rows)
         out = torch.cat(probs).cpu().numpy() if probs else np.zeros((0, len(self.class_names)), np.float32)
         return out, labels.numpy(), loss_sum.item() / max(1, n)
@@ -280,10 +285,16 @@ class Trainer:
     def _student_forward(self, x):
         return self.model(self.norm(x))
 
-    def evaluate(self, split: str, final: bool = False) -> tuple[dict, np.ndarray]:
+    def evaluate(self, split: str, final: bool = False, thresholds=None) -> tuple[dict, np.ndarray]:
+        """A split's metrics (at the end, ``final``, with the ranking metrics and ``thresholds`` chosen on val) and
+        its probabilities."""
         self._phase(f"evaluating {split}" + (" (best checkpoint)" if final else ""))
         self.model.eval()
         probs, labels, loss = self._predict(self._student_forward, split)
+        if final:
+            return split_metrics(labels, probs, self.class_names, loss, thresholds), probs
+        if self.task.multilabel:
+            return multilabel_metrics(labels, probs, self.class_names, loss), probs
         return classification_metrics(labels, probs, self.class_names, loss), probs
 
     def _teacher_probs(self, split: str) -> np.ndarray | None:
@@ -452,11 +463,10 @@ class Trainer:
         self.flush_steps()
         n = len(self.feed)
         confusion = self.step.confusion.cpu().numpy()
-        seen = int(confusion.sum())
+        seen = int(self.step.seen.item())
+        accuracy, f1 = accuracy_and_f1(confusion)
         stats = {"lr": self._lr, "loss": self.step.loss_sum.item() / max(1, seen),
-                 "ce": self.step.ce_sum.item() / max(1, seen),
-                 "accuracy": float(np.trace(confusion) / seen) if seen else float("nan"),
-                 "macro_f1": macro_f1_from_confusion(confusion),
+                 "ce": self.step.ce_sum.item() / max(1, seen), "accuracy": accuracy, "macro_f1": f1,
                  "train_s": round(time.time() - t_start, 3),
                  "first_batch_s": round(first_batch or 0.0, 3), "images": seen if seen else n}
         if not np.isfinite(stats["loss"]):
@@ -486,7 +496,7 @@ class Trainer:
                          timing={"train_s": train_stats["train_s"], "first_batch_s": train_stats["first_batch_s"],
                                  "val_s": round(val_s, 3), "images": train_stats["images"]})
         if self.val_teacher is not None:
-            event.val["agreement"] = agreement(val_probs, self.val_teacher)
+            event.val["agreement"] = agreement(val_probs, self.val_teacher, self.task.multilabel)
         for hook in self.hooks:
             hook.on_epoch_end(self, epoch, event)
         now = time.time()
@@ -528,13 +538,16 @@ class Trainer:
                          "synthetic": self.source.synthetic, "teachers": self.teacher_info,
                          "runtime": {"device": self.dev.device.type, "threads": torch.get_num_threads(),
                                      "torch": torch.__version__, **self.dev.runtime()}}
+        # val first: its probabilities choose the thresholds that sensitivity and specificity use on every split
+        val_probs, val_labels, _ = self._predict(self._student_forward, "val")
+        thresholds = choose_thresholds(val_labels, val_probs) if len(val_labels) else None
         for split in SPLITS:
-            metrics, probs = self.evaluate(split, final=True)
+            metrics, probs = self.evaluate(split, final=True, thresholds=thresholds)
             if split in PREDICTED_SPLITS:  # per image, for the intervals over the test images (predictions.npz)
                 rows = self.eval_rows[split]
                 self.predictions[split] = {"probs": probs, "rows": rows, "labels": self.cache.labels[rows]}
             if self.teachers:
-                metrics["agreement"] = agreement(probs, self._teacher_probs(split))
+                metrics["agreement"] = agreement(probs, self._teacher_probs(split), self.task.multilabel)
             if self.source.kind == "mura" and spec.data.task == "abnormality":
                 refs, rows = self.source.all_refs(), self.eval_rows[split]
                 metrics["study"] = study_level(probs, self.cache.labels[rows],
@@ -549,5 +562,6 @@ class Trainer:
                 self.log(msg)
                 self.emit(ev.Warning(message=msg))
         results["seconds"] = round(time.time() - t0, 2)
+        results["task"] = {"kind": self.task.kind, "threshold_rule": YOUDEN, "channels": self.cache.channels}
         self.emit(ev.Final(test={k: results["test"][k] for k in HEADLINE}, test_confusion=results["test"]["confusion"]))
         return results

@@ -59,6 +59,13 @@ class Context:
     teachers: tuple[ModelShape, ...] = ()
     device: torch.device = torch.device("cpu")
     log: Callable[[str], None] = lambda _msg: None
+    task: object = None  # training.task.Task: softmax or sigmoid, the divergence (multi-class when not given)
+
+    def __post_init__(self) -> None:
+        if self.task is None:
+            from ..task import MULTICLASS, Task  # noqa: PLC0415 - task imports this package's base (wide)
+
+            self.task = Task(MULTICLASS, self.num_classes)
 
     @property
     def temperature(self) -> float:

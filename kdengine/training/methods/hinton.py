@@ -79,7 +79,9 @@ class Hinton(Method):
         return 1.0 - self.ctx.kd.alpha
 
     def terms(self, student: Outputs, teachers: list[Outputs], targets, index):
-        k, T = self.ctx.kd, self.ctx.temperature
-        target = (soft_targets(teachers[0].logits, T) if len(teachers) == 1
-                  else ensemble_targets([t.logits for t in teachers], T))
-        return {"kd": k.alpha * T * T * kl_divergence(student.logits, target, T, k.reduction)}
+        """The task softens (a softmax at T; a sigmoid per finding at T for a multi-label task) and measures the
+        divergence (the KL over the classes; the binary KL summed over the findings)."""
+        k, T, task = self.ctx.kd, self.ctx.temperature, self.ctx.task
+        soft = [task.soften(t.logits, T) for t in teachers]
+        target = soft[0] if len(soft) == 1 else torch.stack(soft).mean(0)
+        return {"kd": k.alpha * T * T * task.divergence(student.logits, target, T, k.reduction)}
