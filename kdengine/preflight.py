@@ -12,7 +12,7 @@ from typing import Iterable
 
 from . import method_catalog as methods
 from .data.config import open_source
-from .errors import KDError
+from .errors import KDError, UsageError
 from .models.architectures import APPROX_PARAMS, MIN_IMAGE_SIZE
 from .models.names import check_names
 from .runspec import RunSpec
@@ -54,10 +54,31 @@ def preflight(specs: Iterable[RunSpec], check_data: bool = True, decode: bool = 
     if check_data:
         for data in sorted({s.data for s in every}, key=repr):
             source = open_source(data)
+            for s in every:  # what the task rules out: a softmax method, or a virtual teacher, on a multi-label task
+                if s.data == data:
+                    check_task(s, source.task_kind, source.description)
             if decode:
                 from .data.cache import build_or_load, require_usable  # cv2: decoding images
 
                 require_usable(build_or_load(source, data.image_size, skip_bad=data.skip_bad), source)
+
+
+def check_task(spec: RunSpec, task: str, where: str) -> None:
+    """One line when a KD run's method or strategy is not defined for the data's task (the method's declared tasks;
+    tf-reg's virtual teacher puts its mass on one class)."""
+    if spec.kind != "kd":
+        return
+    declared = methods.get(spec.kd.method)
+    if declared is not None and task not in declared.tasks:
+        fits = ", ".join(n for n, m in methods.CATALOGUE.items() if task in m.tasks)
+        raise UsageError(f"method {spec.kd.method} is defined for {' and '.join(declared.tasks)} tasks; {where} is "
+                         f"{task} (methods for it: {fits})", field="method")
+    if task == "multilabel" and spec.kd.logit_standardize:
+        raise UsageError("logit standardisation z-scores one softmax's logits; a multi-label task has a sigmoid per "
+                         "finding (turn kd.logit_standardize off)", field="logit_standardize")
+    if task == "multilabel" and spec.strategy == "tf-reg":
+        raise UsageError("tf-reg's virtual teacher puts its mass on one class per image; a multi-label task has "
+                         "several findings (use tf-self or a teacher network)", field="strategy")
 
 
 def needs_torch(specs: Iterable[RunSpec]) -> bool:

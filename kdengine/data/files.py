@@ -35,8 +35,8 @@ def is_hidden(name: str) -> bool:
 MAX_PIXELS = 64_000_000  # 8000 x 8000: far above any radiograph, far below a decompression bomb
 
 
-def decode_gray(path: str | os.PathLike) -> np.ndarray:
-    """Decode any 8/16-bit, grayscale/RGB/palette image to 2-D uint8. Raises DataError.
+def decode_gray(path: str | os.PathLike, rgb: bool = False) -> np.ndarray:
+    """Decode any 8/16-bit, grayscale/RGB/palette image to 2-D uint8 (``rgb``: H x W x 3 uint8). Raises DataError.
 
     The size in the header is checked before any pixel is decoded: a file that claims 20000 x 20000 pixels
     is refused, not decoded into 400 MB. Any failure of the decoder on hostile or damaged bytes is a
@@ -56,7 +56,7 @@ def decode_gray(path: str | os.PathLike) -> np.ndarray:
                     arr = np.nan_to_num(np.asarray(im, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
                     lo, hi = float(arr.min()), float(arr.max())
                     return ((arr - min(lo, 0.0)) / ((hi - min(lo, 0.0)) or 1.0) * 255 + 0.5).astype(np.uint8)
-                return np.asarray(im.convert("L"), dtype=np.uint8)
+                return np.asarray(im.convert("RGB" if rgb else "L"), dtype=np.uint8)
     except DataError:
         raise
     except MemoryError:
@@ -69,26 +69,27 @@ def decode_gray(path: str | os.PathLike) -> np.ndarray:
         raise DataError(f"corrupt or unreadable image: {path} ({exc.__class__.__name__})") from None
 
 
-def decode_file(path: str | os.PathLike) -> np.ndarray:
-    """Any image file kdstudy reads (PNG, JPEG, ..., or DICOM) to 2-D uint8. Raises DataError."""
+def decode_file(path: str | os.PathLike, rgb: bool = False) -> np.ndarray:
+    """Any image file kdstudy reads (PNG, JPEG, ..., or DICOM) to 2-D uint8 (``rgb``: an image file's colour, H x W x 3;
+    a DICOM stays grey and the cache replicates it). Raises DataError."""
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: a link to a file that does not exist")
     if not p.is_file():
         raise DataError(f"{p}: not a regular file")
     if p.suffix.lower() in IMAGE_EXTS:
-        return decode_gray(p)
+        return decode_gray(p, rgb)
 
     if is_dicom(p):
         return decode_dicom(p)
-    return decode_gray(p)
+    return decode_gray(p, rgb)
 
 
 class FileSource(Source):
     """A ref is an absolute path string (an image file or a DICOM file)."""
 
     def load(self, ref: Any) -> np.ndarray:
-        return decode_file(ref)
+        return decode_file(ref, rgb=self.channels == 3)
 
     def note_dicom(self, path: Path) -> str | None:
         """Count a DICOM file's properties for ``data check``; return its patient group (a hash), if any."""
@@ -143,8 +144,9 @@ class FolderSource(FileSource):
     kind = "folder"
 
     def __init__(self, root: Path, val_fraction: float = 0.15, test_fraction: float = 0.15,
-                 split_seed: int = 0) -> None:
+                 split_seed: int = 0, colour: bool = False) -> None:
         super().__init__()
+        self.channels = 3 if colour else 1
         self.description = f"folder:{root}"
         if not root.is_dir():
             raise DataError(f"folder: no such directory: {root}")

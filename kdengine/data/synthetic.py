@@ -204,8 +204,10 @@ def _marker(img: np.ndarray, rng: np.random.Generator, level: float) -> None:
                 img[y + r * cell : y + (r + 1) * cell, x + c * cell : x + (c + 1) * cell] = level
 
 
-def render(cls: str, rng: np.random.Generator, patient: dict, difficulty: float) -> np.ndarray:
-    """One image of class ``cls`` as uint8 (NATIVE x NATIVE)."""
+def render(cls: str, rng: np.random.Generator, patient: dict, difficulty: float,
+           flags: dict | None = None) -> np.ndarray:
+    """One image of class ``cls`` as uint8 (NATIVE x NATIVE); ``flags`` receives what it drew besides the bones
+    (orthopaedic hardware, the side marker): the multi-label variant's findings."""
     n = NATIVE
     coords = (np.arange(n) + 0.5) / n * 2 - 1
     X, Y = np.meshgrid(coords, coords)
@@ -222,7 +224,8 @@ def render(cls: str, rng: np.random.Generator, patient: dict, difficulty: float)
     for p in prims:
         _paint(tissue, p, X, Y, patient["thickness"], pad=0.25)
         _paint(bone, p, X, Y, patient["thickness"])
-    if rng.random() < 0.1 + 0.2 * difficulty:  # orthopaedic hardware: a thin metal plate
+    hardware = rng.random() < 0.1 + 0.2 * difficulty
+    if hardware:  # orthopaedic hardware: a thin metal plate
         p0 = rng.uniform(-0.6, 0.6, 2)
         _paint(bone, _seg(p0, p0 + rng.normal(0, 0.4, 2), 0.025), X, Y, 1.0, gain=1.6)
     img = patient["tissue"] * tissue + patient["bone"] * np.clip(bone, 0, 1.6)
@@ -234,8 +237,11 @@ def render(cls: str, rng: np.random.Generator, patient: dict, difficulty: float)
     img = np.clip(img, 0, 1) ** gamma
     lo, hi = rng.uniform(0.0, 0.12), rng.uniform(0.8, 1.0)
     img = np.clip(lo + (hi - lo) * img, 0, 1)
-    if rng.random() < 0.85:
+    marker = rng.random() < 0.85
+    if marker:
         _marker(img, rng, rng.uniform(0.8, 1.0))
+    if flags is not None:
+        flags.update(hardware=hardware, marker=marker)
     return (img * 255 + 0.5).astype(np.uint8)
 
 
@@ -243,7 +249,7 @@ def generate(cfg: SyntheticConfig) -> dict[str, np.ndarray]:
     """Images, labels and patient ids of the whole synthetic set."""
     rng = np.random.default_rng(cfg.seed)
     per_class = cfg.images // len(CLASSES)
-    images, labels, patients = [], [], []
+    images, labels, patients, hardware, marker = [], [], [], [], []
     pid = 0
     for label, cls in enumerate(CLASSES):
         made = 0
@@ -256,7 +262,10 @@ def generate(cfg: SyntheticConfig) -> dict[str, np.ndarray]:
                 "gamma": rng.uniform(0.85, 1.2),
             }
             for _ in range(min(int(rng.integers(1, 5)), per_class - made)):
-                images.append(render(cls, rng, patient, cfg.difficulty))
+                flags: dict = {}
+                images.append(render(cls, rng, patient, cfg.difficulty, flags))
+                hardware.append(flags["hardware"])
+                marker.append(flags["marker"])
                 labels.append(label)
                 patients.append(pid)
                 made += 1
@@ -265,4 +274,44 @@ def generate(cfg: SyntheticConfig) -> dict[str, np.ndarray]:
         "images": np.stack(images),
         "labels": np.asarray(labels, np.int64),
         "patients": np.asarray(patients, np.int64),
+        "hardware": np.asarray(hardware, bool),
+        "marker": np.asarray(marker, bool),
     }
+
+
+# -- the variants: colour and multi-label, made from the grey set (its images and labels stay what they are) ------
+FINDINGS = ("hardware", "side marker", "hand region", "long bone", "joint")
+_REGION = {"hand region": ("finger", "hand", "wrist"), "long bone": ("forearm", "humerus"),
+           "joint": ("elbow", "shoulder")}
+BINARY = ("no hardware", "hardware")
+
+
+def findings(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """(N, 5) 0/1: orthopaedic hardware, a side marker, and the region (hand, long bone, joint) each image shows."""
+    cls = np.asarray(CLASSES)[arrays["labels"]]
+    cols = [arrays["hardware"], arrays["marker"]] + [np.isin(cls, _REGION[f]) for f in FINDINGS[2:]]
+    return np.stack(cols, 1).astype(np.int8)
+
+
+def uncertain(labels: np.ndarray, rate: float, seed: int) -> np.ndarray:
+    """A share ``rate`` of the labels made uncertain (-1), as a radiology report's "possible" would leave them."""
+    if rate <= 0:
+        return labels
+    out = labels.copy()
+    out[np.random.default_rng([seed, 11]).random(labels.shape) < rate] = -1
+    return out
+
+
+# per class an RGB stain (each channel's gain): colour says something of the class, as stains and lesions do
+_STAINS = np.array([[1.0, 0.55, 0.75], [0.6, 0.6, 1.0], [1.0, 0.85, 0.5], [0.7, 1.0, 0.7], [1.0, 0.6, 0.55],
+                    [0.8, 0.7, 1.0], [0.95, 0.95, 0.6]], np.float32)
+
+
+def colourize(images: np.ndarray, labels: np.ndarray, patients: np.ndarray, seed: int) -> np.ndarray:
+    """(N, H, W, 3) uint8: each grey image stained with its class's colour, jittered per patient (as stains vary
+    between slides and scanners)."""
+    rng = np.random.default_rng([seed, 13])
+    jitter = rng.normal(0, 0.08, (int(patients.max()) + 1 if len(patients) else 1, 3)).astype(np.float32)
+    gains = np.clip(_STAINS[labels % len(_STAINS)] + jitter[patients], 0.3, 1.2)
+    out = images[..., None].astype(np.float32) * gains[:, None, None, :] + 20.0 * (1 - gains[:, None, None, :])
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
