@@ -131,12 +131,14 @@ def test_reduced_demo_end_to_end_and_tables(capsys, tmp_path):
     names = {p.name for p in (tmp_path / "t").iterdir()}
     assert {"models.csv", "models.md", "students_normal.csv", "students_reverse.csv", "students_defective.csv",
             "students_normal.md", "runs.csv", "tables.md"} <= names
-    rows = list(csv.DictReader(open(tmp_path / "t" / "students_normal.csv")))
-    assert [(r["student"], r["split"]) for r in rows] == [("test_resnet", s) for s in ("train", "val", "test")]
-    test = rows[2]
-    assert test["resnet10t n"] == "2" and test["baseline n"] == "2"
-    lo, hi, mean = float(test["gain resnet10t ci_lo"]), float(test["gain resnet10t ci_hi"]), float(test["gain resnet10t mean"])
-    assert lo <= mean <= hi and test["gain resnet10t significant"] in ("true", "false")
+    rows = list(csv.DictReader(open(tmp_path / "t" / "students_normal.csv")))  # long: one row per cell and split
+    assert list(dict.fromkeys((r["student"], r["split"]) for r in rows)) == \
+        [("test_resnet", s) for s in ("train", "val", "test")]
+    test = {r["column"]: r for r in rows if r["split"] == "test"}
+    assert test["resnet10t"]["n_seeds"] == "2" and test["baseline"]["n_seeds"] == "2"
+    gain = test["gain resnet10t"]
+    lo, hi, mean = float(gain["ci_lo"]), float(gain["ci_hi"]), float(gain["mean"])
+    assert lo <= mean <= hi and gain["significant"] in ("True", "False") and gain["method"] == "seeds+images"
     # the gain is paired: the mean of per-seed differences between each student and its own baseline run
     tidy = list(csv.DictReader(open(tmp_path / "t" / "runs.csv")))
     acc = {r["run_id"]: float(r["accuracy"]) for r in tidy if r["split"] == "test"}
