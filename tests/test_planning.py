@@ -98,11 +98,15 @@ def test_a_pilot_in_the_store_is_read(tmp_path):
     root = tmp_path / "runs"
     fake_finished_store(root, seed=0, accuracies=(0.8, 0.70, 0.75))
     store, _, _ = fake_finished_store(root, seed=1, accuracies=(0.8, 0.72, 0.73))
-    (tmp_path / "pilot.toml").write_text('seeds = [0, 1]\n[data]\nimage_size = 32\n[train]\nepochs = 2\n'
+    (tmp_path / "pilot.toml").write_text('primary = "normal"\nseeds = [0, 1]\n[data]\nimage_size = 32\n'
+                                         '[train]\nepochs = 2\n'
                                          '[[experiments]]\nstrategy = "normal"\nteachers = ["resnet18"]\n'
                                          'students = ["test_resnet"]\n')
     study = load_study(str(tmp_path / "pilot.toml"), data="synthetic")
     save_study(store, study, expand(study))
+    from kdengine.reports.study import study_tables
+
+    assert "confirmatory" in " ".join(study_tables(store, "pilot").get("students_normal").notes)  # its primary
     plan = plan_seeds(store, "pilot", 0.02)
     gains = [0.75 - 0.70, 0.73 - 0.72]
     assert plan.components.seed == pytest.approx(np.var(gains, ddof=1)) and plan.images == 0
@@ -131,3 +135,19 @@ async def _tui_plan(store):
         out = app.screen.query_one("#plan-out")
         await wait_for(pilot, lambda: "→ " in str(out.render()), timeout=30)
         assert "Plan for study pilot" in str(out.render()) and "seeds" in str(out.render())
+
+
+def test_a_study_files_primary_is_checked_and_read(tmp_path, capsys):
+    """`primary = ...` in a study file: a strategy of its blocks or a family's name, one line when it is neither;
+    the study's tables correct that family alone (tests/test_statistics.py checks the marks)."""
+    from kdengine.study.schema import load_study
+
+    (tmp_path / "p.toml").write_text('primary = "normal"\n' + FOUR)
+    assert load_study(str(tmp_path / "p.toml")).primary == "normal"
+    for good in ("students_normal", "robustness_normal", "sweep_kd.temperature", "attention"):
+        (tmp_path / "g.toml").write_text(f'primary = "{good}"\n' + FOUR)
+        assert load_study(str(tmp_path / "g.toml")).primary == good
+    (tmp_path / "bad.toml").write_text('primary = "reverse"\n' + FOUR)
+    assert main(["study", "run", str(tmp_path / "bad.toml"), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "'primary' must name a strategy of the study (normal)" in err and err.count("\n") == 1

@@ -153,7 +153,7 @@ def test_the_note_names_the_method_the_correction_and_the_cells_and_the_csv_has_
     for r in records:
         r.preds = {}
     old = " ".join(build(records).get("students_normal").notes)
-    assert "over seeds only" in old and "without per-image predictions (predictions.npz" in old
+    assert "over seeds only" in old and "without per-image predictions: predictions.npz" in old
 
 
 def test_bad_options_are_one_line(capsys, tmp_path):
@@ -655,3 +655,46 @@ def test_the_tied_top_region_is_a_fifth_of_the_map():
     b = np.zeros((32, 32))
     b[8:24] = 1.0  # overlaps half of a's tied half
     assert M.top_iou(a, b) == pytest.approx(1 / 3) and M.top_iou(a, a) == 1.0
+
+
+def _paired_variance(r, b, split):
+    """A per-seed variance over the test images, as a metric that is not a mean over them would declare it
+    (DeLong's for AUROC): here, for the test, the accuracy's own (of a gain, the paired differences')."""
+    mine = r.predictions(split)
+    if mine is None or split == "train":
+        return None
+    c = (mine["pred"] == mine["label"]).astype(float)
+    if b is not None:
+        theirs = b.predictions(split)
+        c = c - (theirs["pred"] == theirs["label"]).astype(float)
+    return float(c.var(ddof=1) / len(c)), len(c)
+
+
+def test_a_metric_declares_how_its_interval_takes_in_the_images(monkeypatch):
+    """The extension point issue 34 builds on: a metric that is not a mean over images (AUROC) declares each seed's
+    variance over the test set (DeLong's), one entry, and its cells cover the seeds and the images
+    (seeds+variance, n = seeds × images). Checked by simulation: with 10 seeds and a test set whose composition
+    matters, its intervals keep their 95% where the seeds' alone do not."""
+    from kdengine.reports import intervals as I
+
+    with pytest.raises(ValueError):
+        I.register_interval("x", I.OverImages(I.MEAN))
+    monkeypatch.setitem(I.INTERVAL_OF, "kappa", I.OverImages(I.VARIANCE, variance=_paired_variance))
+    rng = np.random.default_rng(8)
+    miss = {"seeds+images": [], "seeds": []}
+    for _ in range(40):
+        records = sim.study(rng, seeds=10, images=300, teachers=("resnet18", "resnet34"), method_sd=1.5,
+                            val_images=20)
+        for r in records:  # kappa stands in for a metric without per-image scores
+            for split in ("val", "test"):
+                r.metrics[split]["kappa"] = r.metrics[split]["accuracy"]
+        for interval in miss:
+            t = build(records, metric="kappa", interval=interval, correction="none").get("students_normal")
+            cells = [v for row in t.rows for v in row if isinstance(v, Summary) and v.tested]
+            miss[interval] += [v.excludes_zero for v in cells]
+            if interval == "seeds+images":
+                assert all(v.method == "seeds+variance" and v.images == 300 for v in cells)
+                assert "n=10×300" in table_markdown(t)
+    n = len(miss["seeds"])
+    assert _within_promise(sum(miss["seeds+images"]), n), sum(miss["seeds+images"])
+    assert not _within_promise(sum(miss["seeds"]), n), sum(miss["seeds"])

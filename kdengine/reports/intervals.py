@@ -32,7 +32,7 @@ MEAN, VARIANCE = "mean over images", "per-seed variance over images"
 ASKED = "--interval seeds"
 TRAIN = "train split (no per-image predictions on train)"
 NOT_DECLARED = "not a mean over test images (and no per-seed variance declared)"
-MISSING = "runs without per-image predictions (predictions.npz: trained before they were stored)"
+MISSING = "runs without per-image predictions: predictions.npz, trained before they were stored"
 MISALIGNED = "the runs' test images do not line up (other images or order)"
 
 
@@ -65,7 +65,7 @@ def correctness(r: RunRecord, split: str):
     return None if p is None else (p["row"], (p["pred"] == p["label"]).astype(float))
 
 
-SHIFT_MISSING = "runs evaluated under shift before per-image predictions were kept (kdengine shift --force)"
+SHIFT_MISSING = "runs evaluated under shift before per-image predictions were kept: kdengine shift --force"
 
 
 def shift_scores(column: str) -> Callable:

@@ -21,6 +21,18 @@ def shift_key(shifts: list[str], severities: list[int], seed: int, external: str
             "severities": sorted(set(int(v) for v in severities)), "seed": int(seed), "external": external}
 
 
+def same_request(a: dict | None, b: dict | None) -> bool:
+    """Two keys ask for the same evaluation: the same shifts and severities in any order (a key stored before the
+    catalogue's order was kept lists them as they were typed), seed, external data and version."""
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        return a == b
+    return _unordered(a) == _unordered(b)
+
+
+def _unordered(key: dict) -> dict:
+    return {**key, "shifts": sorted(key.get("shifts") or []), "severities": sorted(key.get("severities") or [])}
+
+
 def study_request(config: dict | None) -> dict | None:
     """The key of a study file's ``[shift]`` (as its record keeps the file), or None without one."""
     table = (config or {}).get("shift")
@@ -58,7 +70,7 @@ def choose(records: list[RunRecord], key: dict | None = None) -> tuple[list[RunR
         key = best.get("key")
     out, other = [], 0
     for r in records:
-        mine = next((e for e in entries[r.run_id] if e.get("key") == key), None)
+        mine = next((e for e in entries[r.run_id] if same_request(e.get("key"), key)), None)
         other += mine is None and bool(entries[r.run_id])
         out.append(r if mine is r.shift else replace(r, shift=mine, shift_preds=None))
     note = None

@@ -6,13 +6,16 @@ tables are its groupings and pivots, each cell a :class:`~.stats.Summary` over s
 
 - **models**: every run trained alone (cross-entropy): teachers (by regime) and baselines.
 - **students_<strategy>**: the thesis's layout: rows (student, split), one column per teacher, the
-  student's baseline, and the gain over it per teacher, paired by seed.
-- **robustness** and **robustness_<strategy>**: the same under acquisition shift, once evaluated.
+  student's baseline, and the gain over it per teacher, paired by seed and by test image.
+- **robustness** and **robustness_<strategy>**: the same under acquisition shift, once evaluated
+  (:mod:`.robustness`, from the request :mod:`.shift_request` chooses); **attention**, and a sweep's tables.
 
 Pairing is exact: a KD run's baseline is the one run ``baseline_of(spec)`` names, never a run that
-merely has the same model. Cells average runs over seeds only: runs whose data or settings differ are
-never blended. Where the runs of a table were trained under several settings, each settings group
-gets its own rows, labelled A, B, ..., and a note says what differs between the groups.
+merely has the same model. Cells average runs over seeds: runs whose data or settings differ are never
+blended. Where the runs of a table were trained under several settings, each settings group gets its own
+rows, labelled as every output labels it (:func:`~.groups.study_groups`), and a note says what differs.
+Once every table is built, :func:`~.families.finish` decides each tested cell's family, correction, mark and
+power, and writes each table's notes. A table's CSV is long and typed (:meth:`~.table_model.Table.frame`).
 
 pandas is imported where a table is built (about 0.4 s), never at import: kdtui's first screen does not
 wait for it. No torch.

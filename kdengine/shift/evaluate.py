@@ -26,7 +26,7 @@ from ..atomic import atomic_path, write_json
 from ..data.cache import build_or_load
 from ..data.config import open_source
 from ..data.corruptions import SHIFT_VERSION, SHIFTS, apply_shift
-from ..reports.shift_request import shift_key
+from ..reports.shift_request import same_request, shift_key
 from ..data.memo import ArrayMemo, file_identity, rows_digest
 from ..errors import UsageError
 from ..metric_names import HEADLINE, SPLITS
@@ -134,7 +134,7 @@ def evaluate_run(store: RunStore, run_id: str, shifts: list[str], severities: li
     key = shift_key(shifts, severities, seed, external)
     slug = request_slug(key)
     entries = read_entries(store, run_id)
-    mine = next((s for s, e in entries.items() if e.get("key") == key), None)
+    mine = next((s for s, e in entries.items() if same_request(e.get("key"), key)), None)
     if mine is not None and not force and entries[mine].get("per_image") and \
             (store.run_dir(run_id) / entries[mine]["per_image"]).is_file():
         return entries[mine]
