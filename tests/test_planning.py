@@ -151,3 +151,16 @@ def test_a_study_files_primary_is_checked_and_read(tmp_path, capsys):
     assert main(["study", "run", str(tmp_path / "bad.toml"), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "'primary' must name a strategy of the study (normal)" in err and err.count("\n") == 1
+
+
+def test_where_the_source_holds_test_images_back_the_plan_says_what_more_would_buy(tmp_path):
+    """data.cap_test keeps a test set small; the plan counts the source's test images and plans each larger one."""
+    from tests.conftest import SMALL_SYNTH
+
+    (tmp_path / "cap.toml").write_text(FOUR.replace('source = "synthetic"', f'source = "{SMALL_SYNTH}"\ncap_test = 5'))
+    plan = plan_seeds(RunStore(tmp_path / "runs"), str(tmp_path / "cap.toml"), 0.15,
+                      variance="seed=0.0001,image=0.02,residual=0.2", images=20)
+    assert plan.alternatives and plan.alternatives[0][0] == 40 and plan.alternatives[-1][0] > 40
+    assert plan.alternatives[-1][1] is not None and (plan.seeds is None or plan.alternatives[-1][1] < plan.seeds)
+    assert "data.cap_test holds the test set at 20 of the source's" in plan.text()
+    assert f"with {plan.alternatives[-1][0]} test images: {plan.alternatives[-1][1]} seeds" in plan.text()

@@ -60,7 +60,8 @@ class Plan:
                  f"  variance components of a gain ({self.source}):"]
         if self.images:
             lines += [f"    σ²_seed = {max(0.0, c.seed):.3e}, σ²_image = {max(0.0, c.image):.3e}, σ²_residual = "
-                      f"{c.residual:.3e} (per seed and test image; a component estimated below zero counts as 0)",
+                      f"{c.residual:.3e} (per seed and test image"
+                      + ("; a component estimated below zero counts as 0)" if self.source != "stated" else ")"),
                       "  SE(S, N) = sqrt(σ²_seed/S + σ²_image/N + σ²_residual/(S·N)) at N = "
                       f"{self.images} test images"]
         else:
@@ -134,8 +135,9 @@ def family_size(records: list[RunRecord], family: str, axes: dict) -> int:
                 if r.kind == "kd" and r.strategy == strategy})
 
 
-def _available_images(records: list[RunRecord], images: int) -> tuple[int | None, str]:
-    """The test images the study's data could give (where a cap holds them back), and a note."""
+def _available_images(records: list[RunRecord], images: int, pilot: bool) -> tuple[int | None, str]:
+    """The test images the study's data could give (where a cap holds them back), and a note (where the images are
+    the pilot's)."""
     data = next((r.spec.data for r in records if r.spec is not None), None)
     if data is None or not images:
         return None, ""
@@ -148,8 +150,10 @@ def _available_images(records: list[RunRecord], images: int) -> tuple[int | None
             return None, f"data.cap_test holds the test set at {images} images; the source could not be read for " \
                          f"its full size ({type(exc).__name__})"
         return whole, f"data.cap_test holds the test set at {images} of the source's {whole} test images"
-    return None, (f"the test set is the source's {images} images; more test images need another source or a larger "
-                  "data.test_fraction (at the cost of training images)")
+    if not pilot:
+        return None, ""
+    return None, (f"the pilot's test set is the source's {images} images; more test images need another source or a "
+                  "larger data.test_fraction (at the cost of training images)")
 
 
 def plan_seeds(store: RunStore, name: str, detect: float, family: str | None = None, variance: str | None = None,
@@ -206,7 +210,7 @@ def plan_seeds(store: RunStore, name: str, detect: float, family: str | None = N
     seeds, steps = P.seeds_needed(detect, comps, n, alpha, target)
     ceiling = P.ceiling(detect, comps, n, alpha)
     alternatives = []
-    available, note = _available_images(records, n) if n else (None, "")
+    available, note = _available_images(records, n, variance is None and not images)
     if note and (seeds is None or seeds > 3):
         notes.append(note)
     if available and available > n and comps.image + comps.residual > 0:

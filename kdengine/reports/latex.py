@@ -34,7 +34,8 @@ def symbols(text: str) -> str:
     text = _MINUS.sub("$-$", text)
     for k, v in SYMBOLS.items():
         text = text.replace(k, v)
-    return text
+    # anything else outside Latin-1 (which T1 and pdflatex's utf-8 take) would stop pdflatex: a question mark
+    return "".join(ch if ord(ch) < 256 else "?" for ch in text)
 
 
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
