@@ -32,7 +32,7 @@ EVAL_BATCH_CUDA = 256  # evaluation has no gradients: a large batch keeps the ca
 # A setting's short name where a table heading, a sweep point or a run's label says it: T=4, not kd.temperature=4.0
 SHORT_NAMES = {"kd.temperature": "T", "kd.method": "method", "kd.alpha": "α", "kd.defect_acc": "defect threshold",
                "train.lr": "lr", "data.image_size": "image size", "train.epochs": "epochs",
-               "train.batch_size": "batch size"}
+               "train.batch_size": "batch size", "data.source": "data"}
 
 
 def setting_label(key: str) -> str:

@@ -51,6 +51,15 @@ def record(spec, correct: dict[str, np.ndarray], rows: dict[str, np.ndarray]) ->
     return RunRecord(run_id=spec.run_id, spec=spec, status=RunStatus(FINISHED), metrics=metrics, preds=preds)
 
 
+def _every_method(runs, base_specs, student_specs, teachers, effect: float) -> list[RunRecord]:
+    """The baselines' runs, then each chosen teacher's students' with the planted effect."""
+    records = runs(base_specs, 0.0)
+    for (t, _), specs_ in student_specs.items():
+        if t in teachers:
+            records += runs(specs_, effect)
+    return records
+
+
 def study(rng: np.random.Generator, seeds: int = 3, images: int = 300, effect: float = 0.0,
           temperatures=(4.0,), method_sd: float = 0.8, seed_sd: float = 0.15, val_images: int = 300,
           teachers=TEACHERS) -> list[RunRecord]:
@@ -70,8 +79,74 @@ def study(rng: np.random.Generator, seeds: int = 3, images: int = 300, effect: f
             out.append(record(spec, correct, rows))
         return out
 
-    records = runs(base_specs, 0.0)
-    for (t, _), specs_ in student_specs.items():
-        if t in teachers:
-            records += runs(specs_, effect)
+    return _every_method(runs, base_specs, student_specs, teachers, effect)
+
+
+# -- under shift (issue 35, item 2) --------------------------------------------------------------------------------
+SHIFT_KEY = {"version": 1, "shifts": ["blur", "jpeg"], "severities": [1, 3], "seed": 0, "external": None}
+
+
+def shifted(rng: np.random.Generator, seeds: int = 10, images: int = 300, teachers=("resnet18", "resnet34"),
+            method_sd: float = 0.8, shift_sd: float = 0.8, seed_sd: float = 0.15, effect: float = 0.0,
+            temperatures=(4.0,)) -> list[RunRecord]:
+    """A study evaluated under shift, with its per-image predictions kept: a fresh test set; each method (the
+    baseline, each teacher's student) has its own image effects on clean images and its own robustness to each image
+    under shift (mostly shared by its shifts and severities; drawn once per method: the test set's composition
+    matters under shift as on clean);
+    each seed its luck; ``effect`` is planted for the students under shift only."""
+    base_specs, student_specs = specs(seeds, temperatures)
+    rows = {"val": np.arange(50), "test": np.arange(10_000, 10_000 + images)}
+    a = rng.normal(1.0, 1.5, images)
+    cells = [(name, sev) for name in SHIFT_KEY["shifts"] for sev in SHIFT_KEY["severities"]]
+
+    def runs(specs_, plus):
+        e = rng.normal(0.0, method_sd, images)
+        common = rng.normal(0.0, shift_sd, images)  # how this method holds up on each image, under any shift
+        g = {c: common + rng.normal(0.0, 0.3, images) for c in cells}
+        out = []
+        for spec in specs_:
+            u = rng.normal(0.0, seed_sd)
+            flip = lambda logit: (rng.random(images) < 1 / (1 + np.exp(-logit))).astype(np.float64)  # noqa: E731
+            clean = flip(a + e + u)
+            under = {c: flip(a + e + g[c] + u - 0.3 * c[1] + plus) for c in cells}
+            r = record(spec, {"val": np.ones(50), "test": clean}, rows)
+            acc = {c: float(v.mean()) for c, v in under.items()}
+            mean = float(np.mean(list(acc.values())))
+            r.shift = {"key": SHIFT_KEY, "clean": {"accuracy": float(clean.mean())}, "mean_accuracy": mean,
+                       "relative_drop": (clean.mean() - mean) / clean.mean() if clean.mean() else None,
+                       "per_shift": {n: float(np.mean([acc[(n, s)] for s in SHIFT_KEY["severities"]]))
+                                     for n in SHIFT_KEY["shifts"]},
+                       "cells": {n: {str(s): {"accuracy": acc[(n, s)]} for s in SHIFT_KEY["severities"]}
+                                 for n in SHIFT_KEY["shifts"]}}
+            label = np.zeros(images, np.int16)
+            r.shift_preds = {"row": rows["test"], "label": label, "clean": (1 - clean).astype(np.int16),
+                             "cells": {n: {str(s): (1 - under[(n, s)]).astype(np.int16)
+                                           for s in SHIFT_KEY["severities"]} for n in SHIFT_KEY["shifts"]},
+                             "external": None}
+            out.append(r)
+        return out
+
+    return _every_method(runs, base_specs, student_specs, teachers, effect)
+
+
+# -- a family of gains of known size, on the accuracy scale (items 4 and the planner) ---------------------------------
+def family(rng: np.random.Generator, seeds: int, images: int, effects: list[float], tau: float = 0.1,
+           seed_sd: float = 0.02) -> list[RunRecord]:
+    """A baseline and one student per effect (up to 4, one per teacher) on a fresh test set, per-image correctness
+    drawn with probability b_i (+ the student's image affinity e_i, uniform in ±tau) + the seed's luck + the effect:
+    the expected gain of student k is exactly effects[k] (the probabilities never reach 0 or 1)."""
+    assert len(effects) <= len(TEACHERS)
+    base_specs, student_specs = specs(seeds)
+    rows = {"val": np.arange(10), "test": np.arange(images)}
+    b = rng.uniform(0.25, 0.55, images)
+
+    def draw(p):
+        assert p.min() > 0 and p.max() < 1
+        return (rng.random(images) < p).astype(np.float64)
+
+    records = [record(s, {"val": np.ones(10), "test": draw(b + rng.normal(0, seed_sd))}, rows) for s in base_specs]
+    for teacher, effect in zip(TEACHERS, effects):
+        e = rng.uniform(-tau, tau, images)
+        records += [record(s, {"val": np.ones(10), "test": draw(b + e + effect + rng.normal(0, seed_sd))}, rows)
+                    for s in student_specs[(teacher, 4.0)]]
     return records

@@ -259,8 +259,10 @@ def test_a_foreground_study_trains_beside_a_live_worker_instead_of_queueing_behi
 
 async def test_results_at_80_by_24_is_mostly_table_not_notes(tmp_path):
     """The review: in "all runs" the settings notes were one paragraph of 13 lines and left 6 table rows."""
-    for epochs in range(1, 9):  # eight settings groups: a note each
-        store, _, _ = fake_finished_store(tmp_path / "runs", epochs=epochs, seed=epochs)
+    for epochs in range(1, 9):  # eight settings groups: a note each, two seeds (notes on intervals, power)
+        for seed in (0, 1):
+            store, _, _ = fake_finished_store(tmp_path / "runs", epochs=epochs, seed=seed,
+                                              accuracies=(0.8 + seed / 50, 0.7 + seed / 100, 0.75))
     app = KDStudyApp(store.root, start_workers=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("3")

@@ -73,7 +73,7 @@ def test_shift_evaluation_end_to_end(capsys, tmp_path):
                  "--external", "synthetic:images=280,seed=9,site=1"]) == 0
     capsys.readouterr()
     store = RunStore(runs_dir())
-    result = json.loads((store.run_dir(rid) / "shift.json").read_text())
+    (result,) = json.loads((store.run_dir(rid) / "shift.json").read_text())["entries"].values()  # one request
     # severity 0 is the clean test split: the run's own test accuracy, exactly
     assert result["clean"]["accuracy"] == m["test"]["accuracy"] and result["clean"]["n"] == m["test"]["n"]
     assert set(result["cells"]) == {"blur", "gamma", "inversion"} and set(result["cells"]["blur"]) == {"1", "3", "5"}
@@ -82,14 +82,24 @@ def test_shift_evaluation_end_to_end(capsys, tmp_path):
     assert result["relative_drop"] == pytest.approx((result["clean"]["accuracy"] - result["mean_accuracy"])
                                                     / result["clean"]["accuracy"])
     assert result["external"]["n"] == 280 and 0 <= result["external"]["accuracy"] <= 1
+    # the per-image predictions are kept beside it, and every accuracy is their mean
+    from kdengine.store.records import read_shift_arrays
+
+    arrays = read_shift_arrays(store.run_dir(rid) / result["per_image"])
+    assert float((arrays["clean"] == arrays["label"]).mean()) == pytest.approx(result["clean"]["accuracy"])
+    for name, levels in result["cells"].items():
+        for severity, cell in levels.items():
+            assert float((arrays["cells"][name][severity] == arrays["label"]).mean()) == pytest.approx(cell["accuracy"])
+    assert float((arrays["external"]["pred"] == arrays["external"]["label"]).mean()) == \
+        pytest.approx(result["external"]["accuracy"])
     names = {p.name for p in out.iterdir()}
     assert {"robustness.csv", "robustness.md", "robustness_cells.csv", "models.csv"} <= names
     long = (out / "robustness_cells.csv").read_text().splitlines()
     assert len(long) == 1 + 1 + 9 + 1  # header, clean, 3 shifts x 3 severities, external
     # computed once: asking again reads it back
     before = (store.run_dir(rid) / "shift.json").stat().st_mtime_ns
-    assert main(["shift", rid, "--shifts", "blur,gamma,inversion", "--severities", "1,3,5", "--out", str(out),
-                 "--external", "synthetic:images=280,seed=9,site=1"]) == 0
+    assert main(["shift", rid, "--shifts", "inversion,gamma,blur", "--severities", "5,3,1", "--out", str(out),
+                 "--external", "synthetic:images=280,seed=9,site=1"]) == 0  # the same request, in another order
     capsys.readouterr()
     assert (store.run_dir(rid) / "shift.json").stat().st_mtime_ns == before
     assert main(["shift", rid, "--external", "npz:/nope.npz"]) == 2
@@ -107,17 +117,32 @@ def test_a_study_evaluates_under_shift_and_tables_pair_the_gains(capsys, tmp_pat
     capsys.readouterr()
     import csv
 
-    rows = list(csv.DictReader(open(tmp_path / "t" / "robustness_normal.csv")))
+    rows = [r for r in csv.DictReader(open(tmp_path / "t" / "robustness_normal.csv"))
+            if r["column"] == "gain test_efficientnet"]
     assert [r["split"] for r in rows] == ["test"]
     store = RunStore(runs_dir())
-    shift = {r: json.loads((store.run_dir(r) / "shift.json").read_text()) for r in store.list_ids()}
+    shift = {r: next(iter(json.loads((store.run_dir(r) / "shift.json").read_text())["entries"].values()))
+             for r in store.list_ids()}
     student = [r for r in shift if r.startswith("normal-")]
     diffs = []
     for rid in student:
         base = next(b for b in shift if b.startswith("ce-test_resnet-") and f"-s{rid.split('-s')[1][0]}-" in b)
         diffs.append(shift[rid]["mean_accuracy"] - shift[base]["mean_accuracy"])
-    assert float(rows[0]["gain test_efficientnet mean"]) == pytest.approx(np.mean(diffs), abs=1e-4)
-    assert rows[0]["gain test_efficientnet n"] == "2"
+    assert float(rows[0]["mean"]) == pytest.approx(np.mean(diffs), abs=1e-4)
+    # over seeds and test images: the per-image predictions under shift are kept (issue 35)
+    assert rows[0]["n_seeds"] == "2" and rows[0]["method"] == "seeds+images" and rows[0]["n_images"] != "0"
+    # issue 38: another request never replaces the study's own results, and the study's tables read its own
+    assert main(["shift", "s", "--shifts", "gamma", "--severities", "5", "--out", str(tmp_path / "other")]) == 0
+    assert main(["study", "table", "s", "--out", str(tmp_path / "t2"), "--format", "csv"]) == 0
+    capsys.readouterr()
+    again = [r for r in csv.DictReader(open(tmp_path / "t2" / "robustness_normal.csv"))
+             if r["column"] == "gain test_efficientnet"]
+    assert again[0]["mean"] == rows[0]["mean"] and again[0]["ci_lo"] == rows[0]["ci_lo"]
+    for rid in store.list_ids():
+        entries = json.loads((store.run_dir(rid) / "shift.json").read_text())["entries"]
+        assert sorted(tuple(e["key"]["shifts"]) for e in entries.values()) == [("blur", "jpeg"), ("gamma",)]
+    other = [r for r in csv.DictReader(open(tmp_path / "other" / "robustness.csv")) if r["column"] == "gamma"]
+    assert other and "blur" not in {r["column"] for r in csv.DictReader(open(tmp_path / "other" / "robustness.csv"))}
     robust = list(csv.DictReader(open(tmp_path / "t" / "robustness_cells.csv")))
     assert {r["shift"] for r in robust} == {"clean", "blur", "jpeg"}
     md = (tmp_path / "t" / "tables.md").read_text()

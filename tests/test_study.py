@@ -131,14 +131,15 @@ def test_reduced_demo_end_to_end_and_tables(capsys, tmp_path):
     names = {p.name for p in (tmp_path / "t").iterdir()}
     assert {"models.csv", "models.md", "students_normal.csv", "students_reverse.csv", "students_defective.csv",
             "students_normal.md", "runs.csv", "tables.md"} <= names
-    rows = list(csv.DictReader(open(tmp_path / "t" / "students_normal.csv")))
+    rows = list(csv.DictReader(open(tmp_path / "t" / "students_normal.csv")))  # long: one row per cell and split
     # the method axis: one group of rows per method, named by its point
-    assert [(r["settings"], r["student"], r["split"]) for r in rows] == \
+    assert list(dict.fromkeys((r["settings"], r["student"], r["split"]) for r in rows)) == \
         [(f"method={m}", "test_resnet", s) for m in ("dist", "hinton") for s in ("train", "val", "test")]
-    test = rows[5]
-    assert test["resnet10t n"] == "2" and test["baseline n"] == "2"
-    lo, hi, mean = float(test["gain resnet10t ci_lo"]), float(test["gain resnet10t ci_hi"]), float(test["gain resnet10t mean"])
-    assert lo <= mean <= hi and test["gain resnet10t significant"] in ("true", "false")
+    test = {r["column"]: r for r in rows if r["split"] == "test" and r["settings"] == "method=hinton"}
+    assert test["resnet10t"]["n_seeds"] == "2" and test["baseline"]["n_seeds"] == "2"
+    gain = test["gain resnet10t"]
+    lo, hi, mean = float(gain["ci_lo"]), float(gain["ci_hi"]), float(gain["mean"])
+    assert lo <= mean <= hi and gain["significant"] in ("True", "False") and gain["interval"] == "seeds+images"
     # the gain is paired: the mean of per-seed differences between each student and its own baseline run
     tidy = list(csv.DictReader(open(tmp_path / "t" / "runs.csv")))
     acc = {r["run_id"]: float(r["accuracy"]) for r in tidy if r["split"] == "test"}

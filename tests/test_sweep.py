@@ -150,8 +150,8 @@ def test_the_best_value_is_chosen_on_val_and_reported_on_test(tmp_path):
     tables = study_tables(store, "sw")
     t = tables.get("sweep_kd_temperature")
     row = dict(zip(t.columns, t.rows[0]))
-    assert row["best on val"] == "1" and row["gain at best (plain, optimistic)"].mean == pytest.approx(0.05)
-    assert row["shared seeds"] == "2" and row["gain at best (plain, optimistic)"].p_adj is None  # never marked
+    assert str(row["best on val"]) == "1" and row["gain at best (plain, optimistic)"].mean == pytest.approx(0.05)
+    assert row["shared seeds"] == 2 and row["gain at best (plain, optimistic)"].p_adj is None  # never marked
     # held out: each seed's test gain at the value chosen on the other seed's val (T=1 both times here)
     held = row["gain at best (held out)"]
     assert held.mean == pytest.approx(0.05) and held.std == 0 and not held.has_interval and not held.tested  # no spread
@@ -196,21 +196,26 @@ def test_a_two_axis_sweep_end_to_end(tmp_path, capsys):
         ("normal", "2.000000", ""), ("normal", "4.000000", ""), ("defective", "2.000000", "0.300000"),
         ("defective", "2.000000", "0.600000"), ("defective", "4.000000", "0.300000"),
         ("defective", "4.000000", "0.600000")}
-    sweep_t = list(csv.DictReader(open(out_dir / "sweep_kd_temperature.csv")))
-    assert [(r["strategy"], r["defect threshold"]) for r in sweep_t] == [("normal", ""), ("defective", "0.3"),
-                                                                         ("defective", "0.6")]
-    val = {r["strategy"] + r["defect threshold"]: r for r in sweep_t}
-    for r in val.values():  # the best has the highest val gain (one baseline: the highest val accuracy; a tie marked)
-        means = {t: float(r[f"val T={t} mean"]) for t in ("2", "4")}
+    sweep_t = list(csv.DictReader(open(out_dir / "sweep_kd_temperature.csv")))  # long: one row per cell
+    rows: dict[tuple, dict] = {}
+    for r in sweep_t:
+        rows.setdefault((r["strategy"], r["defect_threshold"]), {})[r["column"]] = r
+    assert list(rows) == [("normal", ""), ("defective", "0.3"), ("defective", "0.6")]
+    for cells in rows.values():  # the best has the highest val gain (one baseline: the highest val accuracy)
+        means = {t: float(cells[f"val T={t}"]["mean"]) for t in ("2", "4")}
         best = "2" if means["2"] >= means["4"] else "4"
-        assert r["best on val"] == (best if means["2"] != means["4"] else "2 (tie: 4)")
-        assert r["gain at best (plain, optimistic) mean"] == r[f"gain T={best} mean"] and r["gain T=2 n"] == "1"
-        assert r["gain at best (held out) mean"] == ""  # one seed: nothing to hold out
+        first = next(iter(cells.values()))
+        assert float(first["best_on_val"]) == float(best) and first["tie"] == str(means["2"] == means["4"])
+        assert first["tied_with"] == ("4" if means["2"] == means["4"] else "")
+        plain = cells["gain at best (plain, optimistic)"]
+        assert plain["mean"] == cells[f"gain T={best}"]["mean"] and cells["gain T=2"]["n_seeds"] == "1"
+        assert "gain at best (held out)" not in cells  # one seed: nothing to hold out
     defect = list(csv.DictReader(open(out_dir / "sweep_kd_defect_acc.csv")))
-    assert len(defect) == 2 and "teacher at stop defect threshold=0.3 mean" in defect[0]
-    # a threshold the defective teacher never reached says so: reached k/n of its teachers
-    reached = {r[k] for r in defect for k in r if k.startswith("reached defect threshold=")}
-    assert reached and all(v.startswith("reached ") and v.endswith("/1") for v in reached), reached
+    assert {r["strategy"] for r in defect} == {"defective"} and len({r["T"] for r in defect}) == 2
+    assert "teacher at stop defect threshold=0.3" in {r["column"] for r in defect}
+    # a threshold the defective teacher never reached says so: reached k of n of its teachers, as numbers
+    assert {r["reached_defect_threshold=0.3_of"] for r in defect} == {"1"}
+    assert {r["reached_defect_threshold=0.3"] for r in defect} <= {"0", "1"}
     assert {p.name for p in out_dir.glob("gain_*.png")} == {"gain_kd_temperature.png", "gain_kd_defect_acc.png",
                                                            "gain_vs_teacher_kd_defect_acc.png"}
     assert (out_dir / "sweep_best.csv").is_file()

@@ -101,11 +101,14 @@ def test_kdengine_table_on_real_runs_with_two_settings(capsys, tmp_path):
         assert float(row["gain"]) == pytest.approx(m["test"]["accuracy"] - float(base["accuracy"]), abs=1e-5)
         assert base["role"] in ("baseline", "baseline+teacher")
     assert runs[(long["run_id"], "test")]["baseline_run_id"] != runs[(short["run_id"], "test")]["baseline_run_id"]
-    wide = list(csv.DictReader(open(out / "students_normal.csv")))
-    tests = [w for w in wide if w["split"] == "test"]
+    cells = list(csv.DictReader(open(out / "students_normal.csv")))  # long: one row per cell
+    tests = [w for w in cells if w["split"] == "test" and w["column"] == "gain test_efficientnet"]
     assert len(tests) == 2 and {w["settings"] for w in tests} == {"A", "B"}
-    gains = sorted(float(w["gain test_efficientnet mean"]) for w in tests)
-    expected = sorted(float(runs[(m["run_id"], "test")]["gain"]) for m in (long, short))
+    assert {(w["quantity"], w["of"]) for w in tests} == {("gain", "test_efficientnet")}
+    gains = {w["settings"]: float(w["mean"]) for w in tests}
+    # one label everywhere: runs.csv names each run's settings group as the table does
+    expected = {runs[(m["run_id"], "test")]["settings"]: float(runs[(m["run_id"], "test")]["gain"])
+                for m in (long, short)}
     assert gains == pytest.approx(expected, abs=1e-4)
     assert "train.epochs" in (out / "students_normal.md").read_text()
     # every finished run wrote its per-image val and test predictions, and they agree with metrics.json exactly

@@ -129,14 +129,15 @@ async def test_results_screen_tables_and_export(tmp_path):
         columns = [str(c.label) for c in table.columns.values()]
         assert columns == ["student", "split", "resnet18", "baseline", "gain resnet18"]
         test_row = [str(c) for c in table.get_row_at(2)]
-        assert test_row == ["test_resnet", "test", "0.7600", "0.7200", "+0.0400"]
+        # n in every cell, as every front end writes it (issue 35)
+        assert test_row == ["test_resnet", "test", "0.7600 (n=1)", "0.7200 (n=1)", "+0.0400 (n=1)"]
         await pilot.press("]")
         assert app.screen.current == "models"
         await pilot.press("m")  # the metric: macro-F1 (the fake runs have accuracy - 0.01)
         await wait_for(pilot, lambda: app.screen.metric == "macro_f1" and app.screen.tables.metric == "macro_f1")
         await pilot.press("[")
         assert app.screen.current == "normal"
-        assert [str(c) for c in table.get_row_at(2)][2:4] == ["0.7500", "0.7100"]
+        assert [str(c) for c in table.get_row_at(2)][2:4] == ["0.7500 (n=1)", "0.7100 (n=1)"]
         out = await export_with_keys(pilot, tmp_path / "export")
         await wait_for(pilot, lambda: any("wrote 3 CSV and 3 Markdown files" in str(n.message)
                                           for n in app._notifications), timeout=10)
@@ -302,10 +303,11 @@ async def test_results_screen_shows_a_study(tmp_path):
         table = app.screen.query_one("#results-table")
         assert [str(c.label) for c in table.columns.values()] == ["student", "split", "resnet18", "baseline", "gain resnet18"]
         test_row = [str(c) for c in table.get_row_at(2)]
-        assert test_row == ["test_resnet", "test", "0.7600", "0.7200", "+0.0400"]
+        # n in every cell, as every front end writes it (issue 35)
+        assert test_row == ["test_resnet", "test", "0.7600 (n=1)", "0.7200 (n=1)", "+0.0400 (n=1)"]
         assert "One seed" in text_of(app.screen.query_one("#results-note"))
         await pilot.press("i")  # intervals on: with one seed there are none to show
-        assert [str(c) for c in table.get_row_at(2)][2] == "0.7600"
+        assert [str(c) for c in table.get_row_at(2)][2] == "0.7600 (n=1)"
         await pilot.press("[")
         assert app.screen.current == "models"
         out = await export_with_keys(pilot, tmp_path / "export")
@@ -552,4 +554,4 @@ async def test_results_cell_under_the_cursor_shows_its_seeds_and_p_values(tmp_pa
         note = app.screen.query_one("#results-note")
         await wait_for(pilot, lambda: "gain resnet18: n=2" in str(note.render()))
         text = str(note.render()).replace("\n", " ")
-        assert "s0:+0.0500 s1:+0.0100" in text and "adjusted" in text and "interval over seeds" in text
+        assert "s0:+0.0500 s1:+0.0100" in text and "adjusted" in text and "over seeds only" in text

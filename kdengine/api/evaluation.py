@@ -7,6 +7,7 @@ from ..data.config import open_source
 from ..errors import UsageError
 from ..explain.request import METHODS as EXPLAIN_METHODS  # noqa: F401 - the CAMs kdengine explain offers
 from ..explain.request import TARGETS as EXPLAIN_TARGETS  # noqa: F401 - the class each map answers for
+from ..explain.request import DEFAULT_IMAGES as EXPLAIN_IMAGES  # the images explained by default
 from ..explain.request import Request
 from ..reports.study import study_ids
 from ..store import RunStore
@@ -84,9 +85,9 @@ def shift_runs(store: RunStore, run_ids: list[str], shifts: str = "all", severit
             for rid in run_ids}
 
 
-def explain(store: RunStore, target: str, images: int = 8, method: str = "gradcam", split: str = "test",
-            seed: int = 0, target_class: str = "true", shift: str | None = None, device: str = "auto",
-            force: bool = False, log: Log = _quiet):
+def explain(store: RunStore, target: str, images: int = EXPLAIN_IMAGES, method: str = "gradcam",
+            split: str = "test", seed: int = 0, target_class: str = "true", shift: str | None = None,
+            device: str = "auto", force: bool = False, log: Log = _quiet):
     """Class activation maps of a run (with its teachers and baseline) or of a study's finished runs, and the
     KD runs' attention agreement; (name, Outcome)."""
     from ..explain.run import explain as explain_runs  # torch and grad-cam: the maps are computed here

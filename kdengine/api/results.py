@@ -47,6 +47,10 @@ def report(store: RunStore, study: str | None, metric: str, out: Path, **stats) 
 
 
 def shift_tables(store: RunStore, name: str, run_ids: Iterable[str]) -> Tables:
+    """The tables of the runs just evaluated under shift; given their results ({run id: result}), the robustness
+    tables read that request's."""
     wanted = set(run_ids)
+    request = next((v.get("key") for v in run_ids.values() if isinstance(v, dict)), None) \
+        if isinstance(run_ids, dict) else None
     return build([r for r in collect(store) if r.run_id in wanted],
-                 title=f"{name}: accuracy, and robustness under acquisition shift")
+                 title=f"{name}: accuracy, and robustness under acquisition shift", shift_request=request)

@@ -14,8 +14,9 @@ def register(sub) -> None:
                                        "the KD runs' attention agreement with their teachers")
     p.add_argument("target", metavar="RUN|STUDY", help="a run id (or part of one: its teachers and baseline come "
                                                        "too), or a study (name, file or preset)")
-    p.add_argument("--images", type=int, default=8, metavar="N",
-                   help="images per configuration, balanced over the classes, fixed by --seed (default: 8)")
+    p.add_argument("--images", type=int, default=api.EXPLAIN_IMAGES, metavar="N",
+                   help=f"images per configuration, balanced over the classes, fixed by --seed (default: "
+                        f"{api.EXPLAIN_IMAGES})")
     p.add_argument("--method", choices=EXPLAIN_METHODS, default="gradcam", help="the CAM (default: gradcam)")
     p.add_argument("--split", choices=SPLITS, default="test", help="where the images come from (default: test)")
     p.add_argument("--seed", type=int, default=0, help="which images (default: 0)")

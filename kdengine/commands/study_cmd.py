@@ -42,6 +42,21 @@ def register(sub) -> None:
     add_table_args(table)
     table.set_defaults(handler=study_table)
 
+    plan = ssub.add_parser("plan", help="how many seeds (and test images) a gain needs at 80%% power, from a pilot")
+    plan.add_argument("study", metavar="STUDY", help="a study in the store (its finished runs are the pilot), or a "
+                                                     "study file or preset with --variance")
+    plan.add_argument("--detect", type=float, required=True, metavar="GAIN", help="the gain to detect, e.g. 0.02")
+    plan.add_argument("--family", default=None, help="the family (default: the study's primary, else its first "
+                                                     "strategy's students)")
+    plan.add_argument("--variance", default=None, metavar="seed=V,image=V,residual=V",
+                      help="a stated variance instead of the pilot's (one number: between seeds, the test set fixed)")
+    plan.add_argument("--images", type=int, default=None, metavar="N", help="test images (default: the pilot's)")
+    plan.add_argument("--cells", type=int, default=None, metavar="M", help="the family's cells (default: the study's)")
+    plan.add_argument("--correction", choices=CORRECTIONS, default="holm")
+    plan.add_argument("--power", type=float, default=0.8)
+    add_runs_dir(plan)
+    plan.set_defaults(handler=study_plan)
+
     schema = ssub.add_parser("schema", help="every key a study file takes, with its type, default and help")
     schema.set_defaults(handler=study_schema)
 
@@ -82,6 +97,13 @@ def write_tables(tables, args) -> int:
         print(f"wrote {path}")
     if tables.one_seed:
         print("note: one seed per cell: no interval can be given")
+    return 0
+
+
+def study_plan(args) -> int:
+    plan = api.plan_seeds(store_from(args), args.study, args.detect, args.family, args.variance, args.images,
+                          args.correction, args.cells, args.power)
+    print(plan.text())
     return 0
 
 

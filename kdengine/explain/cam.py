@@ -91,17 +91,34 @@ def compute_maps(model: nn.Module, layer: nn.Module, images: np.ndarray, targets
     return np.concatenate(maps).astype(np.float32)
 
 
+ROAD_SHARE = 20  # the percent of pixels ROAD removes, either way
+
+
+def road_metrics():
+    """grad-cam's ROAD pair, each removing 20% of the pixels: the most relevant (above the 80th percentile of the
+    map) and the least relevant (below its 20th). grad-cam's ``ROADLeastRelevantFirst(percentile=p)`` keeps the
+    pixels above the p-th percentile of the *inverted* map, so it removes the least relevant (100 - p)%: its
+    default, 20, removed 80% of the image."""
+    from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirst, ROADMostRelevantFirst  # the extra, as above
+
+    return ROADMostRelevantFirst(percentile=100 - ROAD_SHARE), ROADLeastRelevantFirst(percentile=100 - ROAD_SHARE)
+
+
 def faithfulness(model: nn.Module, images: np.ndarray, maps: np.ndarray, targets: list[int],
                  device: torch.device, batch: int = 16) -> tuple[list[float], list[float]]:
     """grad-cam's ROAD (Rong et al. 2022, "A consistent and efficient evaluation strategy for attribution
     methods"): the change of the target class's score when the map's most relevant 20% of pixels are removed
     (imputed from their neighbours), and when its least relevant 20% are. A faithful map loses more score by
-    the first than by the second: (least − most) > 0. Per image: (most relevant first, least relevant first)."""
+    the first than by the second: (least − most) > 0, against the same for a random map (its chance level, not
+    zero). The maps go in as their ranks, ties broken at random, so that exactly 20% is removed each way. Per
+    image: (most relevant first, least relevant first)."""
     cam_class("gradcam")  # grad-cam is there
-    from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirst, ROADMostRelevantFirst  # the extra, as above
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # the extra, as above
 
-    most, least = ROADMostRelevantFirst(percentile=80), ROADLeastRelevantFirst(percentile=20)
+    from .measures import ranked  # beside grad-cam's imports: only where ROAD is measured
+
+    most, least = road_metrics()
+    maps = ranked(maps)
     out_most, out_least = [], []
     with torch.no_grad():
         for i in range(0, len(images), batch):

@@ -50,22 +50,86 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
 
 
 def top_mask(a: np.ndarray, share: float = TOP_SHARE) -> np.ndarray:
-    """The map's top region, tie-aware: every cell at least as high as the k-th highest (k = share of the cells),
-    and above the map's floor. A tie at the boundary takes in every tied cell rather than the first ones in
-    raster order, and cells at the minimum (an all-zero background) are never "top": two maps whose non-zero cells
-    do not overlap have disjoint top regions."""
+    """The map's top region as weights in [0, 1], tie-aware: the k = share-of-the-cells highest cells, a tie at
+    the boundary sharing the last places (each tied cell weighs the places left over the cells tied), and never a
+    cell at the map's floor. So the region holds exactly k cells' weight whatever the ties (a plateau of tied
+    cells no longer makes half the map "top"), and two maps whose non-zero cells do not overlap have disjoint
+    regions."""
     flat = np.ravel(np.asarray(a, dtype=np.float64))
     k = max(1, int(math.ceil(share * flat.size)))
+    weights = np.zeros(flat.size)
+    up = flat > flat.min()
+    if up.sum() <= k:
+        weights[up] = 1.0
+        return weights.reshape(np.shape(a))
     kth = np.partition(flat, flat.size - k)[flat.size - k]
-    return ((flat >= kth) & (flat > flat.min())).reshape(np.shape(a))
+    above = flat > kth
+    tied = flat == kth
+    weights[above] = 1.0
+    weights[tied] = (k - above.sum()) / tied.sum()
+    return weights.reshape(np.shape(a))
 
 
 def top_iou(a: np.ndarray, b: np.ndarray, share: float = TOP_SHARE) -> float | None:
-    """Intersection over union of the two maps' top regions; None when either map is flat (it has no top)."""
+    """Intersection over union of the two maps' top regions (of their weights: Σ min / Σ max); None when either
+    map is flat (it has no top)."""
     if np.ptp(a) == 0 or np.ptp(b) == 0:
         return None
     ma, mb = top_mask(a, share), top_mask(b, share)
-    return float((ma & mb).sum() / (ma | mb).sum())
+    return float(np.minimum(ma, mb).sum() / np.maximum(ma, mb).sum())
+
+
+def agreement_matrix(teacher: np.ndarray, other: np.ndarray) -> tuple[list, list]:
+    """Every pair's agreement: (Spearman, top-20% IoU) of the teacher's map of image i against the other model's
+    map of image j, as two n x n nested lists (None where a map is flat). The chance level of agreement is its
+    mean over i != j, on whichever images a table keeps."""
+    from scipy.stats import rankdata  # scipy: only where maps are compared
+
+    t = np.asarray(teacher, dtype=np.float64).reshape(len(teacher), -1)
+    o = np.asarray(other, dtype=np.float64).reshape(len(other), -1)
+    flat_t, flat_o = np.ptp(t, axis=1) == 0, np.ptp(o, axis=1) == 0
+
+    def z(x):
+        r = rankdata(x, axis=1)
+        r -= r.mean(1, keepdims=True)
+        norm = np.sqrt((r ** 2).sum(1, keepdims=True))
+        return r / np.where(norm > 0, norm, 1.0)
+    rho = z(t) @ z(o).T  # Pearson's r of the ranks: Spearman's rho, ties at their mean rank
+    wt = np.stack([top_mask(x) for x in t])
+    wo = np.stack([top_mask(x) for x in o])
+    iou = np.stack([np.minimum(w, wo).sum(1) / np.maximum(w, wo).sum(1) for w in wt])
+    bad = flat_t[:, None] | flat_o[None, :]
+    as_list = lambda m: [[None if bad[i, j] else round(float(m[i, j]), 4) for j in range(m.shape[1])]  # noqa: E731
+                         for i in range(m.shape[0])]
+    return as_list(rho), as_list(iou)
+
+
+def random_maps(n: int, cells: int, size: int, seed: int, rows) -> np.ndarray:
+    """A random map per image (uniform at the stage's native cells, upsampled bilinearly as grad-cam's are), seeded
+    by the request's seed and the image: what ROAD's chance level is measured with."""
+    from scipy.ndimage import zoom  # scipy: only where maps are made
+
+    out = np.empty((n, size, size), np.float32)
+    for i, row in enumerate(rows):
+        rng = np.random.default_rng([int(seed), int(row), 7])
+        cell = rng.random((cells, cells))
+        out[i] = zoom(cell, size / cells, order=1, grid_mode=True, mode="nearest")[:size, :size]
+    return out
+
+
+def ranked(maps: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Each map's pixels as their ranks in [0, 1], ties broken at random (seeded): the same order as the map, and no
+    ties, so a percentile removes exactly its share of the pixels (grad-cam's maps are 0 over much of an image,
+    and a tie at a percentile removed all of it or none)."""
+    rng = np.random.default_rng(seed)
+    out = np.empty(maps.shape, np.float32)
+    for i, m in enumerate(maps):
+        flat = np.ravel(m)
+        order = np.lexsort((rng.random(flat.size), flat))
+        r = np.empty(flat.size)
+        r[order] = np.arange(flat.size)
+        out[i] = (r / max(1, flat.size - 1)).reshape(m.shape)
+    return out
 
 
 def is_flat(a) -> bool:

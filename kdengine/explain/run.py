@@ -37,6 +37,8 @@ from . import measures as M
 from .cam import cam_class, compute_maps, faithfulness, load_for_maps, predict, reinitialised, target_layer
 from .request import VERSION, Request
 
+GALLERY = 8  # images a gallery shows (the first of the request's: balanced over the classes)
+
 
 @dataclass
 class Outcome:
@@ -113,6 +115,10 @@ def _map_run(store: RunStore, rid: str, req: Request, imgs: Images, device) -> t
     targets = [int(t) for t in (imgs.true if req.target == "true" else preds)]
     maps = compute_maps(model, layer, imgs.images, targets, req.method, device)
     most, least = faithfulness(model, imgs.images, maps, targets, device)
+    cells = int(-(-size // reduction))
+    # ROAD's chance level: the same measure for a random map of each image (not zero: -1.38 on a toy model)
+    chance_most, chance_least = faithfulness(model, imgs.images, M.random_maps(len(imgs.rows), cells, size, req.seed,
+                                                                               imgs.rows), targets, device)
     random_model, random_net = reinitialised(meta, req.seed)
     random_model.to(device)
     random_maps = compute_maps(random_model, random_net.get_submodule(layer_name), imgs.images, targets,
@@ -121,7 +127,6 @@ def _map_run(store: RunStore, rid: str, req: Request, imgs: Images, device) -> t
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, maps=maps.astype(np.float16), images=imgs.images, preds=preds, probs=probs,
                                 rows=imgs.rows, true=imgs.true)
-    cells = int(-(-size // reduction))
     border = cells >= M.MIN_BORDER_CELLS
     grids = [M.to_grid(m) for m in maps]
     random_grids = [M.to_grid(m) for m in random_maps]
@@ -131,7 +136,8 @@ def _map_run(store: RunStore, rid: str, req: Request, imgs: Images, device) -> t
         "agreement_measured": cells >= M.MIN_AGREEMENT_CELLS, "min_agreement_cells": M.MIN_AGREEMENT_CELLS,
         "border": {"share": M.BORDER, "area": M.border_area(), "measured": border,
                    "min_cells": M.MIN_BORDER_CELLS},
-        "faithfulness": {"method": "ROAD (grad-cam), 20% of pixels removed", "sanity": "re-initialised weights"},
+        "faithfulness": {"method": "ROAD (grad-cam), 20% of the pixels removed either way, beside a random map's",
+                         "sanity": "re-initialised weights"},
         "seconds": round(time.perf_counter() - t0, 3),
         "images": [{"row": int(r), "name": imgs.names[i], "true": int(imgs.true[i]), "target": int(targets[i]),
                     "pred": int(preds[i]), "prob": round(float(probs[i, preds[i]]), 4),
@@ -139,6 +145,7 @@ def _map_run(store: RunStore, rid: str, req: Request, imgs: Images, device) -> t
                     "flat": M.is_flat(grids[i]),
                     # ROAD: the target's score change removing the most / least relevant pixels first
                     "road_most": _round(most[i]), "road_least": _round(least[i]),
+                    "road_random_most": _round(chance_most[i]), "road_random_least": _round(chance_least[i]),
                     # the sanity check: this map against the map of the same architecture re-initialised
                     "sanity_spearman": _round(M.spearman(grids[i], random_grids[i])),
                     "grid": grids[i].round(3).tolist(), "thumb": imgs.thumbs[i]}
@@ -191,24 +198,27 @@ def _pair(store: RunStore, spec: RunSpec, req: Request, imgs: Images, entries: d
     n = len(entries[rid]["images"])
     ts = [_agreement([grid(t, i) for t in teachers], grid(rid, i)) for i in range(n)]
     tb = [_agreement([grid(t, i) for t in teachers], grid(base_id, i)) for i in range(n)] if base_id else []
-    # the chance level on these very maps: the teacher's map of image i against the student's of another image
-    chance = [_agreement([grid(t, i) for t in teachers], grid(rid, (i + 1) % n)) for i in range(n)] if n > 1 else []
+    # the chance level on these very maps: the teacher's map of each image against the student's of every other (the
+    # table averages the pairs among the images it keeps)
+    rho, iou = M.agreement_matrix(np.stack([np.mean([grid(t, i) for t in teachers], axis=0) for i in range(n)]),
+                                  np.stack([grid(rid, i) for i in range(n)]))
     entry = dict(entries[rid])
     as_lists = lambda pairs: {"spearman": [_round(a) for a, _ in pairs], "top_iou": [_round(b) for _, b in pairs]}  # noqa: E731
     entry["agreement"] = {
         "teachers": teachers, "baseline": base_id, "top_share": M.TOP_SHARE,
         "teacher_student": as_lists(ts), "teacher_baseline": as_lists(tb) if base_id else None,
-        "chance": as_lists(chance),
+        "chance_matrix": {"spearman": rho, "top_iou": iou},
     }
     _save_entry(store, rid, req.slug, entry)
     entries[rid] = entry
     models = {t.run_id: t.model for t in spec.teachers}
-    columns = [(f"teacher {models[t]}", *maps[t]) for t in teachers]
-    columns += [("baseline", *maps[base_id])] if base_id else []
-    columns.append(("student", *maps[rid]))
+    g = GALLERY
+    columns = [(f"teacher {models[t]}", maps[t][0][:g], maps[t][1][:g]) for t in teachers]
+    columns += [("baseline", maps[base_id][0][:g], maps[base_id][1][:g])] if base_id else []
+    columns.append(("student", maps[rid][0][:g], maps[rid][1][:g]))
     title = (f"{spec.describe()}, seed {spec.seed}: {req.method} ({req.target} class)"
              + (f" under {req.shift}" if req.shift else ""))
-    F.save_png(F.explain_figure(imgs.images, columns, imgs.true, imgs.class_names, title), png)
+    F.save_png(F.explain_figure(imgs.images[:g], columns, imgs.true[:g], imgs.class_names, title), png)
     return True
 
 

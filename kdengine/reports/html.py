@@ -14,8 +14,9 @@ from ..store import RunStore
 from . import figures as F
 from ..store.records import RunRecord
 from .groups import natural_key
+from .stats import Summary
 from .latex import table_latex
-from .table_model import METRICS, Tables, cell_text
+from .table_model import METRICS, Tables, cell_detail, cell_text
 from .tables import table_csv
 
 CSS = """
@@ -49,19 +50,30 @@ def download(name: str, text: str, label: str, mime: str = "text/plain") -> str:
     return f'<a download="{html.escape(name)}" href="{uri}">{html.escape(label)}</a>'
 
 
+def _per_seed(t) -> str:
+    """Each number cell's per-seed values (and its family, p and mark), under the table, folded: what a reader
+    checks a cell against."""
+    lines = [f"<li>{html.escape(' · '.join(str(row[k]) for k, c in enumerate(t.columns) if t.is_text(c) and row[k]))}"
+             f" — {html.escape(cell_detail(c, v))}</li>"
+             for row in t.rows for c, v in zip(t.columns, row) if isinstance(v, Summary) and v.per_seed]
+    return f'<details><summary class="note">per-seed values of every cell</summary><ul class="note">{"".join(lines)}' \
+           "</ul></details>" if lines else ""
+
+
 def table_html(t, metric: str = "accuracy") -> str:
     links = (f'<p class="note">Download: {download(f"{t.name}.tex", table_latex(t, metric), "LaTeX (booktabs)", "application/x-tex")}'
-             f' · {download(f"{t.name}.csv", table_csv(t), "CSV", "text/csv")}</p>')
+             f' · {download(f"{t.name}.csv", table_csv(t), "CSV (long)", "text/csv")}</p>')
     head = "".join(f"<th>{html.escape(c)}</th>" for c in t.columns)
     rows = []
     for row in t.rows:
-        cells = "".join(f'<td class="{"text" if t.is_text(c) else "num"}">'
+        cells = "".join(f'<td class="{"text" if t.is_text(c) else "num"}"'
+                        + (f' title="{html.escape(cell_detail(c, v))}"' if isinstance(v, Summary) else "") + ">"
                         f"{html.escape(cell_text(v, gain=c.startswith('gain')))}</td>" for c, v in zip(t.columns, row))
         rows.append(f"<tr>{cells}</tr>")
     notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in t.notes)
     # a wide table (the robustness table's shifts) scrolls inside the page instead of widening it
     return (f'<h3>{html.escape(t.title)}</h3><div class="wide"><table><tr>{head}</tr>{"".join(rows)}</table></div>'
-            f"{notes}{links}")
+            f"{notes}{_per_seed(t)}{links}")
 
 
 def _run_png(store: RunStore, r: RunRecord, name: str) -> bytes:
@@ -92,8 +104,13 @@ def student_section(store: RunStore, records: list[RunRecord], points: dict[str,
                 series.append((f"teacher {t.model}" + (" (defective)" if t.regime == "defective" else ""),
                                store.events(tid)))
         title = f"{r.strategy}: {r.teacher_label} → {r.model}{_at(points, r.run_id)}, seed {r.seed}"
-        out.append(img(F.png_bytes(F.overlay_figure(series, title)), f"{title} — val accuracy and loss of the student, "
-                       "its baseline (trained alone, same settings and seed) and its teacher"))
+        shown = ["the student"] + (["its baseline (trained alone, same settings and seed)"]
+                                   if base is not None and base.finished else [])
+        teachers = sum(tid in by_id for tid in r.teacher_ids)
+        shown += ["its teacher"] if teachers == 1 else ["its teachers"] if teachers else []
+        whom = shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
+        out.append(img(F.png_bytes(F.overlay_figure(series, title)), f"{title} — val accuracy and loss of {whom}"
+                       + ("; it learns from no teacher network" if not r.teacher_ids else "")))
     return "".join(out) or '<p class="note">No finished KD run yet.</p>'
 
 
@@ -138,25 +155,57 @@ def robustness_section(records: list[RunRecord], points: dict[str, str] | None =
     return "".join(out) or '<p class="note">No run has been evaluated under shift yet: kdengine shift STUDY.</p>'
 
 
+GALLERY = 8  # images a gallery shows (the first of the request's, balanced over the classes)
+
+
+def _gallery(store: RunStore, r: RunRecord, slug: str, entry: dict, point: str) -> bytes | None:
+    """A KD pair's gallery with its sweep point in the title, drawn from the maps kept by explain (the stored
+    picture's title names the run, not the point); None where a partner's maps are gone."""
+    import numpy as np  # numpy: only where a gallery is drawn again
+
+    agree = entry["agreement"]
+    partners = [(f"teacher {i + 1}" if len(agree["teachers"]) > 1 else "teacher", t)
+                for i, t in enumerate(agree["teachers"])]
+    partners += [("baseline", agree["baseline"])] if agree.get("baseline") else []
+    columns, first = [], None
+    for label, rid in [*partners, ("student", r.run_id)]:
+        path = store.run_dir(rid) / "explain" / f"{slug}.npz"
+        if not path.is_file():
+            return None
+        with np.load(path) as z:
+            columns.append((label, z["maps"][:GALLERY].astype(np.float32), z["preds"][:GALLERY]))
+            first = first or (z["images"][:GALLERY], z["true"][:GALLERY])
+    key = entry.get("key", {})
+    title = (f"{r.spec.describe()}, {point}, seed {r.seed}: {key.get('method')} ({key.get('target')} class)"
+             + (f" under {key['shift']}" if key.get("shift") else ""))
+    return F.png_bytes(F.explain_figure(first[0], columns, first[1], entry.get("class_names") or [], title))
+
+
 def gallery_section(store: RunStore, records: list[RunRecord], points: dict[str, str] | None = None) -> str:
     """Each KD pair's gallery from ``kdengine explain`` (its lowest seed; every run's is in <run>/explain/): a row
-    per image, a column per model, with the class each predicted and whether it was right."""
+    per image, a column per model, with the class each predicted and whether it was right; a sweep's point in its
+    title and caption."""
     shown: set[tuple] = set()
     points = points or {}
     out = []
     for r in sorted((r for r in records if r.kind == "kd" and r.finished and r.explain),
-                    key=lambda r: (r.strategy, r.teacher_label, r.model, r.seed)):
+                    key=lambda r: (r.strategy, r.teacher_label, r.model, natural_key(points.get(r.run_id, "")),
+                                   r.seed)):
         for slug, entry in r.explain["entries"].items():
             png = store.run_dir(r.run_id) / "explain" / f"{slug}.png"
-            pair = (r.strategy, r.teacher_label, r.model, points.get(r.run_id, ""), slug)
+            point = points.get(r.run_id, "")
+            pair = (r.strategy, r.teacher_label, r.model, point, slug)
             if pair in shown or not entry.get("agreement") or not png.is_file():
                 continue
             shown.add(pair)
             key = entry.get("key", {})
-            out.append(img(png.read_bytes(), f"{r.strategy}: {r.teacher_label} → {r.model}{_at(points, r.run_id)}, "
+            picture = (_gallery(store, r, slug, entry, point) if point else None) or png.read_bytes()
+            out.append(img(picture, f"{r.strategy}: {r.teacher_label} → {r.model}{_at(points, r.run_id)}, "
                            f"seed {r.seed}: "
-                           f"{key.get('method')} maps for the {key.get('target')} class on {len(entry['images'])} "
-                           f"{key.get('split')} images" + (f" under {key['shift']}" if key.get("shift") else "")
+                           f"{key.get('method')} maps for the {key.get('target')} class on "
+                           + (f"{GALLERY} of " if len(entry["images"]) > GALLERY else "")
+                           + f"{len(entry['images'])} {key.get('split')} images"
+                           + (f" under {key['shift']}" if key.get("shift") else "")
                            + f" (at {entry.get('layer')}, {entry.get('cells')} x {entry.get('cells')} cells)"))
     return "".join(out)
 
@@ -171,7 +220,9 @@ def sweep_section(tables: Tables) -> str:
 
 def write_report(store: RunStore, tables: Tables, records: list[RunRecord], out_dir: Path) -> Path:
     out_dir = Path(out_dir)
-    readable = [r for r in records if r.spec is not None]
+    # the tables' own records: each run's results under the shift request the tables read
+    chosen = {r.run_id: r for r in tables.records}
+    readable = [chosen.get(r.run_id, r) for r in records if r.spec is not None]
     parts = [f"<h1>{html.escape(tables.title)}</h1>",
              f'<p class="note">{tables.finished} of {tables.planned} runs finished · metric: '
              f"{METRICS[tables.metric][0]} · written {time.strftime('%Y-%m-%d %H:%M')} by kdstudy"

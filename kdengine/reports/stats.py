@@ -3,24 +3,32 @@ the test images, and the p-value every mark is corrected from.
 
 Two intervals (``--interval``):
 
-- ``seeds+images`` (the default, where per-image predictions are stored): the mean over S seeds of a quantity
-  scored on the same N test images (a gain: the student's per-image correctness minus its baseline's, same seed,
-  same images). Seeds and images are crossed random factors: a new study would draw new seeds *and* a new test
-  set, and treating the images as fixed is the "language-as-fixed-effect fallacy" (Clark 1973, J. Verbal Learn.
-  Verbal Behav. 12:335). The variance of the grand mean is ``σ²_seed/S + σ²_image/N + σ²_residual/(S·N)``,
-  estimated from the two-way table's mean squares (the variance components of a balanced crossed design,
-  Searle, Casella & McCulloch 1992, ch. 4) as ``(MS_seed + MS_image − MS_residual)/(S·N)``, the images' component
-  floored at zero (then it is exactly the seed-only t-interval), with Student's t on the seeds' S − 1 degrees of
-  freedom: the lower bound of Satterthwaite's (1946), which at 3 seeds was liberal in simulation (6.6 % false
-  marks at 5 %) where S − 1 held, at most 5.4 %, in every setting simulated. With 2–5 seeds the t keeps it honest
-  where a bootstrap over seeds cannot be (it has 3 distinct resamples at 2 seeds, and at 3 seeds a percentile interval is about 1.6 standard errors wide where Student's t needs 4.3: about 75 % coverage, by the quantiles). No
-  resampling: the same numbers every time.
-- ``seeds``: the t-interval over the seeds alone (the test set held fixed), and the fallback for runs written
-  before per-image predictions were stored, and for metrics that are not a mean over images (macro-F1, κ, ECE).
+- ``seeds+images`` (the default, where per-image scores are stored): the mean over S seeds of a quantity scored on
+  the same N test images (a gain: the student's per-image correctness minus its baseline's, same seed, same
+  images). Seeds and images are crossed random factors: a new study would draw new seeds *and* a new test set, and
+  treating the images as fixed is the "language-as-fixed-effect fallacy" (Clark 1973, J. Verbal Learn. Verbal
+  Behav. 12:335). The variance of the grand mean is ``σ²_seed/S + σ²_image/N + σ²_residual/(S·N)``, the components
+  estimated from the two-way table's mean squares (a balanced crossed design, Searle, Casella & McCulloch 1992, ch.
+  4): ``σ²_seed = (MS_seed − MS_res)/N``, ``σ²_image = (MS_image − MS_res)/S``, ``σ²_res = MS_res``. A component
+  estimated below zero is set to zero, and the cell says so (:attr:`Summary.floored`): with the seeds' component
+  floored, the residual's share stands in for it (``MS_res`` in place of a smaller ``MS_seed``: seeds that agree
+  more than their per-image noise allows never narrow the interval below the noise). Student's t on the seeds'
+  S − 1 degrees of freedom: the lower bound of Satterthwaite's (1946), which at 3 seeds was liberal in simulation
+  (6.6 % false marks at 5 %) where S − 1 held. With 2–5 seeds the t keeps it honest where a bootstrap over seeds
+  cannot be (it has 3 distinct resamples at 2 seeds, and at 3 seeds a percentile interval is about 1.6 standard
+  errors wide where Student's t needs 4.3: about 75 % coverage, by the quantiles). No resampling: the same
+  numbers every time.
+- A metric that is not a mean over images (AUROC) declares instead a per-seed variance of its value over the test
+  set (DeLong's, say): the seeds' variance of the mean and the mean of those variances are added
+  (:func:`seeds_plus_variance`, method ``seeds+variance``; conservative by the seed × image interaction's share).
+- ``seeds``: the t-interval over the seeds alone (the test set held fixed), and the fallback where the images
+  cannot be taken in (the cell's ``fallback`` says why).
 
-Either way: no interval and no p-value with fewer than 2 seeds, or when every seed gives the same value up to round-off (:data:`SPREAD_RTOL`; a zero
-spread is an artefact of a few discrete seeds, never evidence of no noise). A gain's p-value is two-sided
-(H0: no gain); the mark ``*`` is given after the table's correction (:mod:`.correction`), never on the raw p.
+Either way: no interval and no p-value with fewer than 2 seeds, or when every seed gives the same value up to
+round-off (:data:`SPREAD_RTOL`; a zero spread is an artefact of a few discrete seeds, never evidence of no noise).
+A gain's p-value is two-sided (H0: no gain); the mark is given after the family's correction
+(:mod:`.families`), never on the raw p. An interval is clipped to the quantity's range, and says so
+(:attr:`Summary.clipped`).
 """
 from __future__ import annotations
 
@@ -32,6 +40,8 @@ ALPHA = 0.05  # the level of every mark, after correction
 CONFIDENCE = 1 - ALPHA
 INTERVALS = ("seeds+images", "seeds")
 SEEDS_IMAGES, SEEDS = INTERVALS
+SEEDS_VARIANCE = "seeds+variance"  # the seeds, and a per-seed variance over the test images (a metric declares it)
+OVER_IMAGES = (SEEDS_IMAGES, SEEDS_VARIANCE)  # the methods whose interval covers the test images
 
 
 def t_quantile(df: float, q: float = 0.975) -> float:
@@ -46,18 +56,53 @@ def t_p_value(stat: float, df: float) -> float:
     return float(2 * t.sf(abs(stat), df))
 
 
+def number(x: float, signed: bool = False, digits: int = 4) -> str:
+    """A value as the tables write it: never ``-0.0000`` (a value that rounds to zero has no sign)."""
+    if round(x, digits) == 0:
+        x = 0.0
+    return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
+
+
+@dataclass(frozen=True)
+class Components:
+    """The variance components of a cell, per observation: σ²_seed, σ²_image and σ²_residual (of one seed's score
+    on one image), as estimated (a component may come out below zero: kept so, pooling over cells stays unbiased,
+    and floored at zero wherever a variance is made of them). Seeds only: ``seed`` is the per-seed values'
+    variance and the others are 0. What the intervals and the tables' power (:mod:`.power`) are computed from."""
+    seed: float
+    image: float = 0.0
+    residual: float = 0.0
+
+    def variance(self, seeds: int, images: int = 0) -> float:
+        """The variance of the grand mean at ``seeds`` x ``images`` (images 0: the seeds only), each component
+        floored at zero."""
+        seed, image, residual = max(0.0, self.seed), max(0.0, self.image), max(0.0, self.residual)
+        if not images:
+            return seed / seeds
+        return seed / seeds + image / images + residual / (seeds * images)
+
+
 @dataclass(frozen=True)
 class Summary:
-    n: int
+    n: int  # seeds
     mean: float
-    std: float | None  # None with one value
+    std: float | None  # over seeds; None with one value
     lo: float | None
     hi: float | None
     p: float | None = None  # a gain's two-sided p-value (H0: no gain); None where no test is made
-    p_adj: float | None = None  # the same after the table's correction (None: the cell is not in its family)
-    method: str = ""  # what the interval covers: "seeds+images" or "seeds" ("" without interval)
+    p_adj: float | None = None  # the same after its family's correction (None: the cell is not in a family)
+    method: str = ""  # what the interval covers: "seeds+images", "seeds+variance" or "seeds" ("" without interval)
     per_seed: tuple = ()  # ((seed, value), ...): the values the summary is over, by seed
-    tested: bool = False  # in its table's family of tests (the test split, a held-out choice)
+    tested: bool = False  # in a family of tests (the test split's gains, a held-out choice)
+    images: int = 0  # the test images the interval covers (0: the seeds only)
+    components: Components | None = None  # the variance components it was made from
+    floored: tuple = ()  # the components estimated below zero and set to zero: "seeds", "images"
+    clipped: bool = False  # the interval reached past the quantity's range and was cut at it
+    fallback: str = ""  # why a cell that could cover the test images covers the seeds only
+    key: tuple = ()  # what it is computed from (metric, split, run ids): one test per key and family
+    family: str = ""  # the family of tests it is corrected in (families.py decides)
+    mark: str = ""  # "*", "(*)" (an exploratory family's), "inconclusive" or "" (families.py decides)
+    mde: float | None = None  # its family's minimum detectable effect at 80 % power, at its seeds and images
 
     @property
     def has_interval(self) -> bool:
@@ -65,7 +110,7 @@ class Summary:
 
     @property
     def marked(self) -> bool:
-        """Significant at ALPHA after the table's correction: the only thing a ``*`` means."""
+        """Significant at ALPHA after its family's correction: the only thing a ``*`` means."""
         return self.p_adj is not None and self.p_adj < ALPHA
 
     @property
@@ -73,18 +118,23 @@ class Summary:
         """The raw interval excludes zero (uncorrected: never a mark by itself)."""
         return self.has_interval and (self.lo > 0 or self.hi < 0)
 
+    def n_text(self) -> str:
+        """'n=3×250' (seeds × test images: the interval covers both) or 'n=3, seeds only'; 'n=1'."""
+        if self.images and self.method in OVER_IMAGES:
+            return f"n={self.n}×{self.images}"
+        return f"n={self.n}, seeds only" if self.method == SEEDS else f"n={self.n}"
+
     def fmt(self, signed: bool = False, interval: bool = True, n: bool = False) -> str:
-        f = "{:+.4f}" if signed else "{:.4f}"
-        text = f.format(self.mean)
+        text = number(self.mean, signed)
         if self.std is not None:
-            text += f" ± {self.std:.4f}"
+            text += f" ± {number(self.std)}"
         if interval and self.has_interval:
-            text += f" [{f.format(self.lo)}, {f.format(self.hi)}]"
-        return text + (f" (n={self.n})" if n else "")
+            text += f" [{number(self.lo, signed)}, {number(self.hi, signed)}]"
+        return text + (f" ({self.n_text()})" if n else "")
 
     def seeds_text(self) -> str:
         """'s0:+0.0040 s1:-0.0120': the per-seed values, as the CSV and the report give them."""
-        return " ".join(f"s{s}:{v:+.4f}" for s, v in self.per_seed)
+        return " ".join(f"s{s}:{number(v, True)}" for s, v in self.per_seed)
 
 
 # Values that differ by less than this share of their scale are equal: the per-seed means of a study are ratios of
@@ -100,8 +150,16 @@ def no_spread(values) -> bool:
     return max(vals) - min(vals) <= SPREAD_RTOL * max(1.0, max(abs(v) for v in vals))
 
 
-def _clip(lo: float, hi: float, bounds: tuple[float, float] | None) -> tuple[float, float]:
-    return (max(lo, bounds[0]), min(hi, bounds[1])) if bounds is not None else (lo, hi)
+def _clip(lo: float, hi: float, bounds: tuple[float, float] | None) -> tuple[float, float, bool]:
+    if bounds is None:
+        return lo, hi, False
+    return max(lo, bounds[0]), min(hi, bounds[1]), lo < bounds[0] or hi > bounds[1]
+
+
+def _interval(mean: float, se: float, df: int, confidence: float, bounds, test: bool) -> dict:
+    half = t_quantile(df, 0.5 + confidence / 2) * se
+    lo, hi, clipped = _clip(mean - half, mean + half, bounds)
+    return {"lo": lo, "hi": hi, "clipped": clipped, "p": t_p_value(mean / se, df) if test else None}
 
 
 def summarize(values: list[float], confidence: float = CONFIDENCE,
@@ -111,7 +169,7 @@ def summarize(values: list[float], confidence: float = CONFIDENCE,
     spread. ``test``: also the two-sided one-sample t-test of a zero mean (a gain's p-value).
 
     ``bounds`` clips the interval to the quantity's range (accuracy lies in [0, 1]): with few seeds a
-    t-interval can reach past it, which says only that the data cannot narrow it further.
+    t-interval can reach past it, which says only that the data cannot narrow it further (``clipped`` says so).
     """
     pairs = [(s, v) for s, v in zip(seeds if seeds is not None else range(len(values)), values)
              if v is not None and not math.isnan(v)]
@@ -125,11 +183,8 @@ def summarize(values: list[float], confidence: float = CONFIDENCE,
     if no_spread(vals):
         return Summary(n, mean, 0.0, None, None, per_seed=per_seed)
     sd = stdev(vals)
-    se = sd / math.sqrt(n)
-    half = t_quantile(n - 1, 0.5 + confidence / 2) * se
-    lo, hi = _clip(mean - half, mean + half, bounds)
-    return Summary(n, mean, sd, lo, hi, p=t_p_value(mean / se, n - 1) if test else None, method=SEEDS,
-                   per_seed=per_seed)
+    return Summary(n, mean, sd, method=SEEDS, per_seed=per_seed, components=Components(sd ** 2),
+                   **_interval(mean, sd / math.sqrt(n), n - 1, confidence, bounds, test))
 
 
 def two_way(matrix, means: list[float] | None = None, confidence: float = CONFIDENCE,
@@ -137,7 +192,7 @@ def two_way(matrix, means: list[float] | None = None, confidence: float = CONFID
             test: bool = False) -> Summary | None:
     """The mean of an S x N matrix (seeds x the same test images: per-image correctness, or a student's minus
     its baseline's) with the variance of a crossed seeds x images design (see the module's note), Student's t
-    on Satterthwaite's degrees of freedom. ``means``: the per-seed values as metrics.json has them (they equal
+    on the seeds' S - 1 degrees of freedom. ``means``: the per-seed values as metrics.json has them (they equal
     the row means; given, they are what the cell shows)."""
     import numpy as np  # numpy: only where a table is built (kdtui's first screen does not wait for it)
 
@@ -152,18 +207,43 @@ def two_way(matrix, means: list[float] | None = None, confidence: float = CONFID
     ms_image = s_count * float(col_means.var(ddof=1))
     resid = d - row_means[:, None] - col_means[None, :] + grand
     ms_resid = float((resid ** 2).sum()) / ((s_count - 1) * (n_images - 1))
-    # Var(mean) = (MS_seed + MS_image - MS_resid) / (S N), the images' component floored at zero; t on the seeds'
-    # S - 1 degrees of freedom (Satterthwaite's would be more, and is liberal at 3 seeds: 6.6 % at 5 % measured)
-    var = (ms_seed + max(0.0, ms_image - ms_resid)) / (s_count * n_images)
-    if not var > 0:  # guarded above; kept so that no rounding can divide by zero
+    # the components, each floored at zero (and said): a negative estimate is noise or seeds that agree more than
+    # their images' noise allows; either way it must not narrow the interval
+    seed_c, image_c = (ms_seed - ms_resid) / n_images, (ms_image - ms_resid) / s_count
+    floored = tuple(name for name, c in (("seeds", seed_c), ("images", image_c)) if c < 0)
+    comps = Components(seed_c, image_c, ms_resid)
+    var = comps.variance(s_count, n_images)
+    if not var > 0:  # an exactly additive matrix: nothing varies but the seeds' constant shifts
         return summarize(rows, confidence, bounds, seeds, test)
-    df = s_count - 1
-    se = math.sqrt(var)
     mean = fmean(rows)
-    half = t_quantile(df, 0.5 + confidence / 2) * se
-    lo, hi = _clip(mean - half, mean + half, bounds)
-    return Summary(s_count, mean, stdev(rows), lo, hi, p=t_p_value(mean / se, df) if test else None,
-                   method=SEEDS_IMAGES, per_seed=tuple(zip(seeds, rows)))
+    return Summary(s_count, mean, stdev(rows), method=SEEDS_IMAGES, per_seed=tuple(zip(seeds, rows)),
+                   images=n_images, components=comps, floored=floored,
+                   **_interval(mean, math.sqrt(var), s_count - 1, confidence, bounds, test))
+
+
+def seeds_plus_variance(values: list[float], variances: list[float], images: int,
+                        confidence: float = CONFIDENCE, bounds: tuple[float, float] | None = None,
+                        seeds: list | None = None, test: bool = False) -> Summary | None:
+    """A metric that is not a mean over images but declares each seed's variance over the test set (DeLong's for
+    AUROC, of a gain the paired one): Var(mean) = s²_seeds/S + mean of the per-seed variances (the test set's
+    share once, the seeds' over S; conservative by the seed x image interaction's share, which both hold), t on
+    S - 1 degrees of freedom."""
+    pairs = [(s, v, w) for s, v, w in zip(seeds if seeds is not None else range(len(values)), values, variances)
+             if v is not None and w is not None and not math.isnan(v) and not math.isnan(w)]
+    if len(pairs) < 2:
+        return summarize(values, confidence, bounds, seeds, test)
+    vals = [v for _, v, _ in pairs]
+    n, mean = len(vals), fmean(vals)
+    seed_var = 0.0 if no_spread(vals) else stdev(vals) ** 2
+    image_var = fmean(w for _, _, w in pairs)
+    var = seed_var / n + image_var
+    if not var > 0:
+        return summarize(vals, confidence, bounds, [s for s, _, _ in pairs], test)
+    # as components per observation: the test set's variance scales as 1/N, so its component is image_var * N
+    comps = Components(seed_var, image_var * images, 0.0)
+    return Summary(n, mean, math.sqrt(seed_var), method=SEEDS_VARIANCE,
+                   per_seed=tuple((s, v) for s, v, _ in pairs), images=images, components=comps,
+                   **_interval(mean, math.sqrt(var), n - 1, confidence, bounds, test))
 
 
 def paired_gain(treated: dict[int, float], baseline: dict[int, float],

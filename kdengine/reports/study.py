@@ -5,6 +5,7 @@ from ..errors import UsageError
 from ..store import RunStore
 from ..study.registry import list_studies, load_study_record
 from ..store.records import RunRecord, collect
+from .shift_request import study_request
 from .tables import Tables, build
 
 
@@ -22,11 +23,16 @@ def study_records(store: RunStore, name: str) -> tuple[dict, list[RunRecord]]:
 
 
 def study_tables(store: RunStore, name: str, metric: str = "accuracy", **stats) -> Tables:
-    """The tables of one study: its runs only, with the roles the study gave them."""
+    """The tables of one study: its runs only, with the roles the study gave them, its primary comparison (the
+    study file's ``primary``) and its own request under shift (the study file's ``[shift]``: another ``kdengine
+    shift`` of its runs never takes its place)."""
     record, records = study_records(store, name)
     planned = [p for p in record["runs"] if isinstance(p, dict) and "run_id" in p]
     roles = {p["run_id"]: set(p.get("roles", ())) for p in planned}
     axes = study_axes(record)
+    config = record.get("config") if isinstance(record.get("config"), dict) else {}
+    stats.setdefault("primary", config.get("primary") if isinstance(config.get("primary"), str) else "")
+    stats.setdefault("shift_request", study_request(config))
     return build(records, metric, roles=roles, title=f"Study {record.get('name', name)}", planned=len(planned),
                  study=name, axes=axes, **stats)
 

@@ -28,15 +28,14 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 from .. import strategy_catalog as catalog
-from ..study.axes import axis_value, label, norm, point_text, value_text, without_axes
+from ..study.axes import axis_value, label, norm, point_text, value_text
 from ..store.records import RunRecord
-from .groups import settings_groups
+from .groups import Groups, study_groups
 from .intervals import StatsOptions, gain_summary, paired, value_summary
 from .stats import Summary, summarize
-from .table_model import METRICS, Table, Tables, cell_notes
+from .table_model import CELLS, METRICS, Best, Count, Table, Tables, cell_notes
 
 
 @dataclass
@@ -93,9 +92,13 @@ class Choice:
     held_out: Summary | None  # leave-one-seed-out: per seed, the best on the other seeds, that seed's test gain
 
     def text(self, show=lambda v: str(v)) -> str:
+        return str(self.typed(show))
+
+    def typed(self, show=lambda v: str(v)) -> Best:
+        """The choice as a table cell: written "2 (tie: 4)", its CSV the value, whether tied, and with what."""
         if self.best is None:
-            return "–"
-        return show(self.best) + (f" (tie: {', '.join(show(v) for v in self.ties)})" if self.ties else "")
+            return Best(None)
+        return Best(self.best, tuple(self.ties), show(self.best), tuple(show(v) for v in self.ties))
 
 
 def _val_gains(pairs: list[tuple[RunRecord, RunRecord]], metric: str) -> dict[int, tuple[float, tuple]]:
@@ -141,33 +144,38 @@ def _order(key: tuple) -> tuple:
     return (group, catalog.names().index(strategy) if strategy in catalog.CATALOGUE else 99, strategy, *rest)
 
 
-def _settings_groups(students: list[RunRecord], keys: list[str]) -> tuple[dict[str, str], list[str]]:
-    """Settings groups over what the axes leave: runs that differ beyond the sweep are never blended."""
-    return settings_groups([SimpleNamespace(run_id=r.run_id, spec=without_axes(r.spec, keys)) for r in students])
-
-
 def _teacher_defect(r: RunRecord) -> dict:
     return ((r.metrics.get("teachers") or [{}])[0].get("defect") or {})
 
 
+def _rest(groups: Groups, students: list[RunRecord]) -> tuple[dict[str, str], list[str]]:
+    """The letter of what differs beyond the axes, per run ("" where they share it all), and its notes: a sweep's
+    row holds every value of its axis, so its runs share all else (the same letters every output uses)."""
+    letters = {r.run_id: groups.rest.get(r.run_id, "") for r in students}
+    if len(set(letters.values())) <= 1:
+        return {i: "" for i in letters}, []
+    return letters, [groups.notes[k] for k in sorted(set(letters.values())) if k in groups.notes]
+
+
 def sweeps(records: list[RunRecord], axes: dict[str, list], metric: str,
-           opts: StatsOptions = StatsOptions()) -> list[Sweep]:
+           opts: StatsOptions = StatsOptions(), groups: Groups | None = None) -> list[Sweep]:
     """One :class:`Sweep` per axis that some finished KD student has a value on."""
     by_id = {r.run_id: r for r in records}
     students = [r for r in records if r.kind == "kd" and r.finished and r.spec is not None]
     keys = list(axes)
+    groups = groups if groups is not None else study_groups(records, keys)
     out = []
     for key, declared in axes.items():
         mine = [r for r in students if axis_value(r.spec, key) is not None]
         if not mine:
             continue
-        groups, notes = _settings_groups(mine, keys)
+        groups_, notes = _rest(groups, mine)
         others = [k for k in keys if k != key and any(axis_value(r.spec, k) is not None for r in mine)]
         values = _ordered(declared, [norm(axis_value(r.spec, key)) for r in mine])
         cells: dict[tuple, dict] = defaultdict(lambda: defaultdict(list))
         for r in mine:
             rest = tuple(value_text(v) if (v := axis_value(r.spec, k)) is not None else "" for k in others)
-            cells[(groups[r.run_id], r.strategy, r.teacher_label, r.model, rest)][norm(axis_value(r.spec, key))]\
+            cells[(groups_[r.run_id], r.strategy, r.teacher_label, r.model, rest)][norm(axis_value(r.spec, key))]\
                 .append(r)
         rows = []
         for (group, strategy, teacher, student, rest), at in sorted(cells.items(), key=lambda kv: _order(kv[0])):
@@ -209,19 +217,20 @@ def sweep_table(sweep: Sweep) -> Table:
                + ["best on val", "shared seeds", "gain at best (held out)", "gain at best (plain, optimistic)"])
     key = sweep.key.replace(".", "_")
     table = Table(f"sweep_{key}", f"Sweep over {lab} ({sweep.key}): the student's test {label_} gain over its "
-                  "baseline at each value (mean ± std [95% CI] over seeds, paired by seed), its val "
-                  f"{label_} at each value, and the best value: chosen on val, its gain reported on test",
+                  f"baseline at each value ({CELLS}; paired by seed and test image), its val {label_} at each value, "
+                  "and the best value: chosen on val (in bold), its gain reported on test",
                   columns, notes=list(sweep.notes), text=("strategy", *others, "best on val", "shared seeds",
                                                           *reached), axis=lab)
     for r in sweep.rows:
         row = ([r.group] if grouped else []) + [r.strategy, r.teacher, r.student, *r.others.values()]
         row += [r.gain.get(v) for v in sweep.values] + [r.val.get(v) for v in sweep.values]
         row += [r.teacher_stop.get(v) for v in sweep.values] if stops else []
-        row += [f"reached {r.reached[v][0]}/{r.reached[v][1]}" if v in r.reached else "–" for v in sweep.values] \
-            if stops else []
+        row += [Count(*r.reached[v]) if v in r.reached else "–" for v in sweep.values] if stops else []
         c = r.choice
-        row += [c.text(value_text) if c else "–", str(len(c.seeds)) if c else "0",
+        row += [c.typed(value_text) if c else Best(None), len(c.seeds) if c else 0,
                 c.held_out if c else None, c.plain if c else None]
+        if c is not None and c.best is not None:  # the value chosen on val, never the best on test
+            table.emphasis.add((len(table.rows), table.columns.index(f"gain {lab}={value_text(c.best)}")))
         table.rows.append(row)
     better = "highest" if METRICS[sweep.metric][2] else "lowest"
     table.notes.append(
@@ -240,7 +249,7 @@ def sweep_table(sweep: Sweep) -> Table:
 
 
 def best_table(records: list[RunRecord], axes: dict[str, list], metric: str,
-               opts: StatsOptions = StatsOptions()) -> Table | None:
+               opts: StatsOptions = StatsOptions(), groups: Groups | None = None) -> Table | None:
     """With several axes: per strategy, teacher and student, the best combination chosen on val, reported on test."""
     keys = list(axes)
     if len(keys) < 2:
@@ -250,16 +259,18 @@ def best_table(records: list[RunRecord], axes: dict[str, list], metric: str,
                 and any(axis_value(r.spec, k) is not None for k in keys)]
     if not students:
         return None
-    groups, notes = _settings_groups(students, keys)
-    grouped = any(groups.values())
+    groups_, notes = _rest(groups if groups is not None else study_groups(records, keys), students)
+    grouped = any(groups_.values())
     cells: dict[tuple, dict] = defaultdict(lambda: defaultdict(list))
+    combos: dict[str, dict] = {}  # a combination's text -> its values, by the axes' labels (the CSV's columns)
     for r in students:
         point = {k: v for k in keys if (v := axis_value(r.spec, k)) is not None}
-        cells[(groups[r.run_id], r.strategy, r.teacher_label, r.model)][point_text(point)].append(r)
+        cells[(groups_[r.run_id], r.strategy, r.teacher_label, r.model)][point_text(point)].append(r)
+        combos[point_text(point)] = {label(k): norm(v) for k, v in point.items()}
     label_ = METRICS[metric][0]
     table = Table("sweep_best", f"Every axis at once: per strategy, teacher and student, the combination with the "
                   f"best val {label_} gain (chosen on val, on the seeds every combination shares), its val and test "
-                  f"{label_} and its test gain over the baseline (mean ± std [95% CI] over seeds, paired by seed)",
+                  f"{label_} and its test gain over the baseline ({CELLS}; paired by seed and test image)",
                   (["settings"] if grouped else []) + ["strategy", "teacher", "student", "best on val", "combinations",
                                                        "shared seeds", "val at best", "test at best",
                                                        "gain at best (held out)", "gain at best (plain, optimistic)"],
@@ -268,7 +279,8 @@ def best_table(records: list[RunRecord], axes: dict[str, list], metric: str,
         c = choose(dict(at), by_id, metric, opts)
         runs = at.get(c.best, []) if c else []
         table.rows.append(([group] if grouped else []) + [
-            strategy, teacher, student, c.text() if c else "–", str(len(at)), str(len(c.seeds)) if c else "0",
+            strategy, teacher, student, Best(combos[c.best], tuple(c.ties), c.best, tuple(c.ties))
+            if c and c.best is not None else Best(None), len(at), len(c.seeds) if c else 0,
             value_summary(runs, "val", metric, opts) if runs else None,
             value_summary(runs, "test", metric, opts) if runs else None,
             c.held_out if c else None, c.plain if c else None])
@@ -278,12 +290,12 @@ def best_table(records: list[RunRecord], axes: dict[str, list], metric: str,
 
 
 def add_sweeps(tables: Tables, records: list[RunRecord], axes: dict[str, list], metric: str,
-               opts: StatsOptions = StatsOptions()) -> None:
+               opts: StatsOptions = StatsOptions(), groups: Groups | None = None) -> None:
     """A swept study's tables, after its students' tables (with their notes): one per axis, and the best
     combination with several axes. ``tables.sweeps`` keeps what the figures draw."""
-    tables.sweeps = sweeps(records, axes, metric, opts)
+    tables.sweeps = sweeps(records, axes, metric, opts, groups)
     extra = [sweep_table(s) for s in tables.sweeps]
-    best = best_table(records, axes, metric, opts)
+    best = best_table(records, axes, metric, opts, groups)
     extra += [best] if best is not None else []
     for t in extra:
         cell_notes(t, tables.synthetic)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .stats import Summary
+from .stats import OVER_IMAGES, Summary, number
 
 # metric -> (label, range, higher is better)
 METRICS = {
@@ -16,6 +16,38 @@ METRICS = {
     "shift_mean": ("accuracy under shift", (0.0, 1.0), True),  # test split, mean over shifts and severities
 }
 TEXT_COLUMNS = ("settings", "model", "student", "regime", "role", "split", "threshold reached", "n", "what", "teacher")
+# how a table's title says what its cells are (one phrase, every table)
+CELLS = "mean ± std over seeds [95% CI; n = seeds × test images where the interval covers both, else seeds only]"
+
+
+@dataclass(frozen=True)
+class Count:
+    """k of n (the teachers that reached a threshold): ``k/n`` in a table, two numbers in its CSV."""
+    k: int
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.k}/{self.n}"
+
+
+@dataclass(frozen=True)
+class Best:
+    """A sweep row's value chosen on val, and the values tied with it: ``2 (tie: 4)`` in a table; in its CSV the
+    value (typed as the axis is), whether it is tied, and with what."""
+    value: Any
+    ties: tuple = ()
+    text: str = ""  # how the table writes the value ("2", "T=2, α=0.5")
+    tie_texts: tuple = ()
+
+    def __str__(self) -> str:
+        if self.value is None:
+            return "–"
+        return self.text + (f" (tie: {', '.join(self.tie_texts)})" if self.ties else "")
+
+
+def snake(column: str) -> str:
+    """A header as a CSV column name: no spaces ("threshold reached" -> "threshold_reached")."""
+    return "_".join(column.replace("(", " ").replace(")", " ").replace(",", " ").split())
 
 
 @dataclass
@@ -23,10 +55,11 @@ class Table:
     name: str  # file stem: models, students_normal, ...
     title: str
     columns: list[str]
-    rows: list[list] = field(default_factory=list)  # cells: str, int, Summary or None
+    rows: list[list] = field(default_factory=list)  # cells: str, int, Count, Best, Summary or None
     notes: list[str] = field(default_factory=list)
     text: tuple[str, ...] = ()  # this table's own text columns, besides TEXT_COLUMNS
     axis: str = ""  # a sweep table's swept setting, as its columns name it ("T" in "gain T=2")
+    emphasis: set = field(default_factory=set)  # (row, column) cells the LaTeX sets in bold (a sweep: the val choice)
 
     def is_text(self, column: str) -> bool:
         return column in TEXT_COLUMNS or column in self.text
@@ -35,31 +68,84 @@ class Table:
     def key(self) -> str:
         return self.name.removeprefix("students_")
 
+    def meaning(self, column: str) -> tuple[str, str]:
+        """(quantity, of what) of a number column, for the long CSV: ("gain", "resnet18"), ("student",
+        "resnet18"), ("val", "T=2"), ("ρ", "teacher–student"), ("value", "test") ..."""
+        if self.name == "models":
+            return "value", column
+        if "at best" in column or self.name == "robustness":
+            return column, ""
+        if self.name == "attention":
+            head, _, tail = column.rpartition(" ")
+            return (head, tail) if head else (column, "")
+        if self.name.startswith(("students_", "robustness_")) and not column.startswith("gain "):
+            return ("baseline", "") if column == "baseline" else ("student", column)
+        for head in ("gain ", "val ", "teacher at stop "):
+            if column.startswith(head):
+                return head.strip(), column[len(head):]
+        return column, ""
+
+    def summary_columns(self) -> list[int]:
+        return [j for j, c in enumerate(self.columns) if any(isinstance(row[j], Summary) for row in self.rows)
+                or (not self.is_text(c) and not any(row[j] is not None for row in self.rows))]
+
     def frame(self):
-        """The table as a DataFrame of numbers: each Summary column split into mean, std, ci_lo, ci_hi, n (and,
-        for a gain, whether its interval excludes zero); the CSV is this frame."""
+        """The table long and typed (what its CSV and Parquet hold): one row per number cell, the row's text and
+        count columns repeated on it, then the cell: mean, std, its 95% interval, n as seeds and test images, the
+        interval's method (and why a cell fell back to the seeds only), its family, raw and adjusted p, the mark,
+        the family's minimum detectable effect, and the per-seed values."""
         import pandas as pd  # see the module's note: never at import
 
-        data: dict[str, list] = {}
-        for i, c in enumerate(self.columns):
-            cells = [row[i] for row in self.rows]
-            if self.is_text(c):
-                data[c] = cells
-                continue
-            for part in ("mean", "std", "lo", "hi"):
-                data[f"{c} {'ci_' + part if part in ('lo', 'hi') else part}"] = pd.array(
-                    [getattr(v, part) if v is not None else None for v in cells], dtype="Float64")
-            data[f"{c} n"] = pd.array([v.n if v is not None else None for v in cells], dtype="Int64")
-            if c.startswith("gain"):
-                # significant: after the table's correction (the mark); p and p_adj: raw and adjusted
-                data[f"{c} significant"] = [None if v is None or v.p_adj is None else str(v.marked).lower()
-                                            for v in cells]
-                for part in ("p", "p_adj"):
-                    data[f"{c} {part}"] = pd.array([getattr(v, part) if v is not None else None for v in cells],
-                                                   dtype="Float64")
-            if any(v is not None and v.per_seed for v in cells):
-                data[f"{c} per_seed"] = [v.seeds_text() if v is not None else None for v in cells]
-        return pd.DataFrame(data)
+        numbers = set(self.summary_columns())
+        records = []
+        for row in self.rows:
+            fields: dict[str, Any] = {}
+            for j, (c, v) in enumerate(zip(self.columns, row)):
+                if j in numbers:
+                    continue
+                if isinstance(v, Count):
+                    fields[snake(c)], fields[snake(c) + "_of"] = v.k, v.n
+                elif isinstance(v, Best) and isinstance(v.value, dict):  # a combination: a column per axis
+                    fields.update({f"{snake(c)}_{snake(k)}": x for k, x in v.value.items()})
+                    fields["tie"] = bool(v.ties)
+                    fields["tied_with"] = "; ".join(v.tie_texts)
+                elif isinstance(v, Best):
+                    fields[snake(c)] = v.value
+                    fields["tie"] = bool(v.ties)
+                    fields["tied_with"] = "; ".join(v.tie_texts)
+                else:
+                    fields[snake(c)] = None if v == "–" else v
+            for j in sorted(numbers):
+                v = row[j]
+                if v is None:
+                    continue
+                quantity, of = self.meaning(self.columns[j])
+                records.append({"table": self.name, **fields, "column": self.columns[j], "quantity": quantity,
+                                "of": of, **cell_fields(v)})
+        return _typed_frame(pd, records)
+
+
+def cell_fields(v: Summary) -> dict[str, Any]:
+    """A cell's numbers, as the long CSV has them (one column each)."""
+    return {"mean": v.mean, "std": v.std, "ci_lo": v.lo, "ci_hi": v.hi, "n_seeds": v.n,
+            "n_images": v.images if v.method in OVER_IMAGES else 0, "interval": v.method or "none",
+            "fallback": v.fallback, "floored": "+".join(v.floored), "clipped": v.clipped, "tested": v.tested,
+            "family": v.family, "p": v.p, "p_adj": v.p_adj, "significant": v.marked, "mark": v.mark, "mde": v.mde,
+            "per_seed": v.seeds_text()}
+
+
+def _typed_frame(pd, records: list[dict]):
+    """Columns typed as their values are: numbers numeric (nullable where missing), flags boolean, the rest text."""
+    frame = pd.DataFrame.from_records(records)
+    for c in frame.columns:
+        vals = [v for v in frame[c].tolist() if v is not None and not (isinstance(v, float) and v != v)]
+        if vals and all(isinstance(v, bool) for v in vals):
+            frame[c] = frame[c].astype("boolean")
+        elif vals and all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
+            frame[c] = frame[c].astype("Int64")
+        elif vals and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            frame[c] = pd.array([None if v is None else float(v) for v in frame[c].tolist()], dtype="Float64")
+    return frame
 
 
 @dataclass
@@ -78,6 +164,8 @@ class Tables:
     # run id -> its point or settings group ("T=4", or "A" where runs of one model and role differ otherwise):
     # what tells look-alike runs apart in every figure and table that is not grouped by seed ("" where none)
     points: dict = field(default_factory=dict)
+    shift_request: Any = None  # the request under shift the robustness tables read (its key), or None
+    records: list = field(default_factory=list)  # the records the tables were built from (with that request's results)
 
     def get(self, name: str) -> Table | None:
         return next((t for t in self.tables if t.name == name), None)
@@ -98,7 +186,7 @@ SYNTHETIC_NOTE = "SYNTHETIC data: generated images, not real radiographs."
 
 def cell_notes(t: Table, synthetic: bool) -> None:
     """What a table of gains over seeds must say when its cells allow no interval, and synthetic data; the
-    intervals' and the correction's notes are added where the table is corrected (tables.finish_notes)."""
+    intervals' and the correction's notes are added where the tables are corrected (families.finish)."""
     seeds_per_cell = max((v.n for row in t.rows for v in row if isinstance(v, Summary)), default=0)
     if seeds_per_cell <= 1:
         t.notes.append("One seed per cell: no interval can be given; run more seeds to tell a gain from noise.")
@@ -108,13 +196,36 @@ def cell_notes(t: Table, synthetic: bool) -> None:
 
 # -- writing --------------------------------------------------------------------------------------------------
 def cell_text(v, gain: bool = False, intervals: bool = True, n: bool = True) -> str:
-    """A cell as the Markdown, the report and the LaTeX write it: mean ± std [interval] (n=…), and ``*`` where
-    the gain is significant after the table's correction."""
+    """A cell as every front end writes it (Markdown, LaTeX, HTML, kdtui): mean ± std [interval] (n=seeds×images,
+    or "seeds only"), and its mark ("*", "(*)", "inconclusive") as its family decided it."""
     if v is None:
         return "–"
     if isinstance(v, Summary):
-        return v.fmt(signed=gain, interval=intervals, n=n) + (" *" if gain and v.marked else "")
+        return v.fmt(signed=gain, interval=intervals, n=n) + (f" {v.mark}" if v.mark else "")
     return str(v)
+
+
+def cell_detail(column: str, v: Summary) -> str:
+    """'gain resnet18: n=3×250 · s0:+0.0040 s1:+0.0120 s2:-0.0080 · p=0.21, adjusted 0.63 in students_normal ·
+    over seeds and test images · MDE ±0.0610': a cell in full, as kdtui's status line and the report's hover show."""
+    parts = [f"{column}: {v.n_text()}"]
+    if v.per_seed:
+        parts.append(v.seeds_text())
+    if v.p is not None:
+        parts.append(f"p={v.p:.3g}" + (f", adjusted {v.p_adj:.3g} in {v.family}" if v.p_adj is not None
+                                       else ", not tested"))
+    method = {"seeds+images": "over seeds and test images", "seeds+variance": "over seeds and test images (declared "
+              "variance)", "seeds": "over seeds only" + (f" ({v.fallback})" if v.fallback else "")}
+    parts.append(method.get(v.method, "no interval"))
+    if v.floored:
+        parts.append(f"{' and '.join(v.floored)}' variance component below zero, set to zero")
+    if v.clipped:
+        parts.append("interval cut at the quantity's range")
+    if v.mde is not None:
+        parts.append(f"MDE ±{number(v.mde)} at 80% power")
+    if v.mark:
+        parts.append(v.mark)
+    return " · ".join(parts)
 
 
 def text_frame(t: Table):

@@ -6,13 +6,16 @@ tables are its groupings and pivots, each cell a :class:`~.stats.Summary` over s
 
 - **models**: every run trained alone (cross-entropy): teachers (by regime) and baselines.
 - **students_<strategy>**: the thesis's layout: rows (student, split), one column per teacher, the
-  student's baseline, and the gain over it per teacher, paired by seed.
-- **robustness** and **robustness_<strategy>**: the same under acquisition shift, once evaluated.
+  student's baseline, and the gain over it per teacher, paired by seed and by test image.
+- **robustness** and **robustness_<strategy>**: the same under acquisition shift, once evaluated
+  (:mod:`.robustness`, from the request :mod:`.shift_request` chooses); **attention**, and a sweep's tables.
 
 Pairing is exact: a KD run's baseline is the one run ``baseline_of(spec)`` names, never a run that
-merely has the same model. Cells average runs over seeds only: runs whose data or settings differ are
-never blended. Where the runs of a table were trained under several settings, each settings group
-gets its own rows, labelled A, B, ..., and a note says what differs between the groups.
+merely has the same model. Cells average runs over seeds: runs whose data or settings differ are never
+blended. Where the runs of a table were trained under several settings, each settings group gets its own
+rows, labelled as every output labels it (:func:`~.groups.study_groups`), and a note says what differs.
+Once every table is built, :func:`~.families.finish` decides each tested cell's family, correction, mark and
+power, and writes each table's notes. A table's CSV is long and typed (:meth:`~.table_model.Table.frame`).
 
 pandas is imported where a table is built (about 0.4 s), never at import: kdtui's first screen does not
 wait for it. No torch.
@@ -25,20 +28,22 @@ from pathlib import Path
 from .. import strategy_catalog as catalog
 from ..atomic import atomic_path, disk_errors, write_text
 from ..errors import UsageError
-from ..metric_names import HEADLINE, PER_SPLIT, SPLITS
-from ..study.axes import axis_value, point_text, run_point
-from .attention import attention_table
+from ..metric_names import PER_SPLIT, SPLITS
+from ..study.axes import axis_value
 from ..store.records import RunRecord, finished_baseline, roles_of
-from .groups import group_rank, settings_groups, severity_text
-from .correction import CORRECTIONS, correct_table, correction_note
+from . import families
+from .attention import attention_table
+from .correction import CORRECTIONS
+from .groups import EVERY_POINT, Groups, group_rank, study_groups
+from .intervals import StatsOptions, by_seed, gain_summary, paired, value_summary
 from .latex import document, table_latex
-from .intervals import StatsOptions, by_seed, gain_summary, interval_note, paired, value_summary
-from .stats import INTERVALS, Summary, summarize
+from .robustness import robustness_frame, robustness_table
+from .shift_request import choose as choose_shift
+from .stats import INTERVALS, Summary
 from .sweep import add_sweeps
-from .table_model import METRICS, SYNTHETIC_NOTE, Table, Tables, cell_notes, text_frame
+from .table_model import CELLS, METRICS, SYNTHETIC_NOTE, Count, Table, Tables, cell_notes, text_frame
 
 TIDY_METRICS = PER_SPLIT
-SHIFT_METRICS = HEADLINE  # what shift.json keeps per cell
 FORMATS = ("csv", "md", "parquet", "latex", "both", "all")  # both: CSV and Markdown; all: and Parquet and LaTeX
 
 
@@ -70,51 +75,49 @@ def cell_frame(records: list[RunRecord]):
     return pd.DataFrame(rows, columns=columns, dtype=object)
 
 
-def models_table(records: list[RunRecord], cells, roles: dict[str, set[str]], metric: str,
-                 names: dict[str, str] | None = None, opts: StatsOptions = StatsOptions()) -> Table | None:
+def models_table(records: list[RunRecord], cells, roles: dict[str, set[str]], metric: str, groups: Groups,
+                 opts: StatsOptions = StatsOptions()) -> Table | None:
     ce = [r for r in records if r.kind == "ce" and r.finished]
     if not ce:
         return None
-    groups, notes = settings_groups(ce, names)
+    labels, notes = groups.of([r.run_id for r in ce])
     meta = {r.run_id: r for r in ce}
     frame = cells[cells["run_id"].isin(list(meta))].copy()
-    frame["group"] = frame["run_id"].map(groups)
+    frame["group"] = frame["run_id"].map(labels)
     frame["regime_label"] = [f"defective (stop at {meta[i].spec.defect_acc:.2f})" if meta[i].regime == "defective"
                              else "normal" for i in frame["run_id"]]
     frame["role"] = ["+".join(sorted(roles.get(i, {"baseline"}))) for i in frame["run_id"]]
     label = METRICS[metric][0]
-    grouped = any(groups.values())
-    table = Table("models", f"Models trained alone (cross-entropy): teachers and baselines, test {label} "
-                  "(mean ± std [95% CI] over seeds); a defective teacher's numbers are those of the weights it "
-                  "teaches with", (["settings"] if grouped else []) + ["model", "regime", "role", *SPLITS,
-                                                                       "threshold reached", "n"], notes=notes)
-    frame["group_rank"] = frame["group"].map(group_rank(groups))
+    grouped = any(labels.values())
+    table = Table("models", f"Models trained alone (cross-entropy): teachers and baselines, {label} on train, val and "
+                  f"test ({CELLS}); a defective teacher's numbers are those of the weights it teaches with",
+                  (["settings"] if grouped else []) + ["model", "regime", "role", *SPLITS, "threshold reached"],
+                  notes=notes)
+    frame["group_rank"] = frame["group"].map(group_rank(labels))
     for (_, group, model, regime, role), g in frame.groupby(["group_rank", "group", "model", "regime_label", "role"],
                                                             sort=True):
         runs = [meta[i] for i in dict.fromkeys(g["run_id"])]
         reached = [bool((r.metrics.get("defect") or {}).get("reached")) for r in runs if r.regime == "defective"]
         table.rows.append(([group] if grouped else []) + [model, regime, role,
                                                           *(value_summary(runs, s, metric, opts) for s in SPLITS),
-                                                          f"{sum(reached)}/{len(reached)}" if reached else "–",
-                                                          len(by_seed([r for r in runs
-                                                                       if r.metric("test", metric) is not None]))])
+                                                          Count(sum(reached), len(reached)) if reached else "–"])
     return table
 
 
 def _strategy_table(name: str, title: str, mine: list[RunRecord], cells, metric: str, by_id: dict[str, RunRecord],
-                    names: dict[str, str] | None = None, opts: StatsOptions = StatsOptions()) -> Table:
+                    groups: Groups, opts: StatsOptions = StatsOptions()) -> Table:
     """Rows (settings group, student, split); a column per teacher, the baseline, and the gain per teacher."""
-    groups, notes = settings_groups(mine, names)
-    grouped = any(groups.values())
+    labels, notes = groups.of([r.run_id for r in mine])
+    grouped = any(labels.values())
     frame = cells[cells["run_id"].isin([r.run_id for r in mine])].copy()
-    frame["group"] = frame["run_id"].map(groups)
+    frame["group"] = frame["run_id"].map(labels)
     teachers = sorted({r.teacher_label for r in mine})
     table = Table(name, title, (["settings"] if grouped else []) + ["student", "split", *teachers, "baseline",
                                                                     *(f"gain {t}" for t in teachers)],
                   notes=list(notes))
     order = {s: i for i, s in enumerate(SPLITS)}
     frame["split_order"] = frame["split"].map(order)
-    frame["group_rank"] = frame["group"].map(group_rank(groups))
+    frame["group_rank"] = frame["group"].map(group_rank(labels))
     for (_, group, student, _), g in frame.groupby(["group_rank", "group", "model", "split_order"], sort=True):
         if not g[metric].notna().any():  # a row where some teacher has a value
             continue
@@ -132,7 +135,7 @@ def _strategy_table(name: str, title: str, mine: list[RunRecord], cells, metric:
     return table
 
 
-def student_tables(records: list[RunRecord], cells, metric: str, names: dict[str, str] | None = None,
+def student_tables(records: list[RunRecord], cells, metric: str, groups: Groups,
                    opts: StatsOptions = StatsOptions()) -> list[Table]:
     kd = [r for r in records if r.kind == "kd" and r.finished]
     by_id = {r.run_id: r for r in records}
@@ -142,77 +145,18 @@ def student_tables(records: list[RunRecord], cells, metric: str, names: dict[str
         mine = [r for r in kd if r.strategy == strategy]
         name = catalog.CATALOGUE[strategy].label
         out.append(_strategy_table(f"students_{strategy}",
-                                   f"{name}: student {label} (mean ± std [95% CI] over seeds); gain over its baseline "
-                                   "(the student trained alone, same data, settings and seed), paired by seed",
-                                   mine, cells, metric, by_id, names, opts))
+                                   f"{name}: student {label} ({CELLS}); gain over its baseline (the student trained "
+                                   "alone, same data, settings and seed), paired by seed and by test image",
+                                   mine, cells, metric, by_id, groups, opts))
     return out
 
 
-def robustness_table(records: list[RunRecord], names: dict[str, str] | None = None) -> Table | None:
-    """Each model and role (teacher, baseline, student of a strategy and teacher) over seeds: clean test
-    accuracy, mean accuracy under shift, the relative drop from clean, each shift's mean, and external data."""
-    done = [r for r in records if r.finished and r.shift]
-    if not done:
-        return None
-    shifts = list(done[0].shift["per_shift"])
-    groups, notes = settings_groups(done, names)
-    grouped = any(groups.values())
-    external = any(r.shift.get("external") for r in done)
-    cells: dict[tuple, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    for r in done:
-        what = r.strategy or ("defective teacher" if r.regime == "defective" else "trained alone")
-        key = (groups[r.run_id], r.model, what, r.teacher_label)
-        cells[key]["clean"].append(r.shift["clean"]["accuracy"])
-        cells[key]["under shift"].append(r.shift["mean_accuracy"])
-        if r.shift.get("relative_drop") is not None:
-            cells[key]["relative drop"].append(r.shift["relative_drop"])
-        for name in shifts:
-            if name in r.shift["per_shift"]:
-                cells[key][name].append(r.shift["per_shift"][name])
-        if r.shift.get("external"):
-            cells[key]["external"].append(r.shift["external"]["accuracy"])
-    values = ["clean", "under shift", "relative drop", *(["external"] if external else []), *shifts]
-    columns = (["settings"] if grouped else []) + ["model", "what", "teacher", *values, "n"]
-    sev = severity_text(done[0].shift["key"]["severities"])
-    table = Table("robustness", "Robustness under acquisition shift: test accuracy, clean and under shift (mean over "
-                  f"{len(shifts)} shifts x severities {sev}), the relative drop from clean, and each "
-                  "shift's mean over its severities (mean ± std [95% CI] over seeds)", columns, notes=notes)
-    rank = group_rank(groups)
-    for (group, model, what, teacher), c in sorted(cells.items(), key=lambda kv: (rank[kv[0][0]], kv[0])):
-        row = ([group] if grouped else []) + [model, what, teacher or "–"]
-        row += [summarize(c[col], bounds=(-1.0, 1.0) if col == "relative drop" else (0.0, 1.0)) if c.get(col) else None
-                for col in values]
-        table.rows.append(row + [len(c["clean"])])
-    return table
-
-
-def robustness_frame(records: list[RunRecord]):
-    """One row per run, shift and severity: the long table of every robustness figure."""
-    import pandas as pd  # see the module's note: never at import
-
-    rows = []
-    for r in records:
-        if not (r.finished and r.shift):
-            continue
-        base = {"run_id": r.run_id, "strategy": r.strategy or "", "method": r.spec.method or "",
-                "regime": r.regime or "", "teacher": r.teacher_label, "student": r.model, "seed": r.seed}
-        rows.append({**base, "shift": "clean", "severity": 0, **{k: r.shift["clean"].get(k) for k in SHIFT_METRICS}})
-        for name, levels in r.shift["cells"].items():
-            for severity, m in levels.items():
-                rows.append({**base, "shift": name, "severity": int(severity),
-                             **{k: m.get(k) for k in SHIFT_METRICS}})
-        if r.shift.get("external"):
-            rows.append({**base, "shift": f"external:{r.shift['external']['source']}", "severity": 0,
-                         **{k: r.shift["external"].get(k) for k in SHIFT_METRICS}})
-    return _typed(pd.DataFrame(rows)) if rows else None
-
-
-def long_frame(records: list[RunRecord], roles: dict[str, set[str]], study: str = "", axes: list[str] = ()):
+def long_frame(records: list[RunRecord], roles: dict[str, set[str]], groups: Groups, study: str = "",
+               axes: list[str] = ()):
     """One row per finished run and split, with every metric and the paired baseline: the long table; a sweep's
     swept settings are columns of it (empty where the setting does not shape the run: a baseline's kd.*)."""
     import pandas as pd  # see the module's note: never at import
 
-    groups, _ = settings_groups([r for r in records if r.spec])
     rows = []
     for r, base in with_baselines(records):
         teacher_meta = (r.metrics.get("teachers") or [{}])[0] if r.kind == "kd" else {}
@@ -227,16 +171,17 @@ def long_frame(records: list[RunRecord], roles: dict[str, set[str]], study: str 
                         "baseline_accuracy": base.metric(split) if base else None,
                         "gain": r.gain_over(base, split),
                         "defect_threshold": defect.get("threshold"), "defect_val_accuracy": defect.get("val_accuracy"),
-                        "teacher_val_accuracy": teacher_meta.get("val_accuracy"), "settings": groups.get(r.run_id, ""),
+                        "teacher_val_accuracy": teacher_meta.get("val_accuracy"),
+                        "settings": groups.labels.get(r.run_id, ""),
                         "data": r.spec.data.source, "task": r.spec.data.task, "image_size": r.spec.data.image_size,
                         "epochs": r.spec.train.epochs, "best_epoch": r.metrics.get("best_epoch"),
                         "synthetic": bool(r.metrics.get("synthetic"))})
             row.update({k: axis_value(r.spec, k) for k in axes})
             rows.append(row)
-    return _typed(pd.DataFrame(rows)) if rows else pd.DataFrame(columns=["run_id"])
+    return typed(pd.DataFrame(rows)) if rows else pd.DataFrame(columns=["run_id"])
 
 
-def _typed(df):
+def typed(df):
     """Each column as its values are: whole numbers as nullable integers (a missing one does not make the rest
     floats), real numbers as floats, flags as booleans, the rest as text."""
     import pandas as pd  # see the module's note: never at import
@@ -257,32 +202,38 @@ def _typed(df):
 
 def build(records: list[RunRecord], metric: str = "accuracy", roles: dict[str, set[str]] | None = None,
           title: str = "all runs", planned: int | None = None, study: str = "",
-          axes: dict[str, list] | None = None, interval: str = "seeds+images", correction: str = "holm") -> Tables:
+          axes: dict[str, list] | None = None, interval: str = "seeds+images", correction: str = "holm",
+          primary: str = "", shift_request: dict | None = None) -> Tables:
     """Every table for a set of records (a whole store, or one study's runs). ``axes``: a sweep's swept settings
     and their values ({"kd.temperature": [1, 2, 4, 8]}): columns of the long table, and the sweep tables.
-    ``interval``: what intervals cover (seeds+images, or seeds); ``correction``: of each table's marks (holm, bh,
-    none). See README, Statistics."""
+    ``interval``: what intervals cover (seeds+images, or seeds); ``correction``: of each family's marks (holm, bh,
+    none); ``primary``: the study's primary family (corrected alone; the rest exploratory); ``shift_request``: the
+    request under shift the robustness tables read (None: the one most runs have). See README, Statistics."""
     if metric not in METRICS:
         raise UsageError(f"unknown metric '{metric}' (choose {', '.join(METRICS)})")
     if interval not in INTERVALS:
         raise UsageError(f"--interval must be one of {', '.join(INTERVALS)}, got '{interval}'")
     if correction not in CORRECTIONS:
         raise UsageError(f"--correction must be one of {', '.join(CORRECTIONS)}, got '{correction}'")
-    opts = StatsOptions(interval, correction)
-    readable = [r for r in records if r.spec is not None]
+    opts = StatsOptions(interval, correction, primary or "")
+    readable, shift_key, shift_note = choose_shift([r for r in records if r.spec is not None], shift_request)
     roles = {**roles_of(readable), **(roles or {})}
+    groups = study_groups(readable, list(axes or {}))
     cells = cell_frame(readable)
-    names = {r.run_id: point_text(run_point(r.spec, list(axes))) for r in readable} if axes else None
-    tables = [t for t in [models_table(readable, cells, roles, metric, names, opts),
-                          *student_tables(readable, cells, metric, names, opts)] if t]
-    attention = attention_table(readable)
+    tables = [t for t in [models_table(readable, cells, roles, metric, groups, opts),
+                          *student_tables(readable, cells, metric, groups, opts)] if t]
+    attention = attention_table(readable, groups, opts)
     tables += [attention] if attention is not None else []
-    robust = robustness_table(readable, names)
+    robust = robustness_table(readable, groups, opts)
     if robust is not None and metric != "shift_mean":  # beside every accuracy table: the students under shift
         tables.append(robust)
-        for t in student_tables(readable, cells, "shift_mean", names, opts):
+        for t in student_tables(readable, cells, "shift_mean", groups, opts):
             t.name = t.name.replace("students_", "robustness_")
             tables.append(t)
+    if shift_note:
+        for t in tables:
+            if t.name.startswith("robustness"):
+                t.notes.append(shift_note)
     finished = [r for r in readable if r.finished]
     synthetic = any(r.metrics.get("synthetic") for r in finished)
     one_seed = all(v.n <= 1 for t in tables for row in t.rows for v in row if isinstance(v, Summary))
@@ -291,32 +242,21 @@ def build(records: list[RunRecord], metric: str = "accuracy", roles: dict[str, s
             cell_notes(t, synthetic)
         elif synthetic:
             t.notes.append(SYNTHETIC_NOTE)
-    result = Tables(title, metric, tables, long_frame(readable, roles, study, axes or {}), len(finished),
+    result = Tables(title, metric, tables, long_frame(readable, roles, groups, study, axes or {}), len(finished),
                     planned if planned is not None else len(records), synthetic, one_seed,
-                    robustness=robustness_frame(readable), options=opts)
-    result.points = names or settings_groups(readable)[0]
+                    robustness=robustness_frame(readable, groups), options=opts)
+    # figures name a run by its label; a run on no axis (a baseline) is named by nothing, it serves every point
+    result.points = {rid: label.removeprefix(EVERY_POINT).strip() for rid, label in groups.labels.items()}
+    result.shift_request = shift_key
+    result.records = readable
     if axes:
-        add_sweeps(result, readable, axes, metric, opts)
-    for t in result.tables:
-        finish_notes(t, opts, metric)
+        add_sweeps(result, readable, axes, metric, opts, groups)
+    families.finish(result.tables, opts)
     return result
 
 
-def finish_notes(t: Table, opts: StatsOptions, metric: str = "accuracy") -> None:
-    """Correct a table's marks over its tested cells, and say what its intervals cover and how it was corrected
-    (the note under every table: method, correction, number of cells)."""
-    family = correct_table(t, opts.correction)
-    if t.name == "attention":  # its intervals are its own (seed level); its note says so
-        said = []
-    else:
-        said = [n for n in [interval_note(t, opts, "shift_mean" if t.name.startswith("robustness") else metric)] if n]
-    if family:
-        said.append(correction_note(opts.correction, family))
-    t.notes[:0] = said
-
-
 def table_csv(t: Table) -> str:
-    """Numbers split into columns: mean, std, ci_lo, ci_hi, n per Summary cell, and a significance flag for gains."""
+    """The table long and typed (Table.frame): one row per number cell, every number in a column of its own."""
     return t.frame().to_csv(index=False, float_format="%.4f", na_rep="", lineterminator="\r\n")
 
 

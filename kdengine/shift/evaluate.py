@@ -2,42 +2,69 @@
 
 The test images come from the run's decoded cache (nothing is decoded again); each batch is read once and
 passed through every (shift, severity), so the cost is one forward pass per cell plus the shifts' own
-arithmetic. The result goes into the run's folder (``shift.json``, written atomically) beside its metrics:
-computed once per configuration, and read by every table, the report and the TUI.
+arithmetic.
+
+**Kept by request.** A run's results go into its folder, one entry per request (the shifts, severities, seed and
+external data asked for): ``shift.json`` holds ``{"entries": {request: result}}``, and ``shift/<request>.npz`` the
+per-image predictions (clean, every cell, external) that the robustness tables' intervals over test images are
+made from. A request already answered is read back; another request adds its own entry and never replaces one
+(``kdengine shift STUDY`` with other shifts leaves the study's own ``[shift]`` results as they are, and the study's
+tables read the study's request). Cells another request already computed (same version and seed, same images) are
+read back from its predictions, not computed again. ``--force`` computes the request's own entry again, no other.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import replace
 
 import numpy as np
 import torch
 
-from ..atomic import write_json
+from ..atomic import atomic_path, write_json
 from ..data.cache import build_or_load
 from ..data.config import open_source
-from ..data.corruptions import SHIFT_VERSION, apply_shift
+from ..data.corruptions import SHIFT_VERSION, SHIFTS, apply_shift
+from ..reports.shift_request import same_request, shift_key
 from ..data.memo import ArrayMemo, file_identity, rows_digest
 from ..errors import UsageError
 from ..metric_names import HEADLINE, SPLITS
 from ..store import RunStore
 from ..store.lifecycle import FINISHED
+from ..store.records import read_shift_arrays, shift_entries
 from ..store.runstore import SHIFT, read_json
 from ..training.device import setup_device
 from ..training.metrics import classification_metrics
 from ..training.teacher import frozen_from_checkpoint
 
 RESULT = SHIFT
+FOLDER = "shift"  # shift/<request>.npz: each request's per-image predictions
+DOC_VERSION = 2  # 2: results kept by request, with per-image predictions
 
 
-def shift_key(shifts: list[str], severities: list[int], seed: int, external: str | None) -> dict:
-    return {"version": SHIFT_VERSION, "shifts": list(shifts), "severities": list(severities), "seed": seed,
-            "external": external}
+def request_slug(key: dict) -> str:
+    """A request as a file stem: ``all-sev1-5-seed0-3f2a9c1b`` (the shifts, severities and seed, readable; a
+    digest of the whole key, external data included, so that two requests never share a file)."""
+    shifts = "all" if list(key["shifts"]) == list(SHIFTS) else "+".join(key["shifts"])
+    sev = key["severities"]
+    sev_text = f"{sev[0]}-{sev[-1]}" if sev == list(range(sev[0], sev[-1] + 1)) and len(sev) > 2 else \
+        ".".join(map(str, sev))
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{shifts[:60]}-sev{sev_text}-seed{key['seed']}-{digest}"
 
 
-def read_shift(store: RunStore, run_id: str) -> dict | None:
-    result = read_json(store.run_dir(run_id) / RESULT)
-    return result if isinstance(result, dict) and "cells" in result else None
+def read_entries(store: RunStore, run_id: str) -> dict[str, dict]:
+    """Every request's results of a run, by slug (a file from before requests were kept reads as one)."""
+    return shift_entries(read_json(store.run_dir(run_id) / RESULT))
+
+
+def read_shift(store: RunStore, run_id: str, key: dict | None = None) -> dict | None:
+    """The results of one request (``key``), or of the latest request without one; None where there are none."""
+    entries = read_entries(store, run_id)
+    if key is not None:
+        return next((e for e in entries.values() if e.get("key") == key), None)
+    return max(entries.values(), key=lambda e: e.get("at", 0), default=None)
 
 
 def summarize_cells(cells: dict[str, dict[str, dict]], clean: float) -> dict:
@@ -80,28 +107,40 @@ def _shifted(cache, images: np.ndarray, rows: np.ndarray, name: str, severity: i
     return shifted
 
 
+def _known(store: RunStore, run_id: str, entries: dict[str, dict], key: dict, rows: np.ndarray) -> dict:
+    """What other requests of this run already hold, on the same images at the same version and seed: {"clean":
+    (predictions, metrics), (shift, severity): (predictions, metrics)}. Read back instead of computed again."""
+    out: dict = {}
+    for entry in entries.values():
+        k = entry.get("key", {})
+        if k.get("version") != key["version"] or k.get("seed") != key["seed"] or not entry.get("per_image"):
+            continue
+        arrays = read_shift_arrays(store.run_dir(run_id) / entry["per_image"])
+        if arrays is None or not np.array_equal(arrays["row"], rows):
+            continue
+        out.setdefault("clean", (arrays["clean"], entry["clean"]))
+        for name, levels in arrays["cells"].items():
+            for severity, pred in levels.items():
+                if severity in entry["cells"].get(name, {}):
+                    out.setdefault((name, int(severity)), (pred, entry["cells"][name][severity]))
+    return out
+
+
 def evaluate_run(store: RunStore, run_id: str, shifts: list[str], severities: list[int], seed: int = 0,
                  external: str | None = None, dev=None, batch: int | None = None, force: bool = False,
                  log=print) -> dict:
-    """The run's accuracy on clean test images and under every (shift, severity); stored in ``shift.json``.
-
-    A request for other shifts or severities (same seed) adds to what is stored: the cells already there are
-    read back, the missing ones computed, and shift.json holds the union (a subset never overwrites more)."""
-    previous = read_shift(store, run_id)
-    old_key = previous.get("key", {}) if previous is not None else {}
-    mergeable = previous is not None and not force and old_key.get("version") == SHIFT_VERSION \
-        and old_key.get("seed") == seed
-    if mergeable:
-        shifts = list(dict.fromkeys([*old_key.get("shifts", []), *shifts]))
-        severities = sorted({*old_key.get("severities", []), *severities})
-        external = external or old_key.get("external")
+    """The run's accuracy on clean test images and under every (shift, severity) of this request, with per-image
+    predictions; kept as this request's entry (see the module's note). A request answered before is read back."""
     key = shift_key(shifts, severities, seed, external)
-    if mergeable and old_key == key:
-        return previous
-    known = previous.get("cells", {}) if mergeable else {}
-    spec = store.load_spec(run_id)
+    slug = request_slug(key)
+    entries = read_entries(store, run_id)
+    mine = next((s for s, e in entries.items() if same_request(e.get("key"), key)), None)
+    if mine is not None and not force and entries[mine].get("per_image") and \
+            (store.run_dir(run_id) / entries[mine]["per_image"]).is_file():
+        return entries[mine]
     if store.read_status(run_id).state != FINISHED:
         raise UsageError(f"{run_id} is not finished: shifts are evaluated on a finished run's best checkpoint")
+    spec = store.load_spec(run_id)
     dev = dev or setup_device("auto")
     batch = batch or max(spec.train.batch_size, 64)
     t0 = time.perf_counter()
@@ -109,39 +148,63 @@ def evaluate_run(store: RunStore, run_id: str, shifts: list[str], severities: li
     cache = build_or_load(source, spec.data.image_size, skip_bad=spec.data.skip_bad)
     rows = cache.rows("test")
     labels = cache.labels[rows]
-    images = np.asarray(cache.images[rows])  # read once; every cell reuses it
-    model, _ = frozen_from_checkpoint(store.checkpoint_dir(run_id), dev)
+    known = {} if force else _known(store, run_id, entries, key, rows)
+    images = None
+    model = None
+
+    def predict(name: str | None, severity: int = 0) -> np.ndarray:
+        nonlocal images, model
+        if images is None:
+            images = np.asarray(cache.images[rows])  # read once; every cell reuses it
+            model, _ = frozen_from_checkpoint(store.checkpoint_dir(run_id), dev)
+        x = images if name is None else _shifted(cache, images, rows, name, severity, seed)
+        return _predict(model, x, dev, batch)
+
     names = source.class_names
     t_clean = time.perf_counter()
-    clean = previous["clean"] if mergeable else _metrics(labels, _predict(model, images, dev, batch), names)
+    if "clean" in known:
+        clean_pred, clean = known["clean"]
+    else:
+        probs = predict(None)
+        clean_pred, clean = probs.argmax(1), _metrics(labels, probs, names)
     t_clean = time.perf_counter() - t_clean
+    arrays = {"row": rows, "label": labels, "clean": clean_pred.astype(np.int16)}
     cells: dict[str, dict[str, dict]] = {}
     for name in shifts:
         cells[name] = {}
-        for severity in severities:
-            if str(severity) in known.get(name, {}):  # stored by an earlier request: read back
-                cells[name][str(severity)] = known[name][str(severity)]
-                continue
-            shifted = _shifted(cache, images, rows, name, severity, seed)
-            cells[name][str(severity)] = _metrics(labels, _predict(model, shifted, dev, batch), names)
-    result = {"key": key, "run_id": run_id, "clean": clean, "cells": cells,
-              **summarize_cells(cells, clean["accuracy"]),
-              "test_pass_s": previous.get("test_pass_s") if mergeable else round(t_clean, 4)}
+        for severity in sorted(severities):
+            if (name, severity) in known:
+                pred, cells[name][str(severity)] = known[(name, severity)]
+            else:
+                probs = predict(name, severity)
+                pred, cells[name][str(severity)] = probs.argmax(1), _metrics(labels, probs, names)
+            arrays[f"cell:{name}:{severity}"] = pred.astype(np.int16)
+    result = {"key": key, "run_id": run_id, "at": time.time(), "clean": clean, "cells": cells,
+              **summarize_cells(cells, clean["accuracy"]), "per_image": f"{FOLDER}/{slug}.npz",
+              "test_pass_s": round(t_clean, 4)}
     if external:
-        same = mergeable and (previous.get("external") or {}).get("source") is not None and \
-            old_key.get("external") == external
-        result["external"] = previous["external"] if same else evaluate_external(model, external, spec, names, dev,
-                                                                                 batch)
+        if model is None:
+            model, _ = frozen_from_checkpoint(store.checkpoint_dir(run_id), dev)
+        result["external"], ext_labels, ext_pred = evaluate_external(model, external, spec, names, dev, batch)
+        arrays["external_label"], arrays["external_pred"] = ext_labels, ext_pred.astype(np.int16)
     result["seconds"] = round(time.perf_counter() - t0, 3)
-    write_json(store.run_dir(run_id) / RESULT, result)
+    path = store.run_dir(run_id) / result["per_image"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+    entries = read_entries(store, run_id)  # again: another process may have added a request meanwhile
+    entries[mine or slug] = result
+    write_json(store.run_dir(run_id) / RESULT, {"version": DOC_VERSION, "entries": entries})
     log(f"{run_id}: clean {clean['accuracy']:.4f}, under shift {result['mean_accuracy']:.4f} "
         f"(drop {result['relative_drop']:.1%})" + (f", external {result['external']['accuracy']:.4f}"
                                                     if external else ""))
     return result
 
 
-def evaluate_external(model, external: str, spec, class_names: list[str], dev, batch: int) -> dict:
-    """Every image of another dataset with the same class names (another site), at the run's image size."""
+def evaluate_external(model, external: str, spec, class_names: list[str], dev, batch: int):
+    """Every image of another dataset with the same class names (another site), at the run's image size:
+    (metrics, labels, predictions)."""
     cfg = replace(spec.data, source=external, cap_train=None, cap_test=None).resolved()
     src = open_source(cfg)
     if sorted(src.class_names) != sorted(class_names):
@@ -152,4 +215,4 @@ def evaluate_external(model, external: str, spec, class_names: list[str], dev, b
     remap = np.array([class_names.index(n) for n in src.class_names])  # the external order -> the run's
     labels = remap[cache.labels[rows]]
     probs = _predict(model, np.asarray(cache.images[rows]), dev, batch)
-    return {"source": cfg.source, **_metrics(labels, probs, class_names)}
+    return {"source": cfg.source, **_metrics(labels, probs, class_names)}, labels, probs.argmax(1)

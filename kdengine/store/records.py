@@ -29,11 +29,15 @@ class RunRecord:
     status: RunStatus
     metrics: dict | None
     damage: str | None = None  # why the run cannot be read, when it cannot
-    shift: dict | None = None  # shift.json: the best checkpoint under acquisition shift, once evaluated
+    shift: dict | None = None  # one request's results under acquisition shift (the tables choose which; see shifts)
     explain: dict | None = None  # explain.json: its attention maps and, for a KD run, their agreement, once made
     run_dir: Path | None = None  # where its files are (None: a record made in memory)
     # predictions.npz, read on first use (the tables' intervals over test images); a simulation sets it directly
     preds: Any = field(default=None, repr=False)
+    # shift.json: every request's results under acquisition shift, by request (kdengine shift keeps each)
+    shifts: dict = field(default_factory=dict, repr=False)
+    # the per-image predictions of ``shift``'s request (shift/<request>.npz), read on first use; a simulation sets it
+    shift_preds: Any = field(default=None, repr=False)
 
     def predictions(self, split: str) -> dict | None:
         """This run's per-image predictions on ``split`` (row, label, pred), or None: not stored
@@ -41,6 +45,13 @@ class RunRecord:
         if self.preds is None and self.run_dir is not None and self.finished:
             self.preds = _write_once(Path(self.run_dir) / PREDICTIONS, read=_correctness) or {}
         return (self.preds or {}).get(split)
+
+    def shift_predictions(self) -> dict | None:
+        """The per-image predictions under ``shift``'s request: {"row", "label", "clean": pred, "cells": {shift:
+        {severity: pred}}, "external": {"label", "pred"} or None}, or None (evaluated before they were kept)."""
+        if self.shift_preds is None and self.run_dir is not None and self.shift and self.shift.get("per_image"):
+            self.shift_preds = _write_once(Path(self.run_dir) / self.shift["per_image"], read=read_shift_arrays) or {}
+        return self.shift_preds or None
 
     @property
     def state(self) -> State:
@@ -121,6 +132,40 @@ def _correctness(path):
     return read_predictions(path, ("row", "label", "pred"))
 
 
+def read_shift_arrays(path) -> dict | None:
+    """shift/<request>.npz as the tables read it (see RunRecord.shift_predictions); None when unreadable."""
+    import zipfile  # with numpy: only a reader of per-image predictions
+
+    import numpy as np  # numpy: only a reader of per-image predictions
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            cells: dict[str, dict[str, Any]] = {}
+            for k in z.files:
+                if k.startswith("cell:"):
+                    _, name, severity = k.split(":")
+                    cells.setdefault(name, {})[severity] = z[k]
+            external = {"label": z["external_label"], "pred": z["external_pred"]} if "external_pred" in z.files \
+                else None
+            return {"row": z["row"], "label": z["label"], "clean": z["clean"], "cells": cells, "external": external}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
+
+
+def shift_entries(doc) -> dict[str, dict]:
+    """shift.json's results by request: {slug: result}. A file from before requests were kept (one result at its
+    top) is one request, ``earlier``."""
+    if not isinstance(doc, dict):
+        return {}
+    if isinstance(doc.get("entries"), dict):
+        return {k: v for k, v in doc["entries"].items() if isinstance(v, dict) and "cells" in v}
+    return {"earlier": doc} if "cells" in doc else {}
+
+
+def _latest(entries: dict[str, dict]) -> dict | None:
+    return max(entries.values(), key=lambda e: e.get("at", 0), default=None)
+
+
 def _write_once(path, parse=None, read=read_json):
     """spec.json, metrics.json and predictions.npz are written once: re-read (and re-parse) them only when the
     file changed."""
@@ -159,12 +204,11 @@ def read_record(store: RunStore, run_id: str) -> RunRecord:
     status = store.read_status(run_id)
     if damage is None and status.state == FINISHED and metrics is None:
         damage = "finished, but metrics.json is missing"
-    shift = _write_once(d / SHIFT) if metrics is not None else None
-    shift = shift if isinstance(shift, dict) and "cells" in shift else None
+    shifts = shift_entries(_write_once(d / SHIFT)) if metrics is not None else {}
     explain = _write_once(d / EXPLAIN) if metrics is not None else None
     explain = explain if isinstance(explain, dict) and isinstance(explain.get("entries"), dict) else None
-    return RunRecord(run_id=run_id, spec=spec, status=status, metrics=metrics, damage=damage, shift=shift,
-                     explain=explain, run_dir=d)
+    return RunRecord(run_id=run_id, spec=spec, status=status, metrics=metrics, damage=damage, shift=_latest(shifts),
+                     explain=explain, run_dir=d, shifts=shifts)
 
 
 def finished_baseline(r: RunRecord, by_id: dict[str, RunRecord]) -> RunRecord | None:

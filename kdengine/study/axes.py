@@ -23,7 +23,9 @@ from ..options import infos, setting_label, value_text  # noqa: F401 - value_tex
 from ..runspec import CONFIGS, RunSpec
 
 SWEPT_SECTIONS = ("data", "train", "teacher_train", "kd")
-SWEEPABLE_DATA = ("image_size",)  # the data's other settings define the dataset: a study has one
+# a study may sweep its data's size, and its datasets (a comparison across tasks: medmnist:dermamnist, chestmnist, ...),
+# with how each is read; the splits and caps stay one setting of the study
+SWEEPABLE_DATA = ("image_size", "source", "color", "uncertain")
 MODES = ("product", "zip")
 MAX_POINTS = 1000  # a sweep's points per block: past this it is a typo, not a study
 
@@ -76,7 +78,7 @@ def split_axes(sections: dict[str, dict], where: str) -> tuple[dict[str, dict], 
             dotted = f"{section}.{key}"
             if section not in SWEPT_SECTIONS or (section == "data" and key not in SWEEPABLE_DATA):
                 raise UsageError(f"study {where}: '{dotted}' cannot be swept (axes: any [train], [teacher_train] or "
-                                 "[kd] setting, and data.image_size)")
+                                 f"[kd] setting, and data.{', data.'.join(SWEEPABLE_DATA)})")
             if not value:
                 raise UsageError(f"study {where}: the axis '{dotted}' is an empty list")
             if len({repr(v) for v in value}) != len(value):

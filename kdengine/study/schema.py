@@ -5,6 +5,8 @@
     description = "..."              # optional
     seeds = [0, 1]
     teachers = ["resnet18"]          # optional: extra models trained normally (the models table)
+    primary = "normal"               # optional: the study's primary comparison (a strategy's gains, or a table's
+                                     # family): corrected alone, every other family's marks exploratory
 
     [data]            the data options (DataConfig):  source, task, image_size, ...
     [train]           the training options (TrainConfig): epochs, batch_size, lr, ...
@@ -52,7 +54,7 @@ from .axes import SWEEPABLE_DATA, SWEPT_SECTIONS, Axis, points, split_axes
 
 PRESETS = ("demo", "thesis-mura", "thesis-mura-abnormality", "thesis-mura-sweep", "methods-mura")
 SECTIONS = ("data", "train", "teacher_train", "kd", "shift")
-TOP = {"name", "seeds", "teachers", "experiments", "description", "sweep", "extends", *SECTIONS}
+TOP = {"name", "seeds", "teachers", "experiments", "description", "sweep", "extends", "primary", *SECTIONS}
 EXPERIMENT = {"strategy", "teachers", "students", "name", "sweep", *SWEPT_SECTIONS}
 MAX_NESTING = 8
 MAX_EXTENDS = 4
@@ -94,6 +96,7 @@ class StudyConfig:
     description: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
     axes: list[Axis] = field(default_factory=list)  # every block's axes, in order (one per key)
+    primary: str = ""  # the primary comparison's family ("" none declared; reports.families reads the raw key)
     top_settings: list[Settings] = field(default_factory=list)  # the top-level points: the extra teachers'
 
     @property
@@ -257,13 +260,31 @@ def validate(raw: dict, default_name: str, source: str) -> StudyConfig:
         settings, block_axes = _block_settings(raw, top, top_axes, block, at, where)
         experiments.append(Experiment(name, block_teachers, students, str(block.get("name", "")), settings,
                                       block_axes))
+    primary = _primary(raw.get("primary"), [e.strategy for e in experiments], where)
     name = str(raw.get("name") or default_name)
     if not name or len(name) > 100 or not name.replace("-", "").replace("_", "").isalnum() or not name.isascii():
         raise _fail(where, f"'name' may hold letters, digits, '-' and '_' only, got {name!r}")
     return StudyConfig(name=name, source=source, seeds=list(seeds), data=data.resolved(), train=train, kd=kd,
                        experiments=experiments, teacher_train=teacher_train, shift=shift, teachers=teachers,
                        description=str(raw.get("description", "")), raw=raw,
-                       axes=_union_axes([top_axes, *(e.axes for e in experiments)]), top_settings=top_settings)
+                       axes=_union_axes([top_axes, *(e.axes for e in experiments)]), top_settings=top_settings,
+                       primary=primary)
+
+
+def _primary(value: Any, strategies: list[str], where: str) -> str:
+    """``primary``: a strategy of the study's blocks ("normal": its students' gains), or a family by its table's
+    name (students_normal, robustness_normal, sweep_kd.temperature, sweep_best, attention)."""
+    if value is None:
+        return ""
+    kd = [s for s in dict.fromkeys(strategies) if catalog.CATALOGUE[s].distills]
+    fixed = {"sweep_best", "attention"}
+    ok = isinstance(value, str) and (value in kd or value in fixed or value.startswith("sweep_")
+                                     or value.removeprefix("students_").removeprefix("robustness_") in kd)
+    if not ok:
+        raise _fail(where, f"'primary' must name a strategy of the study ({', '.join(kd) or 'none'}) or a family "
+                           f"(students_<strategy>, robustness_<strategy>, sweep_<axis>, sweep_best, attention), got "
+                           f"{value!r}")
+    return value
 
 
 def _settings(tables: dict[str, dict], point: dict[str, Any], teacher_train: bool, where: str) -> Settings:

@@ -38,6 +38,7 @@ KEYS = [
     ("a", "Results", "a sweep: the next axis (then the best combination)"),
     ("n", "Results", "the notes under the table in full · folded"),
     ("e h", "Results", "export the tables (CSV and Markdown) · the HTML report"),
+    ("p", "Results", "plan seeds: how many a gain needs at 80% power (one study)"),
 ]
 NOTE = ("Runs train in a detached `kdengine worker`: quitting the app or closing the SSH session "
         "does not stop them. Reopen kdtui to re-attach.")

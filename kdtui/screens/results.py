@@ -30,27 +30,17 @@ def fmt(value, column: str, intervals: bool = False, higher_better: bool = True)
     if value is None:
         return Text("–", style="dim")
     gain = column.startswith("gain")
-    if isinstance(value, Summary):
-        text = Text(value.fmt(signed=gain, interval=intervals))
+    if isinstance(value, Summary):  # as every front end writes it: n as seeds×images, and its family's mark
+        text = Text(api.cell_text(value, gain=gain, intervals=intervals))
         if gain:
             good = value.mean > 0 if higher_better else value.mean < 0
             bad = value.mean < 0 if higher_better else value.mean > 0
             text.stylize("green" if good else "red" if bad else "")
-            if value.marked:  # significant after the table's correction, as the Markdown marks it
-                text.append(" *", style="bold")
         return text
     return str(value)
 
 
-def cell_detail(column: str, v: Summary) -> str:
-    """'gain resnet18: n=3 · s0:+0.0040 s1:+0.0120 s2:-0.0080 · p=0.21, Holm-adjusted 0.63 · seeds+images'."""
-    parts = [f"{column}: n={v.n}"]
-    if v.per_seed:
-        parts.append(v.seeds_text())
-    if v.p is not None:
-        parts.append(f"p={v.p:.3g}" + (f", adjusted {v.p_adj:.3g}" if v.p_adj is not None else ", not tested"))
-    parts.append(f"interval over {v.method}" if v.method else "no interval")
-    return " · ".join(parts)
+cell_detail = api.cell_detail  # n, each seed's value, p, family, method, MDE, mark
 
 
 def load_tables(store, view: str, metric: str):
@@ -71,6 +61,7 @@ class ResultsScreen(Screen):
         Binding("a", "next_axis", "Axis"),
         Binding("e", "export", "Export"),
         Binding("h", "report", "Report"),
+        Binding("p", "plan", "Plan seeds"),
         Binding("n", "toggle_notes", "Notes", show=False),
     ]
 
@@ -277,6 +268,15 @@ class ResultsScreen(Screen):
 
     def action_export(self) -> None:
         self.post_message(ExportRequested(None if self.view_name == ALL else self.view_name, self.metric))
+
+    def action_plan(self) -> None:
+        """The seed planner for the study shown (the same as `kdengine study plan NAME --detect GAIN`)."""
+        if self.view_name == ALL:
+            self.notify("choose a study first (v): a plan is for one study's pilot", severity="warning")
+            return
+        from .plan import PlanScreen  # the planner's dialog: loaded when first asked for
+
+        self.app.push_screen(PlanScreen(self.view_name))
 
     def action_report(self) -> None:
         self.post_message(ExportRequested(None if self.view_name == ALL else self.view_name, self.metric, report=True))
