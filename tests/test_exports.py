@@ -31,7 +31,7 @@ def test_every_csv_is_long_typed_and_shares_one_group_label(tmp_path):
                 assert not _numeric_text(frame[column]), (name, column, frame[column].head().tolist())
     for name in KINDS:  # long: one row per cell (and split), the cell's numbers in columns of their own
         frame = frames[name]
-        assert {"column", "quantity", "of", "mean", "method", "mark", "family"} <= set(frame.columns), name
+        assert {"column", "quantity", "of", "mean", "interval", "mark", "family"} <= set(frame.columns), name
         assert frame["tested"].dtype == bool and frame["significant"].dtype == bool
     sweep = frames["sweep_kd_temperature"]
     assert pd.api.types.is_float_dtype(sweep["best_on_val"]) and sweep["tie"].dtype == bool

@@ -130,7 +130,7 @@ def test_a_study_evaluates_under_shift_and_tables_pair_the_gains(capsys, tmp_pat
         diffs.append(shift[rid]["mean_accuracy"] - shift[base]["mean_accuracy"])
     assert float(rows[0]["mean"]) == pytest.approx(np.mean(diffs), abs=1e-4)
     # over seeds and test images: the per-image predictions under shift are kept (issue 35)
-    assert rows[0]["n_seeds"] == "2" and rows[0]["method"] == "seeds+images" and rows[0]["n_images"] != "0"
+    assert rows[0]["n_seeds"] == "2" and rows[0]["interval"] == "seeds+images" and rows[0]["n_images"] != "0"
     # issue 38: another request never replaces the study's own results, and the study's tables read its own
     assert main(["shift", "s", "--shifts", "gamma", "--severities", "5", "--out", str(tmp_path / "other")]) == 0
     assert main(["study", "table", "s", "--out", str(tmp_path / "t2"), "--format", "csv"]) == 0

@@ -142,7 +142,7 @@ def test_the_note_names_the_method_the_correction_and_the_cells_and_the_csv_has_
 
     frame = pd.read_csv(io.StringIO(table_csv(t)))
     gain = frame[(frame["column"] == "gain resnet18") & (frame["split"] == "test")].iloc[0]
-    assert {"p", "p_adj", "significant", "per_seed", "method", "n_seeds", "n_images", "family", "mark", "mde"} <= \
+    assert {"p", "p_adj", "significant", "per_seed", "interval", "n_seeds", "n_images", "family", "mark", "mde"} <= \
         set(frame.columns)
     assert gain["interval"] == "seeds+images" and gain["n_seeds"] == 3 and gain["n_images"] == 300
     test_row = next(r for r in t.rows if r[1] == "test")

@@ -89,13 +89,14 @@ def test_set_makes_an_axis_and_bad_axes_are_one_line(tmp_path, capsys):
     study = _study(tmp_path, HEAD + BLOCKS, sets=["kd.temperature=[1,2,4,8]"])
     assert [a.key for a in study.axes] == ["kd.temperature", "kd.defect_acc"]
     for text, message in [
-        (HEAD.replace('source = "synthetic"', 'source = ["synthetic", "x"]') + BLOCKS, "'data.source' cannot be swept"),
+        (HEAD.replace('source = "synthetic"', 'source = "synthetic"\nsplit_seed = [0, 1]') + BLOCKS,
+         "'data.split_seed' cannot be swept"),
         (HEAD + "[kd]\ntemperature = []\n" + BLOCKS, "the axis 'kd.temperature' is an empty list"),
         (HEAD + "[kd]\ntemperature = [2, 2]\n" + BLOCKS, "repeats a value"),
         (HEAD + "[kd]\ntemperature = [2, -1]\n" + BLOCKS, "temperature"),
         ('sweep = "grid"\n' + HEAD + BLOCKS, "'sweep' must be one of product, zip"),
         (HEAD + 'sweep = "zip"\n' + BLOCKS, "'train.sweep': 'sweep' goes at the top of the file"),
-        (HEAD + BLOCKS + 'data.source = "npz:x"\n', "a block may set only data.image_size"),
+        (HEAD + BLOCKS + 'data.cap_train = 10\n', "a block may set only data.image_size, source, color, uncertain"),
     ]:
         (tmp_path / "bad.toml").write_text(text)
         assert main(["study", "run", str(tmp_path / "bad.toml"), "--dry-run"]) == 2

@@ -117,7 +117,7 @@ def test_kdengine_table_on_real_runs_with_two_settings(capsys, tmp_path):
     store = RunStore(runs_dir())
     for rid in store.list_ids():
         preds, metrics = read_predictions(store.run_dir(rid) / PREDICTIONS), store.read_metrics(rid)
-        assert set(preds) == {"val", "test"} and preds["test"]["probs"].dtype.name == "float16"
+        assert set(preds) == {"val", "test"} and preds["test"]["probs"].dtype.name == "float32"
         for split, p in preds.items():
             assert p["index"].tolist() == list(range(metrics[split]["n"]))
             assert float((p["pred"] == p["label"]).mean()) == pytest.approx(metrics[split]["accuracy"], abs=1e-9)

@@ -27,7 +27,8 @@ Sweeps: a list where a setting takes one value is an axis, at the top (every blo
     sweep = "zip"                    # optional, at the top or in a block: pair several axes value by value
                                      # (default "product": every combination)
 
-Any [train], [teacher_train] or [kd] setting, and data.image_size, may be an axis; ``--set
+Any [train], [teacher_train] or [kd] setting, and data.image_size, data.source (a comparison across datasets:
+``source = ["medmnist:dermamnist", "medmnist:chestmnist"]``), data.color and data.uncertain, may be an axis; ``--set
 kd.temperature=[1,2,4,8]`` does the same from the command line. Nothing is trained twice: a baseline does
 not depend on [kd], so one baseline serves every temperature; a defective teacher depends on its threshold,
 so each threshold trains its own.
@@ -313,8 +314,8 @@ def _block_settings(raw: dict, top: dict[str, dict], top_axes: list[Axis], block
             raise _fail(where, f"'{at}.{section}' must be a table")
     bad = [k for k in own.get("data", {}) if k not in SWEEPABLE_DATA]
     if bad:
-        raise _fail(where, f"'{at}.data.{bad[0]}': a block may set only data.{', '.join(SWEEPABLE_DATA)} (the data "
-                           "is the study's)")
+        raise _fail(where, f"'{at}.data.{bad[0]}': a block may set only data.{', '.join(SWEEPABLE_DATA)} (the splits "
+                           "and caps are the study's)")
     scalars, block_axes = split_axes(own, where)
     mine = {a.key for a in block_axes} | {f"{s}.{k}" for s, t in scalars.items() for k in t}
     axes = [a for a in top_axes if a.key not in mine] + block_axes

@@ -13,10 +13,12 @@ DIST, logit standardisation, tf-reg's virtual teacher) are refused for a multi-l
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .methods.base import wide
+from .step import macro_f1_from_confusion
 
 MULTICLASS, BINARY, MULTILABEL = "multiclass", "binary", "multilabel"
 
@@ -95,10 +97,6 @@ def accuracy_and_f1(confusion) -> tuple[float, float]:
     """Accuracy and macro-F1 from the epoch's confusion (numpy): of the classes, or, for a multi-label task
     (K x 2 x 2), the share of known labels predicted right and the mean F1 over the findings (scikit-learn's
     ``zero_division=0``)."""
-    import numpy as np
-
-    from .step import macro_f1_from_confusion
-
     cm = np.asarray(confusion, dtype=np.float64)
     if cm.ndim == 2:
         seen = cm.sum()
