@@ -1,6 +1,8 @@
-"""The GPU path's logic that needs no GPU (issue 24's review): the graphed step's modes and shapes, a resumed
-run's learning rate, the memory ledger, out-of-memory of every kind, the host-gather thread, the device named.
-What only a card can show is in tests/gpu (make test-gpu)."""
+"""The GPU path's logic that needs no GPU (issue 24's review, issue 36's): the graphed step's modes and shapes, a
+resumed run's learning rate, the memory ledger (the run's end, the planner's keys, the resident cache), out-of-memory
+of every kind (inside a capture too) and what follows it, the host-gather thread, the device named. What only a card
+can show is in tests/gpu (make test-gpu). The tests marked ``gates`` are the CPU rehearsal's tests section
+(make gpu-verify-dry)."""
 from __future__ import annotations
 
 import contextlib
@@ -74,6 +76,7 @@ def _batch(n):
     return {"pos": torch.arange(n)}
 
 
+@pytest.mark.gates("cuda_graph")  # make gpu-verify-dry runs these through its tests section
 def test_a_change_of_sharing_mode_between_epochs_is_seen_by_the_step():
     """The review's defect: a graph captured while reading shared teacher outputs kept replaying that branch
     after the mode changed (stale logits, saved for every other student). Every replay must be of a graph
@@ -95,6 +98,7 @@ def test_a_change_of_sharing_mode_between_epochs_is_seen_by_the_step():
     assert graphed.captures >= 3  # one per mode at least: recaptured on each change
 
 
+@pytest.mark.gates("cuda_graph")  # make gpu-verify-dry runs these through its tests section
 def test_the_partial_batch_is_graphed_in_the_same_pool_and_capture_is_thread_local():
     step = FakeStep()
     cuda = FakeCuda(step)
@@ -337,6 +341,7 @@ def test_an_oom_inside_a_graph_capture_is_an_oom():
 
 
 # -- the host-gather thread, the device named ------------------------------------------------------------------------
+@pytest.mark.gates("device_input")  # make gpu-verify-dry runs these through its tests section
 def test_the_gather_thread_stops_when_asked():
     """An early stop (the defect threshold, a stop request) waited for the rest of the epoch to be gathered."""
     from kdengine.training.inputs import PREFETCH, HostGather
@@ -360,6 +365,7 @@ class _Slow:
         return self.a[rows]
 
 
+@pytest.mark.gates("device_input")  # make gpu-verify-dry runs these through its tests section
 def test_the_gather_thread_hands_on_an_error():
     from kdengine.training.inputs import HostGather
 
