@@ -73,11 +73,13 @@ bench-gpu: $(STAMP)
 # verdict per fast-path flag (on by default, or not yet and why); VERIFY_ARGS=--apply writes the verdicts into
 # kdengine/fast_path.json, the defaults the trainer reads. No venv needed: without one, this Python runs it.
 gpu-verify:
-	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(VERIFY_PY) -m benchmarks.verify --out gpu-verify.json $(VERIFY_ARGS)
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(VERIFY_PY) -m benchmarks.verify --out gpu-verify.json \
+	  $(VERIFY_ARGS)
 
 # its CPU rehearsal: the same script, budget split and sections on a tiny workload (make test runs it)
 gpu-verify-dry:
-	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(VERIFY_PY) -m benchmarks.verify --dry --out gpu-verify-dry.json $(VERIFY_ARGS)
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(VERIFY_PY) -m benchmarks.verify --dry \
+	  --out gpu-verify-dry.json $(VERIFY_ARGS)
 
 # 20 SIGKILLs of a worker (half of them inside checkpoint writes) across a teacher and its student
 faults: $(STAMP)

@@ -82,7 +82,7 @@ class Setup:
         self.archs = QUICK_ARCHS if quick else THESIS_ARCHS
         self.size, self.batch = (32, 16) if quick else (224, 16)
         self.images = 90 if quick else 1400
-        self.epochs = EPOCHS
+        self.epochs = EPOCHS if self.cuda else MIN_STEADY + 1  # no capture on the CPU: epochs 2 on are steady
         self.teacher = "test_convnext" if quick else "resnet34"
         self.data = f"synthetic:images={self.images},seed=11"
         self.modes = MODES
@@ -393,41 +393,48 @@ def _wait_workers(store, n: int, timeout: float = 300.0) -> None:
 
 
 def bench_packing(s: Setup, root: Path, keep) -> dict:
-    """N runs per GPU through ``kdengine worker`` (each worker a detached process, as the TUI starts them), one run
-    per worker, 4 epochs each, queued once every worker is up (so that they start together: their steady epochs
-    overlap); the steady overlap against one run alone."""
+    """N runs per GPU through ``kdengine worker`` (detached processes, as the TUI starts them): the most workers
+    any count needs are started once, and for each count N that many runs (4 epochs each on a GPU) are queued at
+    once, once every worker is up, so that they start together and their steady epochs overlap (the idle workers wait on
+    the queue, holding no more than their CUDA context); the steady overlap against one run alone."""
     from kdengine.execution.packing import mps_running
     from kdengine.execution.spawn import ensure_workers, spawn_worker
     from kdengine.store import RunStore
 
     fast = s.modes["fast"]
     counts = (1, 2) if s.quick else (1, 2, 4, 8)
+    # a worker looks at the queue every second: runs must outlast that skew (tiny runs on the CPU: more epochs)
+    epochs = 8 if s.quick else 4
     out: dict = {}
-    result = {"student": s.archs[0], "batch": s.batch, "image_size": s.size, "epochs": 4, "flags": fast_flags(fast),
-              "mps": mps_running() if s.cuda else None, "runs_per_gpu": out}
+    result = {"student": s.archs[0], "batch": s.batch, "image_size": s.size, "epochs": epochs,
+              "flags": fast_flags(fast), "mps": mps_running() if s.cuda else None, "workers": max(counts),
+              "runs_per_gpu": out}
+    store_dir = root / "packing"
+    store = RunStore(store_dir)
+    if s.cuda:
+        ensure_workers(store_dir, "cuda", idle_exit=600.0, runs_per_gpu=max(counts), fast=fast)
+    else:  # no GPU: plain workers share the cores (what the script can check without a card)
+        threads = "1" if s.quick else str(max(1, (os.cpu_count() or 1) // max(counts)))
+        for _ in range(max(counts)):
+            spawn_worker(store_dir, "cpu", idle_exit=600.0, fast=fast, extra_env={"OMP_NUM_THREADS": threads})
+    _wait_workers(store, max(counts))
+    seed = 0
     for n in counts:
-        store_dir = root / f"packing-{n}"
-        store = RunStore(store_dir)
-        if s.cuda:
-            ensure_workers(store_dir, "cuda", idle_exit=60.0, runs_per_gpu=n, fast=fast)
-        else:  # no GPU: N plain workers share the cores (what the script can check without a card)
-            threads = "1" if s.quick else str(max(1, (os.cpu_count() or 1) // n))
-            for _ in range(n):
-                spawn_worker(store_dir, "cpu", idle_exit=60.0, fast=fast, extra_env={"OMP_NUM_THREADS": threads})
-        _wait_workers(store, n)
-        for seed in range(n):
-            quietly("train", *s.args(epochs=4), "--runs-dir", str(store_dir), "--strategy", "baseline",
+        before = set(store.list_ids())
+        for seed in range(seed, seed + n):
+            quietly("train", *s.args(epochs=epochs), "--runs-dir", str(store_dir), "--strategy", "baseline",
                     "--student", s.archs[0], "--seed", str(seed), "--queue")
-        ids = store.list_ids()
+        seed += 1
+        ids = sorted(set(store.list_ids()) - before)
         _wait_finished(store, ids, timeout=3600)
-        _kill_workers(store_dir)  # done: idle workers must not share the card with the next count's
         out[str(n)] = steady_overlap(store, ids)
         base = (out.get("1") or {}).get("images_per_s")
         for r in out.values():
             if base and r.get("images_per_s"):
-                # near 1x: they took turns; toward N: they overlapped
+                # 1x: packing gained nothing; N: as if each run had the card to itself
                 r["vs_one"] = r["images_per_s"] / base
         keep(result)
+    _kill_workers(store_dir)
     return result
 
 
@@ -492,6 +499,9 @@ def matmul_tflops(device: str, seconds: float = 0.5) -> dict:
         reps += 1
         sync()
     rate = 2 * n**3 * reps / (time.perf_counter() - t0) / 1e12
+    del a, b
+    if cuda:
+        torch.cuda.empty_cache()  # the grid's workers share this card
     return {"tflops": rate, "dtype": str(dtype).removeprefix("torch."), "n": n}
 
 
@@ -590,13 +600,22 @@ def bench_grid(s: Setup, root: Path, keep) -> dict:
 
 
 def machine(device: str) -> dict:
+    """The machine, the card by nvidia-smi (asking torch would give this process, which runs nothing, a CUDA
+    context: half a GiB of the card held for the whole call)."""
     import torch
 
+    from kdengine.execution.spawn import visible_gpus
+
     info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "torch": torch.__version__, "device": device, "date": time.strftime("%Y-%m-%d")}
-    if device.startswith("cuda") and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-        info["gpu_memory_gib"] = torch.cuda.get_device_properties(0).total_memory / 2**30
+            "torch": torch.__version__, "cuda": torch.version.cuda, "device": device,
+            "date": time.strftime("%Y-%m-%d")}
+    if device.startswith("cuda"):
+        gpus = visible_gpus()
+        if gpus and gpus[0].get("name"):
+            info["gpu"], info["gpu_memory_gib"] = gpus[0]["name"], gpus[0].get("memory_total_mib", 0) / 1024
+        elif torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+            info["gpu_memory_gib"] = torch.cuda.get_device_properties(0).total_memory / 2**30
     return info
 
 

@@ -145,7 +145,8 @@ def targets(bench: dict, archs: dict[str, str] | None = None) -> dict:
     runs = (sec.get("archs") or {}).get("runs") or {}
     peers = (((sec.get("peers") or {}).get("batch16") or {}).get("fast") or {}).get("timm") or {}
     grid = sec.get("grid") or {}
-    got = {"peers_vs_timm": peers.get("ratio"), "grid_minutes_per_seed": grid.get("projected_full_grid_minutes_per_seed")}
+    got = {"peers_vs_timm": peers.get("ratio"),
+           "grid_minutes_per_seed": grid.get("projected_full_grid_minutes_per_seed")}
     for key, arch in archs.items():
         got[key] = (((runs.get(arch) or {}).get("ce") or {}).get("fast") or {}).get("images_per_s")
     out = {}

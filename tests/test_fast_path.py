@@ -69,11 +69,18 @@ def test_a_damaged_defaults_file_is_one_clear_error(defaults_file):
         fast_path.write_defaults({"cuda_graph": {"why": "no default"}}, defaults_file)
 
 
-def test_the_cli_turns_a_switch_off_by_name(capsys, monkeypatch):
-    """Once a switch can be on by default, --no-device-input must turn it off (the flag was store_true alone)."""
-    from tests.engine_helpers import train
+def test_the_cli_turns_a_switch_off_by_name(monkeypatch):
+    """Once a switch can be on by default, --no-device-input must turn it off (the flag was store_true alone), over
+    the environment too; a flag not given leaves it to the environment and the file."""
+    from kdengine.cli import build_parser
+    from kdengine.commands.common import fast_path as flags_of
+    from kdengine.training.device import setup_device
 
     monkeypatch.setenv("KDSTUDY_DEVICE_INPUT", "1")
-    metrics, _ = train(capsys, "--strategy", "baseline", "--student", "test_resnet", "--epochs", "1",
-                       "--no-device-input")
-    assert metrics["runtime"]["input"] == "loader"
+    parser = build_parser()
+    given = flags_of(parser.parse_args(["train", "--strategy", "baseline", "--student", "test_resnet",
+                                        "--no-device-input", "--cuda-graph"]))
+    assert given == {"device_input": False, "cuda_graph": True}
+    assert setup_device("cpu", **given).device_input is False
+    silent = flags_of(parser.parse_args(["worker"]))
+    assert silent == {"device_input": None, "cuda_graph": None} and setup_device("cpu", **silent).device_input

@@ -16,6 +16,16 @@ from kdengine.training.step import GraphedStep
 from tests.gpu import lockstep
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Both paths run in this process, so their agreement holds at any thread count; one is the fastest on a
+    shared 2-core machine (its thread pools otherwise contend with the other processes')."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 class _Graph:
     def __init__(self, cuda) -> None:
         self.cuda, self.run = cuda, None

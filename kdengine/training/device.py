@@ -1,6 +1,6 @@
 """Device choice and the CUDA fast path (bf16 autocast, channels_last, cudnn.benchmark, pinned memory), and
-the two input/step switches, off unless asked for or turned on for CUDA runs by ``make gpu-verify VERIFY_ARGS=--apply`` (where each
-value comes from: ``kdengine/fast_path.py``):
+the two input/step switches, off unless asked for or turned on for CUDA runs by ``make gpu-verify
+VERIFY_ARGS=--apply`` (where each value comes from: ``kdengine/fast_path.py``):
 
 - ``device_input``: the decoded cache lives on the device (or is gathered into pinned memory when it is
   larger than the device-memory budget) and is augmented there, as batched tensor ops; no loader processes.

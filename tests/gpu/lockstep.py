@@ -181,21 +181,26 @@ class Chatter:
     def __init__(self, device: torch.device, capturing: threading.Event) -> None:
         self.device, self.capturing = device, capturing
         self.calls = self.during_capture = 0
+        self.error: BaseException | None = None  # a thread's exception is otherwise lost: the test asserts none
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="chatter", daemon=True)
 
     def _run(self) -> None:
-        torch.cuda.set_device(self.device)
-        stream, held = torch.cuda.Stream(self.device), []
-        while not self.stop.is_set():
-            held.append(torch.empty(1 << 18, dtype=torch.uint8).pin_memory())
-            done = torch.cuda.Event()
-            done.record(stream)
-            done.query()
-            self.calls += 1
-            self.during_capture += self.capturing.is_set()
-            if len(held) >= 256:  # 64 MiB pinned at most
-                held.clear()
+        try:
+            if self.device.index is not None:  # "cuda" names the current device, which a new thread starts on
+                torch.cuda.set_device(self.device.index)
+            stream, held = torch.cuda.Stream(), []
+            while not self.stop.is_set():
+                held.append(torch.empty(1 << 18, dtype=torch.uint8).pin_memory())
+                done = torch.cuda.Event()
+                done.record(stream)
+                done.query()
+                self.calls += 1
+                self.during_capture += self.capturing.is_set()
+                if len(held) >= 256:  # 64 MiB pinned at most
+                    held.clear()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            self.error = exc
 
     def __enter__(self) -> "Chatter":
         self.thread.start()

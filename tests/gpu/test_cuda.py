@@ -58,8 +58,7 @@ def _train_cli(tmp_path, capsys, *flags):
     from kdengine.cli import main
 
     code = main(["train", "--data", DATA, "--image-size", "64", "--epochs", "2", "--batch-size", "16", "--device",
-                 "cuda", *flags, "--quiet", "--json", "--strategy", "normal", "--teacher", "resnet10t", "--student",
-                 "test_resnet", "--runs-dir", str(tmp_path)])
+                 "cuda", *flags, "--quiet", "--json", "--runs-dir", str(tmp_path)])
     out, err = capsys.readouterr()
     assert code == 0, err
     m = json.loads(out)
@@ -69,11 +68,13 @@ def _train_cli(tmp_path, capsys, *flags):
 
 @pytest.mark.gates("device_input")
 def test_a_run_on_the_device_input_end_to_end(tmp_path, capsys):
-    m = _train_cli(tmp_path, capsys, "--device-input", "--no-cuda-graph")
+    m = _train_cli(tmp_path, capsys, "--device-input", "--no-cuda-graph", "--strategy", "baseline", "--student",
+                   "test_resnet")
     assert m["runtime"]["input"] == "device" and m["runtime"]["cuda_graph"] is False
 
 
 @pytest.mark.gates("device_input", "cuda_graph")
 def test_a_run_on_the_fast_path_end_to_end(tmp_path, capsys):
-    m = _train_cli(tmp_path, capsys, "--device-input", "--cuda-graph")
+    m = _train_cli(tmp_path, capsys, "--device-input", "--cuda-graph", "--strategy", "normal", "--teacher",
+                   "resnet10t", "--student", "test_resnet", "--no-baseline")
     assert m["runtime"]["input"] == "device" and m["runtime"]["cuda_graph"] is True
