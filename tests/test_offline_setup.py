@@ -113,18 +113,38 @@ def test_make_setup_builds_a_venv_offline_from_a_wheelhouse(tmp_path):
     assert help_.returncode == 0 and "train" in help_.stdout
 
 
+def _sdist(dest: Path, name: str, requires: str) -> None:
+    """A pure-Python package published as source alone (as grad-cam 1.5.7 is on PyPI)."""
+    import io
+    import tarfile
+
+    files = {"pyproject.toml": f'[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+                               f'[project]\nname = "{name}"\nversion = "1.0"\ndependencies = ["{requires}"]\n',
+             f"{name}.py": "VALUE = 1\n", "PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n"}
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(dest / f"{name}-1.0.tar.gz", "w:gz") as tar:
+        for path, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"{name}-1.0/{path}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
 def test_the_wheelhouse_resolves_and_downloads_for_another_python_and_platform(tmp_path):
-    """``make wheelhouse``'s path (resolve for the stated Python and platform, download each pinned wheel, write the
-    manifest) against a local index instead of PyPI."""
+    """``make wheelhouse``'s path against a local index instead of PyPI: resolve for the stated Python and platform,
+    build a source-only pure-Python dependency into a wheel, download each pinned wheel, write the manifest."""
     wh = _wheelhouse_module()
     index, dest = tmp_path / "index", tmp_path / "wheelhouse"
     _wheel_of_installed(HIDDEN, index)
+    _sdist(index, "sourceonly", HIDDEN)
     assert wh.main(["gather", str(dest), "--python-version", "3.12", "--platform", "manylinux_2_28_x86_64",
-                    "--requirement", HIDDEN, "--pip-arg=--no-index", f"--pip-arg=--find-links={index}"]) == 0
+                    "--requirement", "sourceonly==1.0", "--pip-arg=--no-index", f"--pip-arg=--find-links={index}",
+                    "--pip-arg=--no-build-isolation"]) == 0
     manifest = json.loads((dest / "wheelhouse.json").read_text())
     version = importlib.metadata.version(HIDDEN)
-    assert manifest["wheels"] == [f"{HIDDEN}=={version}"] and manifest["python"] == "3.12"
-    assert manifest["files"] == [f"{HIDDEN}-{version}-py3-none-any.whl"]
+    assert manifest["built_here"] == ["sourceonly==1.0"] and manifest["python"] == "3.12"
+    assert manifest["wheels"] == sorted([f"{HIDDEN}=={version}", "sourceonly==1.0"])
+    assert manifest["files"] == sorted([f"{HIDDEN}-{version}-py3-none-any.whl", "sourceonly-1.0-py3-none-any.whl"])
     assert "manylinux2014_x86_64" in manifest["platform_tags"] and "manylinux_2_17_x86_64" in manifest["platform_tags"]
 
 

@@ -7,8 +7,9 @@ anything is installed (``make wheelhouse``, ``make setup WHEELHOUSE=dir``).
     python tools/wheelhouse.py venv-flags      # "--system-site-packages" when this Python's torch fits kdstudy
 
 ``gather`` resolves kdstudy and every dependency (its extras too) **for the stated Python and platform**, not this
-machine's (``pip install --dry-run --report`` with ``--python-version``/``--platform``, binary wheels only), then
-downloads each pinned wheel into DIR, with kdstudy's own wheel, ``setuptools`` (to install kdstudy editable there) and
+machine's (``pip install --dry-run --report`` with ``--python-version``/``--platform``, binary wheels only; a
+pure-Python dependency published only as source, such as grad-cam, is built into a wheel here first), then downloads
+each pinned wheel into DIR, with kdstudy's own wheel, ``setuptools`` (to install kdstudy editable there) and
 ``wheelhouse.json`` (what was gathered, for which Python and platform). ``--reuse-torch`` leaves out torch,
 torchvision, triton and the nvidia-* libraries: the offline box's own torch is used (a GPU server's torch matches its
 driver; PyPI's is several GB). ``--pip-arg`` passes an option to pip (another index, a proxy).
@@ -95,6 +96,37 @@ def _pip(*args: str, pip_args=()) -> subprocess.CompletedProcess:
     return proc
 
 
+NO_WHEEL = re.compile(r"No matching distribution found for (\S+?)(?: \(from |$)", re.M)
+
+
+def _resolve(dest: Path, target: list[str], links: list[str], requirements: list[str], pip_args) -> tuple[list, list]:
+    """Everything ``requirements`` need on the target, binary wheels only (pip's report, nothing installed). A
+    dependency published as a source distribution alone (grad-cam 1.5.7) is built into a wheel here, once, when it
+    is pure Python (a py3-none-any wheel installs anywhere), and the resolution tried again."""
+    built: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.json"
+        for _ in range(20):
+            cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", "install", "--dry-run",
+                   "--ignore-installed", "--quiet", "--report", str(report), "--target", str(Path(tmp) / "t"),
+                   *target, *links, *requirements, *pip_args]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode == 0:
+                return json.loads(report.read_text())["install"], built
+            missing = NO_WHEEL.search(proc.stderr)
+            if not missing or missing.group(1) in built:
+                raise SystemExit(f"wheelhouse: the resolution failed:\n{proc.stderr[-3000:]}")
+            req = missing.group(1)
+            before = set(dest.glob("*.whl"))
+            _pip("wheel", "--no-deps", "--wheel-dir", str(dest), req, pip_args=pip_args)
+            new = [p.name for p in set(dest.glob("*.whl")) - before]
+            if not new or not all(n.endswith("-none-any.whl") for n in new):
+                raise SystemExit(f"wheelhouse: {req} has no wheel for the target and does not build as pure Python "
+                                 f"here ({', '.join(new) or 'nothing built'}): gather on a machine like the target")
+            built.append(req)
+    raise SystemExit("wheelhouse: too many source-only dependencies to build")
+
+
 def gather(dest: Path, python_version: str, platform: str, extras: str, reuse_torch: bool, pip_args: list[str],
            requirements: list[str] | None = None) -> dict:
     """Every wheel ``requirements`` (default: kdstudy with ``extras``) need on ``python_version``/``platform``."""
@@ -105,11 +137,7 @@ def gather(dest: Path, python_version: str, platform: str, extras: str, reuse_to
     if requirements is None:  # kdstudy's own wheel first: the resolution below finds it in DEST
         _pip("wheel", "--no-deps", "--wheel-dir", str(dest), str(ROOT), pip_args=pip_args)
         requirements = [f"kdstudy[{extras}]" if extras else "kdstudy", SETUPTOOLS]
-    with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "report.json"
-        _pip("install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report), "--target",
-             str(Path(tmp) / "t"), *target, *links, *requirements, pip_args=pip_args)
-        resolved = json.loads(report.read_text())["install"]
+    resolved, built = _resolve(dest, target, links, requirements, pip_args)
     wanted, left_out = [], []
     for item in resolved:
         name, version = item["metadata"]["name"], item["metadata"]["version"]
@@ -120,7 +148,7 @@ def gather(dest: Path, python_version: str, platform: str, extras: str, reuse_to
         _pip("download", "--no-deps", "--quiet", "--dest", str(dest), *target, *links, *wanted, pip_args=pip_args)
     manifest = {"python": python_version, "platform": platform, "platform_tags": platforms(platform),
                 "extras": extras, "reuse_torch": reuse_torch, "requirements": requirements, "wheels": sorted(wanted),
-                "left_out": sorted(left_out), "gathered": time.strftime("%Y-%m-%d %H:%M"),
+                "built_here": built, "left_out": sorted(left_out), "gathered": time.strftime("%Y-%m-%d %H:%M"),
                 "files": sorted(p.name for p in dest.glob("*.whl"))}
     (dest / "wheelhouse.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
