@@ -37,24 +37,41 @@ def _models(dev, classes: int):
     return student, teacher
 
 
+def random_teacher(store, tspec) -> None:
+    """The KD runs' teacher: a finished run holding random weights (seeded: the same in every mode's store), made
+    without training it: its speed is what is measured, not its accuracy."""
+    import torch
+
+    from kdengine.data.config import open_source
+    from kdengine.models.factory import create_model
+    from kdengine.store.lifecycle import FINISHED
+    from kdengine.training.checkpoints import save_best
+
+    if store.exists(tspec.run_id) and store.read_status(tspec.run_id).state == FINISHED:
+        return
+    classes = open_source(tspec.data).class_names
+    torch.manual_seed(0)
+    model = create_model(tspec.model, len(classes), warn=lambda m: None)
+    store.create(tspec)
+    save_best(store.checkpoint_dir(tspec.run_id), model, {"arch": tspec.model, "model": tspec.model, "in_chans": 1,
+                                                          "num_classes": len(classes), "class_names": classes,
+                                                          "run_id": tspec.run_id, "random_weights": True})
+    store.claim(tspec.run_id, "bench")
+    store.write_metrics(tspec.run_id, {"run_id": tspec.run_id, "random_weights": True})
+    store.finish(tspec.run_id, FINISHED)
+
+
 def _kd_trainer(store, dev, images: int, size: int, batch: int, alpha: float, temperature: float):
     """kdstudy's own trainer for one KD run (its teacher a finished run in ``store``), prepared: its feed is
     also what feeds the peers."""
     from kdengine.data.config import DataConfig
     from kdengine.runspec import KDConfig, TrainConfig, build_specs
-    from kdengine.training.checkpoints import save_best
     from kdengine.training.trainer import TrainState, Trainer
 
     spec = build_specs("normal", STUDENT, [TEACHER], DataConfig(source=f"synthetic:images={images},seed=5",
                                                                 image_size=size),
                        TrainConfig(epochs=1, batch_size=batch), KDConfig(alpha=alpha, temperature=temperature), 0)
-    if not store.exists(spec.teacher.run_id):
-        _, teacher = _models(dev, 7)
-        store.create(spec.teacher)
-        save_best(store.checkpoint_dir(spec.teacher.run_id), teacher.float().cpu(),
-                  {"arch": TEACHER, "in_chans": 1, "num_classes": 7})
-        store.claim(spec.teacher.run_id, "bench")
-        store.finish(spec.teacher.run_id, "finished")
+    random_teacher(store, spec.teacher)
     if not store.exists(spec.run_id):
         store.create(spec)
     trainer = Trainer(store, spec, dev, progress=False, log=lambda m: None)

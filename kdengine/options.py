@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import typing
 from dataclasses import MISSING, dataclass, field, fields
 from functools import lru_cache
@@ -24,8 +23,6 @@ import tomllib
 
 from .errors import UsageError
 
-# The GPU fast path's switches, read by the trainer's device set-up and by packing's memory keys (no torch here)
-DEVICE_INPUT_ENV, CUDA_GRAPH_ENV = "KDSTUDY_DEVICE_INPUT", "KDSTUDY_CUDA_GRAPH"
 EVAL_BATCH_CUDA = 256  # evaluation has no gradients: a large batch keeps the card busy
 
 
@@ -43,11 +40,6 @@ def setting_label(key: str) -> str:
 def value_text(value: Any) -> str:
     """A setting's value in a heading or a point: 4 for 4.0, true for True."""
     return f"{value:g}" if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def env_flag(value: bool | None, env: str) -> bool:
-    """A fast-path switch: as given, else from the environment (workers inherit it)."""
-    return bool(value) if value is not None else os.environ.get(env, "") not in ("", "0")
 
 
 def option(default: Any, help: str, *, choices: tuple | None = None, low: float | None = None,

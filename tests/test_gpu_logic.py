@@ -1,6 +1,8 @@
-"""The GPU path's logic that needs no GPU (issue 24's review): the graphed step's modes and shapes, a resumed
-run's learning rate, the memory ledger, out-of-memory of every kind, the host-gather thread, the device named.
-What only a card can show is in tests/gpu (make test-gpu)."""
+"""The GPU path's logic that needs no GPU (issue 24's review, issue 36's): the graphed step's modes and shapes, a
+resumed run's learning rate, the memory ledger (the run's end, the planner's keys, the resident cache), out-of-memory
+of every kind (inside a capture too) and what follows it, the host-gather thread, the device named. What only a card
+can show is in tests/gpu (make test-gpu). The tests marked ``gates`` are the CPU rehearsal's tests section
+(make gpu-verify-dry)."""
 from __future__ import annotations
 
 import contextlib
@@ -74,6 +76,7 @@ def _batch(n):
     return {"pos": torch.arange(n)}
 
 
+@pytest.mark.gates("cuda_graph")  # make gpu-verify-dry runs these through its tests section
 def test_a_change_of_sharing_mode_between_epochs_is_seen_by_the_step():
     """The review's defect: a graph captured while reading shared teacher outputs kept replaying that branch
     after the mode changed (stale logits, saved for every other student). Every replay must be of a graph
@@ -95,6 +98,7 @@ def test_a_change_of_sharing_mode_between_epochs_is_seen_by_the_step():
     assert graphed.captures >= 3  # one per mode at least: recaptured on each change
 
 
+@pytest.mark.gates("cuda_graph")  # make gpu-verify-dry runs these through its tests section
 def test_the_partial_batch_is_graphed_in_the_same_pool_and_capture_is_thread_local():
     step = FakeStep()
     cuda = FakeCuda(step)
@@ -241,20 +245,103 @@ def test_an_oom_beside_neighbours_that_have_since_finished_goes_back_to_the_queu
     assert store.read_status(spec.run_id).state == "queued"
 
 
-def test_oom_requeues_are_bounded(tmp_path):
+def _placement(store, capacity=80 * GiB):
+    """A real Placement on a stand-in 80 GiB card (its constructor asks torch.cuda for the card)."""
+    from kdengine.execution.placement import Placement
+    from kdengine.training.device import DeviceSetup
+
+    place = object.__new__(Placement)
+    place.gpu, place.capacity, place.store = "G", capacity, store
+    place.dev = DeviceSetup(torch.device("cuda"), torch.bfloat16, True, 0, False)
+    return place
+
+
+def _neighbour(store, reserved=GiB):
+    d = store.run_dir("neighbour")
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "spec.json").write_text("{}")
+    (d / "status.json").write_text(f'{{"state": "running", "gpu": "G", "reserved_bytes": {reserved}}}')
+
+
+def test_after_its_oom_requeues_a_run_waits_for_an_empty_card_then_runs_alone(tmp_path, monkeypatch):
+    """Finding 5: after MAX_OOM_REQUEUES crowded out-of-memories a run failed, although an empty card would have
+    fitted it. It now waits for one: its need is the whole card, so it is admitted only alone and nothing joins it;
+    crowded even then (a process outside the store), or out of memory alone, it fails: never a loop."""
     from kdengine.errors import RunFailed
 
     store, spec = _queued_run(tmp_path)
+    place = _placement(store)
+    monkeypatch.setattr(place, "reservation", lambda spec: {"gpu": "G", "reserved_bytes": 4 * GiB})
     for i in range(executor.MAX_OOM_REQUEUES):
         with pytest.raises(executor.Requeued, match=f"{i + 1} of {executor.MAX_OOM_REQUEUES}"):
-            executor._out_of_memory(store, spec, _Place(), lambda m: None, neighbours=1)
+            executor._out_of_memory(store, spec, place, lambda m: None, neighbours=1)
         store.claim(spec.run_id, "w")
-    with pytest.raises(RunFailed, match="the most allowed"):
-        executor._out_of_memory(store, spec, _Place(), lambda m: None, neighbours=1)
+    with pytest.raises(executor.Requeued, match="wait for an empty card"):
+        executor._out_of_memory(store, spec, place, lambda m: None, neighbours=1)
+    assert store.read_status(spec.run_id).state == "queued"
+    monkeypatch.undo()
+    assert place.need(spec) == place.capacity  # the whole card: admitted only alone
+    _neighbour(store)
+    ok, why = place.admit(spec)
+    assert not ok and "waiting for GPU memory" in why
+    (store.run_dir("neighbour") / "status.json").write_text('{"state": "finished"}')
+    assert place.admit(spec) == (True, "alone on the GPU")
+    store.claim(spec.run_id, "w", **place.reservation(spec))
+    assert not packing.admits(store, "G", GiB, place.capacity)[0]  # nothing joins it while it runs
+    with pytest.raises(RunFailed, match="although it waited for an empty card"):
+        executor._out_of_memory(store, spec, place, lambda m: None, neighbours=1)
     assert store.read_status(spec.run_id).state == "failed"
 
 
+def test_an_oom_alone_on_the_card_fails_at_once(tmp_path):
+    from kdengine.errors import RunFailed
+
+    store, spec = _queued_run(tmp_path)
+    with pytest.raises(RunFailed, match="alone on the card"):
+        executor._out_of_memory(store, spec, _Place(), lambda m: None, neighbours=0)
+
+
+def test_an_ooms_raised_need_counts_the_cuda_context_once(tmp_path):
+    """Finding 5: the claim (the need, context included) was recorded as the OOM's reserved bytes, and need() added
+    the context again: each OOM inflated the shape's need by 1.5 contexts more than its memory grew."""
+    store, spec = _queued_run(tmp_path)
+    place = _placement(store)
+    key = place.key(spec)
+    packing.record_peak(store, key, 4 * GiB)  # measured: 4 GiB of the allocator's, so a claim of 4.2 + 1 GiB
+    claim = place.need(spec)
+    assert claim == int(4 * GiB * packing.MEASURED_MARGIN) + packing.CONTEXT_BYTES
+    _neighbour(store)
+    with pytest.raises(executor.Requeued):
+        executor._out_of_memory(store, spec, place, lambda m: None, neighbours=1)
+    raised, source = packing.need(packing.memory_table(store), key)
+    assert source == "raised after an out-of-memory"
+    assert raised == int((claim - packing.CONTEXT_BYTES) * packing.OOM_GROWTH) + packing.CONTEXT_BYTES
+
+
+def _raised_in_capture(oom: bool) -> BaseException:
+    """What a capture that ran out of memory raises: ending the capture fails while the allocator's error is
+    handled, so the out-of-memory is only the chained exception, or (oom False) nowhere."""
+    try:
+        try:
+            raise (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB") if oom
+                   else RuntimeError("CUDA error: an allocation inside the capture failed"))
+        except BaseException:
+            raise RuntimeError("CUDA error: operation failed due to a previous error during capture\n"
+                               "cudaErrorStreamCaptureInvalidated")
+    except RuntimeError as exc:
+        return exc
+
+
+def test_an_oom_inside_a_graph_capture_is_an_oom():
+    assert executor._is_oom(_raised_in_capture(oom=True))  # found in the chain
+    bare = _raised_in_capture(oom=False)
+    assert executor._is_oom(bare, free_share=lambda: 0.02)  # a failed capture on a full card
+    assert not executor._is_oom(bare, free_share=lambda: 0.6)  # with room left: a capture bug, not memory
+    assert not executor._is_oom(bare)  # no card to ask
+
+
 # -- the host-gather thread, the device named ------------------------------------------------------------------------
+@pytest.mark.gates("device_input")  # make gpu-verify-dry runs these through its tests section
 def test_the_gather_thread_stops_when_asked():
     """An early stop (the defect threshold, a stop request) waited for the rest of the epoch to be gathered."""
     from kdengine.training.inputs import PREFETCH, HostGather
@@ -278,6 +365,7 @@ class _Slow:
         return self.a[rows]
 
 
+@pytest.mark.gates("device_input")  # make gpu-verify-dry runs these through its tests section
 def test_the_gather_thread_hands_on_an_error():
     from kdengine.training.inputs import HostGather
 
@@ -304,3 +392,89 @@ def test_a_named_cuda_device_becomes_the_current_device(monkeypatch):
     assert str(dev.device) == "cuda:1" and current == ["cuda:1"]
     with pytest.raises(UsageError, match="2 CUDA device"):
         device.setup_device("cuda:5")
+
+
+# -- the ledger: the end's evaluation, the keys of planner and worker, the resident cache (N4, N5, N6) ----------
+def test_the_ledger_records_the_peak_of_the_runs_end(tmp_path, monkeypatch):
+    """N4: the end's evaluation (every split, the best weights, batch 256) may reserve more than any epoch; the peak
+    recorded after the last epoch missed it, and packing planned with too small a need."""
+    from kdengine.execution.placement import MemoryPeak
+    from kdengine.store import RunStore
+    from kdengine.store.queue import enqueue
+    from kdengine.training.device import DeviceSetup
+    from kdengine.training.trainer import Trainer
+
+    reserved = [0]
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda d=None: reserved[0])
+    store = RunStore(tmp_path)
+    spec = _spec()
+    enqueue(store, spec)
+    store.claim(spec.run_id, "w")
+    dev = DeviceSetup(torch.device("cuda"), torch.bfloat16, True, 0, False, device_input=True, cuda_graph=True)
+
+    def run(self):
+        reserved[0] = 5 * GiB  # the epochs' peak
+        for hook in self.extra_hooks:
+            hook.on_epoch_end(self, 1, {})
+        reserved[0] = 6 * GiB  # the end's evaluation
+        return {"run_id": spec.run_id}
+
+    monkeypatch.setattr(Trainer, "run", run)
+    executor.run_claimed(store, spec, dev, [], False, lambda m: None)
+    key = packing.memory_key(spec, dev.memory_runtime(spec.train.batch_size))
+    assert packing.memory_table(store)[key]["peak"] == 6 * GiB
+    assert isinstance(MemoryPeak(store), MemoryPeak)
+
+
+def test_the_planner_keys_runs_as_workers_started_with_the_cli_flags_do(tmp_path, monkeypatch):
+    """N5: with --device-input --cuda-graph from the CLI, workers record peaks under '...|device|graph|e256' while
+    the planner looked for '...|loader|eager|e256' (the environment's switches): auto never saw a measured peak."""
+    from kdengine.execution import spawn
+    from kdengine.store import RunStore
+    from kdengine.store.queue import enqueue
+    from kdengine.training.device import DeviceSetup
+
+    store = RunStore(tmp_path)
+    spec = _spec()
+    enqueue(store, spec, device="cuda")
+    fast = {"device_input": True, "cuda_graph": True}
+    worker_dev = DeviceSetup(torch.device("cuda"), torch.bfloat16, True, 0, False, **fast)
+    packing.record_peak(store, packing.memory_key(spec, worker_dev.memory_runtime(spec.train.batch_size)), 40 * GiB)
+    monkeypatch.setattr(spawn, "visible_gpus", lambda: packing.parse_smi("0, NVIDIA H100 80GB HBM3, 81559, 0, 0"))
+    monkeypatch.setattr(packing.os, "cpu_count", lambda: 16)
+    started = []
+    monkeypatch.setattr(spawn, "spawn_worker", lambda *a, **k: started.append(k) or len(started))
+    monkeypatch.delenv("KDSTUDY_DEVICE_INPUT", raising=False)
+    monkeypatch.delenv("KDSTUDY_CUDA_GRAPH", raising=False)
+    spawn.ensure_workers(tmp_path, "cuda", runs_per_gpu="auto", fast=fast)
+    assert len(started) == 1  # one 40 GiB run fits an 80 GiB card at a time (16 cores would allow 8)
+    assert spawn.fast_flags(started[0]["fast"]) == ["--device-input", "--cuda-graph"]
+    plan = packing.plan_workers(store, "auto", spawn.visible_gpus(), cpus=16, fast=fast)
+    assert [source for _, _, source, _ in plan[0].shapes] == ["measured"]
+    assert spawn.fast_flags({"device_input": False, "cuda_graph": None}) == ["--no-device-input"]
+
+
+def _cache(source="synthetic:images=140,seed=3"):
+    from kdengine.data.cache import build_or_load
+    from kdengine.data.config import DataConfig, open_source
+
+    return build_or_load(open_source(DataConfig(source=source, image_size=32)), 32)
+
+
+def test_the_resident_cache_is_dropped_after_a_run_and_never_outlives_its_budget(monkeypatch):
+    """N6: an idle worker kept its device-resident cache (up to a quarter of the card, outside the ledger), and
+    device_images handed back a kept copy before it asked the budget."""
+    from kdengine.training import inputs
+    from kdengine.training.device import DeviceSetup
+
+    cache = _cache()
+    dev = DeviceSetup(torch.device("cpu"), None, False, 0, False, device_input=True)
+    monkeypatch.delenv(inputs.BUDGET_ENV, raising=False)
+    assert inputs.device_images(cache, dev) is not None and inputs._RESIDENT
+    monkeypatch.setenv(inputs.BUDGET_ENV, "0.000001")  # the budget shrank (a test, a neighbour's share)
+    assert inputs.device_images(cache, dev) is None and not inputs._RESIDENT
+    monkeypatch.delenv(inputs.BUDGET_ENV)
+    assert inputs.device_images(cache, dev) is not None
+    executor.release_device_memory(DeviceSetup(torch.device("cuda"), torch.bfloat16, True, 0, False,
+                                               device_input=True))
+    assert not inputs._RESIDENT  # the run is over: nothing of it stays on the card

@@ -56,12 +56,15 @@ class _Removed(argparse.Action):
 
 
 def add_fast_path_args(g) -> None:
-    """The CUDA input path and the graphed step (off by default until a GPU has run them), and the removed
-    --compile, which says what replaced it."""
-    g.add_argument("--device-input", action="store_true", default=None,
-                   help="keep the decoded images on the device and augment them there (no loader processes)")
-    g.add_argument("--cuda-graph", action="store_true", default=None,
-                   help="capture the training step as a CUDA graph and replay it (CUDA only)")
+    """The CUDA input path and the graphed step (off unless given, set in the environment, or turned on for CUDA
+    runs by make gpu-verify's --apply: kdengine/fast_path.py), and the removed --compile, which says what
+    replaced it."""
+    g.add_argument("--device-input", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep the decoded images on the device and augment them there (no loader processes; "
+                        "default: $KDSTUDY_DEVICE_INPUT, else kdengine/fast_path.json on CUDA, else off)")
+    g.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=None,
+                   help="capture the training step as a CUDA graph and replay it (CUDA only; default: "
+                        "$KDSTUDY_CUDA_GRAPH, else kdengine/fast_path.json, else off)")
     g.add_argument("--compile", nargs=0, action=_Removed, help=argparse.SUPPRESS)
 
 

@@ -27,8 +27,9 @@ from ..store.lifecycle import FAILED, FINISHED, QUEUED, RUNNING, STOPPED
 from ..store.queue import enqueue
 from ..store.runstore import serves
 from ..training.device import DeviceSetup
+from ..training.inputs import release_resident
 from ..training.trainer import Stopped, Trainer
-from .packing import memory_key, record_oom, reserved_on
+from .packing import CONTEXT_BYTES, OOM, OOM_ALONE, memory_key, record_oom, reserved_on
 from .placement import MemoryPeak
 
 WAIT_POLL_S = 2.0
@@ -154,11 +155,13 @@ def run_claimed(store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers: list
     log(f"training {rid}: {spec.describe()}")
     out_of_memory = False
     trainer = None
+    peak = MemoryPeak(store)
     try:
         with Heartbeat(store, rid) as beat:
-            trainer = Trainer(store, spec, dev, hooks=[MemoryPeak(store)], progress=progress, log=log, beat=beat,
+            trainer = Trainer(store, spec, dev, hooks=[peak], progress=progress, log=log, beat=beat,
                               trackers=trackers)
             metrics = trainer.run()
+            peak.record(trainer)  # the end's evaluation (every split, the best weights) may have grown it
             figures = draw_figures(store, spec, metrics, log)
             # metrics.json last of the run's own files: with the best checkpoint it marks the run finished
             store.write_predictions(rid, trainer.predictions)
@@ -175,7 +178,7 @@ def run_claimed(store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers: list
         _finish_quietly(store, rid, str(exc))
         raise
     except BaseException as exc:  # a crash: keep the reason, keep the traceback
-        if placement is not None and _is_oom(exc):
+        if placement is not None and _is_oom(exc, _free_share(dev) if dev.is_cuda else None):
             out_of_memory = True  # handled below, once this frame has let go of the run's tensors
         else:
             _finish_quietly(store, rid, f"{exc.__class__.__name__}: {exc}".strip()[:500])
@@ -220,54 +223,102 @@ def draw_figures(store: RunStore, spec: RunSpec, results: dict, log: Callable[[s
 # creating a context or a stream.
 OOM_MARKERS = ("out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED",
                "CUDNN_STATUS_NOT_ENOUGH_WORKSPACE", "cudaErrorMemoryAllocation", "CUDA_ERROR_OUT_OF_MEMORY")
-MAX_OOM_REQUEUES = 4  # a run sent back for memory this many times fails, saying so: never a loop
+MAX_OOM_REQUEUES = 4  # a run sent back for memory this many times then waits for an empty card: never a loop
 
 
-def _is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
-        return True
-    return isinstance(exc, RuntimeError) and any(m in str(exc) for m in OOM_MARKERS)
+# A graph capture that ran out of memory seldom says so: the allocator's error is raised inside the capture, and
+# ending the capture then fails with one of these, the out-of-memory only in the chained exception (``__context__``)
+# or nowhere. Such a failure counts as an out-of-memory when the card is nearly full (CAPTURE_OOM_FREE).
+CAPTURE_MARKERS = ("cudaErrorStreamCaptureInvalidated", "cudaErrorStreamCaptureUnsupported",
+                   "operation not permitted when stream is capturing", "CUDA_ERROR_STREAM_CAPTURE",
+                   "operation failed due to a previous error during capture")
+CAPTURE_OOM_FREE = 0.10  # of the card's memory free, or less, when a capture failed: it failed for want of memory
+
+
+def _is_oom(exc: BaseException, free_share=None) -> bool:
+    """Whether ``exc`` (or an exception it was raised from or while handling) is the card running out of memory.
+    ``free_share()``: the share of the card's memory free now (a failed capture is an OOM when it is small)."""
+    seen, chain = set(), []
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    for e in chain:
+        if isinstance(e, torch.cuda.OutOfMemoryError):
+            return True
+        if isinstance(e, RuntimeError) and any(m in str(e) for m in OOM_MARKERS):
+            return True
+    if free_share is not None and any(isinstance(e, RuntimeError) and any(m in str(e) for m in CAPTURE_MARKERS)
+                                      for e in chain):
+        try:
+            return free_share() <= CAPTURE_OOM_FREE
+        except Exception:  # noqa: BLE001 - a card that cannot even say its free memory: not ours to judge
+            return False
+    return False
+
+
+def _free_share(dev: DeviceSetup):
+    """The share of ``dev``'s memory free now (driver-wide: other processes' use included), for :func:`_is_oom`."""
+    def share() -> float:
+        free, total = torch.cuda.mem_get_info(dev.device)
+        return free / max(1, total)
+    return share
 
 
 def release_device_memory(dev: DeviceSetup) -> None:
-    """After a run: collect what it left (its tensors may sit in reference cycles) and hand the CUDA cache
-    back, so the next run, or a neighbour, has the memory (a worker otherwise keeps its peak for good)."""
+    """After a run: drop the device-resident image cache (``--device-input``: up to a quarter of the card, which
+    the ledger counts only while a run holds it), collect what the run left (its tensors may sit in reference
+    cycles) and hand the CUDA cache back, so the next run, or a neighbour, has the memory (a worker otherwise keeps
+    its peak for good)."""
     if dev.is_cuda:
+        release_resident()
         gc.collect()
         torch.cuda.empty_cache()
 
 
-def _oom_requeues(store: RunStore, rid: str) -> int:
-    """Times the run went back to the queue for memory since it was last retried by hand."""
-    count = 0
+def _oom_requeues(store: RunStore, rid: str) -> tuple[int, bool]:
+    """(times the run went back to the queue for memory, whether the last of them was to wait for an empty card),
+    since it was last retried by hand."""
+    count, alone = 0, False
     for e in store.read_events(rid)[0]:
-        if e.get("requeued_from") == "oom":
-            count += 1
-        elif e.get("requeued_from"):  # a retry of a failed or stopped run starts the count again
-            count = 0
-    return count
+        why = e.get("requeued_from")
+        if why in (OOM, OOM_ALONE):
+            count, alone = count + 1, why == OOM_ALONE
+        elif why:  # a retry of a failed or stopped run starts the count again
+            count, alone = 0, False
+    return count, alone
 
 
 def _out_of_memory(store: RunStore, spec: RunSpec, placement, log: Callable[[str], None],
                    neighbours: int = 0) -> None:
     """CUDA out-of-memory. Beside other runs (at its admission, or now) it goes back to the queue with a larger
-    need, at most MAX_OOM_REQUEUES times; alone on the card from start to end, it does not fit: a failure."""
+    need, at most MAX_OOM_REQUEUES times; then once more, to wait for an empty card (its need becomes the whole
+    card: ``Placement.need``). Alone on the card from start to end it does not fit, and crowded even while it
+    waited for an empty card (by a process outside this store): both are failures, saying so; never a loop."""
     rid = spec.run_id
     _, running = reserved_on(store, placement.gpu)
     crowded = max(neighbours, running - 1)
     mine = placement.reservation(spec)["reserved_bytes"]
-    tries = _oom_requeues(store, rid)
+    tries, alone = _oom_requeues(store, rid)
     if crowded == 0:
         reason = (f"out of GPU memory alone on the card (more than {placement.capacity / 2**30:.0f} GiB): use a "
                   "smaller --batch-size or --image-size")
+    elif alone:
+        reason = (f"out of GPU memory beside {crowded} run(s) although it waited for an empty card (sent back "
+                  f"{tries} times): something outside this run store shares the GPU; run it where it is alone")
     elif tries >= MAX_OOM_REQUEUES:
-        reason = (f"out of GPU memory {tries + 1} times beside other runs (sent back {tries} times, the most "
-                  f"allowed): run it alone (--runs-per-gpu 1), or with a smaller --batch-size")
+        reason = (f"out of GPU memory {tries + 1} times beside other runs: queued again to wait for an empty card "
+                  f"(it runs alone next)")
+        store.back_to_queue(rid, reason, OOM_ALONE)
+        log(f"{rid}: {reason}")
+        raise Requeued(f"{rid}: {reason}")
     else:
-        record_oom(store, placement.key(spec) if hasattr(placement, "key") else memory_key(spec), mine)
+        # the ledger's claim holds the CUDA context, which need() adds again: the allocator's part alone grows
+        record_oom(store, placement.key(spec) if hasattr(placement, "key") else memory_key(spec),
+                   max(0, mine - CONTEXT_BYTES))
         reason = (f"out of GPU memory beside {crowded} run(s): queued again for a less crowded slot "
                   f"({tries + 1} of {MAX_OOM_REQUEUES})")
-        store.back_to_queue(rid, reason, "oom")
+        store.back_to_queue(rid, reason, OOM)
         log(f"{rid}: {reason}")
         raise Requeued(f"{rid}: {reason}")
     _finish_quietly(store, rid, reason)

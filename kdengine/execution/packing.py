@@ -14,7 +14,8 @@ A batch-16 resnet18 uses a fraction of a large GPU; several workers per GPU fill
   estimates have been off the measured peaks so far (never below 1), raised after an out-of-memory. So
   packing works from the first run, and tightens as real peaks arrive. A run that still meets CUDA
   out-of-memory beside others goes back to the queue for a less crowded slot (it never fails for
-  that); one that does not fit even alone fails, saying so.
+  that, though after MAX_OOM_REQUEUES such returns it waits for an empty card); one that does not fit even alone
+fails, saying so.
 """
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ from dataclasses import dataclass
 
 from ..atomic import write_json
 from ..errors import UsageError
+from ..fast_path import resolve
 from ..method_catalog import DEFAULT as DEFAULT_METHOD
-from ..options import CUDA_GRAPH_ENV, DEVICE_INPUT_ENV, EVAL_BATCH_CUDA, env_flag
+from ..options import EVAL_BATCH_CUDA
 from ..store import RunStore
 from ..store.lifecycle import QUEUED, RUNNING
 from ..store.runstore import read_json
@@ -39,20 +41,27 @@ CONTEXT_BYTES = 1024 * 2**20
 MEASURED_MARGIN = 1.05  # a measured peak, with a little room
 OOM_GROWTH = 1.5  # after an out-of-memory, the need grows by this much
 MEMORY_FILE = "memory.json"
+# why a run went back to the queue for memory (its status' requeued_from): for a less crowded slot, or, after
+# MAX_OOM_REQUEUES of those, to wait for an empty card (its need is then the whole card: it runs alone)
+OOM, OOM_ALONE = "oom", "oom-alone"
 
 
-def default_runtime(train_batch: int) -> dict:
-    """The memory-shaping options a worker started now would train with (the fast path's switches from the
-    environment, as setup_device reads them), for planning without torch."""
-    return {"input": "device" if env_flag(None, DEVICE_INPUT_ENV) else "loader",
-            "cuda_graph": env_flag(None, CUDA_GRAPH_ENV), "eval_batch": max(train_batch, EVAL_BATCH_CUDA)}
+def default_runtime(train_batch: int, fast: dict | None = None) -> dict:
+    """The memory-shaping options a CUDA worker started with ``fast`` (its --device-input / --cuda-graph flags,
+    None where not given) would train with, each switch resolved as setup_device resolves it (the flag, the
+    environment, the defaults file), for planning without torch: the planner's key and the worker's must agree,
+    or ``auto`` never sees a measured peak."""
+    switches = resolve(fast)
+    return {"input": "device" if switches["device_input"] else "loader", "cuda_graph": switches["cuda_graph"],
+            "eval_batch": max(train_batch, EVAL_BATCH_CUDA)}
 
 
-def memory_key(spec, runtime: dict | None = None) -> str:
+def memory_key(spec, runtime: dict | None = None, fast: dict | None = None) -> str:
     """A run shape, as far as its memory goes: the models, batch and image size, and how it runs (the input
-    path: a device-resident cache; a captured graph: its private pool; the evaluation batch)."""
+    path: a device-resident cache; a captured graph: its private pool; the evaluation batch). ``runtime``: a
+    worker's own (``DeviceSetup.memory_runtime``); else a worker's started with ``fast``."""
     teachers = "+".join(t.model for t in spec.teachers) or "-"
-    rt = runtime or default_runtime(spec.train.batch_size)
+    rt = runtime or default_runtime(spec.train.batch_size, fast)
     # a method that reads feature maps or keeps banks holds more than Hinton's (whose keys stay as they were)
     method = f"|{spec.method}" if spec.kind == "kd" and spec.method != DEFAULT_METHOD else ""
     return (f"{spec.model}|{teachers}|b{spec.train.batch_size}|{spec.data.image_size}px|{rt['input']}"
@@ -102,7 +111,8 @@ def record_estimate(store: RunStore, key: str, estimate_bytes: int) -> None:
 
 
 def record_oom(store: RunStore, key: str, reserved_bytes: int) -> None:
-    """A run of this shape met CUDA out-of-memory with ``reserved_bytes`` reserved: it needs more."""
+    """A run of this shape met CUDA out-of-memory with ``reserved_bytes`` of the allocator's memory reserved (its
+    claim without the CUDA context, which :func:`need` adds): it needs more."""
     _update(store, key, "oom", int(reserved_bytes * OOM_GROWTH))
 
 
@@ -220,14 +230,14 @@ def loader_workers_per_worker(workers: int, cpus: int | None = None) -> int:
     return max(1, cpus // max(1, workers) - 1)
 
 
-def queued_keys(store: RunStore) -> dict[str, list[str]]:
-    """The memory key of every queued or running run (key -> run ids)."""
+def queued_keys(store: RunStore, fast: dict | None = None) -> dict[str, list[str]]:
+    """The memory key of every queued or running run (key -> run ids), as workers started with ``fast`` key it."""
     keys: dict[str, list[str]] = {}
     for rid in store.list_ids():
         if store.read_status(rid).state not in (QUEUED, RUNNING):
             continue
         try:
-            keys.setdefault(memory_key(store.load_spec(rid)), []).append(rid)
+            keys.setdefault(memory_key(store.load_spec(rid), fast=fast), []).append(rid)
         except Exception:  # noqa: BLE001 - a damaged run does not decide the packing
             continue
     return keys
@@ -244,11 +254,12 @@ class GpuPlan:
 
 
 def plan_workers(store: RunStore, runs_per_gpu: int | str, gpus: list[dict], cpus: int | None = None,
-                 table: dict[str, dict] | None = None) -> list[GpuPlan]:
+                 table: dict[str, dict] | None = None, fast: dict | None = None) -> list[GpuPlan]:
     """Workers per GPU, and why. ``table``: the memory table, with estimates for the queued shapes filled in
-    (the worker CLI does that with torch); without one, what the store already knows."""
+    (the worker CLI does that with torch); without one, what the store already knows. ``fast``: the fast-path
+    flags the workers will be started with (their memory keys depend on them)."""
     table = memory_table(store) if table is None else table
-    keys = list(queued_keys(store))
+    keys = list(queued_keys(store, fast))
     slots = slots_per_gpu(len(gpus), cpus)
     plans = []
     for gpu in gpus:

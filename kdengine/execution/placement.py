@@ -10,7 +10,7 @@ import torch
 from ..store import RunStore
 from ..training.hooks import Hook
 from ..training.memory import estimate_peak
-from .packing import admits, memory_key, memory_table, need, record_estimate, record_peak
+from .packing import OOM_ALONE, admits, memory_key, memory_table, need, record_estimate, record_peak
 
 
 class MemoryPeak(Hook):
@@ -22,6 +22,11 @@ class MemoryPeak(Hook):
         self.store, self.recorded = store, 0
 
     def on_epoch_end(self, trainer, epoch: int, event: dict) -> None:
+        self.record(trainer)
+
+    def record(self, trainer) -> None:
+        """Record the peak now if it grew: after each epoch, and once more after the run's end (the executor calls
+        it: the final evaluation of every split with the best weights may reserve more than any epoch did)."""
         if not trainer.dev.is_cuda:
             return
         peak = int(torch.cuda.max_memory_reserved(trainer.dev.device))
@@ -58,6 +63,10 @@ class Placement:
         self.store, self.dev = store, dev
 
     def need(self, spec) -> int:
+        """Bytes ``spec``'s run needs on this GPU: the whole card for a run that waits for an empty one (sent back
+        for memory too often: packing.OOM_ALONE), else its shape's need (measured, else estimated)."""
+        if self.store.exists(spec.run_id) and self.store.read_status(spec.run_id).requeued_from == OOM_ALONE:
+            return self.capacity
         key = memory_key(spec, self.dev.memory_runtime(spec.train.batch_size))
         table = memory_table(self.store)
         value, _ = need(table, key)

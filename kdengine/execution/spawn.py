@@ -17,8 +17,9 @@ from .packing import gpu_info, loader_workers_per_worker, plan_workers
 
 
 def fast_flags(fast: dict | None) -> list[str]:
-    """The worker flags that carry ``--device-input`` / ``--cuda-graph`` to a detached worker."""
-    return [f"--{k.replace('_', '-')}" for k, v in (fast or {}).items() if v]
+    """The worker flags that carry ``--device-input`` / ``--cuda-graph`` (or ``--no-...``: off where the defaults
+    file turned them on) to a detached worker; a switch not given (None) is left to the worker's own resolution."""
+    return [f"--{'' if v else 'no-'}{k.replace('_', '-')}" for k, v in (fast or {}).items() if v is not None]
 
 
 def visible_gpus() -> list[dict]:
@@ -78,7 +79,7 @@ def ensure_workers(runs_dir: Path, device: str = "auto", idle_exit: float = 30.0
     gpus = visible_gpus() if device in ("auto", "cuda") else []
     if not gpus:
         return [spawn_worker(runs_dir, device, idle_exit=idle_exit)]
-    plans = plan_workers(store, runs_per_gpu, gpus)
+    plans = plan_workers(store, runs_per_gpu, gpus, fast=fast)
     total = sum(p.workers for p in plans)
     loaders = loader_workers_per_worker(total) if total > len(plans) else None
     pids = []

@@ -1,5 +1,6 @@
 """Device choice and the CUDA fast path (bf16 autocast, channels_last, cudnn.benchmark, pinned memory), and
-the two input/step options that no GPU has run yet, so both are off unless asked for:
+the two input/step switches, off unless asked for or turned on for CUDA runs by ``make gpu-verify
+VERIFY_ARGS=--apply`` (where each value comes from: ``kdengine/fast_path.py``):
 
 - ``device_input``: the decoded cache lives on the device (or is gathered into pinned memory when it is
   larger than the device-memory budget) and is augmented there, as batched tensor ops; no loader processes.
@@ -14,7 +15,8 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import UsageError
-from ..options import CUDA_GRAPH_ENV, DEVICE_INPUT_ENV, EVAL_BATCH_CUDA, env_flag
+from ..fast_path import flag
+from ..options import EVAL_BATCH_CUDA
 
 
 @dataclass(frozen=True)
@@ -58,11 +60,13 @@ class DeviceSetup:
 
 def setup_device(name: str = "auto", loader_workers: int | None = None, device_input: bool | None = None,
                  cuda_graph: bool | None = None) -> DeviceSetup:
-    """``device_input`` / ``cuda_graph`` None: from $KDSTUDY_DEVICE_INPUT / $KDSTUDY_CUDA_GRAPH (workers inherit them)."""
-    dev_input, graph = env_flag(device_input, DEVICE_INPUT_ENV), env_flag(cuda_graph, CUDA_GRAPH_ENV)
+    """``device_input`` / ``cuda_graph`` None: from $KDSTUDY_DEVICE_INPUT / $KDSTUDY_CUDA_GRAPH (workers inherit
+    them), else on CUDA from the defaults file (``fast_path.flag``)."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
+    on_cuda = name.startswith("cuda")
+    dev_input, graph = flag(device_input, "device_input", on_cuda), flag(cuda_graph, "cuda_graph", on_cuda)
+    if on_cuda:
         if not torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA device is available (use --device cpu or auto)")
         device = torch.device(name)

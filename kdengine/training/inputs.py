@@ -49,13 +49,15 @@ def device_budget(dev) -> int:
 
 
 def device_images(cache: DecodedCache, dev) -> torch.Tensor | None:
-    """The whole decoded cache (every split) as a (N, 1, S, S) uint8 tensor on the device, put there once per
-    process; None when it is larger than the budget (then batches are gathered on the host)."""
+    """The whole decoded cache (every split) as a (N, C, S, S) uint8 tensor on the device, put there once per
+    run (:func:`release_resident` after it); None when it is larger than the budget (then batches are gathered on
+    the host). The budget is asked first, every time: a copy kept from before never outlives a smaller one."""
     key = (str(cache.path), str(dev.device))
+    if cache.images.nbytes > device_budget(dev):
+        _RESIDENT.pop(key, None)
+        return None
     if key in _RESIDENT:
         return _RESIDENT[key]
-    if cache.images.nbytes > device_budget(dev):
-        return None
     _RESIDENT.clear()  # one dataset at a time: a worker that moves on frees the last one
     if dev.is_cuda:
         images = _chw(torch.from_numpy(np.ascontiguousarray(cache.images)).to(dev.device), cache.channels)
@@ -64,6 +66,14 @@ def device_images(cache: DecodedCache, dev) -> torch.Tensor | None:
         images = _chw(torch.from_numpy(cow), cache.channels)
     _RESIDENT[key] = images
     return images
+
+
+def release_resident() -> int:
+    """Forget the device-resident caches (after a run: an idle worker must not hold a quarter of the card outside
+    the packing ledger, which counts the cache in the run's need only while the run holds it); their bytes."""
+    freed = sum(t.numel() * t.element_size() for t in _RESIDENT.values())
+    _RESIDENT.clear()
+    return freed
 
 
 def _chw(images: torch.Tensor, channels: int) -> torch.Tensor:

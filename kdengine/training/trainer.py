@@ -494,7 +494,8 @@ class Trainer:
                          val={k: val[k] for k in EPOCH_VAL}, val_confusion=val["confusion"],
                          best_val_accuracy=state.best_acc, best_epoch=state.best_epoch,
                          timing={"train_s": train_stats["train_s"], "first_batch_s": train_stats["first_batch_s"],
-                                 "val_s": round(val_s, 3), "images": train_stats["images"]})
+                                 "val_s": round(val_s, 3), "images": train_stats["images"],
+                                 "captures": getattr(self.run_step, "captures", 0)})  # graphs so far (bench-gpu)
         if self.val_teacher is not None:
             event.val["agreement"] = agreement(val_probs, self.val_teacher, self.task.multilabel)
         for hook in self.hooks:

@@ -1,5 +1,6 @@
-"""CUDA-only checks (``make test-gpu``; ``make test`` does not collect this folder): the graphed step against the
-eager one, the device-resident input against the CPU's draws, and a run end to end on the fast path."""
+"""CUDA-only checks of the device-resident input (``make test-gpu``; ``make test`` does not collect this folder): its
+augmentation against the CPU's draws, its host-gather path against its resident path, and runs end to end on it,
+with and without the graph. The graphed step's checks are in test_graphed.py."""
 from __future__ import annotations
 
 import json
@@ -10,54 +11,10 @@ import torch
 
 pytestmark = pytest.mark.gpu
 
-# After N steps the graphed and the eager run must hold the same weights within this tolerance: the same kernels
-# run in the same order, but cuDNN may pick other (non-deterministic) backward algorithms between processes.
-STEPS = 20
-REL_TOL = 1e-2
+DATA = "synthetic:images=700,seed=2"
 
 
-def _trainer(store, graph: bool, seed: int = 0):
-    from kdengine.data.config import DataConfig
-    from kdengine.runspec import TrainConfig, ce_spec
-    from kdengine.training.device import setup_device
-    from kdengine.training.trainer import TrainState, Trainer
-
-    dev = setup_device("cuda", device_input=True, cuda_graph=graph)
-    spec = ce_spec("resnet10t", DataConfig(source="synthetic:images=700,seed=2", image_size=64),
-                   TrainConfig(epochs=1, batch_size=16), seed)
-    store.create(spec)
-    trainer = Trainer(store, spec, dev, progress=False, log=lambda m: None)
-    trainer.prepare()
-    trainer.state = TrainState()
-    trainer._read_lr()
-    return trainer
-
-
-def test_graphed_and_eager_training_reach_the_same_weights(tmp_path):
-    from kdengine.store import RunStore
-    from kdengine.training.step import GraphedStep
-
-    weights = {}
-    for graph in (False, True):
-        trainer = _trainer(RunStore(tmp_path / str(graph)), graph)
-        assert isinstance(trainer.run_step, GraphedStep) == graph
-        trainer.model.train()
-        trainer.step.reset_epoch()
-        for i, raw in enumerate(trainer.feed.epoch(1)):
-            if i == STEPS:
-                break
-            trainer.run_step(raw)
-        torch.cuda.synchronize()
-        if graph:
-            assert trainer.run_step.graph is not None  # it was captured and replayed
-        weights[graph] = torch.cat([p.detach().float().flatten() for p in trainer.model.parameters()])
-        weights[(graph, "seen")] = int(trainer.step.confusion.sum())
-    assert weights[(False, "seen")] == weights[(True, "seen")] == STEPS * 16
-    diff = (weights[True] - weights[False]).abs().max().item()
-    scale = weights[False].abs().max().item()
-    assert diff <= REL_TOL * scale, (diff, scale)
-
-
+@pytest.mark.gates("device_input")
 def test_device_input_matches_the_cpu_draws():
     from kdengine.data.augment import draw_params
     from kdengine.data.tensor_augment import TensorAugment
@@ -70,15 +27,54 @@ def test_device_input_matches_the_cpu_draws():
     assert (cpu - gpu).abs().max().item() <= 1.0  # bilinear weights round differently, by at most one level
 
 
-def test_a_run_on_the_fast_path_end_to_end(tmp_path, capsys):
+@pytest.mark.gates("device_input")
+def test_the_host_gather_path_feeds_what_the_resident_path_feeds(monkeypatch):
+    """Over the device budget, batches are gathered on the host by a thread and copied: the views and labels of
+    an epoch must be the resident path's, batch for batch."""
+    from kdengine.data.cache import build_or_load
+    from kdengine.data.config import DataConfig, open_source
+    from kdengine.training import inputs
+    from kdengine.training.device import setup_device
+
+    dev = setup_device("cuda", device_input=True, cuda_graph=False)
+    cache = build_or_load(open_source(DataConfig(source=DATA, image_size=64)), 64)
+    views = {}
+    for path, budget in (("resident", None), ("gathered", "0.0001")):
+        if budget:
+            monkeypatch.setenv(inputs.BUDGET_ENV, budget)
+        images = inputs.Images(cache, dev, inputs.device_images(cache, dev))
+        assert (images.resident is None) == (path == "gathered")
+        feed = inputs.DeviceFeed(cache, 0, 16, dev, images)
+        views[path] = [tuple(t.cpu() for t in feed.view(raw)) for raw in feed.epoch(2)]
+        if path == "gathered":
+            assert not feed.gather.thread.is_alive()
+    assert len(views["resident"]) == len(views["gathered"]) == -(-len(cache.rows("train")) // 16)
+    for (xr, yr), (xg, yg) in zip(views["resident"], views["gathered"]):
+        assert torch.equal(yr, yg) and torch.equal(xr, xg)
+    inputs.release_resident()
+
+
+def _train_cli(tmp_path, capsys, *flags):
     from kdengine.cli import main
 
-    code = main(["train", "--data", "synthetic:images=700,seed=2", "--image-size", "64", "--epochs", "2",
-                 "--batch-size", "16", "--device", "cuda", "--device-input", "--cuda-graph", "--quiet", "--json",
-                 "--strategy", "normal", "--teacher", "resnet10t", "--student", "test_resnet",
-                 "--runs-dir", str(tmp_path)])
+    code = main(["train", "--data", DATA, "--image-size", "64", "--epochs", "2", "--batch-size", "16", "--device",
+                 "cuda", *flags, "--quiet", "--json", "--runs-dir", str(tmp_path)])
     out, err = capsys.readouterr()
     assert code == 0, err
     m = json.loads(out)
-    assert m["runtime"]["input"] == "device" and m["runtime"]["cuda_graph"] is True
     assert 0 <= m["test"]["accuracy"] <= 1 and np.isfinite(m["test"]["loss"])
+    return m
+
+
+@pytest.mark.gates("device_input")
+def test_a_run_on_the_device_input_end_to_end(tmp_path, capsys):
+    m = _train_cli(tmp_path, capsys, "--device-input", "--no-cuda-graph", "--strategy", "baseline", "--student",
+                   "test_resnet")
+    assert m["runtime"]["input"] == "device" and m["runtime"]["cuda_graph"] is False
+
+
+@pytest.mark.gates("device_input", "cuda_graph")
+def test_a_run_on_the_fast_path_end_to_end(tmp_path, capsys):
+    m = _train_cli(tmp_path, capsys, "--device-input", "--cuda-graph", "--strategy", "normal", "--teacher",
+                   "resnet10t", "--student", "test_resnet", "--no-baseline")
+    assert m["runtime"]["input"] == "device" and m["runtime"]["cuda_graph"] is True
