@@ -119,10 +119,14 @@ SHIFTS: dict[str, Shift] = {s.name: s for s in (
 def apply_shift(images: np.ndarray, shift: str, severity: int, seed: int = 0, rows=None) -> np.ndarray:
     """``images`` (B, H, W) uint8 under ``shift`` at ``severity`` (0: unchanged); uint8 out, same shape.
 
-    ``rows`` (the images' rows in the cache) seed each image's randomness; by default 0..B-1."""
+    ``rows`` (the images' rows in the cache) seed each image's randomness; by default 0..B-1. Colour images
+    (B, H, W, 3) take the same shift on each channel, with the same draws (one acquisition, as a sensor's)."""
     images = np.asarray(images)
     if severity == 0:
         return images.copy()
+    if images.ndim == 4:
+        return np.stack([apply_shift(images[..., c], shift, severity, seed, rows) for c in range(images.shape[-1])],
+                        axis=-1)
     s = SHIFTS[shift]
     rows = np.arange(len(images)) if rows is None else np.asarray(rows)
     out = s.apply(images.astype(np.float32), s.levels[severity - 1], _rngs(seed, shift, severity, rows))

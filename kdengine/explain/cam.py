@@ -12,7 +12,7 @@ import timm
 import torch
 from torch import nn
 
-from ..data.loader import Normalizer
+from ..data.loader import Normalizer, channels_first
 from ..errors import UsageError
 from ..training.checkpoints import load_best
 from .measures import MIN_AGREEMENT_CELLS
@@ -64,13 +64,20 @@ def cam_class(method: str):
     return getattr(pytorch_grad_cam, CAM_CLASSES[method])
 
 
-def predict(model: nn.Module, images: np.ndarray, device: torch.device, batch: int = 64) -> np.ndarray:
-    """Softmax probabilities (N, classes) of uint8 images (N, H, W)."""
+def as_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 images (N, H, W) grey or (N, H, W, 3) colour as the float (N, C, H, W) a model reads."""
+    block = np.ascontiguousarray(channels_first(np.asarray(images), 3 if np.asarray(images).ndim == 4 else 1))
+    return torch.from_numpy(block).float().to(device)
+
+
+def predict(model: nn.Module, images: np.ndarray, device: torch.device, batch: int = 64,
+            multilabel: bool = False) -> np.ndarray:
+    """Probabilities (N, classes) of uint8 images: a softmax, or a sigmoid per finding (``multilabel``)."""
     out = []
     with torch.inference_mode():
         for i in range(0, len(images), batch):
-            x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch])).unsqueeze(1).to(device)
-            out.append(torch.softmax(model(x).float(), 1).cpu().numpy())
+            z = model(as_input(images[i:i + batch], device)).float()
+            out.append((torch.sigmoid(z) if multilabel else torch.softmax(z, 1)).cpu().numpy())
     return np.concatenate(out)
 
 
@@ -85,7 +92,7 @@ def compute_maps(model: nn.Module, layer: nn.Module, images: np.ndarray, targets
     maps = []
     with cam(model=model, target_layers=[layer]) as mapper:
         for i in range(0, len(images), batch):
-            x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch])).unsqueeze(1).float().to(device)
+            x = as_input(images[i:i + batch], device)
             maps.append(mapper(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in targets[i:i + batch]]))
     model.zero_grad(set_to_none=True)
     return np.concatenate(maps).astype(np.float32)
@@ -122,7 +129,7 @@ def faithfulness(model: nn.Module, images: np.ndarray, maps: np.ndarray, targets
     out_most, out_least = [], []
     with torch.no_grad():
         for i in range(0, len(images), batch):
-            x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch])).unsqueeze(1).float().to(device)
+            x = as_input(images[i:i + batch], device)
             t = [ClassifierOutputTarget(int(c)) for c in targets[i:i + batch]]
             out_most += np.ravel(most(x, maps[i:i + batch], t, model)).tolist()
             out_least += np.ravel(least(x, maps[i:i + batch], t, model)).tolist()

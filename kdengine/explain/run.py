@@ -90,11 +90,26 @@ class Images:
     """The images of one data configuration that every model of it is explained on."""
     source: str  # the data source, as the runs' specs name it
     rows: np.ndarray  # in the decoded cache
-    images: np.ndarray  # (N, H, W) uint8, shifted when the request says so
-    true: np.ndarray
+    images: np.ndarray  # (N, H, W) uint8 (N, H, W, 3 in colour), shifted when the request says so
+    true: np.ndarray  # the labels: a class each, or for a multi-label task 0/1 (-1 unknown) per finding
     names: list[str]
     class_names: list[str]
     thumbs: list  # each image on the grid, for readers without numpy (the TUI)
+    target: np.ndarray | None = None  # the class each "true" map answers for (a multi-label image: one finding)
+
+    @property
+    def multilabel(self) -> bool:
+        return self.true.ndim == 2
+
+
+def true_targets(labels: np.ndarray) -> np.ndarray:
+    """The class a "true" map answers for: the label itself, or for a multi-label image its first present finding
+    (an image with none: the finding most images of the split have). Every model of the data answers for the same
+    one, so that their maps compare (grad-cam per class: each finding's map is its logit's)."""
+    if labels.ndim == 1:
+        return labels.astype(np.int64)
+    commonest = int(np.argmax((labels == 1).sum(0)))
+    return np.array([int(np.flatnonzero(row == 1)[0]) if (row == 1).any() else commonest for row in labels])
 
 
 def _load(store: RunStore, rid: str, slug: str) -> tuple[np.ndarray, np.ndarray]:
@@ -110,9 +125,9 @@ def _map_run(store: RunStore, rid: str, req: Request, imgs: Images, device) -> t
     model, net, meta = load_for_maps(store.checkpoint_dir(rid), device)
     size = imgs.images.shape[-1]
     layer_name, layer, reduction = target_layer(net, size)
-    probs = predict(model, imgs.images, device)
-    preds = probs.argmax(1)
-    targets = [int(t) for t in (imgs.true if req.target == "true" else preds)]
+    probs = predict(model, imgs.images, device, multilabel=imgs.multilabel)
+    preds = probs.argmax(1)  # a multi-label model's most probable finding
+    targets = [int(t) for t in (imgs.target if req.target == "true" else preds)]
     maps = compute_maps(model, layer, imgs.images, targets, req.method, device)
     most, least = faithfulness(model, imgs.images, maps, targets, device)
     cells = int(-(-size // reduction))
@@ -139,7 +154,8 @@ def _map_run(store: RunStore, rid: str, req: Request, imgs: Images, device) -> t
         "faithfulness": {"method": "ROAD (grad-cam), 20% of the pixels removed either way, beside a random map's",
                          "sanity": "re-initialised weights"},
         "seconds": round(time.perf_counter() - t0, 3),
-        "images": [{"row": int(r), "name": imgs.names[i], "true": int(imgs.true[i]), "target": int(targets[i]),
+        "images": [{"row": int(r), "name": imgs.names[i],
+                    "true": imgs.true[i].tolist() if imgs.multilabel else int(imgs.true[i]), "target": int(targets[i]),
                     "pred": int(preds[i]), "prob": round(float(probs[i, preds[i]]), 4),
                     "border_mass": _round(M.border_mass(grids[i])) if border else None,
                     "flat": M.is_flat(grids[i]),
@@ -160,15 +176,17 @@ def _images(data, req: Request, log) -> Images:
     source = open_source(data)
     cache = build_or_load(source, data.image_size, skip_bad=data.skip_bad)
     split_rows = cache.rows(req.split)
-    rows = M.balanced_rows(split_rows, cache.labels[split_rows], req.images, req.seed)
+    rows = M.balanced_rows(split_rows, true_targets(cache.labels[split_rows]), req.images, req.seed)
     if len(rows) < req.images:
         log(f"note: the {req.split} split holds {len(rows)} images; explaining those")
     images = np.asarray(cache.images[rows])
     if req.shift:
         images = apply_shift(images, *req.shift_cell(), seed=req.seed, rows=rows)
     refs = source.all_refs()
-    return Images(data.source, rows, images, cache.labels[rows], [source.ref_name(refs[r]) for r in rows],
-                  source.class_names, [M.to_grid(im).round().astype(int).tolist() for im in images])
+    labels = cache.labels[rows]
+    grey = images.mean(-1) if images.ndim == 4 else images  # the thumbnails are grey
+    return Images(data.source, rows, images, labels, [source.ref_name(refs[r]) for r in rows], source.class_names,
+                  [M.to_grid(im).round().astype(int).tolist() for im in grey], true_targets(labels))
 
 
 def _round(v: float | None) -> float | None:
@@ -218,7 +236,8 @@ def _pair(store: RunStore, spec: RunSpec, req: Request, imgs: Images, entries: d
     columns.append(("student", maps[rid][0][:g], maps[rid][1][:g]))
     title = (f"{spec.describe()}, seed {spec.seed}: {req.method} ({req.target} class)"
              + (f" under {req.shift}" if req.shift else ""))
-    F.save_png(F.explain_figure(imgs.images[:g], columns, imgs.true[:g], imgs.class_names, title), png)
+    F.save_png(F.explain_figure(imgs.images[:g], columns, imgs.target[:g], imgs.class_names, title,
+                                finding=imgs.multilabel), png)
     return True
 
 

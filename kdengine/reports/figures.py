@@ -277,21 +277,22 @@ def teacher_gain_figure(sweep, metric_label: str):
 
 
 def explain_figure(images: np.ndarray, columns: list[tuple[str, np.ndarray, np.ndarray]], true: np.ndarray,
-                   class_names: list[str], title: str):
+                   class_names: list[str], title: str, finding: bool = False):
     """The gallery of one KD run: a row per image, the image and then one column per model (teacher, baseline,
     student) with its map over the image, the class it predicted and whether it was right.
 
-    ``columns``: (label, maps (N, H, W) in [0, 1], predicted classes (N,))."""
+    ``columns``: (label, maps (N, H, W) in [0, 1], predicted classes (N,)). ``finding``: a multi-label task, where
+    ``true`` is the finding each map answers for and a model's prediction is its most probable finding."""
     plt = _plt()
     n, cols = len(images), 1 + len(columns)
     fig, axes = plt.subplots(n, cols, figsize=(1.9 * cols, 1.95 * n + 0.5), squeeze=False)
     for i in range(n):
         ax = axes[i][0]
         ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
-        ax.set_title(f"true: {class_names[int(true[i])]}", fontsize=8)
+        ax.set_title(f"{'finding' if finding else 'true'}: {class_names[int(true[i])]}", fontsize=8)
         for j, (label, maps, preds) in enumerate(columns, start=1):
             ax = axes[i][j]
-            ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
+            ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)  # a colour image is drawn in its colours
             ax.imshow(maps[i], cmap="inferno", alpha=0.5, vmin=0, vmax=1)
             right = int(preds[i]) == int(true[i])
             ax.set_title(f"{label}\n{class_names[int(preds[i])]} {'✓ right' if right else '✗ wrong'}", fontsize=8,

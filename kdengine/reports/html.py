@@ -178,7 +178,11 @@ def _gallery(store: RunStore, r: RunRecord, slug: str, entry: dict, point: str) 
     key = entry.get("key", {})
     title = (f"{r.spec.describe()}, {point}, seed {r.seed}: {key.get('method')} ({key.get('target')} class)"
              + (f" under {key['shift']}" if key.get("shift") else ""))
-    return F.png_bytes(F.explain_figure(first[0], columns, first[1], entry.get("class_names") or [], title))
+    true = first[1]
+    if true.ndim == 2:  # a multi-label task: the finding each map answers for (as the run's gallery)
+        true = np.array([i["target"] for i in entry["images"][:GALLERY]])
+    return F.png_bytes(F.explain_figure(first[0], columns, true, entry.get("class_names") or [], title,
+                                        finding=first[1].ndim == 2))
 
 
 def gallery_section(store: RunStore, records: list[RunRecord], points: dict[str, str] | None = None) -> str:

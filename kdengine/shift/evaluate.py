@@ -35,7 +35,8 @@ from ..store.lifecycle import FINISHED
 from ..store.records import read_shift_arrays, shift_entries
 from ..store.runstore import SHIFT, read_json
 from ..training.device import setup_device
-from ..training.metrics import classification_metrics
+from ..data.loader import channels_first
+from ..training.metrics import split_metrics
 from ..training.teacher import frozen_from_checkpoint
 
 RESULT = SHIFT
@@ -77,18 +78,26 @@ def summarize_cells(cells: dict[str, dict[str, dict]], clean: float) -> dict:
 
 
 def _metrics(labels, probs, class_names) -> dict:
-    m = classification_metrics(labels, probs, class_names)
-    return {k: m[k] for k in ("n", *HEADLINE)}
+    """A cell's headline (accuracy, macro-F1, kappa, ECE) and its AUROC, for the task the labels say."""
+    m = split_metrics(labels, probs, class_names)
+    return {k: m.get(k) for k in ("n", *HEADLINE, "auroc")}
 
 
-def _predict(model, images: np.ndarray, dev, batch: int):
+def _decide(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per image what the model predicts: its class (argmax), or for a multi-label task each finding at 0.5."""
+    return (probs >= 0.5).astype(np.int16) if labels.ndim == 2 else probs.argmax(1)
+
+
+def _predict(model, images: np.ndarray, dev, batch: int, multilabel: bool = False):
     out = []
     with torch.inference_mode():
         for i in range(0, len(images), batch):
             # a copy: images kept by the memo are read-only, and torch wants to own what it wraps
-            x = torch.from_numpy(np.array(images[i:i + batch])).unsqueeze(1).to(dev.device)
+            block = np.array(images[i:i + batch])
+            x = torch.from_numpy(np.ascontiguousarray(channels_first(block, 3 if block.ndim == 4 else 1)))
             with dev.autocast():
-                out.append(torch.softmax(model(x).float(), 1).cpu().numpy())
+                z = model(x.to(dev.device)).float()
+                out.append((torch.sigmoid(z) if multilabel else torch.softmax(z, 1)).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
 
 
@@ -158,7 +167,7 @@ def evaluate_run(store: RunStore, run_id: str, shifts: list[str], severities: li
             images = np.asarray(cache.images[rows])  # read once; every cell reuses it
             model, _ = frozen_from_checkpoint(store.checkpoint_dir(run_id), dev)
         x = images if name is None else _shifted(cache, images, rows, name, severity, seed)
-        return _predict(model, x, dev, batch)
+        return _predict(model, x, dev, batch, cache.multilabel)
 
     names = source.class_names
     t_clean = time.perf_counter()
@@ -166,7 +175,7 @@ def evaluate_run(store: RunStore, run_id: str, shifts: list[str], severities: li
         clean_pred, clean = known["clean"]
     else:
         probs = predict(None)
-        clean_pred, clean = probs.argmax(1), _metrics(labels, probs, names)
+        clean_pred, clean = _decide(probs, labels), _metrics(labels, probs, names)
     t_clean = time.perf_counter() - t_clean
     arrays = {"row": rows, "label": labels, "clean": clean_pred.astype(np.int16)}
     cells: dict[str, dict[str, dict]] = {}
@@ -177,7 +186,7 @@ def evaluate_run(store: RunStore, run_id: str, shifts: list[str], severities: li
                 pred, cells[name][str(severity)] = known[(name, severity)]
             else:
                 probs = predict(name, severity)
-                pred, cells[name][str(severity)] = probs.argmax(1), _metrics(labels, probs, names)
+                pred, cells[name][str(severity)] = _decide(probs, labels), _metrics(labels, probs, names)
             arrays[f"cell:{name}:{severity}"] = pred.astype(np.int16)
     result = {"key": key, "run_id": run_id, "at": time.time(), "clean": clean, "cells": cells,
               **summarize_cells(cells, clean["accuracy"]), "per_image": f"{FOLDER}/{slug}.npz",
@@ -213,6 +222,10 @@ def evaluate_external(model, external: str, spec, class_names: list[str], dev, b
     cache = build_or_load(src, spec.data.image_size, skip_bad=cfg.skip_bad)
     rows = np.concatenate([cache.rows(s) for s in SPLITS])
     remap = np.array([class_names.index(n) for n in src.class_names])  # the external order -> the run's
-    labels = remap[cache.labels[rows]]
-    probs = _predict(model, np.asarray(cache.images[rows]), dev, batch)
-    return {"source": cfg.source, **_metrics(labels, probs, class_names)}, labels, probs.argmax(1)
+    if cache.multilabel:  # findings: the external columns put in the run's order
+        labels = np.empty_like(cache.labels[rows])
+        labels[:, remap] = cache.labels[rows]
+    else:
+        labels = remap[cache.labels[rows]]
+    probs = _predict(model, np.asarray(cache.images[rows]), dev, batch, cache.multilabel)
+    return {"source": cfg.source, **_metrics(labels, probs, class_names)}, labels, _decide(probs, labels)
