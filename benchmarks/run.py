@@ -11,6 +11,8 @@
 6. dicom:    the first decode of 1,000 DICOMs vs 1,000 PNGs of the same size (a one-off cost).
 7. memos:    a study (the demo's normal-KD trio and its shift evaluation) with the process memos vs without
              ($KDSTUDY_MEMO_MB=0); identical weights and shift cells (benchmarks/kd.py).
+8. methods:  each distillation method's training step, kdstudy's against torchdistill's implementation of the same
+             method fed the same batches (benchmarks/methods.py)
 
 GPU figures (per architecture, the step's breakdown, packing through ``kdengine worker``, the thesis grid):
 ``make bench-gpu`` (benchmarks/gpu.py).
@@ -196,6 +198,13 @@ def main() -> int:
     print(f"memos:   a study of {me['runs']} runs and its shift evaluation {me['speedup']:.2f}x faster with the "
           f"process memos ({me['off_s']:.1f}s vs {me['on_s']:.1f}s); identical weights and shift cells: "
           f"{me['identical']}")
+    from .methods import bench_methods
+
+    results["methods"] = bench_methods(device, images=350 if quick else 700, size=32 if quick else 64,
+                                       repeats=2 if quick else 3)
+    for name, m in results["methods"]["methods"].items():
+        print(f"methods: {name:7} kdstudy {m['kdstudy_ms_per_step']:6.1f} ms/step, {m['reference']} "
+              f"{m['torchdistill_ms_per_step']:6.1f} ms/step: {m['ratio']:.2f}x")
     print("gpu:     make bench-gpu (benchmarks/gpu.py) measures the GPU paths")
     print(json.dumps(results["machine"]))
     if args.out:

@@ -15,7 +15,7 @@ from ..paths import data_dir
 from . import synthetic
 from .memo import ArrayMemo
 from .source import SPLITS, Source, SplitIndex
-from .splits import grouped_split
+from .splits import cap_per_class, grouped_split
 
 
 def _to_uint8(images: np.ndarray, where: str, color: str = "grey") -> tuple[np.ndarray, int]:
@@ -105,7 +105,8 @@ class NpzSource(ArraySource):
     kind = "npz"
 
     def __init__(self, path: Path, val_fraction: float = 0.15, split_seed: int = 0,
-                 class_names: list[str] | None = None, color: str = "auto", uncertain: str = "none") -> None:
+                 class_names: list[str] | None = None, color: str = "auto", uncertain: str = "none",
+                 cap_train: int | None = None, cap_test: int | None = None) -> None:
         super().__init__()
         self.description = f"npz:{path}"
         if not path.is_file():
@@ -161,8 +162,24 @@ class NpzSource(ArraySource):
         if "val_images" not in keys:
             self.splits["train"], self.splits["val"] = grouped_split(self.splits["train"], val_fraction, split_seed)
             self.notes.append(f"no val arrays: {val_fraction:.0%} of train carved out as val (stratified)")
+        self._cap(cap_train, cap_test, split_seed)
         st = path.stat()
         self._fingerprint = f"npz|{path}|{st.st_size}|{st.st_mtime_ns}"
+
+    def _cap(self, cap_train: int | None, cap_test: int | None, seed: int) -> None:
+        """``data.cap_train``: at most N train images per class, and val in the file's proportion (a study that fits a
+        CPU, on a large set such as ChestMNIST); ``cap_test``: at most N test images per class. A seeded choice."""
+        k = len(self.class_names)
+        if cap_train:
+            n_train, n_val = len(self.splits["train"]), len(self.splits["val"])
+            val_cap = max(1, round(cap_train * n_val / max(1, n_train)))
+            self.splits["train"] = cap_per_class(self.splits["train"], cap_train, seed, k)
+            self.splits["val"] = cap_per_class(self.splits["val"], val_cap, seed + 1, k)
+        if cap_test:
+            self.splits["test"] = cap_per_class(self.splits["test"], cap_test, seed + 2, k)
+        if cap_train or cap_test:
+            self.notes.append(f"capped: {len(self.splits['train'])} train, {len(self.splits['val'])} val, "
+                              f"{len(self.splits['test'])} test images (data.cap_train, data.cap_test)")
 
 
 def _array(arrays, key: str, path: Path) -> np.ndarray:

@@ -38,8 +38,9 @@ class DataConfig:
     test_fraction: float = option(0.15, "share held out as test, by patient (sources without a test split)",
                                   low=0.0, low_open=True, high=0.9, advanced=True)
     split_seed: int = option(0, "seed of the train/val/test split", low=0, high=2**32 - 1, advanced=True)
-    cap_train: int | None = option(None, "at most N train+val images per class", low=1, advanced=True)
-    cap_test: int | None = option(None, "at most N test images per class", low=1, advanced=True)
+    cap_train: int | None = option(None, "at most N train+val images per class (multi-label: N x findings in all; "
+                                   "mura, npz, medmnist)", low=1, advanced=True)
+    cap_test: int | None = option(None, "at most N test images per class (mura, npz, medmnist)", low=1, advanced=True)
     skip_bad: bool = option(False, "skip unreadable images (counted) instead of stopping", advanced=True)
     color: str = option("auto", "auto: colour where the source has it (npz, medmnist, synthetic:color=1), grey for "
                         "radiographs (mura, DICOM, folders, manifests); rgb: keep colour (dermoscopy, pathology); "
@@ -145,14 +146,15 @@ def _npz(arg: str, cfg: DataConfig) -> Source:
     from .arrays import NpzSource  # as above: a kind's readers load when it is used
 
     return NpzSource(Path(arg), val_fraction=cfg.val_fraction, split_seed=cfg.split_seed, color=cfg.color,
-                     uncertain=cfg.uncertain)
+                     uncertain=cfg.uncertain, cap_train=cfg.cap_train, cap_test=cfg.cap_test)
 
 
 def _medmnist(arg: str, cfg: DataConfig) -> Source:
     from .medmnist import MedmnistSource  # as above: a kind's readers load when it is used
 
     return MedmnistSource(arg, val_fraction=cfg.val_fraction, split_seed=cfg.split_seed, color=cfg.color,
-                          uncertain=cfg.uncertain)
+                          uncertain=cfg.uncertain, cap_train=cfg.cap_train, cap_test=cfg.cap_test,
+                          image_size=cfg.image_size)
 
 
 def _csv(arg: str, cfg: DataConfig) -> Source:

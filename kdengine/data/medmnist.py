@@ -1,7 +1,7 @@
 """``--data medmnist:NAME[@SIZE]``: MedMNIST+ (Yang et al., Scientific Data 2023) by name, from its official files.
 
-The 12 2D datasets at 28, 64, 128 or 224 px (``chestmnist@64`` reads ``chestmnist_64.npz``; no size, or 28, reads
-``chestmnist.npz``), from ``$MEDMNIST_ROOT``, by default the medmnist package's ``~/.medmnist``. The task (multi-class,
+The 12 2D datasets at 28, 64, 128 or 224 px (``chestmnist@64`` reads ``chestmnist_64.npz``, ``@28`` reads
+``chestmnist.npz``; without a size, the file at the run's image size where there is one, else the 28 px one), from ``$MEDMNIST_ROOT``, by default the medmnist package's ``~/.medmnist``. The task (multi-class,
 binary, multi-label), the label names, the colour and the official train/val/test splits come from the dataset's
 own metadata (``medmnist.json``, from the medmnist package's ``info.py``); kdstudy needs neither the package nor the
 network to read them. A file that is missing is one line saying how to get it. The 3D datasets (OrganMNIST3D and
@@ -33,8 +33,10 @@ def root() -> Path:
     return Path(os.environ.get(ROOT_ENV) or Path.home() / ".medmnist").expanduser()
 
 
-def parse(arg: str) -> tuple[str, int]:
-    """``chestmnist@64`` -> ("chestmnist", 64); one line for an unknown name or size, and for the 3D sets."""
+def parse(arg: str, image_size: int | None = None) -> tuple[str, int]:
+    """``chestmnist@64`` -> ("chestmnist", 64); without a size, the file at the run's image size where MedMNIST+
+    has one (64 px reads chestmnist_64.npz), else the 28 px one. One line for an unknown name or size, and for the
+    3D sets."""
     name, _, size_text = arg.strip().lower().partition("@")
     known = catalogue()["datasets"]
     if name.endswith("3d"):
@@ -44,7 +46,7 @@ def parse(arg: str) -> tuple[str, int]:
         raise DataError(f"medmnist: unknown dataset '{name}' (the 2D sets: {', '.join(known)})")
     sizes = catalogue()["sizes"]
     try:
-        size = int(size_text) if size_text else 28
+        size = int(size_text) if size_text else (image_size if image_size in sizes else 28)
     except ValueError:
         raise DataError(f"medmnist: size must be a number, got '{size_text}'") from None
     if size not in sizes:
@@ -60,8 +62,9 @@ class MedmnistSource(NpzSource):
     kind = "medmnist"
 
     def __init__(self, arg: str, val_fraction: float = 0.15, split_seed: int = 0, color: str = "auto",
-                 uncertain: str = "none") -> None:
-        name, size = parse(arg)
+                 uncertain: str = "none", cap_train: int | None = None, cap_test: int | None = None,
+                 image_size: int | None = None) -> None:
+        name, size = parse(arg, image_size)
         meta = catalogue()["datasets"][name]
         path = root() / file_name(name, size)
         if not path.is_file():
@@ -70,7 +73,7 @@ class MedmnistSource(NpzSource):
                 f"\"import medmnist; medmnist.{meta['class']}(split='train', download=True, size={size}, "
                 f"root='{root()}')\" (or set ${ROOT_ENV} to the folder that holds {file_name(name, size)})")
         super().__init__(path, val_fraction=val_fraction, split_seed=split_seed, class_names=meta["labels"],
-                         color=color, uncertain=uncertain)
+                         color=color, uncertain=uncertain, cap_train=cap_train, cap_test=cap_test)
         task = TASKS[meta["task"]]
         if (task == "multilabel") != self.multilabel:
             said = "multi-label" if task == "multilabel" else meta["task"]

@@ -44,11 +44,17 @@ def grouped_split(index: SplitIndex, fraction: float, seed: int) -> tuple[SplitI
     return index.subset(kept), index.subset(carved)
 
 
-def cap_per_class(index: SplitIndex, cap: int | None, seed: int) -> SplitIndex:
-    """Keep at most ``cap`` images per class (a seeded random choice, order kept)."""
+def cap_per_class(index: SplitIndex, cap: int | None, seed: int, classes: int = 0) -> SplitIndex:
+    """Keep at most ``cap`` images per class (a seeded random choice, order kept). Multi-label labels (tuples over
+    ``classes`` findings) have no one class: at most ``cap`` x ``classes`` images are kept, chosen the same way."""
     if not cap:
         return index
     rng = np.random.default_rng(seed)
+    if index.labels and isinstance(index.labels[0], tuple):
+        total = cap * max(1, classes)
+        if len(index) <= total:
+            return index
+        return index.subset(sorted(rng.choice(len(index), size=total, replace=False).tolist()))
     labels = np.asarray(index.labels)
     keep: list[int] = []
     for label in np.unique(labels):

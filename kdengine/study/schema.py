@@ -53,7 +53,7 @@ from ..options import from_table, parse_assignment
 from ..runspec import CONFIGS, MAX_SEED
 from .axes import SWEEPABLE_DATA, SWEPT_SECTIONS, Axis, points, split_axes
 
-PRESETS = ("demo", "thesis-mura", "thesis-mura-abnormality", "thesis-mura-sweep", "methods-mura")
+PRESETS = ("demo", "thesis-mura", "thesis-mura-abnormality", "thesis-mura-sweep", "methods-mura", "medmnist-kd")
 SECTIONS = ("data", "train", "teacher_train", "kd", "shift")
 TOP = {"name", "seeds", "teachers", "experiments", "description", "sweep", "extends", "primary", *SECTIONS}
 EXPERIMENT = {"strategy", "teachers", "students", "name", "sweep", *SWEPT_SECTIONS}
