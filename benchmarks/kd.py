@@ -61,16 +61,16 @@ def random_teacher(store, tspec) -> None:
     store.finish(tspec.run_id, FINISHED)
 
 
-def _kd_trainer(store, dev, images: int, size: int, batch: int, alpha: float, temperature: float):
-    """kdstudy's own trainer for one KD run (its teacher a finished run in ``store``), prepared: its feed is
-    also what feeds the peers."""
+def _kd_trainer(store, dev, images: int, size: int, batch: int, kd, epochs: int = 1):
+    """kdstudy's own trainer for one KD run with the settings ``kd`` (its teacher a finished run in ``store``),
+    prepared: its feed is also what feeds the peers."""
     from kdengine.data.config import DataConfig
-    from kdengine.runspec import KDConfig, TrainConfig, build_specs
+    from kdengine.runspec import TrainConfig, build_specs
     from kdengine.training.trainer import TrainState, Trainer
 
     spec = build_specs("normal", STUDENT, [TEACHER], DataConfig(source=f"synthetic:images={images},seed=5",
                                                                 image_size=size),
-                       TrainConfig(epochs=1, batch_size=batch), KDConfig(alpha=alpha, temperature=temperature), 0)
+                       TrainConfig(epochs=epochs, batch_size=batch), kd, 0)
     random_teacher(store, spec.teacher)
     if not store.exists(spec.run_id):
         store.create(spec)
@@ -86,16 +86,18 @@ def bench_peers(device: str = "cpu", images: int = 700, size: int = 64, batch: i
     import torch
 
     from kdengine.data.loader import Normalizer
+    from kdengine.runspec import KDConfig
     from kdengine.store import RunStore
     from kdengine.training.device import setup_device
     from kdengine.training.trainer import TrainState
 
+    kd = KDConfig(alpha=alpha, temperature=temperature)
     dev = setup_device(device, **(fast or {}))
     norm = Normalizer(1, dev.channels_last).to(dev.device)
     sync = torch.cuda.synchronize if dev.is_cuda else (lambda: None)
     tmp = tempfile.TemporaryDirectory()
     store = RunStore(tmp.name)
-    feeder = _kd_trainer(store, dev, images, size, batch, alpha, temperature)  # the batches every loop reads
+    feeder = _kd_trainer(store, dev, images, size, batch, kd)  # the batches every loop reads
     n = len(feeder.feed)
 
     def epoch_loop(step, epoch: int = 1) -> float:
@@ -115,7 +117,7 @@ def bench_peers(device: str = "cpu", images: int = 700, size: int = 64, batch: i
     def kdstudy_epoch() -> float:
         if "trainer" not in warm:
             warm["trainer"], warm["state"], warm["epoch"] = (
-                _kd_trainer(store, dev, images, size, batch, alpha, temperature), TrainState(), 1)
+                _kd_trainer(store, dev, images, size, batch, kd), TrainState(), 1)
             sync()
             t0 = time.perf_counter()
             warm["trainer"].train_epoch(1, warm["state"])

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-STUDENT, TEACHER = "resnet18", "resnet34"
+from benchmarks.kd import STUDENT, TEACHER, _kd_trainer
 METHODS = ("hinton", "dkd", "dist", "ls", "fitnet", "at", "rkd", "pkt", "crd")
 
 
@@ -27,33 +27,6 @@ def _kd(method: str, crd_negatives: int):
     if method == "ls":
         return KDConfig(method="hinton", logit_standardize=True)
     return KDConfig(method=method, dkd_warmup=0, crd_negatives=crd_negatives)
-
-
-def _trainer(store, dev, method: str, images: int, size: int, batch: int, crd_negatives: int):
-    from kdengine.data.config import DataConfig
-    from kdengine.runspec import TrainConfig, build_specs
-    from kdengine.training.trainer import TrainState, Trainer
-    from benchmarks.kd import _models
-
-    spec = build_specs("normal", STUDENT, [TEACHER], DataConfig(source=f"synthetic:images={images},seed=5",
-                                                                image_size=size),
-                       TrainConfig(epochs=100, batch_size=batch), _kd(method, crd_negatives), 0)
-    if not store.exists(spec.teacher.run_id):
-        from kdengine.training.checkpoints import save_best
-
-        _, teacher = _models(dev, 7)
-        store.create(spec.teacher)
-        save_best(store.checkpoint_dir(spec.teacher.run_id), teacher.float().cpu(),
-                  {"arch": TEACHER, "in_chans": 1, "num_classes": 7})
-        store.claim(spec.teacher.run_id, "bench")
-        store.finish(spec.teacher.run_id, "finished")
-    if not store.exists(spec.run_id):
-        store.create(spec)
-    trainer = Trainer(store, spec, dev, progress=False, log=lambda m: None)
-    trainer.prepare()
-    trainer.state = TrainState()
-    trainer._timing = {"t0": time.time(), "steps": 0}
-    return trainer
 
 
 class _Hooks:
@@ -167,7 +140,7 @@ def bench_methods(device: str = "cpu", images: int = 700, size: int = 64, batch:
     with tempfile.TemporaryDirectory() as tmp:
         store = RunStore(tmp)
         for method in methods:
-            trainer = _trainer(store, dev, method, images, size, batch, crd_negatives)
+            trainer = _kd_trainer(store, dev, images, size, batch, _kd(method, crd_negatives), epochs=100)
             n = len(trainer.feed)
             student, step, params = _peer(method, dev, n, crd_negatives)
             opt = torch.optim.Adam(params, 1e-3, fused=True)
