@@ -1,7 +1,7 @@
 """``--data SOURCE``: one argument names every kind of data source, and the data options around it.
 
-SOURCE is ``synthetic`` (optionally ``synthetic:images=700,difficulty=0.6,seed=1``),
-``mura:PATH``, ``folder:PATH``, ``npz:PATH``, or a bare path whose kind is inferred.
+SOURCE is ``synthetic`` (optionally ``synthetic:images=700,difficulty=0.6,seed=1``), ``mura:PATH``, ``folder:PATH``,
+``npz:PATH``, ``csv:PATH`` (each kind registered in ``data/sources/``), or a bare path whose kind is inferred.
 """
 from __future__ import annotations
 
@@ -11,11 +11,22 @@ from typing import Any, ClassVar
 
 from ..errors import DataError
 from ..options import check_fields, config_dict, option
-from .source import Source
+from .source import Source, SourceKind, source_kinds
 
-KINDS = ("synthetic", "mura", "folder", "npz", "csv")
 TASKS = ("body_part", "abnormality")
-SOURCE_HELP = "synthetic | mura:PATH | folder:PATH | npz:PATH | csv:PATH | PATH"
+
+
+def kinds() -> dict[str, SourceKind]:
+    """Every registered source kind, by name, in the help's order (``data/sources/``)."""
+    return {k.name: k for k in source_kinds()}
+
+
+def source_help() -> str:
+    """How a SOURCE is written: every registered kind, then a bare path."""
+    return " | ".join([k.syntax for k in kinds().values()] + ["PATH"])
+
+
+SOURCE_HELP = source_help()  # the kinds registered at import: the option's help is written once
 
 
 @dataclass(frozen=True)
@@ -55,11 +66,12 @@ def parse_source(spec: str) -> tuple[str, str]:
     """Split a SOURCE into (kind, argument); paths come back absolute. Raises DataError."""
     spec = (spec or "").strip()
     if not spec:
-        raise DataError(f"empty data source (use {SOURCE_HELP})")
+        raise DataError(f"empty data source (use {source_help()})")
     head, sep, rest = spec.partition(":")
-    if head == "synthetic":
-        return "synthetic", rest
-    if sep and head in KINDS:
+    known = kinds()
+    if head in known and not known[head].paths:
+        return head, rest
+    if sep and head in known:
         if not rest:
             raise DataError(f"data source '{spec}' names no path")
         path = Path(rest).expanduser()
@@ -68,92 +80,29 @@ def parse_source(spec: str) -> tuple[str, str]:
         return head, str(path.resolve())
     path = Path(spec).expanduser()
     if not path.exists():
-        raise DataError(f"no such file or directory: {path} (data sources: {SOURCE_HELP})")
+        raise DataError(f"no such file or directory: {path} (data sources: {source_help()})")
     return infer_kind(path), str(path.resolve())
 
 
 def infer_kind(path: Path) -> str:
+    """The kind of a bare path: a file by its ending, a folder by its layout (else the kind that takes folders)."""
+    known = kinds().values()
     if path.is_file():
-        if path.suffix.lower() == ".npz":
-            return "npz"
-        if path.suffix.lower() == ".csv":
-            return "csv"
-        raise DataError(f"{path} is a file but not an .npz or a .csv manifest (give a folder, an .npz, a .csv, "
-                        "or synthetic)")
-    if (path / "MURA-v1.1").is_dir() or ((path / "train").is_dir() and (path / "valid").is_dir()
-                                         and any(p.name.startswith("XR_") for p in (path / "train").iterdir())):
-        return "mura"
-    return "folder"
-
-
-def _synthetic_options(arg: str) -> dict[str, Any]:
-    from .corruptions import SITES  # cv2 (100 ms): the launch form parses sources as they are typed
-    from .synthetic import SyntheticConfig  # cv2, as above
-
-    opts: dict[str, Any] = {}
-    types = {"images": int, "difficulty": float, "seed": int, "site": int}
-    for part in filter(None, arg.split(",")):
-        key, eq, value = part.partition("=")
-        if not eq or key.strip() not in types:
-            raise DataError(f"synthetic: bad option '{part}' (options: images=N, difficulty=0..1, seed=N, site=0..3)")
-        try:
-            opts[key.strip()] = types[key.strip()](value)
-        except ValueError:
-            raise DataError(f"synthetic: {key} must be a number, got '{value}'") from None
-    site = opts.pop("site", 0)
-
-    if site != 0 and site not in SITES:
-        raise DataError(f"synthetic: site must be 0 (the reference) or one of {', '.join(map(str, SITES))}, got {site}")
-    try:
-        return {"cfg": SyntheticConfig(**opts), "site": site}
-    except ValueError as exc:
-        raise DataError(str(exc)) from None
-
-
-def _synthetic(arg: str, cfg: DataConfig) -> Source:
-    from .arrays import SyntheticSource  # each source kind loads its own readers (DICOM, images) when used
-
-    return SyntheticSource(val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
-                           split_seed=cfg.split_seed, **_synthetic_options(arg))
-
-
-def _npz(arg: str, cfg: DataConfig) -> Source:
-    from .arrays import NpzSource  # as above: a kind's readers load when it is used
-
-    return NpzSource(Path(arg), val_fraction=cfg.val_fraction, split_seed=cfg.split_seed)
-
-
-def _csv(arg: str, cfg: DataConfig) -> Source:
-    from .manifest import CsvSource  # as above: a kind's readers load when it is used
-
-    return CsvSource(Path(arg), val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
-                     split_seed=cfg.split_seed)
-
-
-def _folder(arg: str, cfg: DataConfig) -> Source:
-    from .files import FolderSource  # as above: a kind's readers load when it is used
-
-    return FolderSource(Path(arg), val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
-                        split_seed=cfg.split_seed)
-
-
-def _mura(arg: str, cfg: DataConfig) -> Source:
-    from .files import MuraSource  # as above: a kind's readers load when it is used
-
-    return MuraSource(Path(arg), task=cfg.task, val_fraction=cfg.val_fraction, split_seed=cfg.split_seed,
-                      cap_train=cfg.cap_train, cap_test=cfg.cap_test)
-
-
-SOURCES = {"synthetic": _synthetic, "mura": _mura, "folder": _folder, "npz": _npz, "csv": _csv}
-assert tuple(SOURCES) == KINDS
+        kind = next((k.name for k in known if path.suffix.lower() in k.suffixes), None)
+        if kind is None:
+            words = " or ".join(k.file_word for k in known if k.file_word)
+            raise DataError(f"{path} is a file but not {words} (data sources: {source_help()})")
+        return kind
+    return next((k.name for k in known if k.infer is not None and k.infer(path)), None) or \
+        next(k.name for k in known if k.folders)
 
 
 def open_source(cfg: DataConfig, validate: bool = True) -> Source:
     """Index the source that ``cfg`` names. Cheap: nothing is decoded yet."""
     kind, arg = parse_source(cfg.source)
-    if cfg.task != "body_part" and kind != "mura":
+    if cfg.task != "body_part" and not kinds()[kind].tasks:
         raise DataError(f"--task {cfg.task} applies to MURA only; {kind} data has one task")
-    src = SOURCES[kind](arg, cfg)
+    src = kinds()[kind].opener(arg, cfg)
     if validate:
         src.validate()
     return src
