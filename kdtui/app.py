@@ -21,7 +21,7 @@ from textual.screen import Screen
 
 from kdengine import api
 
-from .messages import Answered, ExportRequested, Request, WorkersRequested
+from .messages import Answered, ExportRequested, Request, TrainingWorkersRequested
 from .screens import ScreenEntry, screens
 from .screens.dialogs import ExportScreen, HelpScreen, WorkerScreen
 from .serve import DEFAULT_HOST, DEFAULT_PORT, ServeError, serve
@@ -82,7 +82,7 @@ class KDStudyApp(App):
     def on_gpus_counted(self, message: GpusCounted) -> None:
         self.gpus = message.count
         if message.ask:
-            self.ask_worker()
+            self.ask_training_worker()
 
     # -- what the screens request, carried out off the UI thread ----------------------------------------------------
     @on(Request)
@@ -139,9 +139,9 @@ class KDStudyApp(App):
     def start_training_workers(self, device: str = "auto", runs_per_gpu: str = "1") -> None:
         """Make sure detached training workers serve the store (``runs_per_gpu`` per GPU; one on the CPU)."""
         if self.start_workers:
-            self.carry_out(WorkersRequested(device, runs_per_gpu))
+            self.carry_out(TrainingWorkersRequested(device, runs_per_gpu))
 
-    def ask_worker(self) -> None:
+    def ask_training_worker(self) -> None:
         """The worker dialog (device and packing), offered this machine's GPUs (counted off the UI thread, once)."""
         if self.gpus is None:
             self.count_gpus(ask=True)

@@ -66,7 +66,7 @@ class LaunchRequested(Request):
         app.show_run(outcome.queued.run_id)
 
 
-class WorkersRequested(Request):
+class TrainingWorkersRequested(Request):
     """Make sure detached workers serve the store (``runs_per_gpu`` per GPU; one on the CPU)."""
 
     failed, severity = "could not start a worker: ", "error"

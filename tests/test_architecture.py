@@ -238,3 +238,21 @@ def test_tui_and_cli_retry_delete_and_stop_call_the_same_service(monkeypatch, ca
     assert calls == cli == [("retry", rid, True), ("stop", rid), ("remove", rid, False)]
     assert any(f"{rid}: queued again" in n for n in notes) and any(f"{rid}: stopping" in n for n in notes)
     assert f"deleted {rid}" in notes
+
+
+def test_the_service_layer_says_no_cli_word():
+    """The handle's records and errors hold facts, never a CLI command or flag: each front end words them (the CLI
+    adds its remedies by the error's field). Strings in kdengine/api that name a command or a flag are listed here,
+    docstrings aside; the one allowed kind is the child process's own flags (checks: kdengine.preflight)."""
+    cli_word = re.compile(r"kdengine (runs|worker|study|train|shift|explain|table|report|data|models)\b|(^|\s)--[a-z]")
+    found = []
+    for path in sorted((ROOT / "kdengine" / "api").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                      if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)) and n.body
+                      and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings \
+                    and cli_word.search(node.value) and node.value not in ("--data", "--decode"):
+                found.append(f"{path.name}:{node.lineno}: {node.value!r}")
+    assert found == [], found

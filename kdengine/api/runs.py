@@ -329,7 +329,7 @@ def train_here(store: RunStore, specs: list[RunSpec], mine: list[str], device: s
     before = _states(store, mine) if before is None else before
     dev = setup_device(device, loader_workers, **(fast or {}))
     if dev.cuda_graph and not dev.is_cuda:
-        log("note: --cuda-graph applies to CUDA runs; on the CPU the step runs eagerly")
+        log("note: the CUDA graph applies to CUDA runs; on the CPU the step runs eagerly")
     names = list(trackers)
     make_trackers(names)  # fail early on a missing extra
     metrics, failed = {}, []

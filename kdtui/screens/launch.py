@@ -19,7 +19,6 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Collapsible, Footer, Header, Input, Label, Select, Static
-from textual.worker import get_current_worker
 
 from kdengine import strategy_catalog as catalog
 from kdengine.api import Choices
@@ -100,6 +99,9 @@ class Checked(Message):
 
 @register_screen("launch", "2", "Launch", "Set up and launch a run")
 class LaunchScreen(Screen):
+    # No field has the focus when the form shows (1 2 3 4 still change screens; tab enters the form); nor is one
+    # given it and taken back: each change of focus restyles the whole form (a second, on a busy machine).
+    AUTO_FOCUS = ""
     BINDINGS = [
         Binding("f2", "preset('cpu-quick')", "CPU-quick"),
         Binding("f3", "preset('thesis')", "Thesis"),
@@ -128,8 +130,12 @@ class LaunchScreen(Screen):
         for key in [*(e.key for e in screens()), "q"]:
             self._bindings.bind(key, f"screen_key('{key}')", show=False)
         self._initial = defaults()
+        # the fields under "More options", as their widgets would hold them, until it is first opened (the form
+        # shows at once: half its fields wait there)
+        self._more = {i.name: display(i, self._initial[i.name]) for i in option_fields() if i.advanced}
+        self._more = {"teacher_set": self._initial["teacher_set"], **self._more}
         self._data_ok: bool | None = None
-        self._asked: dict[str, str] = {}  # the last model name asked of each field (teacher, student)
+        self._asked: dict[str, str] = {}  # the last value asked of each checked field (source, teacher, student)
 
     def compose(self) -> ComposeResult:
         values = self._initial
@@ -171,14 +177,7 @@ class LaunchScreen(Screen):
                 yield Tick("also train the student alone", values["baseline"], id="baseline", compact=True)
             yield Static("", id="strategy-note", classes="note")
             with Collapsible(title="More options", collapsed=True, id="more"):
-                with Grid(classes="launch-grid"):
-                    yield Label("Teacher set", classes="label")
-                    yield Input(values["teacher_set"], id="teacher_set", compact=True,
-                                placeholder="its own settings: epochs=30 lr=1e-4")
-                    yield Static("", classes="span2")
-                    for i in options:
-                        if i.advanced:
-                            yield from option_widgets(i, values[i.name])
+                yield Grid(classes="launch-grid", id="more-grid")  # its fields come when it is first opened
             yield Static("", id="form-message")
             yield Button("Launch  [F5]", id="launch", variant="primary", compact=True)
             with Horizontal(classes="row", id="study-row"):
@@ -206,8 +205,7 @@ class LaunchScreen(Screen):
         """The values last launched from this store, in every field still as it was first shown (a field already
         changed keeps what was typed)."""
         for key, value in message.values.items():
-            widgets = self.query(f"#{key}")
-            if widgets and key in self._initial and widgets.first().value == self._display(key, self._initial[key]):
+            if key in self._initial and self._value(key) == self._display(key, self._initial[key]):
                 self._set(key, value)
         self.check_data(self.query_one("#source", Input).value)
 
@@ -219,14 +217,35 @@ class LaunchScreen(Screen):
 
     # -- values ----------------------------------------------------------------------------------------
     def values(self) -> dict:
-        return {w.id: w.value for w in self.query("Input, Select, Checkbox") if w.id}
+        return {**self._more, **{w.id: w.value for w in self.query("Input, Select, Checkbox") if w.id}}
 
     def _display(self, key: str, value):
         info = next((i for i in option_fields() if i.name == key), None)
         return display(info, value) if info else value
 
     def _set(self, key: str, value) -> None:
-        self.query_one(f"#{key}").value = self._display(key, value)
+        if key in self._more and not self.query(f"#{key}"):
+            self._more[key] = self._display(key, value)
+        else:
+            self.query_one(f"#{key}").value = self._display(key, value)
+
+    def _value(self, key: str):
+        widgets = self.query(f"#{key}")
+        return widgets.first().value if widgets else self._more.get(key)
+
+    @on(Collapsible.Expanded, "#more")
+    def _more_opened(self) -> None:
+        """The fields under "More options", made when it is first opened, with the values they hold."""
+        grid = self.query_one("#more-grid", Grid)
+        if grid.children:
+            return
+        widgets = [Label("Teacher set", classes="label"),
+                   Input(self._more["teacher_set"], id="teacher_set", compact=True,
+                         placeholder="its own settings: epochs=30 lr=1e-4"), Static("", classes="span2")]
+        for i in option_fields():
+            if i.advanced:
+                widgets += list(option_widgets(i, self._more[i.name]))
+        grid.mount(*widgets)
 
     # -- live checks ------------------------------------------------------------------------------------
     @on(Input.Changed, "#source")
@@ -248,11 +267,14 @@ class LaunchScreen(Screen):
         if message.notice:
             self.app.notify(message.notice)
 
-    @work(thread=True, exclusive=True, group="data-check")
     def check_data(self, source: str) -> None:
-        time.sleep(0.3)  # debounce: only the last value typed is checked
+        self._asked["source"] = source
+        self._check_data(source)
 
-        if get_current_worker().is_cancelled:
+    @work(thread=True, group="data-check")
+    def _check_data(self, source: str) -> None:
+        time.sleep(0.3)  # debounce: only the last value typed is checked
+        if self._asked.get("source") != source:
             return
 
         try:
@@ -267,7 +289,7 @@ class LaunchScreen(Screen):
             text, ok = Text(f"✗ {exc}", style="red"), False
         except Exception as exc:  # noqa: BLE001 - never crash on odd input
             text, ok = Text(f"✗ {exc.__class__.__name__}: {exc}", style="red"), False
-        if not get_current_worker().is_cancelled:
+        if self._asked.get("source") == source:
             self.post_message(Said("#data-summary", text, data_ok=ok))
 
     @on(Input.Changed, "#teacher, #student")
@@ -362,7 +384,7 @@ class LaunchScreen(Screen):
         note.update(Text(f"checking and queueing {name}…", style="dim"))
         self.queue_study(name)
 
-    @work(thread=True, exclusive=True, group="study")
+    @work(thread=True, group="study")
     def queue_study(self, name: str) -> None:
         store = self.app.store
         try:
@@ -398,7 +420,7 @@ class LaunchScreen(Screen):
         message.update(Text("checking the models and settings…", style="dim"))
         self.check_then_launch(self.values())
 
-    @work(thread=True, exclusive=True, group="preflight")
+    @work(thread=True, group="preflight")
     def check_then_launch(self, values: dict) -> None:
         """The form's run, built (a teacher may be a run of the store) and checked as `kdengine train` checks it
         (api.check: models, sizes, weights) in a worker thread; what needs torch runs in a child process of its
@@ -435,8 +457,12 @@ class LaunchScreen(Screen):
         except (OSError, KDError):  # an unwritable store: the form simply starts from the defaults next time
             pass
 
-    def _focus_field(self, field: str | None) -> None:
+    def _focus_field(self, field: str | None, opened: bool = False) -> None:
         if not field:
+            return
+        if field in self._more and not self.query(f"#{field}") and not opened:  # under "More options": opened
+            self.query_one("#more", Collapsible).collapsed = False  # (its fields are made), then marked
+            self.call_after_refresh(self._focus_field, field, True)
             return
         widgets = self.query(f"#{field}")
         if not widgets:

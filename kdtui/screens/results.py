@@ -105,6 +105,7 @@ class ResultsScreen(Screen):
         self.axis = 0  # which of a sweep's tables the sweep tab shows
         self.notes_open = False  # the notes under the table in full (n), else folded to NOTE_LINES
         self.known_views: list[str] = [ALL]  # all runs, and each study (as last read)
+        self.building = False  # a build under way
         self._signature: tuple = ()
 
     def compose(self) -> ComposeResult:
@@ -125,10 +126,13 @@ class ResultsScreen(Screen):
         self.query_one(DataTable).focus()
 
     def poll(self, force: bool = False) -> None:
-        if self.is_current or force:
+        """Build the tables again when a run finished (``force``: the view or the metric changed); a tick while a
+        build is under way waits for the next."""
+        if force or (self.is_current and not self.building):
+            self.building = True
             self.load(self.view_name, self.metric, self._signature if not force else None)
 
-    @work(thread=True, exclusive=True, group="tables")
+    @work(thread=True, group="tables")
     def load(self, view: str, metric: str, last: tuple | None) -> None:
         """The tables of all runs, or of one study (the same code as `kdengine table` and `study table`), rebuilt
         only when a run finished or the view or the metric changed."""
@@ -143,6 +147,7 @@ class ResultsScreen(Screen):
         self.post_message(TablesRead(signature, tables, views))
 
     def on_tables_read(self, message: TablesRead) -> None:
+        self.building = False
         if message.error is not None:
             self.query_one("#results-note", Static).update(Text(f"cannot build the tables: {message.error}",
                                                                 style="red"))

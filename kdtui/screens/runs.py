@@ -134,8 +134,8 @@ class RunsScreen(Screen):
         """Read the list and the selected run again (each in its own worker thread)."""
         if not self.is_current:  # another mode is on display: nothing to refresh
             return
-        self.run_list.load()
-        self.detail.load()
+        self.run_list.refresh_rows()
+        self.detail.refresh_run()
 
     # -- what the components post ----------------------------------------------------------------------------------
     def on_run_list_selected(self, message: RunList.Selected) -> None:
@@ -259,7 +259,7 @@ class RunsScreen(Screen):
         if rid is not None:
             self.read_removal(rid)
 
-    @work(thread=True, exclusive=True, group="removal")
+    @work(thread=True, group="removal")
     def read_removal(self, run_id: str) -> None:
         try:
             self.post_message(RemovalRead(self.app.store.what_goes(run_id)))
@@ -280,7 +280,7 @@ class RunsScreen(Screen):
                                            {"d": "delete", "a": "archive"}), done)
 
     def action_start_worker(self) -> None:
-        self.app.ask_worker()
+        self.app.ask_training_worker()
 
     def action_act_on_shown(self) -> None:
         """Stop, retry, delete or archive every run the list shows (a filter, a study, a state): asks first."""

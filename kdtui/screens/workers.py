@@ -95,6 +95,7 @@ def render(snap: WorkersSnapshot):
 class WorkersScreen(Screen):
     BINDINGS = [Binding("w", "start_worker", "Worker")]
     HELP = [("w", "start a background worker (choose its device)")]
+    reading = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -110,10 +111,11 @@ class WorkersScreen(Screen):
         self.call_after_refresh(self.poll)  # what changed while another screen was shown, now: not at the next tick
 
     def poll(self) -> None:
-        if self.is_current:
+        if self.is_current and not self.reading:  # a read still under way: the next tick reads again
+            self.reading = True
             self.load()
 
-    @work(thread=True, exclusive=True, group="workers")
+    @work(thread=True, group="workers")
     def load(self) -> None:
         try:
             self.post_message(SnapshotRead(snapshot(self.app.store)))
@@ -121,6 +123,7 @@ class WorkersScreen(Screen):
             self.post_message(SnapshotRead(None, exc))
 
     def on_snapshot_read(self, message: SnapshotRead) -> None:
+        self.reading = False
         if message.snap is None:
             self.query_one("#workers-view", Static).update(Text(f"cannot read the workers: {message.error}",
                                                                 style="red"))
@@ -129,4 +132,4 @@ class WorkersScreen(Screen):
         self.query_one("#workers-view", Static).update(render(message.snap))
 
     def action_start_worker(self) -> None:
-        self.app.ask_worker()
+        self.app.ask_training_worker()

@@ -98,6 +98,7 @@ class RunDetail(Vertical):
         self.report_split = "test"
         self.look_index = 0  # the image the Looks pane shows (kept across runs: one image, model after model)
         self.drawn_version = -1
+        self.reading: str | None = None  # the run a read is under way for
 
     def compose(self) -> ComposeResult:
         with TabbedContent(id="panes", initial="curves"):
@@ -153,16 +154,22 @@ class RunDetail(Vertical):
         self.load()
         return self.pinned_id
 
-
     # -- reading the store -------------------------------------------------------------------------------------------
-    @work(thread=True, exclusive=True, group="run-detail")
+    def refresh_run(self) -> None:
+        """Read the selected run again, unless a read of it is still under way (the next tick reads again)."""
+        if self.reading != self.run_id:
+            self.load()
+
     def load(self) -> None:
-        """The selected run's detail (only what its log gained since the last read), its teachers' and baseline's,
-        the pinned run's, and what the pane on display needs besides; off the UI thread."""
-        run_id, before, pinned, pane = self.run_id, self.current, self.pinned_id, self.active
-        if run_id is None:
-            return
-        store = self.app.store
+        """Read the selected run (and what the pane on display needs) in a worker thread."""
+        if self.run_id is not None:
+            self.reading = self.run_id
+            self._read(self.app.store, self.run_id, self.current, self.pinned_id, self.active)
+
+    @work(thread=True, group="run-detail")
+    def _read(self, store: api.Store, run_id: str, before: Read, pinned: str | None, pane: str) -> None:
+        """The run's detail (only what its log gained since ``before``), its teachers' and baseline's, the pinned
+        run's, and what the pane on display needs besides."""
         same = before.run_id == run_id
         read = Read(run_id)
         try:
@@ -191,8 +198,13 @@ class RunDetail(Vertical):
     def on_run_detail_loaded(self, message: Loaded) -> None:
         message.stop()
         read = message.read
+        if self.reading == read.run_id:
+            self.reading = None
         if read.run_id != self.run_id:  # another run was selected meanwhile: its own read follows
             return
+        older = self.current.view if self.current.run_id == read.run_id else None
+        if older is not None and read.view is not None and read.view.version < older.version:
+            return  # a read that started before the one already shown
         if message.error is not None:
             self.post_message(self.Updated(message.error))
             return
@@ -204,7 +216,7 @@ class RunDetail(Vertical):
             self.drawn_version = read.view.version
             self.post_message(self.Updated())
             self.draw_panes()
-        elif read.facts is not before.facts or read.looks is not before.looks:
+        elif read.facts is not before.facts or read.looks is not before.looks or read.looks_read != before.looks_read:
             self.draw_panes()
 
     # -- drawing ---------------------------------------------------------------------------------------------------

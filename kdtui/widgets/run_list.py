@@ -72,6 +72,7 @@ class RunList(DataTable):
         self.selected: str | None = None
         self.pending: str | None = None  # a run to select once it is in the table (just launched)
         self.loaded = False
+        self.reading = False  # a read under way
         self.error: Exception | None = None  # the last read's, when it failed
         self.workers_alive = True
         self.query_text = ""
@@ -90,7 +91,13 @@ class RunList(DataTable):
             self.move_cursor(row=self.row_count - 1)
 
     # -- reading the store ---------------------------------------------------------------------------------------
-    @work(thread=True, exclusive=True, group="run-list")
+    def refresh_rows(self) -> None:
+        """Read the rows again, unless a read is still under way (the next tick reads again)."""
+        if not self.reading:
+            self.reading = True
+            self.load()
+
+    @work(thread=True, group="run-list")
     def load(self) -> None:
         """Every run's row (and whether a worker serves the store), read off the UI thread."""
         store = self.app.store
@@ -101,6 +108,7 @@ class RunList(DataTable):
 
     def on_run_list_loaded(self, message: Loaded) -> None:
         message.stop()
+        self.reading = False
         self.error = message.error
         if message.error is not None:
             self.post_message(self.Changed())
