@@ -80,5 +80,6 @@ def interrupted_text(exc: KeyboardInterrupt) -> str:
     text += (f". Resume with: kdengine runs retry {' '.join(exc.resumable)}, or {again}" if exc.resumable
              else f". Resume with: {again}")
     if exc.elsewhere:
-        text += f". Still running in other workers: {', '.join(exc.elsewhere)} (kdengine runs stop {' '.join(exc.elsewhere)})"
+        text += (f". Still running in other workers: {', '.join(exc.elsewhere)} "
+                 f"(kdengine runs stop {' '.join(exc.elsewhere)})")
     return f"interrupted: {text}"

@@ -174,7 +174,8 @@ class BatchRequested(Request):
 
     def say(self, outcome: tuple[int, int]) -> str:
         done, skipped = outcome
-        return f"{ACTED[self.action]} {done} run(s)" + (f"; {skipped} skipped (not in a state for it)" if skipped else "")
+        return f"{ACTED[self.action]} {done} run(s)" + (f"; {skipped} skipped (not in a state for it)"
+                                                        if skipped else "")
 
 
 class ExportRequested(Request):

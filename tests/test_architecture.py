@@ -54,34 +54,39 @@ def test_an_upward_import_or_a_torch_import_breaks_them(tmp_path):
     assert "kdengine.store.upward_probe -> kdengine.training.trainer" in out
     assert "kdengine.reports.torch_probe -> torch" in out
     assert "kdtui and the CLI's commands reach the engine through kdengine.api and the" in out and "BROKEN" in out
-    for edge in ("kdtui.door_probe -> kdengine.store.lifecycle", "kdengine.commands.door_probe -> kdengine.execution.worker",
-                 "kdtui.new_probe -> kdengine.brand_new", "kdtui.behind_probe -> kdengine.api.runs"):
+    for edge in ("kdtui.door_probe -> kdengine.store.lifecycle", "kdtui.new_probe -> kdengine.brand_new",
+                 "kdengine.commands.door_probe -> kdengine.execution.worker", "kdtui.behind_probe -> kdengine.api.runs"):
         assert edge in out, edge
 
 
 FRONT_ENDS = ("kdtui/**/*.py", "kdengine/commands/**/*.py", "kdengine/cli.py")
 
 
+def _imports_own_module(node: ast.AST) -> bool:
+    """``importlib.import_module(f"{__name__}.…")``: a package importing a module of its own."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "import_module"
+            and isinstance(node.func.value, ast.Name) and node.func.value.id == "importlib" and node.args):
+        return False
+    name = node.args[0]
+    head = name.values[0] if isinstance(name, ast.JoinedStr) and name.values else None
+    return isinstance(head, ast.FormattedValue) and isinstance(head.value, ast.Name) and head.value.id == "__name__"
+
+
 def dynamic_imports(root: Path) -> list[str]:
     """Imports the import graph cannot see, in the front ends: importlib, __import__, runpy. The one kind allowed is
     a package importing its own modules by name (``import_module(f"{__name__}.{name}")``: the table of screens)."""
+    dynamic = ("importlib", "runpy", "__import__")
     found = []
     for path in sorted(p for pattern in FRONT_ENDS for p in root.glob(pattern)):
         tree = ast.parse(path.read_text())
-        allowed = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "import_module" \
-                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "importlib" and node.args \
-                    and isinstance(node.args[0], ast.JoinedStr) and isinstance(node.args[0].values[0], ast.FormattedValue) \
-                    and isinstance(node.args[0].values[0].value, ast.Name) and node.args[0].values[0].value.id == "__name__":
-                allowed.add(id(node.func.value))
+        allowed = {id(node.func.value) for node in ast.walk(tree) if _imports_own_module(node)}
         for node in ast.walk(tree):
             where = f"{path.relative_to(root)}:{getattr(node, 'lineno', 0)}"
-            if isinstance(node, ast.Import) and any(a.name.split(".")[0] in ("importlib", "runpy") and a.asname for a in node.names):
+            if isinstance(node, ast.Import) and any(a.name.split(".")[0] in dynamic and a.asname for a in node.names):
                 found.append(f"{where}: an alias of importlib")
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in ("importlib", "runpy"):
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in dynamic:
                 found.append(f"{where}: from {node.module} import …")
-            elif isinstance(node, ast.Name) and node.id in ("importlib", "runpy", "__import__") and id(node) not in allowed:
+            elif isinstance(node, ast.Name) and node.id in dynamic and id(node) not in allowed:
                 found.append(f"{where}: {node.id}")
     return found
 

@@ -174,7 +174,8 @@ def run_study_here(store: RunStore, plan: StudyPlan, device: str = "auto", loade
     by_id = {p.run_id: p for p in plan.runs}
     before = _states(store, mine)
     queue_study(store, plan, device)
-    say = None if announce is None else (lambda i, spec: announce(i, by_id[spec.run_id], plan.point(by_id[spec.run_id])))
+    say = None if announce is None else \
+        (lambda i, spec: announce(i, by_id[spec.run_id], plan.point(by_id[spec.run_id])))
     _, failed = train_here(store, [p.spec for p in plan.runs], mine, device, loader_workers, fast, trackers, progress,
                            log, study=plan.name, keep_going=True, worker=f"study:{plan.name}", announce=say,
                            before=before)

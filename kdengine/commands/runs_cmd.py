@@ -242,8 +242,8 @@ def retried_text(outcome) -> str:
 def removal_text(removal) -> str:
     """What deleting a run takes with it (``api.Removal``)."""
     users = removal.dependents
-    text = (f"{removal.run_id}: {removal.bytes / 2**20:.1f} MB on disk, {removal.checkpoint_bytes / 2**20:.1f} MB of it "
-            "checkpoints")
+    text = (f"{removal.run_id}: {removal.bytes / 2**20:.1f} MB on disk, "
+            f"{removal.checkpoint_bytes / 2**20:.1f} MB of it checkpoints")
     if users:
         text += (f"; {len(users)} run(s) use it as a teacher and could not resume or be re-evaluated without it: "
                  + ", ".join(users[:5]) + (" ..." if len(users) > 5 else ""))

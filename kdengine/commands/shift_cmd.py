@@ -12,7 +12,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("shift", help="evaluate finished runs under acquisition shift (and on external data)")
     p.add_argument("target", metavar="RUN|STUDY", help="a run id (or part of one), or a study (name, file or preset)")
-    p.add_argument("--shifts", default="all", metavar="LIST", help="comma-separated: " + ", ".join(api.Store.shift_names()))
+    p.add_argument("--shifts", default="all", metavar="LIST",
+                   help="comma-separated: " + ", ".join(api.Store.shift_names()))
     p.add_argument("--severities", default="1..5", metavar="1..5", help="1..5, 1,3,5 or one severity")
     p.add_argument("--external", default=None, metavar="SOURCE",
                    help="also evaluate on another dataset with the same classes (another site's images)")

@@ -17,7 +17,8 @@ def register(sub) -> None:
     study = sub.add_parser("study", help="run an experiment grid from a TOML file or a preset")
     ssub = study.add_subparsers(dest="study_command", required=True)
     run = ssub.add_parser("run", help="expand a study, queue its runs, and train them (resumes)")
-    run.add_argument("study", metavar="FILE|PRESET", help=f"a study TOML file, or a preset: {' | '.join(Choices.PRESETS)}")
+    run.add_argument("study", metavar="FILE|PRESET",
+                     help=f"a study TOML file, or a preset: {' | '.join(Choices.PRESETS)}")
     run.add_argument("--data", default=None, metavar="SOURCE", help="the data (sets data.source)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a key, e.g. --set train.epochs=5 --set seeds=[0,1,2]")

@@ -59,7 +59,8 @@ def teacher_plans(store: RunStore, spec: RunSpec) -> list[TeacherPlan]:
                                      best[1] if best else []))
             continue
         state = store.read_status(rid).state
-        plans.append(TeacherPlan(rid, t.model, t.seed, state, state == FINISHED and store.read_metrics(rid) is not None))
+        reused = state == FINISHED and store.read_metrics(rid) is not None
+        plans.append(TeacherPlan(rid, t.model, t.seed, state, reused))
     return plans
 
 

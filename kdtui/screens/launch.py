@@ -394,7 +394,8 @@ class LaunchScreen(Screen):
             return
         self.post_message(Said("#study-message", Text(
             f"✓ study {outcome.name}: {outcome.total} runs ({outcome.finished} already finished) queued; "
-            f"{len(outcome.workers)} worker(s) started", style="green"), notice=f"study {name} queued; workers started"))
+            f"{len(outcome.workers)} worker(s) started", style="green"),
+            notice=f"study {name} queued; workers started"))
 
     def action_study_file(self) -> None:
         """Into the study file's field (the palette's "Run a study file")."""
