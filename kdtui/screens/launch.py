@@ -39,11 +39,9 @@ from ..forms import (
     to_remember,
 )
 from ..messages import LaunchRequested
+from ..widgets.form_fields import MoreOptions, SourceField, option_widgets
 from ..widgets.tick import Tick
 from . import register_screen, screens
-
-INPUT_TYPES = {"int": "integer", "float": "number", "str": "text"}
-
 
 class ModelChecked(Message):
     """A model name checked against timm's names, off the UI thread."""
@@ -55,27 +53,13 @@ class ModelChecked(Message):
         self.text = text
 
 
-def option_widgets(i, value):
-    """Label and widget for one option."""
-    yield Label(i.label, classes="label")
-    if i.kind == "choice":
-        yield Select([(str(c), c) for c in i.choices], value=value, allow_blank=False, id=i.name, compact=True,
-                     tooltip=i.help)
-    elif i.kind == "bool":
-        yield Tick(i.help, bool(value), id=i.name, compact=True, tooltip=i.help)
-    else:
-        yield Input(display(i, value), id=i.name, type=INPUT_TYPES[i.kind] if not i.nullable else "text",
-                    compact=True, placeholder="none" if i.nullable else "", tooltip=i.help)
-
-
 class Said(Message):
     """A worker thread's answer for a note of the form (``selector``), shown from the UI thread."""
 
-    def __init__(self, selector: str, text: Text, data_ok: bool | None = None, notice: str | None = None) -> None:
+    def __init__(self, selector: str, text: Text, notice: str | None = None) -> None:
         super().__init__()
         self.selector = selector
         self.text = text
-        self.data_ok = data_ok
         self.notice = notice  # also said in a notification
 
 
@@ -130,12 +114,7 @@ class LaunchScreen(Screen):
         for key in [*(e.key for e in screens()), "q"]:
             self._bindings.bind(key, f"screen_key('{key}')", show=False)
         self._initial = defaults()
-        # the fields under "More options", as their widgets would hold them, until it is first opened (the form
-        # shows at once: half its fields wait there)
-        self._more = {i.name: display(i, self._initial[i.name]) for i in option_fields() if i.advanced}
-        self._more = {"teacher_set": self._initial["teacher_set"], **self._more}
-        self._data_ok: bool | None = None
-        self._asked: dict[str, str] = {}  # the last value asked of each checked field (source, teacher, student)
+        self._asked: dict[str, str] = {}  # the last model name asked of each checked field (teacher, student)
 
     def compose(self) -> ComposeResult:
         values = self._initial
@@ -143,10 +122,7 @@ class LaunchScreen(Screen):
         source = next(i for i in options if i.name == "source")
         yield Header()
         with VerticalScroll(id="launch-form"):
-            with Horizontal(classes="row"):
-                yield Label(source.label, classes="label")
-                yield Input(values["source"], id="source", compact=True, placeholder=source.help)
-            yield Static("", id="data-summary", classes="note")
+            yield SourceField(source, values["source"])
             yield Static("tab: into the form · esc: out of it (then 1 2 3 4 change screens) · F5: launch",
                          id="form-hint", classes="note")
             models = model_suggestions()
@@ -176,8 +152,7 @@ class LaunchScreen(Screen):
                 yield Label("Baseline", classes="label")
                 yield Tick("also train the student alone", values["baseline"], id="baseline", compact=True)
             yield Static("", id="strategy-note", classes="note")
-            with Collapsible(title="More options", collapsed=True, id="more"):
-                yield Grid(classes="launch-grid", id="more-grid")  # its fields come when it is first opened
+            yield MoreOptions([i for i in options if i.advanced], values, id="more")
             yield Static("", id="form-message")
             yield Button("Launch  [F5]", id="launch", variant="primary", compact=True)
             with Horizontal(classes="row", id="study-row"):
@@ -207,7 +182,7 @@ class LaunchScreen(Screen):
         for key, value in message.values.items():
             if key in self._initial and self._value(key) == self._display(key, self._initial[key]):
                 self._set(key, value)
-        self.check_data(self.query_one("#source", Input).value)
+        self.query_one(SourceField).check(self.query_one("#source", Input).value)
 
     def on_screen_resume(self) -> None:
         """Back on the form (from another screen, the palette or a dialog): no field has the focus, as at first.
@@ -217,42 +192,25 @@ class LaunchScreen(Screen):
 
     # -- values ----------------------------------------------------------------------------------------
     def values(self) -> dict:
-        return {**self._more, **{w.id: w.value for w in self.query("Input, Select, Checkbox") if w.id}}
+        return {**self.query_one(MoreOptions).values(),
+                **{w.id: w.value for w in self.query("Input, Select, Checkbox") if w.id}}
 
     def _display(self, key: str, value):
         info = next((i for i in option_fields() if i.name == key), None)
         return display(info, value) if info else value
 
     def _set(self, key: str, value) -> None:
-        if key in self._more and not self.query(f"#{key}"):
-            self._more[key] = self._display(key, value)
+        more = self.query_one(MoreOptions)
+        if more.holds(key):
+            more.set(key, self._display(key, value))
         else:
             self.query_one(f"#{key}").value = self._display(key, value)
 
     def _value(self, key: str):
-        widgets = self.query(f"#{key}")
-        return widgets.first().value if widgets else self._more.get(key)
-
-    @on(Collapsible.Expanded, "#more")
-    def _more_opened(self) -> None:
-        """The fields under "More options", made when it is first opened, with the values they hold."""
-        grid = self.query_one("#more-grid", Grid)
-        if grid.children:
-            return
-        widgets = [Label("Teacher set", classes="label"),
-                   Input(self._more["teacher_set"], id="teacher_set", compact=True,
-                         placeholder="its own settings: epochs=30 lr=1e-4"), Static("", classes="span2")]
-        for i in option_fields():
-            if i.advanced:
-                widgets += list(option_widgets(i, self._more[i.name]))
-        grid.mount(*widgets)
+        more = self.query_one(MoreOptions)
+        return more.value(key) if more.holds(key) else self.query_one(f"#{key}").value
 
     # -- live checks ------------------------------------------------------------------------------------
-    @on(Input.Changed, "#source")
-    def _data_changed(self, event: Input.Changed) -> None:
-        self.query_one("#data-summary", Static).update(Text("checking…", style="dim"))
-        self.check_data(event.value)
-
     def _say(self, selector: str, text: Text) -> None:
         """A worker thread's answer, put on screen from the UI thread: looked up there, not in the worker (a DOM
         query from a thread races the app), and dropped when the form is no longer there to show it (the screen
@@ -261,36 +219,9 @@ class LaunchScreen(Screen):
             widget.update(text)
 
     def on_said(self, message: Said) -> None:
-        if message.data_ok is not None:
-            self._data_ok = message.data_ok
         self._say(message.selector, message.text)
         if message.notice:
             self.app.notify(message.notice)
-
-    def check_data(self, source: str) -> None:
-        self._asked["source"] = source
-        self._check_data(source)
-
-    @work(thread=True, group="data-check")
-    def _check_data(self, source: str) -> None:
-        time.sleep(0.3)  # debounce: only the last value typed is checked
-        if self._asked.get("source") != source:
-            return
-
-        try:
-            s = self.app.store.check_data(Choices.CONFIGS["data"](source=source))
-            sp = s["splits"]
-            text = Text(f"✓ {len(s['classes'])} classes · train {sp['train']['images']} / val {sp['val']['images']} / "
-                        f"test {sp['test']['images']} images · {sp['train']['groups']} train groups", style="green")
-            if s["synthetic"]:
-                text.append(" · synthetic", style="yellow")
-            ok = True
-        except KDError as exc:
-            text, ok = Text(f"✗ {exc}", style="red"), False
-        except Exception as exc:  # noqa: BLE001 - never crash on odd input
-            text, ok = Text(f"✗ {exc.__class__.__name__}: {exc}", style="red"), False
-        if self._asked.get("source") == source:
-            self.post_message(Said("#data-summary", text, data_ok=ok))
 
     @on(Input.Changed, "#teacher, #student")
     @on(Select.Changed, "#strategy")
@@ -414,8 +345,9 @@ class LaunchScreen(Screen):
         message = self.query_one("#form-message", Static)
         for w in self.query(Input):
             w.remove_class("-invalid")
-        if self._data_ok is False:
-            message.update(Text("✗ fix the data first: " + str(self.query_one("#data-summary", Static).render()), style="red"))
+        source = self.query_one(SourceField)
+        if source.ok is False:
+            message.update(Text("✗ fix the data first: " + source.summary(), style="red"))
             self.query_one("#source", Input).focus()
             return
         message.update(Text("checking the models and settings…", style="dim"))
@@ -461,8 +393,9 @@ class LaunchScreen(Screen):
     def _focus_field(self, field: str | None, opened: bool = False) -> None:
         if not field:
             return
-        if field in self._more and not self.query(f"#{field}") and not opened:  # under "More options": opened
-            self.query_one("#more", Collapsible).collapsed = False  # (its fields are made), then marked
+        more = self.query_one(MoreOptions)
+        if more.holds(field) and not more.made and not opened:  # under "More options": opened (its fields are
+            more.collapsed = False  # made), then marked
             self.call_after_refresh(self._focus_field, field, True)
             return
         widgets = self.query(f"#{field}")
