@@ -13,7 +13,13 @@ from typing import Callable, Sequence
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from . import commands
-from .errors import KDError, RunFailed  # noqa: E402
+from .errors import Interrupted, KDError, RunFailed  # noqa: E402
+
+# what the CLI adds to an error, by the field at fault (the service layer names the field, never a flag)
+REMEDIES = {"runs_dir": "pass --runs-dir DIR or set KDSTUDY_HOME", "run_id": "kdengine runs list shows them",
+            # the seed planner's (kdengine study plan)
+            "detect": "--detect GAIN", "variance": "--variance seed=V,image=V,residual=V", "images": "--images N",
+            "power": "--power P", "cells": "--cells M", "correction": "--correction"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,13 +44,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(handler(args) or 0)
     except KDError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        remedy = REMEDIES.get(exc.field)
+        print(f"error: {exc}" + (f" ({remedy})" if remedy else ""), file=sys.stderr)
         return exc.exit_code
     except RunFailed as exc:
         print(f"failed: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt as exc:  # the message says what was stopped and how to resume
-        print(f"interrupted: {exc}" if str(exc) else "interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # what was stopped and how to resume
+        print(interrupted_text(exc), file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
@@ -61,3 +68,21 @@ def environment_error(exc: BaseException) -> str:
         return "out of memory (try a smaller --batch-size or --image-size)"
     where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
     return f"{(exc.strerror or exc.__class__.__name__).lower()}:{where}" if where else str(exc) or exc.__class__.__name__
+
+
+def interrupted_text(exc: KeyboardInterrupt) -> str:
+    """Ctrl-C in a line: what was stopped, what waits for its teacher, how to resume, what still runs elsewhere."""
+    if not isinstance(exc, Interrupted) or not exc.wound_up:
+        return f"interrupted: {exc}" if str(exc) else "interrupted"
+    stopped = ([str(exc)] if str(exc) else []) + [f"{rid} (queued by this command) stopped before it started"
+                                                  for rid in exc.stopped]
+    text = "; ".join(stopped) or "nothing was running yet"
+    if exc.waiting:
+        text += f"; {', '.join(exc.waiting)} {'wait' if len(exc.waiting) > 1 else 'waits'} for its teacher"
+    again = f"kdengine study run {exc.study} again" if exc.study else "run the same command again"
+    text += (f". Resume with: kdengine runs retry {' '.join(exc.resumable)}, or {again}" if exc.resumable
+             else f". Resume with: {again}")
+    if exc.elsewhere:
+        text += (f". Still running in other workers: {', '.join(exc.elsewhere)} "
+                 f"(kdengine runs stop {' '.join(exc.elsewhere)})")
+    return f"interrupted: {text}"

@@ -24,7 +24,22 @@ class DataError(KDError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C: what it stopped, and how to resume, in its message (the CLI prints it; exit 130)."""
+    """Ctrl-C: what it stopped, as facts (the CLI says them and how to resume; exit 130). The message is the
+    executor's word on the run it was training; ``stopped``: runs it had queued, stopped before they started;
+    ``waiting``: runs it queued that wait for an unfinished teacher; ``resumable``: runs now stopped or failed that a
+    retry resumes; ``elsewhere``: runs still training in other workers; ``study``: the study it was running;
+    ``wound_up``: the interrupted command's runs were all wound up so (the front end says how to resume)."""
+
+    def __init__(self, message: str = "", stopped: list[str] | None = None, waiting: list[str] | None = None,
+                 resumable: list[str] | None = None, elsewhere: list[str] | None = None,
+                 study: str | None = None, wound_up: bool = False) -> None:
+        super().__init__(message)
+        self.wound_up = wound_up
+        self.stopped = stopped or []
+        self.waiting = waiting or []
+        self.resumable = resumable or []
+        self.elsewhere = elsewhere or []
+        self.study = study
 
 
 class RunFailed(Exception):

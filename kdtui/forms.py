@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from kdengine import strategy_catalog as catalog
 from kdengine import api
-from kdengine.api import CONFIGS, MAX_SEED, RunSpec, load_raw, read_json, write_json
+from kdengine import strategy_catalog as catalog
+from kdengine.api import Choices
 from kdengine.errors import DataError, KDError, UsageError
 from kdengine.models.architectures import APPROX_PARAMS, known_names
 from kdengine.options import OptionInfo, form_fields, parse_text, to_text
@@ -15,7 +15,7 @@ from kdengine.options import OptionInfo, form_fields, parse_text, to_text
 
 def thesis_settings() -> dict[str, Any]:
     """The thesis's training settings, read from the thesis-mura preset (their one home)."""
-    raw, _, _ = load_raw("thesis-mura")
+    raw = api.Store.study_file("thesis-mura")
     train = {k: raw["train"][k] for k in ("epochs", "batch_size", "lr", "optimizer", "pretrained")}
     return {**train, "image_size": raw["data"]["image_size"], "device": "auto"}
 
@@ -41,36 +41,36 @@ EXTRA_DEFAULTS = {"strategy": "normal", "teacher": "resnet18", "student": "test_
 def option_fields() -> list[OptionInfo]:
     """One form field per option of the data, training and KD configs (read at call time: a new option is a
     new field, with no edit here)."""
-    return form_fields(CONFIGS["data"], CONFIGS["train"], CONFIGS["kd"])
+    return form_fields(Choices.CONFIGS["data"], Choices.CONFIGS["train"], Choices.CONFIGS["kd"])
 
 
-LAST = ".kdtui/launch.json"  # the form's last launched values, in the run store
+LAST = "launch"  # the form's last launched values, kept in the run store under this name (store.save_settings)
 
 
-def defaults(store=None) -> dict[str, Any]:
-    """Every field's initial value: the last values launched from this store (when there are some), else the
-    options' defaults (the CPU-quick numbers where the form starts from)."""
+def defaults() -> dict[str, Any]:
+    """Every field's initial value before the last launched ones are read: the options' defaults (the CPU-quick
+    numbers where the form starts from)."""
     values = {i.name: i.default for i in option_fields()}
     values.update(PRESETS["cpu-quick"])
     values.update(EXTRA_DEFAULTS)  # the form's device stays auto: the preset's CPU is for F2
-    if store is not None:
-        last = read_json(store.root / LAST)
-        choices = {i.name: i.offered for i in option_fields() if i.kind == "choice"}
-        choices["strategy"] = tuple(catalog.CATALOGUE)
-        choices["device"] = ("auto", "cpu", "cuda")
-        if isinstance(last, dict):  # what the widgets held: text, a choice, a tick (a stale choice is dropped)
-            values.update({k: v for k, v in last.items() if k in values and isinstance(v, (str, bool, int, float))
-                           and (k not in choices or v in choices[k])})
     return values
 
 
-def remember(store, values: dict[str, Any]) -> None:
-    """Keep what was launched: a reopened kdtui starts its form from it."""
+def remembered(last: dict[str, Any] | None) -> dict[str, Any]:
+    """Of the values last launched from this store (``store.load_settings(LAST)``), those the form can still hold:
+    text, a choice, a tick (a stale choice is dropped)."""
+    values = defaults()
+    choices = {i.name: i.offered for i in option_fields() if i.kind == "choice"}
+    choices["strategy"] = tuple(catalog.CATALOGUE)
+    choices["device"] = Choices.DEVICES
+    return {k: v for k, v in (last or {}).items() if k in values and isinstance(v, (str, bool, int, float))
+            and (k not in choices or v in choices[k])}
+
+
+def to_remember(values: dict[str, Any]) -> dict[str, Any]:
+    """What is kept of a launch: a reopened kdtui starts its form from it."""
     known = set(defaults())
-    try:
-        write_json(store.root / LAST, {k: v for k, v in values.items() if k in known})
-    except Exception:  # noqa: BLE001 - an unwritable store: the form simply starts from the defaults next time
-        pass
+    return {k: v for k, v in values.items() if k in known}
 
 
 def display(i: OptionInfo, value: Any) -> Any:
@@ -101,10 +101,11 @@ def _teacher_items(text: str) -> list[str]:
     return [item for item in re.split(r"[,\s]+", text.strip()) if item]
 
 
-def spec_from_form(values: dict, store=None) -> RunSpec:
+def spec_from_form(values: dict, store: api.Store) -> api.RunSpec:
     """Build the run spec the form describes; a KDError whose ``field`` names the field at fault.
 
-    A teacher field may hold a run id from ``store`` (distil from that finished run)."""
+    A teacher field may hold a run id from ``store`` (distil from that finished run): it reads the store, so the
+    form calls this in a worker thread."""
     strategy = values.get("strategy", "")
     student = str(values.get("student", "")).strip()
     if not student:
@@ -116,17 +117,17 @@ def spec_from_form(values: dict, store=None) -> RunSpec:
         raise UsageError(f"strategy {strategy} takes one teacher; use ensemble for several (comma-separated)",
                          field="teacher")
     seed_text = str(values.get("seed", "")).strip()
-    if not seed_text.isdigit() or int(seed_text) > MAX_SEED:
-        raise UsageError(f"seed must be a whole number in [0, {MAX_SEED}], got '{seed_text}'", field="seed")
+    if not seed_text.isdigit() or int(seed_text) > Choices.MAX_SEED:
+        raise UsageError(f"seed must be a whole number in [0, {Choices.MAX_SEED}], got '{seed_text}'", field="seed")
     try:
-        data = _config(CONFIGS["data"], values).resolved()
+        data = _config(Choices.CONFIGS["data"], values).resolved()
     except DataError as exc:
         raise DataError(str(exc), field="source") from None
-    train = _config(CONFIGS["train"], values)
-    kd = _config(CONFIGS["kd"], values)
+    train = _config(Choices.CONFIGS["train"], values)
+    kd = _config(Choices.CONFIGS["kd"], values)
     try:
-        return api.spec_from_settings(store, strategy, student, names, data, train, kd, int(seed_text),
-                                      _teacher_items(str(values.get("teacher_set", ""))), "teacher settings")
+        return store.spec(strategy, student, names, data, train, kd, int(seed_text),
+                          _teacher_items(str(values.get("teacher_set", ""))), "teacher settings")
     except KDError as exc:
         if exc.field is None:
             exc.field = "strategy"

@@ -1,17 +1,11 @@
-"""What the TUI shows, read from the run store (no Textual, no torch: testable on its own).
-
-``RunView`` tails one run's event log from a saved byte offset, so each poll
-reads only what was appended since the last one.
-"""
+"""How the run list words and orders its rows (``api.RunRow``): the cells, the filter, the sorts and the study
+groups (no Textual, no torch: testable on its own)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from kdengine.api import RunRow, State
 
-from kdengine.api import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, RunRecord, RunRow, RunStore, collect, run_rows
-from kdengine.api import baseline_of
-from kdengine.api import events as ev
-
-STATE_ICONS = {QUEUED: "…", RUNNING: "▶", FINISHED: "✓", FAILED: "✗", STOPPED: "■", "damaged": "!"}
+STATE_ICONS = {State.QUEUED: "…", State.RUNNING: "▶", State.FINISHED: "✓", State.FAILED: "✗", State.STOPPED: "■",
+               "damaged": "!"}
 SORTS = ("created", "state", "what", "student", "seed", "study", "device", "best val", "test acc", "gain")
 NO_STUDY = "(no study)"
 # The progress cell while a run is not training: a whole word of at most 5 letters, so that the column never
@@ -66,10 +60,10 @@ def eta_cell(r: RunRow) -> str:
 
 def done_cell(r: RunRow) -> str:
     """The progress cell (5 characters at most): a percentage, or the phase when it says more."""
-    if r.state == RUNNING and r.phase and not r.phase.startswith("training"):
+    if r.state == State.RUNNING and r.phase and not r.phase.startswith("training"):
         word = next((short for prefix, short in PHASES if r.phase.startswith(prefix)), r.phase.split()[0])
         return word if len(word) <= 5 else "busy"  # a phase named later: its own word, or "busy" (never a code)
-    return "stop" if r.stopped_early and r.state == FINISHED else f"{r.progress:4.0%}"
+    return "stop" if r.stopped_early and r.state == State.FINISHED else f"{r.progress:4.0%}"
 
 
 def row_text(r: RunRow) -> str:
@@ -108,130 +102,3 @@ def groups(rows: list[RunRow]) -> list[tuple[str, list[RunRow]]]:
         else:
             out.append((study_of(r), [r]))
     return out
-
-
-@dataclass
-class Curves:
-    """Per-epoch curves of one run, plus its step losses."""
-
-    epochs: list[int] = field(default_factory=list)
-    train_loss: list[float] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
-    train_acc: list[float] = field(default_factory=list)
-    val_acc: list[float] = field(default_factory=list)
-    steps: list[int] = field(default_factory=list)
-    step_loss: list[float] = field(default_factory=list)
-    steps_per_epoch: int = 0
-    checks: list[tuple[float, float]] = field(default_factory=list)  # defective teachers: (epoch, val accuracy)
-    train_is_ce: bool = True  # False for a run recorded before train "ce" was (its train loss is then the objective)
-
-    def step_epochs(self) -> list[float]:
-        """Step positions in epochs (x axis shared with the epoch curves)."""
-        per = self.steps_per_epoch or 1
-        return [s / per for s in self.steps]
-
-    def add_epoch(self, e: ev.Epoch) -> None:
-        n = e.epoch
-        if n in self.epochs:  # a resumed run may log an epoch twice: the last one wins
-            i = self.epochs.index(n)
-            for lst in (self.epochs, self.train_loss, self.val_loss, self.train_acc, self.val_acc):
-                del lst[i:]
-        self.epochs.append(n)
-        self.train_loss.append(e.train.get("ce", e.train["loss"]))  # cross-entropy on both sides: they compare
-        self.train_is_ce = self.train_is_ce and "ce" in e.train
-        self.val_loss.append(e.val["loss"])
-        self.train_acc.append(e.train["accuracy"])
-        self.val_acc.append(e.val["accuracy"])
-
-
-class RunView:
-    """Everything the monitor panes need about one run, refreshed incrementally."""
-
-    def __init__(self, store: RunStore, run_id: str) -> None:
-        self.store = store
-        self.run_id = run_id
-        self.offset = 0
-        self.curves = Curves()
-        self.class_names: list[str] = []
-        self.confusion: list[list[int]] | None = None
-        self.confusion_label = ""
-        self.metrics: dict | None = None
-        try:
-            self.spec = store.load_spec(run_id)
-        except Exception:  # noqa: BLE001 - a damaged run shows what it can
-            self.spec = None
-        self.model = self.spec.model if self.spec else "?"
-        self.teacher_ids: list[str] = [t.run_id for t in self.spec.teachers] if self.spec else []
-
-        base = baseline_of(self.spec) if self.spec else None
-        self.baseline_id = base.run_id if base is not None and base.run_id not in self.teacher_ids else None
-        self.warnings: list[str] = []
-        self.version = 0  # bumped when anything visible changed
-
-    def poll(self) -> bool:
-        """Read what was appended since the last poll; True if something changed."""
-        lines, self.offset = self.store.read_events(self.run_id, self.offset)
-        changed = bool(lines)
-        for e in ev.parse_all(lines):
-            if isinstance(e, ev.Start):
-                self.class_names = e.classes or self.class_names
-                self.curves.steps_per_epoch = e.steps_per_epoch
-            elif isinstance(e, ev.Epoch):
-                self.curves.add_epoch(e)
-                self.confusion = e.val_confusion
-                self.confusion_label = f"val, epoch {e.epoch}"
-            elif isinstance(e, ev.Step):
-                value = self._step_ce(e)
-                if value is not None:
-                    self.curves.steps.append(e.global_step)
-                    self.curves.step_loss.append(value)
-            elif isinstance(e, ev.Warning):
-                self.warnings.append(e.message)
-            elif isinstance(e, (ev.DefectCheck, ev.Defect)) and self.curves.steps_per_epoch:
-                self.curves.checks.append((e.global_step / self.curves.steps_per_epoch, e.val_accuracy))
-        if self.metrics is None:
-            metrics = self.store.read_metrics(self.run_id)
-            if metrics is not None:
-                self.metrics = metrics
-                self.class_names = metrics["class_names"]
-                self.confusion = metrics["test"]["confusion"]
-                self.confusion_label = "test, best checkpoint"
-                changed = True
-        if changed:
-            self.version += 1
-        return changed
-
-    def _step_ce(self, e: ev.Step) -> float | None:
-        """A step's plain cross-entropy: the loss of a cross-entropy run; for a KD run its CE term unweighted
-        (the objective itself does not compare with val's loss), none when α = 1 leaves no CE term."""
-        kd = self.spec.kd if self.spec is not None else None
-        if kd is None:
-            return e.loss
-        ce = e.terms.get("ce")
-        return ce / (1.0 - kd.alpha) if ce is not None and kd.alpha < 1.0 else None
-
-    def report(self) -> dict[str, dict] | None:
-        """The classification report: final (test) when finished, else derived from the val confusion."""
-        if self.metrics:
-            return self.metrics["test"]["report"]
-        if not self.confusion or not self.class_names:
-            return None
-        return report_from_confusion(self.confusion, self.class_names)
-
-
-def report_from_confusion(cm: list[list[int]], names: list[str]) -> dict[str, dict]:
-    out = {}
-    for i, name in enumerate(names):
-        tp = cm[i][i]
-        support = sum(cm[i])
-        predicted = sum(row[i] for row in cm)
-        p = tp / predicted if predicted else 0.0
-        r = tp / support if support else 0.0
-        f = 2 * p * r / (p + r) if p + r else 0.0
-        out[name] = {"precision": p, "recall": r, "f1": f, "support": support}
-    return out
-
-
-def load_rows(store: RunStore) -> tuple[list[RunRecord], list[RunRow]]:
-    records = collect(store)
-    return records, run_rows(store, every=records)

@@ -1,4 +1,4 @@
-"""api.check: the one set of checks before queueing, for the CLI and kdtui alike; what needs torch runs in a child
+"""api.Store.check: the one set of checks before queueing, for the CLI and kdtui alike; what needs torch runs in a child
 process where the caller has none (kdtui), so the TUI never imports it (issue 25's launch pipeline)."""
 from __future__ import annotations
 
@@ -24,13 +24,13 @@ def test_known_models_need_no_child(monkeypatch):
         raise AssertionError("a child process for specs of known models")
 
     monkeypatch.setattr(subprocess, "run", no_child)
-    api.check([_spec()], data=False, isolate=True)
+    api.Store.check([_spec()], data=False, isolate=True)
 
 
 def test_a_mistyped_name_is_refused_at_once_without_a_child(monkeypatch):
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("child")))
     with pytest.raises(UsageError, match="resnet1"):
-        api.check([_spec(student="resnet1")], data=False, isolate=True)
+        api.Store.check([_spec(student="resnet1")], data=False, isolate=True)
 
 
 def test_what_needs_torch_runs_in_a_child_and_comes_back_as_one_line():
@@ -38,9 +38,9 @@ def test_what_needs_torch_runs_in_a_child_and_comes_back_as_one_line():
     process, refused here in one line, exactly as the CLI's in-process check refuses it."""
     spec = _spec(student="resnet26", size=8)
     with pytest.raises(UsageError) as child:
-        api.check([spec], data=False, isolate=True)
+        api.Store.check([spec], data=False, isolate=True)
     with pytest.raises(UsageError) as here:
-        api.check([spec], data=False, isolate=False)
+        api.Store.check([spec], data=False, isolate=False)
     assert str(child.value) == str(here.value) and "\n" not in str(child.value)
 
 

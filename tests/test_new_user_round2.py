@@ -24,7 +24,8 @@ from kdengine.reports import html
 from kdengine.reports.tables import build
 from kdengine.runspec import CONFIGS, KDConfig, TrainConfig, build_specs
 from kdengine.store import RunStore
-from kdengine.store.queue import teacher_notes
+from kdengine.commands.train_cmd import teacher_lines
+from kdengine.store.queue import teacher_plans
 from kdtui.app import KDStudyApp
 from tests.conftest import SMALL_SYNTH
 from tests import stats_sim as sim
@@ -158,11 +159,13 @@ def test_a_teacher_hint_offers_only_a_run_that_would_be_accepted(tmp_path):
                          TrainConfig(epochs=2), KDConfig(), 0)
     with pytest.raises(UsageError, match="a teacher must see the student's data"):  # what following it did
         build_specs("normal", "test_resnet", [other_size], wanted.data, wanted.train, KDConfig(), 0)
-    (note,) = teacher_notes(store, wanted)
+    (note,) = teacher_lines(store, teacher_plans(store, wanted), "training")
     assert other_size.run_id not in note and "no finished resnet10t run with seed 0 on the student's data" in note
     # a finished teacher on the same data but other settings is offered, and following the hint works
     same_data = finished_teacher(48, 1)
-    (note,) = teacher_notes(store, wanted)
+    (plan,) = teacher_plans(store, wanted)  # the closest run, as facts; the CLI says how to use it
+    assert plan.closest == same_data.run_id and plan.differs == ["train.epochs 1→2"]
+    (note,) = teacher_lines(store, [plan], "training")
     assert f"pass --teacher {same_data.run_id}" in note and "train.epochs 1→2" in note
     assert build_specs("normal", "test_resnet", [same_data], wanted.data, wanted.train, KDConfig(), 0).teachers
 
@@ -208,12 +211,14 @@ def test_stopping_a_run_queued_again_after_an_epoch_says_where_it_resumes(tmp_pa
                        TrainConfig(epochs=3), KDConfig(), 0)
     store.create(spec)
     store.write_status(spec.run_id, "queued", progress={"epochs_done": 1, "epochs": 3})
-    said = api.stop(store, spec.run_id)
-    assert "before it started" not in said and "resumes after epoch 1" in said
+    stopped = api.open(tmp_path).stop(spec.run_id)  # the run's reason says where it resumes, as facts
+    assert not stopped.stopping and stopped.now == api.State.STOPPED
+    assert "before it started" not in stopped.reason and "resumes after epoch 1" in stopped.reason
     fresh = build_specs("baseline", "test_resnet", [], DataConfig(source="synthetic", image_size=32),
                         TrainConfig(epochs=2), KDConfig(), 0)
     store.create(fresh)
-    assert api.stop(store, fresh.run_id) == "stopped before it started"
+    assert api.open(tmp_path).stop(fresh.run_id).reason == "stopped before it started"
+    assert main(["runs", "stop", spec.run_id, "--runs-dir", str(tmp_path)]) == 2  # stopped already: one line
 
 
 async def test_the_launch_form_gives_no_key_to_a_field_after_you_leave_it(tmp_path):
@@ -253,7 +258,7 @@ def test_a_foreground_study_trains_beside_a_live_worker_instead_of_queueing_behi
     store.write_status(specs[0].run_id, "running", pid=os.getpid())  # a live worker holds the first
     trained = []
     monkeypatch.setattr(executor, "ensure_finished", lambda store, spec, dev, **kw: trained.append(spec.run_id) or {})
-    api.train_here(store, specs, [s.run_id for s in specs], "cpu", keep_going=True, log=lambda m: None)
+    api.open(tmp_path).train_here(specs, [s.run_id for s in specs], "cpu", keep_going=True, log=lambda m: None)
     assert trained == [specs[1].run_id, specs[2].run_id, specs[0].run_id]  # its run last: waited for, not first
 
 
@@ -292,7 +297,7 @@ async def test_workers_and_results_show_the_store_as_it_is_when_you_come_back(tm
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "RunsScreen", timeout=10)
         spec = build_specs("baseline", "test_efficientnet", [], DataConfig(source="synthetic", image_size=32),
                            TrainConfig(epochs=1), KDConfig(), 0)
-        api.queue(store, spec, device="cpu")
+        api.open(store.root).queue(spec, device="cpu")
         started = asyncio.get_running_loop().time()
         await pilot.press("4")
         await wait_for(pilot, lambda: app.screen.snapshot.states.get("queued") == 1, timeout=10)

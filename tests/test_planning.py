@@ -76,11 +76,11 @@ def test_the_plan_shows_its_arithmetic(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--detect", "0"], "--detect takes the gain to detect"),
-    (["--detect", "0.02", "--variance", "seed=x"], "--variance takes seed=V"),
+    (["--detect", "0"], "the gain to detect must lie in (0, 2), e.g. 0.02 (two points of accuracy), got 0.0 (--detect"),
+    (["--detect", "0.02", "--variance", "seed=x"], "the variance takes seed=V"),
     (["--detect", "0.02", "--variance", "seed=-1"], "must be finite, at least 0"),
-    (["--detect", "0.02", "--variance", "seed=0,image=0.1"], "--images N"),
-    (["--detect", "0.02", "--variance", "0.001", "--power", "1.5"], "--power must lie in [0.5, 1)"),
+    (["--detect", "0.02", "--variance", "seed=0,image=0.1"], "needs the number of test images (--images N)"),
+    (["--detect", "0.02", "--variance", "0.001", "--power", "1.5"], "the power must lie in [0.5, 1), got 1.5 (--power"),
 ])
 def test_bad_plans_are_one_line(tmp_path, capsys, args, message):
     (tmp_path / "four.toml").write_text(FOUR)

@@ -149,10 +149,12 @@ async def test_a_new_option_appears_in_the_launch_form(warmup, tmp_path):
     async with app.run_test(size=(100, 40)) as pilot:
         await pilot.press("2")
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "LaunchScreen", timeout=10)
+        app.screen.query_one("#more").collapsed = False  # an advanced option: under "More options"
+        await wait_for(pilot, lambda: app.screen.query("#warmup_epochs"), timeout=10)
         field = app.screen.query_one("#warmup_epochs")
         assert field.value == "0"
         field.value = "4"
-        spec = spec_from_form(app.screen.values())
+        spec = spec_from_form(app.screen.values(), app.store)
         assert spec.train.warmup_epochs == 4
 
 

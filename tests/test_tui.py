@@ -158,8 +158,10 @@ async def test_bad_export_path_does_not_crash(tmp_path):
     blocker.write_text("x")
     app = KDStudyApp(store.root, start_workers=False)
     async with app.run_test(size=SIZE) as pilot:
-        app.export_tables(str(blocker / "sub"))
-        await app.workers.wait_for_complete()
+        from kdtui.messages import ExportRequested
+
+        app.post_message(ExportRequested(path=str(blocker / "sub")))
+        await wait_for(pilot, lambda: any(n.severity == "error" for n in app._notifications), timeout=10)
         await pilot.pause(0.1)
         assert app.is_running
         failed = [n for n in app._notifications if n.severity == "error"]
@@ -174,8 +176,8 @@ async def test_help_and_palette_commands(tmp_path):
         assert app.screen.__class__.__name__ == "HelpScreen"
         await pilot.press("escape")
         titles = {c.title for c in app.get_system_commands(app.screen)}
-        assert {"Runs", "Launch", "Results", "Export tables", "Start worker", "Stop run", "CPU-quick preset",
-                "Thesis preset", "Toggle ANSI theme", "Help"} <= titles
+        assert {"Runs", "Launch", "Results", "Workers", "Export tables", "Start worker", "Stop run", "CPU-quick preset",
+                "Thesis preset", "Run a study file", "Toggle ANSI theme", "Help"} <= titles
         app.action_toggle_ansi()
         await pilot.pause(0.2)
         assert app.theme == "ansi-dark"
@@ -200,8 +202,8 @@ async def test_launch_live_then_quit_then_reattach(tmp_path):
             s.query_one("#epochs").value = "6"  # long enough that the student cannot finish before we quit
             await wait_for(pilot, lambda: "7 classes" in text_of(s.query_one("#data-summary")), timeout=30)
             await pilot.press("f5")
-            await wait_for(pilot, lambda: app.spawned, timeout=10)
-            pids = list(app.spawned)
+            await wait_for(pilot, lambda: app.spawned_workers, timeout=10)
+            pids = list(app.spawned_workers)
             assert app.screen.__class__.__name__ == "RunsScreen"
             store = RunStore(runs)
             teacher_id = next(r for r in store.list_ids() if r.startswith("ce-"))
@@ -226,7 +228,8 @@ async def test_launch_live_then_quit_then_reattach(tmp_path):
             app2.screen.select_run(student_id)
             await wait_for(pilot, lambda: app2.screen.rows.get(student_id) is not None
                            and app2.screen.rows[student_id].state == "finished", timeout=180)
-            await wait_for(pilot, lambda: app2.screen.view.metrics is not None, timeout=10)
+            await wait_for(pilot, lambda: app2.screen.view is not None and app2.screen.view.metrics is not None,
+                           timeout=10)
             assert app2.screen.view.curves.epochs == [1, 2, 3, 4, 5, 6]
             # metrics and the best checkpoint make a run read as finished a moment before its lifecycle event lands
             def finished_event():
@@ -370,7 +373,7 @@ async def test_run_list_filters_sorts_groups_and_jumps(tmp_path):
         await pilot.press("end")
         assert table.cursor_row == len(plan) - 1
         # the detail pane shows the highlighted run
-        await wait_for(pilot, lambda: screen.view.run_id == screen.shown[-1], timeout=10)
+        await wait_for(pilot, lambda: screen.view is not None and screen.view.run_id == screen.shown[-1], timeout=10)
         await pilot.press("home")
         assert table.cursor_row == 0
         await pilot.press("slash")
@@ -386,13 +389,14 @@ async def test_run_list_filters_sorts_groups_and_jumps(tmp_path):
         await pilot.press("g")
         assert screen.shown[table.cursor_row] == running[1]
         await pilot.press("o")  # sort by state
-        assert screen.sort == "state"
+        assert screen.run_list.sort_key == "state"
         states = [screen.rows[r].state for r in screen.shown]
         assert states == sorted(states)
         await pilot.press("b")  # grouped: a header row per study, and the study column shows (issue 18)
-        assert screen.by_study and screen.shown[0] == "group:demo" and "study" in [c.key for c in screen.columns]
+        columns = [c.key for c in screen.run_list.columns_shown]
+        assert screen.run_list.by_study and screen.shown[0] == "group:demo" and "study" in columns
         assert all(screen.rows[r].studies == ("demo",) for r in screen.shown[1:])
-        assert str(table.get_row("group:demo")[[c.key for c in screen.columns].index("who")]).startswith("▸ demo")
+        assert str(table.get_row("group:demo")[columns.index("who")]).startswith("▸ demo")
 
 
 async def test_stop_asks_first_retry_and_delete(tmp_path):
@@ -456,14 +460,17 @@ async def test_workers_screen_and_compare(tmp_path):
         screen = app.screen
         student = next(r for r in screen.shown if r.startswith("normal-") and screen.rows[r].state == "finished")
         table.move_cursor(row=screen.shown.index(student))
-        await wait_for(pilot, lambda: screen.view.run_id == student and screen.view.metrics is not None)
-        labels = [label for label, _ in screen.overlay_views]
+        await wait_for(pilot, lambda: screen.view is not None and screen.view.run_id == student
+                       and screen.view.metrics is not None)
+        await wait_for(pilot, lambda: len(screen.detail.current.overlays) == 2)
+        labels = [label for label, _ in screen.detail.current.overlays]
         assert labels == ["T resnet10t", "B test_resnet"]  # its teacher's and its baseline's curves
         await pilot.press("x")  # pin it; its curves overlay the next run's
         other = next(r for r in screen.shown if r.startswith("reverse-") and screen.rows[r].state == "finished")
         table.move_cursor(row=screen.shown.index(other))
-        await wait_for(pilot, lambda: screen.view.run_id == other)
-        assert screen.pinned.run_id == student
+        await wait_for(pilot, lambda: screen.view is not None and screen.view.run_id == other
+                       and screen.detail.current.pinned is not None)
+        assert screen.detail.current.pinned.run_id == student
         queued = next(r for r in screen.shown if screen.rows[r].state == "queued")
         table.move_cursor(row=screen.shown.index(queued))
         await wait_for(pilot, lambda: "press w to start one" in text_of(screen.query_one("#run-line")))
@@ -509,7 +516,8 @@ def _snap_root(name):
 async def test_worker_dialog_chooses_device_and_packing(tmp_path, monkeypatch):
     app = KDStudyApp(tmp_path / "runs", start_workers=False)
     asked = []
-    monkeypatch.setattr(app, "start_worker", lambda device="auto", runs_per_gpu="1": asked.append((device, runs_per_gpu)))
+    monkeypatch.setattr(app, "start_training_workers",
+                        lambda device="auto", runs_per_gpu="1": asked.append((device, runs_per_gpu)))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("w")
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "WorkerScreen", timeout=10)

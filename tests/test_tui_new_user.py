@@ -43,8 +43,8 @@ async def test_the_detail_pane_clears_when_the_last_shown_run_goes(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_list(pilot, app, len(plan))
         screen = app.screen
-        screen.query_text = failed  # a filter that shows only this run
-        screen._update_table(list(screen.rows.values()))
+        screen.run_list.query_text = failed  # a filter that shows only this run
+        screen.run_list.show_rows(list(screen.rows.values()))
         await wait_for(pilot, lambda: screen.selected == failed, timeout=10)
         store.remove(failed, archive=True)
         await wait_for(pilot, lambda: screen.selected is None and screen.view is None, timeout=10)
@@ -59,8 +59,8 @@ async def test_columns_keep_their_widths_and_the_eta_shows_at_80(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         table = await wait_list(pilot, app, len(plan))
         screen = app.screen
-        assert "eta" in [c.key for c in screen.columns]
-        assert sum(c.width + 2 for c in screen.columns) <= 80
+        assert "eta" in [c.key for c in screen.run_list.columns_shown]
+        assert sum(c.width + 2 for c in screen.run_list.columns_shown) <= 80
         assert done_cell(screen.rows[running]) == "eval"  # a word of 5 letters at most: the column never widens
         widths = [col.width for col in table.columns.values()]
         store.heartbeat(running, progress={"phase": "evaluating test (best checkpoint)", "epoch": 2, "epochs": 2})
@@ -73,9 +73,9 @@ def test_the_done_cell_says_a_phase_in_a_word():
     """Not "dec", "ev va", "ev tr" (issue 26): every phase the trainer announces is a whole word in the cell."""
     from dataclasses import replace
 
-    from kdengine.api import RUNNING, RunRow
+    from kdengine.api import RunRow, State
 
-    row = RunRow(run_id="normal-test_resnet-s0-0", state=RUNNING, damaged=False, what="normal", strategy="normal",
+    row = RunRow(run_id="normal-test_resnet-s0-0", state=State.RUNNING, damaged=False, what="normal", strategy="normal",
                  regime=None, teacher="resnet10t", student="test_resnet", seed=0, device="cpu", data="synthetic",
                  synthetic=True, epochs=4, epoch=2, progress=0.5, best_val=None, test_accuracy=None,
                  baseline_run_id=None, gain=None, reason=None, eta_s=None, phase="")
@@ -110,10 +110,9 @@ async def test_results_tabs_scroll_and_an_empty_robustness_table_says_why(tmp_pa
     shifted = fake_study_store(tmp_path / "shifted", seeds=2, shifted=True)[0]
     from kdengine import api
 
-    tables = api.tables(shifted)
-    assert tables.get("robustness") is not None
+    assert api.open(shifted.root).tables().get("robustness") is not None
     empty = fake_study_store(tmp_path / "plain", seeds=2)[0]
-    assert api.tables(empty).get("robustness") is None  # no robustness tab when nothing was shifted
+    assert api.open(empty.root).tables().get("robustness") is None  # no robustness tab when nothing was shifted
 
 
 async def _results(pilot, app):

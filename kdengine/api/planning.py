@@ -27,13 +27,13 @@ from ..store import RunStore
 from ..store.lifecycle import QUEUED
 from ..store.records import RunRecord
 from ..store.status import RunStatus
-from .studies import _study_record
+from .studies import study_record as _study_record
 
 SHOWN_STEPS = 12  # the arithmetic's lines: past this many, the first and the last few
 
 
 @dataclass
-class Plan:
+class SeedPlan:
     study: str
     family: str
     detect: float
@@ -105,10 +105,12 @@ def parse_variance(text: str) -> Components:
                     raise ValueError
                 parts[k.strip()] = float(v)
     except ValueError:
-        raise UsageError(f"--variance takes seed=V,image=V,residual=V (a gain's variance components per seed and "
-                         f"test image) or one number (its variance between seeds), got '{text}'") from None
+        raise UsageError(f"the variance takes seed=V,image=V,residual=V (a gain's variance components per seed and "
+                         f"test image) or one number (its variance between seeds), got '{text}'",
+                         field="variance") from None
     if any(not (v >= 0 and math.isfinite(v)) for v in parts.values()) or not any(parts.values()):
-        raise UsageError(f"--variance: the components must be finite, at least 0, and not all 0, got '{text}'")
+        raise UsageError(f"the variance's components must be finite, at least 0, and not all 0, got '{text}'",
+                         field="variance")
     return Components(parts.get("seed", 0.0), parts.get("image", 0.0), parts.get("residual", 0.0))
 
 
@@ -158,19 +160,21 @@ def _available_images(records: list[RunRecord], images: int, pilot: bool) -> tup
 
 def plan_seeds(store: RunStore, name: str, detect: float, family: str | None = None, variance: str | None = None,
                images: int | None = None, correction: str = "holm", cells: int | None = None,
-               target: float = P.POWER) -> Plan:
+               target: float = P.POWER) -> SeedPlan:
     """The plan (see the module's note). ``name``: a study in the store (its finished runs are the pilot), or a
     study file or preset (then ``variance`` states what the pilot would have measured)."""
     if not (isinstance(detect, (int, float)) and 0 < abs(detect) < 2 and math.isfinite(detect)):
-        raise UsageError(f"--detect takes the gain to detect, e.g. 0.02 (two points of accuracy), got {detect}")
+        raise UsageError(f"the gain to detect must lie in (0, 2), e.g. 0.02 (two points of accuracy), got {detect}",
+                         field="detect")
     if correction not in CORRECTIONS:
-        raise UsageError(f"--correction must be one of {', '.join(CORRECTIONS)}, got '{correction}'")
+        raise UsageError(f"the correction must be one of {', '.join(CORRECTIONS)}, got '{correction}'",
+                         field="correction")
     if not 0.5 <= target < 1:
-        raise UsageError(f"--power must lie in [0.5, 1), got {target}")
+        raise UsageError(f"the power must lie in [0.5, 1), got {target}", field="power")
     if images is not None and images < 2:
-        raise UsageError(f"--images must be at least 2, got {images}")
+        raise UsageError(f"the test images must be at least 2, got {images}", field="images")
     if cells is not None and cells < 1:
-        raise UsageError(f"--cells must be at least 1, got {cells}")
+        raise UsageError(f"the family's cells must be at least 1, got {cells}", field="cells")
     study, records, config, axes = _records(store, name)
     strategies = list(dict.fromkeys(r.strategy for r in records if r.kind == "kd"))
     family = primary_family(family or (config.get("primary") if isinstance(config.get("primary"), str) else "")
@@ -183,8 +187,8 @@ def plan_seeds(store: RunStore, name: str, detect: float, family: str | None = N
         source = "stated"
         n = images or 0
         if (comps.image or comps.residual) and not n:
-            raise UsageError("--images N: the stated variance has an images' share, so the plan needs the number of "
-                             "test images")
+            raise UsageError("the stated variance has an images' share, so the plan needs the number of "
+                             "test images", field="images")
         m = cells or family_size(records, family, axes)
     else:
         tables = study_tables(store, study) if _study_record(store, name) is not None else None
@@ -193,7 +197,7 @@ def plan_seeds(store: RunStore, name: str, detect: float, family: str | None = N
         unique = list({v.key: v for v in tested}.values())
         if not unique:
             raise UsageError(f"study {study} has no finished pilot cells in family {family} (2 seeds of a student "
-                             "and its baseline make one): finish a pilot, or state --variance")
+                             "and its baseline make one): finish a pilot, or state the variance", field="variance")
         kinds = pooled(unique)
         over = [v for v in unique if v.method in OVER_IMAGES]
         comps = kinds.get("images") or kinds["seeds"]
@@ -216,5 +220,5 @@ def plan_seeds(store: RunStore, name: str, detect: float, family: str | None = N
     if available and available > n and comps.image + comps.residual > 0:
         sizes = sorted({min(available, n * 2 ** k) for k in range(1, 8)})
         alternatives = [(size, P.seeds_needed(detect, comps, size, alpha, target)[0]) for size in sizes]
-    return Plan(study, family, float(detect), correction, m, alpha, comps, source, n, seeds, steps, target, ceiling,
+    return SeedPlan(study, family, float(detect), correction, m, alpha, comps, source, n, seeds, steps, target, ceiling,
                 alternatives, notes)

@@ -1,4 +1,4 @@
-"""Results: the comparison tables, their export, the HTML report.
+"""Results: the comparison tables, their export, the HTML report, MLflow.
 
 Part of kdengine.api (no torch at import: what trains or evaluates imports the engine when called)."""
 from __future__ import annotations
@@ -10,7 +10,8 @@ from ..errors import UsageError
 from ..reports.report import build_report
 from ..reports.study import study_ids, study_tables
 from ..reports.sweep import write_sweep_figures
-from ..reports.tables import Tables, build, export
+from ..reports.table_model import Table, Tables
+from ..reports.tables import build, export, table_markdown
 from ..store import RunStore
 from ..store.records import collect
 from ..tracking.mlflow_sync import export_runs
@@ -32,12 +33,17 @@ def export_tables(result: Tables, out: Path, fmt: str = "csv") -> list[Path]:
     return export(result, Path(out), fmt) + write_sweep_figures(result, Path(out))
 
 
+def markdown(table: Table) -> str:
+    """One table as Markdown (the format ``--format md`` writes)."""
+    return table_markdown(table)
+
+
 def export_mlflow(store: RunStore, study: str | None = None, uri: str | None = None,
                   experiment: str | None = None) -> tuple[int, int]:
     """Push a study's finished runs (or every run) into MLflow; an exported run is skipped. (exported, skipped)"""
     ids = study_ids(find_study(store, study)) if study else store.list_ids()
     if not ids:
-        raise UsageError(f"no runs in {store.root}")
+        raise UsageError(f"no runs in {store.root}", field="runs_dir")
     return export_runs(store, ids, uri, experiment)
 
 

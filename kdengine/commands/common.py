@@ -7,16 +7,16 @@ import json
 import sys
 
 from .. import api
-from ..api import CONFIGS, TRACKERS
+from ..api import Choices
 from ..errors import UsageError
 from ..options import add_options, from_args
 
 BALANCED = {"cap_train": 2201, "cap_test": 250}  # the thesis's balanced MURA subset (images per class)
 
 
-def store_from(args: argparse.Namespace, write: bool = False):
-    """The run store ``--runs-dir`` (or $KDSTUDY_HOME, or ./runs) names (``api.open_store``)."""
-    return api.open_store(getattr(args, "runs_dir", None), write)
+def store_from(args: argparse.Namespace, write: bool = False) -> api.Store:
+    """kdstudy on the run store ``--runs-dir`` (or $KDSTUDY_HOME, or ./runs) names (``api.open``)."""
+    return api.open(getattr(args, "runs_dir", None), write)
 
 
 def add_runs_dir(p: argparse.ArgumentParser) -> None:
@@ -25,7 +25,7 @@ def add_runs_dir(p: argparse.ArgumentParser) -> None:
 
 def add_data_options(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """The data options (generated from DataConfig), and ``--balanced``, the thesis's MURA subset."""
-    group = add_options(p, CONFIGS["data"], skip=skip, title="data")
+    group = add_options(p, Choices.CONFIGS["data"], skip=skip, title="data")
     group.add_argument("--balanced", action="store_true",
                        help="the thesis's balanced MURA subset: "
                             + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in BALANCED.items()))
@@ -35,7 +35,7 @@ def data_config(args: argparse.Namespace, **overrides):
     if getattr(args, "balanced", False):
         for key, value in BALANCED.items():
             overrides.setdefault(key, value)
-    return from_args(CONFIGS["data"], args, **overrides).resolved()
+    return from_args(Choices.CONFIGS["data"], args, **overrides).resolved()
 
 
 def add_runtime_args(p: argparse.ArgumentParser) -> None:
@@ -43,7 +43,7 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
     g.add_argument("--loader-workers", type=int, default=None, metavar="N",
                    help="data-loader processes per run (default: 0 on CPU, one per core up to 16 on CUDA)")
-    g.add_argument("--tracker", action="append", choices=tuple(TRACKERS), default=[],
+    g.add_argument("--tracker", action="append", choices=Choices.TRACKERS, default=[],
                    help="also log to an experiment tracker (repeatable)")
     add_fast_path_args(g)
     add_runs_dir(g)
@@ -83,10 +83,6 @@ def check_loader_workers(args: argparse.Namespace) -> None:
     n = getattr(args, "loader_workers", None)
     if n is not None and not 0 <= n <= 256:
         raise UsageError(f"--loader-workers must lie in [0, 256], got {n}")
-
-
-def resolve_run_id(store, run_id: str) -> str:
-    return api.resolve_run(store, run_id)
 
 
 def runs(n: int) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from .. import api
-from ..api import SOURCE_HELP, SPLITS
+from ..api import Choices
 from .common import add_data_options, data_config, print_json
 
 
@@ -12,7 +12,7 @@ def register(sub) -> None:
     data = sub.add_parser("data", help="inspect data sources")
     dsub = data.add_subparsers(dest="data_command", required=True)
     check = dsub.add_parser("check", help="index and decode a source; print classes, splits, groups, skips")
-    check.add_argument("source", metavar="SOURCE", help=SOURCE_HELP)
+    check.add_argument("source", metavar="SOURCE", help=Choices.source_help())
     add_data_options(check, skip=("source",))
     check.add_argument("--no-decode", action="store_true", help="index only; do not decode images")
     check.add_argument("--json", action="store_true", help="print one JSON object")
@@ -22,7 +22,7 @@ def register(sub) -> None:
 def run_check(args: argparse.Namespace) -> int:
     cfg = data_config(args, source=args.source)
 
-    summary = api.check_data(cfg, None if args.no_decode else cfg.image_size, cfg.skip_bad)
+    summary = api.Store.check_data(cfg, None if args.no_decode else cfg.image_size, cfg.skip_bad)
     if args.json:
         print_json(summary)
     else:
@@ -40,9 +40,9 @@ def render_summary(s: dict) -> str:
     width = max(12, *(len(c) + 2 for c in s["classes"]))
     lines.append(f"{'':{width}}{'train':>8}{'val':>8}{'test':>8}")
     for c in s["classes"]:
-        lines.append(f"{c:{width}}" + "".join(f"{s['splits'][sp]['per_class'][c]:>8}" for sp in SPLITS))
-    lines.append(f"{'images':{width}}" + "".join(f"{s['splits'][sp]['images']:>8}" for sp in SPLITS))
-    lines.append(f"{'groups':{width}}" + "".join(f"{s['splits'][sp]['groups']:>8}" for sp in SPLITS))
+        lines.append(f"{c:{width}}" + "".join(f"{s['splits'][sp]['per_class'][c]:>8}" for sp in Choices.SPLITS))
+    lines.append(f"{'images':{width}}" + "".join(f"{s['splits'][sp]['images']:>8}" for sp in Choices.SPLITS))
+    lines.append(f"{'groups':{width}}" + "".join(f"{s['splits'][sp]['groups']:>8}" for sp in Choices.SPLITS))
     lines.append(f"groups (patients) shared between splits: {s['groups_shared_between_splits']}")
     if "cache" in s:
         c = s["cache"]

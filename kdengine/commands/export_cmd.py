@@ -1,7 +1,6 @@
 """``kdengine export mlflow``: finished runs from the run store into an MLflow server, from one place."""
 from __future__ import annotations
 
-from .. import api
 from .common import add_runs_dir, store_from
 
 
@@ -18,6 +17,6 @@ def register(sub) -> None:
 
 
 def run_export_mlflow(args) -> int:
-    exported, skipped = api.export_mlflow(store_from(args), args.study, args.uri, args.experiment)
+    exported, skipped = store_from(args).export_mlflow(args.study, args.uri, args.experiment)
     print(f"exported {exported} run(s); {skipped} already in MLflow")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from .. import api
+from ..errors import UsageError
 from .common import print_json
 
 
@@ -17,10 +18,12 @@ def register(sub) -> None:
 
 
 def run_models(args) -> int:
+    if not 1 <= args.classes <= 100_000:
+        raise UsageError(f"--classes must lie in [1, 100000], got {args.classes}")
     if args.check:
-        print(f"{args.check}: {api.model_params(args.check, args.classes):,} parameters")
+        print(f"{args.check}: {api.Store.model_params(args.check, args.classes):,} parameters")
         return 0
-    rows = [asdict(m) for m in api.model_catalogue(args.classes)]
+    rows = [asdict(m) for m in api.Store.model_catalogue(args.classes)]
     if args.json:
         print_json(rows)
         return 0

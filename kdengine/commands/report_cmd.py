@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import api
-from ..api import METRICS
+from ..api import Choices
 from ..errors import UsageError
 from .common import add_runs_dir, store_from
 from .study_cmd import add_stats_args, stats_of
@@ -16,7 +15,7 @@ def register(sub) -> None:
     p.add_argument("study", nargs="?", metavar="STUDY", help="a study (name, file or preset)")
     p.add_argument("--all", action="store_true", help="every run in the store instead of one study")
     p.add_argument("--out", required=True, metavar="DIR", help="the folder for report.html")
-    p.add_argument("--metric", choices=tuple(METRICS), default="accuracy")
+    p.add_argument("--metric", choices=tuple(Choices.METRICS), default="accuracy")
     add_stats_args(p)
     add_runs_dir(p)
     p.set_defaults(handler=run_report)
@@ -25,5 +24,5 @@ def register(sub) -> None:
 def run_report(args) -> int:
     if bool(args.study) == bool(args.all):
         raise UsageError("name a study, or pass --all for every run in the store")
-    print(f"wrote {api.report(store_from(args), args.study, args.metric, Path(args.out), **stats_of(args))}")
+    print(f"wrote {store_from(args).report(args.study, args.metric, Path(args.out), **stats_of(args))}")
     return 0

@@ -5,8 +5,7 @@ import sys
 from dataclasses import asdict
 
 from .. import api
-from ..api import RUNNING, STATES, collect
-from ..api import events as ev
+from ..api import Choices, State
 from ..errors import UsageError
 from .common import (
     add_fast_path_args,
@@ -15,7 +14,6 @@ from .common import (
     check_loader_workers,
     fast_path,
     print_json,
-    resolve_run_id,
     store_from,
 )
 from .study_cmd import add_table_args, stats_of, write_tables
@@ -75,7 +73,7 @@ def add_selectors(p, required: bool) -> None:
     """Which runs: ids (or parts of them), or every run of a study and/or in a state."""
     p.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="run ids, or unambiguous parts of them")
     p.add_argument("--study", default=None, metavar="STUDY", help="every run of this study")
-    p.add_argument("--state", action="append", default=[], choices=STATES,
+    p.add_argument("--state", action="append", default=[], choices=Choices.STATES,
                    help="only runs in this state (repeatable)")
     p.add_argument("--damaged", action="store_true", help="only runs whose files cannot be read as a run's")
     p.set_defaults(selectors_required=required)
@@ -86,7 +84,7 @@ def selected(store, args) -> list[str]:
     nothing is not: a script that retries failures must not fail when nothing failed)."""
     if getattr(args, "selectors_required", False) and not (args.run_ids or args.study or args.state or args.damaged):
         raise UsageError("name runs by id, or select them with --study STUDY, --state STATE and/or --damaged")
-    return api.select_runs(store, args.run_ids, args.study, args.state, args.damaged)
+    return store.select(args.run_ids, args.study, args.state, args.damaged)
 
 
 def nothing_matched(ids: list[str], verb: str) -> bool:
@@ -102,10 +100,7 @@ def _fmt(value) -> str:
 
 def run_list(args) -> int:
     store = store_from(args)
-    ids = set(selected(store, args))
-    every = collect(store)
-    records = [r for r in every if r.run_id in ids]
-    rows = api.run_rows(store, records, every)
+    rows = store.rows(selected(store, args))
     if args.json:
         print_json([{**asdict(r), "state": r.state.value, "data_kind": r.data_kind} for r in rows])
         return 0
@@ -129,15 +124,16 @@ def run_list(args) -> int:
 
 def run_show(args) -> int:
     store = store_from(args)
-    rid = resolve_run_id(store, args.run_id)
-    header, status, metrics = store.read_spec_file(rid), store.read_status(rid), store.read_metrics(rid)
+    rid = store.resolve(args.run_id)
+    header, status, detail = store.header(rid), store.status(rid), store.detail(rid)
+    metrics = detail.metrics
     if args.json:
         print_json({"spec": header, "status": status.as_dict(), "metrics": metrics})
         return 0
 
     print(f"{rid}: {(header or {}).get('describe', '(spec.json unreadable)')}")
     print(f"state: {status.state}" + (f" ({status.reason})" if status.reason else ""))
-    for line in api.run_facts(store, rid):
+    for line in fact_lines(store.facts(rid)):
         print(line)
     trained = status.trained_on
     where = f"asked for {status.device}"
@@ -147,8 +143,8 @@ def run_show(args) -> int:
                   + (f", {trained['input']} input" if trained.get("input") else "")
                   + (", CUDA graph" if trained.get("cuda_graph") else ""))
     print(f"device: {where}")
-    if status.state == RUNNING or not metrics:
-        print(live_text(store, rid, status))
+    if status.state == State.RUNNING or not metrics:
+        print(live_text(detail, status))
     if metrics:
         names = metrics["class_names"]
         for split in ("train", "val", "test"):
@@ -170,6 +166,29 @@ def run_show(args) -> int:
     return 0
 
 
+def fact_lines(facts) -> list[str]:
+    """A run's facts (``api.RunFacts``) as ``runs show`` says them: data, settings, KD settings, teachers,
+    baseline."""
+    if facts.damage:
+        return [f"damaged: {facts.damage}"]
+    lines = [f"data: {facts.data}" + ("  (SYNTHETIC: generated images, not real radiographs)" if facts.synthetic
+                                      else "")]
+    changed = ", ".join(f"{k}={v}" for k, v in facts.changed.items()) or "the defaults"
+    lines.append(f"settings: {changed}; seed {facts.seed}")
+    if facts.kd is not None:  # the KD settings its strategy uses (a teacher's threshold is on its teacher's line)
+        lines.append("kd: " + ", ".join(f"{k}={v}" for k, v in facts.kd.items()))
+    for t in facts.teachers:
+        lines.append(f"teacher: {t.run_id} ("
+                     + (f"defective: stop at val accuracy {t.defect_acc}; " if t.defect_acc is not None else "")
+                     + (str(t.state) if t.state is not None else "not in the store")
+                     + (f", test accuracy {t.test_accuracy:.4f}" if t.test_accuracy is not None else "") + ")")
+    if (b := facts.baseline) is not None:
+        lines.append(f"baseline: {b.run_id} ({b.state if b.state is not None else 'not in the store'}"
+                     + (f", test accuracy {b.test_accuracy:.4f}; gain {b.gain:+.4f}" if b.gain is not None else "")
+                     + ")")
+    return lines
+
+
 SPARK = "▁▂▃▄▅▆▇█"
 
 
@@ -178,11 +197,11 @@ def sparkline(values: list[float], lo: float = 0.0, hi: float = 1.0) -> str:
     return "".join(SPARK[min(len(SPARK) - 1, max(0, int((v - lo) / span * (len(SPARK) - 1) + 0.5)))] for v in values)
 
 
-def live_text(store, rid: str, status) -> str:
+def live_text(detail, status) -> str:
     """A running (or unfinished) run in text: its phase and progress, and its curves so far."""
     prog = status.progress
     lines = []
-    if prog and status.state != RUNNING:
+    if prog and status.state != State.RUNNING:
         lines.append(f"progress: {prog.get('epochs_done', 0)}/{prog.get('epochs', '?')} epochs done; it resumes "
                      f"after epoch {prog.get('epochs_done', 0)}")
     elif prog:
@@ -193,21 +212,42 @@ def live_text(store, rid: str, status) -> str:
         eta = f", ETA {int(prog['eta_s']) // 60}m{int(prog['eta_s']) % 60:02d}s" if prog.get("eta_s") else ""
         lines.append(f"progress: {prog.get('phase', 'training')}; {step} ({done:.0%}){eta}")
 
-    rows = ev.epochs(store.events(rid))  # after a resume, the last one of an epoch wins
-    if rows:
-        key = ev.train_loss_key(rows)
-        losses = [e.train[key] for e in rows]
-        label = f"train {key}"
+    c = detail.curves  # after a resume, the last one of an epoch wins
+    if c.epochs:
+        label = f"train {'ce' if c.train_is_ce else 'loss'}"
         lines.append(f"{'epoch':>5} {label:>10} {'train acc':>9} {'val loss':>9} {'val acc':>8}")
-        for e, loss in zip(rows, losses):
-            lines.append(f"{e.epoch:>5} {loss:>10.4f} {e.train['accuracy']:>9.4f} "
-                         f"{e.val['loss']:>9.4f} {e.val['accuracy']:>8.4f}")
-        lines.append(f"val accuracy  {sparkline([e.val['accuracy'] for e in rows])}  "
-                     f"(best {max(e.val['accuracy'] for e in rows):.4f})")
-        lines.append(f"{label:13} {sparkline(losses, min(losses), max(losses))}")
+        for epoch, loss, acc, val_loss, val_acc in zip(c.epochs, c.train_loss, c.train_acc, c.val_loss, c.val_acc):
+            lines.append(f"{epoch:>5} {loss:>10.4f} {acc:>9.4f} {val_loss:>9.4f} {val_acc:>8.4f}")
+        lines.append(f"val accuracy  {sparkline(c.val_acc)}  (best {max(c.val_acc):.4f})")
+        lines.append(f"{label:13} {sparkline(c.train_loss, min(c.train_loss), max(c.train_loss))}")
     elif not prog:
         lines.append("no epoch finished yet" + (f" ({status.reason})" if status.reason else ""))
     return "\n".join(lines)
+
+
+def stopped_text(outcome) -> str:
+    """What a stop did (``api.Stopped``), in a few words."""
+    if outcome.stopping:
+        return "stopping (it stops within a few seconds; its last finished epoch stays resumable)"
+    return outcome.reason or str(outcome.now)
+
+
+def retried_text(outcome) -> str:
+    """What a retry did (``api.Retried``), in a few words."""
+    if not outcome.queued:
+        return f"already {outcome.was}"
+    return "queued again; it resumes from its last finished epoch"
+
+
+def removal_text(removal) -> str:
+    """What deleting a run takes with it (``api.Removal``)."""
+    users = removal.dependents
+    text = (f"{removal.run_id}: {removal.bytes / 2**20:.1f} MB on disk, "
+            f"{removal.checkpoint_bytes / 2**20:.1f} MB of it checkpoints")
+    if users:
+        text += (f"; {len(users)} run(s) use it as a teacher and could not resume or be re-evaluated without it: "
+                 + ", ".join(users[:5]) + (" ..." if len(users) > 5 else ""))
+    return text
 
 
 def run_stop(args) -> int:
@@ -215,11 +255,11 @@ def run_stop(args) -> int:
     ids = selected(store, args)
     if nothing_matched(ids, "stop"):
         return 0
-    batch = api.plan_action(store, ids, "stop")
+    batch = store.plan_action(ids, "stop")
     if not batch.apply:
         raise UsageError("no running or queued run among those selected: nothing to stop")
     for rid in batch.apply:
-        print(f"{rid}: {api.stop(store, rid)}")
+        print(f"{rid}: {stopped_text(store.stop(rid))}")
     return 0
 
 
@@ -230,12 +270,12 @@ def run_retry(args) -> int:
         return 0
     for rid in ids:
         try:
-            print(f"{rid}: {api.retry(store, rid, force=args.force)}")
+            print(f"{rid}: {retried_text(store.retry(rid, force=args.force))}")
         except UsageError as exc:
             if len(ids) == 1:
                 raise
             print(f"{rid}: skipped: {exc}")  # among many, a finished run is simply not retried
-    if not store.live_workers():
+    if not store.workers():
         print(f"no worker is running: start one with kdengine worker --detach --runs-dir {store.root}")
     return 0
 
@@ -245,13 +285,13 @@ def run_delete(args) -> int:
     chosen = selected(store, args)
     if nothing_matched(chosen, "archive" if args.archive else "delete"):
         return 0
-    ids = api.plan_action(store, chosen, "archive" if args.archive else "delete").apply
+    ids = store.plan_action(chosen, "archive" if args.archive else "delete").apply
     if not ids:
         if len(chosen) == 1:
             raise UsageError(f"{chosen[0]} is running: stop it first (kdengine runs stop {chosen[0]})")
         raise UsageError("no run selected that is not running (stop a running run first)")
     for rid in ids:
-        print(api.what_goes(store, rid))
+        print(removal_text(store.what_goes(rid)))
     verb = "archive" if args.archive else "delete"
     if not args.yes:
         if not sys.stdin.isatty():
@@ -262,15 +302,19 @@ def run_delete(args) -> int:
             print("nothing done")
             return 0
     for rid in ids:
-        where = api.remove(store, rid, archive=args.archive)
+        where = store.remove(rid, archive=args.archive).archived_to
         print(f"archived {rid} to {where}" if where else f"deleted {rid}")
     return 0
 
 
 def run_doctor(args) -> int:
     store = store_from(args, write=args.fix)
-    findings, mended = api.doctor(store, mend=args.fix)
-    print(api.describe_findings(findings))
+    findings, mended = store.doctor(mend=args.fix)
+    if not findings:
+        print("the store is healthy")
+    width = max((len(f.where) for f in findings), default=0)
+    for f in findings:
+        print(f"{f.where:{width}}  {f.problem}  [{f.fix}]")
     for line in mended:
         print(f"fixed: {line}")
     return 0
@@ -278,10 +322,10 @@ def run_doctor(args) -> int:
 
 def run_table(args) -> int:
     store = store_from(args)
-    tables = api.tables(store, metric=args.metric, **stats_of(args))
+    tables = store.tables(metric=args.metric, **stats_of(args))
     if tables.finished == 0:
         raise UsageError(f"no finished runs in {store.root}")
-    return write_tables(tables, args)
+    return write_tables(store, tables, args)
 
 
 def run_worker(args) -> int:
@@ -289,13 +333,28 @@ def run_worker(args) -> int:
     if not args.idle_exit >= 0:
         raise UsageError(f"--idle-exit must be a number of seconds >= 0, got {args.idle_exit}")
 
-    runs_per_gpu = api.parse_runs_per_gpu(args.runs_per_gpu)
+    runs_per_gpu = api.Store.parse_runs_per_gpu(args.runs_per_gpu)
     if args.dry_run:
-        print(api.worker_plan(store_from(args), args.device, runs_per_gpu))
+        print(plan_text(store_from(args).worker_plan(args.device, runs_per_gpu)))
         return 0
     store = store_from(args, write=True)
     if args.detach or runs_per_gpu != 1:  # several workers: detached processes, each pinned to its GPU
-        pids = api.start_workers(store, args.device, runs_per_gpu, fast_path(args), args.idle_exit)
+        pids = store.start_workers(args.device, runs_per_gpu, fast_path(args), args.idle_exit)
         print(f"started worker pid(s) {pids}" if pids else "a worker is already running")
         return 0
-    return api.serve(store, args.device, args.idle_exit, args.once, args.loader_workers, fast_path(args))
+    return store.work_here(args.device, args.idle_exit, args.once, args.loader_workers, fast_path(args))
+
+
+def plan_text(plan) -> str:
+    """What ``--runs-per-gpu`` would start (``api.WorkerPlan``): each GPU, its workers and why, each queued
+    shape's memory need."""
+    if not plan.gpu_visible:
+        return ("no GPU visible (nvidia-smi): one CPU worker" if plan.device != "cuda" else
+                "no GPU visible (nvidia-smi): a CUDA worker would have nothing to run on")
+    lines = []
+    for p in plan.gpus:
+        lines.append(f"GPU {p.index} ({p.name}, {p.memory_total_mib / 1024:.0f} GiB): {p.workers} worker(s): {p.why}")
+        for key, value, source, fit in p.shapes:
+            size = f"{value / 2**30:.1f} GiB ({source})" if value else "unknown (measured after its first epoch)"
+            lines.append(f"  {key:44} needs {size}" + (f"; {fit} fit at once" if fit else ""))
+    return "\n".join(lines)

@@ -12,7 +12,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("shift", help="evaluate finished runs under acquisition shift (and on external data)")
     p.add_argument("target", metavar="RUN|STUDY", help="a run id (or part of one), or a study (name, file or preset)")
-    p.add_argument("--shifts", default="all", metavar="LIST", help="comma-separated: " + ", ".join(api.shift_names()))
+    p.add_argument("--shifts", default="all", metavar="LIST",
+                   help="comma-separated: " + ", ".join(api.Store.shift_names()))
     p.add_argument("--severities", default="1..5", metavar="1..5", help="1..5, 1,3,5 or one severity")
     p.add_argument("--external", default=None, metavar="SOURCE",
                    help="also evaluate on another dataset with the same classes (another site's images)")
@@ -30,12 +31,12 @@ def register(sub) -> None:
 def run_shift(args) -> int:
     store = store_from(args, write=True)
     log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
-    name, results = api.shift(store, args.target, args.shifts, args.severities, args.seed, args.external,
+    name, results = store.shift(args.target, args.shifts, args.severities, args.seed, args.external,
                               args.device, args.batch_size, args.force, log)
     if args.json:
         print_json(results)
         return 0
     out = Path(args.out) if args.out else store.root / "reports" / f"{name}-robustness"
-    for path in api.export_tables(api.shift_tables(store, name, results), out, "both"):
+    for path in store.export_tables(store.shift_tables(name, results), out, "both"):
         print(f"wrote {path}")
     return 0

@@ -6,10 +6,10 @@ from collections import Counter
 from pathlib import Path
 
 from .. import api
-from .. import method_catalog as methods
 from .. import strategy_catalog as catalog
-from ..api import CORRECTIONS, FINISHED, FORMATS, INTERVALS, METRICS, PRESETS, STATES_BY_PROGRESS, axes
+from ..api import Choices, State
 from ..errors import UsageError
+from ..options import setting_label, value_text
 from .common import add_packing_arg, add_runs_dir, add_runtime_args, check_loader_workers, fast_path, runs, store_from
 
 
@@ -17,7 +17,8 @@ def register(sub) -> None:
     study = sub.add_parser("study", help="run an experiment grid from a TOML file or a preset")
     ssub = study.add_subparsers(dest="study_command", required=True)
     run = ssub.add_parser("run", help="expand a study, queue its runs, and train them (resumes)")
-    run.add_argument("study", metavar="FILE|PRESET", help=f"a study TOML file, or a preset: {' | '.join(PRESETS)}")
+    run.add_argument("study", metavar="FILE|PRESET",
+                     help=f"a study TOML file, or a preset: {' | '.join(Choices.PRESETS)}")
     run.add_argument("--data", default=None, metavar="SOURCE", help="the data (sets data.source)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a key, e.g. --set train.epochs=5 --set seeds=[0,1,2]")
@@ -52,7 +53,7 @@ def register(sub) -> None:
                       help="a stated variance instead of the pilot's (one number: between seeds, the test set fixed)")
     plan.add_argument("--images", type=int, default=None, metavar="N", help="test images (default: the pilot's)")
     plan.add_argument("--cells", type=int, default=None, metavar="M", help="the family's cells (default: the study's)")
-    plan.add_argument("--correction", choices=CORRECTIONS, default="holm")
+    plan.add_argument("--correction", choices=Choices.CORRECTIONS, default="holm")
     plan.add_argument("--power", type=float, default=0.8)
     add_runs_dir(plan)
     plan.set_defaults(handler=study_plan)
@@ -65,19 +66,19 @@ def add_table_args(p) -> None:
     p.add_argument("--out", default=None, metavar="DIR",
                    help="folder for the tables (without it: the tables as Markdown on the terminal)")
 
-    p.add_argument("--format", choices=FORMATS, default="csv",
+    p.add_argument("--format", choices=Choices.FORMATS, default="csv",
                    help="csv, md (Markdown), parquet, latex (booktabs, for a paper), both (csv and md), all (csv, md, "
                         "parquet and latex)")
-    p.add_argument("--metric", choices=tuple(METRICS), default="accuracy", help="the metric in the tables")
+    p.add_argument("--metric", choices=tuple(Choices.METRICS), default="accuracy", help="the metric in the tables")
     add_stats_args(p)
 
 
 def add_stats_args(p) -> None:
     """What the intervals cover and how each table's marks are corrected (README, Statistics)."""
-    p.add_argument("--interval", choices=INTERVALS, default=INTERVALS[0],
+    p.add_argument("--interval", choices=Choices.INTERVALS, default=Choices.INTERVALS[0],
                    help="seeds+images: over the seeds and the test images (default, where per-image predictions "
                         "are stored); seeds: a t-interval over the seeds only")
-    p.add_argument("--correction", choices=CORRECTIONS, default="holm",
+    p.add_argument("--correction", choices=Choices.CORRECTIONS, default="holm",
                    help="of each table's marks over its tested cells: holm (default), bh (false discovery rate), none")
 
 
@@ -85,15 +86,15 @@ def stats_of(args) -> dict:
     return {"interval": args.interval, "correction": args.correction}
 
 
-def write_tables(tables, args) -> int:
+def write_tables(store, tables, args) -> int:
     if args.out is None:  # on the terminal
         print(f"# {tables.title}\n")
         for t in tables.tables:
-            print(api.table_markdown(t))
+            print(store.markdown(t))
         if tables.one_seed:
             print("note: one seed per cell: no interval can be given")
         return 0
-    for path in api.export_tables(tables, Path(args.out), args.format):
+    for path in store.export_tables(tables, Path(args.out), args.format):
         print(f"wrote {path}")
     if tables.one_seed:
         print("note: one seed per cell: no interval can be given")
@@ -101,8 +102,8 @@ def write_tables(tables, args) -> int:
 
 
 def study_plan(args) -> int:
-    plan = api.plan_seeds(store_from(args), args.study, args.detect, args.family, args.variance, args.images,
-                          args.correction, args.cells, args.power)
+    plan = store_from(args).plan_seeds(args.study, args.detect, args.family, args.variance, args.images,
+                                       args.correction, args.cells, args.power)
     print(plan.text())
     return 0
 
@@ -110,96 +111,116 @@ def study_plan(args) -> int:
 def _record(store, name: str) -> dict:
     return api.find_study(store, name)
 
-
 def run_study(args) -> int:
     check_loader_workers(args)
-    executor, address = api.parse_executor(args.executor)
+    executor, address = api.Store.parse_executor(args.executor)
     if executor == "ray" and args.detach:
         raise UsageError("--detach queues for local workers; --executor ray runs the study on the cluster: choose one")
-    runs_per_gpu = api.parse_runs_per_gpu(args.runs_per_gpu)
+    runs_per_gpu = api.Store.parse_runs_per_gpu(args.runs_per_gpu)
     # every check before anything is queued, the data decoded into the cache its runs will read; a dry run
     # checks names only (no torch, no data)
-    study, plan = api.plan_study(args.study, args.set, args.data, check=not args.dry_run, decode=not args.dry_run,
-                                  isolate=False)  # the CLI may import torch: the checks run here
+    plan = api.Store.plan_study(args.study, args.set, args.data, check=not args.dry_run, decode=not args.dry_run,
+                                isolate=False)  # the CLI may import torch: the checks run here
     store = store_from(args, write=not args.dry_run)
-    counts = Counter("+".join(sorted(p.roles, reverse=True)) for p in plan)
-    print(f"study {study.name}: {runs(len(plan))} over {len(study.seeds)} seed(s): "
+    counts = Counter("+".join(sorted(p.roles, reverse=True)) for p in plan.runs)
+    print(f"study {plan.name}: {runs(len(plan.runs))} over {len(plan.study.seeds)} seed(s): "
           + ", ".join(f"{n} {k}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1])))
-    for note in api.unread_axes(study, plan):
-        print(f"note: {note}")
+    for u in plan.unread:
+        print(f"note: {u.key} does not change the {u.strategy} block's {u.method} students (they do not read it): "
+              "each trains once per seed, on no point of that axis")
     if args.dry_run:
-        api.check_names({s.model for p in plan for s in (p.spec, *p.spec.teachers)})
-        print_dry_run(store, study, plan)
+        store.check_names({s.model for p in plan.runs for s in (p.spec, *p.spec.teachers)})
+        print_dry_run(store, plan)
         return 0
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
-    if study.teacher_train is not None:
-        log("teachers train with [teacher_train]: " + (", ".join(
-            api.differences(study.train, study.teacher_train)) or "the same settings as the students"))
+    if plan.teacher_differences is not None:
+        log("teachers train with [teacher_train]: " + (", ".join(plan.teacher_differences)
+                                                       or "the same settings as the students"))
     if args.detach:
-        if note := api.cuda_elsewhere(args.device):
-            log(note)
-        outcome = api.run_study_detached(store, study, plan, args.device, runs_per_gpu, fast_path(args))
+        if store.cuda_elsewhere(args.device):
+            log(CUDA_ELSEWHERE)
+        outcome = store.run_study_detached(plan, args.device, runs_per_gpu, fast_path(args))
         print(f"queued; workers {outcome.workers or 'already running'}; watch with: kdtui --runs-dir {store.root}")
         return 0
     if executor == "ray":
-        outcome = api.run_study_on_ray(store, study, plan, address, args.device, runs_per_gpu, args.loader_workers,
-                                       fast_path(args), log)
+        outcome = store.run_study_on_ray(plan, address, args.device, runs_per_gpu, args.loader_workers,
+                                         fast_path(args), log)
     else:
-        outcome = api.run_study_here(store, study, plan, args.device, args.loader_workers, fast_path(args),
-                                     args.tracker, progress=not args.quiet, log=log)
-    print(f"study {study.name}: {outcome.finished}/{runs(outcome.total)} finished"
+        def announce(i, run, point) -> str:
+            return (f"[{i}/{len(plan.runs)}] {run.spec.describe()} (seed {run.spec.seed}"
+                    + (f", {point_text(point)}" if point else "") + ")")
+
+        outcome = store.run_study_here(plan, args.device, args.loader_workers, fast_path(args), args.tracker,
+                                       progress=not args.quiet, log=log, announce=announce)
+    print(f"study {plan.name}: {outcome.finished}/{runs(outcome.total)} finished"
           + (f"; {len(outcome.failed)} failed (run the study again to retry them)" if outcome.failed else ""))
-    print(f"tables: kdengine study table {study.name} --runs-dir {store.root} --out DIR")
+    print(f"tables: kdengine study table {plan.name} --runs-dir {store.root} --out DIR")
     return 1 if outcome.failed else 0
 
 
-def print_dry_run(store, study, plan) -> None:
+CUDA_ELSEWHERE = ("note: no CUDA device on this machine: runs queued for cuda wait for a CUDA worker on another "
+                  "machine (kdengine worker --device cuda --runs-dir THIS_STORE there); a local worker never takes "
+                  "them")
+
+
+def point_text(point: dict) -> str:
+    """'T=2, defect threshold=0.3': one point of a sweep, in words."""
+    return ", ".join(f"{setting_label(k)}={value_text(v)}" for k, v in point.items())
+
+
+def axes_text(axes: dict[str, list]) -> str:
+    """'T (kd.temperature) 1, 2, 4, 8; defect threshold (kd.defect_acc) 0.3, 0.5': a sweep in a line."""
+    return "; ".join(f"{setting_label(k)} ({k}) {', '.join(map(value_text, v))}" for k, v in axes.items())
+
+
+def print_dry_run(store, plan) -> None:
     """The runs, each with its state (finished ones are marked: they are reused) and, in a sweep, its point; then
     the runs per axis value."""
-    state = {p.run_id: store.read_status(p.run_id).state if store.exists(p.run_id) else "new" for p in plan}
-    keys = [a.key for a in study.axes]
-    for p in plan:
-        mark = "✓" if state[p.run_id] == FINISHED else " "
-        point = axes.point_text(axes.run_point(p.spec, keys))
+    known = {r.run_id: r.state for r in store.rows([p.run_id for p in plan.runs])}
+    state = {p.run_id: known.get(p.run_id, "new") for p in plan.runs}
+    for p in plan.runs:
+        mark = "✓" if state[p.run_id] == State.FINISHED else " "
+        point = point_text(plan.point(p))
         print(f"{mark} {p.run_id:48} {'+'.join(sorted(p.roles)):18} {state[p.run_id]:8} {p.spec.describe()}"
               + (f"  [{point}]" if point else ""))
-    done = sum(state[p.run_id] == FINISHED for p in plan)
-    if study.axes:
-        print(f"axes: {axes.describe({a.key: a.values for a in study.axes})}")
-        for a in study.axes:
-            for v in a.values:
-                mine = [p for p in plan if axes.norm(axes.axis_value(p.spec, a.key)) == axes.norm(v)]
-                ready = sum(state[p.run_id] == FINISHED for p in mine)
-                print(f"  {axes.label(a.key)}={axes.value_text(v)}: {runs(len(mine))}, {ready} finished")
-        shared = [p for p in plan if not axes.run_point(p.spec, keys)]
+    done = sum(state[p.run_id] == State.FINISHED for p in plan.runs)
+    if plan.axes:
+        print(f"axes: {axes_text(plan.axes)}")
+        for key, values in plan.axes.items():
+            for v in values:
+                mine = plan.runs_at(key, v)
+                ready = sum(state[p.run_id] == State.FINISHED for p in mine)
+                print(f"  {setting_label(key)}={value_text(v)}: {runs(len(mine))}, {ready} finished")
+        shared = [p for p in plan.runs if not plan.point(p)]
         if shared:
             print(f"  on no axis: {runs(len(shared))} ({', '.join(sorted({r for p in shared for r in p.roles}))}) "
                   "serve every value: trained once")
-    print(f"{done} of {len(plan)} already finished (✓): they would be reused, not trained again")
+    print(f"{done} of {len(plan.runs)} already finished (✓): they would be reused, not trained again")
 
 
 def study_status(args) -> int:
-    st = api.study_status(store_from(args), args.study)
+    st = store_from(args).study_status(args.study)
     counts = Counter(s.state for s in st.states.values())
     print(f"study {st.name} ({st.source}): {runs(len(st.states))}, seeds {st.seeds}")
-    print("  " + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATES_BY_PROGRESS))
+    print("  " + ", ".join(f"{counts.get(s, 0)} {s}" for s in Choices.STATES_BY_PROGRESS))
     if st.axes:
-        print(f"  axes: {axes.describe(st.axes)}")
+        print(f"  axes: {axes_text(st.axes)}")
     for rid, s in st.states.items():
-        if s.state != FINISHED:
+        if s.state != State.FINISHED:
             print(f"  {s.state.value:8} {rid}" + (f"  ({s.reason})" if s.reason else ""))
     return 0
 
 
 def study_table(args) -> int:
-    tables = api.tables(store_from(args), args.study, args.metric, **stats_of(args))
+    store = store_from(args)
+    tables = store.tables(args.study, args.metric, **stats_of(args))
     if tables.finished == 0:
         raise UsageError(f"study {tables.title} has no finished runs yet")
-    return write_tables(tables, args)
+    return write_tables(store, tables, args)
 
 
 def study_schema(args) -> int:
-    layout, sections = api.study_schema()
+    layout, sections = api.Store.study_schema()
     print(layout)
     for section in sections:
         print(f"\n[{section.name}]" + (f"   ({section.note})" if section.note else ""))
@@ -209,9 +230,9 @@ def study_schema(args) -> int:
     for s in catalog.CATALOGUE.values():
         print(f"  {s.name:10} {s.description}")
     print("\n[kd] method (how the student learns from its teacher; a study axis like any other key): one of")
-    for m in methods.CATALOGUE.values():
+    for m in Choices.KD_METHODS.values():
         print(f"  {m.name:10} {m.label} ({m.paper}), reads the teacher's {m.needs}: {m.description}; {m.defaults}")
-    for name in methods.plugin_names():
+    for name in Choices.plugin_methods():
         print(f"  {name:10} (a kdstudy.methods entry point)")
     print("  or your own: kd.method_file = \"my_kd.py\" (docs/methods.md)")
     return 0

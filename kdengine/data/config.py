@@ -1,8 +1,8 @@
 """``--data SOURCE``: one argument names every kind of data source, and the data options around it.
 
 SOURCE is ``synthetic`` (optionally ``synthetic:images=700,difficulty=0.6,seed=1,color=1,labels=multi``),
-``mura:PATH``, ``folder:PATH``, ``npz:PATH``, ``csv:PATH``, ``medmnist:NAME[@SIZE]`` (MedMNIST+'s official files,
-read from $MEDMNIST_ROOT), or a bare path whose kind is inferred.
+``mura:PATH``, ``folder:PATH``, ``npz:PATH``, ``csv:PATH``, ``medmnist:NAME[@SIZE]`` (each kind registered in
+``data/sources/``), or a bare path whose kind is inferred.
 """
 from __future__ import annotations
 
@@ -12,14 +12,24 @@ from typing import Any, ClassVar
 
 from ..errors import DataError
 from ..options import check_fields, config_dict, option
-from .source import Source
+from .source import Source, SourceKind, source_kinds
 
-KINDS = ("synthetic", "mura", "folder", "npz", "csv", "medmnist")
 TASKS = ("body_part", "abnormality")
 COLORS = ("auto", "grey", "rgb")
 UNCERTAIN = ("none", "ignore", "zeros", "ones")
-SOURCE_HELP = "synthetic | mura:PATH | folder:PATH | npz:PATH | csv:PATH | medmnist:NAME[@SIZE] | PATH"
-NAMED = ("synthetic", "medmnist")  # kinds whose argument is no path
+
+
+def kinds() -> dict[str, SourceKind]:
+    """Every registered source kind, by name, in the help's order (``data/sources/``)."""
+    return {k.name: k for k in source_kinds()}
+
+
+def source_help() -> str:
+    """How a SOURCE is written: every registered kind, then a bare path."""
+    return " | ".join([k.syntax for k in kinds().values()] + ["PATH"])
+
+
+SOURCE_HELP = source_help()  # the kinds registered at import: the option's help is written once
 
 
 @dataclass(frozen=True)
@@ -66,13 +76,12 @@ def parse_source(spec: str) -> tuple[str, str]:
     """Split a SOURCE into (kind, argument); paths come back absolute. Raises DataError."""
     spec = (spec or "").strip()
     if not spec:
-        raise DataError(f"empty data source (use {SOURCE_HELP})")
+        raise DataError(f"empty data source (use {source_help()})")
     head, sep, rest = spec.partition(":")
-    if head in NAMED:
-        if head == "medmnist" and not rest:
-            raise DataError("medmnist: name a dataset, e.g. medmnist:chestmnist@64")
+    known = kinds()
+    if head in known and not known[head].paths:
         return head, rest
-    if sep and head in KINDS:
+    if sep and head in known:
         if not rest:
             raise DataError(f"data source '{spec}' names no path")
         path = Path(rest).expanduser()
@@ -81,116 +90,29 @@ def parse_source(spec: str) -> tuple[str, str]:
         return head, str(path.resolve())
     path = Path(spec).expanduser()
     if not path.exists():
-        raise DataError(f"no such file or directory: {path} (data sources: {SOURCE_HELP})")
+        raise DataError(f"no such file or directory: {path} (data sources: {source_help()})")
     return infer_kind(path), str(path.resolve())
 
 
 def infer_kind(path: Path) -> str:
+    """The kind of a bare path: a file by its ending, a folder by its layout (else the kind that takes folders)."""
+    known = kinds().values()
     if path.is_file():
-        if path.suffix.lower() == ".npz":
-            return "npz"
-        if path.suffix.lower() == ".csv":
-            return "csv"
-        raise DataError(f"{path} is a file but not an .npz or a .csv manifest (give a folder, an .npz, a .csv, "
-                        "or synthetic)")
-    if (path / "MURA-v1.1").is_dir() or ((path / "train").is_dir() and (path / "valid").is_dir()
-                                         and any(p.name.startswith("XR_") for p in (path / "train").iterdir())):
-        return "mura"
-    return "folder"
-
-
-def _synthetic_options(arg: str) -> dict[str, Any]:
-    from .corruptions import SITES  # cv2 (100 ms): the launch form parses sources as they are typed
-    from .synthetic import SyntheticConfig  # cv2, as above
-
-    opts: dict[str, Any] = {}
-    types = {"images": int, "difficulty": float, "seed": int, "site": int, "color": int, "labels": str,
-             "uncertain": float}
-    for part in filter(None, arg.split(",")):
-        key, eq, value = part.partition("=")
-        if not eq or key.strip() not in types:
-            raise DataError(f"synthetic: bad option '{part}' (options: images=N, difficulty=0..1, seed=N, site=0..3, "
-                            "color=0|1, labels=classes|multi|binary, uncertain=0..0.9)")
-        try:
-            opts[key.strip()] = types[key.strip()](value.strip())
-        except ValueError:
-            raise DataError(f"synthetic: {key} must be a number, got '{value}'") from None
-    site, color = opts.pop("site", 0), opts.pop("color", 0)
-    labels, uncertain = opts.pop("labels", "classes"), opts.pop("uncertain", 0.0)
-    if site != 0 and site not in SITES:
-        raise DataError(f"synthetic: site must be 0 (the reference) or one of {', '.join(map(str, SITES))}, got {site}")
-    if color not in (0, 1):
-        raise DataError(f"synthetic: color must be 0 or 1, got {color}")
-    if labels not in ("classes", "multi", "binary"):
-        raise DataError(f"synthetic: labels must be classes, multi or binary, got '{labels}'")
-    if not 0.0 <= uncertain <= 0.9 or (uncertain and labels != "multi"):
-        raise DataError("synthetic: uncertain is a share in [0, 0.9] of the multi-label variant's labels "
-                        f"(labels=multi), got {uncertain}")
-    try:
-        return {"cfg": SyntheticConfig(**opts), "site": site, "color": bool(color), "labels": labels,
-                "uncertain": uncertain}
-    except ValueError as exc:
-        raise DataError(str(exc)) from None
-
-
-def _synthetic(arg: str, cfg: DataConfig) -> Source:
-    from .arrays import SyntheticSource  # each source kind loads its own readers (DICOM, images) when used
-
-    opts = _synthetic_options(arg)
-    opts["color"] = opts["color"] if cfg.color == "auto" else cfg.color == "rgb"
-    return SyntheticSource(val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
-                           split_seed=cfg.split_seed, policy=cfg.uncertain, **opts)
-
-
-def _npz(arg: str, cfg: DataConfig) -> Source:
-    from .arrays import NpzSource  # as above: a kind's readers load when it is used
-
-    return NpzSource(Path(arg), val_fraction=cfg.val_fraction, split_seed=cfg.split_seed, color=cfg.color,
-                     uncertain=cfg.uncertain, cap_train=cfg.cap_train, cap_test=cfg.cap_test)
-
-
-def _medmnist(arg: str, cfg: DataConfig) -> Source:
-    from .medmnist import MedmnistSource  # as above: a kind's readers load when it is used
-
-    return MedmnistSource(arg, val_fraction=cfg.val_fraction, split_seed=cfg.split_seed, color=cfg.color,
-                          uncertain=cfg.uncertain, cap_train=cfg.cap_train, cap_test=cfg.cap_test,
-                          image_size=cfg.image_size)
-
-
-def _csv(arg: str, cfg: DataConfig) -> Source:
-    from .manifest import CsvSource  # as above: a kind's readers load when it is used
-
-    return CsvSource(Path(arg), val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
-                     split_seed=cfg.split_seed, uncertain=cfg.uncertain, colour=cfg.color == "rgb")
-
-
-def _folder(arg: str, cfg: DataConfig) -> Source:
-    from .files import FolderSource  # as above: a kind's readers load when it is used
-
-    return FolderSource(Path(arg), val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
-                        split_seed=cfg.split_seed, colour=cfg.color == "rgb")
-
-
-def _mura(arg: str, cfg: DataConfig) -> Source:
-    from .files import MuraSource  # as above: a kind's readers load when it is used
-
-    if cfg.color == "rgb":
-        raise DataError("mura: radiographs are grey (some are saved as RGB); data.color rgb does not apply")
-    return MuraSource(Path(arg), task=cfg.task, val_fraction=cfg.val_fraction, split_seed=cfg.split_seed,
-                      cap_train=cfg.cap_train, cap_test=cfg.cap_test)
-
-
-SOURCES = {"synthetic": _synthetic, "mura": _mura, "folder": _folder, "npz": _npz, "csv": _csv,
-           "medmnist": _medmnist}
-assert tuple(SOURCES) == KINDS
+        kind = next((k.name for k in known if path.suffix.lower() in k.suffixes), None)
+        if kind is None:
+            words = " or ".join(k.file_word for k in known if k.file_word)
+            raise DataError(f"{path} is a file but not {words} (data sources: {source_help()})")
+        return kind
+    return next((k.name for k in known if k.infer is not None and k.infer(path)), None) or \
+        next(k.name for k in known if k.folders)
 
 
 def open_source(cfg: DataConfig, validate: bool = True) -> Source:
     """Index the source that ``cfg`` names. Cheap: nothing is decoded yet."""
     kind, arg = parse_source(cfg.source)
-    if cfg.task != "body_part" and kind != "mura":
+    if cfg.task != "body_part" and not kinds()[kind].tasks:
         raise DataError(f"--task {cfg.task} applies to MURA only; {kind} data has one task")
-    src = SOURCES[kind](arg, cfg)
+    src = kinds()[kind].opener(arg, cfg)
     if validate:
         src.validate()
     return src

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -159,3 +160,43 @@ class Source:
             "notes": list(self.notes),
             **({"dicom": self.dicom_stats.summary()} if self.dicom_stats is not None else {}),
         }
+
+
+# -- the kinds of source, each registered where it is defined (kdengine/data/sources/) ---------------------------
+@dataclass(frozen=True)
+class SourceKind:
+    """A kind of data source as ``--data`` names it: ``NAME:ARG`` (a path, or options), opened by ``opener``."""
+
+    name: str
+    syntax: str  # how it is written, for the help: "mura:PATH"
+    opener: Callable[[str, Any], "Source"]  # (its argument, the DataConfig) -> the indexed source; loads its readers
+    paths: bool = True  # its argument is a file or folder (made absolute; it must exist)
+    suffixes: tuple[str, ...] = ()  # a bare file with one of these endings is of this kind
+    file_word: str = ""  # such a file, in a word: "an .npz", "a .csv manifest"
+    infer: Callable[[Path], bool] | None = None  # a bare folder laid out as this kind
+    folders: bool = False  # a bare folder no other kind claims is of this kind
+    tasks: bool = False  # it honours --task (the other kinds have one task)
+    rank: int = 100  # its place in the help and in inference
+
+
+SOURCE_KINDS: dict[str, SourceKind] = {}
+
+
+def register_source(name: str, syntax: str | None = None, **declared: Any) -> Callable:
+    """Register the decorated opener ``(argument, DataConfig) -> Source`` as the source kind ``name`` (``syntax``:
+    how it is written; the rest: :class:`SourceKind`'s fields). A module in ``kdengine/data/sources/`` that does
+    this is a new ``--data`` kind: the CLI's help, the launch form's data check and every run read it from here."""
+    def register(opener: Callable) -> Callable:
+        if name in SOURCE_KINDS:
+            raise ValueError(f"source kind {name!r} is registered twice")
+        SOURCE_KINDS[name] = SourceKind(name, syntax or f"{name}:PATH", opener, **declared)
+        return opener
+
+    return register
+
+
+def source_kinds() -> list[SourceKind]:
+    """Every registered kind, in the order the help names them."""
+    from . import sources  # noqa: F401 - importing the package registers every kind it holds (light: no readers)
+
+    return sorted(SOURCE_KINDS.values(), key=lambda k: (k.rank, k.name))

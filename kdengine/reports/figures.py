@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path
-from ..metric_names import SPLITS
 from ..store import events as ev
+from ..store.curves import curves
 
 STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8, "figure.dpi": 120,
          "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False}
@@ -54,35 +54,19 @@ def _epoch_axis(*axes) -> None:
         ax.set_xlabel("epoch")
 
 
-def epoch_curves(events: list[ev.Event]) -> dict[int, ev.Epoch]:
-    """Epoch -> its event (after a resume the last one wins)."""
-    return {e.epoch: e for e in ev.epochs(events)}
-
-
-def defect_checks(events: list[ev.Event]) -> list[tuple[float, float]]:
-    """A defective teacher's val accuracy at each check, against the epoch (fractional)."""
-    start = ev.start(events)
-    per = start.steps_per_epoch if start else 0
-    if not per:
-        return []
-    return [(e.global_step / per, e.val_accuracy) for e in events if isinstance(e, (ev.DefectCheck, ev.Defect))]
-
-
 def curves_figure(events: list[ev.Event], title: str):
     plt = _plt()
-    epochs = epoch_curves(events)
+    c = curves(events)  # the store's read model: the same curves as kdtui's and `runs show`'s
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(8, 3.2))
-    xs = list(epochs)
-    for ax, key, label in ((ax_loss, "loss", "loss"), (ax_acc, "accuracy", "accuracy")):
-        for (split, (ls, mk)) in zip(SPLITS[:2], LINES):
-            col = ev.train_loss_key(list(epochs.values())) if key == "loss" and split == "train" else key
-            ax.plot(xs, [getattr(epochs[x], split)[col] for x in xs], linestyle=ls, marker=mk,
-                    label=f"{split} (cross-entropy)" if col == "ce" else split)
+    losses = ((c.train_loss, "train (cross-entropy)" if c.train_is_ce else "train"), (c.val_loss, "val"))
+    for ax, series, label in ((ax_loss, losses, "loss"), (ax_acc, ((c.train_acc, "train"), (c.val_acc, "val")),
+                                                           "accuracy")):
+        for (ys, name), (ls, mk) in zip(series, LINES):
+            ax.plot(c.epochs, ys, linestyle=ls, marker=mk, label=name)
         _epoch_axis(ax)
         ax.set_ylabel(label)
-    checks = defect_checks(events)
-    if checks:
-        ax_acc.scatter(*zip(*checks), marker="x", color="black", label="defect checks", zorder=3)
+    if c.checks:
+        ax_acc.scatter(*zip(*c.checks), marker="x", color="black", label="defect checks", zorder=3)
     ax_acc.set_ylim(0, 1)
     ax_acc.legend(loc="lower right")
     ax_loss.legend(loc="upper right")
@@ -155,13 +139,11 @@ def overlay_figure(series: list[tuple[str, list[ev.Event]]], title: str):
     plt = _plt()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(8, 3.2))
     for (label, events), (ls, mk) in zip(series, LINES):
-        epochs = epoch_curves(events)
-        xs = list(epochs)
-        ax_loss.plot(xs, [epochs[x].val["loss"] for x in xs], linestyle=ls, marker=mk, label=label)
-        ax_acc.plot(xs, [epochs[x].val["accuracy"] for x in xs], linestyle=ls, marker=mk, label=label)
-        checks = defect_checks(events)
-        if checks:  # a defective teacher stops mid-epoch: its checks are its curve
-            ax_acc.plot(*zip(*checks), linestyle=ls, marker=mk, label=f"{label}: checks")
+        c = curves(events)
+        ax_loss.plot(c.epochs, c.val_loss, linestyle=ls, marker=mk, label=label)
+        ax_acc.plot(c.epochs, c.val_acc, linestyle=ls, marker=mk, label=label)
+        if c.checks:  # a defective teacher stops mid-epoch: its checks are its curve
+            ax_acc.plot(*zip(*c.checks), linestyle=ls, marker=mk, label=f"{label}: checks")
     ax_loss.set_ylabel("val loss")
     ax_acc.set_ylabel("val accuracy")
     ax_acc.set_ylim(0, 1)

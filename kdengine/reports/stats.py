@@ -136,6 +136,34 @@ class Summary:
         """'s0:+0.0040 s1:-0.0120': the per-seed values, as the CSV and the report give them."""
         return " ".join(f"s{s}:{number(v, True)}" for s, v in self.per_seed)
 
+    def text(self, gain: bool = False, intervals: bool = True, n: bool = True) -> str:
+        """The cell as every front end writes it (Markdown, LaTeX, HTML, kdtui): mean ± std [interval]
+        (n=seeds×images, or "seeds only"), and its mark ("*", "(*)", "inconclusive") as its family decided it."""
+        return self.fmt(signed=gain, interval=intervals, n=n) + (f" {self.mark}" if self.mark else "")
+
+    def detail(self, column: str) -> str:
+        """'gain resnet18: n=3×250 · s0:+0.0040 s1:+0.0120 s2:-0.0080 · p=0.21, adjusted 0.63 in students_normal ·
+        over seeds and test images · MDE ±0.0610': the cell in full, as kdtui's status line and the report's hover
+        show."""
+        parts = [f"{column}: {self.n_text()}"]
+        if self.per_seed:
+            parts.append(self.seeds_text())
+        if self.p is not None:
+            parts.append(f"p={self.p:.3g}" + (f", adjusted {self.p_adj:.3g} in {self.family}" if self.p_adj is not None
+                                               else ", not tested"))
+        method = {"seeds+images": "over seeds and test images", "seeds+variance": "over seeds and test images "
+                  "(declared variance)", "seeds": "over seeds only" + (f" ({self.fallback})" if self.fallback else "")}
+        parts.append(method.get(self.method, "no interval"))
+        if self.floored:
+            parts.append(f"{' and '.join(self.floored)}' variance component below zero, set to zero")
+        if self.clipped:
+            parts.append("interval cut at the quantity's range")
+        if self.mde is not None:
+            parts.append(f"MDE ±{number(self.mde)} at 80% power")
+        if self.mark:
+            parts.append(self.mark)
+        return " · ".join(parts)
+
 
 # Values that differ by less than this share of their scale are equal: the per-seed means of a study are ratios of
 # counts (172/250 - 171/250 is not 201/250 - 200/250 in the last bit), and such round-off must read as no spread,

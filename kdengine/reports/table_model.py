@@ -196,36 +196,15 @@ def cell_notes(t: Table, synthetic: bool) -> None:
 
 # -- writing --------------------------------------------------------------------------------------------------
 def cell_text(v, gain: bool = False, intervals: bool = True, n: bool = True) -> str:
-    """A cell as every front end writes it (Markdown, LaTeX, HTML, kdtui): mean ± std [interval] (n=seeds×images,
-    or "seeds only"), and its mark ("*", "(*)", "inconclusive") as its family decided it."""
+    """A cell as every front end writes it (Markdown, LaTeX, HTML, kdtui): :meth:`Summary.text` for a number's
+    cell, the text itself otherwise."""
     if v is None:
         return "–"
-    if isinstance(v, Summary):
-        return v.fmt(signed=gain, interval=intervals, n=n) + (f" {v.mark}" if v.mark else "")
-    return str(v)
+    return v.text(gain, intervals, n) if isinstance(v, Summary) else str(v)
 
 
 def cell_detail(column: str, v: Summary) -> str:
-    """'gain resnet18: n=3×250 · s0:+0.0040 s1:+0.0120 s2:-0.0080 · p=0.21, adjusted 0.63 in students_normal ·
-    over seeds and test images · MDE ±0.0610': a cell in full, as kdtui's status line and the report's hover show."""
-    parts = [f"{column}: {v.n_text()}"]
-    if v.per_seed:
-        parts.append(v.seeds_text())
-    if v.p is not None:
-        parts.append(f"p={v.p:.3g}" + (f", adjusted {v.p_adj:.3g} in {v.family}" if v.p_adj is not None
-                                       else ", not tested"))
-    method = {"seeds+images": "over seeds and test images", "seeds+variance": "over seeds and test images (declared "
-              "variance)", "seeds": "over seeds only" + (f" ({v.fallback})" if v.fallback else "")}
-    parts.append(method.get(v.method, "no interval"))
-    if v.floored:
-        parts.append(f"{' and '.join(v.floored)}' variance component below zero, set to zero")
-    if v.clipped:
-        parts.append("interval cut at the quantity's range")
-    if v.mde is not None:
-        parts.append(f"MDE ±{number(v.mde)} at 80% power")
-    if v.mark:
-        parts.append(v.mark)
-    return " · ".join(parts)
+    return v.detail(column)
 
 
 def text_frame(t: Table):

@@ -7,6 +7,7 @@ others with their reasons, which every front end reports as skipped rather than 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .lifecycle import FAILED, FINISHED, QUEUED, RUNNING, STOPPED
 
@@ -56,3 +57,22 @@ def plan(records, action: str, force: bool = False) -> Plan:
         else:
             out.skipped[r.run_id] = why
     return out
+
+
+@dataclass(frozen=True)
+class Removal:
+    """What deleting a run takes with it: its folder's size, its checkpoints' share, the runs that use it as a
+    teacher (they could not resume or be re-evaluated without it)."""
+
+    run_id: str
+    bytes: int
+    checkpoint_bytes: int
+    dependents: list[str] = field(default_factory=list)
+
+
+def removal(store, run_id: str) -> Removal:
+    """What goes with a run (``store``: a RunStore)."""
+    def size(folder: Path) -> int:
+        return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+
+    return Removal(run_id, size(store.run_dir(run_id)), size(store.checkpoint_dir(run_id)), store.dependents(run_id))

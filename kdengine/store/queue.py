@@ -1,9 +1,11 @@
-"""Queueing runs, and saying which teacher a run reuses or why it trains a new one (no torch: the TUI
-queues runs through this)."""
+"""Queueing runs, and which teacher a run reuses or why it trains a new one (no torch: the TUI queues runs
+through this)."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from ..runspec import RunSpec, baseline_of, differences
-from .lifecycle import FINISHED
+from .lifecycle import FINISHED, State
 from .records import readable_key
 from .runstore import RunStore
 
@@ -31,30 +33,35 @@ def enqueue_with_baseline(store: RunStore, spec: RunSpec, with_baseline: bool = 
     return rid, (enqueue(store, baseline, device=device) if baseline is not None else None)
 
 
-def teacher_notes(store: RunStore, spec: RunSpec, verb: str = "training", reused: bool = True) -> list[str]:
-    """For each teacher: that a finished run is reused (unless ``reused`` is False: training here, the executor
-    says it as it reuses the run), or why a new one is trained (and how to reuse one). ``verb``: what happens to a
-    new teacher now ("training", or "queueing" when only queued)."""
-    notes = []
+@dataclass(frozen=True)
+class TeacherPlan:
+    """What becomes of one teacher of a run about to be queued or trained: a finished run reused, a run already in
+    the store finished first, or a new one trained; for a new one, the closest finished run of the same model,
+    seed and data, and the settings it differs in (the front end says how to distil from it instead)."""
+
+    run_id: str
+    model: str
+    seed: int
+    state: State | None  # None: not in the store yet (a new teacher)
+    reused: bool  # finished, with metrics: reused as it is
+    closest: str | None = None  # a new teacher: the finished run that comes closest
+    differs: list[str] = field(default_factory=list)  # the settings the closest differs in ("train.epochs 1→2")
+
+
+def teacher_plans(store: RunStore, spec: RunSpec) -> list[TeacherPlan]:
+    """For each teacher of ``spec``: whether it is reused, finished first, or trained new (and the closest run)."""
+    plans = []
     for t in spec.teachers:
         rid = t.run_id
-        if store.read_status(rid).state == FINISHED and store.read_metrics(rid) is not None:
-            if reused:
-                notes.append(f"reusing teacher {rid}: finished, with the same architecture, data, settings and "
-                             "seed")
+        if not store.exists(rid):
+            best = _closest_finished(store, t)
+            plans.append(TeacherPlan(rid, t.model, t.seed, None, False, best[0].run_id if best else None,
+                                     best[1] if best else []))
             continue
-        if store.exists(rid):
-            notes.append(f"teacher {rid} is in the store ({store.read_status(rid).state}); it will be finished first")
-            continue
-        best = _closest_finished(store, t)
-        if best is None:
-            notes.append(f"{verb} teacher {rid}: no finished {t.model} run with seed {t.seed} on the student's data "
-                         f"in {store.root}")
-        else:
-            other, diff = best
-            notes.append(f"{verb} teacher {rid}: the finished {other.run_id} differs in {', '.join(diff)}; "
-                         f"to distil from it instead, pass --teacher {other.run_id}")
-    return notes
+        state = store.read_status(rid).state
+        reused = state == FINISHED and store.read_metrics(rid) is not None
+        plans.append(TeacherPlan(rid, t.model, t.seed, state, reused))
+    return plans
 
 
 def _closest_finished(store: RunStore, spec: RunSpec) -> tuple[RunSpec, list[str]] | None:

@@ -22,8 +22,44 @@ from .status import RunStatus
 from .runstore import EXPLAIN, PREDICTIONS, SHIFT, read_json, read_predictions
 
 
+class OfSpec:
+    """What a record of a run knows from its spec (``self.spec``: None when the run is damaged)."""
+
+    spec: RunSpec | None
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind if self.spec else "?"
+
+    @property
+    def model(self) -> str:
+        return self.spec.model if self.spec else "?"
+
+    @property
+    def seed(self) -> int | None:
+        return self.spec.seed if self.spec else None
+
+    @property
+    def strategy(self) -> str | None:
+        return self.spec.strategy if self.spec else None
+
+    @property
+    def regime(self) -> str | None:
+        return self.spec.regime if self.spec else None
+
+    @property
+    def teacher_ids(self) -> list[str]:
+        return [t.run_id for t in self.spec.teachers] if self.spec else []
+
+    @property
+    def baseline_id(self) -> str | None:
+        """Its baseline (the student trained alone), when it has one."""
+        base = baseline_of(self.spec) if self.spec else None
+        return base.run_id if base else None
+
+
 @dataclass
-class RunRecord:
+class RunRecord(OfSpec):
     run_id: str
     spec: RunSpec | None  # None when the run is damaged
     status: RunStatus
@@ -67,44 +103,15 @@ class RunRecord:
         return self.state == FINISHED and self.metrics is not None
 
     @property
-    def kind(self) -> str:
-        return self.spec.kind if self.spec else "?"
-
-    @property
-    def model(self) -> str:
-        return self.spec.model if self.spec else "?"
-
-    @property
-    def seed(self) -> int | None:
-        return self.spec.seed if self.spec else None
-
-    @property
-    def strategy(self) -> str | None:
-        return self.spec.strategy if self.spec else None
-
-    @property
-    def regime(self) -> str | None:
-        return self.spec.regime if self.spec else None
-
-    @property
     def label(self) -> str:
         """What the run is in a word: its KD strategy, or ``ce`` / ``defective`` for a cross-entropy run."""
         return self.spec.role_label if self.spec else "damaged"
-
-    @property
-    def teacher_ids(self) -> list[str]:
-        return [t.run_id for t in self.spec.teachers] if self.spec else []
 
     @property
     def teacher_label(self) -> str:
         if not self.spec or self.spec.kind == "ce":
             return ""
         return catalog.get(self.spec.strategy).teacher_label([t.model for t in self.spec.teachers], self.model)
-
-    @property
-    def baseline_id(self) -> str | None:
-        base = baseline_of(self.spec) if self.spec else None
-        return base.run_id if base else None
 
     def metric(self, split: str, name: str = "accuracy") -> float | None:
         if name == "shift_mean":  # accuracy under acquisition shift: on the test split only

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from .. import method_catalog
+from .actions import why_not
 from .lifecycle import RUNNING, State
 from ..options import setting_label, value_text
 from .records import RunRecord, collect, differing_keys, finished_baseline, flat_settings, roles_of
@@ -41,11 +42,17 @@ class RunRow:
     stopped_early: bool = False  # a defective teacher stopped at its threshold
     readable: bool = True  # its spec can be read (a run that cannot be read cannot be retried)
     point: str = ""  # what sets it apart from look-alike runs (same role, models and seed): "T=4"; "" when nothing
+    asked_device: str = "auto"  # the device it asks for (auto, cpu or cuda): what a worker must serve
     method: str | None = None  # how a KD run learns from its teacher (kd.method); None for a cross-entropy run
 
     @property
     def data_kind(self) -> str:
         return self.data.split(":", 1)[0] if self.data else "?"
+
+    def why_not(self, action: str, force: bool = False) -> str | None:
+        """None when ``action`` (stop, retry, delete, archive) may be done to this run, else why not in a few words
+        (``store.actions``: the rule the CLI's batches follow too)."""
+        return why_not(action, self.state, self.reason if self.damaged else None, self.readable, force)
 
 
 def role_word(record: RunRecord, roles: dict[str, set[str]]) -> str:
@@ -120,5 +127,5 @@ def run_rows(store: RunStore, records: Iterable[RunRecord] | None = None, every:
             r.damage or r.status.reason, prog.get("eta_s") if training else None,
             str(prog.get("phase", "")) if running else "", tuple(studies.get(r.run_id, ())), order.get(r.run_id, 0),
             bool(((r.metrics or {}).get("defect") or {}).get("reached")), r.spec is not None,
-            points.get(r.run_id, ""), r.spec.method if r.spec else None))
+            points.get(r.run_id, ""), r.status.device, r.spec.method if r.spec else None))
     return rows

@@ -403,7 +403,7 @@ class RunStore:
         """Delete a run's folder, or move it to ``.archive/`` (returns where it went). Never a running run."""
         with self.lock():
             if self.read_status(run_id).state == RUNNING:
-                raise UsageError(f"{run_id} is running: stop it first (kdengine runs stop {run_id})")
+                raise UsageError(f"{run_id} is running: stop it first", field="run_id")
             src = self.run_dir(run_id)
             if archive:
                 dest = self.root / ".archive" / f"{run_id}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -431,20 +431,6 @@ class RunStore:
             except (TypeError, ValueError):
                 continue
         return out
-
-
-def removal_summary(store: "RunStore", run_id: str) -> str:
-    """What goes with a run: its folder's size (checkpoints above all), and the runs that use it as a teacher."""
-    def size(folder: Path) -> int:
-        return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
-
-    total, ckpt = size(store.run_dir(run_id)), size(store.checkpoint_dir(run_id))
-    users = store.dependents(run_id)
-    text = f"{run_id}: {total / 2**20:.1f} MB on disk, {ckpt / 2**20:.1f} MB of it checkpoints"
-    if users:
-        text += (f"; {len(users)} run(s) use it as a teacher and could not resume or be re-evaluated without it: "
-                 + ", ".join(users[:5]) + (" ..." if len(users) > 5 else ""))
-    return text
 
 
 def _teacher_ids(spec: dict) -> set[str]:

@@ -54,17 +54,22 @@ def expand(study: StudyConfig) -> list[PlannedRun]:
     return sorted(plan.values(), key=lambda p: (p.spec.kind != "ce", p.spec.regime != "defective"))
 
 
-def unread_axes(study: StudyConfig, plan: list[PlannedRun]) -> list[str]:
-    """What a sweep does not change: per block and method, each axis its students do not read (tf-reg's students
-    and kd.temperature; a feature method's and kd.temperature). Those students are one run per seed, trained once
-    and on no point of that axis; the notes say so rather than leave a table of identical points to explain."""
-    notes = []
+@dataclass(frozen=True)
+class UnreadAxis:
+    """An axis of a block that its students of one method do not read: they are one run per seed, trained once
+    and on no point of that axis (tf-reg's students and kd.temperature; a feature method's and kd.temperature)."""
+    key: str
+    strategy: str
+    method: str
+
+
+def unread_axes(study: StudyConfig, plan: list[PlannedRun]) -> list[UnreadAxis]:
+    """What a sweep does not change, per block and method: said rather than left as a table of identical points."""
+    out = []
     students = [p.spec for p in plan if "student" in p.roles]
     for block in study.experiments:
         for key in [a.key for a in block.axes]:
             idle = sorted({s.kd.method for s in students if s.strategy == block.strategy
                            and s.model in block.students and axis_value(s, key) is None})
-            for method in idle:
-                notes.append(f"{key} does not change the {block.strategy} block's {method} students (they do not "
-                             f"read it): each trains once per seed, on no point of that axis")
-    return list(dict.fromkeys(notes))
+            out += [UnreadAxis(key, block.strategy, method) for method in idle]
+    return list(dict.fromkeys(out))

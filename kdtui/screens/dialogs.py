@@ -1,4 +1,4 @@
-"""Modal screens: help, and the CSV export path."""
+"""Modal screens: help, a question, the worker dialog and the export folder."""
 from __future__ import annotations
 
 from rich.table import Table
@@ -8,63 +8,54 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-KEYS = [
-    ("1 2 3 4", "not typing", "Runs · Launch · Results · Workers (in a text field, esc first)"),
+# The app's own keys; each screen's come from its HELP (the table of screens, kdtui.screens)
+APP_KEYS = [
     ("? F1", "anywhere", "this help"),
     ("ctrl+p", "anywhere", "command palette: every action"),
     ("q", "not typing", "quit (runs go on in the worker)"),
-    ("↑ ↓ home end", "Runs", "select a run (pgup pgdn: a page)"),
-    ("/ esc", "Runs", "filter by any text (state, strategy, model, study, device) · clear it"),
-    ("o O", "Runs", "sort by the next column · reverse"),
-    ("b", "Runs", "group by study (a header per study)"),
-    ("A", "Runs", "stop, retry, delete or archive every run shown (asks)"),
-    ("g", "Runs", "jump to the next running run"),
-    ("z", "Runs", "the list alone (zoom) · back"),
-    ("c m p i", "Runs", "curves · confusion matrix · report (p again: next split) · details"),
-    ("x", "Runs", "pin the run: its curves overlay every other run's (x again: unpin)"),
-    ("l L", "Runs", "where it looks (kdengine explain): l again / L next / previous image"),
-    ("s r d", "Runs", "stop (asks) · retry or resume · delete or archive (asks)"),
-    ("w", "Runs, Workers", "start a background worker (choose its device)"),
-    ("tab", "Launch", "into the form, next field"),
-    ("esc", "Launch", "leave the form (then 1 2 3 4 q work)"),
-    ("F2 F3", "Launch", "CPU-quick preset · thesis preset"),
-    ("F5", "Launch", "launch the run(s)"),
-    ("F6", "Launch", "run the study file named (queued; workers start)"),
-    ("[ ]", "Results", "previous · next table"),
-    ("← →", "Results", "scroll a wide table"),
-    ("v", "Results", "all runs · each study"),
-    ("m", "Results", "metric: accuracy · macro-F1 · κ · ECE"),
-    ("i", "Results", "show the 95% intervals"),
-    ("a", "Results", "a sweep: the next axis (then the best combination)"),
-    ("n", "Results", "the notes under the table in full · folded"),
-    ("e h", "Results", "export the tables (CSV and Markdown) · the HTML report"),
-    ("p", "Results", "plan seeds: how many a gain needs at 80% power (one study)"),
 ]
 NOTE = ("Runs train in a detached `kdengine worker`: quitting the app or closing the SSH session "
         "does not stop them. Reopen kdtui to re-attach.")
 
 
-def help_table():
+def help_rows(entries) -> list[tuple[str, str, str]]:
+    """The help's rows: the screen keys, the app's keys, then each screen's own (a key several screens share in
+    the same sense is one row that names them all)."""
+    keys = " ".join(e.key for e in entries)
+    titles = " · ".join(e.title for e in entries)
+    rows = [(keys, "not typing", f"{titles} (in a text field, esc first)"), *APP_KEYS]
+    where: dict[tuple[str, str], list[str]] = {}
+    for e in entries:
+        for key, what in getattr(e.screen, "HELP", ()):
+            where.setdefault((key, what), []).append(e.title)
+    return rows + [(key, ", ".join(titles), what) for (key, what), titles in where.items()]
+
+
+def help_table(entries):
     table = Table(title="kdstudy · keys", box=None, header_style="bold", padding=(0, 1), caption=NOTE,
                   caption_justify="left")
     table.add_column("key", style="bold yellow", no_wrap=True)
     table.add_column("where", style="dim")
     table.add_column("what")
-    for row in KEYS:
+    for row in help_rows(entries):
         table.add_row(*row)
     return table
 
 
-
 class HelpScreen(ModalScreen[None]):
-    """The keys; it scrolls (↑ ↓ pgup pgdn) where the terminal is shorter than the list."""
+    """The keys (of the app and of each screen in the table of screens); it scrolls (↑ ↓ pgup pgdn) where the
+    terminal is shorter than the list."""
 
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
+
+    def __init__(self, entries) -> None:
+        super().__init__()
+        self.entries = entries
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-box") as box:
             box.border_title = "keys · ↑ ↓ scroll · esc closes"
-            yield Static(help_table())
+            yield Static(help_table(self.entries))
 
     def on_mount(self) -> None:
         self.query_one("#help-box").focus()

@@ -2,7 +2,10 @@
 
 Every option field is generated from the config dataclasses (``kdtui.forms.option_fields``): a new
 option appears here with no edit. The main options are shown; the rest wait under "More options".
-"""
+
+Whatever reads the store or the data (the values last launched, the data check, a model's name, the checks before
+launching, a study file) runs in a worker thread and posts its answer; the answer is shown if its field is still
+there to show it."""
 from __future__ import annotations
 
 import time
@@ -12,49 +15,77 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Collapsible, Footer, Header, Input, Label, Select, Static
-from textual.worker import get_current_worker
 
-from kdengine import api
 from kdengine import strategy_catalog as catalog
-from kdengine.api import DataConfig, open_source
+from kdengine.api import Choices
 from kdengine.errors import KDError
-from kdengine.api import check_name
-from kdengine.api import DEVICES
 
 from ..forms import (
+    LAST,
     PRESETS,
     defaults,
+    describe_settings,
     display,
     model_note,
     model_suggestions,
     option_fields,
-    remember,
+    remembered,
     size_warning,
     spec_from_form,
+    to_remember,
 )
 from ..messages import LaunchRequested
+from ..widgets.form_fields import MoreOptions, SourceField, option_widgets
 from ..widgets.tick import Tick
+from . import register_screen, screens
 
-INPUT_TYPES = {"int": "integer", "float": "number", "str": "text"}
+class ModelChecked(Message):
+    """A model name checked against timm's names, off the UI thread."""
 
-
-def option_widgets(i, value):
-    """Label and widget for one option."""
-    yield Label(i.label, classes="label")
-    if i.kind == "choice":
-        yield Select([(str(c), c) for c in i.offered], value=value, allow_blank=False, id=i.name, compact=True,
-                     tooltip=i.help)
-    elif i.kind == "bool":
-        yield Tick(i.help, bool(value), id=i.name, compact=True, tooltip=i.help)
-    else:
-        yield Input(display(i, value), id=i.name, type=INPUT_TYPES[i.kind] if not i.nullable else "text",
-                    compact=True, placeholder="none" if i.nullable else "", tooltip=i.help)
+    def __init__(self, key: str, name: str, text: Text) -> None:
+        super().__init__()
+        self.key = key
+        self.name = name
+        self.text = text
 
 
+class Said(Message):
+    """A worker thread's answer for a note of the form (``selector``), shown from the UI thread."""
+
+    def __init__(self, selector: str, text: Text, notice: str | None = None) -> None:
+        super().__init__()
+        self.selector = selector
+        self.text = text
+        self.notice = notice  # also said in a notification
+
+
+class Remembered(Message):
+    """The values last launched from this store, read off the UI thread."""
+
+    def __init__(self, values: dict) -> None:
+        super().__init__()
+        self.values = values
+
+
+class Checked(Message):
+    """The form's run, built and checked as `kdengine train` checks it (``error``: why not, naming its field)."""
+
+    def __init__(self, request: LaunchRequested | None, values: dict, error: KDError | None = None) -> None:
+        super().__init__()
+        self.request = request
+        self.values = values
+        self.error = error
+
+
+@register_screen("launch", "2", "Launch", "Set up and launch a run")
 class LaunchScreen(Screen):
+    # No field has the focus when the form shows (1 2 3 4 still change screens; tab enters the form); nor is one
+    # given it and taken back: each change of focus restyles the whole form (a second, on a busy machine).
+    AUTO_FOCUS = ""
     BINDINGS = [
         Binding("f2", "preset('cpu-quick')", "CPU-quick"),
         Binding("f3", "preset('thesis')", "Thesis"),
@@ -63,20 +94,35 @@ class LaunchScreen(Screen):
         Binding("escape", "leave_form", "Leave form"),
         Binding("tab", "enter_form", "Edit", show=False),
         Binding("shift+tab", "previous_field", "Back", show=False),
-        # In the form, a digit (or q) never leaves the screen, whatever field holds the focus; esc first.
-        *(Binding(k, f"screen_key('{k}')", show=False) for k in ("1", "2", "3", "4", "q")),
+    ]
+    HELP = [
+        ("tab", "into the form, next field"),
+        ("esc", "leave the form (then 1 2 3 4 q work)"),
+        ("F2 F3", "CPU-quick preset · thesis preset"),
+        ("F5", "launch the run(s)"),
+        ("F6", "run the study file named (queued; workers start)"),
+    ]
+    COMMANDS = [
+        ("Run a study file", "Queue a study TOML file (or preset) and start workers (Launch, F6)", "study_file"),
+        ("CPU-quick preset", "Fill the launch form for a quick CPU run", "preset('cpu-quick')"),
+        ("Thesis preset", describe_settings(PRESETS["thesis"]), "preset('thesis')"),
     ]
 
+    def __init__(self) -> None:
+        super().__init__()
+        # In the form, a screen key (or q) never leaves the screen, whatever field holds the focus; esc first.
+        for key in [*(e.key for e in screens()), "q"]:
+            self._bindings.bind(key, f"screen_key('{key}')", show=False)
+        self._initial = defaults()
+        self._asked: dict[str, str] = {}  # the last model name asked of each checked field (teacher, student)
+
     def compose(self) -> ComposeResult:
-        values = defaults(self.app.store)
+        values = self._initial
         options = option_fields()
         source = next(i for i in options if i.name == "source")
         yield Header()
         with VerticalScroll(id="launch-form"):
-            with Horizontal(classes="row"):
-                yield Label(source.label, classes="label")
-                yield Input(values["source"], id="source", compact=True, placeholder=source.help)
-            yield Static("", id="data-summary", classes="note")
+            yield SourceField(source, values["source"])
             yield Static("tab: into the form · esc: out of it (then 1 2 3 4 change screens) · F5: launch",
                          id="form-hint", classes="note")
             models = model_suggestions()
@@ -98,7 +144,7 @@ class LaunchScreen(Screen):
                     if not i.advanced and i.name != "source":
                         yield from option_widgets(i, values[i.name])
                 yield Label("Device", classes="label")
-                yield Select([(d, d) for d in DEVICES], value=values["device"], allow_blank=False, id="device",
+                yield Select([(d, d) for d in Choices.DEVICES], value=values["device"], allow_blank=False, id="device",
                              compact=True)
                 yield Label("Runs per GPU", classes="label")
                 yield Select([(n, n) for n in ("1", "2", "4", "8", "auto")], value="1", allow_blank=False,
@@ -106,15 +152,7 @@ class LaunchScreen(Screen):
                 yield Label("Baseline", classes="label")
                 yield Tick("also train the student alone", values["baseline"], id="baseline", compact=True)
             yield Static("", id="strategy-note", classes="note")
-            with Collapsible(title="More options", collapsed=True, id="more"):
-                with Grid(classes="launch-grid"):
-                    yield Label("Teacher set", classes="label")
-                    yield Input(values["teacher_set"], id="teacher_set", compact=True,
-                                placeholder="its own settings: epochs=30 lr=1e-4")
-                    yield Static("", classes="span2")
-                    for i in options:
-                        if i.advanced:
-                            yield from option_widgets(i, values[i.name])
+            yield MoreOptions([i for i in options if i.advanced], values, id="more")
             yield Static("", id="form-message")
             yield Button("Launch  [F5]", id="launch", variant="primary", compact=True)
             with Horizontal(classes="row", id="study-row"):
@@ -127,8 +165,24 @@ class LaunchScreen(Screen):
     def on_mount(self) -> None:
         # No field has the focus at first: 1 2 3 4 still change screens; tab enters the form.
         self.set_focus(None)
-        self.check_data(self.query_one("#source", Input).value)
+        self.read_remembered()
         self._refresh_notes()
+
+    @work(thread=True, group="remembered")
+    def read_remembered(self) -> None:
+        try:
+            last = self.app.store.load_settings(LAST)
+        except Exception:  # noqa: BLE001 - an unreadable store: the form starts from the defaults
+            last = None
+        self.post_message(Remembered(remembered(last)))
+
+    def on_remembered(self, message: Remembered) -> None:
+        """The values last launched from this store, in every field still as it was first shown (a field already
+        changed keeps what was typed)."""
+        for key, value in message.values.items():
+            if key in self._initial and self._value(key) == self._display(key, self._initial[key]):
+                self._set(key, value)
+        self.query_one(SourceField).check(self.query_one("#source", Input).value)
 
     def on_screen_resume(self) -> None:
         """Back on the form (from another screen, the palette or a dialog): no field has the focus, as at first.
@@ -138,18 +192,25 @@ class LaunchScreen(Screen):
 
     # -- values ----------------------------------------------------------------------------------------
     def values(self) -> dict:
-        return {w.id: w.value for w in self.query("Input, Select, Checkbox") if w.id}
+        return {**self.query_one(MoreOptions).values(),
+                **{w.id: w.value for w in self.query("Input, Select, Checkbox") if w.id}}
+
+    def _display(self, key: str, value):
+        info = next((i for i in option_fields() if i.name == key), None)
+        return display(info, value) if info else value
 
     def _set(self, key: str, value) -> None:
-        info = next((i for i in option_fields() if i.name == key), None)
-        self.query_one(f"#{key}").value = display(info, value) if info else value
+        more = self.query_one(MoreOptions)
+        if more.holds(key):
+            more.set(key, self._display(key, value))
+        else:
+            self.query_one(f"#{key}").value = self._display(key, value)
+
+    def _value(self, key: str):
+        more = self.query_one(MoreOptions)
+        return more.value(key) if more.holds(key) else self.query_one(f"#{key}").value
 
     # -- live checks ------------------------------------------------------------------------------------
-    @on(Input.Changed, "#source")
-    def _data_changed(self, event: Input.Changed) -> None:
-        self.query_one("#data-summary", Static).update(Text("checking…", style="dim"))
-        self.check_data(event.value)
-
     def _say(self, selector: str, text: Text) -> None:
         """A worker thread's answer, put on screen from the UI thread: looked up there, not in the worker (a DOM
         query from a thread races the app), and dropped when the form is no longer there to show it (the screen
@@ -157,30 +218,10 @@ class LaunchScreen(Screen):
         for widget in self.query(selector).results(Static):
             widget.update(text)
 
-    @work(thread=True, exclusive=True, group="data-check")
-    def check_data(self, source: str) -> None:
-        time.sleep(0.3)  # debounce: only the last value typed is checked
-
-        if get_current_worker().is_cancelled:
-            return
-
-        try:
-            src = open_source(DataConfig(source=source))
-            s = src.summary()
-            sp = s["splits"]
-            text = Text(f"✓ {len(s['classes'])} classes · train {sp['train']['images']} / val {sp['val']['images']} / "
-                        f"test {sp['test']['images']} images · {sp['train']['groups']} train groups", style="green")
-            if s["synthetic"]:
-                text.append(" · synthetic", style="yellow")
-            self._data_ok = True
-        except KDError as exc:
-            text = Text(f"✗ {exc}", style="red")
-            self._data_ok = False
-        except Exception as exc:  # noqa: BLE001 - never crash on odd input
-            text = Text(f"✗ {exc.__class__.__name__}: {exc}", style="red")
-            self._data_ok = False
-        if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._say, "#data-summary", text)
+    def on_said(self, message: Said) -> None:
+        self._say(message.selector, message.text)
+        if message.notice:
+            self.app.notify(message.notice)
 
     @on(Input.Changed, "#teacher, #student")
     @on(Select.Changed, "#strategy")
@@ -209,23 +250,26 @@ class LaunchScreen(Screen):
         self.query_one("#form-message", Static).update(Text(warn, style="yellow") if warn else "")
 
     def check_model(self, key: str, name: str) -> None:
-        self.run_worker(lambda: self._check_model(key, name), thread=True, exclusive=True, group=f"model-{key}")
+        self._asked[key] = name
+        self._check_model(key, name)
 
+    @work(thread=True, group="model-check")
     def _check_model(self, key: str, name: str) -> None:
-        time.sleep(0.3)  # debounce while typing
-        if get_current_worker().is_cancelled:
+        time.sleep(0.3)  # debounce while typing: only the last name asked of a field is checked
+        if self._asked.get(key) != name:
             return
         try:  # timm's names without torch: milliseconds
-            check_name(name.strip())
+            self.app.store.check_name(name.strip())
             text = Text("✓ a timm model (not in the catalog: its size is checked at launch)", style="green")
         except KDError as exc:
             text = Text("✗ " + str(exc).split("; `kdengine")[0], style="red")
+        except Exception as exc:  # noqa: BLE001 - timm's names unreadable: said, never a crash
+            text = Text(f"✗ {exc.__class__.__name__}: {exc}", style="red")
+        self.post_message(ModelChecked(key, name, text))
 
-        def apply() -> None:
-            if self.values().get(key, "").strip() == name.strip():
-                self.query_one(f"#{key}-note", Static).update(text)
-
-        self.app.call_from_thread(apply)
+    def on_model_checked(self, message: "ModelChecked") -> None:
+        if self.values().get(message.key, "").strip() == message.name.strip():
+            self._say(f"#{message.key}-note", message.text)
 
     # -- actions ---------------------------------------------------------------------------------------
     def action_leave_form(self) -> None:
@@ -239,13 +283,14 @@ class LaunchScreen(Screen):
             self.focus_next()
 
     def action_screen_key(self, key: str) -> None:
+        entries = screens()
         if isinstance(self.focused, (Input, Select, Tick, Button)):
-            self.notify("in the form: esc first, then 1 2 3 4 change screens", timeout=2)
+            self.notify(f"in the form: esc first, then {' '.join(e.key for e in entries)} change screens", timeout=2)
             return
         if key == "q":
             self.app.exit()
         else:
-            self.app.switch_mode({"1": "runs", "2": "launch", "3": "results", "4": "workers"}[key])
+            self.app.switch_mode(next(e.name for e in entries if e.key == key))
 
     def action_previous_field(self) -> None:
         """Back one field; from the first, round to the last: shift-tab never leaves the form (esc does), so
@@ -270,19 +315,22 @@ class LaunchScreen(Screen):
         note.update(Text(f"checking and queueing {name}…", style="dim"))
         self.queue_study(name)
 
-    @work(thread=True, exclusive=True, group="study")
+    @work(thread=True, group="study")
     def queue_study(self, name: str) -> None:
+        store = self.app.store
         try:
-            study, plan = api.plan_study(name, decode=True)
-            outcome = api.run_study_detached(self.app.store, study, plan)
-        except (KDError, OSError) as exc:
-            text, ok = Text(f"✗ {exc}", style="red"), False
-        else:
-            text, ok = Text(f"✓ study {outcome.name}: {outcome.total} runs ({outcome.finished} already finished) "
-                            f"queued; {len(outcome.workers)} worker(s) started", style="green"), True
-        self.app.call_from_thread(self._say, "#study-message", text)
-        if ok:
-            self.app.call_from_thread(self.app.notify, f"study {name} queued; workers started")
+            outcome = store.run_study_detached(store.plan_study(name, decode=True))
+        except Exception as exc:  # noqa: BLE001 - a bad file, an unwritable store: said, never a crash
+            self.post_message(Said("#study-message", Text(f"✗ {exc}", style="red")))
+            return
+        self.post_message(Said("#study-message", Text(
+            f"✓ study {outcome.name}: {outcome.total} runs ({outcome.finished} already finished) queued; "
+            f"{len(outcome.workers)} worker(s) started", style="green"),
+            notice=f"study {name} queued; workers started"))
+
+    def action_study_file(self) -> None:
+        """Into the study file's field (the palette's "Run a study file")."""
+        self.query_one("#study_file", Input).focus()
 
     def action_preset(self, name: str) -> None:
         for key, value in PRESETS[name].items():
@@ -297,41 +345,58 @@ class LaunchScreen(Screen):
         message = self.query_one("#form-message", Static)
         for w in self.query(Input):
             w.remove_class("-invalid")
-        if getattr(self, "_data_ok", None) is False:
-            message.update(Text("✗ fix the data first: " + str(self.query_one("#data-summary", Static).render()), style="red"))
+        source = self.query_one(SourceField)
+        if source.ok is False:
+            message.update(Text("✗ fix the data first: " + source.summary(), style="red"))
             self.query_one("#source", Input).focus()
             return
-        values = self.values()
+        message.update(Text("checking the models and settings…", style="dim"))
+        self.check_then_launch(self.values())
+
+    @work(thread=True, group="preflight")
+    def check_then_launch(self, values: dict) -> None:
+        """The form's run, built (a teacher may be a run of the store) and checked as `kdengine train` checks it
+        (api.check: models, sizes, weights) in a worker thread; what needs torch runs in a child process of its
+        own (the TUI never imports torch), and a spec of known models needs none."""
+        store = self.app.store
         try:
-            spec = spec_from_form(values, self.app.store)
-        except KDError as err:
-            message.update(Text(f"✗ {err}", style="red"))
-            self._focus_field(err.field)
+            spec = spec_from_form(values, store)
+            store.check([spec], data=False)
+        except KDError as exc:
+            self.post_message(Checked(None, values, exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - never crash on odd input
+            self.post_message(Checked(None, values, KDError(f"{exc.__class__.__name__}: {exc}")))
             return
         request = LaunchRequested(spec, values["device"], bool(values.get("baseline", True)),
-                                  values.get("runs_per_gpu", "1"))
-        message.update(Text("checking the models and settings…", style="dim"))
-        self.check_then_launch(request)
+                                  values.get("runs_per_gpu", "1"), workers=self.app.start_workers)
+        self.post_message(Checked(request, values))
 
-    def _launch(self, request: LaunchRequested) -> None:
-        remember(self.app.store, self.values())
-        self.post_message(request)
-        self.query_one("#form-message", Static).update(Text(f"✓ queued {request.spec.run_id}", style="green"))
-
-    @work(thread=True, exclusive=True, group="preflight")
-    def check_then_launch(self, request: LaunchRequested) -> None:
-        """The same checks as `kdengine train` before anything is queued (api.check: models, sizes, weights), in
-        a worker thread; what needs torch runs in a child process of its own (the TUI never imports torch), and
-        a spec of known models needs none."""
-        try:
-            api.check([request.spec], data=False)
-        except KDError as exc:
-            self.app.call_from_thread(self._say, "#form-message", Text(f"✗ {exc}", style="red"))
+    def on_checked(self, message: Checked) -> None:
+        if message.error is not None:
+            self._say("#form-message", Text(f"✗ {message.error}", style="red"))
+            if self.is_mounted:
+                self._focus_field(message.error.field)
             return
-        self.app.call_from_thread(self._launch, request)
+        self.remember(message.values)
+        self.post_message(message.request)
+        self._say("#form-message", Text(f"✓ queued {message.request.spec.run_id}", style="green"))
 
-    def _focus_field(self, field: str | None) -> None:
+    @work(thread=True, group="remember")
+    def remember(self, values: dict) -> None:
+        """Keep what was launched: a reopened kdtui starts its form from it."""
+        try:
+            self.app.store.save_settings(LAST, to_remember(values))
+        except (OSError, KDError):  # an unwritable store: the form simply starts from the defaults next time
+            pass
+
+    def _focus_field(self, field: str | None, opened: bool = False) -> None:
         if not field:
+            return
+        more = self.query_one(MoreOptions)
+        if more.holds(field) and not more.made and not opened:  # under "More options": opened (its fields are
+            more.collapsed = False  # made), then marked
+            self.call_after_refresh(self._focus_field, field, True)
             return
         widgets = self.query(f"#{field}")
         if not widgets:

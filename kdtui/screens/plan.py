@@ -3,16 +3,15 @@ after the study's correction, from the study's finished runs as a pilot. The sam
 plan NAME --detect GAIN`, and the same arithmetic on screen. Self-contained: a modal with one field."""
 from __future__ import annotations
 
-import asyncio
-
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.message import Message
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from kdengine import api
 from kdengine.errors import KDError
 
 DEFAULT_GAIN = "0.02"
@@ -42,7 +41,14 @@ class PlanScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         self.query_one("#plan-gain", Input).focus()
 
-    async def on_input_submitted(self, event: Input.Submitted) -> None:
+    class Planned(Message):
+        """A plan, or the one line that says why there is none, from the worker."""
+
+        def __init__(self, plan, error: str | None = None) -> None:
+            super().__init__()
+            self.plan, self.error = plan, error
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
         out = self.query_one("#plan-out", Static)
         try:
             gain = float(event.value)
@@ -50,9 +56,16 @@ class PlanScreen(ModalScreen[None]):
             out.update(Text(f"not a number: '{event.value}' (the gain, e.g. 0.02)", style="red"))
             return
         out.update(Text("planning…", style="bold yellow"))
-        try:  # the pilot's tables are built off the UI thread, as Results builds its own
-            plan = await asyncio.to_thread(api.plan_seeds, self.app.store, self.study, gain)
+        self.plan(gain)
+
+    @work(thread=True, group="plan", exclusive=True)
+    def plan(self, gain: float) -> None:
+        """The pilot's tables are built off the UI thread, as Results builds its own."""
+        try:
+            self.post_message(self.Planned(self.app.store.plan_seeds(self.study, gain)))
         except KDError as exc:
-            out.update(Text(str(exc), style="red"))
-            return
-        out.update(Text(plan.text()))
+            self.post_message(self.Planned(None, str(exc)))
+
+    def on_plan_screen_planned(self, message: "PlanScreen.Planned") -> None:
+        out = self.query_one("#plan-out", Static)
+        out.update(Text(message.error, style="red") if message.error else Text(message.plan.text()))

@@ -1,21 +1,22 @@
 """Results: the thesis's comparative tables with baselines and gains, for all runs or for one study;
-CSV export writes the same files as `kdengine table` / `kdengine study table`."""
+CSV export writes the same files as `kdengine table` / `kdengine study table`.
+
+The tables are built in a worker thread (the first build reads every run and imports pandas: seconds on a busy
+machine) and come back as a message; the screen shows at once and says that they are coming."""
 from __future__ import annotations
 
-import asyncio
-
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from kdengine import api
-from kdengine.api import Summary
-from kdengine.api import METRICS
-from kdengine.api import list_studies
+from kdengine.api import Choices, Summary, Tables
 
 from ..messages import ExportRequested
+from . import register_screen
 
 ALL = "all runs"
 POLL_S = 2.0
@@ -31,7 +32,7 @@ def fmt(value, column: str, intervals: bool = False, higher_better: bool = True)
         return Text("–", style="dim")
     gain = column.startswith("gain")
     if isinstance(value, Summary):  # as every front end writes it: n as seeds×images, and its family's mark
-        text = Text(api.cell_text(value, gain=gain, intervals=intervals))
+        text = Text(value.text(gain, intervals))
         if gain:
             good = value.mean > 0 if higher_better else value.mean < 0
             bad = value.mean < 0 if higher_better else value.mean > 0
@@ -40,17 +41,25 @@ def fmt(value, column: str, intervals: bool = False, higher_better: bool = True)
     return str(value)
 
 
-cell_detail = api.cell_detail  # n, each seed's value, p, family, method, MDE, mark
-
-
-def load_tables(store, view: str, metric: str):
-    """The tables of all runs, or of one study: the same code as `kdengine table` and `study table`."""
-    return api.tables(store, None if view == ALL else view, metric)
 
 
 NOTE_LINES = 3
 
 
+class TablesRead(Message):
+    """The tables of a view, built off the UI thread (``tables`` None: nothing finished since the last build), and
+    the views there are (all runs, each study)."""
+
+    def __init__(self, signature: tuple, tables: Tables | None, views: list[str],
+                 error: Exception | None = None) -> None:
+        super().__init__()
+        self.signature = signature
+        self.tables = tables
+        self.views = views
+        self.error = error
+
+
+@register_screen("results", "3", "Results", "The comparative accuracy tables")
 class ResultsScreen(Screen):
     BINDINGS = [
         Binding("[", "cycle(-1)", "Prev"),
@@ -64,6 +73,17 @@ class ResultsScreen(Screen):
         Binding("p", "plan", "Plan seeds"),
         Binding("n", "toggle_notes", "Notes", show=False),
     ]
+    HELP = [
+        ("[ ]", "previous · next table"),
+        ("← →", "scroll a wide table"),
+        ("v", "all runs · each study"),
+        ("m", "metric: accuracy · macro-F1 · κ · ECE"),
+        ("i", "show the 95% intervals"),
+        ("a", "a sweep: the next axis (then the best combination)"),
+        ("n", "the notes under the table in full · folded"),
+        ("e h", "export the tables (CSV and Markdown) · the HTML report"),
+        ("p", "plan seeds: how many a gain needs at 80% power (one study)"),
+    ]
 
     def __init__(self) -> None:
         super().__init__()
@@ -75,6 +95,8 @@ class ResultsScreen(Screen):
         self.intervals = False
         self.axis = 0  # which of a sweep's tables the sweep tab shows
         self.notes_open = False  # the notes under the table in full (n), else folded to NOTE_LINES
+        self.known_views: list[str] = [ALL]  # all runs, and each study (as last read)
+        self.building = False  # a build under way
         self._signature: tuple = ()
 
     def compose(self) -> ComposeResult:
@@ -86,8 +108,6 @@ class ResultsScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        # the first build reads every run and imports pandas (seconds on a busy machine): it runs in a thread,
-        # and the screen says it is coming
         self.query_one("#results-note", Static).update(Text("building the tables…", style="bold yellow"))
         self.set_interval(POLL_S, self.poll)
         self.call_after_refresh(self.poll)
@@ -96,28 +116,38 @@ class ResultsScreen(Screen):
         self.call_after_refresh(self.poll)  # a run that finished meanwhile: its tables now, not at the next tick
         self.query_one(DataTable).focus()
 
-    def views(self) -> list[str]:
-        return [ALL, *list_studies(self.app.store)]
+    def poll(self, force: bool = False) -> None:
+        """Build the tables again when a run finished (``force``: the view or the metric changed); a tick while a
+        build is under way waits for the next."""
+        if force or (self.is_current and not self.building):
+            self.building = True
+            self.load(self.view_name, self.metric, self._signature if not force else None)
 
-    def _signature_now(self) -> tuple:
-        """Changes when a run finishes (or the view changes): only then are tables rebuilt."""
+    @work(thread=True, group="tables")
+    def load(self, view: str, metric: str, last: tuple | None) -> None:
+        """The tables of all runs, or of one study (the same code as `kdengine table` and `study table`), rebuilt
+        only when a run finished or the view or the metric changed."""
         store = self.app.store
-        finished = tuple(sorted(r for r in store.list_ids() if (store.run_dir(r) / "metrics.json").is_file()))
-        return (self.view_name, self.metric, finished)
-
-    async def poll(self, force: bool = False) -> None:
-        if not self.is_current and not force:
-            return
         try:
-            signature = await asyncio.to_thread(self._signature_now)
-            if signature == self._signature and not force:
-                return
-            self._signature = signature
-            tables = await asyncio.to_thread(load_tables, self.app.store, self.view_name, self.metric)
+            signature = (view, metric, tuple(sorted(store.finished())))
+            views = [ALL, *store.studies()]
+            tables = None if signature == last else store.tables(None if view == ALL else view, metric)
         except Exception as exc:  # noqa: BLE001 - a damaged store must not crash the app
-            self.query_one("#results-note", Static).update(Text(f"cannot build the tables: {exc}", style="red"))
+            self.post_message(TablesRead((), None, [], exc))
             return
-        self.tables = tables
+        self.post_message(TablesRead(signature, tables, views))
+
+    def on_tables_read(self, message: TablesRead) -> None:
+        self.building = False
+        if message.error is not None:
+            self.query_one("#results-note", Static).update(Text(f"cannot build the tables: {message.error}",
+                                                                style="red"))
+            return
+        self.known_views = message.views
+        if message.tables is None or message.signature[:2] != (self.view_name, self.metric):
+            return  # nothing new, or built for a view or metric left meanwhile (its own build follows)
+        self._signature = message.signature
+        self.tables = tables = message.tables
         self.refresh_bindings()  # `a` comes and goes with a sweep
         self.order = list(dict.fromkeys(SWEEP if t.key.startswith("sweep_") else t.key for t in tables.tables))
         if self.current not in self.order:
@@ -142,7 +172,7 @@ class ResultsScreen(Screen):
 
     def _bar(self, width: int) -> Text:
         """The tabs, scrolled so that the current one is always on screen: ‹ and › say more lie beyond."""
-        label, _, _ = METRICS[self.metric]
+        label, _, _ = Choices.METRICS[self.metric]
         head = Text(f"[{self.view_name} · {label}] ", style="bold")
         if not self.order:
             return head.append("no finished runs yet: launch some with 2, or `kdengine train`", style="dim")
@@ -171,7 +201,7 @@ class ResultsScreen(Screen):
         return bar
 
     def _draw(self) -> None:
-        _, _, higher_better = METRICS[self.metric]
+        _, _, higher_better = Choices.METRICS[self.metric]
         self.query_one("#strategy-bar", Static).update(self._bar(self.size.width or self.app.size.width))
         table = self.query_one(DataTable)
         table.clear(columns=True)
@@ -203,7 +233,7 @@ class ResultsScreen(Screen):
         value = current.rows[row][col]
         note = Text()
         if isinstance(value, Summary):
-            note.append(cell_detail(current.columns[col], value) + "\n", style="bold")
+            note.append(value.detail(current.columns[col]) + "\n", style="bold")
         note.append(self._folded_notes(), style="dim")
         self.query_one("#results-note", Static).update(note)
 
@@ -253,18 +283,18 @@ class ResultsScreen(Screen):
         self.intervals = not self.intervals
         self._draw()
 
-    async def action_next_view(self) -> None:
-        views = self.views()
+    def action_next_view(self) -> None:
+        views = self.known_views
         i = (views.index(self.view_name) + 1) % len(views) if self.view_name in views else 0
         self.view_name = views[i]
         self.current = None
         self.notify(f"results: {self.view_name}")
-        await self.poll(force=True)
+        self.poll(force=True)
 
-    async def action_next_metric(self) -> None:
-        names = list(METRICS)
+    def action_next_metric(self) -> None:
+        names = list(Choices.METRICS)
         self.metric = names[(names.index(self.metric) + 1) % len(names)]
-        await self.poll(force=True)
+        self.poll(force=True)
 
     def action_export(self) -> None:
         self.post_message(ExportRequested(None if self.view_name == ALL else self.view_name, self.metric))

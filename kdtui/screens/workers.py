@@ -1,26 +1,26 @@
 """Workers: the background workers (pid, host, device, current run), the queue, each study's ETA, the GPUs
-(nvidia-smi, no torch) and the tail of each worker's log."""
+(nvidia-smi, no torch) and the tail of each worker's log, read off the UI thread every two seconds."""
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from kdengine.api import gpu_info
-from kdengine.api import collect
-from kdengine.api import QUEUED, RUNNING
-from kdengine.api import list_studies, load_study_record
+from kdengine import api
+from kdengine.api import State
 
 from ..store_view import fmt_eta
+from . import register_screen
 
 POLL_S = 2.0
 LOG_LINES = 6
@@ -32,53 +32,26 @@ class WorkersSnapshot:
     gpus: list[dict] = field(default_factory=list)
     states: dict[str, int] = field(default_factory=dict)
     queued_by_device: dict[str, int] = field(default_factory=dict)
-    studies: list[tuple[str, int, int, float | None]] = field(default_factory=list)  # name, done, total, eta
+    studies: list[api.StudyProgress] = field(default_factory=list)
     logs: list[tuple[str, list[str]]] = field(default_factory=list)
 
 
-def study_etas(store, records, workers: int) -> list[tuple[str, int, int, float | None]]:
-    """Per study: finished runs, all runs, and the time left: the running runs' own ETAs plus the queued runs at
-    the study's mean run duration so far, spread over the workers."""
-    by_id = {r.run_id: r for r in records}
-    out = []
-    for name in list_studies(store):
-        record = load_study_record(store, name) or {}
-        ids = [p["run_id"] for p in record.get("runs", []) if isinstance(p, dict) and "run_id" in p]
-        mine = [by_id[i] for i in ids if i in by_id]
-        done = [r for r in mine if r.finished]
-        running = [r for r in mine if r.state == RUNNING]
-        queued = [r for r in mine if r.state == QUEUED]
-        durations = [r.metrics.get("seconds") for r in done if r.metrics.get("seconds")]
-        eta = None
-        if running or queued:
-            left = sum(r.status.progress.get("eta_s") or 0 for r in running)
-            if queued and durations:
-                left += len(queued) * (sum(durations) / len(durations)) / max(1, workers)
-            eta = left if (durations or not queued) else None
-        out.append((name, len(done), len(ids), eta))
-    return out
-
-
-def snapshot(store) -> WorkersSnapshot:
-    snap = WorkersSnapshot(workers=store.live_workers(), gpus=gpu_info())
-    records = collect(store)
-    for r in records:
+def snapshot(store: api.Store) -> WorkersSnapshot:
+    """What the screen shows, read from the store (in a worker thread)."""
+    snap = WorkersSnapshot(workers=store.workers(), gpus=store.gpus(), studies=store.study_progress(),
+                           logs=store.worker_logs(3, LOG_LINES))
+    for r in store.rows():
         snap.states[r.state] = snap.states.get(r.state, 0) + 1
-        if r.state == QUEUED:
-            device = r.status.device
-            snap.queued_by_device[device] = snap.queued_by_device.get(device, 0) + 1
-    snap.studies = study_etas(store, records, len(snap.workers))
-    logs = sorted(store.workers_dir().glob("worker-*.log"), key=lambda p: p.stat().st_mtime, reverse=True) \
-        if store.workers_dir().is_dir() else []
-    for path in logs[:3]:
-        try:
-            with open(path, "rb") as fh:
-                fh.seek(max(0, path.stat().st_size - 8192))
-                tail = fh.read().decode("utf-8", "replace").splitlines()[-LOG_LINES:]
-        except OSError:
-            tail = []
-        snap.logs.append((path.name, tail))
+        if r.state == State.QUEUED:
+            snap.queued_by_device[r.asked_device] = snap.queued_by_device.get(r.asked_device, 0) + 1
     return snap
+
+
+class SnapshotRead(Message):
+    def __init__(self, snap: WorkersSnapshot | None, error: Exception | None = None) -> None:
+        super().__init__()
+        self.snap = snap
+        self.error = error
 
 
 def render(snap: WorkersSnapshot):
@@ -97,9 +70,10 @@ def render(snap: WorkersSnapshot):
         queue.append("  (queued for " + ", ".join(f"{d}: {n}" for d, n in sorted(snap.queued_by_device.items())) + ")",
                      style="dim")
     parts.append(queue)
-    for name, done, total, eta in snap.studies:
-        left = "done" if done == total else (f"ETA ~{fmt_eta(eta)}" if eta is not None else "ETA: after its first run")
-        parts.append(Text(f"study {name}: {done}/{total} finished · {left}"))
+    for st in snap.studies:
+        left = "done" if st.finished == st.total else (f"ETA ~{fmt_eta(st.eta_s)}" if st.eta_s is not None
+                                                        else "ETA: after its first run")
+        parts.append(Text(f"study {st.name}: {st.finished}/{st.total} finished · {left}"))
     if snap.gpus:
         gpus = Table(title="\nGPUs", title_justify="left", box=None, header_style="bold", padding=(0, 1))
         for col in ("#", "name", "use", "memory"):
@@ -117,8 +91,11 @@ def render(snap: WorkersSnapshot):
     return Group(*parts)
 
 
+@register_screen("workers", "4", "Workers", "The background workers, the queue, the GPUs and the workers' logs")
 class WorkersScreen(Screen):
     BINDINGS = [Binding("w", "start_worker", "Worker")]
+    HELP = [("w", "start a background worker (choose its device)")]
+    reading = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -133,16 +110,26 @@ class WorkersScreen(Screen):
     def on_screen_resume(self) -> None:
         self.call_after_refresh(self.poll)  # what changed while another screen was shown, now: not at the next tick
 
-    async def poll(self) -> None:
-        if not self.is_current:
-            return
+    def poll(self) -> None:
+        if self.is_current and not self.reading:  # a read still under way: the next tick reads again
+            self.reading = True
+            self.load()
+
+    @work(thread=True, group="workers")
+    def load(self) -> None:
         try:
-            snap = await asyncio.to_thread(snapshot, self.app.store)
+            self.post_message(SnapshotRead(snapshot(self.app.store)))
         except Exception as exc:  # noqa: BLE001 - a damaged store must not crash the app
-            self.query_one("#workers-view", Static).update(Text(f"cannot read the workers: {exc}", style="red"))
+            self.post_message(SnapshotRead(None, exc))
+
+    def on_snapshot_read(self, message: SnapshotRead) -> None:
+        self.reading = False
+        if message.snap is None:
+            self.query_one("#workers-view", Static).update(Text(f"cannot read the workers: {message.error}",
+                                                                style="red"))
             return
-        self.snapshot = snap
-        self.query_one("#workers-view", Static).update(render(snap))
+        self.snapshot = message.snap
+        self.query_one("#workers-view", Static).update(render(message.snap))
 
     def action_start_worker(self) -> None:
-        self.app.ask_worker()
+        self.app.ask_training_worker()

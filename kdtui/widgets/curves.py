@@ -11,7 +11,7 @@ import time
 from textual.containers import Horizontal
 from textual_plotext import PlotextPlot
 
-from ..store_view import Curves
+from kdengine.api import Curves
 
 MIN_REDRAW_S = 0.4  # live updates of one run: at most this often
 SETTLE_S = 0.15  # another run selected: draw once the keys have settled for this long

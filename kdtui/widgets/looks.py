@@ -1,7 +1,8 @@
 """The Looks pane: where a run looks, from its ``explain.json`` (``kdengine explain``), drawn in half-block cells
 (two pixels a cell, ▀ with a foreground and a background colour) so that it reads over SSH in any terminal of 256
 colours or more; Rich lowers the colours to what the terminal has. A KD run is drawn beside its teacher and its
-baseline, on the same image. No torch, no numpy: the maps are 32 x 32 grids of plain numbers."""
+baseline, on the same image. No torch, no numpy: the maps are 32 x 32 grids of plain numbers, read by the run detail
+off the UI thread (``api.Looks``)."""
 from __future__ import annotations
 
 import textwrap
@@ -11,9 +12,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
 
-from kdengine.api import RunSpec, baseline_of
-from kdengine.api import RunStore
-from kdengine.api import EXPLAIN, read_json
+from kdengine.api import Looks
 
 # inferno, at 8 stops: dark to bright, readable in grayscale (as the report's figures)
 INFERNO = [(0, 0, 4), (40, 11, 84), (101, 21, 110), (159, 42, 99), (212, 72, 66), (245, 125, 21), (250, 193, 39),
@@ -57,26 +56,15 @@ def picture(thumb: list[list[float]], grid: list[list[float]] | None, side: int)
     return rows
 
 
-def _entry(store: RunStore, run_id: str, slug: str | None = None) -> tuple[str, dict] | None:
-    doc = read_json(store.run_dir(run_id) / EXPLAIN)
-    entries = (doc or {}).get("entries") if isinstance(doc, dict) else None
-    if not isinstance(entries, dict) or not entries:
-        return None
-    if slug is not None:
-        return (slug, entries[slug]) if slug in entries else None
-    clean = [(k, e) for k, e in entries.items() if not (e.get("key") or {}).get("shift")]
-    return (clean or list(entries.items()))[-1]  # the latest clean maps, else the latest
-
-
 class LooksPane(Static):
-    def show(self, store: RunStore, run_id: str, spec: RunSpec | None, index: int, height: int) -> int:
-        """Draw image ``index`` (modulo the number of images); returns how many images there are."""
-        found = _entry(store, run_id)
-        if found is None:
+    def show(self, looks: Looks | None, run_id: str, index: int, height: int) -> int:
+        """Draw image ``index`` (modulo the number of images) of a run's maps (``api.Looks``, read off the UI
+        thread); returns how many images there are."""
+        if looks is None:
             self.update(Text(f"No maps yet: kdengine explain {run_id} (or its study) computes where this run, its "
                              "teachers and its baseline look.", style="dim"))
             return 0
-        slug, entry = found
+        entry = looks.entry
         images = entry.get("images") or []
         if not images:
             self.update(Text("explain.json holds no images.", style="dim"))
@@ -87,13 +75,9 @@ class LooksPane(Static):
         name = lambda c: names[c] if 0 <= c < len(names) else str(c)  # noqa: E731
         key = entry.get("key") or {}
         columns: list[tuple[str, dict | None]] = []
-        if spec is not None and spec.kind == "kd":
-            for t in spec.teachers:
-                partner = _entry(store, t.run_id, slug)
-                columns.append((f"teacher {t.model}", partner[1]["images"][i] if partner else None))
-            base = baseline_of(spec)
-            partner = _entry(store, base.run_id, slug) if base is not None else None
-            columns.append(("baseline", partner[1]["images"][i] if partner else None))
+        for partner in looks.partners:  # a KD run's teachers, then its baseline, on the same images
+            label = f"teacher {partner.model}" if partner.role == "teacher" else partner.role
+            columns.append((label, partner.entry["images"][i] if partner.entry else None))
         columns.append(("this run" if columns else "map", me))
         labels = ["image"] + [(f"{'✓' if item['pred'] == item['true'] else '✗'} {label}: {name(item['pred'])}"
                                if item is not None else f"{label}: no maps") for label, item in columns]
