@@ -48,12 +48,18 @@ def test_a_set_adds_to_a_study_and_never_makes_finished_runs_vanish(tmp_path, ca
 
 
 def _run_in_a_terminal(argv: list[str], env: dict, interrupt_when) -> tuple[int, str]:
-    """Run a command on a pseudo-terminal (rich draws its bar), press ctrl-c once ``interrupt_when()``."""
+    """Run a command on a pseudo-terminal (rich draws its bar), press ctrl-c once ``interrupt_when()``.
+
+    The command gets ctrl-c as a shell's foreground command does, whatever this process inherited: a test suite
+    started in the background (``make test &``, nohup, a CI runner) runs with SIGINT ignored, exec keeps an ignored
+    signal ignored, and Python installs no KeyboardInterrupt over it, so the interrupt would arrive not at all and
+    the command would train to its end (issue 38: "assert 0 == 130" once in a while)."""
     pid, fd = pty.fork()
     if pid == 0:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.execve(sys.executable, [sys.executable, "-m", "kdengine", *argv], env)
-    out, sent, end = b"", False, time.time() + 120
-    while time.time() < end:
+    out, sent, end = b"", False, time.time() + 300
+    while time.time() < end:  # read until the command ends (a command never read from blocks on its terminal)
         ready, _, _ = select.select([fd], [], [], 0.2)
         if ready:
             try:
@@ -66,7 +72,10 @@ def _run_in_a_terminal(argv: list[str], env: dict, interrupt_when) -> tuple[int,
         if not sent and interrupt_when():
             os.kill(pid, signal.SIGINT)
             sent = True
+    else:  # past the deadline: the command is killed, never waited for to the end of its training
+        os.kill(pid, signal.SIGKILL)
     _, status = os.waitpid(pid, 0)
+    assert sent, "the moment to interrupt never came (the command ended or the deadline passed first)"
     return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
 
 
