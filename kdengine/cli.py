@@ -17,6 +17,7 @@ from .errors import Interrupted, KDError, RunFailed  # noqa: E402
 
 # what the CLI adds to an error, by the field at fault (the service layer names the field, never a flag)
 REMEDIES = {"runs_dir": "pass --runs-dir DIR or set KDSTUDY_HOME", "run_id": "kdengine runs list shows them",
+            "skip_bad": "--skip-bad",
             # the seed planner's (kdengine study plan)
             "detect": "--detect GAIN", "variance": "--variance seed=V,image=V,residual=V", "images": "--images N",
             "power": "--power P", "cells": "--cells M", "correction": "--correction"}

@@ -96,6 +96,18 @@ def _config(cls, values: dict) -> Any:
     return cls(**kwargs)
 
 
+def data_config(values: dict) -> Any:
+    """The data settings the form holds (``DataConfig``, its source resolved): what a run reads and what the data
+    check decodes; a KDError names the field at fault."""
+    try:
+        return _config(Choices.CONFIGS["data"], values).resolved()
+    except DataError as exc:
+        raise DataError(str(exc), field="source") from None
+
+
+DATA_FIELDS = frozenset(i.name for i in form_fields(Choices.CONFIGS["data"]))  # a change of one: checked again
+
+
 def _teacher_items(text: str) -> list[str]:
     """``epochs=30, lr=1e-4`` or ``epochs=30 lr=1e-4``."""
     return [item for item in re.split(r"[,\s]+", text.strip()) if item]
@@ -119,10 +131,7 @@ def spec_from_form(values: dict, store: api.Store) -> api.RunSpec:
     seed_text = str(values.get("seed", "")).strip()
     if not seed_text.isdigit() or int(seed_text) > Choices.MAX_SEED:
         raise UsageError(f"seed must be a whole number in [0, {Choices.MAX_SEED}], got '{seed_text}'", field="seed")
-    try:
-        data = _config(Choices.CONFIGS["data"], values).resolved()
-    except DataError as exc:
-        raise DataError(str(exc), field="source") from None
+    data = data_config(values)
     train = _config(Choices.CONFIGS["train"], values)
     kd = _config(Choices.CONFIGS["kd"], values)
     try:

@@ -202,7 +202,7 @@ async def test_launch_live_then_quit_then_reattach(tmp_path):
             s.query_one("#epochs").value = "6"  # long enough that the student cannot finish before we quit
             await wait_for(pilot, lambda: "7 classes" in text_of(s.query_one("#data-summary")), timeout=30)
             await pilot.press("f5")
-            await wait_for(pilot, lambda: app.spawned_workers, timeout=10)
+            await wait_for(pilot, lambda: app.spawned_workers, timeout=30)  # the checks decode the data, as train does
             pids = list(app.spawned_workers)
             assert app.screen.__class__.__name__ == "RunsScreen"
             store = RunStore(runs)

@@ -26,11 +26,13 @@ def check_data(cfg: DataConfig, image_size: int | None = None, skip_bad: bool = 
 
         cache = build_or_load(source, image_size, skip_bad=skip_bad, progress=progress)
         summary = source.summary()  # now includes undecodable images, when skipped
-        usable = usable_counts(cache, source.class_names)
-        for split, counts in usable.items():  # the images training will use, not the files found
+        usable = usable_counts(cache, source)
+        for split, counts in usable.items():  # the images training will use and their groups, not the files found
             summary["splits"][split].update(counts)
         summary["cache"] = {"path": str(cache.path), "size": image_size, "hit": cache.hit,
                             "usable": {s: c["images"] for s, c in usable.items()}}
+        if cache.seen is not None:  # what the files were: colour or grey, their sizes (a cache built before: unknown)
+            summary["seen"] = cache.seen
         require_usable(cache, source)  # the same verdict as training's
     summary["usable"] = True
     return summary

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -142,15 +142,32 @@ class Retried:
     was: State
     queued: bool  # queued again (it resumes from its last finished epoch); False: it was queued or running already
     trains_again: bool = False  # a finished run whose results were damaged, retried with force: it trains anew
+    as_run: str | None = None  # retried with unreadable images skipped: the new run queued in its place
+    students: list[tuple[str, str]] = field(default_factory=list)  # (waiting student, its new run) moved with it
 
 
-def retry(store: RunStore, run_id: str, force: bool = False) -> Retried:
+def failed_on_unreadable(record) -> bool:
+    """A run that failed (or whose teacher failed) because an image could not be read, and skips none: asked again
+    as it is, it fails again."""
+    reason = record.status.reason or ""
+    return (record.spec is not None and not record.spec.data.skip_bad and "--skip-bad" in reason
+            and record.state in (FAILED, STOPPED, QUEUED))
+
+
+def retry(store: RunStore, run_id: str, force: bool = False, skip_bad: bool = False) -> Retried:
     """Queue a failed, stopped or interrupted run again (it resumes from its last finished epoch); with ``force``,
-    also a finished run whose results are damaged (it trains again)."""
+    also a finished run whose results are damaged (it trains again). A run that failed on unreadable images and
+    skips none would fail again: it is refused, unless ``skip_bad`` (then a run with them skipped, a new run since
+    its images differ, is queued in its place, with the students waiting for it)."""
     record = read_record(store, run_id)
     state = record.state
+    if skip_bad and record.spec is not None and not record.spec.data.skip_bad and state not in (RUNNING, FINISHED):
+        return _retry_skipping_bad(store, record)
     if state in (QUEUED, RUNNING):
         return Retried(run_id, state, False)
+    if failed_on_unreadable(record):
+        raise UsageError(f"{run_id} failed on an unreadable image and skips none: asked again it fails again; "
+                         "retry it with unreadable images skipped", field="skip_bad")
     why = actions_for(record, force)["retry"]
     if why is not None:  # decided by store.actions, in words both front ends can say (no flag, no key)
         if record.spec is None:
@@ -166,6 +183,39 @@ def retry(store: RunStore, run_id: str, force: bool = False) -> Retried:
     if not store.requeue(run_id):
         raise UsageError(f"{run_id} is {store.read_status(run_id).state}: nothing to retry", field="run_id")
     return Retried(run_id, state, True, again)
+
+
+def _skipping_bad(spec: RunSpec) -> RunSpec:
+    """``spec`` with unreadable images skipped (data.skip_bad), its teachers' too."""
+    return replace(spec, data=replace(spec.data, skip_bad=True), teachers=tuple(_skipping_bad(t) for t in spec.teachers))
+
+
+def _retry_skipping_bad(store: RunStore, record) -> Retried:
+    """Queue ``record``'s run with unreadable images skipped, in its place: a new run (skipping images changes what
+    it trains on, so its id differs), its teachers likewise; the students queued behind it (waiting for a teacher
+    that failed on the same images) move with it, and the runs replaced that were still queued are stopped. A
+    study's run is refused: its study asks for its runs by their settings (the study file says skip_bad)."""
+    rid = record.run_id
+    studies = study_membership(store)
+    if studies.get(rid):
+        raise UsageError(f"{rid} is a run of study {studies[rid][0]}: set data.skip_bad = true in the study file and "
+                         "run the study again (its runs with unreadable images skipped are new runs)",
+                         field="study")
+    device = record.status.device or "auto"
+    twin = _skipping_bad(record.spec)
+    enqueue(store, twin, device=device)
+    if store.read_status(rid).state == QUEUED:
+        store.request_stop(rid)
+    students = []
+    for sid in store.dependents(rid):
+        s = read_record(store, sid)
+        if s.spec is None or s.state != QUEUED or studies.get(sid) or s.spec.data.skip_bad:
+            continue
+        student_twin = _skipping_bad(s.spec)
+        enqueue(store, student_twin, device=s.status.device or "auto")
+        store.request_stop(sid)
+        students.append((sid, student_twin.run_id))
+    return Retried(rid, record.state, True, as_run=twin.run_id, students=students)
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,8 @@ def render_summary(s: dict) -> str:
     lines.append(f"{'images':{width}}" + "".join(f"{s['splits'][sp]['images']:>8}" for sp in Choices.SPLITS))
     lines.append(f"{'groups':{width}}" + "".join(f"{s['splits'][sp]['groups']:>8}" for sp in Choices.SPLITS))
     lines.append(f"groups (patients) shared between splits: {s['groups_shared_between_splits']}")
+    if "seen" in s:
+        lines.append(f"images read: {seen_text(s['seen'], s['channels'])}")
     if "cache" in s:
         c = s["cache"]
         lines.append(f"decoded cache: {c['path']} ({c['size']} px, {'reused' if c['hit'] else 'built'})")
@@ -59,3 +61,29 @@ def render_summary(s: dict) -> str:
     return "\n".join(lines)
 
 
+
+
+def seen_text(seen: dict, channels: int) -> str:
+    """What the decoded files were: '299 grey and 1 RGB (made grey: --color rgb keeps colour); sizes 64×64 (299)
+    and 100×80 (1)'; many sizes in a range with the most common."""
+    colour, grey = seen.get("colour", 0), seen.get("grey", 0)
+    kinds = " and ".join(f"{n} {word}" for n, word in ((grey, "grey"), (colour, "RGB")) if n) or "none"
+    if colour and channels == 1:
+        kinds += " (made grey: --color rgb keeps colour)"
+    elif grey and channels == 3:
+        kinds += " (grey ones repeated on 3 channels)"
+    sizes = seen.get("sizes") or {}
+
+    def size(key: str) -> str:
+        return key.replace("x", "×")
+
+    if not sizes:
+        return kinds
+    if len(sizes) <= 3:
+        listed = [f"{size(k)} ({n})" for k, n in sizes.items()]
+        said = listed[0] if len(listed) == 1 else ", ".join(listed[:-1]) + f" and {listed[-1]}"
+        return f"{kinds}; size{'s' if len(sizes) > 1 else ''} {said}"
+    by_area = sorted(sizes, key=lambda k: (int(k.split("x")[0]) * int(k.split("x")[1]), k))
+    common, n = next(iter(sizes.items()))
+    return (f"{kinds}; {len(sizes)} sizes from {size(by_area[0])} to {size(by_area[-1])}, most often {size(common)} "
+            f"({n})")

@@ -40,6 +40,9 @@ def register(sub) -> None:
         if name == "retry":
             p.add_argument("--force", action="store_true",
                            help="also a finished run whose results are damaged (trains it again)")
+            p.add_argument("--skip-bad", action="store_true",
+                           help="a run that failed on unreadable images: queue it with them skipped (a new run, "
+                                "with the students waiting for it)")
         if name == "delete":
             p.add_argument("--archive", action="store_true", help="move them to <runs>/.archive/ instead")
             p.add_argument("--yes", action="store_true", help="do not ask (needed when stdin is not a terminal)")
@@ -236,6 +239,9 @@ def retried_text(outcome) -> str:
     """What a retry did (``api.Retried``), in a few words."""
     if not outcome.queued:
         return f"already {outcome.was}"
+    if outcome.as_run:
+        return (f"queued {outcome.as_run} in its place, with unreadable images skipped (a new run: its images "
+                "differ)" + "".join(f"; its student {old} moved to {new}" for old, new in outcome.students))
     return "queued again; it resumes from its last finished epoch"
 
 
@@ -270,7 +276,7 @@ def run_retry(args) -> int:
         return 0
     for rid in ids:
         try:
-            print(f"{rid}: {retried_text(store.retry(rid, force=args.force))}")
+            print(f"{rid}: {retried_text(store.retry(rid, force=args.force, skip_bad=args.skip_bad))}")
         except UsageError as exc:
             if len(ids) == 1:
                 raise

@@ -13,6 +13,7 @@ import errno
 import hashlib
 import json
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ class DecodedCache:
     path: Path
     hit: bool
     channels: int = 1  # 1 grey, 3 RGB
+    seen: dict | None = None  # what the files were before letterboxing (``_Seen``); None for a cache built before
 
     @property
     def multilabel(self) -> bool:
@@ -80,16 +82,20 @@ def require_usable(cache: "DecodedCache", source: Source) -> None:
                     f"{len(cache.valid)} files could not be read{first})")
 
 
-def usable_counts(cache: "DecodedCache", class_names: list[str]) -> dict[str, dict]:
-    """Per split: the images training will use (readable ones), per class, and how many could not be read."""
+def usable_counts(cache: "DecodedCache", source: Source) -> dict[str, dict]:
+    """Per split: the images training will use (readable ones), per class, the groups (patients) they come from,
+    and how many files could not be read: a patient whose every image is unreadable is no group of the split."""
     out = {}
     for split in SPLITS:
         rows = cache.rows(split)
         labels = cache.labels[rows]
         s = cache.split_slices[split]
-        per_class = (labels == 1).sum(0) if cache.multilabel else [(labels == c).sum() for c in range(len(class_names))]
-        out[split] = {"images": int(len(rows)), "unreadable": int((~cache.valid[s]).sum()),
-                      "per_class": {name: int(v) for name, v in zip(class_names, per_class)}}
+        readable = cache.valid[s]
+        groups = {g for g, ok in zip(source.splits[split].groups, readable) if ok}
+        per_class = (labels == 1).sum(0) if cache.multilabel else \
+            [(labels == c).sum() for c in range(len(source.class_names))]
+        out[split] = {"images": int(len(rows)), "groups": len(groups), "unreadable": int((~readable).sum()),
+                      "per_class": {name: int(v) for name, v in zip(source.class_names, per_class)}}
     return out
 
 
@@ -123,10 +129,11 @@ def build_or_load(source: Source, size: int, skip_bad: bool = False, root: Path 
     meta = _read_meta(meta_path, n, size, data_path, channels)
     hit = meta is not None
     if meta is None:
-        bad = _build(source, refs, size, data_path, skip_bad, progress, channels)
+        seen = _Seen()
+        bad = _build(source, refs, size, data_path, skip_bad, progress, channels, seen)
         meta = {"version": CACHE_VERSION, "n": n, "size": size, "fingerprint": source.fingerprint(),
                 **({"channels": channels} if channels != 1 else {}),
-                "description": source.description, "bad": bad, "notes": list(source.notes)}
+                "description": source.description, "bad": bad, "notes": list(source.notes), "seen": seen.as_dict()}
         if source.dicom_stats is not None:  # what was done to the DICOMs: windowing, inversion, frames
             meta["dicom"] = source.dicom_stats.summary()
         write_json(meta_path, meta)
@@ -140,7 +147,30 @@ def build_or_load(source: Source, size: int, skip_bad: bool = False, root: Path 
         source.skipped.append(Skipped(source.ref_name(refs[i]), reason))
     shape = image_shape(n, size, channels)
     images = np.memmap(data_path, np.uint8, mode="r", shape=shape) if n else np.zeros(shape, np.uint8)
-    return DecodedCache(images, valid, bounds, labels, size, data_path, hit, channels)
+    return DecodedCache(images, valid, bounds, labels, size, data_path, hit, channels, meta.get("seen"))
+
+
+class _Seen:
+    """What the decoded files were: how many had colour channels and how many were grey, and their sizes (width x
+    height, with counts), as `data check` says it ("1 RGB image among 299 grey; sizes 64x64 and 100x80")."""
+
+    def __init__(self) -> None:
+        self.sizes: dict[str, int] = {}
+        self.colour = self.grey = 0
+        self._lock = threading.Lock()  # the decoding threads add to it
+
+    def add(self, img: np.ndarray, colour: bool) -> None:
+        key = f"{img.shape[1]}x{img.shape[0]}"  # width x height, as image sizes are said
+        with self._lock:
+            self.sizes[key] = self.sizes.get(key, 0) + 1
+            if colour:
+                self.colour += 1
+            else:
+                self.grey += 1
+
+    def as_dict(self) -> dict:
+        return {"colour": self.colour, "grey": self.grey,
+                "sizes": dict(sorted(self.sizes.items(), key=lambda kv: (-kv[1], kv[0])))}
 
 
 def image_shape(n: int, size: int, channels: int = 1) -> tuple[int, ...]:
@@ -171,7 +201,8 @@ def as_channels(img: np.ndarray, channels: int) -> np.ndarray:
 
 
 def _build(source: Source, refs: list, size: int, data_path: Path, skip_bad: bool,
-           progress: Callable[[int, int], None] | None, channels: int = 1) -> dict[str, str]:
+           progress: Callable[[int, int], None] | None, channels: int = 1,
+           seen: "_Seen | None" = None) -> dict[str, str]:
     n = len(refs)
     cells = n * size * size * channels
     bad: dict[str, str] = {}
@@ -191,7 +222,10 @@ def _build(source: Source, refs: list, size: int, data_path: Path, skip_bad: boo
 
         def work(i: int, out: np.ndarray = out) -> None:
             try:
-                out[i] = letterbox(as_channels(source.load(refs[i]), channels), size)
+                img, colour = source.load_seen(refs[i])
+                out[i] = letterbox(as_channels(img, channels), size)
+                if seen is not None:
+                    seen.add(img, colour)
             except DataError as exc:
                 if not skip_bad:
                     raise DataError(f"{exc} (use --skip-bad to skip unreadable images)") from None

@@ -35,7 +35,7 @@ def is_hidden(name: str) -> bool:
 MAX_PIXELS = 64_000_000  # 8000 x 8000: far above any radiograph, far below a decompression bomb
 
 
-def decode_gray(path: str | os.PathLike, rgb: bool = False) -> np.ndarray:
+def decode_gray(path: str | os.PathLike, rgb: bool = False, info: dict | None = None) -> np.ndarray:
     """Decode any 8/16-bit, grayscale/RGB/palette image to 2-D uint8 (``rgb``: H x W x 3 uint8). Raises DataError.
 
     The size in the header is checked before any pixel is decoded: a file that claims 20000 x 20000 pixels
@@ -52,6 +52,8 @@ def decode_gray(path: str | os.PathLike, rgb: bool = False) -> np.ndarray:
                 if w < 1 or h < 1:
                     raise DataError(f"empty image: {path} has {w} x {h} pixels")
                 im.load()
+                if info is not None:  # what the file was, for data check: colour bands, read grey or not
+                    info["colour"] = len(im.getbands()) >= 3
                 if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                     arr = np.nan_to_num(np.asarray(im, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
                     lo, hi = float(arr.min()), float(arr.max())
@@ -69,7 +71,7 @@ def decode_gray(path: str | os.PathLike, rgb: bool = False) -> np.ndarray:
         raise DataError(f"corrupt or unreadable image: {path} ({exc.__class__.__name__})") from None
 
 
-def decode_file(path: str | os.PathLike, rgb: bool = False) -> np.ndarray:
+def decode_file(path: str | os.PathLike, rgb: bool = False, info: dict | None = None) -> np.ndarray:
     """Any image file kdstudy reads (PNG, JPEG, ..., or DICOM) to 2-D uint8 (``rgb``: an image file's colour, H x W x 3;
     a DICOM stays grey and the cache replicates it). Raises DataError."""
     p = Path(path)
@@ -78,11 +80,11 @@ def decode_file(path: str | os.PathLike, rgb: bool = False) -> np.ndarray:
     if not p.is_file():
         raise DataError(f"{p}: not a regular file")
     if p.suffix.lower() in IMAGE_EXTS:
-        return decode_gray(p, rgb)
+        return decode_gray(p, rgb, info)
 
     if is_dicom(p):
         return decode_dicom(p)
-    return decode_gray(p, rgb)
+    return decode_gray(p, rgb, info)
 
 
 class FileSource(Source):
@@ -90,6 +92,11 @@ class FileSource(Source):
 
     def load(self, ref: Any) -> np.ndarray:
         return decode_file(ref, rgb=self.channels == 3)
+
+    def load_seen(self, ref: Any) -> tuple[np.ndarray, bool]:
+        info: dict = {}
+        img = decode_file(ref, rgb=self.channels == 3, info=info)
+        return img, info.get("colour", img.ndim == 3)
 
     def note_dicom(self, path: Path) -> str | None:
         """Count a DICOM file's properties for ``data check``; return its patient group (a hash), if any."""

@@ -83,6 +83,12 @@ class Source:
         """A string that changes whenever the source's content changes."""
         raise NotImplementedError
 
+    def load_seen(self, ref: Any) -> tuple[np.ndarray, bool]:
+        """``load``, and whether the file had colour (``data check`` counts them: a grey source reads them grey).
+        A source of files overrides it to look at the file itself."""
+        img = self.load(ref)
+        return img, img.ndim == 3 and img.shape[2] >= 3
+
     def ref_name(self, ref: Any) -> str:
         """A human-readable name for an image reference (used in errors)."""
         return str(ref)

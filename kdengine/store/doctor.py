@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..atomic import remove_temp_files, temp_files
 from ..errors import KDError
-from .lifecycle import FINISHED
+from .lifecycle import FAILED, FINISHED, QUEUED, STOPPED
 from .runstore import BEST, METRICS, SPEC, STATUS, RunStore, read_json
 
 # kdstudy's own files and folders beside the runs: archived runs, MLflow's default store, exported reports,
@@ -66,8 +66,9 @@ def examine(store: RunStore) -> list[Finding]:
 def _examine_run(store: RunStore, rid: str) -> list[Finding]:
     d = store.run_dir(rid)
     out = []
+    spec = None
     try:
-        store.load_spec(rid)
+        spec = store.load_spec(rid)
     except KDError as exc:
         out.append(Finding(rid, f"damaged spec.json: {str(exc).removeprefix(f'run {rid}: ')}",
                            f"left alone: delete {d} (or restore spec.json)"))
@@ -86,9 +87,29 @@ def _examine_run(store: RunStore, rid: str) -> list[Finding]:
     if status.stale:
         out.append(Finding(rid, status.reason, "queued again by --fix (resumes from its last finished epoch)",
                            True))
+    if state == QUEUED and spec is not None:
+        out += _waiting_on(store, rid, spec)
     for tmp in temp_files(d):
         out.append(Finding(rid, f"temp file {tmp.relative_to(d)} left by a write that was killed",
                            "removed by --fix", True))
+    return out
+
+
+def _waiting_on(store: RunStore, rid: str, spec) -> list[Finding]:
+    """A queued student whose teacher failed, was stopped or is gone: no worker trains it until the teacher is
+    retried (a worker never retries a failed run by itself), so it would wait for ever without a word."""
+    out = []
+    for teacher in spec.teachers:
+        tid = teacher.run_id
+        if not store.exists(tid):
+            out.append(Finding(rid, f"waits for its teacher {tid}, which is not in the store",
+                               f"left alone: kdengine runs retry {rid} queues the teacher again"))
+            continue
+        t = store.read_status(tid)
+        if t.state in (FAILED, STOPPED):
+            why = f" ({t.reason})" if t.reason else ""
+            out.append(Finding(rid, f"waits for its teacher {tid}, which {t.state}{why}",
+                               f"left alone: kdengine runs retry {tid} (then this run trains)"))
     return out
 
 

@@ -19,14 +19,17 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Collapsible, Footer, Header, Input, Label, Select, Static
+from textual.widgets._collapsible import CollapsibleTitle
 
 from kdengine import strategy_catalog as catalog
 from kdengine.api import Choices
 from kdengine.errors import KDError
 
 from ..forms import (
+    DATA_FIELDS,
     LAST,
     PRESETS,
+    data_config,
     defaults,
     describe_settings,
     display,
@@ -39,7 +42,7 @@ from ..forms import (
     to_remember,
 )
 from ..messages import LaunchRequested
-from ..widgets.form_fields import MoreOptions, SourceField, option_widgets
+from ..widgets.form_fields import MoreOptions, SourceField, form_words, option_widgets
 from ..widgets.tick import Tick
 from . import register_screen, screens
 
@@ -122,7 +125,7 @@ class LaunchScreen(Screen):
         source = next(i for i in options if i.name == "source")
         yield Header()
         with VerticalScroll(id="launch-form"):
-            yield SourceField(source, values["source"])
+            yield SourceField(source, values["source"], self._data_settings)
             yield Static("tab: into the form · esc: out of it (then 1 2 3 4 change screens) · F5: launch",
                          id="form-hint", classes="note")
             models = model_suggestions()
@@ -210,7 +213,20 @@ class LaunchScreen(Screen):
         more = self.query_one(MoreOptions)
         return more.value(key) if more.holds(key) else self.query_one(f"#{key}").value
 
+    def _data_settings(self, source: str):
+        """The form's data settings with ``source`` (what the data check decodes, as a run would read them)."""
+        return data_config({**self.values(), "source": source})
+
     # -- live checks ------------------------------------------------------------------------------------
+    @on(Input.Changed)
+    @on(Select.Changed)
+    @on(Tick.Changed)
+    def _data_setting_changed(self, event) -> None:
+        """A data setting (image size, skip bad, colour, splits...) changed: the data is checked again with it."""
+        widget = getattr(event, "input", None) or getattr(event, "select", None) or getattr(event, "checkbox", None)
+        if widget is not None and widget.id in DATA_FIELDS and widget.id != "source":
+            self.query_one(SourceField).check()
+
     def _say(self, selector: str, text: Text) -> None:
         """A worker thread's answer, put on screen from the UI thread: looked up there, not in the worker (a DOM
         query from a thread races the app), and dropped when the form is no longer there to show it (the screen
@@ -276,15 +292,29 @@ class LaunchScreen(Screen):
         """Take focus out of the fields, so that 1/2/3/4/q/? work again."""
         self.set_focus(None)
 
+    def _fields(self) -> list:
+        """The form's fields in focus order: inputs, choices, ticks, buttons, and the "More options" title (enter
+        or tab there opens it)."""
+        return [w for w in self.focus_chain if isinstance(w, (Input, Select, Tick, Button, CollapsibleTitle))]
+
     def action_enter_form(self) -> None:
-        if not isinstance(self.focused, (Input, Select, Tick, Button)):
+        """Into the form (its first field), else the next field; on "More options" while it is folded, into it:
+        it opens and its first field takes the focus (forward tab reaches every field, as shift-tab does)."""
+        fields = self._fields()
+        focused = self.focused
+        if focused not in fields:
             self.query_one("#source", Input).focus()
-        else:
-            self.focus_next()
+            return
+        more = self.query_one(MoreOptions)
+        if isinstance(focused, CollapsibleTitle) and focused.parent is more and more.collapsed:
+            more.collapsed = False  # its fields are made as it opens: the first takes the focus once they are
+            self.call_after_refresh(lambda: self.query_one("#teacher_set", Input).focus())
+            return
+        fields[(fields.index(focused) + 1) % len(fields)].focus()
 
     def action_screen_key(self, key: str) -> None:
         entries = screens()
-        if isinstance(self.focused, (Input, Select, Tick, Button)):
+        if self.focused in self._fields():
             self.notify(f"in the form: esc first, then {' '.join(e.key for e in entries)} change screens", timeout=2)
             return
         if key == "q":
@@ -295,7 +325,7 @@ class LaunchScreen(Screen):
     def action_previous_field(self) -> None:
         """Back one field; from the first, round to the last: shift-tab never leaves the form (esc does), so
         digits typed next go into a field, never switch screens."""
-        fields = [w for w in self.focus_chain if isinstance(w, (Input, Select, Tick, Button))]
+        fields = self._fields()
         if not fields:
             return
         if self.focused in fields:
@@ -350,18 +380,19 @@ class LaunchScreen(Screen):
             message.update(Text("✗ fix the data first: " + source.summary(), style="red"))
             self.query_one("#source", Input).focus()
             return
-        message.update(Text("checking the models and settings…", style="dim"))
+        message.update(Text("checking the models, settings and data…", style="dim"))
         self.check_then_launch(self.values())
 
     @work(thread=True, group="preflight")
     def check_then_launch(self, values: dict) -> None:
         """The form's run, built (a teacher may be a run of the store) and checked as `kdengine train` checks it
-        (api.check: models, sizes, weights) in a worker thread; what needs torch runs in a child process of its
-        own (the TUI never imports torch), and a spec of known models needs none."""
+        (api.check: models, sizes, weights, and the data decoded into the cache its runs will read, skip bad as the
+        form says), in a worker thread; what needs torch or decodes images runs in a child process of its own (the
+        TUI never imports torch). Data training would refuse is refused here, before anything is queued."""
         store = self.app.store
         try:
             spec = spec_from_form(values, store)
-            store.check([spec], data=False)
+            store.check([spec], decode=True)
         except KDError as exc:
             self.post_message(Checked(None, values, exc))
             return
@@ -374,7 +405,7 @@ class LaunchScreen(Screen):
 
     def on_checked(self, message: Checked) -> None:
         if message.error is not None:
-            self._say("#form-message", Text(f"✗ {message.error}", style="red"))
+            self._say("#form-message", Text(f"✗ {form_words(str(message.error))}", style="red"))
             if self.is_mounted:
                 self._focus_field(message.error.field)
             return

@@ -3,7 +3,7 @@ worker thread), the "More options" section (its fields made when it is first ope
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 from rich.text import Text
 from textual import on, work
@@ -19,6 +19,7 @@ from kdengine.options import OptionInfo
 from ..forms import display
 from .tick import Tick
 
+DataConfig = Choices.CONFIGS["data"]  # the data settings, declared once in the engine
 INPUT_TYPES = {"int": "integer", "float": "number", "str": "text"}
 
 
@@ -36,24 +37,28 @@ def option_widgets(i: OptionInfo, value):
 
 
 class SourceField(Vertical):
-    """The data source (``#source``) and what it holds (``#data-summary``): checked a moment after the last key, in a
-    worker thread; ``ok`` says whether the last value checked is usable (None: not checked yet)."""
+    """The data source (``#source``) and what it holds (``#data-summary``), checked as `kdengine train` checks it: a
+    moment after the last key (or a change of the form's data settings), in a worker thread, the source is indexed
+    and its images decoded into the cache at the form's image size, with skip bad as the form says, so that the counts
+    are the images training will use and unreadable files are refused (or counted as skipped) before F5; the launch
+    then finds the cache made. ``ok`` says whether the last settings checked are usable (None: not checked yet)."""
 
     DEFAULT_CSS = "SourceField { width: 100%; height: auto; }"
 
     class Checked(Message):
-        def __init__(self, source: str, text: Text, ok: bool) -> None:
+        def __init__(self, asked: tuple, text: Text, ok: bool | None) -> None:
             super().__init__()
-            self.source = source
+            self.asked = asked
             self.text = text
-            self.ok = ok
+            self.ok = ok  # None: not an answer yet (how far the decoding is)
 
-    def __init__(self, option: OptionInfo, value: str) -> None:
+    def __init__(self, option: OptionInfo, value: str, settings: Callable[[str], DataConfig]) -> None:
         super().__init__()
         self.option = option
         self.initial = value
+        self.settings = settings  # a source -> the form's data settings with it (on the UI thread; KDError: invalid)
         self.ok: bool | None = None
-        self._asked: str | None = None  # the last value asked to be checked
+        self._asked: tuple | None = None  # the last (source, settings) asked to be checked
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="row"):
@@ -63,42 +68,75 @@ class SourceField(Vertical):
 
     @on(Input.Changed, "#source")
     def _typed(self, event: Input.Changed) -> None:
-        self.query_one("#data-summary", Static).update(Text("checking…", style="dim"))
+        event.stop()
         self.check(event.value)
 
-    def check(self, source: str) -> None:
-        self._asked = source
-        self._check(source)
+    def check(self, source: str | None = None) -> None:
+        """Check ``source`` (default: the field's) with the form's data settings as they are now."""
+        source = self.query_one("#source", Input).value if source is None else source
+        try:
+            cfg: DataConfig | KDError = self.settings(source)
+        except KDError as exc:  # a bad source or data setting: said at once (no worker needed)
+            cfg = exc
+        asked = (source, cfg if isinstance(cfg, DataConfig) else str(cfg))
+        if asked == self._asked and self.ok is not None:
+            return  # checked already (a setting typed back to what it was)
+        self._asked = asked
+        self.ok = None
+        self.query_one("#data-summary", Static).update(Text("checking…", style="dim"))
+        self._check(asked, cfg)
 
     @work(thread=True, group="data-check")
-    def _check(self, source: str) -> None:
+    def _check(self, asked: tuple, cfg: "DataConfig | KDError") -> None:
         time.sleep(0.3)  # debounce: only the last value typed is checked
-        if self._asked != source:
+        if self._asked != asked:
             return
+
+        def decoding(done: int, total: int) -> None:
+            self.post_message(self.Checked(asked, Text(f"decoding the images… {done}/{total}", style="dim"), None))
+
         try:
-            s = self.app.store.check_data(Choices.CONFIGS["data"](source=source))
-            sp = s["splits"]
-            text = Text(f"✓ {len(s['classes'])} classes · train {sp['train']['images']} / val {sp['val']['images']} / "
-                        f"test {sp['test']['images']} images · {sp['train']['groups']} train groups", style="green")
-            if s["synthetic"]:
-                text.append(" · synthetic", style="yellow")
-            ok = True
+            if isinstance(cfg, KDError):
+                raise cfg
+            text, ok = summary_text(self.app.store.check_data(cfg, cfg.image_size, cfg.skip_bad, decoding)), True
         except KDError as exc:
-            text, ok = Text(f"✗ {exc}", style="red"), False
+            text, ok = Text(f"✗ {form_words(str(exc))}", style="red"), False
         except Exception as exc:  # noqa: BLE001 - never crash on odd input
             text, ok = Text(f"✗ {exc.__class__.__name__}: {exc}", style="red"), False
-        self.post_message(self.Checked(source, text, ok))
+        self.post_message(self.Checked(asked, text, ok))
 
     def on_source_field_checked(self, message: Checked) -> None:
         message.stop()
-        if message.source != self._asked:  # a value typed since: its own check follows
+        if message.asked != self._asked:  # a value typed since: its own check follows
             return
-        self.ok = message.ok
+        if message.ok is not None:
+            self.ok = message.ok
+        elif self.ok is not None:
+            return  # a progress note that came after the answer
         for summary in self.query("#data-summary").results(Static):  # gone when the form closed meanwhile
             summary.update(message.text)
 
     def summary(self) -> str:
         return str(self.query_one("#data-summary", Static).render())
+
+
+def summary_text(s: dict) -> Text:
+    """What the data check found, in a line: its kind, the images training will use per split (the unreadable ones
+    skipped, and said), the train groups."""
+    sp = s["splits"]
+    text = Text(f"✓ {s['kind']} · train {sp['train']['images']} / val {sp['val']['images']} / "
+                f"test {sp['test']['images']} images · {sp['train']['groups']} train groups", style="green")
+    skipped = sum(sp[x].get("unreadable", 0) for x in sp)
+    if skipped:
+        text.append(f" · {skipped} unreadable file{'s' * (skipped != 1)} skipped", style="yellow")
+    if s["synthetic"]:
+        text.append(" · synthetic", style="yellow")
+    return text
+
+
+def form_words(message: str) -> str:
+    """An engine message in the form's words: the flag that skips unreadable images is a tick here."""
+    return message.replace("use --skip-bad", "tick Skip bad (More options)")
 
 
 class MoreOptions(Collapsible):

@@ -1,0 +1,59 @@
+"""kdtui as a new user met it, round three (issue 38): each defect reproduced, each failed before its fix."""
+from __future__ import annotations
+
+import re
+
+from kdtui.app import KDStudyApp
+from tests.tui_helpers import wait_for
+
+
+async def open_launch(pilot, app):
+    await pilot.press("2")
+    await wait_for(pilot, lambda: app.screen.__class__.__name__ == "LaunchScreen", timeout=10)
+    return app.screen
+
+
+async def test_forward_tab_enters_more_options_and_reaches_every_field(tmp_path):
+    app = KDStudyApp(tmp_path / "runs", start_workers=False)
+    async with app.run_test(size=(100, 40)) as pilot:
+        screen = await open_launch(pilot, app)
+        seen = []
+        for _ in range(90):
+            await pilot.press("tab")
+            seen.append(getattr(app.focused, "id", None))
+        assert "skip_bad" in seen and "val_fraction" in seen and "teacher_set" in seen, seen
+        assert seen.index("launch") > seen.index("skip_bad")  # in the form's order: More options, then Launch
+        assert app.screen is screen
+
+
+def text_of(widget) -> str:
+    return str(widget.render())
+
+
+async def test_the_form_checks_the_data_as_train_does_counting_only_readable_images(tmp_path):
+    from kdengine.store import RunStore
+    from tests.test_new_user_round3 import broken_folder
+
+    data = broken_folder(tmp_path / "imgs")
+    app = KDStudyApp(tmp_path / "runs", start_workers=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_launch(pilot, app)
+        summary = screen.query_one("#data-summary")
+        screen.query_one("#image_size").value = "32"
+        screen.query_one("#source").value = f"folder:{data}"
+        # decoded as train decodes it: the broken files are refused, with the form's way out
+        await wait_for(pilot, lambda: "✗" in text_of(summary), timeout=60)
+        assert "unreadable" in text_of(summary) and "tick Skip bad (More options)" in text_of(summary)
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: "fix the data first" in text_of(screen.query_one("#form-message")), 10)
+        assert RunStore(tmp_path / "runs").list_ids() == []
+        # with skip bad, the counts are the images training will use, and the skipped files are said
+        more = screen.query_one("#more")
+        more.collapsed = False
+        await wait_for(pilot, lambda: bool(screen.query("#skip_bad")), timeout=10)
+        screen.query_one("#skip_bad").value = True
+        await wait_for(pilot, lambda: "✓" in text_of(summary), timeout=60)
+        said = text_of(summary)
+        counts = re.search(r"train (\d+) / val (\d+) / test (\d+) images · (\d+) train groups", said)
+        assert sum(map(int, counts.groups()[:3])) == 3 * 14 + 1 and counts[4] == counts[1], said
+        assert "3 unreadable files skipped" in said
