@@ -14,7 +14,14 @@ METRICS = {
     "kappa": ("Cohen's κ", (-1.0, 1.0), True),
     "ece": ("ECE", (0.0, 1.0), False),
     "shift_mean": ("accuracy under shift", (0.0, 1.0), True),  # test split, mean over shifts and severities
+    # the ranking metrics: macro means over the classes (one-vs-rest), the positive class of a binary task, the mean
+    # over the findings of a multi-label one; sensitivity and specificity at the threshold chosen on val
+    "auroc": ("AUROC", (0.0, 1.0), True),
+    "ap": ("average precision", (0.0, 1.0), True),
+    "sensitivity": ("sensitivity", (0.0, 1.0), True),
+    "specificity": ("specificity", (0.0, 1.0), True),
 }
+RANKING = ("auroc", "ap", "sensitivity", "specificity")  # their intervals: each image's influence (reports.ranking)
 TEXT_COLUMNS = ("settings", "model", "student", "regime", "role", "split", "threshold reached", "n", "what", "teacher")
 # how a table's title says what its cells are (one phrase, every table)
 CELLS = "mean ± std over seeds [95% CI; n = seeds × test images where the interval covers both, else seeds only]"
@@ -214,8 +221,8 @@ def cell_detail(column: str, v: Summary) -> str:
     if v.p is not None:
         parts.append(f"p={v.p:.3g}" + (f", adjusted {v.p_adj:.3g} in {v.family}" if v.p_adj is not None
                                        else ", not tested"))
-    method = {"seeds+images": "over seeds and test images", "seeds+variance": "over seeds and test images (declared "
-              "variance)", "seeds": "over seeds only" + (f" ({v.fallback})" if v.fallback else "")}
+    method = {"seeds+images": "over seeds and test images", "seeds+variance": "over seeds and test images (each "
+              "image's influence)", "seeds": "over seeds only" + (f" ({v.fallback})" if v.fallback else "")}
     parts.append(method.get(v.method, "no interval"))
     if v.floored:
         parts.append(f"{' and '.join(v.floored)}' variance component below zero, set to zero")
