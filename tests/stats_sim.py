@@ -260,3 +260,38 @@ def ranked(rng: np.random.Generator, seeds: int = 3, images: int = 300, effect: 
         return out
 
     return _every_method(runs, base_specs, student_specs, teachers, effect)
+
+
+def write_store(records: list[RunRecord], root) -> None:
+    """Simulated runs written into a run store as a finished run is (its spec, events of two epochs, predictions.npz
+    by the store's own writer, metrics.json with a confusion matrix per class or per finding), so that the CLI and
+    the report read them from their files."""
+    from kdengine.store import RunStore
+    from kdengine.store.queue import enqueue
+
+    store = RunStore(root)
+    for r in records:
+        enqueue(store, r.spec)
+        rid = r.run_id
+        store.append_event(rid, {"type": "start", "classes": r.metrics["class_names"], "epochs": 2})
+        for epoch in (1, 2):
+            store.append_event(rid, {"type": "step", "epoch": epoch, "step": 1, "global_step": epoch * 4,
+                                     "loss": 1.0 / epoch})
+            store.append_event(rid, {"type": "epoch", "epoch": epoch, "lr": 0.001,
+                                     "train": {"loss": 1.0 / epoch, "accuracy": 0.6, "macro_f1": 0.5},
+                                     "val": {"loss": 1.1 / epoch, "accuracy": 0.55, "macro_f1": 0.5, "kappa": 0.2,
+                                             "ece": 0.1}})
+        store.claim(rid, "simulated")
+        metrics = {**r.metrics, "run_id": rid, "best_epoch": 2, "epochs_run": 2}
+        for split, p in r.preds.items():
+            y, pred, names = p["label"], p["pred"], r.metrics["class_names"]
+            if y.ndim == 2:
+                confusion = {c: [[int(((y[:, k] == a) & (pred[:, k] == b)).sum()) for b in (0, 1)] for a in (0, 1)]
+                             for k, c in enumerate(names)}
+            else:
+                confusion = [[int(((y == a) & (pred == b)).sum()) for b in range(len(names))] for a in range(len(names))]
+            metrics[split] = {**metrics[split], "confusion": confusion}
+        store.write_predictions(rid, {s: {"probs": p["probs"], "labels": p["label"], "rows": p["row"]}
+                                      for s, p in r.preds.items()})
+        store.write_metrics(rid, metrics)
+        store.finish(rid, "finished")

@@ -35,6 +35,7 @@ it was.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from functools import lru_cache
 
@@ -163,7 +164,8 @@ def weighted_thresholds(truth: np.ndarray, score: np.ndarray, weights: np.ndarra
     order = np.argsort(-score, kind="mergesort")
     s, t, w = score[order], truth[order], weights[:, order]
     ends = np.flatnonzero(np.r_[s[1:] != s[:-1], True])  # each tied group's last image: one ROC point per score
-    tp, fp = np.cumsum(w * t, axis=1)[:, ends], np.cumsum(w * ~t, axis=1)[:, ends]
+    tp = np.cumsum(w * t, axis=1)[:, ends]
+    fp = np.cumsum(w, axis=1)[:, ends] - tp
     with np.errstate(invalid="ignore", divide="ignore"):
         tpr, fpr = tp / tp[:, -1:], fp / fp[:, -1:]
     tpr, fpr = np.c_[np.zeros(len(w)), tpr], np.c_[np.zeros(len(w)), fpr]
@@ -184,13 +186,12 @@ def threshold_influence(metric: str, val: tuple, test: tuple, thresholds: list[f
     chosen again on each draw, the test metric read at it; per draw its deviation from the draws' mean over
     sqrt(draws - 1), so that the sum of squares is the bootstrap variance and the sum of two runs' products their
     covariance. ``val`` and ``test``: (labels, probabilities). None where no class has the metric."""
-    weights = val_draws(len(val[0]), draws)
     per_class = []
-    for k, ((_, vt, vs), (_, tt, ts)) in enumerate(zip(columns(*val), columns(*test))):
+    redrawn = _redrawn_thresholds(np.asarray(val[0]), np.asarray(val[1], np.float64), rule, draws)
+    for k, ((_, tt, ts), cuts) in enumerate(zip(columns(*test), redrawn)):
         wanted = tt == 1 if metric == "sensitivity" else tt == 0
         if thresholds[k] is None or not wanted.any():
             continue
-        cuts = weighted_thresholds(vt, vs, weights[:, _known(val[0], k)], rule)
         cuts = np.where(np.isnan(cuts), thresholds[k], cuts)  # a draw without both labels: the run's own threshold
         called = ts[wanted][None, :] >= cuts[:, None]
         per_class.append((called if metric == "sensitivity" else ~called).mean(1))
@@ -198,6 +199,23 @@ def threshold_influence(metric: str, val: tuple, test: tuple, thresholds: list[f
         return None
     values = np.mean(per_class, axis=0)
     return (values - values.mean()) / math.sqrt(max(draws - 1, 1))
+
+
+_REDRAWN: dict[tuple, list] = {}
+
+
+def _redrawn_thresholds(label: np.ndarray, probs: np.ndarray, rule: str, draws: int) -> list[np.ndarray]:
+    """Per class, the threshold each val draw chooses; once per run's val predictions (by their content: sensitivity
+    and specificity share them, and a baseline serves every teacher's gain)."""
+    key = (hashlib.blake2b(label.tobytes() + probs.tobytes() + repr(probs.shape).encode(), digest_size=16).digest(),
+           rule, draws)
+    if key not in _REDRAWN:
+        weights = val_draws(len(label), draws)
+        if len(_REDRAWN) > 512:
+            _REDRAWN.clear()
+        _REDRAWN[key] = [weighted_thresholds(t, s, weights[:, _known(label, k)], rule)
+                         for k, (_, t, s) in enumerate(columns(label, probs))]
+    return _REDRAWN[key]
 
 
 def _known(label: np.ndarray, k: int):
