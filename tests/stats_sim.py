@@ -289,7 +289,8 @@ def write_store(records: list[RunRecord], root) -> None:
                 confusion = {c: [[int(((y[:, k] == a) & (pred[:, k] == b)).sum()) for b in (0, 1)] for a in (0, 1)]
                              for k, c in enumerate(names)}
             else:
-                confusion = [[int(((y == a) & (pred == b)).sum()) for b in range(len(names))] for a in range(len(names))]
+                k = len(names)
+                confusion = [[int(((y == a) & (pred == b)).sum()) for b in range(k)] for a in range(k)]
             metrics[split] = {**metrics[split], "confusion": confusion}
         store.write_predictions(rid, {s: {"probs": p["probs"], "labels": p["label"], "rows": p["row"]}
                                       for s, p in r.preds.items()})

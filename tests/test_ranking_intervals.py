@@ -104,7 +104,7 @@ def test_the_interval_covers_the_test_set_as_well_as_the_seeds():
         assert not _within_promise(sum(miss[(metric, "seeds")]), 80), (metric, miss)
 
 
-# -- the tables that read them ------------------------------------------------------------------------------------------
+# -- the tables that read them ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["binary", "multiclass", "multilabel"])
 def test_every_table_reads_the_ranking_metrics(kind):
     """`--metric auroc` (and ap, sensitivity, specificity) on every table: the models and the students' tables, their

@@ -91,7 +91,7 @@ def auroc_influence(truth: np.ndarray, score: np.ndarray) -> np.ndarray:
     return phi
 
 
-def _average_precision_left_out(truth: np.ndarray, score: np.ndarray) -> tuple[float, np.ndarray]:
+def average_precision_left_out(truth: np.ndarray, score: np.ndarray) -> tuple[float, np.ndarray]:
     """(AP, AP with each image left out), exact: AP = (1/m) sum over tied groups g (highest score first) of
     pos_g * TP_g / N_g, TP_g and N_g counted down to g inclusive. Leaving out image j of group h lowers TP (a
     positive) or the negatives (a negative) of every group from h on: prefix sums before h, suffix sums after."""
@@ -129,7 +129,7 @@ def _average_precision_left_out(truth: np.ndarray, score: np.ndarray) -> tuple[f
 
 def ap_influence(truth: np.ndarray, score: np.ndarray) -> np.ndarray:
     """The jackknife's: ``sum(phi**2)`` is the jackknife variance of the average precision."""
-    _, left = _average_precision_left_out(truth, score)
+    _, left = average_precision_left_out(truth, score)
     n = len(left)
     return math.sqrt((n - 1) / n) * (left.mean() - left) if n > 1 else np.zeros(n)
 
