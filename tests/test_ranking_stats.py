@@ -169,6 +169,12 @@ def test_the_thresholds_redrawn_on_val_are_the_engines_choice_where_nothing_is_r
     ones = np.ones((1, len(y)))
     for k, ((idx, t, s), engine) in enumerate(zip(R.columns(y, p), choose_thresholds(y, p))):
         assert R.weighted_thresholds(t, s, ones[:, idx])[0] == pytest.approx(engine, abs=0)
+    # a draw counts an image as often as it is drawn: the engine's choice on the images repeated so
+    draws = R.val_draws(len(y), 5)
+    for w in draws:
+        again = np.repeat(np.arange(len(y)), w.astype(int))
+        for (idx, t, s), engine in zip(R.columns(y, p), choose_thresholds(y[again], p[again])):
+            assert R.weighted_thresholds(t, s, w[None, idx])[0] == pytest.approx(engine, abs=0)
     # a stated sensitivity: the highest threshold whose sensitivity on val reaches it
     t, s = R.columns(y, p)[0][1:]
     cut = R.weighted_thresholds(t, s, np.ones((1, len(t))), "sensitivity=0.8")[0]

@@ -170,18 +170,23 @@ def weighted_thresholds(truth: np.ndarray, score: np.ndarray, weights: np.ndarra
     order = np.argsort(-score, kind="mergesort")
     s, t, w = score[order], truth[order], weights[:, order]
     ends = np.flatnonzero(np.r_[s[1:] != s[:-1], True])  # each tied group's last image: one ROC point per score
-    tp = np.cumsum(w * t, axis=1)[:, ends]
-    fp = np.cumsum(w, axis=1)[:, ends] - tp
+    every = np.cumsum(w, axis=1)
+    positives = np.cumsum(w[:, t], axis=1)  # the positives alone: few, one pass over them
+    upto = np.cumsum(t)[ends]  # positives down to each point
+    tp = np.where(upto > 0, positives[:, np.maximum(upto - 1, 0)] if t.any() else 0.0, 0.0)
+    fp = every[:, ends] - tp
+    p_all, n_all = tp[:, -1:], fp[:, -1:]
+    cut = np.minimum(s[ends], 1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        tpr, fpr = tp / tp[:, -1:], fp / fp[:, -1:]
-    tpr, fpr = np.c_[np.zeros(len(w)), tpr], np.c_[np.zeros(len(w)), fpr]
-    cut = np.r_[1.0, np.minimum(s[ends], 1.0)]
-    if rule == YOUDEN:
-        pick = np.argmax(np.nan_to_num(tpr - fpr, nan=-np.inf), axis=1)
-    else:
-        pick = np.argmax(tpr >= float(rule.split("=", 1)[1]), axis=1)
-    out = cut[pick]
-    out[(tp[:, -1] == 0) | (fp[:, -1] == 0)] = np.nan
+        if rule == YOUDEN:  # the first maximum; none called positive (J = 0, at 1.0) comes first
+            j = tp / p_all - fp / n_all
+            pick = np.argmax(j, axis=1)
+            best = j[np.arange(len(j)), pick]
+            out = np.where(best > 0, cut[pick], 1.0)
+        else:
+            reach = tp / p_all >= float(rule.split("=", 1)[1])
+            out = cut[np.argmax(reach, axis=1)]
+    out[(p_all[:, 0] == 0) | (n_all[:, 0] == 0)] = np.nan
     return out
 
 
