@@ -300,7 +300,8 @@ def interval_note(table) -> str | None:
     if variance:
         parts.append(f"{variance} over seeds and test images (n=seeds×images: the same crossed components, from each "
                      "image's influence on the metric: DeLong's for AUROC, the jackknife's for average precision, a "
-                     "proportion's for sensitivity and specificity; t on the seeds' S − 1 df)")
+                     "proportion's for sensitivity and specificity, with the val images' share through the threshold "
+                     "they chose, by a paired bootstrap; t on the seeds' S − 1 df)")
     parts += [f"{k} over seeds only ({why})" for why, k in reasons.most_common()]
     if train:
         parts.append(f"the {len(train)} train-row cells over seeds only (they describe training; no per-image "
