@@ -54,7 +54,7 @@ def test_a_gallery_names_its_sweep_point(tmp_path, monkeypatch):
              "class_names": ["a", "b"], "images": [{}] * n,
              "agreement": {"teachers": [student.teachers[0].run_id], "baseline": base.run_id}}
     titles = []
-    monkeypatch.setattr(F, "explain_figure", lambda images, columns, true, names, title: titles.append(title))
+    monkeypatch.setattr(F, "explain_figure", lambda images, columns, true, names, title, finding=False: titles.append(title))
     monkeypatch.setattr(F, "png_bytes", lambda fig: b"drawn")
     records = [_done(student, {"entries": {slug: entry}}), _done(base), _done(student.teachers[0])]
     page = html.gallery_section(store, records, {student.run_id: "T=2"})

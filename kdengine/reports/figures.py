@@ -79,7 +79,11 @@ CONFUSION_COUNT_PT = 12
 CONFUSION_DISPLAY_PX = 512  # two to a row of the report's page (48 % of its 1100 px less padding)
 
 
-def confusion_figure(cm: list[list[int]], names: list[str], title: str):
+def confusion_figure(cm, names: list[str], title: str):
+    """The test confusion matrix (true x predicted, each row shaded by its share); for a multi-label task
+    (``cm`` a 2 x 2 matrix per finding, as metrics.json keeps it) one small panel per finding."""
+    if isinstance(cm, dict):
+        return findings_confusion_figure(cm, title)
     plt = _plt()
     cm = np.asarray(cm)
     share = cm / np.maximum(1, cm.sum(1, keepdims=True))
@@ -99,6 +103,36 @@ def confusion_figure(cm: list[list[int]], names: list[str], title: str):
     ax.grid(False)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def findings_confusion_figure(per_finding: dict[str, list[list[int]]], title: str):
+    """A multi-label task's confusion: per finding its 2 x 2 matrix (true x predicted at 0.5, over the images whose
+    label for it is known), each row shaded by its share, four panels to a row."""
+    plt = _plt()
+    names = list(per_finding)
+    cols = min(4, max(1, len(names)))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols + 0.4, 2.0 * rows + 0.6), squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.axis("off")
+    for ax, name in zip(axes.flat, names):
+        cm = np.asarray(per_finding[name])
+        share = cm / np.maximum(1, cm.sum(1, keepdims=True))
+        ax.imshow(share, cmap="Greys", vmin=0, vmax=1)
+        for i in range(2):
+            for j in range(2):
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=10,
+                        color="white" if share[i, j] > 0.55 else "black")
+        ax.set_xticks([0, 1], ["0", "1"])
+        ax.set_yticks([0, 1], ["0", "1"])
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("predicted")
+        ax.grid(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("true")
+    fig.suptitle(f"{title} (per finding, at 0.5)")
     fig.tight_layout()
     return fig
 

@@ -117,7 +117,8 @@ def student_section(store: RunStore, records: list[RunRecord], points: dict[str,
 def confusion_section(store: RunStore, records: list[RunRecord], points: dict[str, str] | None = None) -> str:
     points = points or {}
     figs = [img(_run_png(store, r, "confusion.png"),
-                f"{r.spec.describe()}{_at(points, r.run_id)}, seed {r.seed}: test confusion matrix")
+                f"{r.spec.describe()}{_at(points, r.run_id)}, seed {r.seed}: test confusion matrix"
+                + (" per finding" if isinstance(r.metrics.get("test", {}).get("confusion"), dict) else ""))
             for r in sorted((r for r in records if r.finished),
                             key=lambda r: (r.kind, r.model, natural_key(points.get(r.run_id, "")), r.seed))]
     # two to a row (CONFUSION_DISPLAY_PX wide each), where the figure's type keeps its size: three to a row drew

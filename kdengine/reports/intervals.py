@@ -7,10 +7,13 @@ extension point every table uses):
 - :data:`MEAN`: the metric is a mean over images of a per-image score (accuracy: correctness); the cell lines the
   runs up image by image (the same rows of the decoded cache, checked), student against baseline within a seed,
   and takes the crossed seeds x images interval (:func:`~.stats.two_way`);
-- :data:`VARIANCE`: the metric is not a mean over images (AUROC, average precision) but each seed's value has a
-  variance over the test set (DeLong's, of a gain the paired one): the seeds' variance and that one are added
-  (:func:`~.stats.seeds_plus_variance`). Adding AUROC is one ``register_interval("auroc", OverImages(VARIANCE,
-  variance=...))``.
+- :data:`VARIANCE`: the metric is not a mean over images (AUROC, average precision, sensitivity, specificity), but
+  each image's influence on it is known (:mod:`.ranking`: DeLong's structural components for AUROC, the
+  jackknife's for AP, a proportion's for sensitivity and specificity): their products over the images are the
+  test set's variance of each seed's value (DeLong's, for AUROC; of a gain the paired one) and its covariance
+  between seeds, and the cell takes the same crossed interval from them (:func:`~.stats.influence_two_way`:
+  Obuchowski & Rockette's, seeds as readers). AUROC is one ``register_interval("auroc", OverImages(VARIANCE,
+  influence=...))``.
 
 Where the images cannot be taken in (``--interval seeds``, the train split, a metric that declares neither, runs
 without per-image predictions, images that do not line up) the cell covers the seeds alone, and its ``fallback``
@@ -18,20 +21,23 @@ says which of these it was; the table's note counts them by reason.
 """
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable
 
 from ..store.records import RunRecord, finished_baseline
-from .stats import OVER_IMAGES, SEEDS, SEEDS_IMAGES, Summary, seeds_plus_variance, summarize, two_way
-from .table_model import METRICS, gain_bounds
+from ..store.runstore import PREDICTIONS, read_predictions
+from .stats import OVER_IMAGES, SEEDS, SEEDS_IMAGES, Summary, influence_two_way, summarize, two_way
+from .table_model import METRICS, RANKING, gain_bounds
 
-MEAN, VARIANCE = "mean over images", "per-seed variance over images"
+MEAN, VARIANCE = "mean over images", "each image's influence (a variance over images)"
 
 # why a cell covers the seeds only (the note counts them by these)
 ASKED = "--interval seeds"
 TRAIN = "train split (no per-image predictions on train)"
-NOT_DECLARED = "not a mean over test images (and no per-seed variance declared)"
+NOT_DECLARED = "not a mean over test images (and no per-image influence declared)"
 MISSING = "runs without per-image predictions: predictions.npz, trained before they were stored"
 MISALIGNED = "the runs' test images do not line up (other images or order)"
 
@@ -42,10 +48,13 @@ class OverImages:
     kind: str  # MEAN or VARIANCE
     # MEAN: (run, split) -> (image ids, per-image scores), or None where the run has none
     scores: Callable | None = None
-    # VARIANCE: (run, its baseline or None, split) -> (the variance of the value, or of the gain over the baseline,
-    # over the test set; the number of test images), or None
-    variance: Callable | None = None
+    # VARIANCE: (run, split) -> (image ids, each image's influence on the run's value: see .ranking), or None
+    influence: Callable | None = None
     missing: str = MISSING  # what a run without scores lacks, in the note's words
+
+    @property
+    def per_image(self) -> Callable:
+        return self.scores if self.kind == MEAN else self.influence
 
 
 INTERVAL_OF: dict[str, OverImages] = {}
@@ -53,16 +62,36 @@ INTERVAL_OF: dict[str, OverImages] = {}
 
 def register_interval(metric: str, how: OverImages) -> OverImages:
     """Declare how ``metric``'s interval takes in the test images (one entry per metric)."""
-    if how.kind not in (MEAN, VARIANCE) or (how.kind == MEAN) != (how.scores is not None):
-        raise ValueError(f"{metric}: a {MEAN} interval needs scores, a {VARIANCE} one a variance")
+    if how.kind not in (MEAN, VARIANCE) or how.per_image is None or (how.scores is None) == (how.influence is None):
+        raise ValueError(f"{metric}: a {MEAN} interval needs scores (alone), a {VARIANCE} one an influence (alone)")
     INTERVAL_OF[metric] = how
     return how
 
 
+def right(pred, label):
+    """Per image, how right a prediction is, as floats whose mean over the images is the split's accuracy: 1 or 0
+    for a class; for a multi-label task (rows of 0/1 per finding, -1 where the label is not known) the share of the
+    image's known labels predicted right, weighted by its number of known labels over the split's mean (the
+    reported accuracy is the share of *all* known labels predicted right; with every label known, or as many on
+    each image, the weight is 1). A label not known (-1) never counts, right or wrong."""
+    import numpy as np  # numpy: only where a table is built
+
+    pred, label = np.asarray(pred), np.asarray(label)
+    if label.ndim == 1:
+        return (pred == label).astype(float)
+    known = label >= 0
+    counts = known.sum(1)
+    per_image = counts.mean() if len(counts) else 0.0
+    if not per_image:
+        return np.zeros(len(label))
+    return ((pred == label) & known).sum(1) / per_image
+
+
 def correctness(r: RunRecord, split: str):
-    """(cache rows, per-image correctness as floats) of a run on a split, or None without predictions."""
+    """(cache rows, per-image correctness as floats: :func:`right`) of a run on a split, or None without
+    predictions."""
     p = r.predictions(split)
-    return None if p is None else (p["row"], (p["pred"] == p["label"]).astype(float))
+    return None if p is None else (p["row"], right(p["pred"], p["label"]))
 
 
 SHIFT_MISSING = "runs evaluated under shift before per-image predictions were kept: kdengine shift --force"
@@ -80,17 +109,85 @@ def shift_scores(column: str) -> Callable:
             return None
         if column == "external":
             e = a.get("external")
-            return None if e is None else (np.arange(len(e["pred"])), (e["pred"] == e["label"]).astype(float))
+            return None if e is None else (np.arange(len(e["pred"])), right(e["pred"], e["label"]))
         if column == "clean":
-            return a["row"], (a["clean"] == a["label"]).astype(float)
+            return a["row"], right(a["clean"], a["label"])
         cells = a["cells"] if column == "under shift" else {column: a["cells"].get(column, {})}
         preds = [p for levels in cells.values() for p in levels.values()]
-        return (a["row"], np.mean([p == a["label"] for p in preds], axis=0)) if preds else None
+        return (a["row"], np.mean([right(p, a["label"]) for p in preds], axis=0)) if preds else None
     return scores
+
+
+PROBS_MISSING = "runs without per-image probabilities: predictions.npz, trained before they were stored"
+_INFLUENCE: dict[tuple, object] = {}  # (run folder, predictions.npz's mtime and size, split, metric) -> its influence
+
+
+def _probabilities(r: RunRecord) -> dict | None:
+    """{split: {row, label, probs}}: a simulation's in memory, else predictions.npz's (the store's record keeps no
+    probabilities: a sweep's hundreds of runs stay small); None without them."""
+    if r.predictions("test") is None:
+        return None
+    if all((r.predictions(s) or {}).get("probs") is not None for s in ("val", "test")):
+        return {s: r.predictions(s) for s in ("val", "test")}
+    return read_predictions(Path(r.run_dir) / PREDICTIONS, ("row", "label", "probs")) if r.run_dir else None
+
+
+def ranking_influence(metric: str) -> Callable:
+    """(ids, each test image's influence on a run's ranking metric: :mod:`.ranking`), as a VARIANCE declaration
+    reads it, once per run file (a baseline serves every teacher's gain). Sensitivity and specificity on test also
+    carry the val images' share, through the threshold they chose (:func:`~.ranking.threshold_influence`): its
+    bootstrap draws follow the test images, with ids that name the val images they were drawn from, so runs on
+    other val images do not line up."""
+    def influence(r: RunRecord, split: str):
+        from . import ranking  # numpy and scipy: only where a table of a ranking metric is built
+
+        stamp = None
+        if r.run_dir is not None and r.predictions(split) is not None and "probs" not in r.predictions(split):
+            try:
+                st = (Path(r.run_dir) / PREDICTIONS).stat()
+            except OSError:
+                return None
+            stamp = (str(r.run_dir), st.st_mtime_ns, st.st_size, split, metric)
+            if stamp in _INFLUENCE:
+                return _INFLUENCE[stamp]
+        out = _ranking_influence(ranking, r, split, metric)
+        if stamp is not None:
+            if len(_INFLUENCE) > 5000:
+                _INFLUENCE.clear()
+            _INFLUENCE[stamp] = out
+        return out
+    return influence
+
+
+def _ranking_influence(ranking, r: RunRecord, split: str, metric: str):
+    import numpy as np  # numpy: only where a table is built
+
+    p = _probabilities(r)
+    if p is None or split not in p:
+        return None
+    mine = ((r.metrics or {}).get(split) or {})
+    thresholds = list(mine["thresholds"].values()) if isinstance(mine.get("thresholds"), dict) else None
+    phi = ranking.influence(metric, p[split]["label"], p[split]["probs"], thresholds)
+    if phi is None:
+        return None
+    ids = np.asarray(p[split]["row"], np.int64)
+    if metric in ("sensitivity", "specificity") and split == "test" and "val" in p:
+        rule = ((r.metrics or {}).get("task") or {}).get("threshold_rule") or ranking.YOUDEN
+        val = p["val"]
+        share = ranking.threshold_influence(metric, (val["label"], val["probs"]),
+                                            (p[split]["label"], p[split]["probs"]), thresholds, rule)
+        if share is not None:
+            digest = int.from_bytes(hashlib.blake2b(np.asarray(val["row"], np.int64).tobytes(),
+                                                    digest_size=5).digest(), "big")
+            ids = np.r_[ids, -(digest * len(share) + np.arange(1, len(share) + 1))]
+            phi = np.r_[phi, share]
+    return ids, phi
 
 
 register_interval("accuracy", OverImages(MEAN, scores=correctness))
 register_interval("shift_mean", OverImages(MEAN, scores=shift_scores("under shift"), missing=SHIFT_MISSING))
+for _metric in RANKING:
+    register_interval(_metric, OverImages(VARIANCE, influence=ranking_influence(_metric), missing=PROBS_MISSING))
 
 
 @dataclass(frozen=True)
@@ -106,16 +203,17 @@ def by_seed(runs: list[RunRecord]) -> dict[int, RunRecord]:
 
 
 def _matrix(units: list[tuple], split: str, how: OverImages):
-    """(S x N: per seed the per-image scores of its run, minus its baseline's for a gain; None and why not)."""
+    """(S x N: per seed the per-image scores (or influences) of its run, minus its baseline's for a gain, and the
+    images' ids; or None and why not)."""
     import numpy as np  # numpy: only where a table is built (see stats)
 
-    got = [[how.scores(r, split) for r in unit] for unit in units]
+    got = [[how.per_image(r, split) for r in unit] for unit in units]
     if any(c is None for cs in got for c in cs):
         return None, how.missing
-    first = got[0][0][0]
+    first = np.asarray(got[0][0][0])
     if any(len(c[0]) != len(first) or not np.array_equal(c[0], first) for cs in got for c in cs):
         return None, MISALIGNED
-    return np.stack([cs[0][1] - cs[1][1] if len(cs) == 2 else cs[0][1] for cs in got]), ""
+    return np.stack([cs[0][1] - cs[1][1] if len(cs) == 2 else cs[0][1] for cs in got]), first
 
 
 def _why_seeds(how: OverImages | None, split: str, opts: StatsOptions, none_reason: str) -> str:
@@ -134,17 +232,14 @@ def over_seeds(units: list[tuple[int, tuple]], values: list[float], split: str, 
     seeds = [s for s, _ in units]
     reason = _why_seeds(how, split, opts, none_reason)
     s = None
-    if not reason and how.kind == MEAN:
-        d, reason = _matrix([u for _, u in units], split, how)
-        if d is not None:
+    if not reason:
+        d, ids = _matrix([u for _, u in units], split, how)
+        if d is None:
+            reason = ids
+        elif how.kind == MEAN:
             s = two_way(d, values, bounds=bounds, seeds=seeds, test=test)
-    elif not reason:
-        got = [how.variance(u[0], u[1] if len(u) == 2 else None, split) for _, u in units]
-        if any(g is None for g in got):
-            reason = how.missing
-        else:
-            s = seeds_plus_variance(values, [g[0] for g in got], min(g[1] for g in got), bounds=bounds,
-                                    seeds=seeds, test=test)
+        else:  # ids below zero: not test images (the val images' bootstrap draws of a threshold metric)
+            s = influence_two_way(d, values, bounds=bounds, seeds=seeds, test=test, images=int((ids >= 0).sum()))
     if s is None:
         s = summarize(values, bounds=bounds, seeds=seeds, test=test)
     if s is None:
@@ -203,8 +298,10 @@ def interval_note(table) -> str | None:
         parts.append(f"{crossed} over seeds and test images (n=seeds×images: crossed variance components, t on "
                      "the seeds' S − 1 df)")
     if variance:
-        parts.append(f"{variance} over seeds and test images (each seed's declared variance over the images added "
-                     "to the seeds')")
+        parts.append(f"{variance} over seeds and test images (n=seeds×images: the same crossed components, from each "
+                     "image's influence on the metric: DeLong's for AUROC, the jackknife's for average precision, a "
+                     "proportion's for sensitivity and specificity, with the val images' share through the threshold "
+                     "they chose, by a paired bootstrap; t on the seeds' S − 1 df)")
     parts += [f"{k} over seeds only ({why})" for why, k in reasons.most_common()]
     if train:
         parts.append(f"the {len(train)} train-row cells over seeds only (they describe training; no per-image "

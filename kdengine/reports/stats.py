@@ -18,9 +18,11 @@ Two intervals (``--interval``):
   cannot be (it has 3 distinct resamples at 2 seeds, and at 3 seeds a percentile interval is about 1.6 standard
   errors wide where Student's t needs 4.3: about 75 % coverage, by the quantiles). No resampling: the same
   numbers every time.
-- A metric that is not a mean over images (AUROC) declares instead a per-seed variance of its value over the test
-  set (DeLong's, say): the seeds' variance of the mean and the mean of those variances are added
-  (:func:`seeds_plus_variance`, method ``seeds+variance``; conservative by the seed × image interaction's share).
+- A metric that is not a mean over images (AUROC, average precision, sensitivity, specificity) declares instead
+  each image's influence on its value (DeLong's structural components for AUROC; :mod:`.ranking`): their products
+  over the images give the test set's variance of each seed's value and its covariance between seeds, and the
+  same crossed components follow (:func:`influence_two_way`, method ``seeds+variance``: Obuchowski & Rockette's
+  variance of a mean over readers and cases, with seeds as readers; for a mean over images it is :func:`two_way`).
 - ``seeds``: the t-interval over the seeds alone (the test set held fixed), and the fallback where the images
   cannot be taken in (the cell's ``fallback`` says why).
 
@@ -40,7 +42,7 @@ ALPHA = 0.05  # the level of every mark, after correction
 CONFIDENCE = 1 - ALPHA
 INTERVALS = ("seeds+images", "seeds")
 SEEDS_IMAGES, SEEDS = INTERVALS
-SEEDS_VARIANCE = "seeds+variance"  # the seeds, and a per-seed variance over the test images (a metric declares it)
+SEEDS_VARIANCE = "seeds+variance"  # the seeds, and the test images through each image's declared influence
 OVER_IMAGES = (SEEDS_IMAGES, SEEDS_VARIANCE)  # the methods whose interval covers the test images
 
 
@@ -152,7 +154,7 @@ class Summary:
             parts.append(f"p={self.p:.3g}" + (f", adjusted {self.p_adj:.3g} in {self.family}" if self.p_adj is not None
                                                else ", not tested"))
         method = {"seeds+images": "over seeds and test images", "seeds+variance": "over seeds and test images "
-                  "(declared variance)", "seeds": "over seeds only" + (f" ({self.fallback})" if self.fallback else "")}
+                  "(each image's influence)", "seeds": "over seeds only" + (f" ({self.fallback})" if self.fallback else "")}
         parts.append(method.get(self.method, "no interval"))
         if self.floored:
             parts.append(f"{' and '.join(self.floored)}' variance component below zero, set to zero")
@@ -249,29 +251,47 @@ def two_way(matrix, means: list[float] | None = None, confidence: float = CONFID
                    **_interval(mean, math.sqrt(var), s_count - 1, confidence, bounds, test))
 
 
-def seeds_plus_variance(values: list[float], variances: list[float], images: int,
-                        confidence: float = CONFIDENCE, bounds: tuple[float, float] | None = None,
-                        seeds: list | None = None, test: bool = False) -> Summary | None:
-    """A metric that is not a mean over images but declares each seed's variance over the test set (DeLong's for
-    AUROC, of a gain the paired one): Var(mean) = s²_seeds/S + mean of the per-seed variances (the test set's
-    share once, the seeds' over S; conservative by the seed x image interaction's share, which both hold), t on
-    S - 1 degrees of freedom."""
-    pairs = [(s, v, w) for s, v, w in zip(seeds if seeds is not None else range(len(values)), values, variances)
-             if v is not None and w is not None and not math.isnan(v) and not math.isnan(w)]
-    if len(pairs) < 2:
-        return summarize(values, confidence, bounds, seeds, test)
-    vals = [v for _, v, _ in pairs]
-    n, mean = len(vals), fmean(vals)
-    seed_var = 0.0 if no_spread(vals) else stdev(vals) ** 2
-    image_var = fmean(w for _, _, w in pairs)
-    var = seed_var / n + image_var
+def influence_two_way(influence, means: list[float], confidence: float = CONFIDENCE,
+                      bounds: tuple[float, float] | None = None, seeds: list | None = None,
+                      test: bool = False, images: int | None = None) -> Summary | None:
+    """The crossed seeds x images interval of a metric that is not a mean over images (AUROC, average precision,
+    sensitivity), from each seed's per-image influence on its value (an S x N matrix on the same images, of a gain
+    the student's minus its baseline's; :mod:`.ranking`) and the per-seed ``means`` (values, or gains).
+
+    The influences' products over the images are the metric's covariances over the test set: each seed's own
+    (``own``: its DeLong variance, for AUROC; of a gain DeLong's paired one) and between two seeds (``cross``: the
+    share of the test set's sampling error the seeds have in common, which averaging over seeds does not shrink).
+    The variance of the mean over seeds is then the seeds' spread over S plus ``cross``: the Obuchowski-Rockette
+    (1995, Commun. Stat. Simul. Comput. 24:285) variance of a mean AUROC over readers (here: seeds) and cases
+    (images), with the seed x image interaction counted once, in the seeds' spread. As variance components per
+    observation: ``σ²_image = N·cross``, ``σ²_residual = N·(own − cross)``, ``σ²_seed = s²_seeds − (own − cross)``,
+    each floored at zero as :func:`two_way` floors them (seeds that agree more than the test set's noise allows never
+    narrow the interval below it). For a mean over images, with each image's deviation from it over sqrt(N(N-1))
+    as its influence, these are :func:`two_way`'s components exactly (tested). Student's t on S − 1 degrees of
+    freedom (the lower bound of Hillis 2007's, as for :func:`two_way`). ``images``: the test images among the
+    columns (default all; the rest another random sample's share, as the val images' draws of a threshold metric:
+    counted in the variance, and per test image in the components)."""
+    import numpy as np  # numpy: only where a table is built
+
+    phi = np.asarray(influence, dtype=np.float64)
+    rows = [float(v) for v in means]
+    seeds = list(seeds) if seeds is not None else list(range(len(rows)))
+    s_count, n_images = phi.shape[0], phi.shape[1] if images is None else images
+    if s_count < 2 or n_images < 2 or no_spread(rows):
+        return summarize(rows, confidence, bounds, seeds, test)
+    gram = phi @ phi.T
+    own = float(np.trace(gram)) / s_count
+    cross = float(gram.sum() - np.trace(gram)) / (s_count * (s_count - 1))
+    spread = stdev(rows) ** 2
+    comps = Components(spread - (own - cross), n_images * cross, n_images * (own - cross))
+    floored = tuple(name for name, c in (("seeds", comps.seed), ("images", comps.image)) if c < 0)
+    var = comps.variance(s_count, n_images)
     if not var > 0:
-        return summarize(vals, confidence, bounds, [s for s, _, _ in pairs], test)
-    # as components per observation: the test set's variance scales as 1/N, so its component is image_var * N
-    comps = Components(seed_var, image_var * images, 0.0)
-    return Summary(n, mean, math.sqrt(seed_var), method=SEEDS_VARIANCE,
-                   per_seed=tuple((s, v) for s, v, _ in pairs), images=images, components=comps,
-                   **_interval(mean, math.sqrt(var), n - 1, confidence, bounds, test))
+        return summarize(rows, confidence, bounds, seeds, test)
+    mean = fmean(rows)
+    return Summary(s_count, mean, math.sqrt(spread), method=SEEDS_VARIANCE, per_seed=tuple(zip(seeds, rows)),
+                   images=n_images, components=comps, floored=floored,
+                   **_interval(mean, math.sqrt(var), s_count - 1, confidence, bounds, test))
 
 
 def paired_gain(treated: dict[int, float], baseline: dict[int, float],

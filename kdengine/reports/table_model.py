@@ -14,7 +14,14 @@ METRICS = {
     "kappa": ("Cohen's κ", (-1.0, 1.0), True),
     "ece": ("ECE", (0.0, 1.0), False),
     "shift_mean": ("accuracy under shift", (0.0, 1.0), True),  # test split, mean over shifts and severities
+    # the ranking metrics: macro means over the classes (one-vs-rest), the positive class of a binary task, the mean
+    # over the findings of a multi-label one; sensitivity and specificity at the threshold chosen on val
+    "auroc": ("AUROC", (0.0, 1.0), True),
+    "ap": ("average precision", (0.0, 1.0), True),
+    "sensitivity": ("sensitivity", (0.0, 1.0), True),
+    "specificity": ("specificity", (0.0, 1.0), True),
 }
+RANKING = ("auroc", "ap", "sensitivity", "specificity")  # their intervals: each image's influence (reports.ranking)
 TEXT_COLUMNS = ("settings", "model", "student", "regime", "role", "split", "threshold reached", "n", "what", "teacher")
 # how a table's title says what its cells are (one phrase, every table)
 CELLS = "mean ± std over seeds [95% CI; n = seeds × test images where the interval covers both, else seeds only]"

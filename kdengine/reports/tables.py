@@ -41,9 +41,9 @@ from .robustness import robustness_frame, robustness_table
 from .shift_request import choose as choose_shift
 from .stats import INTERVALS, Summary
 from .sweep import add_sweeps
-from .table_model import CELLS, METRICS, SYNTHETIC_NOTE, Count, Table, Tables, cell_notes, text_frame
+from .table_model import CELLS, METRICS, RANKING, SYNTHETIC_NOTE, Count, Table, Tables, cell_notes, text_frame
 
-TIDY_METRICS = PER_SPLIT
+TIDY_METRICS = (*PER_SPLIT, *RANKING)  # runs.csv: every metric of a split, the ranking ones too
 FORMATS = ("csv", "md", "parquet", "latex", "both", "all")  # both: CSV and Markdown; all: and Parquet and LaTeX
 
 
@@ -200,6 +200,29 @@ def typed(df):
     return pd.DataFrame(out)
 
 
+TASK_WORDS = {"binary": "of the positive class (binary task)", "multiclass": "the mean over the classes, each "
+              "one-vs-rest (multi-class task)", "multilabel": "the mean over the findings, each over the images "
+              "whose label is known (multi-label task)"}
+
+
+def metric_note(metric: str, runs: list[RunRecord]) -> str:
+    """What a ranking metric is on these runs' tasks, and at which threshold sensitivity and specificity are read
+    ("" for the others: accuracy and the rest say what they are in their name)."""
+    if metric not in RANKING:
+        return ""
+    tasks = [(r.metrics.get("task") or {}) for r in runs]
+    kinds = [k for k in TASK_WORDS if any(t.get("kind") == k for t in tasks)]
+    what = {"auroc": "AUROC (scikit-learn's roc_auc_score)", "ap": "Average precision (scikit-learn's "
+            "average_precision_score)", "sensitivity": "Sensitivity", "specificity": "Specificity"}[metric]
+    text = f"{what}: " + ("; ".join(TASK_WORDS[k] for k in kinds) if kinds else "per class, and their mean") + "."
+    if metric in ("sensitivity", "specificity"):
+        rules = sorted({t.get("threshold_rule") or "youden" for t in tasks})
+        named = ["Youden's J" if r == "youden" else f"the highest that reaches {r.replace('=', ' ')}" for r in rules]
+        text += (f" At the threshold chosen on each run's val split ({' or '.join(named)}) and applied unchanged "
+                 "to test; the val row is read at its own choice, so it flatters.")
+    return text
+
+
 def build(records: list[RunRecord], metric: str = "accuracy", roles: dict[str, set[str]] | None = None,
           title: str = "all runs", planned: int | None = None, study: str = "",
           axes: dict[str, list] | None = None, interval: str = "seeds+images", correction: str = "holm",
@@ -251,6 +274,10 @@ def build(records: list[RunRecord], metric: str = "accuracy", roles: dict[str, s
     result.records = readable
     if axes:
         add_sweeps(result, readable, axes, metric, opts, groups)
+    said = metric_note(metric, finished)
+    for t in result.tables:
+        if said and t.name.startswith(("models", "students_", "sweep_")):
+            t.notes.append(said)
     families.finish(result.tables, opts)
     return result
 

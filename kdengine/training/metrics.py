@@ -90,7 +90,7 @@ def choose_thresholds(y_true: np.ndarray, probs: np.ndarray, rule: str = YOUDEN)
         if not _both(truth):
             out.append(None)
             continue
-        fpr, tpr, thr = roc_curve(truth, score)
+        fpr, tpr, thr = roc_curve(truth, score, drop_intermediate=False)
         if rule == YOUDEN:
             i = int(np.argmax(tpr - fpr))
         else:

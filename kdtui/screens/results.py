@@ -77,7 +77,7 @@ class ResultsScreen(Screen):
         ("[ ]", "previous · next table"),
         ("← →", "scroll a wide table"),
         ("v", "all runs · each study"),
-        ("m", "metric: accuracy · macro-F1 · κ · ECE"),
+        ("m", "metric: " + " · ".join(label for label, _, _ in Choices.METRICS.values())),
         ("i", "show the 95% intervals"),
         ("a", "a sweep: the next axis (then the best combination)"),
         ("n", "the notes under the table in full · folded"),
