@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from typing import Callable, Sequence
 
@@ -52,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"failed: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:  # what was stopped and how to resume
-        print(interrupted_text(exc), file=sys.stderr)
+        print(interrupted_text(exc, sys.argv[1:] if argv is None else list(argv)), file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
@@ -71,8 +72,10 @@ def environment_error(exc: BaseException) -> str:
     return f"{(exc.strerror or exc.__class__.__name__).lower()}:{where}" if where else str(exc) or exc.__class__.__name__
 
 
-def interrupted_text(exc: KeyboardInterrupt) -> str:
-    """Ctrl-C in a line: what was stopped, what waits for its teacher, how to resume, what still runs elsewhere."""
+def interrupted_text(exc: KeyboardInterrupt, argv: Sequence[str] | None = None) -> str:
+    """Ctrl-C in a line: what was stopped, what waits for its teacher, how to resume (the command as it was typed,
+    ``argv``: it resumes from the same folder; a study's name alone finds it in the store too), what still runs
+    elsewhere."""
     if not isinstance(exc, Interrupted) or not exc.wound_up:
         return f"interrupted: {exc}" if str(exc) else "interrupted"
     stopped = ([str(exc)] if str(exc) else []) + [f"{rid} (queued by this command) stopped before it started"
@@ -80,7 +83,8 @@ def interrupted_text(exc: KeyboardInterrupt) -> str:
     text = "; ".join(stopped) or "nothing was running yet"
     if exc.waiting:
         text += f"; {', '.join(exc.waiting)} {'wait' if len(exc.waiting) > 1 else 'waits'} for its teacher"
-    again = f"kdengine study run {exc.study} again" if exc.study else "run the same command again"
+    again = (f"{shlex.join(['kdengine', *argv])} again" if argv else
+             f"kdengine study run {exc.study} again" if exc.study else "run the same command again")
     text += (f". Resume with: kdengine runs retry {' '.join(exc.resumable)}, or {again}" if exc.resumable
              else f". Resume with: {again}")
     if exc.elsewhere:

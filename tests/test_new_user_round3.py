@@ -81,3 +81,37 @@ def test_doctor_names_a_student_waiting_on_a_failed_teacher_and_retry_can_skip_t
     assert store.read_status(spec.run_id).state == "stopped"  # it no longer waits for ever
     assert main(["runs", "doctor"]) == 0
     assert "waits for its teacher" not in capsys.readouterr().out
+
+
+def test_the_resume_hint_after_ctrl_c_is_a_command_that_resumes(tmp_path, capsys, monkeypatch):
+    """A study run from a file, interrupted: the hint is a command that works, and the study's name alone (the
+    file elsewhere, or gone) finds the study the store knows and finishes it."""
+    from kdengine.store import RunStore
+    from kdengine.training import trainer
+    from tests.conftest import SMALL_SYNTH
+
+    study = tmp_path / "mine.toml"
+    study.write_text(f'name = "shapes-kd"\nseeds = [0]\n[data]\nsource = "{SMALL_SYNTH}"\nimage_size = 32\n'
+                     '[train]\nepochs = 1\nbatch_size = 32\n[[experiments]]\nstrategy = "normal"\n'
+                     'teachers = ["test_resnet"]\nstudents = ["test_resnet"]\n')
+    real_run, calls = trainer.Trainer.run, {"n": 0}
+
+    def interrupted(self):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # ctrl-c in the second run
+        return real_run(self)
+
+    monkeypatch.setattr(trainer.Trainer, "run", interrupted)
+    args = ["study", "run", str(study), "--set", "train.lr=0.002", "--device", "cpu", "--quiet"]
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert f"kdengine study run {study} --set train.lr=0.002 --device cpu --quiet again" in err, err
+    monkeypatch.setattr(trainer.Trainer, "run", real_run)
+    study.unlink()  # the name alone: the store's record of the study, its --set included
+    assert main(["study", "run", "shapes-kd", "--device", "cpu", "--quiet"]) == 0
+    store = RunStore(runs_dir())
+    assert {store.read_status(r).state for r in store.list_ids()} == {"finished"}
+    assert {store.load_spec(r).train.lr for r in store.list_ids()} == {0.002}
+    assert main(["study", "run", "no-such-study"]) == 2
+    assert "no study file, preset or study 'no-such-study'" in capsys.readouterr().err

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import math
+import shlex
 from collections import Counter
 
 import pytest
@@ -176,7 +177,7 @@ def test_resume_after_an_interrupted_study(capsys, monkeypatch):
     monkeypatch.setattr(trainer.Trainer, "run", interrupted)
     assert main(["study", "run", "demo", *REDUCED, "--set", "seeds=[0]"]) == 130
     err = capsys.readouterr().err
-    assert err.startswith("interrupted: ") and "kdengine study run demo again" in err
+    assert err.startswith("interrupted: ") and f"{shlex.join(['kdengine', 'study', 'run', 'demo', *REDUCED, '--set', 'seeds=[0]'])} again" in err  # as typed
     assert "RUN_ID" not in err  # the ids to retry, not a placeholder (issue 26)
     store = RunStore(runs_dir())
     statuses = {r: store.read_status(r) for r in store.list_ids()}

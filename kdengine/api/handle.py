@@ -88,7 +88,7 @@ class Store:
     study = _on_store(study_cases.find_study)
     study_status = _on_store(study_cases.study_status)
     study_progress = _on_store(study_cases.study_progress)
-    plan_study = staticmethod(study_cases.plan_study)
+    plan_study = _on_store(study_cases.plan_study)
     study_file = staticmethod(study_cases.study_file)
     study_schema = staticmethod(study_cases.study_schema)
     queue_study = _on_store(study_cases.queue_study)

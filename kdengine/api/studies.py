@@ -20,7 +20,7 @@ from ..store.status import RunStatus
 from ..study import axes
 from ..study.expand import PlannedRun, UnreadAxis, expand, unread_axes
 from ..study.registry import list_studies, load_study_record, save_study
-from ..study.schema import PRESETS, StudyConfig, load_raw, load_study
+from ..study.schema import PRESETS, StudyConfig, load_raw, load_study, with_overrides
 from ..study.schema import __doc__ as schema_layout
 from . import checks
 from .robustness import shift_runs
@@ -134,16 +134,29 @@ class StudyPlan:
         return None if self.study.teacher_train is None else differences(self.study.train, self.study.teacher_train)
 
 
-def plan_study(file_or_preset: str, sets: list[str] | None = None, data: str | None = None, check: bool = True,
-               decode: bool = False, isolate: bool | None = None) -> StudyPlan:
-    """A study file (or preset) with ``KEY=VALUE`` overrides, expanded into its runs; with ``check`` every model,
-    image size, weights file and data source is proved before anything is queued (``decode``: the images too,
-    into the cache the runs will read)."""
-    study = load_study(file_or_preset, sets, data)
+def plan_study(store: RunStore, file_or_preset: str, sets: list[str] | None = None, data: str | None = None,
+               check: bool = True, decode: bool = False, isolate: bool | None = None) -> StudyPlan:
+    """A study file (or preset, or the name of a study the store knows) with ``KEY=VALUE`` overrides, expanded into
+    its runs; with ``check`` every model, image size, weights file and data source is proved before anything is
+    queued (``decode``: the images too, into the cache the runs will read). A study's name asks again for what it
+    was last asked (the request the store recorded, its overrides included): ``study run NAME`` resumes it."""
+    study = (load_study(file_or_preset, sets, data) if Path(file_or_preset).expanduser().exists()
+             or file_or_preset in PRESETS else _recorded_study(store, file_or_preset, sets, data))
     plan = StudyPlan(study, expand(study))
     if check:
         checks.check([p.spec for p in plan.runs], decode=decode, isolate=isolate)
     return plan
+
+
+def _recorded_study(store: RunStore, name: str, sets: list[str] | None, data: str | None) -> StudyConfig:
+    """The study ``name`` as the store recorded its last request; no such study: the loader's own error."""
+    record = load_study_record(store, name)
+    if record is None or not isinstance(record.get("config"), dict):
+        known = ", ".join(list_studies(store)) or "none yet"
+        raise UsageError(f"no study file, preset or study '{name}' (presets: {', '.join(PRESETS)}; studies in "
+                         f"{store.root}: {known})", field="study")
+    return with_overrides(record["config"], str(record.get("name") or name), str(record.get("source") or name),
+                          sets, data)
 
 
 @dataclass

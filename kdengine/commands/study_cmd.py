@@ -17,8 +17,9 @@ def register(sub) -> None:
     study = sub.add_parser("study", help="run an experiment grid from a TOML file or a preset")
     ssub = study.add_subparsers(dest="study_command", required=True)
     run = ssub.add_parser("run", help="expand a study, queue its runs, and train them (resumes)")
-    run.add_argument("study", metavar="FILE|PRESET",
-                     help=f"a study TOML file, or a preset: {' | '.join(Choices.PRESETS)}")
+    run.add_argument("study", metavar="FILE|PRESET|STUDY",
+                     help=f"a study TOML file, a preset ({' | '.join(Choices.PRESETS)}), or the name of a study in "
+                          "the store: what it was last asked again (resumes it)")
     run.add_argument("--data", default=None, metavar="SOURCE", help="the data (sets data.source)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a key, e.g. --set train.epochs=5 --set seeds=[0,1,2]")
@@ -119,9 +120,9 @@ def run_study(args) -> int:
     runs_per_gpu = api.Store.parse_runs_per_gpu(args.runs_per_gpu)
     # every check before anything is queued, the data decoded into the cache its runs will read; a dry run
     # checks names only (no torch, no data)
-    plan = api.Store.plan_study(args.study, args.set, args.data, check=not args.dry_run, decode=not args.dry_run,
-                                isolate=False)  # the CLI may import torch: the checks run here
     store = store_from(args, write=not args.dry_run)
+    plan = store.plan_study(args.study, args.set, args.data, check=not args.dry_run, decode=not args.dry_run,
+                            isolate=False)  # the CLI may import torch: the checks run here
     counts = Counter("+".join(sorted(p.roles, reverse=True)) for p in plan.runs)
     print(f"study {plan.name}: {runs(len(plan.runs))} over {len(plan.study.seeds)} seed(s): "
           + ", ".join(f"{n} {k}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1])))

@@ -174,6 +174,12 @@ def _check_depth(node: Any, where: str, depth: int = 0) -> None:
 
 def load_study(file_or_preset: str, sets: list[str] | None = None, data: str | None = None) -> StudyConfig:
     raw, default_name, source = load_raw(file_or_preset)
+    return with_overrides(raw, default_name, source, sets, data)
+
+
+def with_overrides(raw: dict, default_name: str, source: str, sets: list[str] | None = None,
+                   data: str | None = None) -> StudyConfig:
+    """A study's keys as written (a file's, or a request the store recorded), ``--set`` and ``--data`` over them."""
     raw = copy.deepcopy(raw)
     overrides = [parse_assignment(s) for s in (sets or [])]
     if data:
