@@ -115,3 +115,30 @@ def test_the_resume_hint_after_ctrl_c_is_a_command_that_resumes(tmp_path, capsys
     assert {store.load_spec(r).train.lr for r in store.list_ids()} == {0.002}
     assert main(["study", "run", "no-such-study"]) == 2
     assert "no study file, preset or study 'no-such-study'" in capsys.readouterr().err
+
+
+def test_run_labels_do_not_depend_on_what_else_is_in_the_store(tmp_path):
+    """A study's seed-0 runs read like its seeds 1 and 2, whatever ad-hoc run was trained beside them."""
+    from kdengine import api
+    from kdengine.atomic import write_json
+    from kdengine.data.config import DataConfig
+    from kdengine.runspec import KDConfig, TrainConfig, build_specs
+    from kdengine.store import RunStore
+    from kdengine.store.queue import enqueue
+
+    store = RunStore(tmp_path / "runs")
+    data = DataConfig(source="synthetic", image_size=32)
+
+    def spec(seed, temperature, skip_bad=False):
+        return build_specs("normal", "resnet10t", ["test_resnet"], DataConfig(**{**vars(data), "skip_bad": skip_bad}),
+                           TrainConfig(epochs=1), KDConfig(temperature=temperature), seed)
+
+    study = [spec(seed, t) for seed in (0, 1, 2) for t in (2.0, 4.0)]
+    adhoc = spec(0, 2.0, skip_bad=True)
+    for s in (*study, adhoc):
+        enqueue(store, s, device="cpu")
+    write_json(store.root / "studies" / "shapes-kd" / "study.json",
+               {"name": "shapes-kd", "runs": [{"run_id": s.run_id} for s in study]})
+    points = {r.run_id: r.point for r in api.open(store.root).rows()}
+    assert {points[s.run_id] for s in study if s.kd.temperature == 2.0} == {"T=2"}
+    assert {points[s.run_id] for s in study if s.kd.temperature == 4.0} == {"T=4"}

@@ -68,14 +68,20 @@ def role_word(record: RunRecord, roles: dict[str, set[str]]) -> str:
     return "+".join(sorted(roles.get(record.run_id, {"baseline"}) - {"student"}, reverse=True)) or "baseline"
 
 
-def point_labels(records: list[RunRecord]) -> dict[str, str]:
-    """For runs that share their role, teacher, student and seed with another run (the points of a sweep, or runs
-    trained with other settings): what sets them apart, as a sweep's tables say it ("T=4", "lr=0.001, epochs=2");
-    the others get no label. The one label of a run among look-alikes, for every list."""
+def point_labels(records: list[RunRecord], studies: dict[str, tuple[str, ...]] | None = None) -> dict[str, str]:
+    """For runs that share their role, teacher and student with another run of their study (the points of a sweep,
+    or runs trained with other settings): what sets them apart, as a sweep's tables say it ("T=4", "lr=0.001,
+    epochs=2"); the others get no label. The one label of a run among look-alikes, for every list.
+
+    A study's runs are set apart from the study's other runs only, and runs of no study from each other, over
+    every seed: a run's label never depends on what else happens to be in the store (an ad-hoc run trained
+    beside a study once gave the study's seed-0 runs a label its seeds 1 and 2 lacked)."""
+    studies = studies or {}
     alike: dict[tuple, list[RunRecord]] = {}
     for r in records:
         if r.spec is not None:
-            alike.setdefault((r.label, r.teacher_label, r.model, r.seed), []).append(r)
+            scope = min(studies.get(r.run_id) or ("",))
+            alike.setdefault((scope, r.label, r.teacher_label, r.model), []).append(r)
     out = {}
     for group in alike.values():
         if len(group) < 2:
@@ -83,7 +89,8 @@ def point_labels(records: list[RunRecord]) -> dict[str, str]:
         flats = {r.run_id: flat_settings(r.spec) for r in group}
         keys = differing_keys(list(flats.values()))
         for rid, flat in flats.items():
-            out[rid] = ", ".join(f"{setting_label(k)}={value_text(flat.get(k))}" for k in keys)
+            if keys:
+                out[rid] = ", ".join(f"{setting_label(k)}={value_text(flat.get(k))}" for k in keys)
     return out
 
 
@@ -112,7 +119,7 @@ def run_rows(store: RunStore, records: Iterable[RunRecord] | None = None, every:
     order = {r.run_id: i for i, r in enumerate(every)}
     roles = roles_of([r for r in every if r.spec])
     studies = studies or {}
-    points = point_labels(every)
+    points = point_labels(every, studies)
     rows = []
     for r in records:
         epoch, epochs, fraction, best = _progress(r)
