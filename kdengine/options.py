@@ -13,6 +13,7 @@ A new option is one field. No torch here: the TUI reads this.
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 import typing
 from dataclasses import MISSING, dataclass, field, fields
@@ -24,6 +25,15 @@ import tomllib
 from .errors import UsageError
 
 EVAL_BATCH_CUDA = 256  # evaluation has no gradients: a large batch keeps the card busy
+
+
+def did_you_mean(name: str, known, prefix: str = "") -> str:
+    """"; did you mean X?" when known names are close to ``name`` (a typo), else "": the one suggestion for names
+    of keys, models and shifts (``prefix``: a key's table, said with each name)."""
+    close = [prefix + c for c in difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)]
+    if not close:
+        return ""
+    return f"; did you mean {close[0] if len(close) == 1 else ', '.join(close[:-1]) + f' or {close[-1]}'}?"
 
 
 # A setting's short name where a table heading, a sweep point or a run's label says it: T=4, not kd.temperature=4.0
@@ -243,7 +253,8 @@ def from_table(cls: type, table: Any, where: str, base: Any = None) -> Any:
     known = {i.name: i for i in infos(cls)}
     for key in table:
         if key not in known:
-            raise UsageError(f"{where}: unknown key '{section}.{key}' (known: {', '.join(known)})")
+            raise UsageError(f"{where}: unknown key '{section}.{key}' (known: {', '.join(known)})"
+                             + did_you_mean(key, known, f"{section}."))
     values = {}
     for name, i in known.items():
         if name in table:

@@ -142,3 +142,42 @@ def test_run_labels_do_not_depend_on_what_else_is_in_the_store(tmp_path):
     points = {r.run_id: r.point for r in api.open(store.root).rows()}
     assert {points[s.run_id] for s in study if s.kd.temperature == 2.0} == {"T=2"}
     assert {points[s.run_id] for s in study if s.kd.temperature == 4.0} == {"T=4"}
+
+
+def test_shift_names_are_checked_before_the_heavy_imports_and_a_typo_gets_a_suggestion(tmp_path):
+    """explain --shift contrast:3 (the old help's example, no shift) and shift --shifts blurr: one line, exit 2,
+    said before torch is imported (it took 4-6 s); the help's example is a real shift."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from kdengine.cli import main; rc = main(sys.argv[1:]); "
+            "print('RC', rc, 'torch' in sys.modules)")
+    for args, said in ((["explain", "any-run", "--shift", "contrast:3"], "unknown shift 'contrast'"),
+                       (["shift", "any-run", "--shifts", "blurr"], "did you mean blur?")):
+        done = subprocess.run([sys.executable, "-c", code, *args, "--runs-dir", str(tmp_path / "runs")],
+                              capture_output=True, text=True, timeout=120)
+        assert done.stdout.split() == ["RC", "2", "False"], (args, done.stdout, done.stderr)
+        assert said in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    from kdengine.cli import build_parser
+
+    explain = build_parser()._subparsers._group_actions[0].choices["explain"]
+    help_text = next(a.help for a in explain._actions if "--shift" in a.option_strings)
+    example = help_text.split("e.g. ")[1].split(" ")[0]
+    from kdengine.data.corruptions import parse_severities, parse_shifts
+
+    name, severity = example.split(":")
+    assert parse_shifts(name) == [name] and parse_severities(severity) == [int(severity)]
+
+
+def test_a_set_typo_is_blamed_on_set_and_study_key_typos_get_a_suggestion(tmp_path, capsys):
+    study = tmp_path / "typo.toml"
+    study.write_text('name = "x"\n[kd]\ntemprature = 3\n[[experiments]]\nstrategy = "normal"\n'
+                     'teachers = ["resnet10t"]\nstudents = ["test_resnet"]\n')
+    assert main(["study", "run", str(study), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert f"study {study}" in err and "unknown key 'kd.temprature'" in err and "did you mean kd.temperature" in err
+    study.write_text(study.read_text().replace("temprature", "temperature"))
+    assert main(["study", "run", str(study), "--dry-run", "--set", "train.epochs=2", "--set", "kd.alpah=0.3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --set kd.alpah=0.3: unknown key 'kd.alpah'") and str(study) not in err, err
+    assert "did you mean kd.alpha?" in err

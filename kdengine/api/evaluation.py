@@ -61,6 +61,9 @@ def shift(store: RunStore, target: str, shifts: str = "all", severities: str = "
     """Evaluate a run's (or a study's finished runs') best checkpoints under acquisition shift; (name, results)."""
     if batch_size is not None and not 1 <= batch_size <= 65536:
         raise UsageError(f"the batch size must lie in [1, 65536], got {batch_size}", field="batch_size")
+    from ..data.corruptions import parse_severities, parse_shifts  # cv2 (0.1 s), no torch
+
+    parse_shifts(shifts), parse_severities(severities)  # a typo said before the store is read
     name, ids = target_runs(store, target)
     return name, shift_runs(store, ids, shifts, severities, seed, external, device, batch_size, force, log)
 
@@ -70,11 +73,11 @@ def explain(store: RunStore, target: str, images: int = EXPLAIN_IMAGES, method: 
             device: str = "auto", force: bool = False, log: Log = _quiet):
     """Class activation maps of a run (with its teachers and baseline) or of a study's finished runs, and the
     KD runs' attention agreement; (name, Outcome)."""
+    req = Request(method, split, images, seed, target_class, shift)  # a bad request said before seconds of imports
+    name, ids = target_runs(store, target)
     from ..explain.run import explain as explain_runs  # torch and grad-cam: the maps are computed here
     from ..training.device import setup_device  # torch
 
-    req = Request(method, split, images, seed, target_class, shift)
-    name, ids = target_runs(store, target)
     return name, explain_runs(store, ids, req, setup_device(device).device, force, log)
 
 

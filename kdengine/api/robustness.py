@@ -21,10 +21,11 @@ def shift_runs(store: RunStore, run_ids: list[str], shifts: str = "all", severit
     """Finished runs' best checkpoints under acquisition shift (stored results are read back unless ``force``):
     the one loop ``kdengine shift`` and a study's ``[shift]`` share. {run id: results}"""
     from ..data.corruptions import parse_severities, parse_shifts  # cv2: the shifts' image work
+
+    names, levels = parse_shifts(shifts), parse_severities(severities)  # said before seconds of imports
     from ..shift.evaluate import evaluate_run  # torch: the best checkpoints are evaluated here
     from ..training.device import setup_device  # torch
 
-    names, levels = parse_shifts(shifts), parse_severities(severities)
     dev = setup_device(device)
     return {rid: evaluate_run(store, rid, names, levels, seed, external, dev, batch_size, force, log)
             for rid in run_ids}

@@ -151,6 +151,8 @@ def plan_study(store: RunStore, file_or_preset: str, sets: list[str] | None = No
 def _recorded_study(store: RunStore, name: str, sets: list[str] | None, data: str | None) -> StudyConfig:
     """The study ``name`` as the store recorded its last request; no such study: the loader's own error."""
     record = load_study_record(store, name)
+    if record is None and (Path(name).suffix or len(Path(name).parts) > 1):
+        return load_study(name, sets, data)  # a file's name: no such file, said as such
     if record is None or not isinstance(record.get("config"), dict):
         known = ", ".join(list_studies(store)) or "none yet"
         raise UsageError(f"no study file, preset or study '{name}' (presets: {', '.join(PRESETS)}; studies in "

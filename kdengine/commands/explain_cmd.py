@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from .. import api
 from ..api import Choices
 from .common import add_runs_dir, store_from
 
@@ -23,7 +24,8 @@ def register(sub) -> None:
                    help="the class each map answers for: the true one (default: every model is asked the same "
                         "question) or each model's prediction")
     p.add_argument("--shift", default=None, metavar="NAME:SEVERITY",
-                   help="the same images under an acquisition shift, e.g. contrast:3 (see kdengine shift)")
+                   help="the same images under an acquisition shift, e.g. blur:3 (shifts: "
+                        + ", ".join(api.Store.shift_names()) + "; severities 1..5)")
     p.add_argument("--device", default="auto")
     p.add_argument("--force", action="store_true", help="compute again even when the maps are stored")
     add_runs_dir(p)

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from ..errors import UsageError
-from ..options import check_fields
+from ..options import check_fields, did_you_mean
 from ..options import option as _option
 
 SHIFT_VERSION = 1  # bump when a shift or a level changes: stored results carry it
@@ -139,7 +139,8 @@ def parse_shifts(text: str | None) -> list[str]:
     names = [t.strip() for t in text.split(",") if t.strip()]
     unknown = [n for n in names if n not in SHIFTS]
     if unknown:
-        raise UsageError(f"unknown shift '{unknown[0]}' (shifts: {', '.join(SHIFTS)})")
+        raise UsageError(f"unknown shift '{unknown[0]}' (shifts: {', '.join(SHIFTS)})"
+                         + did_you_mean(unknown[0], SHIFTS))
     return names
 
 

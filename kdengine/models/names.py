@@ -5,7 +5,6 @@ version the names are listed once, in a subprocess, and kept in the data folder 
 """
 from __future__ import annotations
 
-import difflib
 import subprocess
 import sys
 from functools import lru_cache
@@ -13,6 +12,7 @@ from importlib import metadata, resources
 
 from ..atomic import write_text
 from ..errors import UsageError
+from ..options import did_you_mean
 from ..paths import data_dir
 from .architectures import known_names
 
@@ -60,8 +60,7 @@ def check_name(name: str) -> str:
     if name in names:
         return name
     pool = sorted(set(known_names()) | names)
-    close = difflib.get_close_matches(name, pool, n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(close)}?" if close else "; `kdengine models` lists the thesis's models"
+    hint = did_you_mean(name, pool) or "; `kdengine models` lists the thesis's models"
     raise UsageError(f"unknown model '{name}'{hint}")
 
 

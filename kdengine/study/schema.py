@@ -49,7 +49,7 @@ import tomllib
 
 from .. import strategy_catalog as catalog
 from ..errors import UsageError
-from ..options import from_table, parse_assignment
+from ..options import did_you_mean, from_table, parse_assignment
 from ..runspec import CONFIGS, MAX_SEED
 from .axes import SWEEPABLE_DATA, SWEPT_SECTIONS, Axis, points, split_axes
 
@@ -179,19 +179,34 @@ def load_study(file_or_preset: str, sets: list[str] | None = None, data: str | N
 
 def with_overrides(raw: dict, default_name: str, source: str, sets: list[str] | None = None,
                    data: str | None = None) -> StudyConfig:
-    """A study's keys as written (a file's, or a request the store recorded), ``--set`` and ``--data`` over them."""
-    raw = copy.deepcopy(raw)
-    overrides = [parse_assignment(s) for s in (sets or [])]
+    """A study's keys as written (a file's, or a request the store recorded), ``--set`` and ``--data`` over them. An
+    error that an override brings (a typo in ``--set kd.temprature=3``) names the override, not the study file."""
+    overrides = [(s, *parse_assignment(s)) for s in (sets or [])]
     if data:
-        overrides.append((["data", "source"], data))
-    for keys, value in overrides:
+        overrides.append((f"--data {data}", ["data", "source"], data))
+    try:
+        return validate(_overridden(raw, overrides), default_name, source)
+    except UsageError as exc:
+        for i, (item, _, _) in enumerate(overrides):  # the first override whose addition brings the error
+            try:
+                validate(_overridden(raw, overrides[:i + 1]), default_name, source)
+            except UsageError as err:
+                if str(err) == str(exc):
+                    said = item if item.startswith("--data") else f"--set {item}"
+                    raise UsageError(f"{said}: {str(exc).removeprefix(f'study {source}: ')}") from None
+        raise
+
+
+def _overridden(raw: dict, overrides: list[tuple[str, list[str], Any]]) -> dict:
+    raw = copy.deepcopy(raw)
+    for _, keys, value in overrides:
         node = raw
         for k in keys[:-1]:
             node = node.setdefault(k, {})
             if not isinstance(node, dict):
                 raise UsageError(f"--set {'.'.join(keys)}: '{k}' is not a table")
         node[keys[-1]] = value
-    return validate(raw, default_name, source)
+    return raw
 
 
 def _models(where: str, key: str, value: Any, allow_empty: bool = True) -> list[str]:
@@ -206,7 +221,8 @@ def validate(raw: dict, default_name: str, source: str) -> StudyConfig:
     where = source
     unknown = set(raw) - TOP
     if unknown:
-        raise _fail(where, f"unknown key '{sorted(unknown)[0]}' (known: {', '.join(sorted(TOP))})")
+        key = sorted(unknown)[0]
+        raise _fail(where, f"unknown key '{key}' (known: {', '.join(sorted(TOP))}){did_you_mean(key, TOP)}")
     if isinstance(raw.get("data"), dict) and "spec" in raw["data"] and "source" not in raw["data"]:
         raw["data"]["source"] = raw["data"].pop("spec")  # kdstudy 0.1 called it spec
     for section in SWEPT_SECTIONS:
@@ -246,7 +262,9 @@ def validate(raw: dict, default_name: str, source: str) -> StudyConfig:
             raise _fail(where, f"'{at}' must be a table")
         bad = set(block) - EXPERIMENT
         if bad:
-            raise _fail(where, f"unknown key '{at}.{sorted(bad)[0]}' (known: {', '.join(sorted(EXPERIMENT))})")
+            key = sorted(bad)[0]
+            raise _fail(where, f"unknown key '{at}.{key}' (known: {', '.join(sorted(EXPERIMENT))})"
+                               + did_you_mean(key, EXPERIMENT, f"{at}."))
         name = block.get("strategy")
         if isinstance(name, (list, dict)):
             kind = "list" if isinstance(name, list) else "table"
