@@ -80,3 +80,35 @@ def test_results_and_launch_show_at_once_on_the_first_visit_and_say_their_data_i
     assert "checking" in launch["said"] or "decoding" in launch["said"], launch
     for name, v in visits.items():
         assert v["shown_s"] < 1.2 and v["max_gap_s"] < 1.2, (name, v)  # on 2 shared cores; the issue saw 1.4-2.7 s
+
+
+async def test_a_series_wears_one_colour_in_both_curves():
+    """The loss plot's extra step series once took the first colour: train, val and each teacher wore other colours
+    on the left than on the right."""
+    from textual.app import App
+
+    from kdengine.store.curves import Curves
+    from kdtui.widgets.curves import CurvesPane
+
+    def run(acc: float) -> Curves:
+        return Curves(epochs=[1, 2], train_loss=[1.0, 0.8], val_loss=[1.1, 0.9], train_acc=[0.5, acc],
+                      val_acc=[0.5, acc - 0.1], steps=[1, 2, 3, 4], step_loss=[1.2, 1.0, 0.9, 0.8], steps_per_epoch=2)
+
+    class Host(App):
+        def compose(self):
+            yield CurvesPane()
+
+    app = Host()
+    async with app.run_test(size=(120, 30)) as pilot:
+        pane = app.query_one(CurvesPane)
+        pane.show(run(0.7), [("teacher", run(0.9)), ("baseline", run(0.6))], "a run")
+        await wait_for(pilot, lambda: pane._pending is None, timeout=10)
+
+        def colours(plot_id: str) -> dict[str, str]:
+            monitor = app.query_one(f"#{plot_id}").plt._active.monitor
+            return {label.split()[0]: colour[0] for label, colour in zip(monitor.label, monitor.color)}
+
+        loss, acc = colours("loss-plot"), colours("acc-plot")
+        assert {"train", "val", "teacher", "baseline"} <= set(loss) & set(acc)
+        assert all(loss[k] == acc[k] for k in ("train", "val", "teacher", "baseline")), (loss, acc)
+        assert len(set(acc.values())) == len(acc)  # and apart from each other

@@ -53,6 +53,12 @@ def fitting_ticks(ticks: list[float], rows: int) -> list[float]:
     return [ticks[0], ticks[-1]]
 
 
+# One colour per meaning, in both plots: plotext's own sequence gave the loss plot's extra "step" series the first
+# colour, so train and val (and each teacher) wore other colours on the left than on the right
+COLOURS = {"step": "gray", "train": "blue+", "val": "green+", "checks": "red+"}
+OVERLAY_COLOURS = ("magenta+", "cyan+", "yellow+", "red", "blue", "green")
+
+
 class TickedPlot(PlotextPlot):
     """A plot whose y ticks are chosen when it is drawn, for the height it really has."""
 
@@ -134,22 +140,24 @@ class CurvesPane(Horizontal):
         else:
             losses = []
             if student.steps and len(student.steps) > 1:
-                loss.plt.plot(student.step_epochs(), student.step_loss, label="step ce", marker="dot")
+                loss.plt.plot(student.step_epochs(), student.step_loss, label="step ce", marker="dot",
+                              color=COLOURS["step"])
                 losses += student.step_loss
             if student.epochs:
                 loss.plt.plot(student.epochs, student.train_loss, label="train ce" if student.train_is_ce else "train loss",
-                              marker="braille")
-                loss.plt.plot(student.epochs, student.val_loss, label="val", marker="braille")
-                acc.plt.plot(student.epochs, student.train_acc, label="train", marker="braille")
-                acc.plt.plot(student.epochs, student.val_acc, label="val", marker="braille")
+                              marker="braille", color=COLOURS["train"])
+                loss.plt.plot(student.epochs, student.val_loss, label="val", marker="braille", color=COLOURS["val"])
+                acc.plt.plot(student.epochs, student.train_acc, label="train", marker="braille", color=COLOURS["train"])
+                acc.plt.plot(student.epochs, student.val_acc, label="val", marker="braille", color=COLOURS["val"])
                 losses += student.train_loss + student.val_loss
             if student.checks:  # a defective teacher: its val accuracy at each check, up to the stop
                 xs, ys = zip(*student.checks)
-                acc.plt.scatter(list(xs), list(ys), label="checks", marker="x")
-            for name, curves in overlays:
+                acc.plt.scatter(list(xs), list(ys), label="checks", marker="x", color=COLOURS["checks"])
+            for i, (name, curves) in enumerate(overlays):
                 if curves.epochs:
-                    acc.plt.plot(curves.epochs, curves.val_acc, label=name[:14], marker="dot")
-                    loss.plt.plot(curves.epochs, curves.val_loss, label=name[:14], marker="dot")
+                    colour = OVERLAY_COLOURS[i % len(OVERLAY_COLOURS)]
+                    acc.plt.plot(curves.epochs, curves.val_acc, label=name[:14], marker="dot", color=colour)
+                    loss.plt.plot(curves.epochs, curves.val_loss, label=name[:14], marker="dot", color=colour)
                     losses += curves.val_loss
             finite = [v for v in losses if math.isfinite(v)]
             loss.y_ticks = nice_ticks(min(finite), max(finite)) if finite else []
