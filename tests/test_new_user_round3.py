@@ -181,3 +181,17 @@ def test_a_set_typo_is_blamed_on_set_and_study_key_typos_get_a_suggestion(tmp_pa
     err = capsys.readouterr().err
     assert err.startswith("error: --set kd.alpah=0.3: unknown key 'kd.alpah'") and str(study) not in err, err
     assert "did you mean kd.alpha?" in err
+
+
+def test_runs_show_says_the_device_asked_for_not_the_one_auto_chose(capsys):
+    from tests.conftest import SMALL_SYNTH
+
+    assert main(["train", "--data", SMALL_SYNTH, "--image-size", "32", "--epochs", "1", "--batch-size", "32",
+                 "--quiet", "--strategy", "baseline", "--student", "test_resnet"]) == 0  # --device left at auto
+    capsys.readouterr()
+    from kdengine.store import RunStore
+
+    rid = RunStore(runs_dir()).list_ids()[0]
+    assert main(["runs", "show", rid]) == 0
+    device = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("device:"))
+    assert device.startswith("device: asked for auto; trained on cpu"), device

@@ -54,7 +54,7 @@ def ensure_finished(store: RunStore, spec: RunSpec, dev: DeviceSetup, trackers: 
     memory fits beside the others on the GPU (``store.runstore.Busy`` otherwise).
     """
     if requeue:
-        enqueue(store, spec, requeue=True, device=dev.device.type)  # queues the teachers too
+        enqueue(store, spec, requeue=True, device=dev.asked or dev.device.type)  # queues the teachers too
     return _ensure(store, spec, dev, trackers, progress, worker, log, dispatched, placement)
 
 

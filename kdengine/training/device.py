@@ -28,6 +28,7 @@ class DeviceSetup:
     pin_memory: bool
     device_input: bool = False
     cuda_graph: bool = False  # CUDA only
+    asked: str = ""  # what was asked for (auto, cpu, cuda:1): a run queued here asks for it, not for what auto chose
 
     @property
     def is_cuda(self) -> bool:
@@ -62,6 +63,7 @@ def setup_device(name: str = "auto", loader_workers: int | None = None, device_i
                  cuda_graph: bool | None = None) -> DeviceSetup:
     """``device_input`` / ``cuda_graph`` None: from $KDSTUDY_DEVICE_INPUT / $KDSTUDY_CUDA_GRAPH (workers inherit
     them), else on CUDA from the defaults file (``fast_path.flag``)."""
+    asked = name
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     on_cuda = name.startswith("cuda")
@@ -81,8 +83,8 @@ def setup_device(name: str = "auto", loader_workers: int | None = None, device_i
         bf16 = torch.cuda.is_bf16_supported()
         n = loader_workers if loader_workers is not None else min(16, max(1, (os.cpu_count() or 2) - 1))
         return DeviceSetup(device, torch.bfloat16 if bf16 else None, True, 0 if dev_input else n,
-                           not dev_input, dev_input, graph)
+                           not dev_input, dev_input, graph, asked)
     if name != "cpu":
         raise UsageError(f"unknown device '{name}' (choose auto, cpu or cuda)")
     return DeviceSetup(torch.device("cpu"), None, False, 0 if dev_input else (loader_workers or 0), False,
-                       dev_input, False)
+                       dev_input, False, asked)
