@@ -101,6 +101,8 @@ class StopRequested(Request):
         return store.stop(self.run_id)
 
     def say(self, outcome: api.Stopped) -> str:
+        if outcome.finishing:
+            return f"{self.run_id}: too late to stop: it is in its final evaluation and finishes when that ends"
         if outcome.stopping:
             return f"{self.run_id}: stopping (it stops within a few seconds; its last finished epoch stays resumable)"
         return f"{self.run_id}: {outcome.reason or outcome.now}"

@@ -195,3 +195,28 @@ def test_runs_show_says_the_device_asked_for_not_the_one_auto_chose(capsys):
     assert main(["runs", "show", rid]) == 0
     device = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("device:"))
     assert device.startswith("device: asked for auto; trained on cpu"), device
+
+
+def test_a_stop_during_the_final_evaluation_says_the_run_will_finish(capsys, monkeypatch):
+    """Asked to stop while it evaluates its best checkpoint, a run finishes seconds later: the stop says so, rather
+    than "stopping"."""
+    from kdengine.store import RunStore
+    from kdengine.training import trainer
+    from tests.conftest import SMALL_SYNTH
+
+    said = []
+    real_evaluate = trainer.Trainer.evaluate
+
+    def evaluate(self, split, final=False, thresholds=None):
+        if final and not said:
+            main(["runs", "stop", self.run_id])
+            said.append(capsys.readouterr().out)
+        return real_evaluate(self, split, final, thresholds)
+
+    monkeypatch.setattr(trainer.Trainer, "evaluate", evaluate)
+    assert main(["train", "--data", SMALL_SYNTH, "--image-size", "32", "--epochs", "1", "--batch-size", "32",
+                 "--quiet", "--device", "cpu", "--strategy", "baseline", "--student", "test_resnet"]) == 0
+    store = RunStore(runs_dir())
+    rid = store.list_ids()[0]
+    assert said == [f"{rid}: too late to stop: it is in its final evaluation and finishes when that ends\n"], said
+    assert store.read_status(rid).state == "finished"

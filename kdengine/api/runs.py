@@ -118,10 +118,11 @@ class Stopped:
     was: State  # running: asked to stop (it stops within a heartbeat, its last epoch resumable); queued: stopped now
     now: State
     reason: str | None  # what the run's status now records (a queued run: whether it had started before)
+    finishing: bool = False  # running its final evaluation: it finishes, the stop comes too late
 
     @property
     def stopping(self) -> bool:
-        return self.now == RUNNING
+        return self.now == RUNNING and not self.finishing
 
 
 def stop(store: RunStore, run_id: str) -> Stopped:
@@ -133,7 +134,7 @@ def stop(store: RunStore, run_id: str) -> Stopped:
         raise UsageError(f"{run_id} is {why}", field="run_id")
     store.request_stop(run_id)
     status = store.read_status(run_id)
-    return Stopped(run_id, state, status.state, status.reason)
+    return Stopped(run_id, state, status.state, status.reason, status.finishing)
 
 
 @dataclass(frozen=True)

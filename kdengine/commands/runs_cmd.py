@@ -230,6 +230,8 @@ def live_text(detail, status) -> str:
 
 def stopped_text(outcome) -> str:
     """What a stop did (``api.Stopped``), in a few words."""
+    if outcome.finishing:
+        return "too late to stop: it is in its final evaluation and finishes when that ends"
     if outcome.stopping:
         return "stopping (it stops within a few seconds; its last finished epoch stays resumable)"
     return outcome.reason or str(outcome.now)

@@ -33,6 +33,12 @@ class RunStatus:
                    requeued_from=d.get("requeued_from"), worker=d.get("worker"), recorded=dict(d))
 
     @property
+    def finishing(self) -> bool:
+        """Running its final evaluation (the best checkpoint on every split): a stop asked now cannot stop it, it
+        finishes (the trainer marks the phase ``final`` and no longer heeds a stop)."""
+        return self.state == State.RUNNING and bool(self.progress.get("final"))
+
+    @property
     def place(self) -> str:
         """Where it trained (cuda:0 …), or, before it started, what it asked for (auto, cpu, cuda)."""
         return str(self.trained_on.get("device") or self.device)

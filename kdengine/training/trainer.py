@@ -322,8 +322,8 @@ class Trainer:
             return
         if progress:
             self.beat.progress = progress
-        if self.beat.stop_requested.is_set():
-            raise Stopped()
+        if self.beat.stop_requested.is_set() and not (self.beat.progress or {}).get("final"):
+            raise Stopped()  # the final evaluation is never cut short: a stop then is too late, and says so
 
     def _phase(self, phase: str, **more) -> None:
         """Say what the run is doing now (decoding, training, evaluating val ...): into status.json at once."""
@@ -529,6 +529,7 @@ class Trainer:
     # -- the end ----------------------------------------------------------------------------------------------
     def _finish(self, state: TrainState, t0: float) -> dict:
         spec, rid = self.spec, self.run_id
+        self._phase("evaluating the best checkpoint", final=True)  # a stop asked from now on is too late
         weights, _ = load_best(self.ckpt_dir)
         self.model.load_state_dict(weights)
         results: dict = {"run_id": rid, "describe": spec.describe(), "model": spec.model, "strategy": spec.strategy,
