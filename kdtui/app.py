@@ -184,7 +184,8 @@ class KDStudyApp(App):
         self.theme = "textual-dark" if self.theme == "ansi-dark" else "ansi-dark"
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        # Textual's "Keys" panel would be a second help beside kdstudy's own (?): one help entry
+        yield from (c for c in super().get_system_commands(screen) if c.title != "Keys")
         for e in self.screen_table:
             yield SystemCommand(e.title, e.description, lambda mode=e.name: self.switch_mode(mode))
         yield SystemCommand("Export tables", "Write every table as CSV and Markdown, and runs.csv", self.action_export)

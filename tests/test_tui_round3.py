@@ -112,3 +112,11 @@ async def test_a_series_wears_one_colour_in_both_curves():
         assert {"train", "val", "teacher", "baseline"} <= set(loss) & set(acc)
         assert all(loss[k] == acc[k] for k in ("train", "val", "teacher", "baseline")), (loss, acc)
         assert len(set(acc.values())) == len(acc)  # and apart from each other
+
+
+async def test_the_palette_has_one_help_entry(tmp_path):
+    app = KDStudyApp(tmp_path / "runs", start_workers=False)
+    async with app.run_test(size=(100, 30)):
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert len(titles) == len(set(titles)), titles
+        assert [t for t in titles if t in ("Help", "Keys")] == ["Help"], titles
