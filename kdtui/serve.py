@@ -18,6 +18,9 @@ PAGE = Path(__file__).parent / "serve_page"  # textual-serve's page with local f
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+# --host is where kdtui listens, on this machine, not the machine a browser will be on
+FOREIGN_HINT = (" (--host is the address kdtui listens on here, not the browser's: leave it out and use ssh -L from "
+                "the laptop, or --host 0.0.0.0 to listen on every address)")
 
 
 class ServeError(Exception):
@@ -42,12 +45,12 @@ def check_port(host: str, port: int) -> None:
         try:
             s.bind((host, port))
         except socket.gaierror:
-            raise ServeError(f"--host {host!r} is not an address of this machine") from None
+            raise ServeError(f"--host {host!r} is not an address of this machine{FOREIGN_HINT}") from None
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise ServeError(f"port {port} on {host} is in use: pass another --port") from None
             if exc.errno == errno.EADDRNOTAVAIL:
-                raise ServeError(f"--host {host!r} is not an address of this machine") from None
+                raise ServeError(f"--host {host!r} is not an address of this machine{FOREIGN_HINT}") from None
             if exc.errno == errno.EACCES:
                 raise ServeError(f"port {port} needs root here: pass a port above 1023") from None
             raise

@@ -48,7 +48,9 @@ def test_a_taken_port_is_one_line_and_exit_2(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--port", "70000"], "--port 70000 is not a TCP port (1-65535)"),
-    (["--host", "no-such-host.invalid"], "--host 'no-such-host.invalid' is not an address of this machine"),
+    (["--host", "no-such-host.invalid"], "--host 'no-such-host.invalid' is not an address of this machine"
+                                         + serve_mod.FOREIGN_HINT),
+    (["--host", "192.0.2.7"], "--host '192.0.2.7' is not an address of this machine" + serve_mod.FOREIGN_HINT),
 ])
 def test_bad_host_or_port(tmp_path, capsys, args, message):
     assert main(["--runs-dir", str(tmp_path / "runs"), "--serve", *args]) == 2
