@@ -220,3 +220,26 @@ def test_a_stop_during_the_final_evaluation_says_the_run_will_finish(capsys, mon
     rid = store.list_ids()[0]
     assert said == [f"{rid}: too late to stop: it is in its final evaluation and finishes when that ends\n"], said
     assert store.read_status(rid).state == "finished"
+
+
+def test_the_progress_bar_ends_an_epoch_at_its_last_step_with_no_eta_left():
+    """Updates are drawn at most twice a second: the bar stayed at 13/14 with an ETA when the epoch ended, and a
+    resumed run's short stretch showed ETA -:--:--."""
+    import io
+
+    from kdengine.training.progress import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    bar = Progress("ce-test_resnet-s0", stream=screen)
+    bar.start(14, done=7)  # resumed at the epoch's middle
+    for done in range(8, 15):
+        bar.step(done, "ep 2/2")
+    bar.flush()  # the epoch's end
+    assert bar.rich.tasks[0].completed == 14
+    bar.close()
+    drawn = screen.getvalue()
+    assert "14/14" in drawn and "-:--:--" not in drawn, drawn

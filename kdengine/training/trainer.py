@@ -406,6 +406,7 @@ class Trainer:
                 epoch += 1
                 started = time.time()
                 train_stats = self.train_epoch(epoch, state)
+                self.progress.flush()  # the bar at the epoch's last step
                 if state.defect is not None:  # the defect threshold was reached mid-epoch: training ends here
                     state.epoch = epoch
                     break
