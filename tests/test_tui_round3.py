@@ -120,3 +120,15 @@ async def test_the_palette_has_one_help_entry(tmp_path):
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert len(titles) == len(set(titles)), titles
         assert [t for t in titles if t in ("Help", "Keys")] == ["Help"], titles
+
+
+def test_the_confusion_caption_is_as_wide_as_its_pane():
+    """Its caption was the table's title, wrapped at the table's width: about 35 characters in a 200-column pane."""
+    from rich.console import Console
+
+    from kdtui.widgets.confusion import confusion_table
+
+    console = Console(width=200, record=True, color_system=None)
+    console.print(confusion_table([[5, 1, 0], [2, 6, 1], [0, 1, 7]], ["a", "b", "c"], "test, best checkpoint"))
+    lines = console.export_text().splitlines()
+    assert lines[0].strip() == "test, best checkpoint · rows true, columns predicted", lines

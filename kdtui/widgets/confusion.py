@@ -1,6 +1,7 @@
 """The confusion matrix with counts and class names, shaded by row share; and the classification report."""
 from __future__ import annotations
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
@@ -20,10 +21,11 @@ def _short(name: str, width: int) -> str:
     return name if len(name) <= width else name[: width - 1] + "."
 
 
-def confusion_table(cm: list[list[int]], names: list[str], label: str) -> Table:
+def confusion_table(cm: list[list[int]], names: list[str], label: str) -> Group:
+    """The caption above the matrix, as wide as the pane (a table's own title wraps at the table's width: a few
+    classes made it a column of 35 characters), then the matrix."""
     width = 5 if len(names) > 5 else 9
-    table = Table(title=f"{label} · rows true, columns predicted", title_justify="left", box=None,
-                  show_edge=False, pad_edge=False, padding=(0, 1), expand=False, header_style="bold")
+    table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 1), expand=False, header_style="bold")
     table.add_column("", no_wrap=True)
     for n in names:
         table.add_column(_short(n, width), justify="right", no_wrap=True)
@@ -34,7 +36,7 @@ def confusion_table(cm: list[list[int]], names: list[str], label: str) -> Table:
             style = shade(v / total) if v else "dim"
             cells.append(Text(str(v), style=style + (" underline" if i == j else "")))
         table.add_row(_short(names[i], 9), *cells)
-    return table
+    return Group(Text(f"{label} · rows true, columns predicted", style="italic"), table)
 
 
 class ConfusionPane(Static):
