@@ -67,7 +67,7 @@ def test_doctor_names_a_student_waiting_on_a_failed_teacher_and_retry_can_skip_t
     out = capsys.readouterr().out
     assert "the store is healthy" not in out
     assert f"{spec.run_id}  waits for its teacher {teacher}, which failed" in out
-    assert f"kdengine runs retry {teacher}" in out
+    assert f"kdengine runs retry {teacher} --skip-bad (both are queued anew" in out
     # a retry as it is would fail again: refused, with the way out
     assert main(["runs", "retry", teacher]) == 2
     assert "fails again" in capsys.readouterr().err and store.read_status(teacher).state == "failed"

@@ -108,8 +108,12 @@ def _waiting_on(store: RunStore, rid: str, spec) -> list[Finding]:
         t = store.read_status(tid)
         if t.state in (FAILED, STOPPED):
             why = f" ({t.reason})" if t.reason else ""
+            # failed on an unreadable image: retried as it is it fails again (api.runs.failed_on_unreadable)
+            skip = "--skip-bad" in (t.reason or "") and not teacher.data.skip_bad
+            then = (" --skip-bad (both are queued anew with unreadable images skipped)" if skip
+                    else " (then this run trains)")
             out.append(Finding(rid, f"waits for its teacher {tid}, which {t.state}{why}",
-                               f"left alone: kdengine runs retry {tid} (then this run trains)"))
+                               f"left alone: kdengine runs retry {tid}{then}"))
     return out
 
 
