@@ -111,20 +111,24 @@ class StopRequested(Request):
 class RetryRequested(Request):
     """Queue a failed, stopped or interrupted run again (``force``: a finished run whose results are damaged)."""
 
-    def __init__(self, run_id: str, force: bool = False) -> None:
+    def __init__(self, run_id: str, force: bool = False, skip_bad: bool = False) -> None:
         super().__init__()
         self.run_id = run_id
         self.force = force
+        self.skip_bad = skip_bad  # it failed on unreadable images: a run with them skipped in its place
 
     def carry_out(self, store: api.Store) -> tuple[api.Retried, bool]:
-        return store.retry(self.run_id, force=self.force), bool(store.workers())
+        return store.retry(self.run_id, force=self.force, skip_bad=self.skip_bad), bool(store.workers())
 
     def say(self, outcome: tuple[api.Retried, bool]) -> str:
         retried, workers = outcome
+        idle = "" if workers else " (no worker is running: press w)"
         if not retried.queued:
             return f"{self.run_id}: already {retried.was}"
-        return (f"{self.run_id}: queued again; it resumes from its last finished epoch"
-                + ("" if workers else " (no worker is running: press w)"))
+        if retried.as_run:
+            return (f"{self.run_id}: {retried.as_run} queued in its place, unreadable images skipped"
+                    + "".join(f"; its student {old} moved to {new}" for old, new in retried.students) + idle)
+        return f"{self.run_id}: queued again; it resumes from its last finished epoch{idle}"
 
 
 class RemoveRequested(Request):

@@ -204,8 +204,8 @@ def test_tui_and_cli_retry_delete_and_stop_call_the_same_service(monkeypatch, ca
 
     calls = []
     queued, running = api.State.QUEUED, api.State.RUNNING
-    monkeypatch.setattr(api.Store, "retry", lambda self, rid, force=False: calls.append(("retry", rid, force))
-                        or api.Retried(rid, api.State.FAILED, True))
+    monkeypatch.setattr(api.Store, "retry", lambda self, rid, force=False, skip_bad=False:
+                        calls.append(("retry", rid, force)) or api.Retried(rid, api.State.FAILED, True))
     monkeypatch.setattr(api.Store, "stop", lambda self, rid: calls.append(("stop", rid))
                         or api.Stopped(rid, running, running, None))
     monkeypatch.setattr(api.Store, "remove", lambda self, rid, archive=False: calls.append(("remove", rid, archive))

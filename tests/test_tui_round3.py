@@ -132,3 +132,28 @@ def test_the_confusion_caption_is_as_wide_as_its_pane():
     console.print(confusion_table([[5, 1, 0], [2, 6, 1], [0, 1, 7]], ["a", "b", "c"], "test, best checkpoint"))
     lines = console.export_text().splitlines()
     assert lines[0].strip() == "test, best checkpoint · rows true, columns predicted", lines
+
+
+async def test_retry_of_a_run_that_failed_on_unreadable_images_offers_to_skip_them(tmp_path):
+    """r on it: a plain retry would fail again; the dialog says why, and y queues it with them skipped (a new run),
+    its waiting student moved with it."""
+    from tests.test_new_user_round3 import _failed_on_bad_images
+
+    store, spec = _failed_on_bad_images(tmp_path)
+    teacher = spec.teacher.run_id
+    app = KDStudyApp(store.root, start_workers=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: teacher in getattr(screen, "rows", {}), timeout=30)
+        table = screen.run_list
+        table.move_cursor(row=screen.shown.index(teacher))
+        await pilot.pause(0.2)
+        await pilot.press("r")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ConfirmScreen", timeout=10)
+        assert "fails again" in str(app.screen.query_one("#confirm-details").render())
+        await pilot.press("y")
+        await wait_for(pilot, lambda: len(store.list_ids()) == 5, timeout=10)  # the teacher's twin, the student's
+        twin = next(r for r in store.list_ids() if r.startswith("ce-resnet10t") and r != teacher)
+        assert store.load_spec(twin).data.skip_bad and store.read_status(twin).state == "queued"
+        await wait_for(pilot, lambda: any(f"{twin} queued in its place" in str(n.message)
+                                          for n in app._notifications), timeout=10)

@@ -26,6 +26,7 @@ from ..store.facts import RunFacts, run_facts
 from ..store.lifecycle import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, State
 from ..store.queue import TeacherPlan, enqueue, teacher_plans
 from ..store.records import collect, read_record
+from ..store.rows import needs_skip_bad
 from ..store.rows import RunRow
 from ..store.rows import run_rows as rows_of
 from ..store.runstore import METRICS, read_json
@@ -149,10 +150,8 @@ class Retried:
 
 def failed_on_unreadable(record) -> bool:
     """A run that failed (or whose teacher failed) because an image could not be read, and skips none: asked again
-    as it is, it fails again."""
-    reason = record.status.reason or ""
-    return (record.spec is not None and not record.spec.data.skip_bad and "--skip-bad" in reason
-            and record.state in (FAILED, STOPPED, QUEUED))
+    as it is, it fails again (``RunRow.unreadable`` says the same to a list)."""
+    return record.spec is not None and record.state in (FAILED, STOPPED, QUEUED) and needs_skip_bad(record)
 
 
 def retry(store: RunStore, run_id: str, force: bool = False, skip_bad: bool = False) -> Retried:
@@ -167,8 +166,12 @@ def retry(store: RunStore, run_id: str, force: bool = False, skip_bad: bool = Fa
     if state in (QUEUED, RUNNING):
         return Retried(run_id, state, False)
     if failed_on_unreadable(record):
-        raise UsageError(f"{run_id} failed on an unreadable image and skips none: asked again it fails again; "
-                         "retry it with unreadable images skipped", field="skip_bad")
+        said = f"{run_id} failed on an unreadable image and skips none: asked again it fails again"
+        study = study_membership(store).get(run_id)
+        if study:  # its study asks for its runs by their settings: the study file is where to skip them
+            raise UsageError(f"{said}; set data.skip_bad = true in study {study[0]}'s file and run the study again "
+                             "(its runs with unreadable images skipped are new runs)", field="study")
+        raise UsageError(f"{said}; retry it with unreadable images skipped", field="skip_bad")
     why = actions_for(record, force)["retry"]
     if why is not None:  # decided by store.actions, in words both front ends can say (no flag, no key)
         if record.spec is None:
@@ -188,7 +191,8 @@ def retry(store: RunStore, run_id: str, force: bool = False, skip_bad: bool = Fa
 
 def _skipping_bad(spec: RunSpec) -> RunSpec:
     """``spec`` with unreadable images skipped (data.skip_bad), its teachers' too."""
-    return replace(spec, data=replace(spec.data, skip_bad=True), teachers=tuple(_skipping_bad(t) for t in spec.teachers))
+    return replace(spec, data=replace(spec.data, skip_bad=True),
+                   teachers=tuple(_skipping_bad(t) for t in spec.teachers))
 
 
 def _retry_skipping_bad(store: RunStore, record) -> Retried:

@@ -26,6 +26,7 @@ from ..atomic import atomic_path, disk_errors, write_json
 from ..errors import DataError
 from ..paths import cache_dir
 from .source import SPLITS, Skipped, Source
+from .unreadable import way_out
 
 CACHE_VERSION = 1
 
@@ -140,7 +141,7 @@ def build_or_load(source: Source, size: int, skip_bad: bool = False, root: Path 
     bad = {int(k): v for k, v in meta["bad"].items()}
     if bad and not skip_bad:
         first = min(bad)
-        raise DataError(f"{bad[first]} (use --skip-bad to skip the {len(bad)} unreadable image(s))")
+        raise DataError(f"{bad[first]} {way_out(len(bad))}")
     valid = np.ones(n, bool)
     for i, reason in bad.items():
         valid[i] = False
@@ -228,7 +229,7 @@ def _build(source: Source, refs: list, size: int, data_path: Path, skip_bad: boo
                     seen.add(img, colour)
             except DataError as exc:
                 if not skip_bad:
-                    raise DataError(f"{exc} (use --skip-bad to skip unreadable images)") from None
+                    raise DataError(f"{exc} {way_out()}") from None
                 bad[str(i)] = str(exc)
 
         workers = min(8, os.cpu_count() or 1)

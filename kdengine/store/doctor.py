@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..atomic import remove_temp_files, temp_files
+from ..data.unreadable import failed_on_unreadable
 from ..errors import KDError
 from .lifecycle import FAILED, FINISHED, QUEUED, STOPPED
 from .runstore import BEST, METRICS, SPEC, STATUS, RunStore, read_json
@@ -108,8 +109,8 @@ def _waiting_on(store: RunStore, rid: str, spec) -> list[Finding]:
         t = store.read_status(tid)
         if t.state in (FAILED, STOPPED):
             why = f" ({t.reason})" if t.reason else ""
-            # failed on an unreadable image: retried as it is it fails again (api.runs.failed_on_unreadable)
-            skip = "--skip-bad" in (t.reason or "") and not teacher.data.skip_bad
+            # failed on an unreadable image: retried as it is it fails again
+            skip = failed_on_unreadable(t.reason) and not teacher.data.skip_bad
             then = (" --skip-bad (both are queued anew with unreadable images skipped)" if skip
                     else " (then this run trains)")
             out.append(Finding(rid, f"waits for its teacher {tid}, which {t.state}{why}",

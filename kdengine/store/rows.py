@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from .. import method_catalog
-from .actions import why_not
-from .lifecycle import RUNNING, State
+from ..data.unreadable import failed_on_unreadable
 from ..options import setting_label, value_text
+from .actions import why_not
+from .lifecycle import FAILED, RUNNING, State
 from .records import RunRecord, collect, differing_keys, finished_baseline, flat_settings, roles_of
 from .runstore import RunStore
 
@@ -44,6 +45,7 @@ class RunRow:
     point: str = ""  # what sets it apart from look-alike runs (same role, models and seed): "T=4"; "" when nothing
     asked_device: str = "auto"  # the device it asks for (auto, cpu or cuda): what a worker must serve
     method: str | None = None  # how a KD run learns from its teacher (kd.method); None for a cross-entropy run
+    unreadable: bool = False  # failed on an unreadable image and skips none: retried as it is, it fails again
 
     @property
     def data_kind(self) -> str:
@@ -53,6 +55,11 @@ class RunRow:
         """None when ``action`` (stop, retry, delete, archive) may be done to this run, else why not in a few words
         (``store.actions``: the rule the CLI's batches follow too)."""
         return why_not(action, self.state, self.reason if self.damaged else None, self.readable, force)
+
+
+def needs_skip_bad(record: RunRecord) -> bool:
+    """Its failure was an image that could not be read, and it skips none: only with them skipped can it train."""
+    return record.spec is not None and not record.spec.data.skip_bad and failed_on_unreadable(record.status.reason)
 
 
 def role_word(record: RunRecord, roles: dict[str, set[str]]) -> str:
@@ -134,5 +141,6 @@ def run_rows(store: RunStore, records: Iterable[RunRecord] | None = None, every:
             r.damage or r.status.reason, prog.get("eta_s") if training else None,
             str(prog.get("phase", "")) if running else "", tuple(studies.get(r.run_id, ())), order.get(r.run_id, 0),
             bool(((r.metrics or {}).get("defect") or {}).get("reached")), r.spec is not None,
-            points.get(r.run_id, ""), r.status.device, r.spec.method if r.spec else None))
+            points.get(r.run_id, ""), r.status.device, r.spec.method if r.spec else None,
+            r.state == FAILED and needs_skip_bad(r)))
     return rows

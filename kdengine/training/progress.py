@@ -19,7 +19,7 @@ def _eta_column():
     """"ETA 0:01:23" while the speed is known and steps remain; nothing otherwise (rich's own column says
     "-:--:--" until two updates have come, all a resumed run's short last stretch showed, and keeps an ETA on a
     bar that has ended)."""
-    from rich.progress import ProgressColumn
+    from rich.progress import ProgressColumn  # rich: only on a terminal
     from rich.text import Text
 
     class Eta(ProgressColumn):
