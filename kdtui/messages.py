@@ -128,7 +128,9 @@ class RetryRequested(Request):
         if retried.as_run:
             return (f"{self.run_id}: {retried.as_run} queued in its place, unreadable images skipped"
                     + "".join(f"; its student {old} moved to {new}" for old, new in retried.students) + idle)
-        return f"{self.run_id}: queued again; it resumes from its last finished epoch{idle}"
+        return (f"{self.run_id}: queued again; it resumes from its last finished epoch"
+                + ("; it failed on an unreadable image: unless the file was mended it fails again"
+                   if retried.unreadable else "") + idle)
 
 
 class RemoveRequested(Request):

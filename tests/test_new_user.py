@@ -99,7 +99,7 @@ def test_ctrl_c_stops_resumably_and_the_student_waits_for_its_teacher(tmp_path):
     assert waiting.state == "queued" and waiting.reason.startswith(f"waiting: teacher {teacher} is stopped")
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out)
     message = next(line for line in text.splitlines() if line.startswith("interrupted: "))
-    assert "resume" in message.lower() and "run the same command again" in message
+    assert "resume" in message.lower() and "kdengine train --strategy normal --teacher resnet10t" in message
     # the bar is taken off the screen before the message: it is not left drawn twice beside it
     tail = out[out.rindex("interrupted: ") - 40:out.rindex("interrupted: ")]
     assert "\x1b[2K" in tail

@@ -68,9 +68,11 @@ def test_doctor_names_a_student_waiting_on_a_failed_teacher_and_retry_can_skip_t
     assert "the store is healthy" not in out
     assert f"{spec.run_id}  waits for its teacher {teacher}, which failed" in out
     assert f"kdengine runs retry {teacher} --skip-bad (both are queued anew" in out
-    # a retry as it is would fail again: refused, with the way out
-    assert main(["runs", "retry", teacher]) == 2
-    assert "fails again" in capsys.readouterr().err and store.read_status(teacher).state == "failed"
+    # a retry as it is fails again unless the file was mended: queued all the same, and said, with the way out
+    assert main(["runs", "retry", teacher]) == 0
+    out = capsys.readouterr().out
+    assert "unless the file was mended it fails again (--skip-bad" in out
+    assert store.read_status(teacher).state == "queued"
     assert main(["runs", "retry", teacher, "--skip-bad"]) == 0
     out = capsys.readouterr().out
     twin = next(r for r in store.list_ids() if r.startswith("ce-resnet10t") and r != teacher)

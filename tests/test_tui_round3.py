@@ -135,8 +135,8 @@ def test_the_confusion_caption_is_as_wide_as_its_pane():
 
 
 async def test_retry_of_a_run_that_failed_on_unreadable_images_offers_to_skip_them(tmp_path):
-    """r on it: a plain retry would fail again; the dialog says why, and y queues it with them skipped (a new run),
-    its waiting student moved with it."""
+    """r on it: a plain retry fails again unless the file was mended; the dialog says why, and s queues it with them
+    skipped (a new run), its waiting student moved with it."""
     from tests.test_new_user_round3 import _failed_on_bad_images
 
     store, spec = _failed_on_bad_images(tmp_path)
@@ -151,7 +151,7 @@ async def test_retry_of_a_run_that_failed_on_unreadable_images_offers_to_skip_th
         await pilot.press("r")
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ConfirmScreen", timeout=10)
         assert "fails again" in str(app.screen.query_one("#confirm-details").render())
-        await pilot.press("y")
+        await pilot.press("s")
         await wait_for(pilot, lambda: len(store.list_ids()) == 5, timeout=10)  # the teacher's twin, the student's
         twin = next(r for r in store.list_ids() if r.startswith("ce-resnet10t") and r != teacher)
         assert store.load_spec(twin).data.skip_bad and store.read_status(twin).state == "queued"

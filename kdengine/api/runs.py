@@ -146,6 +146,7 @@ class Retried:
     trains_again: bool = False  # a finished run whose results were damaged, retried with force: it trains anew
     as_run: str | None = None  # retried with unreadable images skipped: the new run queued in its place
     students: list[tuple[str, str]] = field(default_factory=list)  # (waiting student, its new run) moved with it
+    unreadable: bool = False  # it failed on an unreadable image and skips none: unless the file was mended, it fails
 
 
 def failed_on_unreadable(record) -> bool:
@@ -157,21 +158,15 @@ def failed_on_unreadable(record) -> bool:
 def retry(store: RunStore, run_id: str, force: bool = False, skip_bad: bool = False) -> Retried:
     """Queue a failed, stopped or interrupted run again (it resumes from its last finished epoch); with ``force``,
     also a finished run whose results are damaged (it trains again). A run that failed on unreadable images and
-    skips none would fail again: it is refused, unless ``skip_bad`` (then a run with them skipped, a new run since
-    its images differ, is queued in its place, with the students waiting for it)."""
+    skips none fails again unless the files were mended: it is queued again all the same, and ``Retried.unreadable``
+    says so; with ``skip_bad`` a run with them skipped (a new run, since its images differ) is queued in its place,
+    with the students waiting for it."""
     record = read_record(store, run_id)
     state = record.state
     if skip_bad and record.spec is not None and not record.spec.data.skip_bad and state not in (RUNNING, FINISHED):
         return _retry_skipping_bad(store, record)
     if state in (QUEUED, RUNNING):
         return Retried(run_id, state, False)
-    if failed_on_unreadable(record):
-        said = f"{run_id} failed on an unreadable image and skips none: asked again it fails again"
-        study = study_membership(store).get(run_id)
-        if study:  # its study asks for its runs by their settings: the study file is where to skip them
-            raise UsageError(f"{said}; set data.skip_bad = true in study {study[0]}'s file and run the study again "
-                             "(its runs with unreadable images skipped are new runs)", field="study")
-        raise UsageError(f"{said}; retry it with unreadable images skipped", field="skip_bad")
     why = actions_for(record, force)["retry"]
     if why is not None:  # decided by store.actions, in words both front ends can say (no flag, no key)
         if record.spec is None:
@@ -184,9 +179,10 @@ def retry(store: RunStore, run_id: str, force: bool = False, skip_bad: bool = Fa
     if again:
         (store.run_dir(run_id) / METRICS).unlink(missing_ok=True)
         store.finish(run_id, FAILED, f"retried with force: {record.damage}")
+    unreadable = failed_on_unreadable(record)
     if not store.requeue(run_id):
         raise UsageError(f"{run_id} is {store.read_status(run_id).state}: nothing to retry", field="run_id")
-    return Retried(run_id, state, True, again)
+    return Retried(run_id, state, True, again, unreadable=unreadable)
 
 
 def _skipping_bad(spec: RunSpec) -> RunSpec:

@@ -244,7 +244,9 @@ def retried_text(outcome) -> str:
     if outcome.as_run:
         return (f"queued {outcome.as_run} in its place, with unreadable images skipped (a new run: its images "
                 "differ)" + "".join(f"; its student {old} moved to {new}" for old, new in outcome.students))
-    return "queued again; it resumes from its last finished epoch"
+    return ("queued again; it resumes from its last finished epoch"
+            + ("; it failed on an unreadable image: unless the file was mended it fails again (--skip-bad retries "
+               "it with such images skipped)" if outcome.unreadable else ""))
 
 
 def removal_text(removal) -> str:

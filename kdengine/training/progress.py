@@ -80,6 +80,7 @@ class Progress:
         """Training ended before its planned steps (a defective teacher at its threshold, early stopping): the bar
         ends full at the steps taken and says why, instead of freezing mid-way with an ETA for steps never run."""
         if self.rich and self.task is not None:
+            self._latest = None  # drawn here, for good: no step told before may draw over it
             self.rich.update(self.task, total=max(done, 1), completed=max(done, 1), info=info)
             self.rich.refresh()
 

@@ -254,19 +254,20 @@ class RunsScreen(Screen):
         if rid is None:
             return
         row = self.rows[rid]
-        if not row.unreadable or row.studies:  # a study's run is refused with its study's way (the engine says it)
+        if not row.unreadable or row.studies:  # a study asks for its runs by their settings: data.skip_bad there
             self.post_message(RetryRequested(rid))
             return
 
         def done(answer: str | None) -> None:
-            if answer == "y":
-                self.post_message(RetryRequested(rid, skip_bad=True))
+            if answer in ("s", "y"):
+                self.post_message(RetryRequested(rid, skip_bad=answer == "s"))
 
-        details = ("It failed on an image that could not be read: retried as it is, it fails again. With unreadable "
-                   "images skipped it is a new run (its images differ), queued in its place with the students "
-                   "waiting for it.")
-        self.app.push_screen(ConfirmScreen(f"Retry {rid} with unreadable images skipped?", details,
-                                           {"y": "retry, skipping them"}), done)
+        details = ("It failed on an image that could not be read: retried as it is, it fails again unless the file "
+                   "was mended. With unreadable images skipped it is a new run (its images differ), queued in its "
+                   "place with the students waiting for it.")
+        self.app.push_screen(ConfirmScreen(f"Retry {rid}?", details,
+                                           {"s": "skip unreadable images", "y": "as it is (the file was mended)"}),
+                             done)
 
     def action_remove_run(self) -> None:
         rid = self._target("delete")
