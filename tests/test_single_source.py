@@ -25,7 +25,9 @@ def test_every_declared_method_is_registered_and_the_reverse():
     from kdengine import method_catalog
     from kdengine.training.methods import METHODS, Method, register_method
 
-    assert set(method_catalog.CATALOGUE) == set(METHODS)
+    # a method file (the plugin tests) may have registered its own method in this process: the built-ins are
+    # those defined in kdengine, and they are exactly the catalogue
+    assert set(method_catalog.CATALOGUE) == {n for n, m in METHODS.items() if m.__module__.startswith("kdengine.")}
     with pytest.raises(ValueError, match="registered twice"):
         register_method(METHODS["hinton"])
     assert issubclass(METHODS["dkd"], Method)
