@@ -1,6 +1,9 @@
-"""The confusion matrix with counts and class names, shaded by row share; and the classification report."""
+"""The confusion matrix with counts and class names, shaded by row share (a multi-label run: one 2 x 2 matrix per
+finding); and the classification report."""
 from __future__ import annotations
 
+from rich.columns import Columns
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
@@ -37,10 +40,24 @@ def confusion_table(cm: list[list[int]], names: list[str], label: str) -> Table:
     return table
 
 
+def finding_tables(cms: dict[str, list[list[int]]], label: str) -> Group:
+    """A multi-label run's confusion: one small matrix per finding (absent, present) at a probability of 0.5, laid
+    side by side as the pane's width allows."""
+    tables = []
+    for name, cm in cms.items():
+        table = confusion_table(cm, ["absent", "present"], "")
+        table.title = Text(_short(name, 24), style="bold")
+        tables.append(table)
+    head = Text(f"{label} · each finding at 0.5 · rows true, columns predicted", style="bold")
+    return Group(head, Columns(tables, padding=(1, 3)))
+
+
 class ConfusionPane(Static):
-    def show(self, cm: list[list[int]] | None, names: list[str], label: str) -> None:
+    def show(self, cm: list[list[int]] | dict[str, list[list[int]]] | None, names: list[str], label: str) -> None:
         if not cm or not names:
             self.update("No confusion matrix yet: it appears after the first epoch.")
+        elif isinstance(cm, dict):
+            self.update(finding_tables(cm, label))
         else:
             self.update(confusion_table(cm, names, label))
 
