@@ -180,9 +180,8 @@ class KDConfig:
             return False
         if key in ("method_file", "method_sha256"):  # the file's content is what a run reads, not its path
             return key == "method_sha256" and self.method_sha256 is not None
-        if key == "temperature" and strategy == "tf-reg":  # its virtual teacher's own temperature is its T
-            return False
-        by_method = methods.reads(self.method, key, self.logit_standardize)
+        own = strategy in catalog.CATALOGUE and catalog.CATALOGUE[strategy].temperature is not None
+        by_method = methods.reads(self.method, key, self.logit_standardize, own_temperature=own)
         return True if by_method is None else by_method
 
 
