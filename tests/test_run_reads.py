@@ -6,6 +6,9 @@ shape with random feature maps and embeddings; no network is built.
 """
 from __future__ import annotations
 
+import json
+import shutil
+
 import pytest
 import torch
 
@@ -13,10 +16,20 @@ from kdengine import method_catalog as methods
 from kdengine import strategy_catalog as strategies
 from kdengine.data.config import DataConfig
 from kdengine.options import infos
+from kdengine.reports.stats import Summary
+from kdengine.reports.study import study_tables
+from kdengine.reports.tables import build
+from kdengine.store import RunStore
+from kdengine.store.queue import enqueue
+from kdengine.store.records import collect
+from kdengine.study.expand import expand
+from kdengine.study.registry import save_study, study_dir
+from kdengine.study.schema import load_study
 from kdengine.runspec import KDConfig, TrainConfig, build_specs
 from kdengine.training.losses import distiller_for
 from kdengine.training.methods import Outputs
 from kdengine.training.methods.base import ModelShape
+from tests.tui_helpers import _metrics
 
 D = DataConfig(source="synthetic:images=280,seed=3", image_size=32)
 T = TrainConfig(epochs=2)
@@ -115,3 +128,47 @@ def test_a_strategys_own_temperature_replaces_every_method_temperature():
     assert len(tf) == 2
     # declared once, by the strategy: nothing else names tf-reg to decide it
     assert [s.name for s in strategies.CATALOGUE.values() if s.temperature] == ["tf-reg"]
+
+
+def test_runs_that_repeat_another_are_one_point_one_seed_and_one_test(tmp_path):
+    """A store trained before the identity held only what a run reads has two tf-reg runs per seed from a
+    temperature sweep (T=1 and T=2, under two ids), equal but for the setting they do not read. The tables keep one
+    of each: no second point, no doubled n, no copy counted by Holm; runs.csv has one row per run; a note says so."""
+    path = tmp_path / "sw.toml"
+    path.write_text('name = "sw"\nseeds = [0, 1]\n[data]\nsource = "synthetic"\nimage_size = 32\n[train]\nepochs = 1\n'
+                    '[kd]\ntemperature = [1, 2]\n[[experiments]]\nstrategy = "normal"\nteachers = ["resnet10t"]\n'
+                    'students = ["test_resnet"]\n[[experiments]]\nstrategy = "tf-reg"\nstudents = ["test_resnet"]\n')
+    study = load_study(str(path))
+    store = RunStore(tmp_path / "runs")
+    plan = expand(study)
+    save_study(store, study, plan)
+    for p in plan:
+        enqueue(store, p.spec)
+        store.claim(p.run_id, "fake")
+        store.write_metrics(p.run_id, _metrics(p.run_id, 0.6 + 0.05 * p.spec.seed + 0.1 * (p.spec.kind == "kd")))
+        store.finish(p.run_id, "finished")
+    # the older store: each tf-reg run's twin at the other temperature, under its old id, listed by the study too
+    record_path = study_dir(store, "sw") / "study.json"
+    record = json.loads(record_path.read_text())
+    twins = []
+    for p in [p for p in plan if p.spec.strategy == "tf-reg"]:
+        twin = f"tf-reg-test_resnet-s{p.spec.seed}-0ld0{p.spec.seed}000"
+        shutil.copytree(store.run_dir(p.run_id), store.run_dir(twin))
+        header = json.loads((store.run_dir(twin) / "spec.json").read_text())
+        header["spec"]["kd"]["temperature"] = 2.0
+        (store.run_dir(twin) / "spec.json").write_text(json.dumps(header))
+        record["runs"].append({"run_id": twin, "roles": ["student"], "strategies": ["tf-reg"]})
+        twins.append(twin)
+    record_path.write_text(json.dumps(record))
+    assert {store.load_spec(t).run_id for t in twins} == {p.run_id for p in plan if p.spec.strategy == "tf-reg"}
+    for tables in (study_tables(store, "sw"), build(collect(store))):
+        tf = tables.get("students_tf-reg")
+        test = next(dict(zip(tf.columns, row)) for row in tf.rows if "test" in row)
+        assert test["virtual"].n == 2 and test["gain virtual"].n == 2  # two seeds, not four runs
+        assert any("2 run(s) repeat another run's computation" in n for n in tf.notes)
+        long = tables.long[(tables.long["split"] == "test") & (tables.long["strategy"] == "tf-reg")]
+        assert sorted(long["run_id"]) == sorted(p.run_id for p in plan if p.spec.strategy == "tf-reg")
+        # no cell, and so no test of a family that Holm corrects, is made from a copy
+        made_of = [rid for t in tables.tables for row in t.rows for c in row if isinstance(c, Summary) and c.key
+                   for rid in c.key[3]]
+        assert made_of and not any(twin in rid for rid in made_of for twin in twins)
