@@ -149,6 +149,8 @@ def test_a_study_evaluates_under_shift_and_tables_pair_the_gains(capsys, tmp_pat
     _, err = capsys.readouterr()
     assert "its own [shift] request (2 shift(s) at severities 2, 4, seed 0)" in err
     assert {rid: (store.run_dir(rid) / "shift.json").stat().st_mtime_ns for rid in store.list_ids()} == kept
+    assert main(["study", "run", str(study), "--quiet", "--device", "cpu"]) == 0  # again: finds its own results
+    assert {rid: (store.run_dir(rid) / "shift.json").stat().st_mtime_ns for rid in store.list_ids()} == kept
     own = list(csv.DictReader(open(tmp_path / "own" / "robustness.csv")))
     assert {"blur", "jpeg"} <= {r["column"] for r in own} and "gamma" not in {r["column"] for r in own}
     robust = list(csv.DictReader(open(tmp_path / "t" / "robustness_cells.csv")))
