@@ -15,6 +15,7 @@ import torch
 from kdengine import method_catalog as methods
 from kdengine import strategy_catalog as strategies
 from kdengine.data.config import DataConfig
+from kdengine.api.evaluation import target_runs
 from kdengine.options import infos
 from kdengine.reports.stats import Summary
 from kdengine.reports.study import study_tables
@@ -172,3 +173,5 @@ def test_runs_that_repeat_another_are_one_point_one_seed_and_one_test(tmp_path):
         made_of = [rid for t in tables.tables for row in t.rows for c in row if isinstance(c, Summary) and c.key
                    for rid in c.key[3]]
         assert made_of and not any(twin in rid for rid in made_of for twin in twins)
+    # shift and explain evaluate each computation once too
+    assert sorted(target_runs(store, "sw")[1]) == sorted(p.run_id for p in plan)

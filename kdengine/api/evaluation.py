@@ -12,7 +12,7 @@ from ..reports.study import study_ids
 from ..store import RunStore
 from ..store.lifecycle import FINISHED
 from ..store.looks import Looks, read_looks
-from ..store.records import read_record
+from ..store.records import distinct, read_record
 from .robustness import shift_runs
 from .runs import Log, _quiet, resolve_run
 from .studies import study_record
@@ -46,7 +46,9 @@ def target_runs(store: RunStore, target: str) -> tuple[str, list[str]]:
         finished = [r for r in study_ids(record) if store.exists(r) and store.read_status(r).state == FINISHED]
         if not finished:
             raise UsageError(f"study {name} has no finished runs yet", field="target")
-        return name, finished
+        # a run that repeats another's computation (an older store's copy) is evaluated once, as the tables show it
+        kept, _ = distinct([read_record(store, r) for r in finished])
+        return name, [r.run_id for r in kept]
     rid = resolve_run(store, target)
     base = read_record(store, rid).baseline_id
     if base and store.exists(base) and store.read_status(base).state == FINISHED:
