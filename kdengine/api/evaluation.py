@@ -70,7 +70,7 @@ def shift(store: RunStore, target: str, shifts: str | None = None, severities: s
     own = study_request((study_record(store, target) or {}).get("config"))
     if own is not None and (shifts, severities, seed, external) == (None, None, None, None):
         log(f"study {name}: its own [shift] request ({len(own['shifts'])} shift(s) at severities "
-            f"{', '.join(map(str, own['severities']))}, seed {own['seed']}); --shifts all asks for every shift")
+            f"{', '.join(map(str, own['severities']))}, seed {own['seed']}), read back where it was answered")
     own = own or {}
     shifts = shifts if shifts is not None else ",".join(own.get("shifts") or ["all"])
     severities = severities if severities is not None else ",".join(map(str, own.get("severities") or [])) or "1..5"
