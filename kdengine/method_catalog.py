@@ -51,6 +51,7 @@ class Method:
 
 LOGIT_OPTIONS = ("temperature",)
 STANDARDIZE_OPTIONS = ("logit_standardize", "ls_temperature", "ls_weight")
+TEMPERATURE_OPTIONS = ("temperature", "ls_temperature")  # the keys that set a logit method's softening temperature
 
 CATALOGUE: dict[str, Method] = {m.name: m for m in (
     Method("hinton", "Hinton KD", "Hinton, Vinyals & Dean 2015", LOGITS,
@@ -118,16 +119,19 @@ def check_fits(method: str, strategy: str, teacher_source: str) -> None:
                          f"none (use a logit method: {logit})", field="method")
 
 
-def reads(method: str, key: str, standardize: bool = False) -> bool | None:
+def reads(method: str, key: str, standardize: bool = False, own_temperature: bool = False) -> bool | None:
     """Whether runs of ``method`` read the ``[kd]`` option ``key``: True/False for a method's own options and the
     logit-standardisation modifier's, None for an option no method declares (the strategy decides it).
 
-    With logit standardisation on, the modifier's base temperature replaces the method's temperature. A plugin
+    With logit standardisation on, the modifier's base temperature replaces the method's temperature; a strategy
+    whose teacher brings its own temperature (``own_temperature``: tf-reg's virtual teacher) replaces both. A plugin
     method reads ``method_args`` and the temperature."""
     m = get(method)
     owned = {o for x in CATALOGUE.values() for o in x.options} | set(STANDARDIZE_OPTIONS) | {"method_args"}
     if key not in owned:
         return None
+    if own_temperature and key in TEMPERATURE_OPTIONS:
+        return False
     if m is None:  # a plugin method: its own settings and the shared temperature
         return key in ("method_args", "temperature")
     if key == "logit_standardize":

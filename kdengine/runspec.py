@@ -86,8 +86,9 @@ def stage_choice(text: str, word: str) -> list[int] | None:
 @dataclass(frozen=True)
 class KDConfig:
     """The distillation settings: the method and its hyperparameters, and the strategies' own (the defect rule,
-    tf-reg's virtual teacher). Each option says who reads it (``strategies``, and ``method_catalog`` for the
-    methods' options): a run's identity holds only what the run reads (:meth:`reads`)."""
+    tf-reg's virtual teacher). Each option says who reads it (``strategies``, ``method_catalog`` for the methods'
+    options, and ``strategy_catalog``'s ``temperature`` where a strategy's teacher brings its own T): a run's
+    identity holds only what the run reads (:meth:`reads`; tests/test_run_reads.py checks it against the loss)."""
     SECTION: ClassVar[str] = "kd"
 
     method: str = option("hinton", "how the student learns from its teacher (kdengine study schema lists the methods)",
@@ -180,9 +181,8 @@ class KDConfig:
             return False
         if key in ("method_file", "method_sha256"):  # the file's content is what a run reads, not its path
             return key == "method_sha256" and self.method_sha256 is not None
-        if key == "temperature" and strategy == "tf-reg":  # its virtual teacher's own temperature is its T
-            return False
-        by_method = methods.reads(self.method, key, self.logit_standardize)
+        own = strategy in catalog.CATALOGUE and catalog.CATALOGUE[strategy].temperature is not None
+        by_method = methods.reads(self.method, key, self.logit_standardize, own_temperature=own)
         return True if by_method is None else by_method
 
 

@@ -2,7 +2,7 @@
 
 CLI choices, run-spec validation, the study schema, the launch form, the reports and the
 tables all read :data:`CATALOGUE`, and nothing outside it branches on a strategy's name: callers
-ask it (``teacher_source``, ``max_teachers``, ``teacher_label``). A strategy says *who* teaches; *how*
+ask it (``teacher_source``, ``max_teachers``, ``teacher_label``, ``temperature``). A strategy says *who* teaches; *how*
 the student learns from that teacher is the run's method (``method_catalog``: Hinton's KD by default,
 DKD, DIST, FitNet, ...), a separate axis. Adding a strategy is one entry here, and a test.
 
@@ -33,6 +33,10 @@ class Strategy:
     teacher_source: str  # "given" (named by the user), "self" (a copy of the student), "virtual", "none"
     baseline: bool  # compared with the student trained alone (its baseline run)
     teacher_size: str | None = None  # "larger" / "smaller": warn when the teacher is not
+    # the [kd] key that is the loss's softening temperature when its teacher brings its own (tf-reg's virtual teacher:
+    # kd.tf_temperature); a run of it then reads no method temperature (kd.temperature, logit standardisation's
+    # kd.ls_temperature), so they are not part of its identity. None: the method's temperature
+    temperature: str | None = None
 
     @property
     def distills(self) -> bool:
@@ -68,7 +72,7 @@ CATALOGUE: dict[str, Strategy] = {s.name: s for s in (
     Strategy("tf-self", "Teacher-free (self)", "a copy of the student, trained normally, teaches it", 0, 0,
              "normal", "self", True),
     Strategy("tf-reg", "Teacher-free (reg.)", "a designed virtual teacher; no teacher network", 0, 0, None,
-             "virtual", True),
+             "virtual", True, temperature="tf_temperature"),
     Strategy("ensemble", "Ensemble KD", "several teachers together (hinton averages their softened outputs)", 2, None,
              "normal", "given", True),
 )}

@@ -10,9 +10,8 @@ from PIL import Image
 
 from kdengine.cli import main
 from kdengine.store import RunStore
-from tests.conftest import SMALL_SYNTH
 
-STUDY = (f'seeds = [0, 1]\n[data]\nsource = "{SMALL_SYNTH}"\nimage_size = 32\n[train]\nepochs = 2\n'
+STUDY = ('seeds = [0, 1]\n[data]\nsource = "synthetic:images=140,seed=3"\nimage_size = 32\n[train]\nepochs = 2\n'
          '[shift]\nshifts = "blur,gamma"\nseverities = "1,3"\n'
          '[[experiments]]\nstrategy = "normal"\nteachers = ["test_efficientnet"]\nstudents = ["test_resnet"]\n')
 

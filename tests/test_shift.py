@@ -143,6 +143,16 @@ def test_a_study_evaluates_under_shift_and_tables_pair_the_gains(capsys, tmp_pat
         assert sorted(tuple(e["key"]["shifts"]) for e in entries.values()) == [("blur", "jpeg"), ("gamma",)]
     other = [r for r in csv.DictReader(open(tmp_path / "other" / "robustness.csv")) if r["column"] == "gamma"]
     assert other and "blur" not in {r["column"] for r in csv.DictReader(open(tmp_path / "other" / "robustness.csv"))}
+    # a plain `kdengine shift STUDY` asks for the study's own [shift]: read back, nothing computed, nothing added
+    kept = {rid: (store.run_dir(rid) / "shift.json").stat().st_mtime_ns for rid in store.list_ids()}
+    assert main(["shift", "s", "--out", str(tmp_path / "own")]) == 0
+    _, err = capsys.readouterr()
+    assert "its own [shift] request (2 shift(s) at severities 2, 4, seed 0)" in err
+    assert {rid: (store.run_dir(rid) / "shift.json").stat().st_mtime_ns for rid in store.list_ids()} == kept
+    assert main(["study", "run", str(study), "--quiet", "--device", "cpu"]) == 0  # again: finds its own results
+    assert {rid: (store.run_dir(rid) / "shift.json").stat().st_mtime_ns for rid in store.list_ids()} == kept
+    own = list(csv.DictReader(open(tmp_path / "own" / "robustness.csv")))
+    assert {"blur", "jpeg"} <= {r["column"] for r in own} and "gamma" not in {r["column"] for r in own}
     robust = list(csv.DictReader(open(tmp_path / "t" / "robustness_cells.csv")))
     assert {r["shift"] for r in robust} == {"clean", "blur", "jpeg"}
     md = (tmp_path / "t" / "tables.md").read_text()

@@ -265,7 +265,8 @@ def test_a_sweep_of_a_setting_a_block_does_not_read_trains_it_once_and_says_so(c
     path = tmp_path / "s.toml"
     path.write_text('seeds = [0, 1]\n[kd]\ntemperature = [2, 4]\n[train]\nmomentum = [0.9, 0.5]\n'
                     '[[experiments]]\nstrategy = "tf-reg"\nstudents = ["test_resnet"]\n'
-                    '[[experiments]]\nstrategy = "normal"\nteachers = ["resnet10t"]\nstudents = ["test_resnet"]\n')
+                    '[[experiments]]\nstrategy = "normal"\nteachers = ["resnet10t"]\nstudents = ["test_resnet"]\n'
+                    '[[experiments]]\nstrategy = "baseline"\nstudents = ["test_resnet"]\n')
     plan = expand(load_study(str(path)))
     tf_reg = [p for p in plan if p.spec.strategy == "tf-reg"]
     normal = [p for p in plan if p.spec.strategy == "normal"]
@@ -276,3 +277,6 @@ def test_a_sweep_of_a_setting_a_block_does_not_read_trains_it_once_and_says_so(c
     out = capsys.readouterr().out
     assert "note: kd.temperature does not change the tf-reg block's hinton students" in out
     assert "note: train.momentum does not change the normal block's hinton students" in out
+    # a baseline block reads no [kd] setting: said too, in one line, and its students train once per seed
+    assert "note: kd.temperature does not change the baseline block's students (they do not read it)" in out
+    assert sum(p.spec.kind == "ce" and p.spec.model == "test_resnet" for p in plan) == 2

@@ -7,11 +7,12 @@ from ..data.config import DataConfig, open_source
 from ..errors import UsageError
 from ..explain.request import DEFAULT_IMAGES as EXPLAIN_IMAGES  # the images explained by default
 from ..explain.request import Request
+from ..reports.shift_request import study_request
 from ..reports.study import study_ids
 from ..store import RunStore
 from ..store.lifecycle import FINISHED
 from ..store.looks import Looks, read_looks
-from ..store.records import read_record
+from ..store.records import distinct, read_record
 from .robustness import shift_runs
 from .runs import Log, _quiet, resolve_run
 from .studies import study_record
@@ -47,7 +48,9 @@ def target_runs(store: RunStore, target: str) -> tuple[str, list[str]]:
         finished = [r for r in study_ids(record) if store.exists(r) and store.read_status(r).state == FINISHED]
         if not finished:
             raise UsageError(f"study {name} has no finished runs yet", field="target")
-        return name, finished
+        # a run that repeats another's computation (an older store's copy) is evaluated once, as the tables show it
+        kept, _ = distinct([read_record(store, r) for r in finished])
+        return name, [r.run_id for r in kept]
     rid = resolve_run(store, target)
     base = read_record(store, rid).baseline_id
     if base and store.exists(base) and store.read_status(base).state == FINISHED:
@@ -55,16 +58,29 @@ def target_runs(store: RunStore, target: str) -> tuple[str, list[str]]:
     return rid, [rid]
 
 
-def shift(store: RunStore, target: str, shifts: str = "all", severities: str = "1..5", seed: int = 0,
-          external: str | None = None, device: str = "auto", batch_size: int | None = None, force: bool = False,
-          log: Log = _quiet) -> tuple[str, dict[str, dict]]:
-    """Evaluate a run's (or a study's finished runs') best checkpoints under acquisition shift; (name, results)."""
+def shift(store: RunStore, target: str, shifts: str | None = None, severities: str | None = None,
+          seed: int | None = None, external: str | None = None, device: str = "auto", batch_size: int | None = None,
+          force: bool = False, log: Log = _quiet) -> tuple[str, dict[str, dict]]:
+    """Evaluate a run's (or a study's finished runs') best checkpoints under acquisition shift; (name, results).
+
+    What is not given comes from a study's own ``[shift]`` where the target is a study with one (so ``kdengine shift
+    STUDY`` shows, and reads back, the study's own results), else every shift at severities 1..5, seed 0. Another
+    request is kept beside the study's, never in its place (``shift.evaluate``)."""
     if batch_size is not None and not 1 <= batch_size <= 65536:
         raise UsageError(f"the batch size must lie in [1, 65536], got {batch_size}", field="batch_size")
     from ..data.corruptions import parse_severities, parse_shifts  # cv2 (0.1 s), no torch
 
     parse_shifts(shifts), parse_severities(severities)  # a typo said before the store is read
     name, ids = target_runs(store, target)
+    own = study_request((study_record(store, target) or {}).get("config"))
+    if own is not None and (shifts, severities, seed, external) == (None, None, None, None):
+        log(f"study {name}: its own [shift] request ({len(own['shifts'])} shift(s) at severities "
+            f"{', '.join(map(str, own['severities']))}, seed {own['seed']}), read back where it was answered")
+    own = own or {}
+    shifts = shifts if shifts is not None else ",".join(own.get("shifts") or ["all"])
+    severities = severities if severities is not None else ",".join(map(str, own.get("severities") or [])) or "1..5"
+    seed = seed if seed is not None else own.get("seed", 0)
+    external = external if external is not None else own.get("external")
     return name, shift_runs(store, ids, shifts, severities, seed, external, device, batch_size, force, log)
 
 

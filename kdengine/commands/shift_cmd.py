@@ -12,12 +12,15 @@ def register(sub) -> None:
 
     p = sub.add_parser("shift", help="evaluate finished runs under acquisition shift (and on external data)")
     p.add_argument("target", metavar="RUN|STUDY", help="a run id (or part of one), or a study (name, file or preset)")
-    p.add_argument("--shifts", default="all", metavar="LIST",
-                   help="comma-separated: " + ", ".join(api.Store.shift_names()))
-    p.add_argument("--severities", default="1..5", metavar="1..5", help="1..5, 1,3,5 or one severity")
+    own = " (default: a study's own [shift], else {})"
+    p.add_argument("--shifts", default=None, metavar="LIST",
+                   help="comma-separated, or all: " + ", ".join(api.Store.shift_names()) + own.format("all"))
+    p.add_argument("--severities", default=None, metavar="1..5",
+                   help="1..5, 1,3,5 or one severity" + own.format("1..5"))
     p.add_argument("--external", default=None, metavar="SOURCE",
-                   help="also evaluate on another dataset with the same classes (another site's images)")
-    p.add_argument("--seed", type=int, default=0, help="the shifts' seed (default: 0)")
+                   help="also evaluate on another dataset with the same classes (another site's images)"
+                   + own.format("none"))
+    p.add_argument("--seed", type=int, default=None, help="the shifts' seed" + own.format("0"))
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=None, metavar="N", help="default: the run's, at least 64")
     p.add_argument("--force", action="store_true", help="evaluate again even when the result is stored")

@@ -127,8 +127,8 @@ def run_study(args) -> int:
     print(f"study {plan.name}: {runs(len(plan.runs))} over {len(plan.study.seeds)} seed(s): "
           + ", ".join(f"{n} {k}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1])))
     for u in plan.unread:
-        print(f"note: {u.key} does not change the {u.strategy} block's {u.method} students (they do not read it): "
-              "each trains once per seed, on no point of that axis")
+        print(f"note: {u.key} does not change the {u.strategy} block's {u.method + ' ' if u.method else ''}students "
+              "(they do not read it): each trains once per seed, on no point of that axis")
     if args.dry_run:
         store.check_names({s.model for p in plan.runs for s in (p.spec, *p.spec.teachers)})
         print_dry_run(store, plan)

@@ -25,6 +25,7 @@ Below 5 x 5 native cells agreement is not reported (explain.measures.MIN_AGREEME
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 
 from ..store.records import RunRecord
 from .groups import Groups, study_groups
@@ -145,36 +146,7 @@ def attention_table(records: list[RunRecord], groups: Groups | None = None,
     students = [r for r in records if r.kind == "kd" and r.finished and r.explain]
     groups = groups if groups is not None else study_groups(records)
     labels, notes = groups.of([r.run_id for r in students])
-    cells: dict[tuple, _Cell] = defaultdict(_Cell)
-    faithful: dict[tuple, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    area, unmeasured, small, old_road = None, 0, set(), False
-    for r in students:
-        for slug, entry in r.explain["entries"].items():
-            agree = entry.get("agreement")
-            if not agree or not agree.get("teacher_baseline"):
-                continue
-            area = (entry.get("border") or {}).get("area", area)
-            if (entry.get("border") or {}).get("measured") is False:
-                unmeasured = entry["border"].get("min_cells", 3)
-            measured = entry.get("agreement_measured", entry.get("cells", 0) >= MIN_AGREEMENT_CELLS)
-            stage = f"{entry.get('layer')} ({entry.get('cells')}x{entry.get('cells')})"
-            if not measured:
-                small.add(stage)
-            key = (maps_label(entry.get("key", {})), labels.get(r.run_id, ""), r.strategy, r.teacher_label, r.model,
-                   stage)
-            c = cells[key]
-            c.runs.append(r)
-            c.agree[r.run_id] = agree
-            c.rows[r.run_id] = [i.get("row", n) for n, i in enumerate(entry.get("images") or [])]
-            c.measured = measured
-            partners = {"student": entry, "baseline": _entry(by_id.get(agree.get("baseline")), slug)}
-            teachers = [_model_measures(_entry(by_id.get(t), slug)) for t in agree.get("teachers", [])]
-            old_road |= not (entry.get("key") or {}).get("version", 0) >= 3
-            f = faithful[key]
-            for model in MODELS:
-                got = [_model_measures(partners[model])] if model != "teacher" else teachers
-                for what in ("flat", "road", "sanity", "border"):
-                    f[f"{what} {model}"].append(_mean([g.get(what) for g in got]))
+    cells, faithful, seen = _gather(students, by_id, labels)
     if not cells:
         return None
     grouped = any(labels.values())
@@ -187,31 +159,87 @@ def attention_table(records: list[RunRecord], groups: Groups | None = None,
                   "the KD student and of its baseline on the same images, and the gain (student minus baseline; "
                   f"{CELLS}), beside the chance level; whether the maps are faithful (ROAD beyond a random map's, "
                   "re-initialised weights)", columns, notes=list(notes), text=("maps", "strategy", "stage", "seeds"))
-    for (maps, group, strategy, teacher, student, stage), c in sorted(cells.items()):
-        seeds = [r.seed for r in c.runs]
-        units = [(r.seed, (r,)) for r in c.runs]
-        ids = tuple(sorted(r.run_id for r in c.runs))
-        row = [maps, *([group] if grouped else []), strategy, teacher, student, stage]
-        for name, _, bounds in MEASURES:
-            width = bounds[1] - bounds[0]
-            if not c.measured:
-                row += [None] * 4
+    for key, c in sorted(cells.items()):
+        table.rows.append(_row(key, c, faithful[key], grouped, opts))
+    table.notes += _notes(seen)
+    return table
+
+
+@dataclass
+class _Seen:
+    """What the explained entries said about themselves, for the notes."""
+    area: float | None = None  # the border band's share of a uniform map
+    unmeasured: int = 0  # the fewest cells a border is measured at, where some maps had fewer
+    small: set = field(default_factory=set)  # stages with too few cells for agreement
+    old_road: bool = False  # maps made before explain version 3
+
+
+def _gather(students: list[RunRecord], by_id: dict, labels: dict) -> tuple[dict, dict, _Seen]:
+    """Each (maps, settings, strategy, teacher, student, stage) cell's runs and agreements, and its models'
+    faithfulness measures per seed."""
+    cells: dict[tuple, _Cell] = defaultdict(_Cell)
+    faithful: dict[tuple, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    seen = _Seen()
+    for r in students:
+        for slug, entry in r.explain["entries"].items():
+            agree = entry.get("agreement")
+            if not agree or not agree.get("teacher_baseline"):
                 continue
-            for what, bound, test in (("ts", bounds, False), ("tb", bounds, False), ("gain", (-width, width), True),
-                                      ("chance", bounds, False)):
-                values = c.values(what, name)
-                if any(v is None for v in values):  # too few images every seed shares: each seed's own images
-                    values = [_seed_mean(c.agree[r.run_id], what, name) for r in c.runs]
-                row.append(over_seeds(units, values, "test", c.scores(what, name), opts, bound, test,
-                                      ("attention", maps, what, name, ids)) if None not in values else None)
-        f = faithful[(maps, group, strategy, teacher, student, stage)]
-        row += [summarize(f[f"flat {m}"], bounds=(0.0, 1.0), seeds=seeds) for m in MODELS]
-        row += [summarize(f[f"road {m}"], seeds=seeds) for m in MODELS]
-        row += [summarize(f[f"sanity {m}"], bounds=(-1.0, 1.0), seeds=seeds) for m in MODELS]
-        row += [summarize(f["border student"], bounds=(0.0, 1.0), seeds=seeds),
-                summarize(f["border baseline"], bounds=(0.0, 1.0), seeds=seeds), len(set(seeds))]
-        table.rows.append(row)
-    table.notes += [
+            seen.area = (entry.get("border") or {}).get("area", seen.area)
+            if (entry.get("border") or {}).get("measured") is False:
+                seen.unmeasured = entry["border"].get("min_cells", 3)
+            measured = entry.get("agreement_measured", entry.get("cells", 0) >= MIN_AGREEMENT_CELLS)
+            stage = f"{entry.get('layer')} ({entry.get('cells')}x{entry.get('cells')})"
+            if not measured:
+                seen.small.add(stage)
+            key = (maps_label(entry.get("key", {})), labels.get(r.run_id, ""), r.strategy, r.teacher_label, r.model,
+                   stage)
+            c = cells[key]
+            c.runs.append(r)
+            c.agree[r.run_id] = agree
+            c.rows[r.run_id] = [i.get("row", n) for n, i in enumerate(entry.get("images") or [])]
+            c.measured = measured
+            partners = {"student": entry, "baseline": _entry(by_id.get(agree.get("baseline")), slug)}
+            teachers = [_model_measures(_entry(by_id.get(t), slug)) for t in agree.get("teachers", [])]
+            seen.old_road |= not (entry.get("key") or {}).get("version", 0) >= 3
+            f = faithful[key]
+            for model in MODELS:
+                got = [_model_measures(partners[model])] if model != "teacher" else teachers
+                for what in ("flat", "road", "sanity", "border"):
+                    f[f"{what} {model}"].append(_mean([g.get(what) for g in got]))
+    return cells, faithful, seen
+
+
+def _row(key: tuple, c: _Cell, f: dict, grouped: bool, opts: StatsOptions) -> list:
+    """One cell's row: the agreement columns with their intervals, then faithfulness and border."""
+    maps, group, strategy, teacher, student, stage = key
+    seeds = [r.seed for r in c.runs]
+    units = [(r.seed, (r,)) for r in c.runs]
+    ids = tuple(sorted(r.run_id for r in c.runs))
+    row = [maps, *([group] if grouped else []), strategy, teacher, student, stage]
+    for name, _, bounds in MEASURES:
+        width = bounds[1] - bounds[0]
+        if not c.measured:
+            row += [None] * 4
+            continue
+        for what, bound, test in (("ts", bounds, False), ("tb", bounds, False), ("gain", (-width, width), True),
+                                  ("chance", bounds, False)):
+            values = c.values(what, name)
+            if any(v is None for v in values):  # too few images every seed shares: each seed's own images
+                values = [_seed_mean(c.agree[r.run_id], what, name) for r in c.runs]
+            row.append(over_seeds(units, values, "test", c.scores(what, name), opts, bound, test,
+                                  ("attention", maps, what, name, ids)) if None not in values else None)
+    row += [summarize(f[f"flat {m}"], bounds=(0.0, 1.0), seeds=seeds) for m in MODELS]
+    row += [summarize(f[f"road {m}"], seeds=seeds) for m in MODELS]
+    row += [summarize(f[f"sanity {m}"], bounds=(-1.0, 1.0), seeds=seeds) for m in MODELS]
+    row += [summarize(f["border student"], bounds=(0.0, 1.0), seeds=seeds),
+            summarize(f["border baseline"], bounds=(0.0, 1.0), seeds=seeds), len(set(seeds))]
+    return row
+
+
+def _notes(seen: _Seen) -> list[str]:
+    """What the table's columns mean, and what the entries said of themselves."""
+    out = [
         "ρ: Spearman's rank correlation of two maps' cells; IoU: overlap of their top-20% cells (tie-aware: cells "
         "tied at the boundary share the last places, so the region is 20% of the map whatever the ties; a cell at "
         "the map's floor is never top, so maps that do not overlap score 0). Maps are grad-cam's at the deepest "
@@ -228,23 +256,23 @@ def attention_table(records: list[RunRecord], groups: Groups | None = None,
         "chance level); > 0: the map points at what the model uses, more than chance. sanity ρ (Adebayo et al. "
         "2018): each map against the same architecture's map with re-initialised weights; near 1: the map does not "
         "depend on what was learned, and its agreement means nothing.",
-        f"border: the map's share in the band of 10% of each side (a uniform map puts {area or 0.36:.2f} there); "
+        f"border: the map's share in the band of 10% of each side (a uniform map puts {seen.area or 0.36:.2f} there); "
         "more means attention on the image's edge: markers, burned-in text, the collimator.",
     ]
-    if old_road:
-        table.notes.append("ROAD –: maps made before explain version 3, whose ROAD removed 80% of the pixels for "
+    if seen.old_road:
+        out.append("ROAD –: maps made before explain version 3, whose ROAD removed 80% of the pixels for "
                            "'least relevant' and had no chance level: kdengine explain again (--force) measures it.")
-    if small:
-        table.notes.append(f"agreement –: {', '.join(sorted(small))}: fewer than {MIN_AGREEMENT_CELLS} x "
+    if seen.small:
+        out.append(f"agreement –: {', '.join(sorted(seen.small))}: fewer than {MIN_AGREEMENT_CELLS} x "
                            f"{MIN_AGREEMENT_CELLS} native cells, where random maps agree by chance as much as any "
                            "(ρ's SD is 0.56 at 2 x 2): not reported. Train at a larger size, or explain a model with "
                            "an earlier stage.")
-    if unmeasured:
-        table.notes.append(f"border –: maps of fewer than {unmeasured} x {unmeasured} cells (a small image at a "
+    if seen.unmeasured:
+        out.append(f"border –: maps of fewer than {seen.unmeasured} x {seen.unmeasured} cells (a small image at a "
                            "stride-32 stage, 48 px: 2 x 2) are interpolated bilinearly, and a bilinear map puts "
                            "exactly the band's area share in it, whatever it looks at: no shortcut can be read from "
                            "them.")
-    return table
+    return out
 
 
 def _seed_mean(agree: dict, what: str, name: str) -> float | None:

@@ -178,6 +178,19 @@ class Tables:
         return next((t for t in self.tables if t.name == name), None)
 
     @property
+    def task_kinds(self) -> set[str]:
+        """The kinds of task of the finished runs (multiclass, binary, multilabel; a run from before tasks were
+        recorded is multi-class)."""
+        return {((r.metrics or {}).get("task") or {}).get("kind") or "multiclass" for r in self.records if r.metrics}
+
+    @property
+    def usual_metric(self) -> str:
+        """The metric the field reads first on these tasks: AUROC where every task is binary or multi-label
+        (screening, findings), accuracy otherwise (the thesis's)."""
+        kinds = self.task_kinds
+        return "auroc" if kinds and kinds <= {"binary", "multilabel"} else "accuracy"
+
+    @property
     def runs(self) -> list[dict]:
         """The long table's rows as dicts (what runs.csv holds)."""
         return [] if self.long is None else self.long.astype(object).where(self.long.notna(), None).to_dict("records")

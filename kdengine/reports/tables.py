@@ -30,7 +30,7 @@ from ..atomic import atomic_path, disk_errors, write_text
 from ..errors import UsageError
 from ..metric_names import PER_SPLIT, SPLITS
 from ..study.axes import axis_value
-from ..store.records import RunRecord, finished_baseline, roles_of
+from ..store.records import RunRecord, distinct, finished_baseline, roles_of
 from . import families
 from .attention import attention_table
 from .correction import CORRECTIONS
@@ -239,7 +239,8 @@ def build(records: list[RunRecord], metric: str = "accuracy", roles: dict[str, s
     if correction not in CORRECTIONS:
         raise UsageError(f"--correction must be one of {', '.join(CORRECTIONS)}, got '{correction}'")
     opts = StatsOptions(interval, correction, primary or "")
-    readable, shift_key, shift_note = choose_shift([r for r in records if r.spec is not None], shift_request)
+    readable, copies = distinct([r for r in records if r.spec is not None])
+    readable, shift_key, shift_note = choose_shift(readable, shift_request)
     roles = {**roles_of(readable), **(roles or {})}
     groups = study_groups(readable, list(axes or {}))
     cells = cell_frame(readable)
@@ -257,6 +258,12 @@ def build(records: list[RunRecord], metric: str = "accuracy", roles: dict[str, s
         for t in tables:
             if t.name.startswith("robustness"):
                 t.notes.append(shift_note)
+    if copies:
+        copy_note = (f"{len(copies)} run(s) repeat another run's computation and are left out: their settings differ "
+                     "only in one the run does not read (trained before a run's identity held only what it reads): "
+                     + ", ".join(copies[:4]) + (", ..." if len(copies) > 4 else ""))
+        for t in tables:
+            t.notes.append(copy_note)
     finished = [r for r in readable if r.finished]
     synthetic = any(r.metrics.get("synthetic") for r in finished)
     one_seed = all(v.n <= 1 for t in tables for row in t.rows for v in row if isinstance(v, Summary))
@@ -266,7 +273,7 @@ def build(records: list[RunRecord], metric: str = "accuracy", roles: dict[str, s
         elif synthetic:
             t.notes.append(SYNTHETIC_NOTE)
     result = Tables(title, metric, tables, long_frame(readable, roles, groups, study, axes or {}), len(finished),
-                    planned if planned is not None else len(records), synthetic, one_seed,
+                    planned if planned is not None else len(records) - len(copies), synthetic, one_seed,
                     robustness=robustness_frame(readable, groups), options=opts)
     # figures name a run by its label; a run on no axis (a baseline) is named by nothing, it serves every point
     result.points = {rid: label.removeprefix(EVERY_POINT).strip() for rid, label in groups.labels.items()}

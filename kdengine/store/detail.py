@@ -23,7 +23,9 @@ class RunDetail(OfSpec):
     damage: str | None = None
     curves: Curves = field(default_factory=Curves)
     class_names: list[str] = field(default_factory=list)
-    confusion: list[list[int]] | None = None  # the latest val confusion while it trains; test's once finished
+    # the latest val confusion while it trains; test's once finished. A multi-label run's is one 2 x 2 (true x
+    # predicted at 0.5) per finding: {finding: [[tn, fp], [fn, tp]]}
+    confusion: list[list[int]] | dict[str, list[list[int]]] | None = None
     confusion_split: str | None = None  # "val" or "test"
     confusion_epoch: int | None = None  # the epoch of a val confusion (None: the best checkpoint's, on test)
     metrics: dict | None = None  # metrics.json, once it finished
@@ -42,7 +44,10 @@ class RunDetail(OfSpec):
         return report_from_confusion(self.confusion, self.class_names)
 
 
-def report_from_confusion(cm: list[list[int]], names: list[str]) -> dict[str, dict]:
+def report_from_confusion(cm: list[list[int]] | dict[str, list[list[int]]], names: list[str]) -> dict[str, dict]:
+    """Precision, recall, F1 and support per class (a multi-label run's: per finding, of its positive label)."""
+    if isinstance(cm, dict):
+        return {name: report_from_confusion(m, ["no", name])[name] for name, m in cm.items()}
     out = {}
     for i, name in enumerate(names):
         tp = cm[i][i]

@@ -235,6 +235,26 @@ def teacher_ids(records: list[RunRecord]) -> set[str]:
     return {t for r in records for t in r.teacher_ids}
 
 
+def distinct(records: list[RunRecord]) -> tuple[list[RunRecord], list[str]]:
+    """The runs that compute different things, and the ids of those left out because they repeat another's
+    computation: their specs differ only in a setting the run does not read, so today's identity makes them one run
+    (a store trained before a run's identity held only what it reads: a tf-reg run at T=2 and one at T=4). Of each
+    such set the tables keep one, so that a copy is never a second point, a second seed of a cell, or a second test
+    in a family: a finished run first, then the one under today's id, then the first id. Runs without a readable
+    spec are kept (the tables leave them out themselves)."""
+    best: dict[str, RunRecord] = {}
+    for r in records:
+        if r.spec is None:
+            continue
+        key = r.spec.run_id
+        rank = (not r.finished, r.run_id != key, r.run_id)
+        if key not in best or rank < (not best[key].finished, best[key].run_id != key, best[key].run_id):
+            best[key] = r
+    kept = {r.run_id for r in best.values()}
+    return ([r for r in records if r.spec is None or r.run_id in kept],
+            [r.run_id for r in records if r.spec is not None and r.run_id not in kept])
+
+
 def roles_of(records: list[RunRecord]) -> dict[str, set[str]]:
     """Each run's roles: ``student`` (a KD run), ``teacher`` (teaches one), ``baseline`` (is one, or stands alone)."""
     teachers = teacher_ids(records)

@@ -57,19 +57,21 @@ def expand(study: StudyConfig) -> list[PlannedRun]:
 @dataclass(frozen=True)
 class UnreadAxis:
     """An axis of a block that its students of one method do not read: they are one run per seed, trained once
-    and on no point of that axis (tf-reg's students and kd.temperature; a feature method's and kd.temperature)."""
+    and on no point of that axis (tf-reg's students and kd.temperature; a feature method's and kd.temperature; a
+    baseline block's students, which have no method, and any kd axis)."""
     key: str
     strategy: str
-    method: str
+    method: str | None  # None: a baseline block's students (cross-entropy runs)
 
 
 def unread_axes(study: StudyConfig, plan: list[PlannedRun]) -> list[UnreadAxis]:
     """What a sweep does not change, per block and method: said rather than left as a table of identical points."""
     out = []
-    students = [p.spec for p in plan if "student" in p.roles]
     for block in study.experiments:
+        plain = not catalog.get(block.strategy).distills  # a baseline block: its students are cross-entropy runs
+        mine = [p.spec for p in plan if ("baseline" if plain else "student") in p.roles and p.spec.model in
+                block.students and (plain or p.spec.strategy == block.strategy)]
         for key in [a.key for a in block.axes]:
-            idle = sorted({s.kd.method for s in students if s.strategy == block.strategy
-                           and s.model in block.students and axis_value(s, key) is None})
-            out += [UnreadAxis(key, block.strategy, method) for method in idle]
+            idle = sorted({s.method or "" for s in mine if axis_value(s, key) is None})
+            out += [UnreadAxis(key, block.strategy, method or None) for method in idle]
     return list(dict.fromkeys(out))

@@ -533,6 +533,9 @@ class Trainer:
         self._phase("evaluating the best checkpoint", final=True)  # a stop asked from now on is too late
         weights, _ = load_best(self.ckpt_dir)
         self.model.load_state_dict(weights)
+        # eval mode before any forward pass: a run stopped mid-epoch (a defective teacher at its threshold) is still in
+        # train mode, where a pass over val would move batch norm's running statistics away from the saved weights
+        self.model.eval()
         results: dict = {"run_id": rid, "describe": spec.describe(), "model": spec.model, "strategy": spec.strategy,
                          "method": spec.method, "method_extra_params": self.loss.method.extra_parameters()
                          if self.loss.method is not None else 0,

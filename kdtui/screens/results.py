@@ -89,6 +89,7 @@ class ResultsScreen(Screen):
         super().__init__()
         self.view_name = ALL
         self.metric = "accuracy"
+        self.metric_chosen = False  # until m is pressed, the metric follows the runs' tasks (Tables.usual_metric)
         self.tables = None
         self.order: list[str] = []
         self.current: str | None = None
@@ -121,17 +122,22 @@ class ResultsScreen(Screen):
         build is under way waits for the next."""
         if force or (self.is_current and not self.building):
             self.building = True
-            self.load(self.view_name, self.metric, self._signature if not force else None)
+            self.load(self.view_name, self.metric, self._signature if not force else None, self.metric_chosen)
 
     @work(thread=True, group="tables")
-    def load(self, view: str, metric: str, last: tuple | None) -> None:
+    def load(self, view: str, metric: str, last: tuple | None, chosen: bool = True) -> None:
         """The tables of all runs, or of one study (the same code as `kdengine table` and `study table`), rebuilt
-        only when a run finished or the view or the metric changed."""
+        only when a run finished or the view or the metric changed; in the metric the runs' tasks are usually read
+        by (AUROC for binary and multi-label tasks) until one is ``chosen``."""
         store = self.app.store
         try:
             signature = (view, metric, tuple(sorted(store.finished())))
             views = [ALL, *store.studies()]
             tables = None if signature == last else store.tables(None if view == ALL else view, metric)
+            if tables is not None and not chosen and tables.usual_metric != metric:
+                metric = tables.usual_metric
+                signature = (view, metric, signature[2])
+                tables = store.tables(None if view == ALL else view, metric)
         except Exception as exc:  # noqa: BLE001 - a damaged store must not crash the app
             self.post_message(TablesRead((), None, [], exc))
             return
@@ -144,6 +150,8 @@ class ResultsScreen(Screen):
                                                                 style="red"))
             return
         self.known_views = message.views
+        if message.tables is not None and not self.metric_chosen and message.signature[0] == self.view_name:
+            self.metric = message.signature[1]  # the runs' usual metric
         if message.tables is None or message.signature[:2] != (self.view_name, self.metric):
             return  # nothing new, or built for a view or metric left meanwhile (its own build follows)
         self._signature = message.signature
@@ -294,6 +302,7 @@ class ResultsScreen(Screen):
     def action_next_metric(self) -> None:
         names = list(Choices.METRICS)
         self.metric = names[(names.index(self.metric) + 1) % len(names)]
+        self.metric_chosen = True
         self.poll(force=True)
 
     def action_export(self) -> None:

@@ -1,6 +1,8 @@
-"""The confusion matrix with counts and class names, shaded by row share; and the classification report."""
+"""The confusion matrix with counts and class names, shaded by row share (a multi-label run: one 2 x 2 matrix per
+finding); and the classification report."""
 from __future__ import annotations
 
+from rich.columns import Columns
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -24,6 +26,10 @@ def _short(name: str, width: int) -> str:
 def confusion_table(cm: list[list[int]], names: list[str], label: str) -> Group:
     """The caption above the matrix, as wide as the pane (a table's own title wraps at the table's width: a few
     classes made it a column of 35 characters), then the matrix."""
+    return Group(Text(f"{label} · rows true, columns predicted", style="italic"), _matrix(cm, names))
+
+
+def _matrix(cm: list[list[int]], names: list[str]) -> Table:
     width = 5 if len(names) > 5 else 9
     table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 1), expand=False, header_style="bold")
     table.add_column("", no_wrap=True)
@@ -36,13 +42,27 @@ def confusion_table(cm: list[list[int]], names: list[str], label: str) -> Group:
             style = shade(v / total) if v else "dim"
             cells.append(Text(str(v), style=style + (" underline" if i == j else "")))
         table.add_row(_short(names[i], 9), *cells)
-    return Group(Text(f"{label} · rows true, columns predicted", style="italic"), table)
+    return table
+
+
+def finding_tables(cms: dict[str, list[list[int]]], label: str) -> Group:
+    """A multi-label run's confusion: one small matrix per finding (absent, present) at a probability of 0.5, laid
+    side by side as the pane's width allows."""
+    tables = []
+    for name, cm in cms.items():
+        table = _matrix(cm, ["absent", "present"])
+        table.title = Text(_short(name, 24), style="bold")
+        tables.append(table)
+    head = Text(f"{label} · each finding at 0.5 · rows true, columns predicted", style="bold")
+    return Group(head, Columns(tables, padding=(1, 3)))
 
 
 class ConfusionPane(Static):
-    def show(self, cm: list[list[int]] | None, names: list[str], label: str) -> None:
+    def show(self, cm: list[list[int]] | dict[str, list[list[int]]] | None, names: list[str], label: str) -> None:
         if not cm or not names:
             self.update("No confusion matrix yet: it appears after the first epoch.")
+        elif isinstance(cm, dict):
+            self.update(finding_tables(cm, label))
         else:
             self.update(confusion_table(cm, names, label))
 

@@ -56,6 +56,27 @@ def picture(thumb: list[list[float]], grid: list[list[float]] | None, side: int)
     return rows
 
 
+
+def _present(item: dict) -> list[int] | None:
+    """A multi-label image's present findings (its ``true`` is a 0/1 vector, -1 unknown); None for a single label."""
+    true = item["true"]
+    return [k for k, v in enumerate(true) if v == 1] if isinstance(true, list) else None
+
+
+def _right(item: dict) -> bool:
+    """The model's top prediction is right: the true class, or one of a multi-label image's present findings."""
+    present = _present(item)
+    return item["pred"] == item["true"] if present is None else item["pred"] in present
+
+
+def _true_text(item: dict, name) -> str:
+    """The true class; a multi-label image's present findings, and the finding its map answers for."""
+    present = _present(item)
+    if present is None:
+        return name(item["true"])
+    found = ", ".join(name(k) for k in present) or "no finding"
+    return f"{found} (map for {name(item['target'])})" if "target" in item else found
+
 class LooksPane(Static):
     def show(self, looks: Looks | None, run_id: str, index: int, height: int) -> int:
         """Draw image ``index`` (modulo the number of images) of a run's maps (``api.Looks``, read off the UI
@@ -79,7 +100,7 @@ class LooksPane(Static):
             label = f"teacher {partner.model}" if partner.role == "teacher" else partner.role
             columns.append((label, partner.entry["images"][i] if partner.entry else None))
         columns.append(("this run" if columns else "map", me))
-        labels = ["image"] + [(f"{'✓' if item['pred'] == item['true'] else '✗'} {label}: {name(item['pred'])}"
+        labels = ["image"] + [(f"{'✓' if _right(item) else '✗'} {label}: {name(item['pred'])}"
                                if item is not None else f"{label}: no maps") for label, item in columns]
         side = picture_side(labels, height)
         pictures = [(labels[0], picture(me["thumb"], None, side))]
@@ -88,7 +109,7 @@ class LooksPane(Static):
                              else [Text(" " * side) for _ in range(side // 2)]))
         head = Text(f"{key.get('method')} · {key.get('target')} class · {key.get('split')} image {i + 1}/"
                     f"{len(images)}" + (f" under {key['shift']}" if key.get("shift") else "")
-                    + f" · true {name(me['true'])} · {entry.get('cells')}x{entry.get('cells')} cells at "
+                    + f" · true {_true_text(me, name)} · {entry.get('cells')}x{entry.get('cells')} cells at "
                     f"{entry.get('layer')}  (l: next image, L: previous)", style="bold")
         lines = [head]
         agree = entry.get("agreement")

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ... import method_catalog as catalog
+from ... import strategy_catalog as strategies
 from ...runspec import method_args_dict
 
 
@@ -69,11 +70,13 @@ class Context:
 
     @property
     def temperature(self) -> float:
-        """The softening temperature of a logit method: tf-reg's virtual teacher brings its own (Yuan et al.'s
-        loss uses it as T), logit standardisation its base temperature, else ``kd.temperature``."""
+        """The softening temperature of a logit method: a strategy whose teacher brings its own says which key
+        holds it (tf-reg's virtual teacher: ``kd.tf_temperature``, Yuan et al.'s loss uses it as T), logit
+        standardisation its base temperature, else ``kd.temperature``. ``KDConfig.reads`` follows the same rule."""
         kd = self.kd
-        if self.strategy == "tf-reg":
-            return kd.tf_temperature
+        own = strategies.CATALOGUE[self.strategy].temperature if self.strategy in strategies.CATALOGUE else None
+        if own is not None:
+            return getattr(kd, own)
         if kd.logit_standardize and catalog.CATALOGUE.get(kd.method, catalog.CATALOGUE["hinton"]).standardizable:
             return kd.ls_temperature
         return kd.temperature
