@@ -406,8 +406,9 @@ def bench_packing(s: Setup, root: Path, keep) -> dict:
 
     fast = s.modes["fast"]
     counts = (1, 2) if s.quick else (1, 2, 4, 8)
-    # a worker looks at the queue every second: runs must outlast that skew (tiny runs on the CPU: more epochs)
-    epochs = 8 if s.quick else 4
+    # a worker looks at the queue every second: runs must outlast that skew by far (tiny runs on the CPU: more
+    # epochs; at 8 a tenth of a second each, two runs' steady epochs failed to overlap in one rehearsal of two)
+    epochs = 24 if s.quick else 4
     out: dict = {}
     result = {"student": s.archs[0], "batch": s.batch, "image_size": s.size, "epochs": epochs,
               "flags": fast_flags(fast), "mps": mps_running() if s.cuda else None, "workers": max(counts),

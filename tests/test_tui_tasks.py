@@ -57,3 +57,20 @@ async def test_a_multi_label_run_in_kdtui(capsys):
         await wait_for(pilot, lambda: results.tables.metric == "ap", timeout=60)
         await pilot.pause(0.5)
         assert results.metric == "ap"
+
+
+async def test_the_launch_form_says_what_a_task_is_read_by(tmp_path):
+    """A binary or multi-label source's tables are read by AUROC first: the form's data line says so (a multi-class
+    source's line does not)."""
+    app = KDStudyApp(tmp_path / "runs", start_workers=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "LaunchScreen", timeout=10)
+        screen = app.screen
+        line = screen.query_one("#data-summary")
+        screen.query_one("#source").value = "synthetic:images=140,labels=multi"
+        await wait_for(pilot, lambda: "multi-label" in text_of(line), timeout=30)
+        assert "read by AUROC, AP, sensitivity and specificity" in " ".join(text_of(line).split())  # (wrapped)
+        screen.query_one("#source").value = "synthetic:images=140"
+        await wait_for(pilot, lambda: "multi-class" in text_of(line), timeout=30)
+        assert "read by" not in text_of(line)

@@ -12,7 +12,7 @@ from ..explain.request import DEFAULT_IMAGES, METHODS, TARGETS
 from ..metric_names import SPLITS
 from ..reports.correction import CORRECTIONS
 from ..reports.stats import INTERVALS
-from ..reports.table_model import METRICS
+from ..reports.table_model import METRICS, usual_metric
 from ..reports.tables import FORMATS
 from ..runspec import CONFIGS, MAX_SEED
 from ..store.lifecycle import STATES, STATES_BY_PROGRESS
@@ -29,6 +29,7 @@ class Choices:
     DEVICES: ClassVar[tuple[str, ...]] = DEVICES  # what a run may ask for
     SPLITS: ClassVar[tuple[str, ...]] = SPLITS  # train, val, test
     METRICS: ClassVar[dict] = METRICS  # a table's metric -> (label, bounds, higher is better)
+    usual_metric = staticmethod(usual_metric)  # the metric a kind of task is read by first (Results' default)
     FORMATS: ClassVar[tuple[str, ...]] = FORMATS  # what the tables are written as
     INTERVALS: ClassVar[tuple[str, ...]] = INTERVALS  # what a table's intervals cover
     CORRECTIONS: ClassVar[tuple[str, ...]] = CORRECTIONS  # how a table's marks are corrected

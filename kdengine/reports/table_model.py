@@ -185,15 +185,19 @@ class Tables:
 
     @property
     def usual_metric(self) -> str:
-        """The metric the field reads first on these tasks: AUROC where every task is binary or multi-label
-        (screening, findings), accuracy otherwise (the thesis's)."""
-        kinds = self.task_kinds
-        return "auroc" if kinds and kinds <= {"binary", "multilabel"} else "accuracy"
+        return usual_metric(self.task_kinds)
 
     @property
     def runs(self) -> list[dict]:
         """The long table's rows as dicts (what runs.csv holds)."""
         return [] if self.long is None else self.long.astype(object).where(self.long.notna(), None).to_dict("records")
+
+
+def usual_metric(kinds) -> str:
+    """The metric the field reads first on these kinds of task: AUROC where every task is binary or multi-label
+    (screening, findings), accuracy otherwise (the thesis's)."""
+    kinds = set(kinds)
+    return "auroc" if kinds and kinds <= {"binary", "multilabel"} else "accuracy"
 
 
 def gain_bounds(metric: str) -> tuple[float, float]:

@@ -126,6 +126,9 @@ def summary_text(s: dict) -> Text:
     sp = s["splits"]
     text = Text(f"✓ {s['kind']} · train {sp['train']['images']} / val {sp['val']['images']} / "
                 f"test {sp['test']['images']} images · {sp['train']['groups']} train groups", style="green")
+    usual = Choices.usual_metric({s.get("task") or "multiclass"})
+    if usual != "accuracy":  # a screening or findings task: its tables are read by their ranking metrics
+        text.append(f" · read by {Choices.METRICS[usual][0]}, AP, sensitivity and specificity (Youden's J on val)")
     skipped = sum(sp[x].get("unreadable", 0) for x in sp)
     if skipped:
         text.append(f" · {skipped} unreadable file{'s' * (skipped != 1)} skipped", style="yellow")
