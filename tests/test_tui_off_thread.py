@@ -17,8 +17,8 @@ from kdengine import api
 from kdtui.app import KDStudyApp
 from tests.tui_helpers import fake_finished_store, wait_for
 
-SLOW_S = 1.0
-KEY_S = 0.6  # a key answered within this, while its screen's reads (SLOW_S a call) are under way
+SLOW_S = 0.6
+KEY_S = 0.4  # a key answered within this, while its screen's reads (SLOW_S a call) are under way
 
 
 def slow_store(monkeypatch) -> list[tuple[str, bool]]:
@@ -124,7 +124,7 @@ async def test_no_frame_waits_for_the_store(tmp_path, monkeypatch, frozen_heap):
     used = {name for name, _ in calls}
     assert {"rows", "detail", "facts", "looks", "what_goes", "tables", "studies", "workers", "check_data",
             "spec", "check", "launch", "load_settings", "save_settings", "gpu_count"} <= used, used
-    assert all(t < KEY_S for t in keys.values()), keys
+    print("KEYS", keys, "GAP", max(gaps)); assert all(t < KEY_S for t in keys.values()), keys
     assert max(gaps) < SLOW_S, f"a frame waited {max(gaps):.2f} s"  # a use case on the UI thread holds it SLOW_S
 
 

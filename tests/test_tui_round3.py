@@ -17,10 +17,12 @@ async def test_forward_tab_enters_more_options_and_reaches_every_field(tmp_path)
     app = KDStudyApp(tmp_path / "runs", start_workers=False)
     async with app.run_test(size=(100, 40)) as pilot:
         screen = await open_launch(pilot, app)
-        seen = []
-        for _ in range(90):
+        seen, wanted = [], {"skip_bad", "val_fraction", "teacher_set", "launch"}
+        for _ in range(90):  # (each key waits for the form to settle: stop once every field looked for was reached)
             await pilot.press("tab")
             seen.append(getattr(app.focused, "id", None))
+            if wanted <= set(seen):
+                break
         assert "skip_bad" in seen and "val_fraction" in seen and "teacher_set" in seen, seen
         assert seen.index("launch") > seen.index("skip_bad")  # in the form's order: More options, then Launch
         assert app.screen is screen

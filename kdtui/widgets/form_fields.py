@@ -79,8 +79,10 @@ class SourceField(Vertical):
         except KDError as exc:  # a bad source or data setting: said at once (no worker needed)
             cfg = exc
         asked = (source, cfg if isinstance(cfg, DataConfig) else str(cfg))
-        if asked == self._asked and self.ok is not None:
-            return  # checked already (a setting typed back to what it was)
+        if asked == self._asked:
+            # checked already, or being checked: the form's fields each ask as they are made, and three decodes of
+            # one source at once took 20 s where one takes 4
+            return
         self._asked = asked
         self.ok = None
         self.query_one("#data-summary", Static).update(Text("checking…", style="dim"))
