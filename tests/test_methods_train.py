@@ -28,39 +28,30 @@ ALL = list(method_catalog.CATALOGUE)
 
 NETWORK_TEACHERS = {"normal": ["test_efficientnet"], "reverse": ["test_efficientnet"], "defective": ["test_efficientnet"],
                     "tf-self": [], "ensemble": ["test_efficientnet", "test_convnext"]}
-# trained: each method with a network teacher once, each strategy with a logit and a feature method, tf-reg with each
-# logit method (13 runs: every one of the 43 pairings trained took four minutes on 2 cores)
-TRAINED = {"normal": ["hinton", "crd"], "reverse": ["dkd", "fitnet"], "defective": ["dist", "at"],
-           "tf-self": ["hinton", "rkd"], "ensemble": ["dist", "pkt"], "tf-reg": LOGIT}
 
 
-def _study(tmp_path: Path, methods: dict[str, list[str]]) -> Path:
+def _study(tmp_path: Path) -> Path:
+    """Every strategy with a teacher network with every method, tf-reg with every logit method: one study."""
     text = f"name = \"every-method\"\nseeds = [0]\n[data]\n{TINY}[train]\nepochs = 1\nbatch_size = 32\n" \
            "[kd]\ndefect_acc = 0.05\ncrd_negatives = 8\n"
-    for strategy, chosen in methods.items():
+    for strategy, methods in {**{s: ALL for s in NETWORK_TEACHERS}, "tf-reg": LOGIT}.items():
         teachers = json.dumps(NETWORK_TEACHERS.get(strategy, []))
         text += (f"[[experiments]]\nstrategy = \"{strategy}\"\nteachers = {teachers}\n"
-                 f"students = [\"test_resnet\"]\nkd.method = {json.dumps(chosen)}\n")
+                 f"students = [\"test_resnet\"]\nkd.method = {json.dumps(methods)}\n")
     path = tmp_path / "every.toml"
     path.write_text(text)
     return path
 
 
 def test_every_method_trains_with_every_strategy_it_fits(capsys, tmp_path):
-    """Every pairing of a strategy with a method that fits it is planned (a spec is built for each, none refused);
-    a covering set of them trains: every method, every strategy, logit and feature methods with each."""
-    every = {**{strategy: ALL for strategy in NETWORK_TEACHERS}, "tf-reg": LOGIT}
-    plan = expand(load_study(str(_study(tmp_path, every))))
+    path = _study(tmp_path)
+    plan = expand(load_study(str(path)))
     students = [p.spec for p in plan if "student" in p.roles]
     pairs = {(s.strategy, s.kd.method) for s in students}
     assert len(pairs) == len(students) == 5 * len(ALL) + len(LOGIT)
     # the methods share their teachers and their baseline: one per model (and the defective teacher)
     assert sorted(p.run_id.split("-s0")[0] for p in plan if p.spec.kind == "ce") == \
         ["ce-test_convnext", "ce-test_efficientnet", "ce-test_resnet", "defective-test_efficientnet"]
-    assert {m for chosen in TRAINED.values() for m in chosen} == set(ALL)
-    path = _study(tmp_path, TRAINED)
-    students = [p.spec for p in expand(load_study(str(path))) if "student" in p.roles]
-    assert len(students) == sum(map(len, TRAINED.values()))
     assert main(["study", "run", str(path), "--quiet", "--device", "cpu"]) == 0
     capsys.readouterr()
     store = RunStore(runs_dir())
@@ -74,11 +65,10 @@ def test_every_method_trains_with_every_strategy_it_fits(capsys, tmp_path):
         assert metrics["method"] == spec.kd.method
 
 
-def test_a_run_killed_mid_epoch_resumes_bitwise_with_its_methods_state(capsys, tmp_path, monkeypatch):
-    """The method's state is in last.pt: a run killed in its second epoch resumes from the first and ends exactly
-    where an uninterrupted run ends. CRD's state is the richest (its banks, its heads and Z): every method's state
-    travels the same way, as the loss's ``state_dict``."""
-    method = "crd"
+@pytest.mark.parametrize("method", ["crd", "fitnet"])
+def test_a_run_killed_mid_epoch_resumes_bitwise_with_its_methods_state(capsys, tmp_path, monkeypatch, method):
+    """The method's state (CRD's banks and heads and Z, FitNet's regressor) is in last.pt: a run killed in its
+    second epoch resumes from the first and ends exactly where an uninterrupted run ends."""
     from kdengine.training import trainer
     from kdengine.training.step import TrainStep
 
@@ -119,7 +109,8 @@ def test_a_run_killed_mid_epoch_resumes_bitwise_with_its_methods_state(capsys, t
     a, b = student[1], student[3]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(student[0][k], a[k]) for k in a)  # the state did move in the second epoch
-    assert {"method.bank_s0", "method.bank_t0", "method.z"} <= set(a)
+    if method == "crd":
+        assert {"method.bank_s0", "method.bank_t0", "method.z"} <= set(a)
     # the exported student carries none of it
     from safetensors import safe_open
 

@@ -4,13 +4,7 @@ from __future__ import annotations
 import re
 
 from kdtui.app import KDStudyApp
-from tests.tui_helpers import wait_for
-
-
-async def open_launch(pilot, app):
-    await pilot.press("2")
-    await wait_for(pilot, lambda: app.screen.__class__.__name__ == "LaunchScreen", timeout=10)
-    return app.screen
+from tests.tui_helpers import open_launch, wait_for
 
 
 async def test_forward_tab_enters_more_options_and_reaches_every_field(tmp_path):

@@ -11,7 +11,7 @@ from kdengine.store import RunStore
 from kdtui.app import KDStudyApp
 from tests.engine_helpers import FAST
 from tests.test_tui import text_of
-from tests.tui_helpers import wait_for
+from tests.tui_helpers import open_launch, wait_for
 
 SIZE = (110, 34)
 
@@ -64,9 +64,7 @@ async def test_the_launch_form_says_what_a_task_is_read_by(tmp_path):
     source's line does not)."""
     app = KDStudyApp(tmp_path / "runs", start_workers=False)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("2")
-        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "LaunchScreen", timeout=10)
-        screen = app.screen
+        screen = await open_launch(pilot, app)
         line = screen.query_one("#data-summary")
         screen.query_one("#source").value = "synthetic:images=140,labels=multi"
         await wait_for(pilot, lambda: "multi-label" in text_of(line), timeout=30)

@@ -153,3 +153,10 @@ async def wait_for(pilot, predicate, timeout=90.0, step=0.25):
             return True
         await pilot.pause(step)
     raise AssertionError("condition not met in time")
+
+
+async def open_launch(pilot, app):
+    """The launch form, opened with its key."""
+    await pilot.press("2")
+    await wait_for(pilot, lambda: app.screen.__class__.__name__ == "LaunchScreen", timeout=10)
+    return app.screen
