@@ -41,10 +41,11 @@ class RemovalRead(Message):
 class RunsScreen(Screen):
     BINDINGS = [
         Binding("slash", "filter", "Filter"),
-        Binding("g", "next_running", "Running"),
+        # g and w are in the help (?) and the palette: at 80 columns the footer keeps room for every screen's key
+        Binding("g", "next_running", "Running", show=False),
         Binding("s", "stop_run", "Stop"),
         Binding("r", "retry_run", "Retry"),
-        Binding("w", "start_worker", "Worker"),
+        Binding("w", "start_worker", "Worker", show=False),
         Binding("A", "act_on_shown", "All shown", show=False),
         Binding("o", "sort(1)", "Sort", show=False),
         Binding("O", "sort(-1)", "Reverse", show=False),
