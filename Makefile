@@ -51,8 +51,12 @@ demo: $(STAMP)
 	$(VENV)/bin/kdengine report demo --out runs/reports/demo-report
 	cat runs/reports/demo-tables/tables.md
 
+# Two workers (pytest-xdist, a test file each at a time: a file's fixtures are built once), then, alone on the
+# machine, the few tests that measure the UI's latency (marked serial). Both parts always run; either failing fails.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q
+	rc=0; $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m 'not serial' $(TEST_ARGS) || rc=$$?; \
+	$(PY) -m pytest -q -m serial $(TEST_ARGS) || rc=$$((rc ? rc : $$?)); exit $$rc
 
 # kdtui --serve in headless Chromium (selenium + chromium-driver, from Debian: see the README's set-up line)
 test-browser: $(STAMP)

@@ -9,6 +9,11 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # A run's PNGs (half a second each, some 200 runs in the suite) are drawn where a test looks at them:
 # test_report_mlflow trains with them on; the report draws the ones it shows when they are missing.
 os.environ.setdefault("KDSTUDY_RUN_FIGURES", "0")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # make test runs two pytest workers on 2 cores: a torch thread pool each (and in every child a test starts)
+    # would oversubscribe them, and OpenMP's spinning threads then run several times slower
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 from pathlib import Path  # noqa: E402
 

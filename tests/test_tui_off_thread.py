@@ -50,6 +50,7 @@ def frozen_heap():
     gc.unfreeze()
 
 
+@pytest.mark.serial  # frame gaps: measured alone on the machine (make test runs it after the rest)
 async def test_no_frame_waits_for_the_store(tmp_path, monkeypatch, frozen_heap):
     store, student, _ = fake_finished_store(tmp_path / "runs")
     calls = slow_store(monkeypatch)
