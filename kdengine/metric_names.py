@@ -7,3 +7,5 @@ HEADLINE = ("accuracy", "macro_f1", "kappa", "ece")  # a split's headline: the f
 EPOCH_TRAIN = ("loss", "ce", "accuracy", "macro_f1")
 EPOCH_VAL = ("loss", *HEADLINE)  # and of its validation
 PER_SPLIT = (*HEADLINE, "loss", "agreement")  # a split's numbers in metrics.json that the long table carries
+YOUDEN = "youden"  # the rule a run chooses its sensitivity/specificity thresholds by on val (Youden's J)
+THRESHOLD_METRICS = ("sensitivity", "specificity")  # the metrics read at a threshold chosen on val

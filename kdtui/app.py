@@ -21,7 +21,7 @@ from textual.screen import Screen
 
 from kdengine import api
 
-from .messages import Answered, ExportRequested, Request, TrainingWorkersRequested
+from .messages import Answered, ExportRequested, Request, TrainingWorkersRequested, shown_path
 from .screens import ScreenEntry, screens
 from .screens.dialogs import ExportScreen, HelpScreen, WorkerScreen
 from .serve import DEFAULT_HOST, DEFAULT_PORT, ServeError, serve
@@ -170,7 +170,7 @@ class KDStudyApp(App):
                 saved = self.save_screenshot(filename, str(folder), time_format)
             except OSError:
                 continue
-            self.notify(f"screenshot saved to {saved}", title="Screenshot")
+            self.notify(f"screenshot saved to\n{shown_path(saved)}", title="Screenshot")
             return saved
         self.notify("could not save the screenshot anywhere", severity="error")
         return None

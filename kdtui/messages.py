@@ -149,7 +149,7 @@ class RemoveRequested(Request):
 
     def say(self, outcome: api.Removed) -> str:
         where = outcome.archived_to
-        return f"archived {self.run_id} to {where}" if where else f"deleted {self.run_id}"
+        return f"archived {self.run_id} to\n{shown_path(where)}" if where else f"deleted {self.run_id}"
 
 
 ACTED = {"stop": "stopped", "retry": "queued again", "delete": "deleted", "archive": "archived"}
@@ -210,9 +210,22 @@ class ExportRequested(Request):
 
     def say(self, outcome) -> str:
         if self.report:
-            return f"wrote the report {outcome}"
+            return f"wrote the report\n{shown_path(outcome)}"
         out, paths = outcome
-        return f"wrote {files_written(paths)} to {out}"
+        return f"wrote {files_written(paths)} to\n{shown_path(out)}"
+
+
+def shown_path(path) -> str:
+    """A path as a notification shows it, on a line of its own: relative to the working folder when under it,
+    else with ~ for the home folder (a toast is at most 90 % of the screen wide, and a path is never broken
+    between lines where it fits on one)."""
+    path = Path(path)
+    for base, prefix in ((Path.cwd(), ""), (Path.home(), "~/")):
+        try:
+            return prefix + str(path.resolve().relative_to(base.resolve())) if path.is_absolute() else str(path)
+        except ValueError:
+            continue
+    return str(path)
 
 
 FILE_KINDS = {".csv": "CSV", ".md": "Markdown", ".parquet": "Parquet", ".tex": "LaTeX"}

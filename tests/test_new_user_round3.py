@@ -146,6 +146,29 @@ def test_run_labels_do_not_depend_on_what_else_is_in_the_store(tmp_path):
     assert {points[s.run_id] for s in study if s.kd.temperature == 4.0} == {"T=4"}
 
 
+def test_runs_of_two_methods_are_told_apart_by_their_method_not_by_a_cut_settings_label(tmp_path):
+    """The demo's normal and normal/dist students (same teacher, student and seeds) were look-alikes whose label
+    listed what differed ("α=0.5, method=hinton", "α=None, method=dist"), cut to "n… α=0.5, me" at 80 columns.
+    The method is already in what the run is: no label, and a sweep within one method keeps its own."""
+    from kdengine import api
+    from kdengine.data.config import DataConfig
+    from kdengine.runspec import KDConfig, TrainConfig, build_specs
+    from kdengine.store import RunStore
+    from kdengine.store.queue import enqueue
+
+    store = RunStore(tmp_path / "runs")
+    data = DataConfig(source="synthetic", image_size=32)
+    specs = [build_specs("normal", "resnet10t", ["test_resnet"], data, TrainConfig(epochs=1), kd, seed)
+             for seed in (0, 1) for kd in (KDConfig(), KDConfig(method="dist"), KDConfig(method="dist", dist_beta=1.0))]
+    for s in specs:
+        enqueue(store, s, device="cpu")
+    rows = {r.run_id: r for r in api.open(store.root).rows()}
+    hinton = [rows[s.run_id] for s in specs if s.kd.method == "hinton"]
+    assert {r.point for r in hinton} == {""} and {r.what for r in hinton} == {"normal"}
+    dist = {s.kd.dist_beta: rows[s.run_id].point for s in specs if s.kd.method == "dist"}
+    assert dist == {1.0: "kd.dist_beta=1", 2.0: "kd.dist_beta=2"}, dist  # the default by its value, not None
+
+
 def test_shift_names_are_checked_before_the_heavy_imports_and_a_typo_gets_a_suggestion(tmp_path):
     """explain --shift contrast:3 (the old help's example, no shift) and shift --shifts blurr: one line, exit 2,
     said before torch is imported (it took 4-6 s); the help's example is a real shift."""

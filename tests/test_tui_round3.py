@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from kdtui.app import KDStudyApp
 from tests.tui_helpers import open_launch, wait_for
 
@@ -55,6 +57,7 @@ async def test_the_form_checks_the_data_as_train_does_counting_only_readable_ima
         assert "3 unreadable files skipped" in said
 
 
+@pytest.mark.serial  # frame gaps: measured alone on the machine (make test runs it after the rest)
 def test_results_and_launch_show_at_once_on_the_first_visit_and_say_their_data_is_coming():
     """The first visit, in a fresh interpreter (the tables' libraries and the data check's not imported yet): each
     screen's first frame comes at once with a sign that its data is coming, and no frame waits for the reading (the
@@ -153,3 +156,84 @@ async def test_retry_of_a_run_that_failed_on_unreadable_images_offers_to_skip_th
         assert store.load_spec(twin).data.skip_bad and store.read_status(twin).state == "queued"
         await wait_for(pilot, lambda: any(f"{twin} queued in its place" in str(n.message)
                                           for n in app._notifications), timeout=10)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 50)], ids=["80x24", "200x50"])
+async def test_the_curves_legend_leaves_the_plot_in_a_short_pane(tmp_path, size):
+    """At 80x24 plotext's legend, a row per series in the plot's corner, covered most of a 5-row canvas: there it
+    moves to one coloured key line above the plots (every series named, the line within the pane's width); in a
+    tall pane it stays in the plot."""
+    from textual.widgets import Static
+
+    from kdtui.widgets.curves import CurvesPane, TickedPlot
+    from tests.tui_helpers import fake_finished_store
+
+    store, spec, _ = fake_finished_store(tmp_path / "runs")
+    student = spec.run_id
+    app = KDStudyApp(store.root, start_workers=False)
+    async with app.run_test(size=size) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: student in getattr(screen, "rows", {}), timeout=30)
+        screen.select_run(student)
+        pane = screen.query_one(CurvesPane)
+        loss = pane.query_one("#loss-plot", TickedPlot)
+        await wait_for(pilot, lambda: "test_resnet" in str(loss.render()) + str(pane.query(Static).last().render()),
+                       timeout=30)  # drawn: the run's name in the plot's title or in the key line
+        await pilot.pause(0.3)
+        key = pane.query_one("#curves-key", Static)
+        plot = str(loss.render())
+        if size == (80, 24):
+            said = str(key.render())
+            assert key.display and len(said) <= pane.size.width, said
+            for label in ("train", "val", "resnet18"):
+                assert label in said, said
+            assert "val" not in plot and "train" not in plot, plot  # the canvas is the curves' alone
+        else:
+            assert not key.display and "val" in plot and "train" in plot, plot
+
+
+def test_the_key_line_names_every_series_and_shortens_the_title_first():
+    from kdtui.widgets.curves import compact, key_line
+
+    entries = [("train", "braille", "blue+"), ("val", "braille", "green+"), ("T resnet18", "dot", "magenta+"),
+               ("B test_resnet", "dot", "cyan+")]
+    line = key_line("normal test_resnet", entries, 60)
+    assert line.cell_len <= 60 and all(label in line.plain for label, _, _ in entries), line.plain
+    assert key_line("normal test_resnet", entries, 200).plain.startswith("loss · accuracy · normal test_resnet")
+    assert compact(5, 4) and not compact(30, 4) and not compact(11, 2)
+
+
+async def test_a_toast_shows_a_path_whole_on_a_line_of_its_own(tmp_path, monkeypatch):
+    """Textual's toasts are 60 columns at most: an export's folder broke mid-name. The path goes on its own line,
+    relative to the working folder, and the toast grows to 90 % of the screen."""
+    from textual.widgets._toast import Toast
+
+    from kdtui.messages import ExportRequested
+
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "reports" / "a-study-with-a-long-name-2026-12-06" / "tables-by-auroc-with-intervals"
+    path_line = "reports/a-study-with-a-long-name-2026-12-06/tables-by-auroc-with-intervals"
+    app = KDStudyApp(tmp_path / "runs", start_workers=False)
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        app.notify(f"wrote 4 CSV files to\n{path_line}", title="Export")
+        await wait_for(pilot, lambda: len(app.screen.query(Toast)) == 1, timeout=10)
+        await pilot.pause(0.2)
+        toast = app.screen.query_one(Toast)
+        assert toast.content_region.width >= len(path_line), toast.content_region
+    said = ExportRequested(path=str(folder)).say((folder, [folder / "a.csv", folder / "a.md"]))
+    assert said.splitlines() == ["wrote 1 CSV and 1 Markdown files to", path_line]
+
+
+async def test_the_results_table_is_as_tall_as_its_rows(tmp_path):
+    """Its horizontal scroll bar sits right under its rows: at the foot of an empty, screen-high table it read as
+    a stray mark above the notes."""
+    from tests.tui_helpers import fake_finished_store
+
+    store, _, _ = fake_finished_store(tmp_path / "runs")
+    app = KDStudyApp(store.root, start_workers=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3")
+        await wait_for(pilot, lambda: getattr(app.screen, "current", None) == "normal", timeout=30)
+        await pilot.pause(0.2)
+        table = app.screen.query_one("#results-table")
+        assert table.outer_size.height <= table.row_count + 2  # the header, the rows, a scroll bar

@@ -14,6 +14,7 @@ from ..reports.correction import CORRECTIONS
 from ..reports.stats import INTERVALS
 from ..reports.table_model import METRICS, usual_metric
 from ..reports.tables import FORMATS
+from ..reports.thresholds import THRESHOLD_METRICS, THRESHOLD_RULES
 from ..runspec import CONFIGS, MAX_SEED
 from ..store.lifecycle import STATES, STATES_BY_PROGRESS
 from ..store.runstore import DEVICES
@@ -33,6 +34,8 @@ class Choices:
     FORMATS: ClassVar[tuple[str, ...]] = FORMATS  # what the tables are written as
     INTERVALS: ClassVar[tuple[str, ...]] = INTERVALS  # what a table's intervals cover
     CORRECTIONS: ClassVar[tuple[str, ...]] = CORRECTIONS  # how a table's marks are corrected
+    THRESHOLDS: ClassVar[tuple[str, ...]] = THRESHOLD_RULES  # sensitivity's rules offered (--threshold takes any)
+    THRESHOLD_METRICS: ClassVar[tuple[str, ...]] = THRESHOLD_METRICS  # the metrics read at a chosen threshold
     PRESETS: ClassVar[tuple[str, ...]] = PRESETS  # the studies shipped with kdstudy
     TRACKERS: ClassVar[tuple[str, ...]] = tuple(TRACKERS)  # the experiment trackers (their clients load when used)
     EXPLAIN_METHODS: ClassVar[tuple[str, ...]] = METHODS  # the class activation maps kdengine explain makes

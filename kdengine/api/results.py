@@ -21,7 +21,8 @@ from .studies import find_study
 def tables(store: RunStore, study: str | None = None, metric: str = "accuracy", **stats) -> Tables:
     """Every table of one study (its runs only, with the roles it gave them) or of every run. ``.long`` is the
     long table (a pandas DataFrame: one row per run and split), for scripts and notebooks. ``stats``: interval
-    (seeds+images, seeds) and correction (holm, bh, none), as README's Statistics says."""
+    (seeds+images, seeds), correction (holm, bh, none) and threshold (sensitivity's rule on val: youden, or
+    sensitivity=0.9), as README's Statistics says."""
     if study:
         return study_tables(store, find_study(store, study)["name"], metric, **stats)
     return build(collect(store), metric, **stats)

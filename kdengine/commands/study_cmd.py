@@ -81,10 +81,14 @@ def add_stats_args(p) -> None:
                         "are stored); seeds: a t-interval over the seeds only")
     p.add_argument("--correction", choices=Choices.CORRECTIONS, default="holm",
                    help="of each table's marks over its tested cells: holm (default), bh (false discovery rate), none")
+    p.add_argument("--threshold", default="", metavar="RULE",
+                   help="how sensitivity's and specificity's thresholds are chosen on each run's val split: youden "
+                        "(Youden's J, as the runs chose) or sensitivity=0.9 (the highest threshold whose val "
+                        "sensitivity reaches 0.9); read again from the stored predictions, nothing retrained")
 
 
 def stats_of(args) -> dict:
-    return {"interval": args.interval, "correction": args.correction}
+    return {"interval": args.interval, "correction": args.correction, "threshold": args.threshold}
 
 
 def write_tables(store, tables, args) -> int:

@@ -47,6 +47,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..metric_names import YOUDEN
 from ..training.metrics import binary_columns
 
 
@@ -146,7 +147,6 @@ def rate_influence(called: np.ndarray, among: np.ndarray) -> np.ndarray:
 
 # -- the val images' share of sensitivity and specificity: through the threshold they choose -----------------------
 VAL_RESAMPLES = 200  # bootstrap draws of the val images (the variance's relative error about sqrt(2/200) = 10 %)
-YOUDEN = "youden"
 
 
 @lru_cache(maxsize=4)

@@ -42,6 +42,7 @@ from .shift_request import choose as choose_shift
 from .stats import INTERVALS, Summary
 from .sweep import add_sweeps
 from .table_model import CELLS, METRICS, RANKING, SYNTHETIC_NOTE, Count, Table, Tables, cell_notes, text_frame
+from .thresholds import at_rule, parse_rule, unread_note
 
 TIDY_METRICS = (*PER_SPLIT, *RANKING)  # runs.csv: every metric of a split, the ranking ones too
 FORMATS = ("csv", "md", "parquet", "latex", "both", "all")  # both: CSV and Markdown; all: and Parquet and LaTeX
@@ -226,12 +227,14 @@ def metric_note(metric: str, runs: list[RunRecord]) -> str:
 def build(records: list[RunRecord], metric: str = "accuracy", roles: dict[str, set[str]] | None = None,
           title: str = "all runs", planned: int | None = None, study: str = "",
           axes: dict[str, list] | None = None, interval: str = "seeds+images", correction: str = "holm",
-          primary: str = "", shift_request: dict | None = None) -> Tables:
+          primary: str = "", shift_request: dict | None = None, threshold: str = "") -> Tables:
     """Every table for a set of records (a whole store, or one study's runs). ``axes``: a sweep's swept settings
     and their values ({"kd.temperature": [1, 2, 4, 8]}): columns of the long table, and the sweep tables.
     ``interval``: what intervals cover (seeds+images, or seeds); ``correction``: of each family's marks (holm, bh,
     none); ``primary``: the study's primary family (corrected alone; the rest exploratory); ``shift_request``: the
-    request under shift the robustness tables read (None: the one most runs have). See README, Statistics."""
+    request under shift the robustness tables read (None: the one most runs have); ``threshold``: the rule that
+    chooses sensitivity's and specificity's thresholds on val ("" as each run chose: Youden's J; or
+    sensitivity=0.9: :mod:`.thresholds`). See README, Statistics."""
     if metric not in METRICS:
         raise UsageError(f"unknown metric '{metric}' (choose {', '.join(METRICS)})")
     if interval not in INTERVALS:
@@ -239,6 +242,9 @@ def build(records: list[RunRecord], metric: str = "accuracy", roles: dict[str, s
     if correction not in CORRECTIONS:
         raise UsageError(f"--correction must be one of {', '.join(CORRECTIONS)}, got '{correction}'")
     opts = StatsOptions(interval, correction, primary or "")
+    rule, unread = parse_rule(threshold), []
+    if rule:
+        records, unread = at_rule(records, rule)
     readable, copies = distinct([r for r in records if r.spec is not None])
     readable, shift_key, shift_note = choose_shift(readable, shift_request)
     roles = {**roles_of(readable), **(roles or {})}
@@ -282,6 +288,8 @@ def build(records: list[RunRecord], metric: str = "accuracy", roles: dict[str, s
     if axes:
         add_sweeps(result, readable, axes, metric, opts, groups)
     said = metric_note(metric, finished)
+    if unread and metric in ("sensitivity", "specificity"):
+        said += " " + unread_note(rule, unread)
     for t in result.tables:
         if said and t.name.startswith(("models", "students_", "sweep_")):
             t.notes.append(said)

@@ -7,7 +7,8 @@ from typing import Iterable
 
 from .. import method_catalog
 from ..data.unreadable import failed_on_unreadable
-from ..options import setting_label, value_text
+from ..options import info, setting_label, value_text
+from ..runspec import CONFIGS
 from .actions import why_not
 from .lifecycle import FAILED, RUNNING, State
 from .records import RunRecord, collect, differing_keys, finished_baseline, flat_settings, roles_of
@@ -88,7 +89,8 @@ def point_labels(records: list[RunRecord], studies: dict[str, tuple[str, ...]] |
     for r in records:
         if r.spec is not None:
             scope = min(studies.get(r.run_id) or ("",))
-            alike.setdefault((scope, r.label, r.teacher_label, r.model), []).append(r)
+            method = r.spec.method if r.kind == "kd" else ""  # "normal" and "normal/dist" are not look-alikes
+            alike.setdefault((scope, r.label, method, r.teacher_label, r.model), []).append(r)
     out = {}
     for group in alike.values():
         if len(group) < 2:
@@ -97,8 +99,20 @@ def point_labels(records: list[RunRecord], studies: dict[str, tuple[str, ...]] |
         keys = differing_keys(list(flats.values()))
         for rid, flat in flats.items():
             if keys:
-                out[rid] = ", ".join(f"{setting_label(k)}={value_text(flat.get(k))}" for k in keys)
+                out[rid] = ", ".join(f"{setting_label(k)}={value_text(flat[k] if k in flat else default_of(k))}"
+                                     for k in keys)
     return out
+
+
+def default_of(key: str):
+    """A setting's default, by its dotted key (``kd.dist_beta``, ``teacher.train.lr``): the value a run's identity
+    leaves out (a method's parameter at its paper's value is not in the run id), shown as what it is, not None."""
+    section, _, name = key.rpartition(".")
+    cls = CONFIGS.get(section.rpartition(".")[2])
+    try:
+        return info(cls, name).default if cls is not None else None
+    except KeyError:
+        return None
 
 
 def _progress(r: RunRecord) -> tuple[int, int, float, float | None]:

@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.metrics import (average_precision_score, cohen_kappa_score, confusion_matrix,
                              precision_recall_fscore_support, roc_auc_score, roc_curve)
 
-YOUDEN = "youden"
+from ..metric_names import YOUDEN
 
 
 def calibration_bins(probs: np.ndarray, y_true: np.ndarray, bins: int = 15) -> list[dict]:

@@ -9,6 +9,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
@@ -72,6 +73,7 @@ class ResultsScreen(Screen):
         Binding("h", "report", "Report"),
         Binding("p", "plan", "Plan seeds"),
         Binding("n", "toggle_notes", "Notes", show=False),
+        Binding("t", "next_threshold", "Threshold", show=False),
     ]
     HELP = [
         ("[ ]", "previous · next table"),
@@ -81,6 +83,7 @@ class ResultsScreen(Screen):
         ("i", "show the 95% intervals"),
         ("a", "a sweep: the next axis (then the best combination)"),
         ("n", "the notes under the table in full · folded"),
+        ("t", "sensitivity and specificity: the threshold rule on val, " + " · ".join(Choices.THRESHOLDS)),
         ("e h", "export the tables (CSV and Markdown) · the HTML report"),
         ("p", "plan seeds: how many a gain needs at 80% power (one study)"),
     ]
@@ -90,6 +93,7 @@ class ResultsScreen(Screen):
         self.view_name = ALL
         self.metric = "accuracy"
         self.metric_chosen = False  # until m is pressed, the metric follows the runs' tasks (Tables.usual_metric)
+        self.threshold = Choices.THRESHOLDS[0]  # sensitivity's and specificity's rule (t): as the runs chose
         self.tables = None
         self.order: list[str] = []
         self.current: str | None = None
@@ -104,7 +108,10 @@ class ResultsScreen(Screen):
         yield Header()
         yield Static("", id="strategy-bar")
         # a cell cursor: left/right scroll wide tables (the thesis's has up to 4 teachers + gains)
-        yield DataTable(id="results-table", zebra_stripes=True, cursor_type="cell")
+        # the table as tall as its rows (its horizontal scroll bar right under them, where it reads as one; at the
+        # foot of an empty 1fr it looked like a stray mark above the notes), up to the body's height
+        with Vertical(id="results-body"):
+            yield DataTable(id="results-table", zebra_stripes=True, cursor_type="cell")
         yield Static("", id="results-note")
         yield Footer()
 
@@ -122,22 +129,25 @@ class ResultsScreen(Screen):
         build is under way waits for the next."""
         if force or (self.is_current and not self.building):
             self.building = True
-            self.load(self.view_name, self.metric, self._signature if not force else None, self.metric_chosen)
+            self.load(self.view_name, self.metric, self._signature if not force else None, self.metric_chosen,
+                      self.threshold)
 
     @work(thread=True, group="tables")
-    def load(self, view: str, metric: str, last: tuple | None, chosen: bool = True) -> None:
+    def load(self, view: str, metric: str, last: tuple | None, chosen: bool = True, threshold: str = "") -> None:
         """The tables of all runs, or of one study (the same code as `kdengine table` and `study table`), rebuilt
         only when a run finished or the view or the metric changed; in the metric the runs' tasks are usually read
-        by (AUROC for binary and multi-label tasks) until one is ``chosen``."""
+        by (AUROC for binary and multi-label tasks) until one is ``chosen``; sensitivity and specificity at the
+        ``threshold`` rule."""
         store = self.app.store
         try:
-            signature = (view, metric, tuple(sorted(store.finished())))
+            signature = (view, metric, tuple(sorted(store.finished())), threshold)
             views = [ALL, *store.studies()]
-            tables = None if signature == last else store.tables(None if view == ALL else view, metric)
+            study = None if view == ALL else view
+            tables = None if signature == last else store.tables(study, metric, threshold=threshold)
             if tables is not None and not chosen and tables.usual_metric != metric:
                 metric = tables.usual_metric
-                signature = (view, metric, signature[2])
-                tables = store.tables(None if view == ALL else view, metric)
+                signature = (view, metric, signature[2], threshold)
+                tables = store.tables(study, metric, threshold=threshold)
         except Exception as exc:  # noqa: BLE001 - a damaged store must not crash the app
             self.post_message(TablesRead((), None, [], exc))
             return
@@ -152,8 +162,9 @@ class ResultsScreen(Screen):
         self.known_views = message.views
         if message.tables is not None and not self.metric_chosen and message.signature[0] == self.view_name:
             self.metric = message.signature[1]  # the runs' usual metric
-        if message.tables is None or message.signature[:2] != (self.view_name, self.metric):
-            return  # nothing new, or built for a view or metric left meanwhile (its own build follows)
+        if message.tables is None or (message.signature[:2], message.signature[3]) != \
+                ((self.view_name, self.metric), self.threshold):
+            return  # nothing new, or built for a view, metric or rule left meanwhile (its own build follows)
         self._signature = message.signature
         self.tables = tables = message.tables
         self.refresh_bindings()  # `a` comes and goes with a sweep
@@ -181,7 +192,8 @@ class ResultsScreen(Screen):
     def _bar(self, width: int) -> Text:
         """The tabs, scrolled so that the current one is always on screen: ‹ and › say more lie beyond."""
         label, _, _ = Choices.METRICS[self.metric]
-        head = Text(f"[{self.view_name} · {label}] ", style="bold")
+        rule = f" at {self.threshold}" if self.metric in Choices.THRESHOLD_METRICS else ""
+        head = Text(f"[{self.view_name} · {label}{rule}] ", style="bold")
         if not self.order:
             return head.append("no finished runs yet: launch some with 2, or `kdengine train`", style="dim")
         names = [f" {self._tab(s)} " for s in self.order]
@@ -284,6 +296,18 @@ class ResultsScreen(Screen):
         self.current = SWEEP
         self._draw()
 
+    def action_next_threshold(self) -> None:
+        """Sensitivity's and specificity's thresholds chosen on val by the next rule: read again from the stored
+        predictions (``kdengine table --threshold``), nothing retrained."""
+        if self.metric not in Choices.THRESHOLD_METRICS:
+            self.notify("the threshold rule is sensitivity's and specificity's: m chooses the metric",
+                        severity="warning")
+            return
+        rules = Choices.THRESHOLDS
+        self.threshold = rules[(rules.index(self.threshold) + 1) % len(rules)] if self.threshold in rules else rules[0]
+        self.query_one("#strategy-bar", Static).update(self._bar(self.size.width))
+        self.poll(force=True)
+
     def action_toggle_intervals(self) -> None:
         if self.tables is not None and self.tables.one_seed:
             self.notify("one seed per cell: no interval can be given; run more seeds", severity="warning")
@@ -295,8 +319,7 @@ class ResultsScreen(Screen):
         views = self.known_views
         i = (views.index(self.view_name) + 1) % len(views) if self.view_name in views else 0
         self.view_name = views[i]
-        self.current = None
-        self.notify(f"results: {self.view_name}")
+        self.current = None  # no toast: the bar above the table names the view, and a toast hid the notes' end
         self.poll(force=True)
 
     def action_next_metric(self) -> None:

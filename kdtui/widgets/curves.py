@@ -2,13 +2,19 @@
 
 The student's train and val curves, overlaid with its teachers' val accuracy, its baseline's, and any run
 pinned for comparison. Axis ticks are fixed and honest: accuracy at 0, .25, .5, .75 and 1; loss at five
-round values spanning the data."""
+round values spanning the data.
+
+A short pane (80x24) has room for a few canvas rows only, and plotext's legend, one row per series in the plot's
+corner, covered most of them. There the legend moves into one coloured key line above the plots, in place of
+the plots' own title rows, so the canvas keeps every row it had."""
 from __future__ import annotations
 
 import math
 import time
 
-from textual.containers import Horizontal
+from rich.text import Text
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
 from kdengine.api import Curves
@@ -57,6 +63,34 @@ def fitting_ticks(ticks: list[float], rows: int) -> list[float]:
 # colour, so train and val (and each teacher) wore other colours on the left than on the right
 COLOURS = {"step": "gray", "train": "blue+", "val": "green+", "checks": "red+"}
 OVERLAY_COLOURS = ("magenta+", "cyan+", "yellow+", "red", "blue", "green")
+# below this many canvas rows per legend row (and fewer than COMPACT_ROWS rows), the legend leaves the canvas
+COMPACT_ROWS = 12
+MARKS = {"braille": "━", "dot": "•", "x": "x"}
+
+
+def rich_colour(colour: str) -> str:
+    """plotext's colour name as Rich spells it ("blue+" is the bright blue)."""
+    return "grey50" if colour == "gray" else (f"bright_{colour[:-1]}" if colour.endswith("+") else colour)
+
+
+def compact(rows: int, entries: int) -> bool:
+    """Whether a plot of ``rows`` canvas rows keeps its legend off the canvas: its ``entries`` rows would cover
+    more than a third of it."""
+    return rows < COMPACT_ROWS and entries * 3 > rows
+
+
+def key_line(title: str, entries: list[tuple[str, str, str]], width: int = 10_000) -> Text:
+    """The short pane's title and legend on one line of ``width`` cells: each (label, marker, colour) in the
+    series' own colour. Where it does not fit, the plots' names go first, then the title is shortened: the key is
+    what the line is for."""
+    key = Text()
+    for label, marker, colour in entries:
+        key.append("  ")
+        key.append(MARKS.get(marker, "•") + " " + label, style=rich_colour(colour))
+    room = width - key.cell_len
+    head = next((h for h in ("loss · accuracy" + (f" · {title}" if title else ""), title) if len(h) <= room),
+                title[:max(0, room - 1)] + "…" if room > 1 else "")
+    return Text(head, style="bold") + key
 
 
 class TickedPlot(PlotextPlot):
@@ -64,20 +98,24 @@ class TickedPlot(PlotextPlot):
 
     y_ticks: list[float] = []
     y_format = staticmethod(tick_label)
+    titled = True  # a title row above the frame (not in a short pane: the key line above the plots says it)
 
     def render(self):
         if self.y_ticks:
-            rows = max(1, self.size.height - 6)  # less the title, the frame, the x axis and its label
+            # less the title, the frame, the x axis and its label
+            rows = max(1, self.size.height - (6 if self.titled else 5))
             ticks = fitting_ticks(self.y_ticks, rows)
             self.plt.yticks(ticks, [self.y_format(t) for t in ticks])
         return super().render()
 
 
-class CurvesPane(Horizontal):
-    """Loss on the left, accuracy on the right."""
+class CurvesPane(Vertical):
+    """Loss on the left, accuracy on the right; in a short pane, their key on one line above them."""
 
     DEFAULT_CSS = """
     CurvesPane { height: 1fr; }
+    CurvesPane #curves-key { height: 1; display: none; }
+    CurvesPane #curves-plots { height: 1fr; }
     CurvesPane PlotextPlot { width: 1fr; height: 1fr; }
     """
 
@@ -87,13 +125,22 @@ class CurvesPane(Horizontal):
         self._last = 0.0
         self._asked = 0.0
         self._shown_title: str | None = None
+        self._drawn: tuple | None = None  # the last data drawn, drawn again when the pane's height changes
+        self._height = 0
 
     def compose(self):
-        yield TickedPlot(id="loss-plot")
-        acc = TickedPlot(id="acc-plot")
-        acc.y_ticks = ACC_TICKS
-        acc.y_format = acc_label
-        yield acc
+        yield Static(id="curves-key")
+        with Horizontal(id="curves-plots"):
+            yield TickedPlot(id="loss-plot")
+            acc = TickedPlot(id="acc-plot")
+            acc.y_ticks = ACC_TICKS
+            acc.y_format = acc_label
+            yield acc
+
+    def on_resize(self) -> None:
+        if self.size.height != self._height and self._drawn is not None and self._pending is None:
+            self._pending, self._shown_title = self._drawn, self._drawn[3]  # redrawn at once, not settled
+        self._height = self.size.height
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, lambda theme: self._apply_theme(theme.name))
@@ -124,41 +171,57 @@ class CurvesPane(Horizontal):
             return
         if not new_run and now - self._last < MIN_REDRAW_S:
             return
+        self._drawn = self._pending
         student, overlays, title, self._shown_title = self._pending
         self._pending = None
         self._last = now
         loss = self.query_one("#loss-plot", TickedPlot)
         acc = self.query_one("#acc-plot", TickedPlot)
+        key = self.query_one("#curves-key", Static)
         for plot in (loss, acc):
             plot.plt.clear_data()
             plot.plt.clear_figure()
-        loss.plt.title("loss" + (f" · {title}" if title else ""))
-        acc.plt.title("accuracy")
-        acc.plt.ylim(0, 1)
-        if student is None or not (student.epochs or student.steps or student.checks):
-            loss.plt.title("loss · no data yet")
-        else:
-            losses = []
+        loss_series, acc_series = [], []  # (xs, ys, label, marker, colour, scatter)
+        losses: list[float] = []
+        has_data = student is not None and bool(student.epochs or student.steps or student.checks)
+        if has_data:
             if student.steps and len(student.steps) > 1:
-                loss.plt.plot(student.step_epochs(), student.step_loss, label="step ce", marker="dot",
-                              color=COLOURS["step"])
+                loss_series.append((student.step_epochs(), student.step_loss, "step ce", "dot", COLOURS["step"], False))
                 losses += student.step_loss
             if student.epochs:
-                loss.plt.plot(student.epochs, student.train_loss, label="train ce" if student.train_is_ce else "train loss",
-                              marker="braille", color=COLOURS["train"])
-                loss.plt.plot(student.epochs, student.val_loss, label="val", marker="braille", color=COLOURS["val"])
-                acc.plt.plot(student.epochs, student.train_acc, label="train", marker="braille", color=COLOURS["train"])
-                acc.plt.plot(student.epochs, student.val_acc, label="val", marker="braille", color=COLOURS["val"])
+                train = "train ce" if student.train_is_ce else "train loss"
+                loss_series += [(student.epochs, student.train_loss, train, "braille", COLOURS["train"], False),
+                                (student.epochs, student.val_loss, "val", "braille", COLOURS["val"], False)]
+                acc_series += [(student.epochs, student.train_acc, "train", "braille", COLOURS["train"], False),
+                               (student.epochs, student.val_acc, "val", "braille", COLOURS["val"], False)]
                 losses += student.train_loss + student.val_loss
             if student.checks:  # a defective teacher: its val accuracy at each check, up to the stop
                 xs, ys = zip(*student.checks)
-                acc.plt.scatter(list(xs), list(ys), label="checks", marker="x", color=COLOURS["checks"])
+                acc_series.append((list(xs), list(ys), "checks", "x", COLOURS["checks"], True))
             for i, (name, curves) in enumerate(overlays):
                 if curves.epochs:
                     colour = OVERLAY_COLOURS[i % len(OVERLAY_COLOURS)]
-                    acc.plt.plot(curves.epochs, curves.val_acc, label=name[:14], marker="dot", color=colour)
-                    loss.plt.plot(curves.epochs, curves.val_loss, label=name[:14], marker="dot", color=colour)
+                    acc_series.append((curves.epochs, curves.val_acc, name[:14], "dot", colour, False))
+                    loss_series.append((curves.epochs, curves.val_loss, name[:14], "dot", colour, False))
                     losses += curves.val_loss
+        rows = max(1, loss.size.height - 6)
+        short = has_data and compact(rows, max(len(loss_series), len(acc_series)))
+        if short:  # one key for both plots: each label once, in its colour
+            seen: dict[str, tuple[str, str, str]] = {}  # one entry per colour: train ce (left) is train (right)
+            for _, _, label, marker, colour, _ in acc_series + loss_series:  # "train", not "train loss"
+                seen.setdefault(colour, (label, marker, colour))
+            key.update(key_line(title, list(seen.values()), max(20, self.size.width)))
+        else:
+            loss.plt.title("loss" + (f" · {title}" if title else "") if has_data else "loss · no data yet")
+            acc.plt.title("accuracy")
+        key.display = short
+        loss.titled = acc.titled = not short
+        acc.plt.ylim(0, 1)
+        for plot, series in ((loss, loss_series), (acc, acc_series)):
+            for xs, ys, label, marker, colour, scatter in series:
+                draw = plot.plt.scatter if scatter else plot.plt.plot
+                draw(xs, ys, label=None if short else label, marker=marker, color=colour)
+        if has_data:
             finite = [v for v in losses if math.isfinite(v)]
             loss.y_ticks = nice_ticks(min(finite), max(finite)) if finite else []
             if loss.y_ticks:

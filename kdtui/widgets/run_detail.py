@@ -17,6 +17,7 @@ from textual.message import Message
 from textual.widgets import Static, TabbedContent, TabPane
 
 from kdengine import api
+from kdengine.api import Choices
 from kdengine.api import RunDetail as Detail
 from kdengine.api import State
 
@@ -61,8 +62,13 @@ class RunLine(Static):
             elif row.state == State.QUEUED and not workers_alive:
                 line.append("  no worker is running: press w to start one", style="bold yellow")
         if view is not None and view.metrics:
-            m = view.metrics["test"]
-            line.append(f"  test acc {m['accuracy']:.4f} · F1 {m['macro_f1']:.4f} · κ {m['kappa']:.3f}")
+            m = view.metrics.get("test") if isinstance(view.metrics.get("test"), dict) else {}
+            kind = (view.metrics.get("task") or {}).get("kind") if isinstance(view.metrics.get("task"), dict) else None
+            wanted = HEADLINE if Choices.usual_metric([kind] if kind else []) == "auroc" else HEADLINE[:3]
+            said = [f"{label} {m[key]:{fmt}}" for key, label, fmt in wanted
+                    if isinstance(m.get(key), (int, float)) and not isinstance(m.get(key), bool)]
+            if said:  # what metrics.json holds (a hand-made or older one may lack some)
+                line.append("  test " + " · ".join(said))
             if view.metrics.get("synthetic"):
                 line.append("  [synthetic data]", style="dim")
         for w in (view.warnings[-1:] if view is not None else []):
@@ -71,6 +77,10 @@ class RunLine(Static):
 
     def say(self, text: Text) -> None:
         self.update(text, layout=False)
+
+
+# the run line's test figures, in order: (key in metrics.json, label, format); AUROC where the task is read by it
+HEADLINE = (("accuracy", "acc", ".4f"), ("macro_f1", "F1", ".4f"), ("kappa", "κ", ".3f"), ("auroc", "AUROC", ".3f"))
 
 
 class RunDetail(Vertical):
