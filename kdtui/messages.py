@@ -193,10 +193,11 @@ class ExportRequested(Request):
     severity = "error"
 
     def __init__(self, study: str | None = None, metric: str = "accuracy", report: bool = False,
-                 path: str | None = None) -> None:
+                 path: str | None = None, threshold: str = "") -> None:
         super().__init__()
         self.study = study
         self.metric = metric
+        self.threshold = threshold  # sensitivity's rule on val, as the screen shows it ("": as each run chose)
         self.report = report  # the HTML report instead of the tables
         self.path = path
         self.failed = "report failed: " if report else "export failed: "
@@ -205,8 +206,8 @@ class ExportRequested(Request):
     def carry_out(self, store: api.Store):
         out = Path(self.path).expanduser()
         if self.report:
-            return store.report(self.study, self.metric, out)
-        return out, store.export_tables(store.tables(self.study, self.metric), out, "both")
+            return store.report(self.study, self.metric, out, threshold=self.threshold)
+        return out, store.export_tables(store.tables(self.study, self.metric, threshold=self.threshold), out, "both")
 
     def say(self, outcome) -> str:
         if self.report:

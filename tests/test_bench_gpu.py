@@ -282,3 +282,28 @@ def test_a_killed_pytest_keeps_every_outcome_it_had(tmp_path):
     assert outcome == {"test_first": "passed", "test_killed": "not run", "test_never": "not run"}
     assert verify.tests_for("device_input", tests)[0] and not verify.tests_for("cuda_graph", tests)[0]
     assert outcomes.read(tmp_path / "nothing.jsonl") == {}
+
+
+def test_an_epochs_training_time_keeps_microseconds(capsys, monkeypatch):
+    """The rates the speed-ups are read from come from each epoch's train_s: rounded to milliseconds on the wall
+    clock, a 60 ms epoch's rates tied on both paths of the CPU rehearsal and its ratio had no interval (the CI run
+    that failed). On a clock that ticks 12.3457 ms a reading, train_s keeps every digit to the microsecond."""
+    import json
+    import time as real_time
+    from types import SimpleNamespace
+
+    from kdengine.cli import main
+    from kdengine.paths import runs_dir
+    from kdengine.store import RunStore
+    from kdengine.training import trainer
+    from tests.engine_helpers import FAST
+
+    ticks = iter(range(10**9))
+    clock = SimpleNamespace(**{name: getattr(real_time, name) for name in dir(real_time) if not name.startswith("_")})
+    clock.perf_counter = clock.time = lambda: 1000.0 + 0.0123457 * next(ticks)  # the wall clock too: either one
+    monkeypatch.setattr(trainer, "time", clock)
+    assert main(["train", *FAST, "--epochs", "1", "--strategy", "baseline", "--student", "test_resnet", "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    epoch = next(e for e in RunStore(runs_dir()).read_events(run_id)[0] if e["type"] == "epoch")
+    train_s = epoch["timing"]["train_s"]
+    assert train_s > 0 and round(train_s, 3) != train_s and round(train_s, 6) == train_s, train_s

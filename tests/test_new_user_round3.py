@@ -268,3 +268,21 @@ def test_the_progress_bar_ends_an_epoch_at_its_last_step_with_no_eta_left():
     bar.close()
     drawn = screen.getvalue()
     assert "14/14" in drawn and "-:--:--" not in drawn, drawn
+
+
+def test_a_label_names_only_what_a_run_reads(tmp_path):
+    """Adam against SGD: the Adam run reads no momentum, so its label names none (a default shown for a setting a
+    run ignores read as if it mattered); the SGD run's label names its momentum."""
+    from kdengine.data.config import DataConfig
+    from kdengine.runspec import TrainConfig, ce_spec
+    from kdengine.store.records import RunRecord, flat_settings
+    from kdengine.store.rows import point_labels
+    from kdengine.store.status import RunStatus
+
+    data = DataConfig(source="synthetic", image_size=32)
+    adam, sgd = (ce_spec("test_resnet", data, TrainConfig(epochs=1, optimizer=o), 0) for o in ("adam", "sgd"))
+    assert "train.momentum" not in flat_settings(adam)  # the identity leaves it out: the label must not invent it
+    records = [RunRecord(s.run_id, s, RunStatus("finished"), None) for s in (adam, sgd)]
+    labels = point_labels(records)
+    assert labels[adam.run_id] == "train.optimizer=adam", labels
+    assert labels[sgd.run_id] == "train.momentum=0.9, train.optimizer=sgd", labels

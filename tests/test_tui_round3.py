@@ -188,6 +188,9 @@ async def test_the_curves_legend_leaves_the_plot_in_a_short_pane(tmp_path, size)
             for label in ("train", "val", "resnet18"):
                 assert label in said, said
             assert "val" not in plot and "train" not in plot, plot  # the canvas is the curves' alone
+            await pilot.resize_terminal(64, 24)  # narrower only: the key line is fitted again
+            await wait_for(pilot, lambda: len(str(key.render())) <= pane.size.width < 80, timeout=10)
+            assert "resnet18" in str(key.render()), str(key.render())
         else:
             assert not key.display and "val" in plot and "train" in plot, plot
 

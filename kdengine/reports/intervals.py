@@ -147,7 +147,12 @@ def ranking_influence(metric: str) -> Callable:
                 st = (Path(r.run_dir) / PREDICTIONS).stat()
             except OSError:
                 return None
-            stamp = (str(r.run_dir), st.st_mtime_ns, st.st_size, split, metric)
+            # the thresholds and their rule too: the same file read at another rule (--threshold) has other
+            # influences (a cell once took its interval from the rule built before it)
+            task, mine = (r.metrics or {}).get("task") or {}, (r.metrics or {}).get(split) or {}
+            thresholds = mine.get("thresholds")
+            stamp = (str(r.run_dir), st.st_mtime_ns, st.st_size, split, metric, task.get("threshold_rule"),
+                     tuple(thresholds.items()) if isinstance(thresholds, dict) else None)
             if stamp in _INFLUENCE:
                 return _INFLUENCE[stamp]
         out = _ranking_influence(ranking, r, split, metric)

@@ -28,7 +28,7 @@ from pathlib import Path
 from .. import strategy_catalog as catalog
 from ..atomic import atomic_path, disk_errors, write_text
 from ..errors import UsageError
-from ..metric_names import PER_SPLIT, SPLITS
+from ..metric_names import PER_SPLIT, SPLITS, YOUDEN
 from ..study.axes import axis_value
 from ..store.records import RunRecord, distinct, finished_baseline, roles_of
 from . import families
@@ -168,6 +168,9 @@ def long_frame(records: list[RunRecord], roles: dict[str, set[str]], groups: Gro
                    "method": r.spec.method or "", "regime": r.regime or "", "teacher": r.teacher_label,
                    "student": r.model, "seed": r.seed, "split": split}
             row.update({m: r.metric(split, m) for m in TIDY_METRICS})
+            # the rule sensitivity and specificity were read at (Youden's J, or --threshold's), where they were
+            row["threshold_rule"] = ((r.metrics.get("task") or {}).get("threshold_rule") or YOUDEN) \
+                if r.metric(split, "sensitivity") is not None else None
             row.update({"baseline_run_id": base.run_id if base else "",
                         "baseline_accuracy": base.metric(split) if base else None,
                         "gain": r.gain_over(base, split),
@@ -217,8 +220,8 @@ def metric_note(metric: str, runs: list[RunRecord]) -> str:
             "average_precision_score)", "sensitivity": "Sensitivity", "specificity": "Specificity"}[metric]
     text = f"{what}: " + ("; ".join(TASK_WORDS[k] for k in kinds) if kinds else "per class, and their mean") + "."
     if metric in ("sensitivity", "specificity"):
-        rules = sorted({t.get("threshold_rule") or "youden" for t in tasks})
-        named = ["Youden's J" if r == "youden" else f"the highest that reaches {r.replace('=', ' ')}" for r in rules]
+        rules = sorted({t.get("threshold_rule") or YOUDEN for t in tasks})
+        named = ["Youden's J" if r == YOUDEN else f"the highest that reaches {r.replace('=', ' ')}" for r in rules]
         text += (f" At the threshold chosen on each run's val split ({' or '.join(named)}) and applied unchanged "
                  "to test; the val row is read at its own choice, so it flatters.")
     return text

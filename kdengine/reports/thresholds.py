@@ -36,7 +36,7 @@ def parse_rule(text: str | None) -> str:
         target = math.nan
     if key != "sensitivity" or not 0 < target <= 1:
         raise UsageError(f"--threshold must be {EXAMPLE}; got '{text}'", field="threshold")
-    return f"sensitivity={target:g}"
+    return f"sensitivity={target!r}"  # the target as given: 0.9999999 is not 1
 
 
 def stored_rule(r: RunRecord) -> str:

@@ -97,16 +97,35 @@ def point_labels(records: list[RunRecord], studies: dict[str, tuple[str, ...]] |
             continue
         flats = {r.run_id: flat_settings(r.spec) for r in group}
         keys = differing_keys(list(flats.values()))
+        specs = {r.run_id: r.spec for r in group}
         for rid, flat in flats.items():
-            if keys:
+            if keys:  # a key the run does not read is no part of what it is (Adam has no momentum)
                 out[rid] = ", ".join(f"{setting_label(k)}={value_text(flat[k] if k in flat else default_of(k))}"
-                                     for k in keys)
+                                     for k in keys if k in flat or reads_key(specs[rid], k))
     return out
+
+
+def reads_key(spec, key: str) -> bool:
+    """Whether a run reads the setting of dotted ``key`` (``train.momentum``, ``kd.temperature``,
+    ``teacher.train.lr``): the configs' own rule (``TrainConfig.reads``, ``KDConfig.reads``)."""
+    head, _, rest = key.partition(".")
+    if head.startswith("teacher"):
+        index = int(head[len("teacher"):] or 1) - 1
+        if index >= len(spec.teachers):
+            return False
+        return reads_key(spec.teachers[index], rest)
+    section, _, name = key.rpartition(".")
+    if section == "train":
+        return spec.train.reads(name)
+    if section == "kd":
+        return spec.kd is not None and spec.kd.reads(name, spec.strategy)
+    return True
 
 
 def default_of(key: str):
     """A setting's default, by its dotted key (``kd.dist_beta``, ``teacher.train.lr``): the value a run's identity
-    leaves out (a method's parameter at its paper's value is not in the run id), shown as what it is, not None."""
+    leaves out where the run reads it (a method's parameter at its paper's value is not in the run id), shown as
+    what it is, not None."""
     section, _, name = key.rpartition(".")
     cls = CONFIGS.get(section.rpartition(".")[2])
     try:

@@ -329,7 +329,8 @@ class ResultsScreen(Screen):
         self.poll(force=True)
 
     def action_export(self) -> None:
-        self.post_message(ExportRequested(None if self.view_name == ALL else self.view_name, self.metric))
+        self.post_message(ExportRequested(None if self.view_name == ALL else self.view_name, self.metric,
+                                          threshold=self.threshold))
 
     def action_plan(self) -> None:
         """The seed planner for the study shown (the same as `kdengine study plan NAME --detect GAIN`)."""
@@ -341,4 +342,5 @@ class ResultsScreen(Screen):
         self.app.push_screen(PlanScreen(self.view_name))
 
     def action_report(self) -> None:
-        self.post_message(ExportRequested(None if self.view_name == ALL else self.view_name, self.metric, report=True))
+        self.post_message(ExportRequested(None if self.view_name == ALL else self.view_name, self.metric, report=True,
+                                          threshold=self.threshold))

@@ -126,7 +126,7 @@ class CurvesPane(Vertical):
         self._asked = 0.0
         self._shown_title: str | None = None
         self._drawn: tuple | None = None  # the last data drawn, drawn again when the pane's height changes
-        self._height = 0
+        self._laid_out = None
 
     def compose(self):
         yield Static(id="curves-key")
@@ -138,9 +138,11 @@ class CurvesPane(Vertical):
             yield acc
 
     def on_resize(self) -> None:
-        if self.size.height != self._height and self._drawn is not None and self._pending is None:
+        """Drawn again at once for the new size: the legend's place depends on the height, the key line's fit on
+        the width."""
+        if self.size != self._laid_out and self._drawn is not None and self._pending is None:
             self._pending, self._shown_title = self._drawn, self._drawn[3]  # redrawn at once, not settled
-        self._height = self.size.height
+        self._laid_out = self.size
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, lambda theme: self._apply_theme(theme.name))
