@@ -72,3 +72,34 @@ async def test_the_launch_form_says_what_a_task_is_read_by(tmp_path):
         screen.query_one("#source").value = "synthetic:images=140"
         await wait_for(pilot, lambda: "multi-class" in text_of(line), timeout=30)
         assert "read by" not in text_of(line)
+
+
+async def test_results_builds_a_binary_views_tables_once_in_auroc(tmp_path, monkeypatch):
+    """The first visit built the tables in accuracy, saw the tasks, and built them all again in AUROC: the build
+    now finds the usual metric itself (api.Store.tables with metric None), once."""
+    import numpy as np
+
+    from kdengine import api
+    from tests import stats_sim as sim
+
+    sim.write_store(sim.ranked(np.random.default_rng(40), seeds=2, images=60, teachers=("resnet18",), val_images=40),
+                    tmp_path / "runs")
+    asked = []
+    real = api.Store.tables
+
+    def counted(self, study=None, metric="accuracy", **stats):
+        asked.append(metric)
+        return real(self, study, metric, **stats)
+
+    monkeypatch.setattr(api.Store, "tables", counted)
+    app = KDStudyApp(tmp_path / "runs", start_workers=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.tables is not None, timeout=30)
+        await pilot.pause(0.5)
+        assert screen.metric == "auroc" and screen.tables.metric == "auroc"
+        assert asked == [None], asked  # one build, and no other poll rebuilt it
+        await pilot.press("m")  # a metric chosen (the one after AUROC): built in it, once
+        await wait_for(pilot, lambda: screen.tables.metric == "ap", timeout=30)
+        assert asked == [None, "ap"], asked

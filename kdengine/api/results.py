@@ -18,8 +18,9 @@ from ..tracking.mlflow_sync import export_runs
 from .studies import find_study
 
 
-def tables(store: RunStore, study: str | None = None, metric: str = "accuracy", **stats) -> Tables:
-    """Every table of one study (its runs only, with the roles it gave them) or of every run. ``.long`` is the
+def tables(store: RunStore, study: str | None = None, metric: str | None = "accuracy", **stats) -> Tables:
+    """Every table of one study (its runs only, with the roles it gave them) or of every run, in ``metric`` (None:
+    the one the runs' tasks are usually read by, ``Tables.usual_metric``; ``.metric`` says which). ``.long`` is the
     long table (a pandas DataFrame: one row per run and split), for scripts and notebooks. ``stats``: interval
     (seeds+images, seeds), correction (holm, bh, none) and threshold (sensitivity's rule on val: youden, or
     sensitivity=0.9), as README's Statistics says."""

@@ -179,9 +179,7 @@ class Tables:
 
     @property
     def task_kinds(self) -> set[str]:
-        """The kinds of task of the finished runs (multiclass, binary, multilabel; a run from before tasks were
-        recorded is multi-class)."""
-        return {((r.metrics or {}).get("task") or {}).get("kind") or "multiclass" for r in self.records if r.metrics}
+        return task_kinds(self.records)
 
     @property
     def usual_metric(self) -> str:
@@ -191,6 +189,12 @@ class Tables:
     def runs(self) -> list[dict]:
         """The long table's rows as dicts (what runs.csv holds)."""
         return [] if self.long is None else self.long.astype(object).where(self.long.notna(), None).to_dict("records")
+
+
+def task_kinds(records) -> set[str]:
+    """The kinds of task of the finished runs (multiclass, binary, multilabel; a run from before tasks were
+    recorded is multi-class)."""
+    return {((r.metrics or {}).get("task") or {}).get("kind") or "multiclass" for r in records if r.metrics}
 
 
 def usual_metric(kinds) -> str:

@@ -41,7 +41,8 @@ from .robustness import robustness_frame, robustness_table
 from .shift_request import choose as choose_shift
 from .stats import INTERVALS, Summary
 from .sweep import add_sweeps
-from .table_model import CELLS, METRICS, RANKING, SYNTHETIC_NOTE, Count, Table, Tables, cell_notes, text_frame
+from .table_model import (CELLS, METRICS, RANKING, SYNTHETIC_NOTE, Count, Table, Tables, cell_notes, task_kinds,
+                          text_frame, usual_metric)
 from .thresholds import at_rule, parse_rule, unread_note
 
 TIDY_METRICS = (*PER_SPLIT, *RANKING)  # runs.csv: every metric of a split, the ranking ones too
@@ -227,17 +228,20 @@ def metric_note(metric: str, runs: list[RunRecord]) -> str:
     return text
 
 
-def build(records: list[RunRecord], metric: str = "accuracy", roles: dict[str, set[str]] | None = None,
+def build(records: list[RunRecord], metric: str | None = "accuracy", roles: dict[str, set[str]] | None = None,
           title: str = "all runs", planned: int | None = None, study: str = "",
           axes: dict[str, list] | None = None, interval: str = "seeds+images", correction: str = "holm",
           primary: str = "", shift_request: dict | None = None, threshold: str = "") -> Tables:
-    """Every table for a set of records (a whole store, or one study's runs). ``axes``: a sweep's swept settings
+    """Every table for a set of records (a whole store, or one study's runs), in ``metric`` (None: the one their
+    tasks are usually read by: AUROC where every task is binary or multi-label). ``axes``: a sweep's swept settings
     and their values ({"kd.temperature": [1, 2, 4, 8]}): columns of the long table, and the sweep tables.
     ``interval``: what intervals cover (seeds+images, or seeds); ``correction``: of each family's marks (holm, bh,
     none); ``primary``: the study's primary family (corrected alone; the rest exploratory); ``shift_request``: the
     request under shift the robustness tables read (None: the one most runs have); ``threshold``: the rule that
     chooses sensitivity's and specificity's thresholds on val ("" as each run chose: Youden's J; or
     sensitivity=0.9: :mod:`.thresholds`). See README, Statistics."""
+    if metric is None:  # the metric the runs' tasks are usually read by (AUROC for binary and multi-label)
+        metric = usual_metric(task_kinds([r for r in records if r.spec is not None]))
     if metric not in METRICS:
         raise UsageError(f"unknown metric '{metric}' (choose {', '.join(METRICS)})")
     if interval not in INTERVALS:

@@ -140,14 +140,13 @@ class ResultsScreen(Screen):
         ``threshold`` rule."""
         store = self.app.store
         try:
-            signature = (view, metric, tuple(sorted(store.finished())), threshold)
+            finished = tuple(sorted(store.finished()))
+            signature = (view, metric, finished, threshold)
             views = [ALL, *store.studies()]
-            study = None if view == ALL else view
-            tables = None if signature == last else store.tables(study, metric, threshold=threshold)
-            if tables is not None and not chosen and tables.usual_metric != metric:
-                metric = tables.usual_metric
-                signature = (view, metric, signature[2], threshold)
-                tables = store.tables(study, metric, threshold=threshold)
+            tables = None
+            if signature != last:  # not chosen: the runs' usual metric, found by the build itself (one build)
+                tables = store.tables(None if view == ALL else view, metric if chosen else None, threshold=threshold)
+                signature = (view, tables.metric, finished, threshold)
         except Exception as exc:  # noqa: BLE001 - a damaged store must not crash the app
             self.post_message(TablesRead((), None, [], exc))
             return
