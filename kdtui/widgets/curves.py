@@ -125,7 +125,7 @@ class CurvesPane(Vertical):
         self._last = 0.0
         self._asked = 0.0
         self._shown_title: str | None = None
-        self._drawn: tuple | None = None  # the last data drawn, drawn again when the pane's height changes
+        self._drawn: tuple | None = None  # the last data drawn, drawn again when the pane's size changes
         self._laid_out = None
 
     def compose(self):
@@ -206,7 +206,7 @@ class CurvesPane(Vertical):
                     acc_series.append((curves.epochs, curves.val_acc, name[:14], "dot", colour, False))
                     loss_series.append((curves.epochs, curves.val_loss, name[:14], "dot", colour, False))
                     losses += curves.val_loss
-        rows = max(1, loss.size.height - 6)
+        rows = max(1, loss.size.height - (6 if loss.titled else 5))  # the canvas, whichever way it is drawn now
         short = has_data and compact(rows, max(len(loss_series), len(acc_series)))
         if short:  # one key for both plots: each label once, in its colour
             seen: dict[str, tuple[str, str, str]] = {}  # one entry per colour: train ce (left) is train (right)
