@@ -126,11 +126,13 @@ def _family(records, metric: str, opts=StatsOptions()) -> list:
 
 
 def test_at_a_target_sensitivity_the_interval_keeps_its_promise_and_needs_the_val_images_share(monkeypatch):
-    """No true gain; 10 seeds; each method takes the 60 val images its own way (method_sd 1: its threshold moves
+    """No true gain; 10 seeds; each method takes the 30 val images its own way (method_sd 1: its threshold moves
     the same way on every seed, which the seeds' spread cannot see). Uncorrected, each 95 % interval at
     sensitivity=0.9 misses the truth in at most 5 % of cells (beyond Monte Carlo error); without the val images'
-    share through the threshold it misses far more, so the share is what keeps the promise (a design in which the
-    test can tell: at 3 seeds and 120 val images no cell was marked either way)."""
+    share through the threshold it misses far more, so the share is what keeps the promise. (A design in which the
+    test can tell: at 3 seeds and 120 val images no cell was marked either way. Over rng seeds 1-6 this design
+    missed 4-8 of 80 cells with the share and 18-42 of 80 without; the two teachers' cells of a table share a
+    baseline, so its cells are not quite independent, which the margins absorb.)"""
     from kdengine.reports import ranking
 
     def misses(share: bool) -> dict[str, list[bool]]:
@@ -139,7 +141,7 @@ def test_at_a_target_sensitivity_the_interval_keeps_its_promise_and_needs_the_va
         out = {"sensitivity": [], "specificity": []}
         for _ in range(20):
             records = at_rule(sim.ranked(rng, seeds=10, method_sd=1.0, teachers=("resnet18", "resnet34"),
-                                         val_images=60), "sensitivity=0.9")[0]
+                                         val_images=30), "sensitivity=0.9")[0]
             for metric in out:
                 out[metric] += [v.excludes_zero for v in _family(records, metric, StatsOptions("seeds+images", "none"))]
         return out
@@ -150,7 +152,8 @@ def test_at_a_target_sensitivity_the_interval_keeps_its_promise_and_needs_the_va
           + "; without: " + ", ".join(f"{m} {sum(v)}/{len(v)}" for m, v in without.items()))
     for metric, missed in kept.items():
         assert binomtest(sum(missed), len(missed), 0.05, alternative="greater").pvalue > 0.01, (metric, kept)
-    assert all(binomtest(sum(v), len(v), 0.05, alternative="greater").pvalue < 0.01 for v in without.values()), without
+    pooled = [m for v in without.values() for m in v]  # both metrics: a margin that holds over other draws
+    assert binomtest(sum(pooled), len(pooled), 0.05, alternative="greater").pvalue < 0.01, without
 
 
 def test_at_a_target_sensitivity_a_planted_gain_is_found():
@@ -196,6 +199,11 @@ async def test_kdtui_t_reads_sensitivity_at_the_next_rule(tmp_path):
         shown = {(r.run_id): r.metric("test", "sensitivity") for r in screen.tables.records}
         out = await export_with_keys(pilot, tmp_path / "export")  # e writes what the screen shows
         await wait_for(pilot, lambda: (out / "runs.csv").is_file(), timeout=30)
+        await pilot.press("h")  # and so does the report
+        await pilot.pause(0.2)
+        app.screen.query_one("#export-path").value = str(tmp_path / "report")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: (tmp_path / "report" / "report.html").is_file(), timeout=60)
     expected = {r.run_id: r.metric("test", "sensitivity")
                 for r in at_rule(collect(RunStore(tmp_path / "runs")), "sensitivity=0.8")[0]}
     assert shown == pytest.approx({k: expected[k] for k in shown}) and len(shown) >= 4
@@ -204,6 +212,7 @@ async def test_kdtui_t_reads_sensitivity_at_the_next_rule(tmp_path):
     written = {r.run_id: r.sensitivity for r in rows[rows["split"] == "test"].itertuples() if r.run_id in read}
     assert written == pytest.approx(read, abs=1e-6) and set(rows["threshold_rule"].dropna()) == {"sensitivity=0.8"}
     assert "the highest that reaches sensitivity 0.8" in (out / "students_normal.md").read_text()
+    assert "the highest that reaches sensitivity 0.8" in (tmp_path / "report" / "report.html").read_text()
 
 
 def test_the_run_line_says_what_metrics_json_holds(tmp_path):

@@ -22,7 +22,7 @@ def study_records(store: RunStore, name: str) -> tuple[dict, list[RunRecord]]:
     return record, [r for r in collect(store) if r.run_id in ids]
 
 
-def study_tables(store: RunStore, name: str, metric: str = "accuracy", **stats) -> Tables:
+def study_tables(store: RunStore, name: str, metric: str | None = "accuracy", **stats) -> Tables:
     """The tables of one study: its runs only, with the roles the study gave them, its primary comparison (the
     study file's ``primary``) and its own request under shift (the study file's ``[shift]``: another ``kdengine
     shift`` of its runs never takes its place)."""
