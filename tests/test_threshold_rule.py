@@ -131,7 +131,7 @@ def test_at_a_target_sensitivity_the_interval_keeps_its_promise_and_needs_the_va
     sensitivity=0.9 misses the truth in at most 5 % of cells (beyond Monte Carlo error); without the val images'
     share through the threshold it misses far more, so the share is what keeps the promise. (A design in which the
     test can tell: at 3 seeds and 120 val images no cell was marked either way. Over rng seeds 1-6 this design
-    missed 4-8 of 80 cells with the share and 18-42 of 80 without; the two teachers' cells of a table share a
+    missed 1-8 of 80 cells with the share and 18-42 of 80 without; the two teachers' cells of a table share a
     baseline, so its cells are not quite independent, which the margins absorb.)"""
     from kdengine.reports import ranking
 
